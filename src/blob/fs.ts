@@ -1,0 +1,165 @@
+import { randomUUID } from "node:crypto";
+import { type FileHandle, link, mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { assertValidKey, type BlobStore, compareKeys, DEFAULT_LIST_LIMIT, type ListOptions, type PutIfAbsentResult } from "./port.ts";
+
+/** Temp files live beside the keyspace on the same filesystem, so `link`/`rename` stay atomic. */
+const TEMP_DIR = ".tmp";
+
+/**
+ * A folder of files, one per key. Writes go to a temp file that is fsynced, then
+ * linked (put-if-absent: `link` fails with EEXIST if the name exists, atomically,
+ * across processes) or renamed (put) into place, and the folder is fsynced: a
+ * reader never sees a half-written object and an acknowledged object survives a crash.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly #root: string;
+  readonly #knownDirs = new Set<string>();
+
+  constructor(root: string) {
+    this.#root = root;
+  }
+
+  async get(key: string): Promise<string | null> {
+    try {
+      return await readFile(this.#path(key), "utf8");
+    } catch (error) {
+      if (isCode(error, "ENOENT") || isCode(error, "EISDIR") || isCode(error, "ENOTDIR")) return null;
+      throw error;
+    }
+  }
+
+  async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
+    const target = this.#path(key);
+    const temp = await this.#writeTemp(body);
+    try {
+      await this.#intoPlace(target, () => link(temp, target));
+    } catch (error) {
+      if (isCode(error, "EEXIST")) return "exists";
+      throw error;
+    } finally {
+      await unlink(temp).catch(() => {});
+    }
+    await syncDir(dirname(target));
+    return "created";
+  }
+
+  async put(key: string, body: string): Promise<void> {
+    const target = this.#path(key);
+    const temp = await this.#writeTemp(body);
+    try {
+      await this.#intoPlace(target, () => rename(temp, target));
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw error;
+    }
+    await syncDir(dirname(target));
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      return (await stat(this.#path(key))).isFile();
+    } catch (error) {
+      if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return false;
+      throw error;
+    }
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
+    const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+    const startAfter = options.startAfter ?? "";
+    // Walk only the deepest folder the prefix names; the rest of the prefix filters names.
+    const slash = prefix.lastIndexOf("/");
+    const dirKey = slash >= 0 ? prefix.slice(0, slash) : "";
+    if (dirKey !== "") assertValidKey(dirKey);
+    const keys: string[] = [];
+    await this.#walk(dirKey, prefix, startAfter, keys);
+    keys.sort(compareKeys);
+    return keys.slice(0, limit);
+  }
+
+  async #walk(dirKey: string, prefix: string, startAfter: string, out: string[]): Promise<void> {
+    let entries;
+    try {
+      entries = await readdir(dirKey === "" ? this.#root : join(this.#root, dirKey), { withFileTypes: true });
+    } catch (error) {
+      if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return;
+      throw error;
+    }
+    for (const entry of entries) {
+      if (dirKey === "" && entry.name === TEMP_DIR) continue;
+      const key = dirKey === "" ? entry.name : `${dirKey}/${entry.name}`;
+      if (entry.isDirectory()) {
+        // Descend only where keys below could still match the prefix.
+        const below = `${key}/`;
+        if (below.startsWith(prefix) || prefix.startsWith(below)) await this.#walk(key, prefix, startAfter, out);
+      } else if (entry.isFile() && key.startsWith(prefix) && key > startAfter) {
+        out.push(key);
+      }
+    }
+  }
+
+  #path(key: string): string {
+    assertValidKey(key);
+    if (key === TEMP_DIR || key.startsWith(`${TEMP_DIR}/`)) throw new Error(`reserved blob key: ${key}`);
+    return join(this.#root, key);
+  }
+
+  async #writeTemp(body: string): Promise<string> {
+    const tempDir = join(this.#root, TEMP_DIR);
+    await this.#ensureDir(tempDir);
+    const temp = join(tempDir, randomUUID());
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(temp, "wx").catch(async (error: unknown) => {
+        if (!isCode(error, "ENOENT")) throw error;
+        this.#knownDirs.clear();
+        await this.#ensureDir(tempDir);
+        return open(temp, "wx");
+      });
+      await handle.writeFile(body, "utf8");
+      await handle.sync();
+    } catch (error) {
+      await handle?.close().catch(() => {});
+      handle = undefined;
+      await unlink(temp).catch(() => {});
+      throw error;
+    } finally {
+      await handle?.close();
+    }
+    return temp;
+  }
+
+  /** Runs `move` after making the target's folder; once more if the folder vanished meanwhile. */
+  async #intoPlace(target: string, move: () => Promise<void>): Promise<void> {
+    const dir = dirname(target);
+    await this.#ensureDir(dir);
+    try {
+      await move();
+    } catch (error) {
+      if (!isCode(error, "ENOENT")) throw error;
+      this.#knownDirs.clear();
+      await this.#ensureDir(dir);
+      await move();
+    }
+  }
+
+  async #ensureDir(dir: string): Promise<void> {
+    if (this.#knownDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.#knownDirs.add(dir);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
+}

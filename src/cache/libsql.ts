@@ -1,0 +1,321 @@
+import type { Client, InStatement, ResultSet, Row } from "@libsql/client";
+import type { Artifact, ThreadState } from "../model/artifact.ts";
+import type { WriteContext } from "../model/decide.ts";
+import { type Patch, toEvent } from "../model/patch.ts";
+import type { ArtifactCache, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
+import { SCHEMA } from "./schema.ts";
+
+export interface LibsqlCacheOptions {
+  /** Opens the client; called lazily, and again after a failure, so boot never waits on libSQL. */
+  connect: () => Client;
+  /** Whether the URL is a local file: only then do file PRAGMAs apply. */
+  local: boolean;
+  /** A call slower than this counts as the cache being down (ms). */
+  callTimeoutMs?: number;
+  /** After a failure, calls fail fast for this long before libSQL is tried again (ms). */
+  retryAfterMs?: number;
+}
+
+/** Patches applied per batch during catch-up: bounded so one batch stays small. */
+const APPLY_CHUNK = 200;
+
+export class CacheUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super("libSQL cache unavailable", { cause });
+    this.name = "CacheUnavailableError";
+  }
+}
+
+/**
+ * The libSQL cache. Each public method is one `batch` (one round trip, one
+ * transaction). Writes are guarded so the cache only ever holds a contiguous
+ * prefix of the rollout: a patch applies only where the thread row is at seq - 1.
+ */
+export class LibsqlCache implements ArtifactCache {
+  readonly #options: Required<LibsqlCacheOptions>;
+  #client: Client | null = null;
+  #ready: Promise<Client> | null = null;
+  #downUntil = 0;
+
+  constructor(options: LibsqlCacheOptions) {
+    this.#options = { callTimeoutMs: 5000, retryAfterMs: 1000, ...options };
+  }
+
+  async apply(tenant: string, patches: readonly Patch[]): Promise<number> {
+    let seq = -1;
+    for (let i = 0; i < patches.length; i += APPLY_CHUNK) {
+      const chunk = patches.slice(i, i + APPLY_CHUNK);
+      const statements = chunk.flatMap((patch) => applyStatements(tenant, patch));
+      statements.push(seqStatement(tenant, (chunk[0] as Patch).threadId));
+      const results = await this.#batch(statements, "write");
+      seq = seqFrom(results[results.length - 1] as ResultSet);
+      // A chunk that did not land (a gap) means the rest cannot either.
+      if (seq < (chunk[chunk.length - 1] as Patch).seq) break;
+    }
+    return seq;
+  }
+
+  async install(tenant: string, state: ThreadState): Promise<number> {
+    const token = crypto.randomUUID();
+    const key = { t: tenant, th: state.threadId };
+    // Only the batch whose INSERT created the row (its token) fills it.
+    const mine = `(SELECT installer FROM threads WHERE tenant = :t AND thread_id = :th) = :token`;
+    const statements: InStatement[] = [
+      {
+        sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, event_floor, installer)
+              VALUES (:t, :th, :created, :updated, :seq, :seq, :token) ON CONFLICT DO NOTHING`,
+        args: { ...key, created: state.createdAt, updated: state.updatedAt, seq: state.seq, token },
+      },
+      { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${mine}`, args: { ...key, token } },
+      ...state.artifacts.map((artifact, index) => ({
+        sql: `INSERT OR REPLACE INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
+              SELECT :t, :th, :id, :position, :type, :identity, :version, :body WHERE ${mine}`,
+        args: { ...key, token, ...artifactArgs(artifact), position: index + 1 },
+      })),
+      seqStatement(tenant, state.threadId),
+    ];
+    const results = await this.#batch(statements, "write");
+    return seqFrom(results[results.length - 1] as ResultSet);
+  }
+
+  async seq(tenant: string, threadId: string): Promise<number> {
+    const [result] = await this.#batch([seqStatement(tenant, threadId)], "read");
+    return seqFrom(result as ResultSet);
+  }
+
+  async readThread(tenant: string, threadId: string): Promise<ThreadState | null> {
+    const args = { t: tenant, th: threadId };
+    const [thread, artifacts] = await this.#batch(
+      [
+        { sql: `SELECT created_at, updated_at, seq FROM threads WHERE tenant = :t AND thread_id = :th`, args },
+        { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th ORDER BY position`, args },
+      ],
+      "read",
+    );
+    const row = thread?.rows[0];
+    if (!row) return null;
+    return {
+      threadId,
+      createdAt: String(row.created_at),
+      updatedAt: String(row.updated_at),
+      seq: Number(row.seq),
+      artifacts: (artifacts as ResultSet).rows.map(parseBody),
+    };
+  }
+
+  async writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext> {
+    const args = { t: tenant, th: threadId };
+    const lookup: InStatement =
+      target.by === "id"
+        ? { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { ...args, id: target.artifactId } }
+        : {
+            sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key IS :identity`,
+            args: { ...args, type: target.artifactType, identity: target.identityKey },
+          };
+    const [seq, count, found] = await this.#batch(
+      [seqStatement(tenant, threadId), { sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`, args }, lookup],
+      "read",
+    );
+    // Without an identityKey a create never matches an existing artifact.
+    const row = target.by === "identity" && target.identityKey === null ? undefined : found?.rows[0];
+    return {
+      seq: seqFrom(seq as ResultSet),
+      artifactCount: Number(count?.rows[0]?.n ?? 0),
+      target: row ? parseBody(row) : null,
+    };
+  }
+
+  async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }> {
+    const [seq, found] = await this.#batch(
+      [
+        seqStatement(tenant, threadId),
+        { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { t: tenant, th: threadId, id: artifactId } },
+      ],
+      "read",
+    );
+    const row = found?.rows[0];
+    return { seq: seqFrom(seq as ResultSet), artifact: row ? parseBody(row) : null };
+  }
+
+  async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]> {
+    const after = page.after
+      ? `AND (updated_at < :u OR (updated_at = :u AND thread_id < :th))`
+      : "";
+    const args = { t: tenant, limit: page.limit, u: page.after?.updatedAt ?? null, th: page.after?.threadId ?? null };
+    const pageSql = `SELECT thread_id FROM threads WHERE tenant = :t ${after} ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`;
+    const [threads, artifacts] = await this.#batch(
+      [
+        {
+          sql: `SELECT thread_id, created_at, updated_at, seq FROM threads WHERE tenant = :t ${after}
+                ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`,
+          args,
+        },
+        {
+          sql: `SELECT thread_id, body FROM artifacts WHERE tenant = :t AND thread_id IN (${pageSql}) ORDER BY thread_id, position`,
+          args,
+        },
+      ],
+      "read",
+    );
+    const byThread = new Map<string, Artifact[]>();
+    for (const row of (artifacts as ResultSet).rows) {
+      const id = String(row.thread_id);
+      let list = byThread.get(id);
+      if (!list) byThread.set(id, (list = []));
+      list.push(parseBody(row));
+    }
+    return (threads as ResultSet).rows.map((row) => ({
+      threadId: String(row.thread_id),
+      createdAt: String(row.created_at),
+      updatedAt: String(row.updated_at),
+      seq: Number(row.seq),
+      artifacts: byThread.get(String(row.thread_id)) ?? [],
+    }));
+  }
+
+  async events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage> {
+    const args = { t: tenant, th: threadId, after: afterSeq, limit };
+    const [thread, events] = await this.#batch(
+      [
+        { sql: `SELECT seq, event_floor FROM threads WHERE tenant = :t AND thread_id = :th`, args },
+        { sql: `SELECT seq, data FROM events WHERE tenant = :t AND thread_id = :th AND seq > :after ORDER BY seq LIMIT :limit`, args },
+      ],
+      "read",
+    );
+    const row = thread?.rows[0];
+    return {
+      seq: row ? Number(row.seq) : 0,
+      floor: row ? Number(row.event_floor) : 0,
+      events: (events as ResultSet).rows.map((r) => ({ seq: Number(r.seq), data: String(r.data) })),
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.#batch(["SELECT 1"], "read", { ignoreBreaker: true });
+  }
+
+  close(): void {
+    this.#client?.close();
+    this.#client = null;
+    this.#ready = null;
+  }
+
+  async #batch(statements: InStatement[], mode: "read" | "write", opts: { ignoreBreaker?: boolean } = {}): Promise<ResultSet[]> {
+    if (!opts.ignoreBreaker && Date.now() < this.#downUntil) throw new CacheUnavailableError("recently failed");
+    try {
+      const client = await this.#connected();
+      return await withTimeout(client.batch(statements, mode), this.#options.callTimeoutMs);
+    } catch (error) {
+      if (isConnectionFailure(error)) {
+        this.#downUntil = Date.now() + this.#options.retryAfterMs;
+        this.close();
+        throw new CacheUnavailableError(error);
+      }
+      throw error;
+    }
+  }
+
+  #connected(): Promise<Client> {
+    this.#ready ??= this.#migrate().catch((error: unknown) => {
+      this.#ready = null;
+      throw error;
+    });
+    return this.#ready;
+  }
+
+  async #migrate(): Promise<Client> {
+    const client = this.#options.connect();
+    this.#client = client;
+    if (this.#options.local) {
+      // The cache is rebuildable, so WAL with synchronous=NORMAL: the one fsync per
+      // write is the rollout's. Both are connection settings; the client is opened
+      // with a single connection so they hold for every call.
+      await withTimeout(client.execute("PRAGMA journal_mode = WAL"), this.#options.callTimeoutMs);
+      await withTimeout(client.execute("PRAGMA synchronous = NORMAL"), this.#options.callTimeoutMs);
+    }
+    await withTimeout(client.batch([...SCHEMA], "write"), this.#options.callTimeoutMs);
+    return client;
+  }
+}
+
+function applyStatements(tenant: string, patch: Patch): InStatement[] {
+  const key = { t: tenant, th: patch.threadId, seq: patch.seq };
+  const guard = `(SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th) = :seq`;
+  const statements: InStatement[] = [
+    {
+      sql: `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
+      args: { ...key, at: patch.at },
+    },
+  ];
+  if (patch.seq === 1) {
+    statements.push({
+      sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq) VALUES (:t, :th, :at, :at, 1) ON CONFLICT DO NOTHING`,
+      args: { t: tenant, th: patch.threadId, at: patch.at },
+    });
+  }
+  // Every statement below is guarded by the thread row now being at this seq, and is
+  // idempotent, so re-applying the head patch changes nothing and a gap applies nothing.
+  if (patch.op === "remove") {
+    statements.push({ sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id AND ${guard}`, args: { ...key, id: patch.artifact.id } });
+  } else {
+    statements.push({
+      sql: `INSERT INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
+            SELECT :t, :th, :id, :seq, :type, :identity, :version, :body WHERE ${guard}
+            ON CONFLICT (tenant, thread_id, id) DO UPDATE SET version = excluded.version, body = excluded.body`,
+      args: { ...key, ...artifactArgs(patch.artifact) },
+    });
+  }
+  statements.push({
+    sql: `INSERT OR IGNORE INTO events (tenant, thread_id, seq, data) SELECT :t, :th, :seq, :data WHERE ${guard}`,
+    args: { ...key, data: JSON.stringify(toEvent(patch)) },
+  });
+  return statements;
+}
+
+function artifactArgs(artifact: Artifact) {
+  return {
+    id: artifact.id,
+    type: artifact.artifactType,
+    identity: artifact.identityKey,
+    version: artifact.version,
+    body: JSON.stringify(artifact),
+  };
+}
+
+function seqStatement(tenant: string, threadId: string): InStatement {
+  return { sql: `SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th`, args: { t: tenant, th: threadId } };
+}
+
+function seqFrom(result: ResultSet): number {
+  const row = result.rows[0];
+  return row ? Number(row.seq) : 0;
+}
+
+function parseBody(row: Row): Artifact {
+  return JSON.parse(String(row.body)) as Artifact;
+}
+
+/**
+ * Anything but a constraint or SQL error means libSQL is unreachable or unusable
+ * right now; SQL errors are bugs and must surface, not be hidden as "down".
+ */
+function isConnectionFailure(error: unknown): boolean {
+  if (error instanceof CacheUnavailableError || error instanceof CallTimeoutError) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  return code !== "SQLITE_CONSTRAINT" && code !== "SQL_PARSE_ERROR" && code !== "SQLITE_ERROR";
+}
+
+class CallTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`libSQL call took longer than ${ms} ms`);
+    this.name = "CallTimeoutError";
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CallTimeoutError(ms)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

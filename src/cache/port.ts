@@ -1,0 +1,49 @@
+import type { Artifact, ThreadState } from "../model/artifact.ts";
+import type { WriteContext } from "../model/decide.ts";
+import type { Patch } from "../model/patch.ts";
+
+/** Which artifact a write decision needs: by identity (create) or by id (update/remove). */
+export type TargetLookup =
+  | { by: "identity"; artifactType: string; identityKey: string | null }
+  | { by: "id"; artifactId: string };
+
+export interface CachedEvent {
+  seq: number;
+  /** The event's `data:` JSON, one line. */
+  data: string;
+}
+
+export interface EventPage {
+  /** The thread's cached seq (0 if the cache has no row for it). */
+  seq: number;
+  /** Events with seq <= floor are not in the log: read them from the rollout. */
+  floor: number;
+  events: CachedEvent[];
+}
+
+/**
+ * The materialized cache. Every method may throw (the cache is allowed to be down);
+ * callers fall back to the rollout. All reads of one call are one consistent snapshot.
+ */
+export interface ArtifactCache {
+  /** Applies patches in order, each only on top of its predecessor; returns the cached seq afterwards. */
+  apply(tenant: string, patches: readonly Patch[]): Promise<number>;
+  /** Puts a whole thread state (from a snapshot) into a cache that has no row for the thread. */
+  install(tenant: string, state: ThreadState): Promise<number>;
+  /** The cached seq of a thread, 0 if unknown. */
+  seq(tenant: string, threadId: string): Promise<number>;
+  readThread(tenant: string, threadId: string): Promise<ThreadState | null>;
+  writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext>;
+  getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }>;
+  listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]>;
+  events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage>;
+  /** Throws unless the cache answers (and its schema is in place). */
+  ping(): Promise<void>;
+  close(): void;
+}
+
+/** A keyset position in the thread list (updatedAt desc, threadId desc). */
+export interface ThreadCursor {
+  updatedAt: string;
+  threadId: string;
+}

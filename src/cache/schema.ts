@@ -1,0 +1,45 @@
+/**
+ * The cache schema. Everything here can be rebuilt from the rollout, so it is
+ * created idempotently on first use and never migrated destructively.
+ *
+ * - threads: one row per thread; `seq` is the last patch applied (the cache holds
+ *   exactly the rollout prefix 1..seq); events with seq <= `event_floor` are not in
+ *   the event log (the thread was installed from a snapshot) and are read from the
+ *   rollout instead; `installer` marks the row a snapshot install created.
+ * - artifacts: the materialized latest list; `body` is the artifact's JSON, served as is;
+ *   `position` orders creation.
+ * - events: the durable event log the live stream reads, one row per patch.
+ */
+export const SCHEMA: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS threads (
+    tenant TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_floor INTEGER NOT NULL DEFAULT 0,
+    installer TEXT,
+    PRIMARY KEY (tenant, thread_id)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX IF NOT EXISTS threads_by_recency ON threads (tenant, updated_at DESC, thread_id DESC)`,
+  `CREATE TABLE IF NOT EXISTS artifacts (
+    tenant TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    artifact_type TEXT NOT NULL,
+    identity_key TEXT,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, thread_id, id)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX IF NOT EXISTS artifacts_by_position ON artifacts (tenant, thread_id, position)`,
+  `CREATE INDEX IF NOT EXISTS artifacts_by_identity ON artifacts (tenant, thread_id, artifact_type, identity_key)`,
+  `CREATE TABLE IF NOT EXISTS events (
+    tenant TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (tenant, thread_id, seq)
+  ) WITHOUT ROWID`,
+];

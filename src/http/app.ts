@@ -1,0 +1,181 @@
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ThreadState } from "../model/artifact.ts";
+import { toThreadView } from "../model/artifact.ts";
+import type { WriteCommand } from "../model/decide.ts";
+import { ProblemError } from "../model/errors.ts";
+import { type JsonValue, utf8Bytes } from "../model/json.ts";
+import {
+  ArtifactIdSchema,
+  CreateArtifactBodySchema,
+  ListThreadsQuerySchema,
+  ReadThreadQuerySchema,
+  ThreadIdSchema,
+  UpdateArtifactBodySchema,
+} from "../model/schemas.ts";
+import type { ArtifactService, WriteResult } from "../service/artifact-service.ts";
+import { readJsonBody } from "./body.ts";
+import { CursorCodec } from "./cursor.ts";
+import { openApiDocument } from "./openapi.ts";
+import { matchesIfNoneMatch, parseIfMatch } from "./preconditions.ts";
+import { problemResponse } from "./problem.ts";
+import { parseOr400 } from "./validate.ts";
+
+export interface AppOptions {
+  service: ArtifactService;
+  /** Signs list cursors. Processes serving one deployment must share it. */
+  cursorSecret: string;
+  /** Where unexpected errors go; never sent to the client. */
+  logError?: (error: unknown) => void;
+}
+
+export type AppEnv = { Variables: { tenant: string } };
+
+/** Room for artifactType, identityKey and JSON punctuation around a full-size payload. */
+const BODY_OVERHEAD_BYTES = 16 * 1024;
+
+/** Every route of API.md and the methods it allows, for 405s with `Allow`. */
+const ROUTES: ReadonlyArray<readonly [string, string]> = [
+  ["/v1/threads/:threadId/artifacts", "POST"],
+  ["/v1/threads/:threadId/artifacts/:artifactId", "GET, HEAD, PATCH, DELETE"],
+  ["/v1/threads/:threadId", "GET, HEAD"],
+  ["/v1/threads", "GET, HEAD"],
+  ["/v1/openapi.json", "GET, HEAD"],
+  ["/healthz", "GET, HEAD"],
+];
+
+export function createApp(options: AppOptions): Hono<AppEnv> {
+  const { service } = options;
+  const cursors = new CursorCodec(options.cursorSecret);
+  const maxBodyBytes = service.limits.maxPayloadBytes + BODY_OVERHEAD_BYTES;
+  const logError = options.logError ?? ((error: unknown) => console.error("unexpected error", describe(error)));
+  const app = new Hono<AppEnv>();
+
+  app.use(async (c, next) => {
+    // Tokens and tenants arrive with the auth issue; until then everything is `local`.
+    c.set("tenant", "local");
+    await next();
+  });
+
+  app.post("/v1/threads/:threadId/artifacts", async (c) => {
+    const threadId = threadIdOf(c);
+    const body = parseOr400(CreateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
+    const payload = checkPayload(body.payload, service.limits.maxPayloadBytes);
+    const result = await service.write(c.get("tenant"), threadId, {
+      kind: "create",
+      artifactType: body.artifactType,
+      identityKey: body.identityKey ?? null,
+      payload,
+    });
+    if (result.created) c.header("location", `/v1/threads/${threadId}/artifacts/${result.artifact.id}`);
+    return c.json(writeBody(result), result.created ? 201 : 200);
+  });
+
+  app.get("/v1/threads/:threadId", async (c) => {
+    const threadId = threadIdOf(c);
+    const query = parseOr400(ReadThreadQuerySchema, c.req.query(), "query");
+    const { state, source } = await service.readThread(c.get("tenant"), threadId, {
+      consistency: query.consistency,
+      ...(query.minSeq === undefined ? {} : { minSeq: query.minSeq }),
+    });
+    const etag = `"${state.seq}"`;
+    c.header("etag", etag);
+    c.header("x-artifacts-source", source);
+    c.header("cache-control", "no-cache");
+    if (matchesIfNoneMatch(c.req.header("if-none-match"), etag)) return c.body(null, 304);
+    return c.json({ thread: toThreadView(state) });
+  });
+
+  app.get("/v1/threads/:threadId/artifacts/:artifactId", async (c) => {
+    const threadId = threadIdOf(c);
+    const artifactId = artifactIdOf(c);
+    const { artifact, source } = await service.getArtifact(c.get("tenant"), threadId, artifactId);
+    c.header("etag", `"${artifact.version}"`);
+    c.header("x-artifacts-source", source);
+    return c.json({ artifact });
+  });
+
+  app.patch("/v1/threads/:threadId/artifacts/:artifactId", async (c) => {
+    const threadId = threadIdOf(c);
+    const artifactId = artifactIdOf(c);
+    const precondition = parseIfMatch(c.req.header("if-match"));
+    const body = parseOr400(UpdateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
+    const payload = checkPayload(body.payload, service.limits.maxPayloadBytes);
+    const command: WriteCommand = { kind: "update", artifactId, payload, precondition };
+    return c.json(writeBody(await service.write(c.get("tenant"), threadId, command)));
+  });
+
+  app.delete("/v1/threads/:threadId/artifacts/:artifactId", async (c) => {
+    const threadId = threadIdOf(c);
+    const artifactId = artifactIdOf(c);
+    const precondition = parseIfMatch(c.req.header("if-match"));
+    const result = await service.write(c.get("tenant"), threadId, { kind: "remove", artifactId, precondition });
+    return c.json({ removed: { id: result.artifact.id, seq: result.thread.rolloutSeq }, thread: result.thread });
+  });
+
+  app.get("/v1/threads", async (c) => {
+    const tenant = c.get("tenant");
+    const query = parseOr400(ListThreadsQuerySchema, c.req.query(), "query");
+    const after = query.cursor === undefined ? null : await cursors.decode(tenant, query.cursor);
+    const page = await service.listThreads(tenant, { after, limit: query.limit });
+    return c.json({
+      threads: page.threads.map((state: ThreadState) => toThreadView(state)),
+      nextCursor: page.next ? await cursors.encode(tenant, page.next) : null,
+    });
+  });
+
+  app.get("/v1/openapi.json", (c) => c.json(openApiDocument()));
+
+  app.get("/healthz", async (c) => {
+    const health = await service.health();
+    return c.json({ ok: health.rollout === "up", ...health }, health.rollout === "up" ? 200 : 503);
+  });
+
+  for (const [path, allow] of ROUTES) {
+    app.all(path, () => {
+      throw new ProblemError("invalid_request", `method not allowed; this route allows ${allow}`, { status: 405 });
+    });
+  }
+
+  app.notFound((c) => problemResponse(new ProblemError("invalid_request", `no route ${c.req.method} ${c.req.path}`, { status: 404 })));
+
+  app.onError((error, c) => {
+    if (error instanceof ProblemError) {
+      const allow = error.status === 405 ? ROUTES.find(([path]) => routeMatches(path, c.req.path))?.[1] : undefined;
+      return problemResponse(error, allow ? { allow } : {});
+    }
+    logError(error);
+    return problemResponse(new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }));
+  });
+
+  return app;
+}
+
+function threadIdOf(c: Context<AppEnv>): string {
+  return parseOr400(ThreadIdSchema, c.req.param("threadId"), "path threadId");
+}
+
+function artifactIdOf(c: Context<AppEnv>): string {
+  return parseOr400(ArtifactIdSchema, c.req.param("artifactId"), "path artifactId").toLowerCase();
+}
+
+function checkPayload(payload: unknown, maxBytes: number): JsonValue {
+  if (utf8Bytes(JSON.stringify(payload)) > maxBytes) {
+    throw new ProblemError("payload_too_large", `payload serializes to more than ${maxBytes} bytes`);
+  }
+  return payload as JsonValue;
+}
+
+function writeBody(result: WriteResult) {
+  return { artifact: result.artifact, thread: result.thread };
+}
+
+function routeMatches(pattern: string, path: string): boolean {
+  const a = pattern.split("/");
+  const b = path.split("/");
+  return a.length === b.length && a.every((part, i) => part.startsWith(":") || part === b[i]);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

@@ -1,0 +1,61 @@
+import { ProblemError } from "../model/errors.ts";
+
+/**
+ * Reads a JSON request body without ever holding more than `maxBytes` of it: a
+ * declared `Content-Length` over the bound is refused unread, and a body that
+ * streams past the bound is cancelled, whatever the header said.
+ */
+export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+  const contentType = request.headers.get("content-type");
+  if (!contentType || !isJsonMediaType(contentType)) {
+    throw new ProblemError("unsupported_media_type", "the body must be application/json");
+  }
+  const declared = request.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
+    throw tooLarge(maxBytes);
+  }
+  const text = await readBounded(request, maxBytes);
+  if (text.trim() === "") throw new ProblemError("invalid_request", "the request body is empty");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ProblemError("invalid_request", "the request body is not valid JSON");
+  }
+}
+
+function isJsonMediaType(value: string): boolean {
+  const mediaType = (value.split(";")[0] ?? "").trim().toLowerCase();
+  return mediaType === "application/json" || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
+}
+
+async function readBounded(request: Request, maxBytes: number): Promise<string> {
+  if (!request.body) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ProblemError("invalid_request", "the request body is not valid UTF-8");
+  }
+}
+
+function tooLarge(maxBytes: number): ProblemError {
+  return new ProblemError("payload_too_large", `the request body exceeds ${maxBytes} bytes`);
+}

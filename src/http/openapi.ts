@@ -1,0 +1,147 @@
+import { toJsonSchema } from "@valibot/to-json-schema";
+import type { GenericSchema } from "valibot";
+import {
+  ArtifactSchema,
+  CreateArtifactBodySchema,
+  GetArtifactResponseSchema,
+  HealthSchema,
+  ListThreadsResponseSchema,
+  ProblemSchema,
+  ReadThreadResponseSchema,
+  RemoveResponseSchema,
+  ThreadIdSchema,
+  UpdateArtifactBodySchema,
+  WriteResponseSchema,
+} from "../model/schemas.ts";
+
+/** JSON Schema of a valibot schema, for OpenAPI 3.1 (which uses JSON Schema 2020-12 as is). */
+function schema(s: GenericSchema): Record<string, unknown> {
+  const { $schema: _ignored, ...rest } = toJsonSchema(s, { errorMode: "ignore", typeMode: "output" }) as Record<string, unknown>;
+  return rest;
+}
+
+const problem = (description: string) => ({
+  description,
+  content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+});
+const json = (description: string, ref: string, headers?: Record<string, unknown>) => ({
+  description,
+  ...(headers ? { headers } : {}),
+  content: { "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } },
+});
+const threadIdParam = { name: "threadId", in: "path", required: true, schema: schema(ThreadIdSchema) };
+const artifactIdParam = { name: "artifactId", in: "path", required: true, schema: { type: "string", format: "uuid" } };
+const ifMatch = { name: "If-Match", in: "header", required: false, schema: { type: "string" }, description: 'Quoted artifact version, e.g. "3"' };
+const errors = {
+  "400": problem("invalid_request"),
+  "401": problem("unauthorized"),
+  "503": problem("unavailable (with Retry-After)"),
+};
+
+let cached: Record<string, unknown> | undefined;
+
+/** The OpenAPI 3.1 document, generated from the same valibot schemas the handlers validate with. */
+export function openApiDocument(): Record<string, unknown> {
+  cached ??= {
+    openapi: "3.1.0",
+    info: { title: "Thread artifacts", version: "1.0.0", description: "Artifacts attached to conversation threads, with a durable patch rollout and live updates." },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: {
+        Artifact: schema(ArtifactSchema),
+        CreateArtifactBody: schema(CreateArtifactBodySchema),
+        UpdateArtifactBody: schema(UpdateArtifactBodySchema),
+        WriteResponse: schema(WriteResponseSchema),
+        RemoveResponse: schema(RemoveResponseSchema),
+        ReadThreadResponse: schema(ReadThreadResponseSchema),
+        GetArtifactResponse: schema(GetArtifactResponseSchema),
+        ListThreadsResponse: schema(ListThreadsResponseSchema),
+        Health: schema(HealthSchema),
+        Problem: schema(ProblemSchema),
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      "/v1/threads/{threadId}/artifacts": {
+        post: {
+          operationId: "createArtifact",
+          parameters: [threadIdParam],
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/CreateArtifactBody" } } } },
+          responses: {
+            "201": json("created", "WriteResponse", { Location: { schema: { type: "string" } } }),
+            "200": json("idempotent retry: the artifact already exists with an equal payload", "WriteResponse"),
+            "409": problem("identity_conflict"),
+            "413": problem("payload_too_large"),
+            "415": problem("unsupported_media_type"),
+            "422": problem("thread_full"),
+            ...errors,
+          },
+        },
+      },
+      "/v1/threads/{threadId}": {
+        get: {
+          operationId: "readThread",
+          parameters: [
+            threadIdParam,
+            { name: "consistency", in: "query", schema: { enum: ["strong", "cache"], default: "strong" } },
+            { name: "minSeq", in: "query", schema: { type: "integer", minimum: 0 } },
+            { name: "If-None-Match", in: "header", schema: { type: "string" } },
+          ],
+          responses: {
+            "200": json("the thread", "ReadThreadResponse", {
+              ETag: { schema: { type: "string" } },
+              "X-Artifacts-Source": { schema: { enum: ["cache", "rollout", "repaired"] } },
+            }),
+            "304": { description: "not modified" },
+            "404": problem("thread_not_found"),
+            ...errors,
+          },
+        },
+      },
+      "/v1/threads/{threadId}/artifacts/{artifactId}": {
+        get: {
+          operationId: "getArtifact",
+          parameters: [threadIdParam, artifactIdParam],
+          responses: { "200": json("the artifact", "GetArtifactResponse"), "404": problem("thread_not_found or artifact_not_found"), ...errors },
+        },
+        patch: {
+          operationId: "updateArtifact",
+          parameters: [threadIdParam, artifactIdParam, ifMatch],
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/UpdateArtifactBody" } } } },
+          responses: {
+            "200": json("updated", "WriteResponse"),
+            "404": problem("thread_not_found or artifact_not_found"),
+            "412": problem("version_conflict"),
+            "413": problem("payload_too_large"),
+            "415": problem("unsupported_media_type"),
+            ...errors,
+          },
+        },
+        delete: {
+          operationId: "removeArtifact",
+          parameters: [threadIdParam, artifactIdParam, ifMatch],
+          responses: {
+            "200": json("removed", "RemoveResponse"),
+            "404": problem("thread_not_found or artifact_not_found"),
+            "412": problem("version_conflict"),
+            ...errors,
+          },
+        },
+      },
+      "/v1/threads": {
+        get: {
+          operationId: "listThreads",
+          parameters: [
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 200, default: 50 } },
+            { name: "cursor", in: "query", schema: { type: "string" } },
+          ],
+          responses: { "200": json("threads by updatedAt descending", "ListThreadsResponse"), ...errors },
+        },
+      },
+      "/healthz": {
+        get: { operationId: "health", security: [], responses: { "200": json("healthy", "Health"), "503": json("rollout store down", "Health") } },
+      },
+    },
+  };
+  return cached;
+}

@@ -1,0 +1,11 @@
+import * as v from "valibot";
+import { invalid } from "./problem.ts";
+
+/** Parses `input` with `schema` or throws a 400 naming the first problem and where it is. */
+export function parseOr400<const S extends v.GenericSchema>(schema: S, input: unknown, what: string): v.InferOutput<S> {
+  const result = v.safeParse(schema, input, { abortEarly: true });
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const path = issue.path?.map((item) => String(item.key)).join(".");
+  throw invalid(`${what}${path ? ` ${path}` : ""}: ${issue.message}`);
+}

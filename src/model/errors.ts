@@ -1,0 +1,53 @@
+/** Every problem code of API.md, with the HTTP status it always travels with. */
+export const PROBLEM_STATUS = {
+  invalid_request: 400,
+  unauthorized: 401,
+  thread_not_found: 404,
+  artifact_not_found: 404,
+  identity_conflict: 409,
+  version_conflict: 412,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  thread_full: 422,
+  unavailable: 503,
+} as const;
+
+export type ProblemCode = keyof typeof PROBLEM_STATUS;
+
+const TITLES: Record<ProblemCode, string> = {
+  invalid_request: "Invalid request",
+  unauthorized: "Unauthorized",
+  thread_not_found: "Thread not found",
+  artifact_not_found: "Artifact not found",
+  identity_conflict: "Identity conflict",
+  version_conflict: "Version conflict",
+  payload_too_large: "Payload too large",
+  unsupported_media_type: "Unsupported media type",
+  thread_full: "Thread full",
+  unavailable: "Service unavailable",
+};
+
+/**
+ * A failure the client can act on. Anything else that escapes is a bug or an
+ * infrastructure fault and is reported as `unavailable`, never with its message.
+ */
+export class ProblemError extends Error {
+  readonly code: ProblemCode;
+  readonly detail: string;
+  /** Overrides the code's usual status (404/405 for unknown routes and methods). */
+  readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ProblemCode, detail: string, options: { status?: number; retryAfterSeconds?: number } = {}) {
+    super(`${code}: ${detail}`);
+    this.name = "ProblemError";
+    this.code = code;
+    this.detail = detail;
+    this.status = options.status ?? PROBLEM_STATUS[code];
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  get title(): string {
+    return TITLES[this.code];
+  }
+}

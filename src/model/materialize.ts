@@ -1,0 +1,35 @@
+import type { Artifact, ThreadState } from "./artifact.ts";
+import type { Patch } from "./patch.ts";
+
+/** Patches handed to `materialize` must continue the state without a hole. */
+export class PatchGapError extends Error {
+  constructor(expected: number, got: number) {
+    super(`patch gap: expected seq ${expected}, got ${got}`);
+    this.name = "PatchGapError";
+  }
+}
+
+/**
+ * Applies `patches` (contiguous, starting at `base.seq + 1`, or at 1 without a base)
+ * to `base`. Pure and deterministic: the same inputs always give an equal state, and
+ * `base` is not modified.
+ */
+export function materialize(base: ThreadState | null, patches: readonly Patch[]): ThreadState | null {
+  if (patches.length === 0) return base;
+  const first = patches[0] as Patch;
+  // A Map keeps insertion order, which is creation order: updates replace in place.
+  const byId = new Map<string, Artifact>();
+  for (const artifact of base?.artifacts ?? []) byId.set(artifact.id, artifact);
+  let seq = base?.seq ?? 0;
+  const threadId = base?.threadId ?? first.threadId;
+  const createdAt = base?.createdAt ?? first.at;
+  let updatedAt = base?.updatedAt ?? first.at;
+  for (const patch of patches) {
+    if (patch.seq !== seq + 1) throw new PatchGapError(seq + 1, patch.seq);
+    seq = patch.seq;
+    updatedAt = patch.at;
+    if (patch.op === "remove") byId.delete(patch.artifact.id);
+    else byId.set(patch.artifact.id, patch.artifact);
+  }
+  return { threadId, createdAt, updatedAt, seq, artifacts: [...byId.values()] };
+}

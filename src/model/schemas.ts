@@ -1,0 +1,115 @@
+import * as v from "valibot";
+import { THREAD_ID_PATTERN, UUID_PATTERN } from "./ids.ts";
+
+/**
+ * The valibot schemas of API.md: the HTTP layer validates with them and the OpenAPI
+ * document is generated from them, so the two cannot drift apart.
+ */
+
+const NO_CONTROL_CHARACTERS = /^[^\p{Cc}]*$/u;
+
+export const ThreadIdSchema = v.pipe(
+  v.string(),
+  v.regex(THREAD_ID_PATTERN, "threadId must be 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric"),
+);
+
+export const ArtifactIdSchema = v.pipe(v.string(), v.regex(UUID_PATTERN, "artifact id must be a UUID"));
+
+export const ArtifactTypeSchema = v.pipe(
+  v.string(),
+  v.minBytes(1, "artifactType must not be empty"),
+  v.maxBytes(128, "artifactType must be at most 128 UTF-8 bytes"),
+  v.regex(NO_CONTROL_CHARACTERS, "artifactType must not contain control characters"),
+);
+
+export const IdentityKeySchema = v.pipe(
+  v.string(),
+  v.minBytes(1, "identityKey must not be empty"),
+  v.maxBytes(256, "identityKey must be at most 256 UTF-8 bytes"),
+  v.regex(NO_CONTROL_CHARACTERS, "identityKey must not contain control characters"),
+);
+
+/** Any JSON value; `JSON.parse` guarantees the shape, the byte bound is checked against the config. */
+export const PayloadSchema = v.pipe(v.unknown(), v.description("any JSON value"));
+
+export const CreateArtifactBodySchema = v.strictObject({
+  artifactType: ArtifactTypeSchema,
+  payload: PayloadSchema,
+  identityKey: v.optional(IdentityKeySchema),
+});
+
+export const UpdateArtifactBodySchema = v.strictObject({
+  payload: PayloadSchema,
+});
+
+const SeqString = v.pipe(v.string(), v.regex(/^(0|[1-9][0-9]{0,14})$/, "must be a non-negative integer"), v.transform(Number));
+
+export const ReadThreadQuerySchema = v.object({
+  consistency: v.optional(v.picklist(["strong", "cache"], "consistency must be strong or cache"), "strong"),
+  minSeq: v.optional(SeqString),
+});
+
+export const ListThreadsQuerySchema = v.object({
+  limit: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^[0-9]{1,4}$/, "limit must be an integer from 1 to 200"),
+      v.transform(Number),
+      v.minValue(1, "limit must be an integer from 1 to 200"),
+      v.maxValue(200, "limit must be an integer from 1 to 200"),
+    ),
+    "50",
+  ),
+  cursor: v.optional(v.pipe(v.string(), v.maxLength(1024, "cursor is invalid"))),
+});
+
+const Timestamp = v.pipe(v.string(), v.isoTimestamp());
+
+export const ArtifactSchema = v.strictObject({
+  id: v.string(),
+  threadId: v.string(),
+  artifactType: v.string(),
+  identityKey: v.nullable(v.string()),
+  payload: PayloadSchema,
+  version: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
+});
+
+export const ThreadRefSchema = v.object({ id: v.string(), rolloutSeq: v.number() });
+
+export const ThreadViewSchema = v.object({
+  id: v.string(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  rolloutSeq: v.number(),
+  artifacts: v.array(ArtifactSchema),
+});
+
+export const WriteResponseSchema = v.object({ artifact: ArtifactSchema, thread: ThreadRefSchema });
+export const RemoveResponseSchema = v.object({
+  removed: v.object({ id: v.string(), seq: v.number() }),
+  thread: ThreadRefSchema,
+});
+export const ReadThreadResponseSchema = v.object({ thread: ThreadViewSchema });
+export const GetArtifactResponseSchema = v.object({ artifact: ArtifactSchema });
+export const ListThreadsResponseSchema = v.object({
+  threads: v.array(ThreadViewSchema),
+  nextCursor: v.nullable(v.string()),
+});
+export const HealthSchema = v.object({
+  ok: v.boolean(),
+  cache: v.picklist(["up", "down"]),
+  rollout: v.picklist(["up", "down"]),
+});
+export const ProblemSchema = v.object({
+  type: v.string(),
+  title: v.string(),
+  status: v.number(),
+  code: v.string(),
+  detail: v.string(),
+});
+
+export type CreateArtifactBody = v.InferOutput<typeof CreateArtifactBodySchema>;
+export type UpdateArtifactBody = v.InferOutput<typeof UpdateArtifactBodySchema>;

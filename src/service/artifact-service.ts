@@ -1,0 +1,305 @@
+import type { ArtifactCache, TargetLookup, ThreadCursor } from "../cache/port.ts";
+import type { Artifact, ThreadRef, ThreadState } from "../model/artifact.ts";
+import { decideWrite, type WriteCommand, type WriteContext } from "../model/decide.ts";
+import { ProblemError } from "../model/errors.ts";
+import { uuidv7 } from "../model/ids.ts";
+import { materialize } from "../model/materialize.ts";
+import type { Patch } from "../model/patch.ts";
+import type { Rollout } from "../rollout/rollout.ts";
+import { KeyedMutex } from "./keyed-mutex.ts";
+
+export type ReadSource = "cache" | "rollout" | "repaired";
+export type Consistency = "strong" | "cache";
+
+export interface ServiceLimits {
+  maxPayloadBytes: number;
+  maxArtifactsPerThread: number;
+}
+
+export interface ServiceLogger {
+  warn(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** Called after every commit; wired to the live notifier. Must not throw. */
+export type CommitListener = (tenant: string, threadId: string, seq: number) => void;
+
+export interface ServiceOptions {
+  rollout: Rollout;
+  cache: ArtifactCache;
+  limits: ServiceLimits;
+  onCommit?: CommitListener;
+  logger?: ServiceLogger;
+  now?: () => Date;
+  newId?: () => string;
+  /** Put-if-absent attempts before a write gives up with 503. */
+  maxAttempts?: number;
+  /** Waits between attempts; injectable so tests need no real sleeps. */
+  backoff?: (attempt: number) => Promise<void>;
+}
+
+export interface WriteResult {
+  /** 201 for a new artifact, 200 for an idempotent create or any update/remove. */
+  created: boolean;
+  artifact: Artifact;
+  thread: ThreadRef;
+  op: "add" | "update" | "remove" | "none";
+}
+
+export interface ReadResult {
+  state: ThreadState;
+  source: ReadSource;
+}
+
+export interface ThreadPage {
+  threads: ThreadState[];
+  next: ThreadCursor | null;
+}
+
+/**
+ * The write and read paths: the only module that knows the rollout (truth), the
+ * cache (fast, possibly behind or down) and the commit listener together.
+ */
+export class ArtifactService {
+  readonly #rollout: Rollout;
+  readonly #cache: ArtifactCache;
+  readonly #limits: ServiceLimits;
+  readonly #onCommit: CommitListener;
+  readonly #logger: ServiceLogger;
+  readonly #now: () => Date;
+  readonly #newId: () => string;
+  readonly #maxAttempts: number;
+  readonly #backoff: (attempt: number) => Promise<void>;
+  readonly #writers = new KeyedMutex();
+
+  constructor(options: ServiceOptions) {
+    this.#rollout = options.rollout;
+    this.#cache = options.cache;
+    this.#limits = options.limits;
+    this.#onCommit = options.onCommit ?? (() => {});
+    this.#logger = options.logger ?? { warn: (message, fields) => console.warn(message, fields ?? {}) };
+    this.#now = options.now ?? (() => new Date());
+    this.#newId = options.newId ?? (() => uuidv7());
+    this.#maxAttempts = options.maxAttempts ?? 20;
+    this.#backoff = options.backoff ?? jitteredBackoff;
+  }
+
+  get limits(): ServiceLimits {
+    return this.#limits;
+  }
+
+  get rollout(): Rollout {
+    return this.#rollout;
+  }
+
+  get cache(): ArtifactCache {
+    return this.#cache;
+  }
+
+  write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
+    return this.#writers.run(`${tenant}\u0000${threadId}`, () => this.#writeSerialized(tenant, threadId, command));
+  }
+
+  async #writeSerialized(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
+    const lookup = targetOf(command);
+    // Set once the cache fails us: from then on this write decides on rollout state.
+    let rolloutState: ThreadState | null | undefined;
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      if (attempt > 0) await this.#backoff(attempt);
+      let context: WriteContext;
+      if (rolloutState === undefined) {
+        const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookup));
+        if (cached.ok) context = cached.value;
+        else {
+          rolloutState = await this.#rollout.load(tenant, threadId);
+          context = contextFromState(rolloutState, lookup);
+        }
+      } else {
+        context = contextFromState(rolloutState, lookup);
+      }
+
+      if (command.kind !== "create" && context.seq === 0) {
+        throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+      }
+      const at = this.#now().toISOString();
+      const decision = decideWrite(command, context, {
+        threadId,
+        at,
+        newId: this.#newId,
+        maxArtifactsPerThread: this.#limits.maxArtifactsPerThread,
+      });
+      if (decision.kind === "existing") {
+        return { created: false, artifact: decision.artifact, thread: { id: threadId, rolloutSeq: context.seq }, op: "none" };
+      }
+      const patch: Patch = { v: 1, seq: context.seq + 1, threadId, at, op: decision.op, artifact: decision.artifact };
+      if ((await this.#rollout.append(tenant, patch)) === "created") {
+        await this.#afterCommit(tenant, patch, rolloutState);
+        return {
+          created: patch.op === "add",
+          artifact: patch.artifact,
+          thread: { id: threadId, rolloutSeq: patch.seq },
+          op: patch.op,
+        };
+      }
+      // Another writer took seq + 1: learn what it wrote, then decide again.
+      if (rolloutState !== undefined) {
+        rolloutState = rolloutState ? (await this.#rollout.catchUp(tenant, rolloutState)).state : await this.#rollout.load(tenant, threadId);
+      } else {
+        const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, context.seq));
+        if (!repaired.ok) rolloutState = await this.#rollout.load(tenant, threadId);
+      }
+    }
+    throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+  }
+
+  /** Best effort: the patch is already durable, so nothing here may fail the write. */
+  async #afterCommit(tenant: string, patch: Patch, rolloutState: ThreadState | null | undefined): Promise<void> {
+    let stateAtPatch: ThreadState | null = null;
+    if (rolloutState !== undefined) stateAtPatch = materialize(rolloutState, [patch]);
+    const applied = await this.#tryCache("apply", () => this.#cache.apply(tenant, [patch]));
+    if (applied.ok && applied.value < patch.seq) {
+      // The cache was behind (another process wrote while it was down): catch it up now.
+      await this.#tryCache("repair", () => this.#repairCache(tenant, patch.threadId, applied.value));
+    }
+    if (this.#rollout.shouldSnapshot(patch.seq)) {
+      try {
+        stateAtPatch ??= await this.#stateAt(tenant, patch.threadId, patch.seq);
+        if (stateAtPatch?.seq === patch.seq) await this.#rollout.writeSnapshot(tenant, stateAtPatch);
+      } catch (error) {
+        this.#logger.warn("snapshot failed", { seq: patch.seq, error: describe(error) });
+      }
+    }
+    this.#onCommit(tenant, patch.threadId, patch.seq);
+  }
+
+  async #stateAt(tenant: string, threadId: string, seq: number): Promise<ThreadState | null> {
+    const cached = await this.#tryCache("readThread", () => this.#cache.readThread(tenant, threadId));
+    if (cached.ok && cached.value?.seq === seq) return cached.value;
+    const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
+    return materialize(base, tail.filter((p) => p.seq <= seq));
+  }
+
+  /**
+   * Brings the cache from `cachedSeq` to the rollout head and returns the state at the
+   * head (null for a thread with no patch). A thread the cache has never seen is
+   * installed from the latest snapshot, so repair costs at most SNAPSHOT_EVERY reads.
+   */
+  async #repairCache(tenant: string, threadId: string, cachedSeq: number, cached?: ThreadState | null): Promise<ThreadState | null> {
+    if (cachedSeq > 0) {
+      const base = cached ?? (await this.#cache.readThread(tenant, threadId));
+      if (base && base.seq === cachedSeq) {
+        const tail = await this.#rollout.readPatches(tenant, threadId, base.seq);
+        if (tail.length > 0) await this.#cache.apply(tenant, tail);
+        return materialize(base, tail);
+      }
+    }
+    const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
+    if (base) await this.#cache.install(tenant, base);
+    if (tail.length > 0) await this.#cache.apply(tenant, tail);
+    return materialize(base, tail);
+  }
+
+  async readThread(tenant: string, threadId: string, options: { consistency: Consistency; minSeq?: number }): Promise<ReadResult> {
+    const cached = await this.#tryCache("readThread", () => this.#cache.readThread(tenant, threadId));
+    if (!cached.ok) {
+      const state = await this.#rollout.load(tenant, threadId);
+      return { state: requireState(state, threadId, options.minSeq), source: "rollout" };
+    }
+    const state = cached.value;
+    const satisfiesMinSeq = options.minSeq === undefined || (state !== null && state.seq >= options.minSeq);
+    if (options.consistency === "cache" && state && satisfiesMinSeq) return { state, source: "cache" };
+
+    const seq = state?.seq ?? 0;
+    if (!(await this.#rollout.hasPatch(tenant, threadId, seq + 1))) {
+      return { state: requireState(state, threadId, options.minSeq), source: "cache" };
+    }
+    // The cache is behind the rollout: answer from the rollout and repair on the way.
+    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, seq, state));
+    if (repaired.ok) return { state: requireState(repaired.value, threadId, options.minSeq), source: "repaired" };
+    const fresh = await this.#rollout.load(tenant, threadId);
+    return { state: requireState(fresh, threadId, options.minSeq), source: "rollout" };
+  }
+
+  async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ artifact: Artifact; source: ReadSource }> {
+    const cached = await this.#tryCache("getArtifact", () => this.#cache.getArtifact(tenant, threadId, artifactId));
+    if (cached.ok && !(await this.#rollout.hasPatch(tenant, threadId, cached.value.seq + 1))) {
+      if (cached.value.seq === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+      return { artifact: requireArtifact(cached.value.artifact, artifactId), source: "cache" };
+    }
+    const { state, source } = await this.readThread(tenant, threadId, { consistency: "strong" });
+    return { artifact: requireArtifact(state.artifacts.find((a) => a.id === artifactId) ?? null, artifactId), source };
+  }
+
+  async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadPage> {
+    const listed = await this.#tryCache("listThreads", () => this.#cache.listThreads(tenant, { after: page.after, limit: page.limit + 1 }));
+    if (!listed.ok) {
+      throw new ProblemError("unavailable", "the thread list needs the cache, which is unreachable; retry", { retryAfterSeconds: 1 });
+    }
+    const threads = listed.value.slice(0, page.limit);
+    const last = threads[threads.length - 1];
+    const next = listed.value.length > page.limit && last ? { updatedAt: last.updatedAt, threadId: last.threadId } : null;
+    return { threads, next };
+  }
+
+  async health(): Promise<{ cache: "up" | "down"; rollout: "up" | "down" }> {
+    const [cache, rollout] = await Promise.all([
+      this.#cache.ping().then(
+        () => "up" as const,
+        () => "down" as const,
+      ),
+      this.#rollout.store.list("tenants/", { limit: 1 }).then(
+        () => "up" as const,
+        () => "down" as const,
+      ),
+    ]);
+    return { cache, rollout };
+  }
+
+  async #tryCache<T>(what: string, call: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false }> {
+    try {
+      return { ok: true, value: await call() };
+    } catch (error) {
+      if (error instanceof ProblemError) throw error;
+      this.#logger.warn(`cache ${what} failed; using the rollout`, { error: describe(error) });
+      return { ok: false };
+    }
+  }
+}
+
+function targetOf(command: WriteCommand): TargetLookup {
+  return command.kind === "create"
+    ? { by: "identity", artifactType: command.artifactType, identityKey: command.identityKey }
+    : { by: "id", artifactId: command.artifactId };
+}
+
+function contextFromState(state: ThreadState | null, lookup: TargetLookup): WriteContext {
+  if (!state) return { seq: 0, artifactCount: 0, target: null };
+  const target =
+    lookup.by === "id"
+      ? state.artifacts.find((a) => a.id === lookup.artifactId)
+      : lookup.identityKey === null
+        ? undefined
+        : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
+  return { seq: state.seq, artifactCount: state.artifacts.length, target: target ?? null };
+}
+
+function requireState(state: ThreadState | null, threadId: string, minSeq: number | undefined): ThreadState {
+  if (!state) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+  if (minSeq !== undefined && state.seq < minSeq) {
+    throw new ProblemError("thread_not_found", `thread ${threadId} has no patch ${minSeq} (its rollout is at ${state.seq})`);
+  }
+  return state;
+}
+
+function requireArtifact(artifact: Artifact | null, artifactId: string): Artifact {
+  if (!artifact) throw new ProblemError("artifact_not_found", `no artifact ${artifactId} in this thread`);
+  return artifact;
+}
+
+function jitteredBackoff(attempt: number): Promise<void> {
+  const ceiling = Math.min(250, 4 * 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
