@@ -1,0 +1,56 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@libsql/client";
+import { FsBlobStore } from "../../src/blob/fs.ts";
+import { MemoryBlobStore } from "../../src/blob/memory.ts";
+import type { BlobStore } from "../../src/blob/port.ts";
+import { loadConfig } from "../../src/runtime/config.ts";
+import { wire } from "../../src/runtime/wire.ts";
+
+export interface InProcessOptions {
+  env?: Record<string, string>;
+  /** Default: a fresh FsBlobStore in the temp folder. */
+  blobStore?: BlobStore | "memory";
+  /** Default: a real libSQL file in the temp folder. */
+  libsqlUrl?: string;
+}
+
+/**
+ * The app wired as the Node runtime wires it (real libSQL file, real fs rollout),
+ * in this process, served through `app.request`.
+ */
+export function createTestApp(options: InProcessOptions = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "artifacts-test-"));
+  const config = loadConfig({ DATA_DIR: dir, ...(options.libsqlUrl ? { LIBSQL_URL: options.libsqlUrl } : {}), ...options.env });
+  const blobStore =
+    options.blobStore === "memory"
+      ? new MemoryBlobStore()
+      : (options.blobStore ?? new FsBlobStore(join(dir, "rollouts")));
+  const wired = wire({
+    config,
+    blobStore,
+    connectLibsql: () => createClient({ url: config.libsqlUrl, timeout: 5000, concurrency: 1 }),
+  });
+  const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const init: RequestInit = { method, headers: { ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === "string" ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+    }
+    const response = await wired.app.request(path, init);
+    const text = await response.text();
+    let json: any = undefined;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, headers: response.headers, text, json };
+  };
+  const close = () => {
+    wired.cache.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { ...wired, dir, config, blobStore, request, close };
+}
