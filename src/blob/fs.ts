@@ -72,6 +72,7 @@ export class FsBlobStore implements BlobStore {
     const slash = prefix.lastIndexOf("/");
     const dirKey = slash >= 0 ? prefix.slice(0, slash) : "";
     if (dirKey !== "") assertValidKey(dirKey);
+    if (dirKey === TEMP_DIR || dirKey.startsWith(`${TEMP_DIR}/`)) return [];
     const keys: string[] = [];
     await this.#walk(dirKey, prefix, startAfter, keys);
     keys.sort(compareKeys);
