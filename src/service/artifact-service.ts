@@ -1,10 +1,10 @@
 import type { ArtifactCache, TargetLookup, ThreadCursor } from "../cache/port.ts";
 import type { Artifact, ThreadRef, ThreadState } from "../model/artifact.ts";
-import { decideWrite, type WriteCommand, type WriteContext } from "../model/decide.ts";
+import { decideWrite, type WriteCommand, type WriteContext, type WriteDecision } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
 import { uuidv7 } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import type { Patch } from "../model/patch.ts";
+import { type Patch, toEvent } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
 
@@ -48,6 +48,12 @@ export interface WriteResult {
 export interface ReadResult {
   state: ThreadState;
   source: ReadSource;
+}
+
+/** One event of a thread's log: its seq and the one-line JSON of `artifact-updated`. */
+export interface LogEntry {
+  seq: number;
+  data: string;
 }
 
 export interface ThreadPage {
@@ -117,17 +123,33 @@ export class ArtifactService {
         context = contextFromState(rolloutState, lookup);
       }
 
-      if (command.kind !== "create" && context.seq === 0) {
-        throw new ProblemError("thread_not_found", `no thread ${threadId}`);
-      }
       const at = this.#now().toISOString();
-      const decision = decideWrite(command, context, {
-        threadId,
-        at,
-        newId: this.#newId,
-        maxArtifactsPerThread: this.#limits.maxArtifactsPerThread,
-      });
+      // A refusal or an idempotent answer appends nothing, so no put-if-absent conflict
+      // would reveal a stale context: when it was decided on the cache, check that the
+      // cache is at the rollout head (it may have missed writes made while it was down,
+      // or by a process without it); if not, catch up and decide again.
+      const staleCache = async () => rolloutState === undefined && (await this.#rollout.hasPatch(tenant, threadId, context.seq + 1));
+      let decision: WriteDecision;
+      try {
+        if (command.kind !== "create" && context.seq === 0) {
+          throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+        }
+        decision = decideWrite(command, context, {
+          threadId,
+          at,
+          newId: this.#newId,
+          maxArtifactsPerThread: this.#limits.maxArtifactsPerThread,
+        });
+      } catch (error) {
+        if (!(error instanceof ProblemError) || !(await staleCache())) throw error;
+        rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
+        continue;
+      }
       if (decision.kind === "existing") {
+        if (await staleCache()) {
+          rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
+          continue;
+        }
         return { created: false, artifact: decision.artifact, thread: { id: threadId, rolloutSeq: context.seq }, op: "none" };
       }
       const patch: Patch = { v: 1, seq: context.seq + 1, threadId, at, op: decision.op, artifact: decision.artifact };
@@ -149,6 +171,12 @@ export class ArtifactService {
       }
     }
     throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+  }
+
+  /** Repairs a cache found behind at `cachedSeq`; if the cache fails, the rollout state to decide on instead. */
+  async #catchUpCache(tenant: string, threadId: string, cachedSeq: number): Promise<ThreadState | null | undefined> {
+    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, cachedSeq));
+    return repaired.ok ? undefined : await this.#rollout.load(tenant, threadId);
   }
 
   /** Best effort: the patch is already durable, so nothing here may fail the write. */
@@ -238,6 +266,39 @@ export class ArtifactService {
     const last = threads[threads.length - 1];
     const next = listed.value.length > page.limit && last ? { updatedAt: last.updatedAt, threadId: last.threadId } : null;
     return { threads, next };
+  }
+
+  /**
+   * The thread's event log after `afterSeq` (at most `limit`, contiguous): from the
+   * cache's log, from the rollout for seqs the log does not hold (a thread installed
+   * from a snapshot) or while the cache is down. An empty page from the cache is
+   * checked against the rollout, and a cache found behind is repaired, so events
+   * written by a process whose cache was down still arrive.
+   */
+  async readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+    const page = await this.#tryCache("events", () => this.#cache.events(tenant, threadId, afterSeq, limit));
+    if (!page.ok || page.value.floor > afterSeq) return this.#rolloutEvents(tenant, threadId, afterSeq, Math.min(limit, page.ok ? page.value.floor - afterSeq : limit));
+    if (page.value.events.length > 0 || !(await this.#rollout.hasPatch(tenant, threadId, Math.max(page.value.seq, afterSeq) + 1))) {
+      return page.value.events;
+    }
+    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, page.value.seq));
+    if (repaired.ok) {
+      const again = await this.#tryCache("events", () => this.#cache.events(tenant, threadId, afterSeq, limit));
+      if (again.ok && again.value.floor <= afterSeq && again.value.events.length > 0) return again.value.events;
+    }
+    return this.#rolloutEvents(tenant, threadId, afterSeq, limit);
+  }
+
+  /** The seq of the thread's last committed patch, 0 if it has none. */
+  async head(tenant: string, threadId: string): Promise<number> {
+    const cached = await this.#tryCache("seq", () => this.#cache.seq(tenant, threadId));
+    if (cached.ok && !(await this.#rollout.hasPatch(tenant, threadId, cached.value + 1))) return cached.value;
+    return (await this.#rollout.load(tenant, threadId))?.seq ?? 0;
+  }
+
+  async #rolloutEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
+    const patches = await this.#rollout.readPatches(tenant, threadId, afterSeq, limit);
+    return patches.map((patch) => ({ seq: patch.seq, data: JSON.stringify(toEvent(patch)) }));
   }
 
   async health(): Promise<{ cache: "up" | "down"; rollout: "up" | "down" }> {
