@@ -138,6 +138,18 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "200": json("threads by updatedAt descending", "ListThreadsResponse"), ...errors },
         },
       },
+      "/v1/threads/{threadId}/events": {
+        get: {
+          operationId: "artifactEvents",
+          description: "artifact-updated Server-Sent Events after the resume point (Last-Event-ID, else since, else 0), each once, in seq order, gapless.",
+          parameters: [
+            threadIdParam,
+            { name: "since", in: "query", schema: { type: "integer", minimum: 0 } },
+            { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
+          ],
+          responses: { "200": { description: "the event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, ...errors },
+        },
+      },
       "/healthz": {
         get: { operationId: "health", security: [], responses: { "200": json("healthy", "Health"), "503": json("rollout store down", "Health") } },
       },

@@ -11,6 +11,10 @@ export interface Config {
   snapshotEvery: number;
   corsOrigins: string[];
   cursorSecret: string;
+  /** Live stream: log re-read interval without a hint, ping interval, maximum stream lifetime (ms). */
+  ssePollMs: number;
+  ssePingMs: number;
+  sseMaxLifetimeMs: number;
 }
 
 export type BlobStoreConfig =
@@ -43,6 +47,9 @@ export function loadConfig(env: Env): Config {
     // Only signs list positions (never trusted for access: every query is tenant-scoped);
     // set it per deployment so cursors cannot be minted by someone reading this source.
     cursorSecret: nonEmpty(env.CURSOR_SECRET) ?? "thread-artifacts-cursor-v1",
+    ssePollMs: integer(env, "SSE_POLL_MS", 1000, 10, 60_000),
+    ssePingMs: integer(env, "SSE_PING_MS", 15_000, 10, 15_000),
+    sseMaxLifetimeMs: integer(env, "SSE_MAX_LIFETIME_MS", 300_000, 1000, 3_600_000),
   };
 }
 

@@ -2,8 +2,10 @@ import type { Client } from "@libsql/client";
 import type { BlobStore } from "../blob/port.ts";
 import { LibsqlCache } from "../cache/libsql.ts";
 import { createApp } from "../http/app.ts";
+import { FeedHub } from "../live/feed.ts";
+import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { Rollout } from "../rollout/rollout.ts";
-import { ArtifactService, type CommitListener } from "../service/artifact-service.ts";
+import { ArtifactService } from "../service/artifact-service.ts";
 import type { Config } from "./config.ts";
 
 export interface Wiring {
@@ -11,19 +13,28 @@ export interface Wiring {
   blobStore: BlobStore;
   /** Opens the libSQL client (each runtime brings its own: native file client or the web client). */
   connectLibsql: () => Client;
-  onCommit?: CommitListener;
+  /** Wake-up hints between writers and streams; in-process unless the runtime has better. */
+  notifier?: Notifier;
 }
 
 /** Builds the service and the Hono app the same way on every runtime. */
-export function wire({ config, blobStore, connectLibsql, onCommit }: Wiring) {
+export function wire({ config, blobStore, connectLibsql, notifier = new InProcessNotifier() }: Wiring) {
   const cache = new LibsqlCache({ connect: connectLibsql, local: config.libsqlUrl.startsWith("file:") });
   const rollout = new Rollout(blobStore, { snapshotEvery: config.snapshotEvery });
   const service = new ArtifactService({
     rollout,
     cache,
     limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
-    ...(onCommit ? { onCommit } : {}),
+    onCommit: (tenant, threadId, seq) => notifier.notify(tenant, threadId, seq),
   });
-  const app = createApp({ service, cursorSecret: config.cursorSecret });
-  return { app, service, cache, rollout };
+  const hub = new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
+  const app = createApp({
+    service,
+    cursorSecret: config.cursorSecret,
+    live: {
+      hub,
+      options: { retryMs: 2000, pingMs: config.ssePingMs, maxLifetimeMs: config.sseMaxLifetimeMs },
+    },
+  });
+  return { app, service, cache, rollout, hub, notifier };
 }
