@@ -4,7 +4,7 @@ import type { ThreadState } from "../model/artifact.ts";
 import { toThreadView } from "../model/artifact.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
-import { type JsonValue, utf8Bytes } from "../model/json.ts";
+import { type JsonValue, jsonDepthExceeds, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
 import {
   ArtifactIdSchema,
   CreateArtifactBodySchema,
@@ -13,10 +13,13 @@ import {
   ThreadIdSchema,
   UpdateArtifactBodySchema,
 } from "../model/schemas.ts";
+import type { FeedHub } from "../live/feed.ts";
+import { resumePoint, type StreamOptions, streamThreadEvents } from "../live/sse.ts";
 import type { ArtifactService, WriteResult } from "../service/artifact-service.ts";
 import { readJsonBody } from "./body.ts";
 import { CursorCodec } from "./cursor.ts";
 import { openApiDocument } from "./openapi.ts";
+import { LIVE_PAGE } from "./page.ts";
 import { matchesIfNoneMatch, parseIfMatch } from "./preconditions.ts";
 import { problemResponse } from "./problem.ts";
 import { parseOr400 } from "./validate.ts";
@@ -25,6 +28,8 @@ export interface AppOptions {
   service: ArtifactService;
   /** Signs list cursors. Processes serving one deployment must share it. */
   cursorSecret: string;
+  /** The live stream's feeds and timing. */
+  live: { hub: FeedHub; options: StreamOptions };
   /** Where unexpected errors go; never sent to the client. */
   logError?: (error: unknown) => void;
 }
@@ -38,10 +43,12 @@ const BODY_OVERHEAD_BYTES = 16 * 1024;
 const ROUTES: ReadonlyArray<readonly [string, string]> = [
   ["/v1/threads/:threadId/artifacts", "POST"],
   ["/v1/threads/:threadId/artifacts/:artifactId", "GET, HEAD, PATCH, DELETE"],
+  ["/v1/threads/:threadId/events", "GET"],
   ["/v1/threads/:threadId", "GET, HEAD"],
   ["/v1/threads", "GET, HEAD"],
   ["/v1/openapi.json", "GET, HEAD"],
   ["/healthz", "GET, HEAD"],
+  ["/", "GET, HEAD"],
 ];
 
 export function createApp(options: AppOptions): Hono<AppEnv> {
@@ -124,6 +131,15 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     });
   });
 
+  app.get("/v1/threads/:threadId/events", (c) => {
+    const threadId = threadIdOf(c);
+    const resumeAfter = resumePoint(c.req.header("last-event-id"), c.req.query("since"));
+    if (resumeAfter === null) throw new ProblemError("invalid_request", "Last-Event-ID and since must be a non-negative integer seq");
+    return streamThreadEvents(c, { tenant: c.get("tenant"), threadId, resumeAfter }, { hub: options.live.hub, reader: service, options: options.live.options });
+  });
+
+  app.get("/", (c) => c.html(LIVE_PAGE));
+
   app.get("/v1/openapi.json", (c) => c.json(openApiDocument()));
 
   app.get("/healthz", async (c) => {
@@ -160,6 +176,9 @@ function artifactIdOf(c: Context<AppEnv>): string {
 }
 
 function checkPayload(payload: unknown, maxBytes: number): JsonValue {
+  if (jsonDepthExceeds(payload, MAX_JSON_DEPTH)) {
+    throw new ProblemError("invalid_request", `payload nests arrays/objects more than ${MAX_JSON_DEPTH} deep`);
+  }
   if (utf8Bytes(JSON.stringify(payload)) > maxBytes) {
     throw new ProblemError("payload_too_large", `payload serializes to more than ${maxBytes} bytes`);
   }

@@ -25,6 +25,26 @@ export function encodeUtf8(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
+/**
+ * Deepest nesting of arrays and objects a payload may have. JSON.stringify and the
+ * recursive helpers here overflow the stack a few thousand levels down (a 64 KiB body
+ * can nest 32k deep), which would turn client input into a 5xx; 512 is far past any
+ * real document and safe on every runtime.
+ */
+export const MAX_JSON_DEPTH = 512;
+
+/** Whether `value` nests arrays/objects more than `limit` deep (a scalar is depth 0). Iterative: safe on any input. */
+export function jsonDepthExceeds(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop() as [unknown, number];
+    if (item === null || typeof item !== "object") continue;
+    if (depth + 1 > limit) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** Structural equality of two JSON values; object key order does not matter. */
 export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
   if (a === b) return true;
