@@ -387,6 +387,9 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         expect(listed.status).toBe(200);
         expect(listed.json.artifact.version).toBe(3);
 
+        // If-Match compares strongly: a weak tag never matches, even with the right version.
+        const weakTag = await call("PATCH", path, { payload: 3 }, { "if-match": 'W/"3"' });
+        expectProblem(weakTag, 412, "version_conflict");
         const any = await call("PATCH", path, { payload: 4 }, { "if-match": "*" });
         expect(any.status).toBe(200);
         expect(any.json.artifact).toMatchObject({ version: 4, payload: 4, seq: 4 });
