@@ -14,6 +14,11 @@ export interface LibsqlCacheOptions {
   callTimeoutMs?: number;
   /** After a failure, calls fail fast for this long before libSQL is tried again (ms). */
   retryAfterMs?: number;
+  /**
+   * Shared by caches of one isolate that are built per request (Workers): once one of
+   * them has put the schema in place, the others skip that round trip.
+   */
+  schema?: { ready: boolean };
 }
 
 /** Patches applied per batch during catch-up: bounded so one batch stays small. */
@@ -38,7 +43,7 @@ export class LibsqlCache implements ArtifactCache {
   #downUntil = 0;
 
   constructor(options: LibsqlCacheOptions) {
-    this.#options = { callTimeoutMs: 5000, retryAfterMs: 1000, ...options };
+    this.#options = { callTimeoutMs: 5000, retryAfterMs: 1000, schema: { ready: false }, ...options };
   }
 
   async apply(tenant: string, patches: readonly Patch[]): Promise<number> {
@@ -206,6 +211,11 @@ export class LibsqlCache implements ArtifactCache {
       const client = await this.#connected();
       return await withTimeout(client.batch(statements, mode), this.#options.callTimeoutMs);
     } catch (error) {
+      // A database recreated behind our back: put the schema in place again next time.
+      if (/no such table/i.test(String((error as Error | null)?.message))) {
+        this.#options.schema.ready = false;
+        this.#ready = null;
+      }
       if (isConnectionFailure(error)) {
         this.#downUntil = Date.now() + this.#options.retryAfterMs;
         this.close();
@@ -226,6 +236,7 @@ export class LibsqlCache implements ArtifactCache {
   async #migrate(): Promise<Client> {
     const client = this.#options.connect();
     this.#client = client;
+    if (this.#options.schema.ready) return client;
     if (this.#options.local) {
       // The cache is rebuildable, so WAL with synchronous=NORMAL: the one fsync per
       // write is the rollout's. Both are connection settings; the client is opened
@@ -234,6 +245,7 @@ export class LibsqlCache implements ArtifactCache {
       await withTimeout(client.execute("PRAGMA synchronous = NORMAL"), this.#options.callTimeoutMs);
     }
     await withTimeout(client.batch([...SCHEMA], "write"), this.#options.callTimeoutMs);
+    if (!this.#options.local) this.#options.schema.ready = true;
     return client;
   }
 }
@@ -302,8 +314,24 @@ function parseBody(row: Row): Artifact {
 function isConnectionFailure(error: unknown): boolean {
   if (error instanceof CacheUnavailableError || error instanceof CallTimeoutError) return true;
   const code = (error as { code?: unknown } | null)?.code;
-  return code !== "SQLITE_CONSTRAINT" && code !== "SQL_PARSE_ERROR" && code !== "SQLITE_ERROR";
+  return typeof code !== "string" || !SQL_ERROR_CODES.has(code);
 }
+
+/**
+ * SQL errors as each client reports them: the native client gives SQLite's primary code;
+ * over HTTP (Hrana, sqld/Turso) a statement SQLite refuses to prepare ("no such table",
+ * "no such column") is SQL_INPUT_ERROR, and statement/argument mismatches have codes of their own.
+ */
+const SQL_ERROR_CODES = new Set([
+  "SQLITE_CONSTRAINT",
+  "SQLITE_ERROR",
+  "SQL_PARSE_ERROR",
+  "SQL_INPUT_ERROR",
+  "SQL_NO_STATEMENT",
+  "SQL_MANY_STATEMENTS",
+  "ARGS_INVALID",
+  "ARGS_BOTH_POSITIONAL_AND_NAMED",
+]);
 
 class CallTimeoutError extends Error {
   constructor(ms: number) {

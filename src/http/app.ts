@@ -30,6 +30,8 @@ export interface AppOptions {
   cursorSecret: string;
   /** The live stream's feeds and timing. */
   live: { hub: FeedHub; options: StreamOptions };
+  /** Serve only one edge function's route (and /healthz); default: the whole API. */
+  only?: EdgeFunction;
   /** Where unexpected errors go; never sent to the client. */
   logError?: (error: unknown) => void;
 }
@@ -51,12 +53,28 @@ const ROUTES: ReadonlyArray<readonly [string, string]> = [
   ["/", "GET, HEAD"],
 ];
 
+/** The single-route edge functions of functions/, and the one route each serves. */
+export const EDGE_FUNCTIONS = {
+  "create-artifact": { method: "POST", path: "/v1/threads/:threadId/artifacts" },
+  "read-thread": { method: "GET", path: "/v1/threads/:threadId" },
+  "artifact-events": { method: "GET", path: "/v1/threads/:threadId/events" },
+} as const;
+export type EdgeFunction = keyof typeof EDGE_FUNCTIONS;
+
 export function createApp(options: AppOptions): Hono<AppEnv> {
   const { service } = options;
   const cursors = new CursorCodec(options.cursorSecret);
   const maxBodyBytes = service.limits.maxPayloadBytes + BODY_OVERHEAD_BYTES;
   const logError = options.logError ?? ((error: unknown) => console.error("unexpected error", describe(error)));
   const app = new Hono<AppEnv>();
+
+  if (options.only) {
+    const route = EDGE_FUNCTIONS[options.only];
+    app.use(async (c, next) => {
+      if (c.req.path === "/healthz" || routeMatches(route.path, c.req.path)) return next();
+      throw new ProblemError("invalid_request", `this function serves only ${route.method} ${route.path}`, { status: 404 });
+    });
+  }
 
   app.use(async (c, next) => {
     // Tokens and tenants arrive with the auth issue; until then everything is `local`.

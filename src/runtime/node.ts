@@ -6,17 +6,18 @@ import { createClient } from "@libsql/client";
 import { FsBlobStore } from "../blob/fs.ts";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
+import { s3FromConfig } from "./s3-from-config.ts";
 import { wire } from "./wire.ts";
 
-function blobStoreFor(config: Config): BlobStore {
+function blobStoreFor(config: Config, env: Env): BlobStore {
   switch (config.blobStore.kind) {
     case "fs":
       return new FsBlobStore(resolve(config.blobStore.dir));
     case "memory":
       return new MemoryBlobStore();
     case "s3":
-      throw new ConfigError("BLOB_STORE=s3:// is not supported by this build yet");
+      return s3FromConfig(config.blobStore, env);
   }
 }
 
@@ -33,7 +34,7 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
   const libsqlUrl = prepareLibsqlUrl(config.libsqlUrl);
   const { app, cache } = wire({
     config,
-    blobStore: blobStoreFor(config),
+    blobStore: blobStoreFor(config, env),
     connectLibsql: () =>
       createClient({
         url: libsqlUrl,

@@ -1,7 +1,7 @@
 import type { Client } from "@libsql/client";
 import type { BlobStore } from "../blob/port.ts";
 import { LibsqlCache } from "../cache/libsql.ts";
-import { createApp } from "../http/app.ts";
+import { createApp, type EdgeFunction } from "../http/app.ts";
 import { FeedHub } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { Rollout } from "../rollout/rollout.ts";
@@ -15,11 +15,19 @@ export interface Wiring {
   connectLibsql: () => Client;
   /** Wake-up hints between writers and streams; in-process unless the runtime has better. */
   notifier?: Notifier;
+  /** Serve one edge function's route only. */
+  only?: EdgeFunction;
+  /** See LibsqlCacheOptions.schema. */
+  cacheSchema?: { ready: boolean };
 }
 
 /** Builds the service and the Hono app the same way on every runtime. */
-export function wire({ config, blobStore, connectLibsql, notifier = new InProcessNotifier() }: Wiring) {
-  const cache = new LibsqlCache({ connect: connectLibsql, local: config.libsqlUrl.startsWith("file:") });
+export function wire({ config, blobStore, connectLibsql, notifier = new InProcessNotifier(), only, cacheSchema }: Wiring) {
+  const cache = new LibsqlCache({
+    connect: connectLibsql,
+    local: config.libsqlUrl.startsWith("file:"),
+    ...(cacheSchema ? { schema: cacheSchema } : {}),
+  });
   const rollout = new Rollout(blobStore, { snapshotEvery: config.snapshotEvery });
   const service = new ArtifactService({
     rollout,
@@ -31,6 +39,7 @@ export function wire({ config, blobStore, connectLibsql, notifier = new InProces
   const app = createApp({
     service,
     cursorSecret: config.cursorSecret,
+    ...(only ? { only } : {}),
     live: {
       hub,
       options: { retryMs: 2000, pingMs: config.ssePingMs, maxLifetimeMs: config.sseMaxLifetimeMs },

@@ -1,7 +1,8 @@
+import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /**
- * The HTTP contract of API.md (everything but `/events` and authentication), spoken
+ * The HTTP contract of API.md (everything but authentication), spoken
  * only through `fetch`, so the same suite runs against the in-process app, the Node
  * server process, `deno serve` and a Worker in workerd. No `node:*` imports here.
  */
@@ -546,6 +547,91 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
           expectProblem(await call("GET", `/v1/threads?limit=${limit}`), 400, "invalid_request");
         }
         for (const limit of ["1", "200"]) expect((await call("GET", `/v1/threads?limit=${limit}`)).status).toBe(200);
+      });
+    });
+
+    describe("artifact-events", () => {
+      /**
+       * Opens the thread's stream through the target's fetch and reads it with a
+       * parser written from the SSE spec until `count` artifact-updated events arrived.
+       */
+      async function readStream(threadId: string, count: number, options: { query?: string; headers?: Record<string, string> } = {}) {
+        if (!target) throw new Error("target not started");
+        const controller = new AbortController();
+        const response = await target.fetch(`/v1/threads/${threadId}/events${options.query ?? ""}`, {
+          headers: { accept: "text/event-stream", ...options.headers },
+          signal: controller.signal,
+        });
+        expect(response.status).toBe(200);
+        expect(response.headers.get("content-type") ?? "").toMatch(/^text\/event-stream\b/);
+        const parser = new SpecSseParser();
+        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+        const decoder = new TextDecoder();
+        const updates = () => parser.events.filter((e) => e.type === "artifact-updated");
+        try {
+          while (updates().length < count) {
+            const { done, value } = await reader.read();
+            if (done) throw new Error(`stream ended after ${updates().length} of ${count} events`);
+            parser.push(decoder.decode(value, { stream: true }));
+          }
+        } finally {
+          controller.abort();
+          await reader.cancel().catch(() => {});
+        }
+        return { parser, events: updates().slice(0, count).map((e) => ({ id: e.lastEventId, ...(JSON.parse(e.data) as { seq: number; op: string; threadId: string; artifact: any }) })) };
+      }
+
+      it("sends every patch once, in seq order, as id/event/data, with retry first", async () => {
+        const threadId = uniqueThreadId("events");
+        const a = await create(threadId, { artifactType: "plan", payload: { step: 1 } });
+        await create(threadId, { artifactType: "note", payload: "two" });
+        const path = `/v1/threads/${threadId}/artifacts/${a.json.artifact.id}`;
+        const updated = await call("PATCH", path, { payload: { step: 2 } });
+        expect(updated.status).toBe(200);
+        expect((await call("DELETE", path)).status).toBe(200);
+
+        const { parser, events } = await readStream(threadId, 4);
+        expect(parser.sequence[0]).toBe("retry");
+        expect(events.map((e) => [e.id, e.seq, e.op])).toEqual([
+          ["1", 1, "add"],
+          ["2", 2, "add"],
+          ["3", 3, "update"],
+          ["4", 4, "remove"],
+        ]);
+        expect(events.every((e) => e.threadId === threadId)).toBe(true);
+        expect(events[2]?.artifact).toEqual(updated.json.artifact);
+        // A remove carries the last state before removal.
+        expect(events[3]?.artifact).toEqual(updated.json.artifact);
+      });
+
+      it("resumes after Last-Event-ID, else since; the header wins", async () => {
+        const threadId = uniqueThreadId("resume");
+        for (let i = 1; i <= 4; i++) await create(threadId, { artifactType: "n", payload: i });
+        const byHeader = await readStream(threadId, 2, { headers: { "last-event-id": "2" } });
+        expect(byHeader.events.map((e) => e.seq)).toEqual([3, 4]);
+        const byQuery = await readStream(threadId, 1, { query: "?since=3" });
+        expect(byQuery.events.map((e) => e.seq)).toEqual([4]);
+        const both = await readStream(threadId, 1, { query: "?since=1", headers: { "last-event-id": "3" } });
+        expect(both.events.map((e) => e.seq)).toEqual([4]);
+      });
+
+      it("delivers writes made while the stream is open, on a thread that did not exist yet", async () => {
+        const threadId = uniqueThreadId("live");
+        const reading = readStream(threadId, 2);
+        // The stream waits for the thread; writes go in after it is open (or queue behind it): either way both arrive.
+        await create(threadId, { artifactType: "n", payload: 1 });
+        await create(threadId, { artifactType: "n", payload: 2 });
+        const { events } = await reading;
+        expect(events.map((e) => [e.seq, e.artifact.payload])).toEqual([
+          [1, 1],
+          [2, 2],
+        ]);
+      });
+
+      it("refuses a malformed resume point with 400", async () => {
+        const threadId = uniqueThreadId("badresume");
+        expectProblem(await call("GET", `/v1/threads/${threadId}/events?since=abc`), 400, "invalid_request");
+        expectProblem(await call("GET", `/v1/threads/${threadId}/events`, undefined, { "last-event-id": "-1" }), 400, "invalid_request");
       });
     });
 

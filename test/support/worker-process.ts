@@ -1,0 +1,70 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { Miniflare } from "miniflare";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+export interface WorkerBundle {
+  dir: string;
+  main: string;
+  bytes: number;
+  gzipBytes: number;
+}
+
+let bundled: Promise<WorkerBundle> | undefined;
+
+/** `wrangler deploy --dry-run --outdir`: the exact bundle a deploy would upload (built once per test process). */
+export function buildWorkerBundle(): Promise<WorkerBundle> {
+  bundled ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-bundle-"));
+    const child = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", dir], {
+      cwd: ROOT,
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    if (code !== 0) throw new Error(`wrangler deploy --dry-run failed (${code}):\n${output}`);
+    const main = readdirSync(dir).find((name) => name.endsWith(".js"));
+    if (!main) throw new Error(`no bundle in ${dir}:\n${output}`);
+    const path = join(dir, main);
+    return { dir, main: path, bytes: statSync(path).size, gzipBytes: gzipSync(readFileSync(path)).length };
+  })();
+  return bundled;
+}
+
+export interface WorkerServer {
+  url: string;
+  mf: Miniflare;
+  stop: () => Promise<void>;
+}
+
+/**
+ * The Worker bundle in workerd (Miniflare 4), with local R2 as `ROLLOUTS`, the
+ * `ThreadHub` Durable Object and the given string vars, served on a loopback port.
+ */
+export async function startWorker(vars: Record<string, string>): Promise<WorkerServer> {
+  const bundle = await buildWorkerBundle();
+  const persist = mkdtempSync(join(tmpdir(), "artifacts-worker-state-"));
+  const mf = new Miniflare({
+    // Listed rather than discovered: Miniflare's module walker refuses the non-literal
+    // dynamic import that loads the Deno wiring (never taken on Workers).
+    modules: [{ type: "ESModule", path: "app.js", contents: readFileSync(bundle.main, "utf8") }],
+    compatibilityDate: "2026-04-01",
+    r2Buckets: ["ROLLOUTS"],
+    r2Persist: join(persist, "r2"),
+    durableObjects: { THREAD_HUB: "ThreadHub" },
+    durableObjectsPersist: join(persist, "do"),
+    bindings: vars,
+    host: "127.0.0.1",
+    port: 0,
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, mf, stop: () => mf.dispose() };
+}
