@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { cors } from "hono/cors";
 import type { Context } from "hono";
 import type { ThreadState } from "../model/artifact.ts";
 import { toThreadView } from "../model/artifact.ts";
@@ -14,6 +15,7 @@ import {
   UpdateArtifactBodySchema,
 } from "../model/schemas.ts";
 import type { FeedHub } from "../live/feed.ts";
+import type { Authenticator } from "./auth/authenticator.ts";
 import { resumePoint, type StreamOptions, streamThreadEvents } from "../live/sse.ts";
 import type { ArtifactService, WriteResult } from "../service/artifact-service.ts";
 import { readJsonBody } from "./body.ts";
@@ -30,6 +32,10 @@ export interface AppOptions {
   cursorSecret: string;
   /** The live stream's feeds and timing. */
   live: { hub: FeedHub; options: StreamOptions };
+  /** Null: no authentication configured, everything is tenant `local` (loopback only: the runtime enforces it). */
+  authenticator: Authenticator | null;
+  /** Origins allowed by CORS (`*` for any); empty: no CORS headers at all. */
+  corsOrigins: readonly string[];
   /** Serve only one edge function's route (and /healthz); default: the whole API. */
   only?: EdgeFunction;
   /** Where unexpected errors go; never sent to the client. */
@@ -52,6 +58,14 @@ const ROUTES: ReadonlyArray<readonly [string, string]> = [
   ["/healthz", "GET, HEAD"],
   ["/", "GET, HEAD"],
 ];
+
+/** Routes that need no token: they hold no tenant's data. */
+const PUBLIC_PATHS = new Set(["/", "/healthz", "/v1/openapi.json"]);
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header ?? "");
+  return match?.[1];
+}
 
 /** The single-route edge functions of functions/, and the one route each serves. */
 export const EDGE_FUNCTIONS = {
@@ -76,10 +90,39 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     });
   }
 
+  if (options.corsOrigins.length > 0) {
+    const origins = options.corsOrigins;
+    app.use(
+      cors({
+        origin: (origin) => (origins.includes("*") ? "*" : origins.includes(origin) ? origin : null),
+        allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allowHeaders: ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Last-Event-ID"],
+        exposeHeaders: ["ETag", "Location", "X-Artifacts-Source", "Retry-After", "WWW-Authenticate"],
+        maxAge: 600,
+      }),
+    );
+  }
+
   app.use(async (c, next) => {
-    // Tokens and tenants arrive with the auth issue; until then everything is `local`.
-    c.set("tenant", "local");
-    await next();
+    const authenticator = options.authenticator;
+    if (!authenticator) {
+      c.set("tenant", "local");
+      return next();
+    }
+    // The page, the health check and the API description hold no tenant data.
+    if (PUBLIC_PATHS.has(c.req.path) || c.req.method === "OPTIONS") return next();
+    const token =
+      bearerToken(c.req.header("authorization")) ??
+      // EventSource cannot set headers: the events route alone also takes ?access_token=.
+      (routeMatches(EDGE_FUNCTIONS["artifact-events"].path, c.req.path) ? c.req.query("access_token") : undefined);
+    const tenant = token ? await authenticator.tenantOf(token) : null;
+    if (!tenant) {
+      throw new ProblemError("unauthorized", token ? "the bearer token is not valid" : "a bearer token is required", {
+        headers: { "www-authenticate": token ? 'Bearer error="invalid_token"' : "Bearer" },
+      });
+    }
+    c.set("tenant", tenant);
+    return next();
   });
 
   app.post("/v1/threads/:threadId/artifacts", async (c) => {
@@ -176,7 +219,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.onError((error, c) => {
     if (error instanceof ProblemError) {
       const allow = error.status === 405 ? ROUTES.find(([path]) => routeMatches(path, c.req.path))?.[1] : undefined;
-      return problemResponse(error, allow ? { allow } : {});
+      return problemResponse(error, { ...error.headers, ...(allow ? { allow } : {}) });
     }
     logError(error);
     return problemResponse(new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }));

@@ -1,3 +1,5 @@
+import { type AuthSettings, authConfigured, TENANT_PATTERN } from "../http/auth/authenticator.ts";
+
 /** Configuration from the environment, as API.md lists it. Web-standard: every runtime passes its env in. */
 export interface Config {
   port: number;
@@ -10,6 +12,7 @@ export interface Config {
   maxArtifactsPerThread: number;
   snapshotEvery: number;
   corsOrigins: string[];
+  auth: AuthSettings;
   cursorSecret: string;
   /** Live stream: log re-read interval without a hint, ping interval, maximum stream lifetime (ms). */
   ssePollMs: number;
@@ -43,7 +46,13 @@ export function loadConfig(env: Env): Config {
     maxPayloadBytes: integer(env, "MAX_PAYLOAD_BYTES", 65536, 2, 64 * 1024 * 1024),
     maxArtifactsPerThread: integer(env, "MAX_ARTIFACTS_PER_THREAD", 1000, 1, 1_000_000),
     snapshotEvery: integer(env, "SNAPSHOT_EVERY", 100, 1, 1_000_000),
-    corsOrigins: (env.CORS_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+    corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
+    auth: {
+      tokens: parseTokens(env.AUTH_TOKENS),
+      jwtSecret: nonEmpty(env.AUTH_JWT_SECRET),
+      jwksUrl: parseUrl("AUTH_JWKS_URL", env.AUTH_JWKS_URL),
+      clockSkewSeconds: integer(env, "AUTH_CLOCK_SKEW_SECONDS", 60, 0, 600),
+    },
     // Only signs list positions (never trusted for access: every query is tenant-scoped);
     // set it per deployment so cursors cannot be minted by someone reading this source.
     cursorSecret: nonEmpty(env.CURSOR_SECRET) ?? "thread-artifacts-cursor-v1",
@@ -51,6 +60,60 @@ export function loadConfig(env: Env): Config {
     ssePingMs: integer(env, "SSE_PING_MS", 15_000, 10, 15_000),
     sseMaxLifetimeMs: integer(env, "SSE_MAX_LIFETIME_MS", 300_000, 1000, 3_600_000),
   };
+}
+
+/** `AUTH_TOKENS="tokenA:tenantA,tokenB:tenantB"`; a token may itself contain `:` (split at the last one). */
+function parseTokens(value: string | undefined): Map<string, string> {
+  const tokens = new Map<string, string>();
+  for (const entry of (value ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const colon = entry.lastIndexOf(":");
+    const token = entry.slice(0, colon);
+    const tenant = entry.slice(colon + 1);
+    // Never echo the token itself: configuration errors end up in logs.
+    if (colon <= 0 || !TENANT_PATTERN.test(tenant)) {
+      throw new ConfigError(`AUTH_TOKENS entry ${tokens.size + 1} must be <token>:<tenant>, the tenant 1-128 chars of [A-Za-z0-9._:-]`);
+    }
+    tokens.set(token, tenant);
+  }
+  return tokens;
+}
+
+function parseCorsOrigins(value: string | undefined): string[] {
+  const origins = (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com (got ${JSON.stringify(origin)})`);
+    }
+  }
+  return origins;
+}
+
+function parseUrl(name: string, value: string | undefined): string | undefined {
+  const url = nonEmpty(value);
+  if (url === undefined) return undefined;
+  if (!/^https?:\/\//.test(url)) throw new ConfigError(`${name} must be an http(s) URL`);
+  return url;
+}
+
+/** Hosts that only this machine can reach: the only ones a server may listen on without authentication. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
+/**
+ * The rule of API.md: with no authentication configured, serve only on loopback
+ * (tenant `local`). `host` is where the server listens, or undefined where the
+ * runtime cannot know (edge hosts): then authentication is required.
+ */
+export function assertAuthPolicy(config: Config, host: string | undefined): void {
+  if (authConfigured(config.auth)) return;
+  if (host !== undefined && isLoopbackHost(host)) return;
+  throw new ConfigError(
+    host === undefined
+      ? "authentication is required here: set AUTH_TOKENS, AUTH_JWT_SECRET or AUTH_JWKS_URL"
+      : `refusing to listen on ${host} without authentication: set AUTH_TOKENS, AUTH_JWT_SECRET or AUTH_JWKS_URL, or listen on a loopback HOST (127.0.0.1)`,
+  );
 }
 
 function parseBlobStore(value: string): BlobStoreConfig {

@@ -6,7 +6,7 @@
 import app from "../../functions/app.ts";
 
 interface DenoServe {
-  env: { get(name: string): string | undefined };
+  env: { get(name: string): string | undefined; set(name: string, value: string): void };
   serve(
     options: { port: number; hostname: string; onListen?: (addr: { port: number; hostname: string }) => void },
     handler: (request: Request) => Response | Promise<Response>,
@@ -18,6 +18,8 @@ interface DenoServe {
 const deno = (globalThis as unknown as { Deno: DenoServe }).Deno;
 const port = Number(deno.env.get("PORT") || "8787");
 const hostname = deno.env.get("HOST") || "127.0.0.1";
+// The functions read HOST to decide whether they may run without authentication.
+deno.env.set("HOST", hostname);
 const server = deno.serve({ port, hostname, onListen: (addr) => console.log(`thread-artifacts (deno) listening on http://${hostname}:${addr.port}`) }, (request) =>
   app.fetch(request),
 );

@@ -4,7 +4,7 @@ import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
 import type { EdgeFunction } from "../http/app.ts";
 import { BroadcastChannelNotifier, InProcessNotifier } from "../live/notifier.ts";
-import { type Config, type Env, loadConfig } from "./config.ts";
+import { assertAuthPolicy, type Config, type Env, loadConfig } from "./config.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
 import { wire } from "./wire.ts";
 
@@ -23,6 +23,8 @@ const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
 export function createDenoFetch(only?: EdgeFunction): (request: Request) => Promise<Response> {
   const env = deno.env.toObject();
   const config = loadConfig(env);
+  // Deno cannot tell a function where it listens: without auth, HOST must say loopback.
+  assertAuthPolicy(config, env.HOST);
   const { app } = wire({
     config,
     blobStore: blobStoreFor(config, env),

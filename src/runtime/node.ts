@@ -6,7 +6,7 @@ import { createClient } from "@libsql/client";
 import { FsBlobStore } from "../blob/fs.ts";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
-import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
+import { assertAuthPolicy, type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
 import { wire } from "./wire.ts";
 
@@ -31,6 +31,7 @@ function prepareLibsqlUrl(url: string): string {
 
 export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
   const config = loadConfig(env);
+  assertAuthPolicy(config, config.host);
   const libsqlUrl = prepareLibsqlUrl(config.libsqlUrl);
   const { app, cache } = wire({
     config,

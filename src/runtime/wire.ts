@@ -2,6 +2,7 @@ import type { Client } from "@libsql/client";
 import type { BlobStore } from "../blob/port.ts";
 import { LibsqlCache } from "../cache/libsql.ts";
 import { createApp, type EdgeFunction } from "../http/app.ts";
+import { Authenticator, authConfigured } from "../http/auth/authenticator.ts";
 import { FeedHub } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { Rollout } from "../rollout/rollout.ts";
@@ -39,6 +40,8 @@ export function wire({ config, blobStore, connectLibsql, notifier = new InProces
   const app = createApp({
     service,
     cursorSecret: config.cursorSecret,
+    authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
+    corsOrigins: config.corsOrigins,
     ...(only ? { only } : {}),
     live: {
       hub,

@@ -7,7 +7,7 @@ import { problemResponse } from "../http/problem.ts";
 import { ProblemError } from "../model/errors.ts";
 import { type DurableObjectNamespaceLike, DurableObjectNotifier, type WaitUntil } from "../live/thread-hub.ts";
 import { InProcessNotifier } from "../live/notifier.ts";
-import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
+import { assertAuthPolicy, type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
 import { wire } from "./wire.ts";
 
@@ -35,6 +35,8 @@ export async function workerFetch(request: Request, env: WorkerEnv, ctx: WaitUnt
   const vars = stringVars(env);
   try {
     config = loadConfig(vars);
+    // A Worker is never on loopback: it needs authentication configured.
+    assertAuthPolicy(config, undefined);
     blobStore = workerBlobStore(env, vars, config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
