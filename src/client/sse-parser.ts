@@ -25,6 +25,8 @@ export class SseParser {
   }
 
   push(chunk: string): void {
+    // An empty chunk carries nothing, and must not forget a CR that ended the last one.
+    if (chunk === "") return;
     let text = chunk;
     // A CRLF split across chunks: the LF belongs to the CR already handled.
     if (this.#sawCarriageReturn && text.startsWith("\n")) text = text.slice(1);

@@ -1,0 +1,128 @@
+/**
+ * The live page at `/` in a real browser (Debian's Chromium through playwright-core,
+ * never a downloaded browser) against a real server process: two pages on one thread;
+ * an artifact created through the form in page 1 appears in page 2 without a reload;
+ * updates and removals made elsewhere show up live in both; after a reload both pages
+ * still show the thread. Run with `npm run test:browser` (not part of `npm test`).
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createArtifactsClient } from "../../src/client/index.ts";
+import { type ServerProcess, startServer } from "../support/server-process.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
+const WAIT = { timeout: 20_000 };
+
+let dataDir: string;
+let server: ServerProcess;
+let browser: Browser;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "artifacts-browser-"));
+  [server, browser] = await Promise.all([startServer({ DATA_DIR: dataDir }), chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.kill();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function openThread(threadId: string): Promise<Page> {
+  const page = await browser.newPage();
+  const problems: string[] = [];
+  page.on("pageerror", (error) => problems.push(String(error)));
+  await page.goto(`${server.url}/?thread=${encodeURIComponent(threadId)}`);
+  // The EventSource is open before anything is written.
+  await page.locator('#status[data-state="live"]').waitFor(WAIT);
+  expect(problems).toEqual([]);
+  return page;
+}
+
+const item = (page: Page, text: string) => page.locator("#artifacts li", { hasText: text });
+
+describe("live page", () => {
+  it("an artifact created in one page appears in the other without a reload, and both keep it after a reload", async () => {
+    const threadId = `browser-${Date.now().toString(36)}`;
+    const [one, two] = [await openThread(threadId), await openThread(threadId)];
+    try {
+      expect(await one.locator("#thread").inputValue()).toBe(threadId);
+      expect(await two.locator("#artifacts li").count()).toBe(0);
+
+      await one.locator('input[name="artifactType"]').fill("plan");
+      await one.locator('input[name="identityKey"]').fill("plan:main");
+      await one.locator('textarea[name="payload"]').fill('{"text": "made in page one", "markup": "<b>not bold</b>"}');
+      await one.getByRole("button", { name: "Create artifact" }).click();
+
+      // Page two never reloaded: the artifact arrives through its event stream.
+      await item(two, "made in page one").waitFor(WAIT);
+      await item(one, "made in page one").waitFor(WAIT);
+      expect(await one.locator("#error").textContent()).toBe("");
+      for (const page of [one, two]) {
+        expect(await page.locator("#artifacts li").count()).toBe(1);
+        expect(await page.locator("#artifacts li strong").textContent()).toBe("plan · plan:main");
+        // Payload text is shown as text, never parsed as markup.
+        expect(await page.locator("#artifacts li b").count()).toBe(0);
+        expect(await page.locator("#artifacts li pre").textContent()).toContain("<b>not bold</b>");
+        await page.locator("#seq", { hasText: /^1$/ }).waitFor(WAIT);
+      }
+
+      // What the API says is what the pages show.
+      const client = createArtifactsClient({ baseUrl: server.url });
+      const thread = await client.readThread(threadId);
+      expect(thread.artifacts).toHaveLength(1);
+      const [artifact] = thread.artifacts;
+      expect(await two.locator("#artifacts li").getAttribute("data-id")).toBe(artifact?.id);
+
+      await Promise.all([one.reload(), two.reload()]);
+      for (const page of [one, two]) {
+        await item(page, "made in page one").waitFor(WAIT);
+        await page.locator('#status[data-state="live"]').waitFor(WAIT);
+        expect(await page.locator("#artifacts li").count()).toBe(1);
+        expect(await page.locator("#seq").textContent()).toBe("1");
+      }
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  });
+
+  it("updates and removals made elsewhere show up live in every open page", async () => {
+    const threadId = `browser-upd-${Date.now().toString(36)}`;
+    const client = createArtifactsClient({ baseUrl: server.url });
+    const { artifact } = await client.createArtifact(threadId, { artifactType: "note", payload: { text: "version one" } });
+    const [one, two] = [await openThread(threadId), await openThread(threadId)];
+    try {
+      for (const page of [one, two]) await item(page, "version one").waitFor(WAIT);
+
+      await client.updateArtifact(threadId, artifact.id, { text: "version two" });
+      for (const page of [one, two]) {
+        await item(page, "version two").waitFor(WAIT);
+        expect(await page.locator("#artifacts li").count()).toBe(1);
+        expect(await page.locator("#artifacts li .muted").textContent()).toContain("v2");
+      }
+
+      const other = await client.createArtifact(threadId, { artifactType: "note", payload: { text: "stays" } });
+      await client.removeArtifact(threadId, artifact.id);
+      for (const page of [one, two]) {
+        await item(page, "version two").waitFor({ state: "detached", ...WAIT });
+        await item(page, "stays").waitFor(WAIT);
+        expect(await page.locator("#artifacts li").getAttribute("data-id")).toBe(other.artifact.id);
+        await page.locator("#seq", { hasText: /^4$/ }).waitFor(WAIT);
+      }
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  });
+});

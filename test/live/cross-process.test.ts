@@ -1,0 +1,154 @@
+/**
+ * DESIGN.md guarantee 6 across processes: two real Node servers share one DATA_DIR (one
+ * rollout folder, one libSQL file). No hint crosses processes, so a stream on process A
+ * learns of process B's writes only by polling its durable log (SSE_POLL_MS=50 here).
+ * Also with B's cache unreachable: B writes only to the rollout, and A's stream still
+ * delivers every patch, because readEvents checks the rollout past its cache and
+ * repairs the cache it finds behind.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FsBlobStore } from "../../src/blob/fs.ts";
+import type { Artifact } from "../../src/model/artifact.ts";
+import { type Patch, toEvent } from "../../src/model/patch.ts";
+import { Rollout } from "../../src/rollout/rollout.ts";
+import { freePort, newThreadId } from "../support/live-server.ts";
+import { type ServerProcess, startServer } from "../support/server-process.ts";
+import { SseConnection } from "../support/sse.ts";
+
+const servers: ServerProcess[] = [];
+const dirs: string[] = [];
+const streams: SseConnection[] = [];
+
+afterEach(async () => {
+  await Promise.all(streams.splice(0).map((s) => s.close()));
+  await Promise.all(servers.splice(0).map((s) => s.kill()));
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+let deadLibsqlUrl: string;
+beforeAll(async () => {
+  deadLibsqlUrl = `http://127.0.0.1:${await freePort()}`;
+});
+
+async function pair(envB: Record<string, string> = {}): Promise<{ a: ServerProcess; b: ServerProcess; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "artifacts-live-xp-"));
+  dirs.push(dir);
+  const common = { DATA_DIR: dir, SSE_POLL_MS: "50" };
+  const [a, b] = await Promise.all([startServer(common), startServer({ ...common, ...envB })]);
+  servers.push(a, b);
+  return { a, b, dir };
+}
+
+async function openOn(server: ServerProcess, threadId: string, headers: Record<string, string> = {}): Promise<SseConnection> {
+  const stream = await SseConnection.open(`${server.url}/v1/threads/${threadId}/events`, headers);
+  streams.push(stream);
+  expect(stream.response.status).toBe(200);
+  await stream.until((c) => c.parser.retries.length > 0, "retry");
+  return stream;
+}
+
+async function call(server: ServerProcess, method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${server.url}${path}`, {
+    method,
+    ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+  });
+  const text = await response.text();
+  expect(response.status, text).toBeLessThan(300);
+  return { json: JSON.parse(text), headers: response.headers };
+}
+
+/** A fixed mix of creates, updates and removes on `threadId` through `writer(i)`; returns the number of patches. */
+async function writeMix(threadId: string, writer: (i: number) => ServerProcess): Promise<number> {
+  const ids: string[] = [];
+  let seq = 0;
+  for (let i = 0; i < 12; i++) {
+    const server = writer(i);
+    if (i % 4 === 3 && ids.length > 0) {
+      const id = ids.shift() as string;
+      const { json } = await call(server, "DELETE", `/v1/threads/${threadId}/artifacts/${id}`);
+      expect(json.removed.seq).toBe(++seq);
+    } else if (i % 3 === 2 && ids.length > 0) {
+      const { json } = await call(server, "PATCH", `/v1/threads/${threadId}/artifacts/${ids[0]}`, { payload: { updated: i } });
+      expect((json.artifact as Artifact).seq).toBe(++seq);
+    } else {
+      const { json } = await call(server, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { i } });
+      expect((json.artifact as Artifact).seq).toBe(++seq);
+      ids.push(json.artifact.id);
+    }
+  }
+  return seq;
+}
+
+function rolloutPatches(dir: string, threadId: string): Promise<Patch[]> {
+  return new Rollout(new FsBlobStore(join(dir, "rollouts")), { snapshotEvery: 0 }).readPatches("local", threadId, 0);
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+describe("streams across processes sharing one DATA_DIR", () => {
+  it("a subscriber on A receives B's writes in order, by polling alone", async () => {
+    const { a, b, dir } = await pair();
+    const threadId = newThreadId("xp");
+    // Subscribed before the thread exists, on the process that never writes.
+    const stream = await openOn(a, threadId);
+    const total = await writeMix(threadId, () => b);
+    await stream.untilSeq(total);
+    expect(stream.seqs).toEqual(range(total));
+    expect(stream.events.map((e) => e.id)).toEqual(range(total).map(String));
+    expect(stream.events.map((e) => e.event)).toEqual((await rolloutPatches(dir, threadId)).map(toEvent));
+    expect(stream.events.map((e) => e.event.op)).toContain("update");
+    expect(stream.events.map((e) => e.event.op)).toContain("remove");
+  });
+
+  it("writes alternating between A and B reach subscribers on both, each once, in order", async () => {
+    const { a, b, dir } = await pair();
+    const threadId = newThreadId("xp-alt");
+    const onA = await openOn(a, threadId);
+    const onB = await openOn(b, threadId);
+    const total = await writeMix(threadId, (i) => (i % 2 === 0 ? a : b));
+    await Promise.all([onA.untilSeq(total), onB.untilSeq(total)]);
+    const expected = (await rolloutPatches(dir, threadId)).map(toEvent);
+    expect(onA.events.map((e) => e.event)).toEqual(expected);
+    expect(onB.events.map((e) => e.event)).toEqual(expected);
+  });
+
+  it("B with an unreachable cache writes only to the rollout; A's stream still delivers every patch and A's cache is repaired", async () => {
+    const { a, b, dir } = await pair({ LIBSQL_URL: deadLibsqlUrl });
+    const threadId = newThreadId("xp-nocache");
+    const stream = await openOn(a, threadId);
+    const total = await writeMix(threadId, () => b);
+    await stream.untilSeq(total);
+    const expected = (await rolloutPatches(dir, threadId)).map(toEvent);
+    expect(stream.seqs).toEqual(range(total));
+    expect(stream.events.map((e) => e.event)).toEqual(expected);
+
+    // The stream's reads repaired A's cache: a cache-only read now has every patch.
+    const cached = await call(a, "GET", `/v1/threads/${threadId}?consistency=cache`);
+    expect(cached.headers.get("x-artifacts-source")).toBe("cache");
+    expect(cached.json.thread.rolloutSeq).toBe(total);
+
+    // A late subscriber on A resuming mid-way gets exactly the rest.
+    const late = await openOn(a, threadId, { "last-event-id": "5" });
+    await late.untilSeq(total);
+    expect(late.events.map((e) => e.event)).toEqual(expected.slice(5));
+  });
+
+  it("A with an unreachable cache tails the rollout: its stream still delivers B's writes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "artifacts-live-xp-"));
+    dirs.push(dir);
+    const [a, b] = await Promise.all([
+      startServer({ DATA_DIR: dir, SSE_POLL_MS: "50", LIBSQL_URL: deadLibsqlUrl }),
+      startServer({ DATA_DIR: dir, SSE_POLL_MS: "50" }),
+    ]);
+    servers.push(a, b);
+    const threadId = newThreadId("xp-tail");
+    const stream = await openOn(a, threadId);
+    const total = await writeMix(threadId, () => b);
+    await stream.untilSeq(total);
+    expect(stream.seqs).toEqual(range(total));
+    expect(stream.events.map((e) => e.event)).toEqual((await rolloutPatches(dir, threadId)).map(toEvent));
+  });
+});
