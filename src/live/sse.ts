@@ -67,7 +67,8 @@ export function streamThreadEvents(
 
 /** The resume point: `Last-Event-ID`, else `since`, else 0. Null when one is malformed. */
 export function resumePoint(lastEventId: string | undefined, since: string | undefined): number | null {
-  const raw = lastEventId ?? since;
+  // An empty Last-Event-ID is what a client sends before it has seen an id: not a resume point.
+  const raw = lastEventId?.trim() ? lastEventId : since;
   if (raw === undefined || raw === "") return 0;
   return /^(0|[1-9][0-9]{0,14})$/.test(raw.trim()) ? Number(raw.trim()) : null;
 }

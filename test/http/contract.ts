@@ -613,6 +613,9 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         expect(byQuery.events.map((e) => e.seq)).toEqual([4]);
         const both = await readStream(threadId, 1, { query: "?since=1", headers: { "last-event-id": "3" } });
         expect(both.events.map((e) => e.seq)).toEqual([4]);
+        // An empty Last-Event-ID (no id seen yet) is no resume point: since applies.
+        const empty = await readStream(threadId, 1, { query: "?since=3", headers: { "last-event-id": "" } });
+        expect(empty.events.map((e) => e.seq)).toEqual([4]);
       });
 
       it("delivers writes made while the stream is open, on a thread that did not exist yet", async () => {
