@@ -5,7 +5,7 @@ import type { ThreadState } from "../model/artifact.ts";
 import { toThreadView } from "../model/artifact.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
-import { type JsonValue, jsonDepthExceeds, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
+import { type JsonValue, jsonDepthExceeds, jsonHasNonFiniteNumber, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
 import {
   ArtifactIdSchema,
   CreateArtifactBodySchema,
@@ -239,6 +239,9 @@ function artifactIdOf(c: Context<AppEnv>): string {
 function checkPayload(payload: unknown, maxBytes: number): JsonValue {
   if (jsonDepthExceeds(payload, MAX_JSON_DEPTH)) {
     throw new ProblemError("invalid_request", `payload nests arrays/objects more than ${MAX_JSON_DEPTH} deep`);
+  }
+  if (jsonHasNonFiniteNumber(payload)) {
+    throw new ProblemError("invalid_request", "payload has a number outside the range of a 64-bit float (it would not round-trip)");
   }
   if (utf8Bytes(JSON.stringify(payload)) > maxBytes) {
     throw new ProblemError("payload_too_large", `payload serializes to more than ${maxBytes} bytes`);

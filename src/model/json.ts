@@ -45,6 +45,24 @@ export function jsonDepthExceeds(value: unknown, limit: number): boolean {
   return false;
 }
 
+/**
+ * Whether `value` holds a number JSON cannot carry back: `JSON.parse` reads an
+ * out-of-range literal such as `1e400` as Infinity, which `JSON.stringify` would store
+ * as `null`. Iterative: safe on any input.
+ */
+export function jsonHasNonFiniteNumber(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (typeof item === "number") {
+      if (!Number.isFinite(item)) return true;
+    } else if (item !== null && typeof item === "object") {
+      for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push(child);
+    }
+  }
+  return false;
+}
+
 /** Structural equality of two JSON values; object key order does not matter. */
 export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
   if (a === b) return true;

@@ -24,7 +24,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
   const env = deno.env.toObject();
   const config = loadConfig(env);
   // Deno cannot tell a function where it listens: without auth, HOST must say loopback.
-  assertAuthPolicy(config, env.HOST);
+  assertAuthPolicy(config, env.HOST?.trim() || undefined);
   const { app } = wire({
     config,
     blobStore: blobStoreFor(config, env),

@@ -1,4 +1,7 @@
 import type { EdgeFunction } from "../http/app.ts";
+import { problemResponse } from "../http/problem.ts";
+import { ProblemError } from "../model/errors.ts";
+import { ConfigError } from "./config.ts";
 import { type WorkerEnv, workerFetch } from "./workers.ts";
 
 /** What both `deno serve` and Workers call: `export default { fetch }`. */
@@ -20,7 +23,14 @@ export function edgeEntry(only?: EdgeFunction): EdgeEntry {
   return {
     fetch(request, envOrInfo, ctx) {
       if (isDeno()) {
-        deno ??= loadDenoRuntime().then((runtime) => runtime.createDenoFetch(only));
+        deno ??= loadDenoRuntime()
+          .then((runtime) => runtime.createDenoFetch(only))
+          .catch((error: unknown) => {
+            if (!(error instanceof ConfigError)) throw error;
+            // As on Workers: say why once, and answer every request with a problem, not a bare 500.
+            console.error(`configuration error: ${error.message}`);
+            return async () => problemResponse(new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }));
+          });
         return deno.then((handle) => handle(request));
       }
       return workerFetch(request, (envOrInfo ?? {}) as WorkerEnv, ctx as { waitUntil(p: Promise<unknown>): void } | undefined, only);

@@ -46,8 +46,13 @@ export class Authenticator {
       : undefined;
     if (settings.jwksUrl) {
       const url = settings.jwksUrl;
-      this.#jwks = options.fetch ? new JwksKeySet({ url, fetch: options.fetch }) : keySets.get(url) ?? new JwksKeySet({ url });
-      if (!options.fetch) keySets.set(url, this.#jwks);
+      if (options.fetch || options.now) {
+        // A caller-supplied fetch or clock gets its own key set, driven by that clock too.
+        this.#jwks = new JwksKeySet({ url, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.now ? { now: options.now } : {}) });
+      } else {
+        this.#jwks = keySets.get(url) ?? new JwksKeySet({ url });
+        keySets.set(url, this.#jwks);
+      }
     }
     this.#skew = settings.clockSkewSeconds;
     this.#now = options.now ?? (() => Date.now());
@@ -71,7 +76,8 @@ export class Authenticator {
         return null;
       }
       checkTimes(decoded.claims, Math.floor(this.#now() / 1000), this.#skew);
-      const tenant = typeof decoded.claims.tenant === "string" ? decoded.claims.tenant : decoded.claims.sub;
+      // A `tenant` claim that is present but unusable is refused, never replaced by `sub`.
+      const tenant = decoded.claims.tenant !== undefined ? decoded.claims.tenant : decoded.claims.sub;
       return typeof tenant === "string" && TENANT_PATTERN.test(tenant) ? tenant : null;
     } catch (error) {
       if (error instanceof JwtError) return null;

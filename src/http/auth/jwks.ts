@@ -47,7 +47,8 @@ export class JwksKeySet {
 
   async keyFor(kid: string | undefined): Promise<UsableKey> {
     const now = this.#options.now();
-    if (now - this.#fetchedAt > this.#options.maxAgeMs) await this.#refresh();
+    // Stale keys are re-fetched; if the issuer is unreachable, the keys we have stay in use.
+    if (now - this.#fetchedAt > this.#options.maxAgeMs) await this.#refresh().catch(() => {});
     let found = this.#find(kid);
     if (!found && this.#options.now() - this.#fetchedAt >= this.#options.minRefreshIntervalMs) {
       await this.#refresh();

@@ -1,0 +1,711 @@
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MemoryBlobStore } from "../../src/blob/memory.ts";
+import type { BlobStore, ListOptions, PutIfAbsentResult } from "../../src/blob/port.ts";
+import { PROBLEM_CODES } from "../http/contract.ts";
+import { createTestApp } from "../support/in-process.ts";
+import { ROLLOUT_KEY } from "./helpers.ts";
+
+/**
+ * Generated requests against the app in process (fast-check; at least 10,000 in all,
+ * split over four properties). Every request is checked for: no 5xx; every error is
+ * problem+json with a code of API.md; a rejected request stores nothing (the BlobStore
+ * saw no write while it ran); an accepted write stores only under its own tenant and
+ * thread; accepted payloads come back byte-for-byte as JSON (`__proto__` keys
+ * included, as plain data); and nothing touches Object.prototype.
+ */
+
+const TOKENS = { "tenant-a": "fuzz-token-of-tenant-a-0c5e", "tenant-b": "fuzz-token-of-tenant-b-93d1" } as const;
+type Tenant = keyof typeof TOKENS;
+const TENANTS = Object.keys(TOKENS) as Tenant[];
+const MAX_PAYLOAD_BYTES = 4096;
+const BODY_BOUND = MAX_PAYLOAD_BYTES + 16 * 1024;
+const PUBLIC_PATHS = new Set(["/", "/healthz", "/v1/openapi.json"]);
+
+/** Records every write, so "this request stored nothing" is exact. */
+class RecordingStore implements BlobStore {
+  readonly inner = new MemoryBlobStore();
+  /** Keys written since the last `take()`. */
+  #written: string[] = [];
+  readonly everyKey = new Set<string>();
+
+  take(): string[] {
+    const written = this.#written;
+    this.#written = [];
+    return written;
+  }
+
+  get(key: string): Promise<string | null> {
+    return this.inner.get(key);
+  }
+
+  async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
+    const result = await this.inner.putIfAbsent(key, body);
+    if (result === "created") {
+      this.#written.push(key);
+      this.everyKey.add(key);
+    }
+    return result;
+  }
+
+  async put(key: string, body: string): Promise<void> {
+    await this.inner.put(key, body);
+    this.#written.push(key);
+    this.everyKey.add(key);
+  }
+
+  exists(key: string): Promise<boolean> {
+    return this.inner.exists(key);
+  }
+
+  list(prefix: string, options?: ListOptions): Promise<string[]> {
+    return this.inner.list(prefix, options);
+  }
+}
+
+interface FuzzRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body?: string | Uint8Array<ArrayBuffer>;
+  /** The tenant whose valid token is in Authorization; null for none or garbage. */
+  tenant: Tenant | null;
+}
+
+type TestApp = ReturnType<typeof createTestApp>;
+
+let app: TestApp;
+let store: RecordingStore;
+let sent = 0;
+let accepted = 0;
+/** Keys written by accepted (2xx) requests. */
+const acceptedKeys = new Set<string>();
+/** Artifacts created so far, for updates and removes to aim at. */
+const pool: Array<{ tenant: Tenant; threadId: string; id: string }> = [];
+
+const protoBefore = {
+  object: Object.getOwnPropertyNames(Object.prototype).sort(),
+  array: Object.getOwnPropertyNames(Array.prototype).sort(),
+  objectValues: Object.getOwnPropertyNames(Object.prototype).map((name) => Object.getOwnPropertyDescriptor(Object.prototype, name)?.value),
+};
+
+beforeAll(() => {
+  store = new RecordingStore();
+  app = createTestApp({
+    env: {
+      AUTH_TOKENS: TENANTS.map((t) => `${TOKENS[t]}:${t}`).join(","),
+      MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES),
+      MAX_ARTIFACTS_PER_THREAD: "40",
+      SNAPSHOT_EVERY: "7",
+    },
+    blobStore: store,
+  });
+});
+
+afterAll(() => {
+  app?.close();
+});
+
+function parseJson(text: string): any {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function bodyText(body: string | Uint8Array<ArrayBuffer> | undefined): string | undefined {
+  if (body === undefined) return undefined;
+  if (typeof body === "string") return body;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    return undefined;
+  }
+}
+
+function hasNonFiniteNumber(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  for (let steps = 0; stack.length > 0 && steps < 1_000_000; steps++) {
+    const item = stack.pop();
+    if (typeof item === "number" && !Number.isFinite(item)) return true;
+    if (item !== null && typeof item === "object") stack.push(...Object.values(item));
+  }
+  return false;
+}
+
+/** JSON text with object keys sorted, built as a string (no object is assembled from untrusted keys). */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    return `{${Object.keys(value)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function describeRequest(req: FuzzRequest): string {
+  const body = req.body === undefined ? "" : typeof req.body === "string" ? req.body.slice(0, 300) : `<${req.body.byteLength} bytes>`;
+  return `${req.method} ${req.path.slice(0, 300)} ${JSON.stringify(req.headers).slice(0, 300)} ${body}`;
+}
+
+/** Sends one generated request and checks every invariant that holds for any request. */
+async function exercise(req: FuzzRequest): Promise<void> {
+  sent++;
+  store.take();
+  const init: RequestInit = { method: req.method, headers: req.headers };
+  if (req.body !== undefined) init.body = req.body;
+  const response = await app.app.request(req.path, init);
+  const what = describeRequest(req);
+  const contentType = response.headers.get("content-type") ?? "";
+
+  if (contentType.startsWith("text/event-stream")) {
+    // A live stream: status and headers only.
+    await response.body?.cancel();
+    expect(response.status, what).toBe(200);
+    expect(req.method, what).toBe("GET");
+    expect(req.tenant, what).not.toBeNull();
+    expect(store.take(), what).toEqual([]);
+    return;
+  }
+
+  const text = await response.text();
+  const written = store.take();
+  const status = response.status;
+  expect(status, what).toBeLessThan(500);
+  const pathname = new URL(req.path, "http://localhost").pathname;
+
+  if (status >= 200 && status < 300) {
+    accepted++;
+    if (req.tenant === null) {
+      // Only the public routes answer without a valid token.
+      expect(PUBLIC_PATHS.has(pathname), what).toBe(true);
+      expect(written, what).toEqual([]);
+      return;
+    }
+    const json = parseJson(text);
+    if (req.method === "POST" || req.method === "PATCH" || req.method === "DELETE") {
+      const threadId = json.thread.id as string;
+      // An idempotent create (200) appends nothing; every other accepted write appends.
+      if (req.method === "POST" && status === 200) expect(written, what).toEqual([]);
+      else expect(written.length, what).toBeGreaterThan(0);
+      for (const key of written) {
+        expect(key.startsWith(`tenants/${req.tenant}/threads/${threadId}/`), `${key} for ${what}`).toBe(true);
+        acceptedKeys.add(key);
+      }
+      if (req.method !== "DELETE") {
+        // The payload comes back exactly as sent, `__proto__` keys as plain data.
+        const sentValue = parseJson(bodyText(req.body) as string).payload;
+        const sentPayload = JSON.stringify(sentValue);
+        // A number JSON.parse could only read as ±Infinity would come back as null: refused instead.
+        expect(hasNonFiniteNumber(sentValue), what).toBe(false);
+        // An idempotent create answers the stored artifact: equal, keys perhaps in another order.
+        if (req.method === "POST" && status === 200) expect(canonical(json.artifact.payload), what).toBe(canonical(sentValue));
+        else expect(JSON.stringify(json.artifact.payload), what).toBe(sentPayload);
+        if (status === 201) pool.push({ tenant: req.tenant, threadId, id: json.artifact.id });
+        const read = await app.app.request(`/v1/threads/${threadId}/artifacts/${json.artifact.id}`, {
+          headers: { authorization: `Bearer ${TOKENS[req.tenant]}` },
+        });
+        const stored = JSON.parse(await read.text());
+        expect(read.status, what).toBe(200);
+        if (req.method === "PATCH" || status === 201) expect(JSON.stringify(stored.artifact.payload), what).toBe(sentPayload);
+        expect(store.take()).toEqual([]);
+      }
+    } else {
+      expect(written, what).toEqual([]);
+    }
+    return;
+  }
+
+  // Nothing of a rejected request reaches the store.
+  expect(written, what).toEqual([]);
+  if (status === 304) {
+    expect(req.method, what).toBe("GET");
+    expect(Object.keys(req.headers).some((h) => h.toLowerCase() === "if-none-match"), what).toBe(true);
+    expect(text, what).toBe("");
+    return;
+  }
+  expect(status, what).toBeGreaterThanOrEqual(400);
+  expect(contentType, what).toMatch(/^application\/problem\+json/);
+  const problem = parseJson(text);
+  expect(Object.keys(problem ?? {}).sort(), what).toEqual(["code", "detail", "status", "title", "type"]);
+  expect(PROBLEM_CODES, what).toContain(problem.code);
+  expect(problem.status, what).toBe(status);
+  if (req.tenant === null && !PUBLIC_PATHS.has(pathname)) {
+    expect(status, what).toBe(401);
+    expect(response.headers.get("www-authenticate"), what).toMatch(/^Bearer/);
+  }
+}
+
+// ---------- generators ----------
+
+/** Characters a header value may carry (no NUL, CR or LF). */
+const headerText = (maxLength = 60) =>
+  fc
+    .array(fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(0x09)), { maxLength })
+    .map((codes) => String.fromCharCode(...codes));
+
+const validThreadId = fc.integer({ min: 0, max: 99 }).map((i) => `fuzz-${i}`);
+
+const threadSegment = fc.oneof(
+  { weight: 6, arbitrary: validThreadId.map(encodeURIComponent) },
+  { weight: 2, arbitrary: fc.string({ unit: "grapheme", maxLength: 40 }).map(encodeURIComponent) },
+  { weight: 1, arbitrary: fc.string({ unit: "binary", maxLength: 40 }).map(encodeURIComponent) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      "..",
+      ".",
+      "%2e%2e",
+      "%2E%2E%2F%2E%2E",
+      "..%2F..%2Ftenants",
+      ".hidden",
+      "-dash",
+      "a".repeat(128),
+      "a".repeat(129),
+      "%00",
+      "%",
+      "%zz",
+      "%C0%AF",
+      "%ED%A0%80",
+      "a%2Fb",
+      "a%5Cb",
+      "a%20b",
+      "tenants%2Ftenant-b",
+      "fuzz-1%3A%3Ax",
+      "%E2%80%AE",
+      "",
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ minLength: 129, maxLength: 2000 }).map(encodeURIComponent) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 20_000 }).map((n) => "x".repeat(n)) },
+);
+
+const artifactSegment = fc.oneof(
+  { weight: 4, arbitrary: fc.nat().map((i) => ({ poolIndex: i })) },
+  { weight: 2, arbitrary: fc.uuid().map((id) => ({ raw: id })) },
+  { weight: 1, arbitrary: fc.uuid().map((id) => ({ raw: id.toUpperCase() })) },
+  { weight: 2, arbitrary: fc.string({ maxLength: 50 }).map((s) => ({ raw: encodeURIComponent(s) })) },
+  { weight: 1, arbitrary: fc.constantFrom("..", "%2e%2e", "00000000-0000-0000-0000-000000000000", "not-a-uuid", "%00").map((raw) => ({ raw })) },
+);
+
+type ArtifactRef = { poolIndex: number } | { raw: string };
+
+/** Resolves an artifact reference: an existing artifact (its thread and tenant), or a raw id. */
+function resolveArtifact(ref: ArtifactRef): { id: string; threadId?: string; tenant?: Tenant } {
+  if ("raw" in ref) return { id: ref.raw };
+  const entry = pool[ref.poolIndex % Math.max(pool.length, 1)];
+  return entry ? { id: entry.id, threadId: entry.threadId, tenant: entry.tenant } : { id: crypto.randomUUID() };
+}
+
+/** Object keys that mean something to JavaScript objects. */
+const trickyKey = fc.constantFrom("__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "__defineGetter__", "polluted");
+
+/** JSON-able values whose objects may have tricky keys as own, plain properties. */
+const trickyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    fc.jsonValue({ maxDepth: 2 }),
+    fc.array(tie("value"), { maxLength: 4 }),
+    fc.array(fc.tuple(fc.oneof(trickyKey, fc.string({ maxLength: 8 })), tie("value")), { maxLength: 5 }).map((entries) => Object.fromEntries(entries)),
+  ),
+})).value;
+
+/** Payload texts: arbitrary JSON, prototype keys, huge and odd numbers, deep nesting, garbage. */
+const payloadText = fc.oneof(
+  { weight: 5, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
+  { weight: 4, arbitrary: trickyValue.map((v) => JSON.stringify(v)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '{"__proto__":{"polluted":"yes"}}',
+      '{"constructor":{"prototype":{"polluted":"yes"}}}',
+      '{"a":{"__proto__":{"polluted":1},"b":[{"__proto__":null}]}}',
+      '[{"__proto__":{"toString":"x"}},{"prototype":{"polluted":true}}]',
+      '{"__proto__":[],"__proto__":{"polluted":"dup"}}',
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.oneof(
+      fc.constantFrom("1e400", "-1e400", "1E+999", "1e308", "-1e308", "123456789012345678901234567890", "-0", "0.1e-400", "4.9e-324", "9007199254740993", "[1e400]", '{"n":-1e999}', "1.7976931348623157e309"),
+      fc.bigInt().map(String),
+      fc.tuple(fc.integer(), fc.integer({ min: -500, max: 500 })).map(([m, e]) => `${m}e${e}`),
+      fc.double().map((d) => (Number.isFinite(d) ? String(d) : "0")),
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.integer({ min: 1, max: 6000 }), fc.boolean()).map(([n, arrays]) =>
+      arrays ? "[".repeat(n) + "]".repeat(n) : '{"a":'.repeat(n) + "1" + "}".repeat(n),
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
+  { weight: 1, arbitrary: fc.integer({ min: MAX_PAYLOAD_BYTES - 20, max: MAX_PAYLOAD_BYTES + 20 }).map((n) => JSON.stringify("p".repeat(n))) },
+);
+
+const artifactTypeText = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('"plan"', '"note"', '"preview"') },
+  { weight: 2, arbitrary: fc.string({ unit: "grapheme", maxLength: 140 }).map((s) => JSON.stringify(s)) },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 1 }).map((v) => JSON.stringify(v)) },
+);
+
+const identityText = fc.oneof(
+  { weight: 4, arbitrary: fc.constant(undefined) },
+  { weight: 2, arbitrary: fc.constantFrom('"main"', '"k1"', '"k2"') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 270 }).map((s) => JSON.stringify(s)) },
+  { weight: 1, arbitrary: fc.constantFrom("null", "1", "[]", "{}") },
+);
+
+const extraFields = fc.array(fc.tuple(fc.oneof(trickyKey, fc.string({ maxLength: 6 })), fc.jsonValue({ maxDepth: 1 })), { maxLength: 2 });
+
+function objectText(fields: Array<[string, string | undefined]>): string {
+  return `{${fields
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${JSON.stringify(k)}:${v}`)
+    .join(",")}}`;
+}
+
+const createBody = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc
+      .tuple(artifactTypeText, payloadText, identityText, fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraFields }))
+      .map(([type, payload, identity, extras]) =>
+        objectText([["artifactType", type], ["payload", payload], ["identityKey", identity], ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string])]),
+      ),
+  },
+  { weight: 2, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 60 }) },
+  { weight: 1, arbitrary: fc.constantFrom("", " ", "\n", "null", "[]", "{}", '{"payload":1}', '{"artifactType":"x"}', "{", '{"artifactType":"x","payload":1}garbage') },
+);
+
+const updateBody = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc
+      .tuple(payloadText, fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraFields }))
+      .map(([payload, extras]) => objectText([["payload", payload], ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string])])),
+  },
+  { weight: 1, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
+  { weight: 1, arbitrary: fc.constantFrom("", "{}", '{"payload":1,"version":2}', '{"artifactType":"x","payload":1}') },
+);
+
+/** Invalid UTF-8 sequences (overlong, surrogate, truncated, stray continuation, out of range). */
+const invalidUtf8 = fc.constantFrom([0xff], [0xfe], [0xc0, 0x80], [0xc1, 0xbf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xf4, 0x90, 0x80, 0x80]);
+
+/** A body text, sometimes as bytes with invalid UTF-8 spliced into a string, sometimes far over the bound. */
+function withByteVariants(body: fc.Arbitrary<string>): fc.Arbitrary<string | Uint8Array<ArrayBuffer>> {
+  return fc.oneof(
+    { weight: 12, arbitrary: body },
+    {
+      weight: 2,
+      arbitrary: fc.tuple(body, invalidUtf8, fc.nat()).map(([text, bad, at]) => {
+        const bytes = new TextEncoder().encode(text);
+        // Inside the first string literal if there is one, so the JSON would otherwise parse.
+        const quote = text.indexOf('"');
+        const cut = quote >= 0 ? Math.min(quote + 1, bytes.length) : at % (bytes.length + 1);
+        return new Uint8Array([...bytes.slice(0, cut), ...bad, ...bytes.slice(cut)]);
+      }),
+    },
+    { weight: 1, arbitrary: fc.integer({ min: BODY_BOUND - 64, max: BODY_BOUND * 3 }).map((n) => `{"artifactType":"big","payload":"${"b".repeat(n)}"}`) },
+  );
+}
+
+const contentType = fc.oneof(
+  { weight: 12, arbitrary: fc.constant("application/json") },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      "application/json; charset=utf-8",
+      "APPLICATION/JSON",
+      "application/vnd.api+json",
+      "application/merge-patch+json",
+      "text/plain",
+      "text/json",
+      "",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+      "application/jsonx",
+      "json",
+      "application/json, text/plain",
+      "application/octet-stream",
+      undefined,
+    ),
+  },
+  { weight: 1, arbitrary: headerText(30) },
+);
+
+const tenantArb = fc.constantFrom<Tenant>(...TENANTS);
+
+/** Authorization: mostly a valid token, else nothing or garbage that can never be valid. */
+const authorization: fc.Arbitrary<{ header?: string; tenant: Tenant | null }> = fc.oneof(
+  { weight: 30, arbitrary: tenantArb.map((tenant) => ({ header: `Bearer ${TOKENS[tenant]}`, tenant })) },
+  { weight: 1, arbitrary: tenantArb.map((tenant) => ({ header: `bearer   ${TOKENS[tenant]}`, tenant })) },
+  { weight: 1, arbitrary: fc.constant({ tenant: null }) },
+  { weight: 1, arbitrary: headerText(80).map((h) => ({ header: `x${h}`, tenant: null })) },
+  { weight: 1, arbitrary: headerText(80).map((h) => ({ header: `Bearer z${h}`, tenant: null })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.base64String(), fc.base64String(), fc.base64String())
+      .map(([a, b, c]) => ({ header: `Bearer e${a}.${b}.${c}`.replace(/[+/=]/g, "_"), tenant: null })),
+  },
+  {
+    weight: 1,
+    arbitrary: tenantArb.chain((tenant) =>
+      fc.constantFrom(
+        { header: `Bearer ${TOKENS[tenant]}x`, tenant: null },
+        { header: `Bearer ${TOKENS[tenant].slice(1)}`, tenant: null },
+        { header: `Basic ${btoa(`${TOKENS[tenant]}:`)}`, tenant: null },
+        { header: `Bearer ${TOKENS[tenant]} extra`, tenant: null },
+        { header: TOKENS[tenant], tenant: null },
+        { header: `Token ${TOKENS[tenant]}`, tenant: null },
+      ),
+    ),
+  },
+);
+
+const preconditionValue = fc.oneof(
+  fc.constantFrom('"1"', '"2"', '"3"', "*", 'W/"1"', '"1", "2"', '"0"', '""', '"-1"', '"1.0"', "1", '"99999999999999999999"', " * ", '"1",'),
+  headerText(40),
+);
+
+const lastEventId = fc.oneof(
+  fc.nat({ max: 50 }).map(String),
+  fc.constantFrom("-1", "1e3", " 5 ", "99999999999999999999", "0x10", "", "1.5", "\t3", "\u00b9", "\u00bd"),
+  headerText(20),
+);
+
+const contentLengthLie = fc.oneof(
+  { weight: 6, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: fc.constantFrom("0", "1", "-1", "abc", "1e3", "99999999999999999999", "104857600", String(BODY_BOUND + 1), String(BODY_BOUND)) },
+  { weight: 1, arbitrary: fc.nat({ max: 200_000 }).map(String) },
+);
+
+const queryValue = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom("0", "1", "200", "201", "-1", "strong", "cache", "1e2", "", "%", "9999999999999999"));
+const queryString = fc
+  .array(fc.tuple(fc.oneof(fc.constantFrom("consistency", "minSeq", "limit", "cursor", "since", "access_token", "__proto__", "constructor"), fc.string({ maxLength: 6 })), queryValue), {
+    maxLength: 3,
+  })
+  .map((pairs) => (pairs.length === 0 ? "" : `?${pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&")}`));
+
+function headersOf(entries: Record<string, string | undefined>): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(entries)) if (value !== undefined) headers[name] = value;
+  return headers;
+}
+
+// ---------- properties ----------
+
+const RUNS = { create: 3000, update: 2000, paths: 2500, headers: 2500 };
+
+describe("fuzz: generated requests against the app", () => {
+  it(`create-artifact with arbitrary bodies, content types and tokens (${RUNS.create} requests)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(validThreadId, withByteVariants(createBody), contentType, authorization, async (threadId, body, type, auth) => {
+        await exercise({
+          method: "POST",
+          path: `/v1/threads/${threadId}/artifacts`,
+          headers: headersOf({ "content-type": type, authorization: auth.header }),
+          body,
+          tenant: auth.tenant,
+        });
+      }),
+      { numRuns: RUNS.create },
+    );
+    expect(pool.length).toBeGreaterThan(100);
+  });
+
+  it(`update and remove with arbitrary bodies and If-Match, across tenants (${RUNS.update} requests)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        artifactSegment,
+        fc.boolean(),
+        fc.constantFrom("PATCH", "PATCH", "DELETE"),
+        withByteVariants(updateBody),
+        contentType,
+        fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 2, arbitrary: preconditionValue }),
+        authorization,
+        async (ref, sameTenant, method, body, type, ifMatch, auth) => {
+          const target = resolveArtifact(ref);
+          // Aim at the artifact's own thread; with the other tenant's token half the time.
+          let tenantAuth = auth;
+          if (target.tenant && auth.tenant !== null) {
+            const tenant = sameTenant ? target.tenant : (TENANTS.find((t) => t !== target.tenant) as Tenant);
+            tenantAuth = { header: `Bearer ${TOKENS[tenant]}`, tenant };
+          }
+          await exercise({
+            method,
+            path: `/v1/threads/${target.threadId ?? "fuzz-1"}/artifacts/${target.id}`,
+            headers: headersOf({ "content-type": type, authorization: tenantAuth.header, "if-match": ifMatch }),
+            ...(method === "PATCH" ? { body } : {}),
+            tenant: tenantAuth.tenant,
+          });
+        },
+      ),
+      { numRuns: RUNS.update },
+    );
+  });
+
+  it(`every route with arbitrary path parameters (${RUNS.paths} requests)`, async () => {
+    const route = fc.constantFrom("create", "read-thread", "get-artifact", "update", "remove", "events", "list-threads", "raw");
+    await fc.assert(
+      fc.asyncProperty(route, threadSegment, artifactSegment, fc.string({ unit: "grapheme", maxLength: 60 }), authorization, async (name, thread, ref, raw, auth) => {
+        const artifact = resolveArtifact(ref).id;
+        const headers = headersOf({ authorization: auth.header, "content-type": "application/json" });
+        const payload = JSON.stringify({ artifactType: "path", payload: { thread } });
+        const requests: Record<string, Omit<FuzzRequest, "tenant" | "headers">> = {
+          create: { method: "POST", path: `/v1/threads/${thread}/artifacts`, body: payload },
+          "read-thread": { method: "GET", path: `/v1/threads/${thread}` },
+          "get-artifact": { method: "GET", path: `/v1/threads/${thread}/artifacts/${artifact}` },
+          update: { method: "PATCH", path: `/v1/threads/${thread}/artifacts/${artifact}`, body: JSON.stringify({ payload: { thread } }) },
+          remove: { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${artifact}` },
+          events: { method: "GET", path: `/v1/threads/${thread}/events` },
+          "list-threads": { method: "GET", path: `/v1/threads/${thread}/../../threads` },
+          raw: { method: "GET", path: `/v1/threads/${thread}/${raw}` },
+        };
+        await exercise({ ...(requests[name] as Omit<FuzzRequest, "tenant" | "headers">), headers, tenant: auth.tenant });
+      }),
+      { numRuns: RUNS.paths },
+    );
+  });
+
+  it(`headers and queries: If-None-Match, Last-Event-ID, garbage Authorization, Content-Length lies (${RUNS.headers} requests)`, async () => {
+    const route = fc.constantFrom("read-thread", "events", "list-threads", "create", "update", "get-artifact", "remove");
+    await fc.assert(
+      fc.asyncProperty(
+        route,
+        validThreadId,
+        artifactSegment,
+        authorization,
+        fc.record(
+          {
+            ifNoneMatch: preconditionValue,
+            ifMatch: preconditionValue,
+            lastEventId,
+            contentLength: contentLengthLie,
+            query: queryString,
+          },
+          { requiredKeys: ["query", "contentLength"] },
+        ),
+        withByteVariants(createBody),
+        async (name, threadId, ref, auth, h, body) => {
+          const target = resolveArtifact(ref);
+          const thread = target.threadId ?? threadId;
+          const headers = headersOf({
+            authorization: auth.header,
+            "if-none-match": h.ifNoneMatch,
+            "if-match": h.ifMatch,
+            "last-event-id": h.lastEventId,
+          });
+          const withBody = (b: string | Uint8Array<ArrayBuffer>) => {
+            headers["content-type"] = "application/json";
+            if (h.contentLength !== undefined) headers["content-length"] = h.contentLength;
+            return b;
+          };
+          let req: Omit<FuzzRequest, "tenant" | "headers">;
+          switch (name) {
+            case "read-thread":
+              req = { method: "GET", path: `/v1/threads/${thread}${h.query}` };
+              break;
+            case "events":
+              req = { method: "GET", path: `/v1/threads/${thread}/events${h.query}` };
+              break;
+            case "list-threads":
+              req = { method: "GET", path: `/v1/threads${h.query}` };
+              break;
+            case "create":
+              req = { method: "POST", path: `/v1/threads/${thread}/artifacts${h.query}`, body: withBody(body) };
+              break;
+            case "update":
+              req = { method: "PATCH", path: `/v1/threads/${thread}/artifacts/${target.id}${h.query}`, body: withBody(JSON.stringify({ payload: { h: h.query } })) };
+              break;
+            case "remove":
+              req = { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${target.id}${h.query}` };
+              break;
+            default:
+              req = { method: "GET", path: `/v1/threads/${thread}/artifacts/${target.id}${h.query}` };
+          }
+          await exercise({ ...req, headers, tenant: auth.tenant });
+        },
+      ),
+      { numRuns: RUNS.headers },
+    );
+  });
+
+  it("sent at least 10,000 requests, stored only what accepted writes stored, and touched no prototype", async () => {
+    expect(sent).toBeGreaterThanOrEqual(10_000);
+    expect(accepted).toBeGreaterThan(1000);
+    // The store holds exactly the keys accepted writes created, each under its tenant.
+    const keys: string[] = [];
+    for (let page = 0; page < 1000; page++) {
+      const batch = await store.inner.list("", { limit: 1000, ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}) });
+      keys.push(...batch);
+      if (batch.length < 1000) break;
+    }
+    expect(keys.sort()).toEqual([...acceptedKeys].sort());
+    expect([...store.everyKey].sort()).toEqual([...acceptedKeys].sort());
+    for (const key of keys) {
+      const match = ROLLOUT_KEY.exec(key);
+      expect(match, key).not.toBeNull();
+      expect(TENANTS).toContain((match as RegExpExecArray)[1]);
+    }
+    expect(keys.some((k) => k.includes("/snapshots/"))).toBe(true);
+
+    // Every stream the fuzz opened and cancelled has been released.
+    for (let i = 0; i < 1000 && app.hub.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(app.hub.size).toBe(0);
+
+    expect(({} as any).polluted).toBeUndefined();
+    expect(Object.hasOwn(Object.prototype, "polluted")).toBe(false);
+    expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoBefore.object);
+    expect(Object.getOwnPropertyNames(Array.prototype).sort()).toEqual(protoBefore.array);
+    expect(Object.getOwnPropertyNames(Object.prototype).map((name) => Object.getOwnPropertyDescriptor(Object.prototype, name)?.value)).toEqual(
+      protoBefore.objectValues,
+    );
+  });
+
+  it("keeps __proto__, constructor and prototype payload keys as plain data through create, read, list and events", async () => {
+    const text = '{"artifactType":"proto","payload":{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"prototype":1,"nested":[{"__proto__":{"isAdmin":true}}]}}';
+    const auth = { authorization: `Bearer ${TOKENS["tenant-a"]}` };
+    const created = await app.app.request("/v1/threads/proto-keys/artifacts", { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: text });
+    expect(created.status).toBe(201);
+    const id = (await created.json()).artifact.id as string;
+    const expectedPayload = JSON.stringify(JSON.parse(text).payload);
+
+    const readTexts = [
+      await (await app.app.request(`/v1/threads/proto-keys/artifacts/${id}`, { headers: auth })).text(),
+      await (await app.app.request("/v1/threads/proto-keys", { headers: auth })).text(),
+      await (await app.app.request("/v1/threads/proto-keys?consistency=cache", { headers: auth })).text(),
+      await (await app.app.request("/v1/threads?limit=200", { headers: auth })).text(),
+    ];
+    for (const body of readTexts) expect(body).toContain(`"payload":${expectedPayload}`);
+
+    const one = JSON.parse(readTexts[0] as string).artifact.payload;
+    expect(Object.hasOwn(one, "__proto__")).toBe(true);
+    expect(Object.getPrototypeOf(one)).toBe(Object.prototype);
+    expect(one.polluted).toBeUndefined();
+    expect(one.nested[0].isAdmin).toBeUndefined();
+
+    const events = await app.app.request("/v1/threads/proto-keys/events", { headers: auth });
+    const reader = (events.body as ReadableStream<Uint8Array>).getReader();
+    let streamed = "";
+    const hasEvent = () => streamed.includes("data:") && streamed.indexOf("\n\n", streamed.indexOf("data:")) >= 0;
+    for (let i = 0; i < 100 && !hasEvent(); i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      streamed += new TextDecoder().decode(value);
+    }
+    await reader.cancel();
+    expect(streamed).toContain(`"payload":${expectedPayload}`);
+
+    // The rollout patch holds it as data too.
+    const patch = await store.inner.get("tenants/tenant-a/threads/proto-keys/patches/000000000001.json");
+    expect(patch).toContain(`"payload":${expectedPayload}`);
+    expect(({} as any).polluted).toBeUndefined();
+    expect(({} as any).isAdmin).toBeUndefined();
+  });
+});
