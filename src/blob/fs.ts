@@ -74,12 +74,18 @@ export class FsBlobStore implements BlobStore {
     if (dirKey !== "") assertValidKey(dirKey);
     if (dirKey === TEMP_DIR || dirKey.startsWith(`${TEMP_DIR}/`)) return [];
     const keys: string[] = [];
-    await this.#walk(dirKey, prefix, startAfter, keys);
-    keys.sort(compareKeys);
-    return keys.slice(0, limit);
+    if (limit > 0) await this.#walk(dirKey, prefix, startAfter, limit, keys);
+    return keys;
   }
 
-  async #walk(dirKey: string, prefix: string, startAfter: string, out: string[]): Promise<void> {
+  /**
+   * Appends the keys under `dirKey` that match, in ascending key order, until `limit`:
+   * entries are visited in the order of their keys (a folder's keys all start with
+   * "<name>/", so it sorts as "<name>/"), and folders whose keys all sort at or before
+   * `startAfter` are skipped unread, so paging through a big tree, or jumping over a
+   * folder with `startAfter`, reads only what it returns.
+   */
+  async #walk(dirKey: string, prefix: string, startAfter: string, limit: number, out: string[]): Promise<void> {
     let entries;
     try {
       entries = await readdir(dirKey === "" ? this.#root : join(this.#root, dirKey), { withFileTypes: true });
@@ -87,15 +93,26 @@ export class FsBlobStore implements BlobStore {
       if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return;
       throw error;
     }
+    const visits: { key: string; order: string; dir: boolean }[] = [];
     for (const entry of entries) {
       if (dirKey === "" && entry.name === TEMP_DIR) continue;
       const key = dirKey === "" ? entry.name : `${dirKey}/${entry.name}`;
-      if (entry.isDirectory()) {
-        // Descend only where keys below could still match the prefix.
-        const below = `${key}/`;
-        if (below.startsWith(prefix) || prefix.startsWith(below)) await this.#walk(key, prefix, startAfter, out);
-      } else if (entry.isFile() && key.startsWith(prefix) && key > startAfter) {
-        out.push(key);
+      if (entry.isDirectory()) visits.push({ key, order: `${key}/`, dir: true });
+      else if (entry.isFile()) visits.push({ key, order: key, dir: false });
+    }
+    visits.sort((a, b) => compareKeys(a.order, b.order));
+    for (const visit of visits) {
+      if (out.length >= limit) return;
+      if (visit.dir) {
+        const below = visit.order;
+        // Descend only where keys below could still match the prefix...
+        if (!(below.startsWith(prefix) || prefix.startsWith(below))) continue;
+        // ...and could still sort after startAfter (those below a folder that sorts before
+        // it, without startAfter being inside the folder, all sort before it).
+        if (below <= startAfter && !startAfter.startsWith(below)) continue;
+        await this.#walk(visit.key, prefix, startAfter, limit, out);
+      } else if (visit.key.startsWith(prefix) && visit.key > startAfter) {
+        out.push(visit.key);
       }
     }
   }

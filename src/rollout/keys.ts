@@ -2,8 +2,29 @@
 
 const SEQ_DIGITS = 12;
 
+/** Every key of the rollout starts with this. */
+export const TENANTS_PREFIX = "tenants/";
+
+export function tenantPrefix(tenant: string): string {
+  return `${TENANTS_PREFIX}${tenant}/`;
+}
+
+export function threadsPrefix(tenant: string): string {
+  return `${tenantPrefix(tenant)}threads/`;
+}
+
 export function threadPrefix(tenant: string, threadId: string): string {
-  return `tenants/${tenant}/threads/${threadId}/`;
+  return `${threadsPrefix(tenant)}${threadId}/`;
+}
+
+/**
+ * The first name of the next folder after `name` under `prefix`: every key below
+ * `<prefix><name>/` sorts before it ("0" is the code unit right after "/", in UTF-16
+ * and in UTF-8 alike), and every key of a later sibling sorts after it. Listing with
+ * it as `startAfter` skips the whole folder in one call.
+ */
+export function afterFolder(prefix: string, name: string): string {
+  return `${prefix}${name}0`;
 }
 
 export function patchesPrefix(tenant: string, threadId: string): string {

@@ -2,7 +2,7 @@ import type { ThreadState } from "../model/artifact.ts";
 import { materialize } from "../model/materialize.ts";
 import { type Patch, parsePatch, parseSnapshot, serializePatch, type Snapshot, toSnapshot } from "../model/patch.ts";
 import type { BlobStore, PutIfAbsentResult } from "../blob/port.ts";
-import { patchesPrefix, patchKey, seqOfKey, snapshotKey, snapshotsPrefix } from "./keys.ts";
+import { afterFolder, patchKey, snapshotKey, snapshotsPrefix, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
 
 /** Gets run this many at a time when a tail is read: enough to hide object-store latency, bounded for memory. */
 const READ_CONCURRENCY = 16;
@@ -43,29 +43,24 @@ export class Rollout {
   /**
    * Patches after `afterSeq`, in order, stopping at the first hole (there is none in
    * a healthy rollout, since seqs are claimed put-if-absent from 1 up) or at `limit`.
+   * Read by key, not by listing: a listing costs the whole patch folder on a filesystem
+   * (O(history): 10,000 names to skip after a snapshot), while a tail is usually short.
+   * Gets run in growing windows (1, 2, 4 … READ_CONCURRENCY), so an empty tail costs
+   * one get and a long one still hides object-store latency.
    */
   async readPatches(tenant: string, threadId: string, afterSeq: number, limit = Infinity): Promise<Patch[]> {
-    const prefix = patchesPrefix(tenant, threadId);
     const patches: Patch[] = [];
-    let startAfter = patchKey(tenant, threadId, afterSeq);
-    let expected = afterSeq + 1;
+    let next = afterSeq + 1;
+    let window = 1;
     while (patches.length < limit) {
-      const pageLimit = Math.min(LIST_PAGE, limit - patches.length);
-      const keys = await this.store.list(prefix, { startAfter, limit: pageLimit });
-      const contiguous: string[] = [];
-      for (const key of keys) {
-        if (seqOfKey(key) !== expected) break;
-        contiguous.push(key);
-        expected++;
+      const keys = Array.from({ length: Math.min(window, limit - patches.length) }, (_, i) => patchKey(tenant, threadId, next + i));
+      const texts = await Promise.all(keys.map((key) => this.store.get(key)));
+      for (const [i, text] of texts.entries()) {
+        if (text === null) return patches;
+        patches.push(parsePatch(text, keys[i] as string));
       }
-      const page = await mapBounded(contiguous, READ_CONCURRENCY, async (key) => {
-        const text = await this.store.get(key);
-        if (text === null) throw new Error(`listed patch vanished: ${key}`);
-        return parsePatch(text, key);
-      });
-      patches.push(...page);
-      if (contiguous.length < keys.length || keys.length < pageLimit) break;
-      startAfter = keys[keys.length - 1] as string;
+      next += keys.length;
+      window = Math.min(window * 2, READ_CONCURRENCY);
     }
     return patches;
   }
@@ -106,6 +101,39 @@ export class Rollout {
     return { base, tail: await this.readPatches(tenant, threadId, base?.seq ?? 0) };
   }
 
+  /** Every tenant with something in the rollout, in key order: one `list` call per tenant. */
+  listTenants(): AsyncGenerator<string> {
+    return this.#folders(TENANTS_PREFIX);
+  }
+
+  /**
+   * Every thread of `tenant` with something in the rollout, in key order (of
+   * "<id>/", so "a-b" before "a"): one `list` call per thread, however many patches
+   * each holds.
+   */
+  listThreads(tenant: string): AsyncGenerator<string> {
+    return this.#folders(threadsPrefix(tenant));
+  }
+
+  /** The folder names right under `prefix`: list one key, then jump past its folder. */
+  async *#folders(prefix: string): AsyncGenerator<string> {
+    let startAfter: string | undefined;
+    for (;;) {
+      const [key] = await this.store.list(prefix, startAfter === undefined ? { limit: 1 } : { startAfter, limit: 1 });
+      if (key === undefined) return;
+      const rest = key.slice(prefix.length);
+      const slash = rest.indexOf("/");
+      if (slash <= 0) {
+        // An object right under the prefix (none is written there): step over it.
+        startAfter = key;
+        continue;
+      }
+      const name = rest.slice(0, slash);
+      yield name;
+      startAfter = afterFolder(prefix, name);
+    }
+  }
+
   /** `state` advanced to the rollout head. */
   async catchUp(tenant: string, state: ThreadState): Promise<{ state: ThreadState; patches: Patch[] }> {
     const patches = await this.readPatches(tenant, state.threadId, state.seq);
@@ -116,17 +144,4 @@ export class Rollout {
 function stripVersion(snapshot: Snapshot): ThreadState {
   const { v: _v, ...state } = snapshot;
   return state;
-}
-
-async function mapBounded<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  return results;
 }

@@ -56,10 +56,21 @@ export interface LogEntry {
   data: string;
 }
 
+/** What `repairThread` did to one thread's cache. */
+export interface RepairResult {
+  /** The cached seq before (0: the cache had no row for the thread). */
+  cachedSeq: number;
+  /** The cached seq after: the rollout head when the repair was checked. */
+  seq: number;
+}
+
 export interface ThreadPage {
   threads: ThreadState[];
   next: ThreadCursor | null;
 }
+
+/** Repairs `repairThread` tries before it reports a cache that will not catch up. */
+const REPAIR_ATTEMPTS = 3;
 
 /**
  * The write and read paths: the only module that knows the rollout (truth), the
@@ -166,7 +177,7 @@ export class ArtifactService {
       if (rolloutState !== undefined) {
         rolloutState = rolloutState ? (await this.#rollout.catchUp(tenant, rolloutState)).state : await this.#rollout.load(tenant, threadId);
       } else {
-        const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, context.seq));
+        const repaired = await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, context.seq));
         if (!repaired.ok) rolloutState = await this.#rollout.load(tenant, threadId);
       }
     }
@@ -175,7 +186,7 @@ export class ArtifactService {
 
   /** Repairs a cache found behind at `cachedSeq`; if the cache fails, the rollout state to decide on instead. */
   async #catchUpCache(tenant: string, threadId: string, cachedSeq: number): Promise<ThreadState | null | undefined> {
-    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, cachedSeq));
+    const repaired = await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, cachedSeq));
     return repaired.ok ? undefined : await this.#rollout.load(tenant, threadId);
   }
 
@@ -186,7 +197,7 @@ export class ArtifactService {
     const applied = await this.#tryCache("apply", () => this.#cache.apply(tenant, [patch]));
     if (applied.ok && applied.value < patch.seq) {
       // The cache was behind (another process wrote while it was down): catch it up now.
-      await this.#tryCache("repair", () => this.#repairCache(tenant, patch.threadId, applied.value));
+      await this.#tryCache("repair", () => this.#advanceCache(tenant, patch.threadId, applied.value));
     }
     if (this.#rollout.shouldSnapshot(patch.seq)) {
       try {
@@ -224,6 +235,41 @@ export class ArtifactService {
     if (base) await this.#cache.install(tenant, base);
     if (tail.length > 0) await this.#cache.apply(tenant, tail);
     return materialize(base, tail);
+  }
+
+  /**
+   * Brings the thread's cache to the rollout head, with the repair reads and writes
+   * use, and reports the cached seq before and after (`rebuild`). A thread already at
+   * head costs one cache seq read and one rollout existence check. Cache failures are
+   * thrown, not hidden: the caller wants to know.
+   */
+  async repairThread(tenant: string, threadId: string): Promise<RepairResult> {
+    const cachedSeq = await this.#cache.seq(tenant, threadId);
+    let seq = cachedSeq;
+    // Bounded: a concurrent installer or writer may move the row between our calls.
+    for (let attempt = 0; attempt < REPAIR_ATTEMPTS; attempt++) {
+      if (!(await this.#rollout.hasPatch(tenant, threadId, seq + 1))) return { cachedSeq, seq };
+      await this.#advanceCache(tenant, threadId, seq);
+      seq = await this.#cache.seq(tenant, threadId);
+    }
+    if (!(await this.#rollout.hasPatch(tenant, threadId, seq + 1))) return { cachedSeq, seq };
+    throw new Error(`the cache of thread ${threadId} stays behind the rollout (at seq ${seq}) after ${REPAIR_ATTEMPTS} repairs`);
+  }
+
+  /**
+   * `#repairCache` for callers that need no state back (the write path, the event
+   * log, rebuild): a cache that has the thread gets the rollout tail after `cachedSeq`
+   * applied on top, without reading the cached thread, whose size grows with the
+   * thread, on every lost put-if-absent race. Apply is guarded and idempotent, so a row
+   * another writer moved on meanwhile just skips what it already has.
+   */
+  async #advanceCache(tenant: string, threadId: string, cachedSeq: number): Promise<void> {
+    if (cachedSeq > 0) {
+      const tail = await this.#rollout.readPatches(tenant, threadId, cachedSeq);
+      const last = tail[tail.length - 1];
+      if (!last || (await this.#cache.apply(tenant, tail)) >= last.seq) return;
+    }
+    await this.#repairCache(tenant, threadId, cachedSeq);
   }
 
   async readThread(tenant: string, threadId: string, options: { consistency: Consistency; minSeq?: number }): Promise<ReadResult> {
@@ -281,7 +327,7 @@ export class ArtifactService {
     if (page.value.events.length > 0 || !(await this.#rollout.hasPatch(tenant, threadId, Math.max(page.value.seq, afterSeq) + 1))) {
       return page.value.events;
     }
-    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, page.value.seq));
+    const repaired = await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, page.value.seq));
     if (repaired.ok) {
       const again = await this.#tryCache("events", () => this.#cache.events(tenant, threadId, afterSeq, limit));
       if (again.ok && again.value.floor <= afterSeq && again.value.events.length > 0) return again.value.events;

@@ -1,0 +1,96 @@
+/**
+ * kill -9 in the middle of a write burst: the server dies with requests in flight,
+ * patches half-written in its temp folder and libSQL mid-transaction. Restarted on the
+ * same DATA_DIR, every write it acknowledged is there at the seq and with the id it
+ * answered, the rollout is contiguous from 1, and the cache (after a strong read)
+ * equals the replay of the rollout, event log included.
+ */
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Artifact } from "../../src/model/artifact.ts";
+import { Cluster, expectedCacheRows, expectedPatchFiles, http, type HttpResult, patchFiles, range, readCacheFile, readRollout, replay, threadView } from "../support/cluster.ts";
+
+const cluster = new Cluster();
+afterEach(() => cluster.cleanup());
+
+const BURST = 200;
+const KILL_AFTER_ACKS = 60;
+
+const THREADS = ["burst-a", "burst-b", "burst-c", "burst-d"];
+
+describe("kill -9 during a write burst", () => {
+  it(`${BURST} concurrent creates on ${THREADS.length} threads, SIGKILL after ${KILL_AFTER_ACKS} acknowledgements: every acknowledged write survives the restart`, async () => {
+    const dir = cluster.tempDir();
+    const rolloutDir = join(dir, "rollouts");
+    const dbPath = join(dir, "artifacts.db");
+    const env = { DATA_DIR: dir, SNAPSHOT_EVERY: "10" };
+    const server = await cluster.start(env);
+    // Warm the process up (libSQL schema, folders) so the burst is all writes.
+    expect((await http(server.url, "POST", "/v1/threads/warm-up/artifacts", { artifactType: "warm", payload: 0 })).status).toBe(201);
+
+    // Writes to one thread queue in the process; writes to different threads are in flight together.
+    const acks: Artifact[] = [];
+    const otherAnswers: HttpResult[] = [];
+    let transportErrors = 0;
+    let killed: Promise<void> | undefined;
+    await Promise.all(
+      range(BURST).map(async (i) => {
+        const threadId = THREADS[i % THREADS.length] as string;
+        try {
+          const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { i } });
+          if (r.status !== 201) {
+            otherAnswers.push(r);
+            return;
+          }
+          expect(r.json.thread.rolloutSeq).toBe(r.json.artifact.seq);
+          acks.push(r.json.artifact);
+          // The trigger is a count of acknowledgements, not a timer.
+          if (acks.length === KILL_AFTER_ACKS) killed = server.kill();
+        } catch {
+          transportErrors++; // the connection died with the process: no answer, so no promise either
+        }
+      }),
+    );
+    await killed;
+    expect(server.child.signalCode).toBe("SIGKILL");
+    // Nothing but 201s before the kill; the kill really cut the burst short.
+    expect(otherAnswers.map((r) => `${r.status} ${r.text}`)).toEqual([]);
+    expect(acks.length).toBeGreaterThanOrEqual(KILL_AFTER_ACKS);
+    expect(acks.length).toBeLessThan(BURST);
+    expect(acks.length + transportErrors).toBe(BURST);
+    expect(new Set(acks.map((a) => a.id)).size).toBe(acks.length);
+
+    const restarted = await cluster.start(env);
+    for (const threadId of THREADS) {
+      const acked = acks.filter((a) => a.threadId === threadId);
+      // On disk: patches 1..M, M >= the acknowledged count (a write may have landed with its answer lost).
+      const files = patchFiles(rolloutDir, threadId);
+      expect(files).toEqual(expectedPatchFiles(files.length));
+      expect(files.length).toBeGreaterThanOrEqual(acked.length);
+      const patches = await readRollout(rolloutDir, threadId);
+      expect(patches).toHaveLength(files.length);
+      const bySeq = new Map(patches.map((p) => [p.seq, p]));
+      for (const artifact of acked) expect(bySeq.get(artifact.seq)).toMatchObject({ op: "add", artifact });
+      expect(new Set(acked.map((a) => a.seq)).size).toBe(acked.length);
+      expect(new Set(patches.map((p) => p.artifact.id)).size).toBe(patches.length);
+
+      // Restarted on the same DATA_DIR: a strong read answers the whole rollout and repairs the cache.
+      const truth = await replay(rolloutDir, threadId);
+      const strong = await http(restarted.url, "GET", `/v1/threads/${threadId}`);
+      expect(strong.status).toBe(200);
+      expect(["cache", "repaired"]).toContain(strong.headers.get("x-artifacts-source"));
+      expect(strong.json).toEqual({ thread: threadView(truth) });
+      for (const artifact of acked) expect(truth.artifacts.find((a) => a.seq === artifact.seq)).toEqual(artifact);
+
+      const cached = await http(restarted.url, "GET", `/v1/threads/${threadId}?consistency=cache`);
+      expect(cached.headers.get("x-artifacts-source")).toBe("cache");
+      expect(cached.json).toEqual({ thread: threadView(truth) });
+      expect(await readCacheFile(dbPath, threadId)).toEqual(expectedCacheRows(patches));
+
+      // And the thread goes on at the next seq.
+      const next = await http(restarted.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: "after the crash" });
+      expect(next.status).toBe(201);
+      expect(next.json.artifact.seq).toBe(patches.length + 1);
+    }
+  });
+});
