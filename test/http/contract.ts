@@ -1,5 +1,6 @@
 import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readJsonResult } from "../support/http.ts";
 
 /**
  * The HTTP contract of API.md (everything but authentication), spoken
@@ -115,14 +116,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         if (!Object.keys(h).some((k) => k.toLowerCase() === "content-type")) h["content-type"] = "application/json";
       }
       const response = await target.fetch(path, init);
-      const text = await response.text();
-      let json: any;
-      try {
-        json = text ? JSON.parse(text) : undefined;
-      } catch {
-        json = undefined;
-      }
-      return { status: response.status, headers: response.headers, text, json };
+      return readJsonResult(response);
     }
 
     async function create(threadId: string, body: Record<string, unknown>, expected = 201): Promise<HttpResult> {

@@ -3,6 +3,7 @@ import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore, ListOptions, PutIfAbsentResult } from "../../src/blob/port.ts";
 import { createTestApp } from "../support/in-process.ts";
 import { expectProblem, type HttpResult, PROBLEM_CODES, uniqueThreadId } from "./contract.ts";
+import { readJsonResult } from "../support/http.ts";
 
 /**
  * Every limit of API.md at its edge (the limit accepted, one past it rejected), every
@@ -32,14 +33,7 @@ async function send(t: TestApp, method: string, path: string, body?: unknown, he
 /** Sends exactly `init` (raw bodies: bytes, streams, no automatic content-type). */
 async function sendRaw(t: TestApp, path: string, init: RequestInit): Promise<HttpResult> {
   const response = await t.app.request(path, init);
-  const text = await response.text();
-  let json: any;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
+  return readJsonResult(response);
 }
 
 async function rolloutKeys(store: BlobStore): Promise<string[]> {

@@ -23,6 +23,7 @@ import {
   startJwksServer,
   unsignedJwt,
 } from "./helpers.ts";
+import { readJsonResult } from "../support/http.ts";
 
 /**
  * The authentication matrix of the Security issue: every route × every kind of
@@ -122,14 +123,7 @@ async function send(t: Target, call: Call, options: { firstEvent?: boolean } = {
     }
     return { status: response.status, headers: response.headers, text: "", json: undefined, firstUpdate };
   }
-  const text = await response.text();
-  let json: any;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
+  return readJsonResult(response);
 }
 
 interface Fixture {

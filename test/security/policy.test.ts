@@ -16,6 +16,7 @@ import { freePort, type LiveApp, startLiveApp } from "../support/live-server.ts"
 import { S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, type S3rverHarness, startS3rver } from "../support/s3rver.ts";
 import { startDenoFunction, startServer } from "../support/server-process.ts";
 import { allKeys, generateSigningKey, nowSeconds, signHs256, signWithKey, unsignedJwt } from "./helpers.ts";
+import { readJsonResult } from "../support/http.ts";
 
 /**
  * The deployment rules of the Security issue: no authentication only on loopback (the
@@ -27,14 +28,7 @@ import { allKeys, generateSigningKey, nowSeconds, signHs256, signWithKey, unsign
 const NO_AUTH = { AUTH_TOKENS: "", AUTH_JWT_SECRET: "", AUTH_JWKS_URL: "" };
 
 async function read(response: Response): Promise<HttpResult> {
-  const text = await response.text();
-  let json: any;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
+  return readJsonResult(response);
 }
 
 describe("no authentication only on loopback", () => {

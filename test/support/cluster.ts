@@ -15,6 +15,7 @@ import { materialize } from "../../src/model/materialize.ts";
 import { type ArtifactEvent, type Patch, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { type ServerProcess, startServer } from "./server-process.ts";
+import { readJsonResult } from "./http.ts";
 
 export const TENANT = "local";
 
@@ -33,14 +34,7 @@ export async function http(base: string, method: string, path: string, body?: un
     (init.headers as Record<string, string>)["content-type"] = "application/json";
   }
   const response = await fetch(new URL(path, base), init);
-  const text = await response.text();
-  let json: any;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
+  return readJsonResult(response);
 }
 
 /**

@@ -7,6 +7,7 @@ import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore } from "../../src/blob/port.ts";
 import { loadConfig } from "../../src/runtime/config.ts";
 import { wire } from "../../src/runtime/wire.ts";
+import { readJsonResult } from "./http.ts";
 
 export interface InProcessOptions {
   env?: Record<string, string>;
@@ -39,14 +40,7 @@ export function createTestApp(options: InProcessOptions = {}) {
       (init.headers as Record<string, string>)["content-type"] ??= "application/json";
     }
     const response = await wired.app.request(path, init);
-    const text = await response.text();
-    let json: any = undefined;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { status: response.status, headers: response.headers, text, json };
+    return readJsonResult(response);
   };
   const close = () => {
     wired.cache.close();

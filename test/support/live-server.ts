@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
 import { serve } from "@hono/node-server";
 import { createTestApp, type InProcessOptions } from "./in-process.ts";
+import { readJsonResult } from "./http.ts";
 
 export type LiveApp = ReturnType<typeof createTestApp> & {
   url: string;
@@ -30,14 +31,7 @@ export async function startLiveApp(options: InProcessOptions = {}): Promise<Live
       (init.headers as Record<string, string>)["content-type"] = "application/json";
     }
     const response = await fetch(`${url}${path}`, init);
-    const text = await response.text();
-    let json: any;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { status: response.status, headers: response.headers, text, json };
+    return readJsonResult(response);
   };
   const stop = async () => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
