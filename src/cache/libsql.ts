@@ -110,19 +110,22 @@ export class LibsqlCache implements ArtifactCache {
 
   async writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext> {
     const args = { t: tenant, th: threadId };
-    const lookup: InStatement =
+    // Without an identityKey a create never matches an existing artifact, so there is
+    // nothing to look up (a lookup by `identity_key IS NULL` would return every such
+    // artifact of the thread, on every create).
+    const lookup: InStatement | null =
       target.by === "id"
         ? { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { ...args, id: target.artifactId } }
-        : {
-            sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key IS :identity`,
-            args: { ...args, type: target.artifactType, identity: target.identityKey },
-          };
-    const [seq, count, found] = await this.#batch(
-      [seqStatement(tenant, threadId), { sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`, args }, lookup],
-      "read",
-    );
-    // Without an identityKey a create never matches an existing artifact.
-    const row = target.by === "identity" && target.identityKey === null ? undefined : found?.rows[0];
+        : target.identityKey === null
+          ? null
+          : {
+              sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key = :identity`,
+              args: { ...args, type: target.artifactType, identity: target.identityKey },
+            };
+    const statements: InStatement[] = [seqStatement(tenant, threadId), { sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`, args }];
+    if (lookup) statements.push(lookup);
+    const [seq, count, found] = await this.#batch(statements, "read");
+    const row = found?.rows[0];
     return {
       seq: seqFrom(seq as ResultSet),
       artifactCount: Number(count?.rows[0]?.n ?? 0),

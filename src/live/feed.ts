@@ -128,22 +128,19 @@ export class ThreadFeed {
   }
 
   /**
-   * Resolves when the generation moves past `seen`, or `signal` aborts, or `ms` pass.
-   * Taking `seen` before reading means an append between the read and the wait is not missed.
+   * Calls `wake` once the generation moves past `seen` (at once if it already has, or the
+   * feed is closed). Taking `seen` before reading means an append between the read and
+   * the wait is not missed. For a stream's wait loop: pass the same function every time
+   * (it is registered at most once, with no timer or listener per wait) and
+   * `stopWaiting` it when done.
    */
-  waitForNext(seen: number, signal: AbortSignal, ms: number): Promise<void> {
-    if (this.#generation !== seen || signal.aborted || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        this.#waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-      this.#waiters.add(done);
-    });
+  wakeOnNext(seen: number, wake: () => void): void {
+    if (this.#generation !== seen || this.#closed) wake();
+    else this.#waiters.add(wake);
+  }
+
+  stopWaiting(wake: () => void): void {
+    this.#waiters.delete(wake);
   }
 
   /** Reads the log past the head; single-flight, re-run once if asked again meanwhile. */

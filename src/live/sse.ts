@@ -13,6 +13,24 @@ export interface StreamOptions {
 
 export const DEFAULT_STREAM_OPTIONS: StreamOptions = { retryMs: 2000, pingMs: 15_000, maxLifetimeMs: 5 * 60_000 };
 
+const encoder = new TextEncoder();
+/**
+ * Each event's SSE frame, encoded once: a feed hands the same event objects to every
+ * stream at the head, so 1,000 subscribers share one buffer instead of each building
+ * and encoding its own copy.
+ */
+const frames = new WeakMap<LogEvent, Uint8Array>();
+
+function frameOf(event: LogEvent): Uint8Array {
+  let frame = frames.get(event);
+  if (!frame) {
+    // data is JSON.stringify output: one line, so no field can be injected.
+    frame = encoder.encode(`id: ${event.seq}\nevent: artifact-updated\ndata: ${event.data}\n\n`);
+    frames.set(event, frame);
+  }
+  return frame;
+}
+
 /**
  * Streams a thread's events after `resumeAfter` as `artifact-updated`, each once, in
  * seq order, without gaps: catch up from the log, then wait on the thread's feed.
@@ -28,37 +46,70 @@ export function streamThreadEvents(
   c.header("X-Accel-Buffering", "no");
   return streamSSE(c, async (stream) => {
     const stop = new AbortController();
-    const end = () => stop.abort();
+    // One wake-up function per stream, for every reason to stop waiting (new events,
+    // ping due, end): no promise machinery, timer or listener is created per event.
+    let resume: (() => void) | null = null;
+    const wake = () => {
+      const r = resume;
+      resume = null;
+      r?.();
+    };
+    const end = () => {
+      stop.abort();
+      wake();
+    };
     stream.onAbort(end);
     c.req.raw.signal.addEventListener("abort", end, { once: true });
     const lifetime = setTimeout(end, options.maxLifetimeMs);
+    // Ping when nothing was written for `pingMs`: one timer per stream, re-armed only when
+    // it fires (writes just move `lastWrite`), with web-standard timers only.
+    let lastWrite = Date.now();
+    let pingDue = false;
+    let pingTimer: ReturnType<typeof setTimeout> | undefined;
+    const armPing = (ms: number) => {
+      pingTimer = setTimeout(() => {
+        const idle = Date.now() - lastWrite;
+        if (idle < options.pingMs) return armPing(options.pingMs - idle);
+        pingDue = true;
+        wake();
+        armPing(options.pingMs);
+      }, ms);
+    };
+    armPing(options.pingMs);
+    const wrote = () => {
+      pingDue = false;
+      lastWrite = Date.now();
+    };
     const { feed, release } = hub.acquire(target.tenant, target.threadId);
     try {
       await stream.write(`retry: ${options.retryMs}\n\n`);
+      wrote();
       let cursor = target.resumeAfter;
-      let lastWrite = Date.now();
       while (!stop.signal.aborted) {
         const seen = feed.generation;
         let events: LogEvent[] | null = feed.fromBuffer(cursor);
         events ??= await reader.readEvents(target.tenant, target.threadId, cursor, hub.batchSize);
         for (const event of events) {
           if (stop.signal.aborted) break;
-          // data is JSON.stringify output: one line, so no field can be injected.
-          await stream.write(`id: ${event.seq}\nevent: artifact-updated\ndata: ${event.data}\n\n`);
+          await stream.write(frameOf(event));
           cursor = event.seq;
-          lastWrite = Date.now();
+          wrote();
         }
         if (events.length > 0 || stop.signal.aborted) continue;
-        const untilPing = options.pingMs - (Date.now() - lastWrite);
-        if (untilPing <= 0) {
+        if (pingDue) {
           await stream.write(": ping\n\n");
-          lastWrite = Date.now();
+          wrote();
           continue;
         }
-        await feed.waitForNext(seen, stop.signal, untilPing);
+        await new Promise<void>((resolve) => {
+          resume = resolve;
+          feed.wakeOnNext(seen, wake);
+        });
       }
     } finally {
       clearTimeout(lifetime);
+      clearTimeout(pingTimer);
+      feed.stopWaiting(wake);
       c.req.raw.signal.removeEventListener("abort", end);
       release();
     }

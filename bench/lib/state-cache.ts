@@ -1,0 +1,71 @@
+import type { ArtifactCache, EventPage, TargetLookup } from "../../src/cache/port.ts";
+import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
+import type { WriteContext } from "../../src/model/decide.ts";
+import { materialize } from "../../src/model/materialize.ts";
+import type { Patch } from "../../src/model/patch.ts";
+
+/**
+ * A cache port over plain in-memory thread states, for preparing rollouts fast in the
+ * bench (libSQL would spend most of the preparation re-preparing statements). Same
+ * contract where the write path uses it: a contiguous prefix, patches applied only on
+ * top of their predecessor. The thread list and event log are not kept.
+ */
+export class StateCache implements ArtifactCache {
+  readonly #threads = new Map<string, ThreadState>();
+  #key = (tenant: string, threadId: string) => `${tenant}\u0000${threadId}`;
+
+  async apply(tenant: string, patches: readonly Patch[]): Promise<number> {
+    const first = patches[0];
+    if (!first) return -1;
+    const key = this.#key(tenant, first.threadId);
+    let state = this.#threads.get(key) ?? null;
+    for (const patch of patches) {
+      if ((state?.seq ?? 0) !== patch.seq - 1) break;
+      state = materialize(state, [patch]);
+    }
+    if (state) this.#threads.set(key, state);
+    return state?.seq ?? 0;
+  }
+
+  async install(tenant: string, state: ThreadState): Promise<number> {
+    const key = this.#key(tenant, state.threadId);
+    if (!this.#threads.has(key)) this.#threads.set(key, state);
+    return (this.#threads.get(key) as ThreadState).seq;
+  }
+
+  async seq(tenant: string, threadId: string): Promise<number> {
+    return this.#threads.get(this.#key(tenant, threadId))?.seq ?? 0;
+  }
+
+  async readThread(tenant: string, threadId: string): Promise<ThreadState | null> {
+    return this.#threads.get(this.#key(tenant, threadId)) ?? null;
+  }
+
+  async writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext> {
+    const state = this.#threads.get(this.#key(tenant, threadId));
+    if (!state) return { seq: 0, artifactCount: 0, target: null };
+    let found: Artifact | undefined;
+    if (target.by === "id") found = state.artifacts.find((a) => a.id === target.artifactId);
+    else if (target.identityKey !== null) found = state.artifacts.find((a) => a.artifactType === target.artifactType && a.identityKey === target.identityKey);
+    return { seq: state.seq, artifactCount: state.artifacts.length, target: found ?? null };
+  }
+
+  async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }> {
+    const state = this.#threads.get(this.#key(tenant, threadId));
+    return { seq: state?.seq ?? 0, artifact: state?.artifacts.find((a) => a.id === artifactId) ?? null };
+  }
+
+  async listThreads(): Promise<ThreadState[]> {
+    throw new Error("StateCache keeps no thread list");
+  }
+
+  async events(tenant: string, threadId: string): Promise<EventPage> {
+    const seq = await this.seq(tenant, threadId);
+    // No log kept: everything up to the head is "below the floor", i.e. read from the rollout.
+    return { seq, floor: seq, events: [] };
+  }
+
+  async ping(): Promise<void> {}
+
+  close(): void {}
+}

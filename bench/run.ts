@@ -1,0 +1,531 @@
+/**
+ * `npm run bench` (full) and `npm run bench -- --quick` (every scenario, shorter).
+ *
+ * Runs every scenario against our server, the floors (bench/servers/floor.ts) and the
+ * Durable Streams reference server, one server at a time (2 cores: nothing else
+ * competes), with the load in separate processes (bench/load/*.ts), all on 127.0.0.1.
+ * Every loop is bounded in count and time, and the whole run has a deadline.
+ * Prints a markdown table, writes it to bench/results/latest.md and the raw numbers to
+ * bench/results/<mode>-<date>.json (gitignored). Never part of `npm test`.
+ */
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { HttpConfig, HttpResult, HttpRun } from "./load/http.ts";
+import type { ProbeResult } from "./load/probe.ts";
+import type { SseResult } from "./load/sse.ts";
+import { createBody } from "./lib/payload.ts";
+import { closedPort, cpuMs, killAllChildren, type LoadWorker, ROOT, rssBytes, type ServerProcess, sleep, startLoadWorker, startServer } from "./lib/process.ts";
+import { prepareColdRollouts } from "./lib/prepare-rollout.ts";
+import { percentile } from "./lib/stats.ts";
+
+const quick = process.argv.includes("--quick");
+
+// Durations in whole seconds (autocannon counts whole seconds).
+const P = quick
+  ? { warmupS: 1, durationS: 2, warmEachRun: false, connections: 16, sseWrites: 15, sseWarmup: 3, sseRate: 10, sseDrainMs: 3000, coldProcesses: 3, rssSettleMs: 1000, deadlineMin: 5 }
+  : { warmupS: 2, durationS: 10, warmEachRun: true, connections: 16, sseWrites: 200, sseWarmup: 10, sseRate: 10, sseDrainMs: 10_000, coldProcesses: 5, rssSettleMs: 3000, deadlineMin: 25 };
+/** Under the Durable Streams server's pool of 100 open stream files (past it, its appends start failing with 404s). */
+const MANY_THREADS = 64;
+const READ_ARTIFACTS = 100;
+const SSE_SUBSCRIBERS = [1, 100, 1000];
+const COLD_SIZES = [1000, 10_000];
+const IDLE_STREAMS = 1000;
+const HUGE_SNAPSHOT_EVERY = "1000000";
+
+const OURS = "src/runtime/node.ts";
+const FLOOR = "bench/servers/floor.ts";
+const DS = "bench/servers/durable-streams.ts";
+
+const startedAt = new Date();
+const loadAtStart = loadavg();
+const t0 = performance.now();
+const work = mkdtempSync(join(tmpdir(), "thread-artifacts-bench-"));
+const log = (message: string) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}`);
+
+// The run stops by itself: a deadline, and Ctrl-C, end exactly the processes it started.
+const deadline = setTimeout(() => {
+  console.error(`bench: deadline of ${P.deadlineMin} min passed; stopping`);
+  cleanup();
+  process.exit(2);
+}, P.deadlineMin * 60_000);
+deadline.unref();
+process.once("SIGINT", () => {
+  cleanup();
+  process.exit(130);
+});
+function cleanup() {
+  killAllChildren();
+  rmSync(work, { recursive: true, force: true });
+}
+
+/** Folders being deleted in the background; awaited before the run ends. */
+const removing: Promise<void>[] = [];
+
+const dir = (name: string) => {
+  const path = join(work, name);
+  mkdirSync(path, { recursive: true });
+  return path;
+};
+
+/** Our server's env for a scenario: its own data folder; threads may grow past 1,000 during a create run. */
+const oursEnv = (name: string, extra: Record<string, string> = {}) => ({ DATA_DIR: dir(name), MAX_ARTIFACTS_PER_THREAD: "1000000", ...extra });
+
+async function withServer<T>(name: string, entry: string, env: Record<string, string>, body: (server: ServerProcess) => Promise<T>): Promise<T> {
+  const started = performance.now();
+  const server = await startServer(name, entry, env);
+  const up = performance.now();
+  try {
+    return await body(server);
+  } finally {
+    const stopping = performance.now();
+    await server.stop();
+    if (process.env.BENCH_DEBUG) log(`${name}: start ${(up - started).toFixed(0)} ms, stop ${(performance.now() - stopping).toFixed(0)} ms`);
+  }
+}
+
+async function send(url: string, init: RequestInit & { expect?: number[] } = {}): Promise<Response> {
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+  await response.arrayBuffer();
+  if (init.expect && !init.expect.includes(response.status)) throw new Error(`${init.method ?? "GET"} ${url}: HTTP ${response.status}`);
+  return response;
+}
+
+/** Runs `fn` over `items`, `concurrency` at a time. */
+async function eachBounded<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++] as T);
+  }));
+}
+
+/** One autocannon run against `server`: its warm-up, then the measured run with the server's CPU per response. */
+async function measureHttp(http: LoadWorker, server: ServerProcess, run: HttpRun): Promise<HttpResult> {
+  const timeout = 2 * (run.durationS + run.warmupS) * 1000 + 30_000;
+  if (run.warmupS > 0) await http.request<HttpResult>({ baseUrl: server.url, run, phase: "warmup" } satisfies HttpConfig, timeout);
+  const before = cpuMs(server.pid);
+  const result = await http.request<HttpResult>({ baseUrl: server.url, run, phase: "measure" } satisfies HttpConfig, timeout);
+  const responses = result.ok + result.non2xx;
+  return { ...result, cpuMsPerRequest: responses > 0 ? (cpuMs(server.pid) - before) / responses : Number.NaN };
+}
+
+async function measureAll(http: LoadWorker, server: ServerProcess, runs: HttpRun[]): Promise<HttpResult[]> {
+  const results: HttpResult[] = [];
+  for (const run of runs) results.push(await measureHttp(http, server, run));
+  return results;
+}
+
+const dsJson = { "content-type": "application/json" };
+async function dsCreateStreams(baseUrl: string, names: string[]): Promise<void> {
+  await eachBounded(names, 16, async (name) => {
+    await send(`${baseUrl}/v1/stream/${name}`, { method: "PUT", headers: dsJson, expect: [200, 201] });
+  });
+}
+
+// ---------------------------------------------------------------- scenarios
+
+type CreateServer = "ours" | "floor" | "durable floor" | "durable-streams";
+interface CreateRow {
+  threads: number;
+  server: CreateServer;
+  result: HttpResult;
+}
+
+async function benchCreate(http: LoadWorker): Promise<CreateRow[]> {
+  const body = createBody();
+  // Quick mode warms each server up once, before its first run.
+  const runs = (path: string): HttpRun[] => [
+    { name: "one", method: "POST", path, threads: 1, threadPrefix: "create-one-", body, connections: P.connections, durationS: P.durationS, warmupS: P.warmupS },
+    { name: "many", method: "POST", path, threads: MANY_THREADS, threadPrefix: "create-many-", body, connections: P.connections, durationS: P.durationS, warmupS: P.warmEachRun ? P.warmupS : 0 },
+  ];
+  const rows: CreateRow[] = [];
+  const collect = (server: CreateServer, results: HttpResult[]) => {
+    for (const result of results) rows.push({ threads: result.name === "one" ? 1 : MANY_THREADS, server, result });
+  };
+  log("create: ours");
+  await withServer("ours", OURS, oursEnv("create-ours"), async (s) => {
+    collect("ours", await measureAll(http, s, runs("/v1/threads/{thread}/artifacts")));
+  });
+  log("create: floor");
+  await withServer("floor", FLOOR, { FLOOR_DB: join(dir("create-floor"), "floor.db") }, async (s) => {
+    collect("floor", await measureAll(http, s, runs("/floor/threads/{thread}/artifacts")));
+  });
+  log("create: durable floor");
+  await withServer("durable floor", FLOOR, { FLOOR_DB: join(dir("create-floor-durable"), "floor.db") }, async (s) => {
+    collect("durable floor", await measureAll(http, s, runs("/floor-durable/threads/{thread}/artifacts")));
+  });
+  log("create: durable streams");
+  await withServer("durable-streams", DS, { DS_DATA_DIR: dir("create-ds") }, async (s) => {
+    await dsCreateStreams(s.url, ["create-one-0", ...Array.from({ length: MANY_THREADS }, (_, i) => `create-many-${i}`)]);
+    collect("durable-streams", await measureAll(http, s, runs("/v1/stream/{thread}")));
+  });
+  return rows;
+}
+
+interface ReadRow {
+  variant: "strong" | "cache" | "floor";
+  result: HttpResult;
+}
+
+async function benchRead(http: LoadWorker): Promise<ReadRow[]> {
+  const run = (name: string, path: string): HttpRun => ({ name, method: "GET", path, connections: P.connections, durationS: P.durationS, warmupS: P.warmupS });
+  const dataDir = dir("read-ours");
+  const rows: ReadRow[] = [];
+  log("read: ours (strong, cache)");
+  await withServer("ours", OURS, { DATA_DIR: dataDir }, async (s) => {
+    const indexes = Array.from({ length: READ_ARTIFACTS }, (_, i) => i);
+    await eachBounded(indexes, 4, async (i) => {
+      await send(`${s.url}/v1/threads/read-100/artifacts`, { method: "POST", headers: dsJson, body: createBody(i), expect: [201] });
+    });
+    const results = await measureAll(http, s, [
+      run("strong", "/v1/threads/read-100?consistency=strong"),
+      { ...run("cache", "/v1/threads/read-100?consistency=cache"), warmupS: P.warmEachRun ? P.warmupS : 0 },
+    ]);
+    for (const result of results) rows.push({ variant: result.name as "strong" | "cache", result });
+  });
+  // The floor reads the very same rows: a copy of the cache file our server just wrote.
+  const floorDb = join(dir("read-floor"), "floor.db");
+  for (const suffix of ["", "-wal"]) {
+    if (existsSync(join(dataDir, `artifacts.db${suffix}`))) copyFileSync(join(dataDir, `artifacts.db${suffix}`), `${floorDb}${suffix}`);
+  }
+  log("read: floor");
+  await withServer("floor", FLOOR, { FLOOR_DB: floorDb }, async (s) => {
+    rows.push({ variant: "floor", result: await measureHttp(http, s, run("floor", "/floor/threads/read-100")) });
+  });
+  return rows;
+}
+
+interface SseRow {
+  server: "ours" | "floor" | "durable-streams";
+  result: SseResult;
+}
+
+async function benchSse(sse: LoadWorker): Promise<SseRow[]> {
+  const rows: SseRow[] = [];
+  const timeout = ((P.sseWrites + P.sseWarmup) / P.sseRate) * 1000 + 90_000;
+  const drainMs = P.sseDrainMs;
+  const contenders: Array<{ server: SseRow["server"]; entry: string; env: Record<string, string>; urls: (base: string, thread: string) => { streamUrl: string; writeUrl: string } }> = [
+    {
+      server: "ours",
+      entry: OURS,
+      env: { DATA_DIR: dir("sse-ours") },
+      urls: (base, thread) => ({ streamUrl: `${base}/v1/threads/${thread}/events`, writeUrl: `${base}/v1/threads/${thread}/artifacts` }),
+    },
+    {
+      server: "floor",
+      entry: FLOOR,
+      env: { FLOOR_DB: join(dir("sse-floor"), "floor.db") },
+      urls: (base, thread) => ({ streamUrl: `${base}/floor/threads/${thread}/events`, writeUrl: `${base}/floor/threads/${thread}/artifacts` }),
+    },
+    {
+      server: "durable-streams",
+      entry: DS,
+      env: { DS_DATA_DIR: dir("sse-ds") },
+      urls: (base, thread) => ({ streamUrl: `${base}/v1/stream/${thread}?offset=-1&live=sse`, writeUrl: `${base}/v1/stream/${thread}` }),
+    },
+  ];
+  for (const contender of contenders) {
+    await withServer(contender.server, contender.entry, contender.env, async (s) => {
+      for (const subscribers of SSE_SUBSCRIBERS) {
+        log(`sse: ${contender.server}, ${subscribers} subscriber(s)`);
+        const thread = `sse-${subscribers}`;
+        if (contender.server === "durable-streams") await dsCreateStreams(s.url, [thread]);
+        const result = await sse.request<SseResult>(
+          { ...contender.urls(s.url, thread), subscribers, writes: P.sseWrites, warmupWrites: P.sseWarmup, ratePerS: P.sseRate, drainMs },
+          timeout,
+        );
+        rows.push({ server: contender.server, result });
+      }
+    });
+  }
+  return rows;
+}
+
+interface ColdRow {
+  patches: number;
+  snapshots: boolean;
+  samples: ProbeResult[];
+  p50: number;
+}
+
+async function benchCold(probe: LoadWorker): Promise<ColdRow[]> {
+  log("cold: preparing rollouts in-process");
+  const dataDir = dir("cold");
+  const { threads, addSnapshots } = await prepareColdRollouts(COLD_SIZES, join(dataDir, "rollouts"));
+  const rows: ColdRow[] = [];
+  const deadPort = await closedPort();
+  // The same patches twice: first with no snapshot in the folder, then with them added.
+  for (const snapshots of [false, true]) {
+    if (snapshots) addSnapshots();
+    for (const patches of COLD_SIZES) {
+      log(`cold: ${patches} patches, snapshots ${snapshots ? "every 100" : "none"}`);
+      const samples: ProbeResult[] = [];
+      for (let i = 0; i < P.coldProcesses; i++) {
+        const env = { DATA_DIR: dataDir, LIBSQL_URL: `http://127.0.0.1:${deadPort}`, SNAPSHOT_EVERY: snapshots ? "100" : HUGE_SNAPSHOT_EVERY };
+        const sample = await withServer("ours (libSQL down)", OURS, env, (s) =>
+          probe.request<ProbeResult>({ url: `${s.url}/v1/threads/${threads.get(patches)}` }, 90_000),
+        );
+        if (sample.status !== 200 || sample.source !== "rollout") throw new Error(`cold read: HTTP ${sample.status}, source ${sample.source}`);
+        samples.push(sample);
+      }
+      rows.push({ patches, snapshots, samples, p50: percentile(samples.map((s) => s.ms), 50) });
+    }
+  }
+  // 11,000 files: delete them while the memory scenario runs (it does no disk I/O to speak of).
+  removing.push(rm(dataDir, { recursive: true, force: true }));
+  return rows;
+}
+
+interface RssRow {
+  server: string;
+  streams: number;
+  baseline: number;
+  withStreams: number;
+  open: number;
+  ended: number;
+}
+
+async function benchRss(idle: LoadWorker): Promise<RssRow[]> {
+  const rows: RssRow[] = [];
+  const cases: Array<{ server: string; entry: string; env: Record<string, string>; warm: (base: string) => Promise<void>; streamUrl: (base: string) => string }> = [
+    {
+      server: "ours (1 thread)",
+      entry: OURS,
+      env: { DATA_DIR: dir("rss-ours") },
+      warm: async (base) => void (await send(`${base}/v1/threads/rss-0/artifacts`, { method: "POST", headers: dsJson, body: createBody(), expect: [201] })),
+      streamUrl: (base) => `${base}/v1/threads/rss-0/events?since=1`,
+    },
+    // One stream per thread: 1,000 feeds, each polling the log every SSE_POLL_MS (full run only).
+    {
+      server: "ours (1,000 threads)",
+      entry: OURS,
+      env: { DATA_DIR: dir("rss-ours-many") },
+      warm: async (base) => void (await send(`${base}/v1/threads/rss-warm/artifacts`, { method: "POST", headers: dsJson, body: createBody(), expect: [201] })),
+      streamUrl: (base) => `${base}/v1/threads/rss-{i}/events`,
+    },
+    {
+      server: "SSE floor",
+      entry: FLOOR,
+      env: { FLOOR_DB: join(dir("rss-floor"), "floor.db") },
+      warm: async (base) => void (await send(`${base}/floor/threads/rss-0/artifacts`, { method: "POST", headers: dsJson, body: createBody(), expect: [201] })),
+      streamUrl: (base) => `${base}/floor/threads/rss-0/events`,
+    },
+    {
+      server: "Durable Streams",
+      entry: DS,
+      env: { DS_DATA_DIR: dir("rss-ds") },
+      warm: async (base) => {
+        await dsCreateStreams(base, ["rss-0"]);
+        await send(`${base}/v1/stream/rss-0`, { method: "POST", headers: dsJson, body: createBody(), expect: [200, 204] });
+      },
+      streamUrl: (base) => `${base}/v1/stream/rss-0?offset=now&live=sse`,
+    },
+  ];
+  for (const c of cases) {
+    if (quick && c.server === "ours (1,000 threads)") continue;
+    log(`rss: ${c.server}`);
+    await withServer(c.server, c.entry, c.env, async (s) => {
+      await c.warm(s.url);
+      await sleep(300);
+      const baseline = rssBytes(s.pid);
+      const opened = await idle.request<{ open: number }>({ op: "open", url: c.streamUrl(s.url), count: IDLE_STREAMS }, 90_000);
+      await sleep(P.rssSettleMs);
+      const withStreams = rssBytes(s.pid);
+      const closed = await idle.request<{ open: number; ended: number }>({ op: "close" }, 30_000);
+      rows.push({ server: c.server, streams: opened.open, baseline, withStreams, open: opened.open, ended: closed.ended });
+    });
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- report
+
+const MiB = 1024 * 1024;
+const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
+const fx = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : "–");
+const mark = (ok: boolean) => (ok ? "✅" : "❌");
+
+interface Goal {
+  goal: string;
+  measured: string;
+  met: boolean;
+}
+
+function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdRow[], rss: RssRow[], seconds: number) {
+  const goals: Goal[] = [];
+  const lines: string[] = [];
+  const cpu = cpus()[0]?.model ?? "unknown CPU";
+  lines.push(`# thread-artifacts benchmarks (${quick ? "quick" : "full"} run)`, "");
+  lines.push(
+    `${startedAt.toISOString()} · ${cpus().length} cores, ${cpu} · Node ${process.version} · ${process.platform}/${process.arch} · run took ${seconds.toFixed(0)} s · ` +
+      `load average ${loadAtStart.map((n) => n.toFixed(1)).join("/")} at start, ${loadavg().map((n) => n.toFixed(1)).join("/")} at end (1/5/15 min; anything well above the bench's own ~2 means other work shared the cores)`,
+    "",
+  );
+  lines.push(
+    "Everything on 127.0.0.1, one server at a time, load in separate processes (autocannon for request/response). " +
+      `Ours: \`src/runtime/node.ts\` with the fs rollout and a libSQL file (WAL, synchronous=NORMAL) in a temp folder on the same disk as the floors. ` +
+      "Floor: `bench/servers/floor.ts` (bare Hono on @hono/node-server, same libSQL settings). Durable Streams: `@durable-streams/server`, file-backed.",
+    "",
+  );
+
+  // create
+  const warm = P.warmEachRun ? `after ${P.warmupS} s warm-up each` : `after one ${P.warmupS} s warm-up per server`;
+  lines.push(`## create-artifact (POST ~1 KiB JSON, ${P.connections} connections, ${P.durationS} s per run ${warm})`, "");
+  lines.push(
+    "Floor: parse + one libSQL INSERT (no fsync: WAL with synchronous=NORMAL commits without one). " +
+      "Durable floor (not a goal, for the cause): the same after writing the body put-if-absent through our own `FsBlobStore` (temp file fsync, link, folder fsync), with no per-thread ordering. " +
+      `The ${MANY_THREADS}-thread runs spread requests round-robin over ${MANY_THREADS} threads (streams).`,
+    "",
+  );
+  lines.push(
+    "| threads | server | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/req | vs floor | vs Durable Streams |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  );
+  for (const threads of [1, MANY_THREADS]) {
+    const of = (server: CreateServer) => create.find((r) => r.threads === threads && r.server === server)?.result;
+    const floor = of("floor");
+    const ds = of("durable-streams");
+    for (const server of ["ours", "floor", "durable floor", "durable-streams"] as const) {
+      const r = of(server);
+      if (!r) continue;
+      lines.push(
+        `| ${threads === 1 ? "one thread" : `${threads} threads`} | ${server} | ${f(r.rps, 0)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.non2xx + r.errors} | ${f(r.cpuMsPerRequest ?? Number.NaN, 2)} | ${floor ? fx(r.rps / floor.rps) : "–"} | ${ds ? fx(r.rps / ds.rps) : "–"} |`,
+      );
+    }
+    const ours = of("ours");
+    if (ours && floor) goals.push({ goal: `create (${threads === 1 ? "one thread" : `${threads} threads`}) ≥ 0.6× floor`, measured: fx(ours.rps / floor.rps), met: ours.rps >= 0.6 * floor.rps });
+    if (ours && ds) goals.push({ goal: `create (${threads === 1 ? "one thread" : `${threads} threads`}) ≥ 1.0× Durable Streams`, measured: fx(ours.rps / ds.rps), met: ours.rps >= ds.rps });
+  }
+  lines.push("");
+
+  // read
+  lines.push(`## read-thread (${READ_ARTIFACTS} artifacts × ~1 KiB, ${P.connections} connections, ${P.durationS} s per run ${warm})`, "");
+  lines.push("| variant | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/req | vs floor |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  const floorRead = read.find((r) => r.variant === "floor")?.result;
+  for (const row of read) {
+    const r = row.result;
+    const label = row.variant === "floor" ? "floor (same SELECTs, string concat)" : `ours, consistency=${row.variant}`;
+    lines.push(`| ${label} | ${f(r.rps, 0)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.non2xx + r.errors} | ${f(r.cpuMsPerRequest ?? Number.NaN, 2)} | ${floorRead ? fx(r.rps / floorRead.rps) : "–"} |`);
+  }
+  const strong = read.find((r) => r.variant === "strong")?.result;
+  if (strong && floorRead) goals.push({ goal: "read-thread strong ≥ 0.8× floor", measured: fx(strong.rps / floorRead.rps), met: strong.rps >= 0.8 * floorRead.rps });
+  lines.push("");
+
+  // sse
+  lines.push(
+    `## SSE write-to-receive latency (one thread, ${P.sseWrites} writes of ~1 KiB at ${P.sseRate}/s after ${P.sseWarmup} warm-up writes)`,
+    "",
+    "Latency = monotonic receive time of the event's chunk − send time of its POST, both in the load process; every (subscriber, write) pair is a sample, " +
+      `and one not delivered within ${P.sseDrainMs / 1000} s of the last send counts as slower than all (\`lost\` where a percentile lands on one).`,
+    "",
+  );
+  lines.push(
+    "| subscribers | server | p50 ms | p99 ms | max ms | delivered | POST p50 ms | p99 vs SSE floor | p99 vs Durable Streams |",
+    "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  );
+  // A latency over a lost event (null) is slower than any measured one.
+  const ms = (n: number | null) => (n === null ? Number.POSITIVE_INFINITY : n);
+  const lat = (n: number | null, digits: number) => (n === null ? "lost" : f(n, digits));
+  const ratio = (a: number | null, b: number | null) => (a === null && b === null ? "–" : fx(ms(a) / ms(b)));
+  for (const n of SSE_SUBSCRIBERS) {
+    const of = (server: SseRow["server"]) => sse.find((r) => r.server === server && r.result.subscribers === n)?.result;
+    const floor = of("floor");
+    const ds = of("durable-streams");
+    for (const server of ["ours", "floor", "durable-streams"] as const) {
+      const r = of(server);
+      if (!r) continue;
+      const name = server === "floor" ? "SSE floor" : server;
+      lines.push(
+        `| ${n} | ${name} | ${lat(r.p50, 2)} | ${lat(r.p99, 2)} | ${lat(r.max, 1)} | ${r.delivered}/${r.expected}${r.writeErrors ? ` (${r.writeErrors} POSTs failed or unanswered)` : ""} | ${f(r.writeP50, 2)} | ${floor ? ratio(r.p99, floor.p99) : "–"} | ${ds ? ratio(r.p99, ds.p99) : "–"} |`,
+      );
+    }
+    const ours = of("ours");
+    if (n === 1000 && ours && floor) goals.push({ goal: "SSE p99 at 1,000 subscribers ≤ 1.5× SSE floor", measured: `${lat(ours.p99, 2)} ms vs ${lat(floor.p99, 2)} ms (${ratio(ours.p99, floor.p99)})`, met: ms(ours.p99) <= 1.5 * ms(floor.p99) });
+    if (n === 1000 && ours && ds) goals.push({ goal: "SSE p99 at 1,000 subscribers < Durable Streams", measured: `${lat(ours.p99, 2)} ms vs ${lat(ds.p99, 2)} ms`, met: ms(ours.p99) < ms(ds.p99) });
+  }
+  lines.push("");
+
+  // cold
+  lines.push(
+    `## cold read, libSQL down (fresh server process per sample, first GET; ${P.coldProcesses} processes each)`,
+    "",
+    "Each thread: 100 creates then updates round-robin up to N patches (the same 100 artifacts of ~1 KiB at the end), written once through the service in-process; " +
+      "the same patch files are read first with no snapshot in the folder, then with the snapshots (every 100) added. " +
+      "LIBSQL_URL points at a closed loopback port; the answer comes from the rollout (`X-Artifacts-Source: rollout`).",
+    "",
+  );
+  lines.push("| patches | snapshots | p50 ms | samples ms | vs 1,000 patches |", "| ---: | --- | ---: | --- | ---: |");
+  for (const snapshots of [true, false]) {
+    const base = cold.find((r) => r.snapshots === snapshots && r.patches === COLD_SIZES[0]);
+    for (const row of cold.filter((r) => r.snapshots === snapshots)) {
+      lines.push(
+        `| ${row.patches.toLocaleString("en-US")} | ${snapshots ? "every 100" : `none (SNAPSHOT_EVERY=${HUGE_SNAPSHOT_EVERY})`} | ${f(row.p50, 1)} | ${row.samples.map((s) => f(s.ms, 0)).join(", ")} | ${base ? fx(row.p50 / base.p50) : "–"} |`,
+      );
+    }
+  }
+  const c1 = cold.find((r) => r.snapshots && r.patches === 1000);
+  const c10 = cold.find((r) => r.snapshots && r.patches === 10_000);
+  if (c1 && c10) goals.push({ goal: "cold read with snapshots: 10,000 patches ≤ 1.5× 1,000", measured: `${f(c10.p50, 1)} ms vs ${f(c1.p50, 1)} ms (${fx(c10.p50 / c1.p50)})`, met: c10.p50 <= 1.5 * c1.p50 });
+  lines.push("");
+
+  // rss
+  lines.push(`## resident memory with ${IDLE_STREAMS.toLocaleString("en-US")} idle SSE streams (VmRSS of the server process, ${P.rssSettleMs / 1000} s after the last opened)`, "");
+  lines.push("| server | baseline MiB | with streams MiB | delta MiB | per stream KiB |", "| --- | ---: | ---: | ---: | ---: |");
+  for (const row of rss) {
+    const delta = row.withStreams - row.baseline;
+    lines.push(`| ${row.server} | ${f(row.baseline / MiB)} | ${f(row.withStreams / MiB)} | ${f(delta / MiB)} | ${f(delta / 1024 / Math.max(1, row.open), 1)} |`);
+  }
+  const oursRss = rss.find((r) => r.server === "ours (1 thread)");
+  if (oursRss) goals.push({ goal: "RSS delta with 1,000 idle streams ≤ 100 MiB", measured: `${f((oursRss.withStreams - oursRss.baseline) / MiB)} MiB`, met: oursRss.withStreams - oursRss.baseline <= 100 * MiB && oursRss.open === IDLE_STREAMS });
+  lines.push("");
+
+  lines.push("## goals", "", "| goal | measured | met |", "| --- | --- | :---: |");
+  for (const g of goals) lines.push(`| ${g.goal} | ${g.measured} | ${mark(g.met)} |`);
+  lines.push("");
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  log(`${quick ? "quick" : "full"} run; work folder ${work}`);
+  const http = startLoadWorker(join(ROOT, "bench/load/http.ts"));
+  const sseWorker = startLoadWorker(join(ROOT, "bench/load/sse.ts"));
+  const probe = startLoadWorker(join(ROOT, "bench/load/probe.ts"));
+  const idle = startLoadWorker(join(ROOT, "bench/load/idle.ts"));
+  try {
+    const create = await benchCreate(http);
+    const read = await benchRead(http);
+    const sse = await benchSse(sseWorker);
+    const cold = await benchCold(probe);
+    const rss = await benchRss(idle);
+    await Promise.all(removing);
+    const seconds = (performance.now() - t0) / 1000;
+    const markdown = report(create, read, sse, cold, rss, seconds);
+    const results = join(ROOT, "bench/results");
+    mkdirSync(results, { recursive: true });
+    writeFileSync(join(results, "latest.md"), markdown);
+    const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
+    writeFileSync(
+      join(results, `${quick ? "quick" : "full"}-${stamp}.json`),
+      JSON.stringify({ mode: quick ? "quick" : "full", startedAt, seconds, params: P, machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAtStart, loadAtEnd: loadavg() }, create, read, sse, cold, rss }, null, 2),
+    );
+    console.log(markdown);
+    log(`done in ${seconds.toFixed(1)} s; table in bench/results/latest.md`);
+  } finally {
+    await Promise.all([http.close(), sseWorker.close(), probe.close(), idle.close()]);
+  }
+}
+
+main()
+  .then(() => {
+    clearTimeout(deadline);
+    cleanup();
+    log("cleaned up");
+  })
+  .catch((error: unknown) => {
+    console.error(error);
+    cleanup();
+    process.exit(1);
+  });
