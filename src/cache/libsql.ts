@@ -25,9 +25,13 @@ export interface LibsqlCacheOptions {
 const APPLY_CHUNK = 200;
 
 export class CacheUnavailableError extends Error {
-  constructor(cause: unknown) {
+  /** True when the breaker refused the call without trying libSQL (the failure that opened it was reported). */
+  readonly fastFail: boolean;
+
+  constructor(cause: unknown, fastFail = false) {
     super("libSQL cache unavailable", { cause });
     this.name = "CacheUnavailableError";
+    this.fastFail = fastFail;
   }
 }
 
@@ -209,7 +213,7 @@ export class LibsqlCache implements ArtifactCache {
   }
 
   async #batch(statements: InStatement[], mode: "read" | "write", opts: { ignoreBreaker?: boolean } = {}): Promise<ResultSet[]> {
-    if (!opts.ignoreBreaker && Date.now() < this.#downUntil) throw new CacheUnavailableError("recently failed");
+    if (!opts.ignoreBreaker && Date.now() < this.#downUntil) throw new CacheUnavailableError("recently failed", true);
     try {
       const client = await this.#connected();
       return await withTimeout(client.batch(statements, mode), this.#options.callTimeoutMs);

@@ -177,8 +177,7 @@ export class ArtifactService {
       if (rolloutState !== undefined) {
         rolloutState = rolloutState ? (await this.#rollout.catchUp(tenant, rolloutState)).state : await this.#rollout.load(tenant, threadId);
       } else {
-        const repaired = await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, context.seq));
-        if (!repaired.ok) rolloutState = await this.#rollout.load(tenant, threadId);
+        rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
       }
     }
     throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
@@ -366,7 +365,8 @@ export class ArtifactService {
       return { ok: true, value: await call() };
     } catch (error) {
       if (error instanceof ProblemError) throw error;
-      this.#logger.warn(`cache ${what} failed; using the rollout`, { error: describe(error) });
+      // While the cache's breaker is open every call fails fast: that was logged once already.
+      if ((error as { fastFail?: unknown } | null)?.fastFail !== true) this.#logger.warn(`cache ${what} failed; using the rollout`, { error: describe(error) });
       return { ok: false };
     }
   }
