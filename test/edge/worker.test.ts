@@ -91,3 +91,42 @@ describe("Worker cache path", () => {
     }
   });
 });
+
+describe("Worker live path", () => {
+  it("wakes an open stream through the ThreadHub Durable Object, long before the poll interval", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-hub-"));
+    const hrana = await startHranaServer({ path: join(dir, "cache.db") });
+    // Polling alone would take a minute: an event that arrives in this test came by the hub's hint.
+    const worker = await startWorker({ LIBSQL_URL: hrana.url, AUTH_TOKENS: `${WORKER_TOKEN}:local`, SSE_POLL_MS: "60000", SSE_PING_MS: "100" });
+    const controller = new AbortController();
+    try {
+      const threadId = `hub-${Date.now().toString(36)}`;
+      const stream = await fetch(`${worker.url}/v1/threads/${threadId}/events`, withToken({ signal: controller.signal }));
+      expect(stream.status).toBe(200);
+      const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      let text = "";
+      // Pings come only from an idle stream waiting on its feed: after two, the feed has
+      // read the (empty) log and only a hint or the minute-long poll can bring news.
+      while ((text.match(/^: ping$/gm) ?? []).length < 2) text += decoder.decode((await reader.read()).value, { stream: true });
+      const ok = await fetch(`${worker.url}/v1/threads/${threadId}/artifacts`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${WORKER_TOKEN}` },
+        body: JSON.stringify({ artifactType: "plan", payload: { via: "hub" } }),
+      });
+      expect(ok.status).toBe(201);
+      while (!text.includes("event: artifact-updated")) {
+        const { done, value } = await reader.read();
+        if (done) throw new Error(`stream ended before the event:\n${text}`);
+        text += decoder.decode(value, { stream: true });
+      }
+      expect(text).toContain("id: 1\nevent: artifact-updated\n");
+      expect(text).toContain('"via":"hub"');
+    } finally {
+      controller.abort();
+      await worker.stop();
+      await hrana.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
