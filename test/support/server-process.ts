@@ -26,9 +26,9 @@ export function startServer(env: Record<string, string>): Promise<ServerProcess>
 /** The Deno binary the `deno` npm package ships. */
 export const DENO = join(ROOT, "node_modules", ".bin", "deno");
 
-/** `deno task serve`'s program (functions/app.ts behind Deno.serve) on an ephemeral port. */
+/** `deno task serve` itself (functions/app.ts behind Deno.serve) on an ephemeral port. */
 export function startDenoServer(env: Record<string, string>): Promise<ServerProcess> {
-  return spawnServer(DENO, ["run", "-A", "src/runtime/deno-serve.ts"], env);
+  return spawnServer(DENO, ["task", "serve"], env);
 }
 
 /** `deno serve functions/<name>.ts`: one edge function on its own, on an ephemeral port. */
