@@ -1,7 +1,7 @@
 import type { Client, InStatement, ResultSet, Row } from "@libsql/client";
 import type { Artifact, ThreadState } from "../model/artifact.ts";
 import type { WriteContext } from "../model/decide.ts";
-import { type Patch, toEvent } from "../model/patch.ts";
+import { eventData, type Patch } from "../model/patch.ts";
 import type { ArtifactCache, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
 import { SCHEMA } from "./schema.ts";
 
@@ -286,7 +286,7 @@ function applyStatements(tenant: string, patch: Patch): InStatement[] {
   }
   statements.push({
     sql: `INSERT OR IGNORE INTO events (tenant, thread_id, seq, data) SELECT :t, :th, :seq, :data WHERE ${guard}`,
-    args: { ...key, data: JSON.stringify(toEvent(patch)) },
+    args: { ...key, data: eventData(patch) },
   });
   return statements;
 }

@@ -11,7 +11,6 @@ export interface StreamOptions {
   maxLifetimeMs: number;
 }
 
-export const DEFAULT_STREAM_OPTIONS: StreamOptions = { retryMs: 2000, pingMs: 15_000, maxLifetimeMs: 5 * 60_000 };
 
 const encoder = new TextEncoder();
 /**

@@ -1,8 +1,6 @@
 /** A JSON value as it comes out of `JSON.parse`. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-const encoder = new TextEncoder();
-
 export function utf8Bytes(text: string): number {
   // Counting without allocating: most payloads are ASCII, and this runs on every write.
   let bytes = 0;
@@ -21,9 +19,6 @@ export function utf8Bytes(text: string): number {
   return bytes;
 }
 
-export function encodeUtf8(text: string): Uint8Array {
-  return encoder.encode(text);
-}
 
 /**
  * Deepest nesting of arrays and objects a payload may have. JSON.stringify and the

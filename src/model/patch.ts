@@ -88,3 +88,8 @@ export interface ArtifactEvent {
 export function toEvent(patch: Patch): ArtifactEvent {
   return { threadId: patch.threadId, seq: patch.seq, op: patch.op, artifact: patch.artifact };
 }
+
+/** The event's `data:` line: JSON.stringify never emits a raw newline, so no SSE field can be injected. */
+export function eventData(patch: Patch): string {
+  return JSON.stringify(toEvent(patch));
+}

@@ -48,8 +48,3 @@ function padSeq(seq: number): string {
   return String(seq).padStart(SEQ_DIGITS, "0");
 }
 
-/** The seq of a patch or snapshot key, or null for anything else under the prefix. */
-export function seqOfKey(key: string): number | null {
-  const match = /\/(\d{12})\.json$/.exec(key);
-  return match ? Number(match[1]) : null;
-}

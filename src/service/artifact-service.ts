@@ -4,7 +4,7 @@ import { decideWrite, type WriteCommand, type WriteContext, type WriteDecision }
 import { ProblemError } from "../model/errors.ts";
 import { uuidv7 } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import { type Patch, toEvent } from "../model/patch.ts";
+import { eventData, type Patch } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import { KeyedMutex } from "./keyed-mutex.ts";
 
@@ -343,7 +343,7 @@ export class ArtifactService {
 
   async #rolloutEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
     const patches = await this.#rollout.readPatches(tenant, threadId, afterSeq, limit);
-    return patches.map((patch) => ({ seq: patch.seq, data: JSON.stringify(toEvent(patch)) }));
+    return patches.map((patch) => ({ seq: patch.seq, data: eventData(patch) }));
   }
 
   async health(): Promise<{ cache: "up" | "down"; rollout: "up" | "down" }> {
