@@ -40,6 +40,9 @@ export function decodeJwt(token: string): DecodedJwt {
   if (parts.length !== 3) throw new JwtError("not a JWS compact token");
   const [h, p, s] = parts as [string, string, string];
   const header = parseJsonObject(base64urlDecode(h), "header") as JwtHeader;
+  // RFC 7515 §4.1.11: a token naming critical extensions must be refused by a verifier
+  // that understands none of them, which is us.
+  if ("crit" in header) throw new JwtError("critical header extensions are not supported");
   const claims = parseJsonObject(base64urlDecode(p), "claims") as JwtClaims;
   return { header, claims, signingInput: encoder.encode(`${h}.${p}`), signature: base64urlDecode(s) };
 }
