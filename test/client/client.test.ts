@@ -13,7 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type ArtifactEvent, ArtifactsApiError, createArtifactsClient } from "../../src/client/index.ts";
+// Through the package's own `./client` entry, as users import it.
+import { type ArtifactEvent, ArtifactsApiError, createArtifactsClient } from "thread-artifacts/client";
 import { type SseMessage, SseParser } from "../../src/client/sse-parser.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
 import { type ServerProcess, startServer } from "../support/server-process.ts";
