@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { serve } from "@hono/node-server";
 import { assertAuthPolicy, ConfigError, loadConfig } from "./config.ts";
-import { blobStoreFor, libsqlConnector } from "./node-stores.ts";
+import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
 
 export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {

@@ -16,7 +16,7 @@ import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService } from "../service/artifact-service.ts";
 import { RebuildAbortedError, type RebuildEvent, type RebuildScope, rebuildCache } from "../service/rebuild.ts";
 import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
-import { blobStoreFor, libsqlConnector } from "./node-stores.ts";
+import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 
 export interface Output {
   write(text: string): unknown;

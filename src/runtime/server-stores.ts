@@ -1,7 +1,8 @@
 /**
- * The Node runtime's stores from the configuration: shared by the server
- * (`node.ts`) and the `rebuild` command (`rebuild.ts`), so both open exactly the
- * same rollout and the same libSQL database from the same environment.
+ * The stores of runtimes with a filesystem and the native libSQL client (Node and
+ * Deno), from the configuration: shared by the Node server (`node.ts`), the `rebuild`
+ * command (`rebuild.ts`) and the Deno functions (`deno.ts`), so all of them open
+ * exactly the same rollout and the same libSQL database from the same environment.
  */
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -23,19 +24,16 @@ export function blobStoreFor(config: Config, env: Env): BlobStore {
   }
 }
 
-/** Creates the folder a `file:` libSQL URL points into; other URLs are left alone. */
-function prepareLibsqlUrl(url: string): string {
-  if (!url.startsWith("file:")) return url;
-  const path = url.slice("file:".length);
-  mkdirSync(dirname(resolve(path)), { recursive: true });
-  return url;
-}
-
-/** Opens a libSQL client for `config.libsqlUrl` (the native client: files, `libsql://`, `http(s)://`). */
+/**
+ * Opens a libSQL client for `config.libsqlUrl` (the native client: files, `libsql://`,
+ * `http(s)://`), making the folder a `file:` URL points into. Called on first use, so a
+ * folder that cannot be made counts as the cache being down, not as a failed start.
+ */
 export function libsqlConnector(config: Config): () => Client {
-  const url = prepareLibsqlUrl(config.libsqlUrl);
-  return () =>
-    createClient({
+  const url = config.libsqlUrl;
+  return () => {
+    if (url.startsWith("file:")) mkdirSync(dirname(resolve(url.slice("file:".length))), { recursive: true });
+    return createClient({
       url,
       ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}),
       // Several processes may share one file: wait for the write lock instead of failing.
@@ -43,4 +41,5 @@ export function libsqlConnector(config: Config): () => Client {
       // One connection, so the per-connection PRAGMAs set at first use hold for every call.
       ...(url.startsWith("file:") ? { concurrency: 1 } : {}),
     });
+  };
 }
