@@ -21,6 +21,14 @@ import { prepareColdRollouts } from "./lib/prepare-rollout.ts";
 import { percentile } from "./lib/stats.ts";
 
 const quick = process.argv.includes("--quick");
+const SCENARIOS = ["create", "read", "sse", "cold", "rss"] as const;
+type Scenario = (typeof SCENARIOS)[number];
+/** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
+const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
+const only: ReadonlySet<Scenario> = new Set(onlyArg ? (onlyArg.slice("--only=".length).split(",") as Scenario[]) : SCENARIOS);
+for (const name of only) {
+  if (!SCENARIOS.includes(name)) throw new Error(`--only: unknown scenario ${name}; pick from ${SCENARIOS.join(", ")}`);
+}
 
 // Durations in whole seconds (autocannon counts whole seconds).
 const P = quick
@@ -495,24 +503,24 @@ async function main() {
   const probe = startLoadWorker(join(ROOT, "bench/load/probe.ts"));
   const idle = startLoadWorker(join(ROOT, "bench/load/idle.ts"));
   try {
-    const create = await benchCreate(http);
-    const read = await benchRead(http);
-    const sse = await benchSse(sseWorker);
-    const cold = await benchCold(probe);
-    const rss = await benchRss(idle);
+    const create = only.has("create") ? await benchCreate(http) : [];
+    const read = only.has("read") ? await benchRead(http) : [];
+    const sse = only.has("sse") ? await benchSse(sseWorker) : [];
+    const cold = only.has("cold") ? await benchCold(probe) : [];
+    const rss = only.has("rss") ? await benchRss(idle) : [];
     await Promise.all(removing);
     const seconds = (performance.now() - t0) / 1000;
     const markdown = report(create, read, sse, cold, rss, seconds);
     const results = join(ROOT, "bench/results");
     mkdirSync(results, { recursive: true });
-    writeFileSync(join(results, "latest.md"), markdown);
+    if (!onlyArg) writeFileSync(join(results, "latest.md"), markdown);
     const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
     writeFileSync(
       join(results, `${quick ? "quick" : "full"}-${stamp}.json`),
       JSON.stringify({ mode: quick ? "quick" : "full", startedAt, seconds, params: P, machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAtStart, loadAtEnd: loadavg() }, create, read, sse, cold, rss }, null, 2),
     );
     console.log(markdown);
-    log(`done in ${seconds.toFixed(1)} s; table in bench/results/latest.md`);
+    log(`done in ${seconds.toFixed(1)} s${onlyArg ? "" : "; table in bench/results/latest.md"}`);
   } finally {
     await Promise.all([http.close(), sseWorker.close(), probe.close(), idle.close()]);
   }

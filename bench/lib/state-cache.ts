@@ -1,6 +1,6 @@
 import type { ArtifactCache, EventPage, TargetLookup } from "../../src/cache/port.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
-import type { WriteContext } from "../../src/model/decide.ts";
+import type { GroupContext } from "../../src/model/decide.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import type { Patch } from "../../src/model/patch.ts";
 
@@ -41,13 +41,15 @@ export class StateCache implements ArtifactCache {
     return this.#threads.get(this.#key(tenant, threadId)) ?? null;
   }
 
-  async writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext> {
+  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext> {
     const state = this.#threads.get(this.#key(tenant, threadId));
-    if (!state) return { seq: 0, artifactCount: 0, target: null };
-    let found: Artifact | undefined;
-    if (target.by === "id") found = state.artifacts.find((a) => a.id === target.artifactId);
-    else if (target.identityKey !== null) found = state.artifacts.find((a) => a.artifactType === target.artifactType && a.identityKey === target.identityKey);
-    return { seq: state.seq, artifactCount: state.artifacts.length, target: found ?? null };
+    if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
+    const targets = lookups.map((target) => {
+      if (target.by === "id") return state.artifacts.find((a) => a.id === target.artifactId) ?? null;
+      if (target.identityKey === null) return null;
+      return state.artifacts.find((a) => a.artifactType === target.artifactType && a.identityKey === target.identityKey) ?? null;
+    });
+    return { seq: state.seq, artifactCount: state.artifacts.length, targets };
   }
 
   async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }> {

@@ -1,6 +1,6 @@
 import type { Client, InStatement, ResultSet, Row } from "@libsql/client";
 import type { Artifact, ThreadState } from "../model/artifact.ts";
-import type { WriteContext } from "../model/decide.ts";
+import type { GroupContext } from "../model/decide.ts";
 import { eventData, type Patch } from "../model/patch.ts";
 import type { ArtifactCache, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
 import { SCHEMA } from "./schema.ts";
@@ -112,28 +112,33 @@ export class LibsqlCache implements ArtifactCache {
     };
   }
 
-  async writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext> {
+  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext> {
     const args = { t: tenant, th: threadId };
+    const statements: InStatement[] = [seqStatement(tenant, threadId), { sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`, args }];
     // Without an identityKey a create never matches an existing artifact, so there is
     // nothing to look up (a lookup by `identity_key IS NULL` would return every such
-    // artifact of the thread, on every create).
-    const lookup: InStatement | null =
-      target.by === "id"
-        ? { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { ...args, id: target.artifactId } }
-        : target.identityKey === null
-          ? null
-          : {
-              sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key = :identity`,
-              args: { ...args, type: target.artifactType, identity: target.identityKey },
-            };
-    const statements: InStatement[] = [seqStatement(tenant, threadId), { sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`, args }];
-    if (lookup) statements.push(lookup);
-    const [seq, count, found] = await this.#batch(statements, "read");
-    const row = found?.rows[0];
+    // artifact of the thread, on every create). Each distinct lookup is read once.
+    const slots = new Map<string, number>();
+    const slotOf = lookups.map((lookup) => {
+      const statement = lookupStatement(args, lookup);
+      if (!statement) return -1;
+      const key = JSON.stringify(statement.args);
+      let slot = slots.get(key);
+      if (slot === undefined) {
+        slot = statements.length;
+        slots.set(key, slot);
+        statements.push(statement);
+      }
+      return slot;
+    });
+    const results = await this.#batch(statements, "read");
     return {
-      seq: seqFrom(seq as ResultSet),
-      artifactCount: Number(count?.rows[0]?.n ?? 0),
-      target: row ? parseBody(row) : null,
+      seq: seqFrom(results[0] as ResultSet),
+      artifactCount: Number(results[1]?.rows[0]?.n ?? 0),
+      targets: slotOf.map((slot) => {
+        const row = slot < 0 ? undefined : results[slot]?.rows[0];
+        return row ? parseBody(row) : null;
+      }),
     };
   }
 
@@ -289,6 +294,15 @@ function applyStatements(tenant: string, patch: Patch): InStatement[] {
     args: { ...key, data: eventData(patch) },
   });
   return statements;
+}
+
+function lookupStatement(args: { t: string; th: string }, lookup: TargetLookup): { sql: string; args: Record<string, string> } | null {
+  if (lookup.by === "id") return { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { ...args, id: lookup.artifactId } };
+  if (lookup.identityKey === null) return null;
+  return {
+    sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key = :identity`,
+    args: { ...args, type: lookup.artifactType, identity: lookup.identityKey },
+  };
 }
 
 function artifactArgs(artifact: Artifact) {

@@ -1,11 +1,8 @@
 import type { Artifact, ThreadState } from "../model/artifact.ts";
-import type { WriteContext } from "../model/decide.ts";
+import type { GroupContext, TargetLookup } from "../model/decide.ts";
 import type { Patch } from "../model/patch.ts";
 
-/** Which artifact a write decision needs: by identity (create) or by id (update/remove). */
-export type TargetLookup =
-  | { by: "identity"; artifactType: string; identityKey: string | null }
-  | { by: "id"; artifactId: string };
+export type { TargetLookup };
 
 export interface CachedEvent {
   seq: number;
@@ -33,7 +30,8 @@ export interface ArtifactCache {
   /** The cached seq of a thread, 0 if unknown. */
   seq(tenant: string, threadId: string): Promise<number>;
   readThread(tenant: string, threadId: string): Promise<ThreadState | null>;
-  writeContext(tenant: string, threadId: string, target: TargetLookup): Promise<WriteContext>;
+  /** The context a group of writes is decided on: the seq, the artifact count and each lookup's target, read together. */
+  writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext>;
   getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }>;
   listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]>;
   events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage>;

@@ -1,7 +1,7 @@
 import type { Artifact } from "./artifact.ts";
 import { ProblemError } from "./errors.ts";
 import { type JsonValue, jsonEqual } from "./json.ts";
-import type { PatchOp } from "./patch.ts";
+import type { Patch, PatchOp } from "./patch.ts";
 
 /** `If-Match` parsed: absent, `*`, or a set of acceptable versions. */
 export type VersionPrecondition = { kind: "any" } | { kind: "exists" } | { kind: "versions"; versions: number[] };
@@ -10,6 +10,17 @@ export type WriteCommand =
   | { kind: "create"; artifactType: string; identityKey: string | null; payload: JsonValue }
   | { kind: "update"; artifactId: string; payload: JsonValue; precondition: VersionPrecondition }
   | { kind: "remove"; artifactId: string; precondition: VersionPrecondition };
+
+/** Which artifact a write decision needs: by identity (create) or by id (update/remove). */
+export type TargetLookup =
+  | { by: "identity"; artifactType: string; identityKey: string | null }
+  | { by: "id"; artifactId: string };
+
+export function targetOf(command: WriteCommand): TargetLookup {
+  return command.kind === "create"
+    ? { by: "identity", artifactType: command.artifactType, identityKey: command.identityKey }
+    : { by: "id", artifactId: command.artifactId };
+}
 
 /**
  * What a write needs to know about the thread at one exact seq. `target` is the
@@ -98,4 +109,74 @@ function checkPrecondition(current: Artifact, precondition: VersionPrecondition)
       `If-Match does not match: the artifact is at version ${current.version}`,
     );
   }
+}
+
+/**
+ * What a group of writes to one thread needs at one exact seq: `targets[i]` is the
+ * artifact `lookups[i]` names (see `TargetLookup`), or null.
+ */
+export interface GroupContext {
+  seq: number;
+  artifactCount: number;
+  targets: (Artifact | null)[];
+}
+
+/** One command's fate in a group, decided on the thread as the commands before it left it. */
+export type GroupOutcome =
+  | { kind: "append"; patch: Patch }
+  /** An idempotent create: nothing appended; `seq` is the thread's head when decided. */
+  | { kind: "existing"; artifact: Artifact; seq: number }
+  | { kind: "refused"; problem: ProblemError };
+
+/**
+ * `decideWrite` for commands queued on one thread, in order: each is decided on the
+ * thread after the patches the ones before it append, so the group can be committed
+ * as consecutive seqs from `context.seq + 1`. An overlay of the artifacts the group
+ * touched stands in for the state between them (identity and type never change on
+ * update, so an identity resolves to an id once, then the id's latest state wins).
+ */
+export function decideGroup(
+  commands: readonly WriteCommand[],
+  context: GroupContext,
+  options: DecideOptions,
+): GroupOutcome[] {
+  const byId = new Map<string, Artifact | null>();
+  const byIdentity = new Map<string, Artifact>();
+  let seq = context.seq;
+  let artifactCount = context.artifactCount;
+  return commands.map((command, index) => {
+    const base = context.targets[index] ?? null;
+    let target: Artifact | null;
+    if (command.kind === "create") {
+      if (command.identityKey === null) target = null;
+      else {
+        const found = byIdentity.get(identityOf(command.artifactType, command.identityKey)) ?? base;
+        target = found && byId.has(found.id) ? (byId.get(found.id) ?? null) : found;
+      }
+    } else {
+      target = byId.has(command.artifactId) ? (byId.get(command.artifactId) ?? null) : base;
+    }
+    let decision: WriteDecision;
+    try {
+      if (command.kind !== "create" && seq === 0) throw new ProblemError("thread_not_found", `no thread ${options.threadId}`);
+      decision = decideWrite(command, { seq, artifactCount, target }, options);
+    } catch (error) {
+      if (error instanceof ProblemError) return { kind: "refused", problem: error };
+      throw error;
+    }
+    if (decision.kind === "existing") return { kind: "existing", artifact: decision.artifact, seq };
+    seq += 1;
+    const { artifact, op } = decision;
+    if (op === "add") {
+      artifactCount += 1;
+      if (artifact.identityKey !== null) byIdentity.set(identityOf(artifact.artifactType, artifact.identityKey), artifact);
+    }
+    if (op === "remove") artifactCount -= 1;
+    byId.set(artifact.id, op === "remove" ? null : artifact);
+    return { kind: "append", patch: { v: 1, seq, threadId: options.threadId, at: options.at, op, artifact } };
+  });
+}
+
+function identityOf(artifactType: string, identityKey: string): string {
+  return `${artifactType}\u0000${identityKey}`;
 }

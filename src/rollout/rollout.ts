@@ -1,7 +1,7 @@
 import type { ThreadState } from "../model/artifact.ts";
 import { materialize } from "../model/materialize.ts";
 import { type Patch, parsePatch, parseSnapshot, serializePatch, type Snapshot, toSnapshot } from "../model/patch.ts";
-import type { BlobStore, PutIfAbsentResult } from "../blob/port.ts";
+import { type BlobStore, type InOrderResult, type PutIfAbsentResult, putIfAbsentInOrder } from "../blob/port.ts";
 import { afterFolder, patchKey, snapshotKey, snapshotsPrefix, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
 
 /** Gets run this many at a time when a tail is read: enough to hide object-store latency, bounded for memory. */
@@ -28,6 +28,18 @@ export class Rollout {
   /** Writes patch `patch.seq` only if no patch has that seq yet. */
   append(tenant: string, patch: Patch): Promise<PutIfAbsentResult> {
     return this.store.putIfAbsent(patchKey(tenant, patch.threadId, patch.seq), serializePatch(patch));
+  }
+
+  /**
+   * Appends consecutive patches of one thread, each put-if-absent, in seq order: a
+   * patch is never written unless the one before it was, so a conflict or a failure
+   * leaves a prefix of them committed and no hole.
+   */
+  appendInOrder(tenant: string, patches: readonly Patch[]): Promise<InOrderResult> {
+    return putIfAbsentInOrder(
+      this.store,
+      patches.map((patch) => ({ key: patchKey(tenant, patch.threadId, patch.seq), body: serializePatch(patch) })),
+    );
   }
 
   hasPatch(tenant: string, threadId: string, seq: number): Promise<boolean> {
@@ -84,8 +96,13 @@ export class Rollout {
     return this.store.put(snapshotKey(tenant, state.threadId, state.seq), JSON.stringify(toSnapshot(state)));
   }
 
-  shouldSnapshot(seq: number): boolean {
-    return this.snapshotEvery > 0 && seq % this.snapshotEvery === 0;
+  /**
+   * Whether the writer of patches `fromSeq..toSeq` (one commit) owes a snapshot: when
+   * they cross a multiple of SNAPSHOT_EVERY. It is taken at `toSeq`, so a tail after the
+   * latest snapshot stays under SNAPSHOT_EVERY plus one commit's patches.
+   */
+  snapshotDue(fromSeq: number, toSeq: number): boolean {
+    return this.snapshotEvery > 0 && Math.floor((fromSeq - 1) / this.snapshotEvery) < Math.floor(toSeq / this.snapshotEvery);
   }
 
   /** The thread at its rollout head: latest snapshot + the tail after it. Null if it has no patch. */

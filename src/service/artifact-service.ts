@@ -1,12 +1,12 @@
-import type { ArtifactCache, TargetLookup, ThreadCursor } from "../cache/port.ts";
+import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
 import type { Artifact, ThreadRef, ThreadState } from "../model/artifact.ts";
-import { decideWrite, type WriteCommand, type WriteContext, type WriteDecision } from "../model/decide.ts";
+import { decideGroup, type GroupContext, type GroupOutcome, type TargetLookup, targetOf, type WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
 import { uuidv7 } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
 import { eventData, type Patch } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
-import { KeyedMutex } from "./keyed-mutex.ts";
+import { GroupQueue } from "./group-queue.ts";
 
 export type ReadSource = "cache" | "rollout" | "repaired";
 export type Consistency = "strong" | "cache";
@@ -69,6 +69,22 @@ export interface ThreadPage {
   next: ThreadCursor | null;
 }
 
+/** A write waiting for its thread's next group. */
+interface PendingWrite {
+  tenant: string;
+  threadId: string;
+  command: WriteCommand;
+  resolve: (result: WriteResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Writes of one thread committed together at most: enough to absorb every connection
+ * of a busy client pool, small enough that one cache batch and one folder of temp files
+ * stay small.
+ */
+const MAX_GROUP = 64;
+
 /** Repairs `repairThread` tries before it reports a cache that will not catch up. */
 const REPAIR_ATTEMPTS = 3;
 
@@ -86,7 +102,7 @@ export class ArtifactService {
   readonly #newId: () => string;
   readonly #maxAttempts: number;
   readonly #backoff: (attempt: number) => Promise<void>;
-  readonly #writers = new KeyedMutex();
+  readonly #groups = new GroupQueue<PendingWrite>(MAX_GROUP, (_key, group) => this.#commitGroup(group));
 
   constructor(options: ServiceOptions) {
     this.#rollout = options.rollout;
@@ -113,74 +129,95 @@ export class ArtifactService {
   }
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
-    return this.#writers.run(`${tenant}\u0000${threadId}`, () => this.#writeSerialized(tenant, threadId, command));
+    return new Promise((resolve, reject) => this.#groups.push(`${tenant}\u0000${threadId}`, { tenant, threadId, command, resolve, reject }));
   }
 
-  async #writeSerialized(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
-    const lookup = targetOf(command);
-    // Set once the cache fails us: from then on this write decides on rollout state.
+  /** Settles every write of the group: what is left when something throws gets the error. */
+  async #commitGroup(group: PendingWrite[]): Promise<void> {
+    const first = group[0];
+    if (!first) return;
+    const left = { pending: group };
+    try {
+      await this.#writeGroup(first.tenant, first.threadId, left);
+    } catch (error) {
+      for (const write of left.pending) write.reject(error);
+    }
+  }
+
+  /**
+   * Decides the group's writes in order on one context, appends their patches as
+   * consecutive seqs (in order, each put-if-absent), applies them to the cache in one
+   * batch, then settles them. Writes behind a lost put-if-absent race are decided
+   * again on what the other writer appended; `left.pending` is what is not settled yet.
+   */
+  async #writeGroup(tenant: string, threadId: string, left: { pending: PendingWrite[] }): Promise<void> {
+    // Set once the cache fails us: from then on this group decides on rollout state.
     let rolloutState: ThreadState | null | undefined;
-    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+    for (let attempt = 0; left.pending.length > 0; attempt++) {
+      if (attempt >= this.#maxAttempts) throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
       if (attempt > 0) await this.#backoff(attempt);
-      let context: WriteContext;
+      const commands = left.pending.map((write) => write.command);
+      const lookups = commands.map(targetOf);
+      let context: GroupContext;
       if (rolloutState === undefined) {
-        const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookup));
+        const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookups));
         if (cached.ok) context = cached.value;
         else {
           rolloutState = await this.#rollout.load(tenant, threadId);
-          context = contextFromState(rolloutState, lookup);
+          context = contextFromState(rolloutState, lookups);
         }
       } else {
-        context = contextFromState(rolloutState, lookup);
+        context = contextFromState(rolloutState, lookups);
       }
 
-      const at = this.#now().toISOString();
-      // A refusal or an idempotent answer appends nothing, so no put-if-absent conflict
-      // would reveal a stale context: when it was decided on the cache, check that the
-      // cache is at the rollout head (it may have missed writes made while it was down,
-      // or by a process without it); if not, catch up and decide again.
-      const staleCache = async () => rolloutState === undefined && (await this.#rollout.hasPatch(tenant, threadId, context.seq + 1));
-      let decision: WriteDecision;
-      try {
-        if (command.kind !== "create" && context.seq === 0) {
-          throw new ProblemError("thread_not_found", `no thread ${threadId}`);
-        }
-        decision = decideWrite(command, context, {
-          threadId,
-          at,
-          newId: this.#newId,
-          maxArtifactsPerThread: this.#limits.maxArtifactsPerThread,
-        });
-      } catch (error) {
-        if (!(error instanceof ProblemError) || !(await staleCache())) throw error;
-        rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
-        continue;
-      }
-      if (decision.kind === "existing") {
-        if (await staleCache()) {
+      const outcomes = decideGroup(commands, context, {
+        threadId,
+        at: this.#now().toISOString(),
+        newId: this.#newId,
+        maxArtifactsPerThread: this.#limits.maxArtifactsPerThread,
+      });
+      const patches = outcomes.flatMap((outcome) => (outcome.kind === "append" ? [outcome.patch] : []));
+      if (patches.length === 0) {
+        // Refusals and idempotent answers append nothing, so no put-if-absent conflict
+        // would reveal a stale context: when it was decided on the cache, check that the
+        // cache is at the rollout head (it may have missed writes made while it was down,
+        // or by a process without it); if not, catch up and decide again.
+        if (rolloutState === undefined && (await this.#rollout.hasPatch(tenant, threadId, context.seq + 1))) {
           rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
           continue;
         }
-        return { created: false, artifact: decision.artifact, thread: { id: threadId, rolloutSeq: context.seq }, op: "none" };
+        settle(left, outcomes, outcomes.length, threadId);
+        return;
       }
-      const patch: Patch = { v: 1, seq: context.seq + 1, threadId, at, op: decision.op, artifact: decision.artifact };
-      if ((await this.#rollout.append(tenant, patch)) === "created") {
-        await this.#afterCommit(tenant, patch, rolloutState);
-        return {
-          created: patch.op === "add",
-          artifact: patch.artifact,
-          thread: { id: threadId, rolloutSeq: patch.seq },
-          op: patch.op,
-        };
+
+      const appended = await this.#rollout.appendInOrder(tenant, patches);
+      const committed = patches.slice(0, appended.created);
+      if (committed.length > 0) await this.#applyCommitted(tenant, threadId, committed);
+      // Decisions up to the first patch that did not land are final; with none landed,
+      // even the ones before it stood on a context nothing has confirmed.
+      const firstMissed = patches[appended.created];
+      const missedAt = firstMissed === undefined ? outcomes.length : outcomes.findIndex((o) => o.kind === "append" && o.patch === firstMissed);
+      const final = committed.length === 0 ? 0 : missedAt;
+      if (committed.length > 0) await this.#snapshotIfDue(tenant, threadId, committed, rolloutState);
+      settle(left, outcomes, final, threadId);
+      if (appended.stop === "end") return;
+      if (appended.stop === "error") {
+        // The write whose patch failed cannot know whether it landed, so it gets the
+        // error (a 503); the ones behind it were never tried and go again.
+        const [failed] = left.pending.splice(missedAt - final, 1);
+        failed?.reject(appended.error);
+        if (left.pending.length === 0) return;
       }
-      // Another writer took seq + 1: learn what it wrote, then decide again.
+
+      // Another writer took the seq after ours (or the failed put landed after all):
+      // learn what it wrote, then decide again.
       if (rolloutState !== undefined) {
-        rolloutState = rolloutState ? (await this.#rollout.catchUp(tenant, rolloutState)).state : await this.#rollout.load(tenant, threadId);
+        const known = materialize(rolloutState, committed);
+        rolloutState = known ? (await this.#rollout.catchUp(tenant, known)).state : await this.#rollout.load(tenant, threadId);
       } else {
-        rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
+        rolloutState = await this.#catchUpCache(tenant, threadId, context.seq + committed.length);
       }
     }
-    throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
   }
 
   /** Repairs a cache found behind at `cachedSeq`; if the cache fails, the rollout state to decide on instead. */
@@ -189,24 +226,33 @@ export class ArtifactService {
     return repaired.ok ? undefined : await this.#rollout.load(tenant, threadId);
   }
 
-  /** Best effort: the patch is already durable, so nothing here may fail the write. */
-  async #afterCommit(tenant: string, patch: Patch, rolloutState: ThreadState | null | undefined): Promise<void> {
-    let stateAtPatch: ThreadState | null = null;
-    if (rolloutState !== undefined) stateAtPatch = materialize(rolloutState, [patch]);
-    const applied = await this.#tryCache("apply", () => this.#cache.apply(tenant, [patch]));
-    if (applied.ok && applied.value < patch.seq) {
+  /**
+   * Best effort, before the writes are answered (a `consistency=cache` read after a 2xx
+   * sees the write): the patches are already durable, so nothing here may fail them.
+   */
+  async #applyCommitted(tenant: string, threadId: string, patches: readonly Patch[]): Promise<void> {
+    const last = patches[patches.length - 1] as Patch;
+    const applied = await this.#tryCache("apply", () => this.#cache.apply(tenant, patches));
+    if (applied.ok && applied.value < last.seq) {
       // The cache was behind (another process wrote while it was down): catch it up now.
-      await this.#tryCache("repair", () => this.#advanceCache(tenant, patch.threadId, applied.value));
+      await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, applied.value));
     }
-    if (this.#rollout.shouldSnapshot(patch.seq)) {
-      try {
-        stateAtPatch ??= await this.#stateAt(tenant, patch.threadId, patch.seq);
-        if (stateAtPatch?.seq === patch.seq) await this.#rollout.writeSnapshot(tenant, stateAtPatch);
-      } catch (error) {
-        this.#logger.warn("snapshot failed", { seq: patch.seq, error: describe(error) });
-      }
+    this.#onCommit(tenant, threadId, last.seq);
+  }
+
+  /**
+   * Best effort: a missing snapshot only makes cold reads longer. Taken before the
+   * writes are answered, so whoever saw the 2xx also finds the snapshot.
+   */
+  async #snapshotIfDue(tenant: string, threadId: string, patches: readonly Patch[], rolloutState: ThreadState | null | undefined): Promise<void> {
+    const seq = (patches[patches.length - 1] as Patch).seq;
+    if (!this.#rollout.snapshotDue((patches[0] as Patch).seq, seq)) return;
+    try {
+      const state = rolloutState !== undefined ? materialize(rolloutState, patches) : await this.#stateAt(tenant, threadId, seq);
+      if (state?.seq === seq) await this.#rollout.writeSnapshot(tenant, state);
+    } catch (error) {
+      this.#logger.warn("snapshot failed", { seq, error: describe(error) });
     }
-    this.#onCommit(tenant, patch.threadId, patch.seq);
   }
 
   async #stateAt(tenant: string, threadId: string, seq: number): Promise<ThreadState | null> {
@@ -372,21 +418,40 @@ export class ArtifactService {
   }
 }
 
-function targetOf(command: WriteCommand): TargetLookup {
-  return command.kind === "create"
-    ? { by: "identity", artifactType: command.artifactType, identityKey: command.identityKey }
-    : { by: "id", artifactId: command.artifactId };
+/** Answers (or refuses) the first `count` pending writes by their outcomes and drops them from `left`. */
+function settle(left: { pending: PendingWrite[] }, outcomes: readonly GroupOutcome[], count: number, threadId: string): void {
+  const done = left.pending.slice(0, count);
+  left.pending = left.pending.slice(count);
+  for (const [index, write] of done.entries()) {
+    const outcome = outcomes[index] as GroupOutcome;
+    switch (outcome.kind) {
+      case "append": {
+        const { patch } = outcome;
+        write.resolve({ created: patch.op === "add", artifact: patch.artifact, thread: { id: threadId, rolloutSeq: patch.seq }, op: patch.op });
+        break;
+      }
+      case "existing":
+        write.resolve({ created: false, artifact: outcome.artifact, thread: { id: threadId, rolloutSeq: outcome.seq }, op: "none" });
+        break;
+      case "refused":
+        write.reject(outcome.problem);
+        break;
+    }
+  }
 }
 
-function contextFromState(state: ThreadState | null, lookup: TargetLookup): WriteContext {
-  if (!state) return { seq: 0, artifactCount: 0, target: null };
-  const target =
-    lookup.by === "id"
-      ? state.artifacts.find((a) => a.id === lookup.artifactId)
-      : lookup.identityKey === null
-        ? undefined
-        : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
-  return { seq: state.seq, artifactCount: state.artifacts.length, target: target ?? null };
+function contextFromState(state: ThreadState | null, lookups: readonly TargetLookup[]): GroupContext {
+  if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
+  const targets = lookups.map((lookup) => {
+    const found =
+      lookup.by === "id"
+        ? state.artifacts.find((a) => a.id === lookup.artifactId)
+        : lookup.identityKey === null
+          ? undefined
+          : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
+    return found ?? null;
+  });
+  return { seq: state.seq, artifactCount: state.artifacts.length, targets };
 }
 
 function requireState(state: ThreadState | null, threadId: string, minSeq: number | undefined): ThreadState {

@@ -4,7 +4,7 @@
  * Adapter-agnostic on purpose: it speaks only the port, never paths or SDKs.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type BlobStore, InvalidKeyError, type PutIfAbsentResult } from "../../src/blob/port.ts";
+import { type BlobEntry, type BlobStore, InvalidKeyError, type PutIfAbsentResult, putIfAbsentInOrder } from "../../src/blob/port.ts";
 
 export interface MadeStore {
   store: BlobStore;
@@ -267,6 +267,53 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
         expect(results).toEqual(keys.map((): PutIfAbsentResult => "created"));
         expect(await store.list("fresh/")).toEqual(keys);
         for (const key of keys) expect(await store.get(key)).toBe(`body ${key}`);
+      });
+    });
+
+    describe("putIfAbsentInOrder", () => {
+      const series = (prefix: string, n: number, tag: string) =>
+        Array.from({ length: n }, (_, i) => ({ key: `${prefix}/patches/${String(i + 1).padStart(12, "0")}.json`, body: `{"${tag}":${i + 1},"pad":"${"é".repeat(300)}"}` }));
+
+      it("creates every entry, in order, when none exists", async () => {
+        const entries = series("in-order", 20, "mine");
+        expect(await putIfAbsentInOrder(store, entries)).toEqual({ created: 20, stop: "end" });
+        expect(await store.list("in-order/")).toEqual(entries.map((e) => e.key));
+        for (const entry of entries) expect(await store.get(entry.key)).toBe(entry.body);
+        expect(await putIfAbsentInOrder(store, [])).toEqual({ created: 0, stop: "end" });
+      });
+
+      it("stops at the first key that exists: the ones before it are created, it and the ones after are untouched", async () => {
+        const entries = series("stop", 6, "mine");
+        expect(await store.putIfAbsent((entries[3] as BlobEntry).key, "theirs")).toBe("created");
+        expect(await putIfAbsentInOrder(store, entries)).toEqual({ created: 3, stop: "exists" });
+        expect(await store.get((entries[3] as BlobEntry).key)).toBe("theirs");
+        expect(await store.list("stop/")).toEqual(entries.slice(0, 4).map((e) => e.key));
+        // Already there from the start: nothing created.
+        expect(await putIfAbsentInOrder(store, entries)).toEqual({ created: 0, stop: "exists" });
+        for (const entry of entries.slice(0, 3)) expect(await store.get(entry.key)).toBe(entry.body);
+      });
+
+      it("two callers racing over the same keys: the winner of the first key gets them all, the other none", async () => {
+        const mine = series("race-series", 12, "mine");
+        const theirs = series("race-series", 12, "theirs");
+        const [a, b] = await Promise.all([putIfAbsentInOrder(store, mine), putIfAbsentInOrder(store, theirs)]);
+        const results = [a, b].sort((x, y) => y.created - x.created);
+        expect(results).toEqual([
+          { created: 12, stop: "end" },
+          { created: 0, stop: "exists" },
+        ]);
+        const winner = a.created === 12 ? mine : theirs;
+        for (const entry of winner) expect(await store.get(entry.key)).toBe(entry.body);
+      });
+
+      it("an invalid key stops the series with an error, and nothing after it is written", async () => {
+        const result = await putIfAbsentInOrder(store, [
+          { key: "a//b", body: "x" },
+          { key: "valid/after.json", body: "y" },
+        ]);
+        expect(result).toMatchObject({ created: 0, stop: "error" });
+        expect(result.stop === "error" && result.error).toBeInstanceOf(InvalidKeyError);
+        expect(await store.list("")).toEqual([]);
       });
     });
 

@@ -7,6 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CacheUnavailableError, type LibsqlCache } from "../../src/cache/libsql.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
+import type { TargetLookup } from "../../src/model/decide.ts";
 import type { JsonValue } from "../../src/model/json.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { type Patch, type PatchOp, toEvent } from "../../src/model/patch.ts";
@@ -239,8 +240,13 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       t.add("plan", null, { d: 1 });
       await cache.apply(T, t.patches);
 
-      const identity = (artifactType: string, identityKey: string | null) => cache.writeContext(T, t.threadId, { by: "identity", artifactType, identityKey });
-      const byId = (artifactId: string) => cache.writeContext(T, t.threadId, { by: "id", artifactId });
+      const one = async (lookup: TargetLookup) => {
+        const { targets, ...rest } = await cache.writeContext(T, t.threadId, [lookup]);
+        expect(targets).toHaveLength(1);
+        return { ...rest, target: targets[0] };
+      };
+      const identity = (artifactType: string, identityKey: string | null) => one({ by: "identity", artifactType, identityKey });
+      const byId = (artifactId: string) => one({ by: "id", artifactId });
       expect(await identity("plan", "k1")).toEqual({ seq: 4, artifactCount: 4, target: a });
       expect((await identity("note", "k1")).target).toEqual(c);
       expect((await identity("plan", "k2")).target).toBeNull();
@@ -256,8 +262,25 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect((await identity("note", "k1")).target).toBeNull();
       expect(await byId(c.id)).toEqual({ seq: 6, artifactCount: 3, target: null });
 
-      expect(await cache.writeContext(T, "unknown", { by: "id", artifactId: a.id })).toEqual({ seq: 0, artifactCount: 0, target: null });
-      expect(await cache.writeContext(OTHER, t.threadId, { by: "identity", artifactType: "plan", identityKey: "k1" })).toEqual({ seq: 0, artifactCount: 0, target: null });
+      expect(await cache.writeContext(T, "unknown", [{ by: "id", artifactId: a.id }])).toEqual({ seq: 0, artifactCount: 0, targets: [null] });
+      expect(await cache.writeContext(OTHER, t.threadId, [{ by: "identity", artifactType: "plan", identityKey: "k1" }])).toEqual({ seq: 0, artifactCount: 0, targets: [null] });
+    });
+
+    it("gives a group of writes one context: every lookup's target in order, repeats included", async () => {
+      const t = new History("thread-group-ctx");
+      const a = t.add("plan", "k1", { a: 1 });
+      const b = t.add("note", null, { b: 1 });
+      await cache.apply(T, t.patches);
+      const lookups: TargetLookup[] = [
+        { by: "id", artifactId: b.id },
+        { by: "identity", artifactType: "plan", identityKey: "k1" },
+        { by: "identity", artifactType: "note", identityKey: null },
+        { by: "id", artifactId: "no-such-id" },
+        { by: "id", artifactId: b.id },
+        { by: "identity", artifactType: "plan", identityKey: "k1" },
+      ];
+      expect(await cache.writeContext(T, t.threadId, lookups)).toEqual({ seq: 2, artifactCount: 2, targets: [b, a, null, null, b, a] });
+      expect(await cache.writeContext(T, t.threadId, [])).toEqual({ seq: 2, artifactCount: 2, targets: [] });
     });
 
     it("gets one artifact with the thread's seq", async () => {

@@ -96,7 +96,7 @@ describe("LibsqlCache over HTTP", () => {
     const calls: (() => Promise<unknown>)[] = [
       () => h.cache.apply("t", t.patches),
       () => h.cache.readThread("t", t.threadId),
-      () => h.cache.writeContext("t", t.threadId, { by: "identity", artifactType: "plan", identityKey: "k" }),
+      () => h.cache.writeContext("t", t.threadId, [{ by: "identity", artifactType: "plan", identityKey: "k" }]),
       () => h.cache.getArtifact("t", t.threadId, a.id),
       () => h.cache.listThreads("t", { after: null, limit: 10 }),
       () => h.cache.events("t", t.threadId, 0, 10),

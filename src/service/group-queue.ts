@@ -1,0 +1,43 @@
+/**
+ * Per-key queues drained one group at a time: what arrives for a key while its
+ * group is being committed waits, then goes together as the next group. Writers to
+ * one thread in one process so share one context read, one ordered rollout append and
+ * one cache batch instead of racing each other for the same seq; only other
+ * processes cause put-if-absent conflicts.
+ */
+export class GroupQueue<T> {
+  readonly #queues = new Map<string, T[]>();
+  readonly #maxGroup: number;
+  readonly #commit: (key: string, group: T[]) => Promise<void>;
+
+  /** `commit` must settle every item of the group it is given; it is never run twice at once for one key. */
+  constructor(maxGroup: number, commit: (key: string, group: T[]) => Promise<void>) {
+    this.#maxGroup = maxGroup;
+    this.#commit = commit;
+  }
+
+  push(key: string, item: T): void {
+    const queue = this.#queues.get(key);
+    if (queue) {
+      queue.push(item);
+      return;
+    }
+    const fresh = [item];
+    this.#queues.set(key, fresh);
+    void this.#drain(key, fresh);
+  }
+
+  async #drain(key: string, queue: T[]): Promise<void> {
+    while (queue.length > 0) {
+      // A commit that throws has broken its promise to settle its group, but the
+      // groups behind it still get their turn.
+      await this.#commit(key, queue.splice(0, this.#maxGroup)).catch(() => {});
+    }
+    this.#queues.delete(key);
+  }
+
+  /** Keys with a group in flight or waiting. */
+  get size(): number {
+    return this.#queues.size;
+  }
+}
