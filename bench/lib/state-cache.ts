@@ -1,5 +1,5 @@
 import type { ArtifactCache, EventPage, TargetLookup } from "../../src/cache/port.ts";
-import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
+import { type Artifact, type ThreadJson, type ThreadState, toThreadJson } from "../../src/model/artifact.ts";
 import type { GroupContext } from "../../src/model/decide.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import type { Patch } from "../../src/model/patch.ts";
@@ -35,6 +35,11 @@ export class StateCache implements ArtifactCache {
 
   async seq(tenant: string, threadId: string): Promise<number> {
     return this.#threads.get(this.#key(tenant, threadId))?.seq ?? 0;
+  }
+
+  async readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null> {
+    const state = this.#threads.get(this.#key(tenant, threadId));
+    return state ? toThreadJson(state) : null;
   }
 
   async readThread(tenant: string, threadId: string): Promise<ThreadState | null> {

@@ -1,5 +1,5 @@
 import type { Client, InStatement, ResultSet, Row } from "@libsql/client";
-import type { Artifact, ThreadState } from "../model/artifact.ts";
+import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
 import type { GroupContext } from "../model/decide.ts";
 import { eventData, type Patch } from "../model/patch.ts";
 import type { ArtifactCache, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
@@ -93,11 +93,17 @@ export class LibsqlCache implements ArtifactCache {
   }
 
   async readThread(tenant: string, threadId: string): Promise<ThreadState | null> {
+    const thread = await this.readThreadJson(tenant, threadId);
+    return thread && parseThreadJson(thread);
+  }
+
+  async readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null> {
     const args = { t: tenant, th: threadId };
+    // One row: SQLite joins the stored bodies, so neither the client nor we touch them one by one.
     const [thread, artifacts] = await this.#batch(
       [
         { sql: `SELECT created_at, updated_at, seq FROM threads WHERE tenant = :t AND thread_id = :th`, args },
-        { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th ORDER BY position`, args },
+        { sql: `SELECT '[' || coalesce(group_concat(body, ',' ORDER BY position), '') || ']' AS list FROM artifacts WHERE tenant = :t AND thread_id = :th`, args },
       ],
       "read",
     );
@@ -108,7 +114,7 @@ export class LibsqlCache implements ArtifactCache {
       createdAt: String(row.created_at),
       updatedAt: String(row.updated_at),
       seq: Number(row.seq),
-      artifacts: (artifacts as ResultSet).rows.map(parseBody),
+      artifactsJson: String(artifacts?.rows[0]?.list ?? "[]"),
     };
   }
 

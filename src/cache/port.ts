@@ -1,4 +1,4 @@
-import type { Artifact, ThreadState } from "../model/artifact.ts";
+import type { Artifact, ThreadJson, ThreadState } from "../model/artifact.ts";
 import type { GroupContext, TargetLookup } from "../model/decide.ts";
 import type { Patch } from "../model/patch.ts";
 
@@ -30,6 +30,8 @@ export interface ArtifactCache {
   /** The cached seq of a thread, 0 if unknown. */
   seq(tenant: string, threadId: string): Promise<number>;
   readThread(tenant: string, threadId: string): Promise<ThreadState | null>;
+  /** `readThread` with the artifacts as the JSON text the cache holds: what reads serve. */
+  readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null>;
   /** The context a group of writes is decided on: the seq, the artifact count and each lookup's target, read together. */
   writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext>;
   getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }>;

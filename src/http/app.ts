@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Context } from "hono";
 import type { ThreadState } from "../model/artifact.ts";
-import { toThreadView } from "../model/artifact.ts";
+import { threadViewJson, toThreadView } from "../model/artifact.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
 import { type JsonValue, jsonDepthExceeds, jsonHasNonFiniteNumber, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
@@ -142,16 +142,17 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.get("/v1/threads/:threadId", async (c) => {
     const threadId = threadIdOf(c);
     const query = parseOr400(ReadThreadQuerySchema, c.req.query(), "query");
-    const { state, source } = await service.readThread(c.get("tenant"), threadId, {
+    const { thread, source } = await service.readThread(c.get("tenant"), threadId, {
       consistency: query.consistency,
       ...(query.minSeq === undefined ? {} : { minSeq: query.minSeq }),
     });
-    const etag = `"${state.seq}"`;
+    const etag = `"${thread.seq}"`;
     c.header("etag", etag);
     c.header("x-artifacts-source", source);
     c.header("cache-control", "no-cache");
     if (matchesIfNoneMatch(c.req.header("if-none-match"), etag)) return c.body(null, 304);
-    return c.json({ thread: toThreadView(state) });
+    // The stored artifact texts are served as they are (see ThreadJson).
+    return c.body(threadViewJson(thread), 200, { "content-type": "application/json" });
   });
 
   app.get("/v1/threads/:threadId/artifacts/:artifactId", async (c) => {

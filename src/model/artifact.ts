@@ -48,3 +48,32 @@ export function toThreadView(state: ThreadState): ThreadView {
     artifacts: state.artifacts,
   };
 }
+
+/**
+ * A thread whose artifact list is still JSON text: the cache stores each artifact as
+ * the JSON it serves, so a read joins the stored texts and answers without parsing
+ * and re-serializing them. `artifactsJson` is a JSON array of `Artifact`s in creation order.
+ */
+export interface ThreadJson {
+  threadId: string;
+  createdAt: string;
+  updatedAt: string;
+  seq: number;
+  artifactsJson: string;
+}
+
+export function toThreadJson(state: ThreadState): ThreadJson {
+  const { artifacts, ...head } = state;
+  return { ...head, artifactsJson: JSON.stringify(artifacts) };
+}
+
+export function parseThreadJson(thread: ThreadJson): ThreadState {
+  const { artifactsJson, ...head } = thread;
+  return { ...head, artifacts: JSON.parse(artifactsJson) as Artifact[] };
+}
+
+/** The read-thread response body, `{"thread": ThreadView}`, around the stored artifact texts. */
+export function threadViewJson(thread: ThreadJson): string {
+  const j = JSON.stringify;
+  return `{"thread":{"id":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${j(thread.updatedAt)},"rolloutSeq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}}`;
+}

@@ -1,5 +1,5 @@
 import * as v from "valibot";
-import type { Artifact, ThreadState } from "./artifact.ts";
+import type { Artifact, ThreadJson, ThreadState } from "./artifact.ts";
 import { ArtifactSchema } from "./schemas.ts";
 
 export type PatchOp = "add" | "update" | "remove";
@@ -75,6 +75,12 @@ export function serializePatch(patch: Patch): string {
 
 export function toSnapshot(state: ThreadState): Snapshot {
   return { v: 1, ...state };
+}
+
+/** A snapshot's stored text, around the artifact texts as they are (no parse, no re-serialization). */
+export function snapshotJson(thread: ThreadJson): string {
+  const j = JSON.stringify;
+  return `{"v":1,"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${j(thread.updatedAt)},"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}`;
 }
 
 /** The `data:` of an `artifact-updated` event. */

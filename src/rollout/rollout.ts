@@ -1,6 +1,6 @@
-import type { ThreadState } from "../model/artifact.ts";
+import type { ThreadJson, ThreadState } from "../model/artifact.ts";
 import { materialize } from "../model/materialize.ts";
-import { type Patch, parsePatch, parseSnapshot, serializePatch, type Snapshot, toSnapshot } from "../model/patch.ts";
+import { type Patch, parsePatch, parseSnapshot, serializePatch, type Snapshot, snapshotJson } from "../model/patch.ts";
 import { type BlobStore, type InOrderResult, type PutIfAbsentResult, putIfAbsentInOrder } from "../blob/port.ts";
 import { afterFolder, patchKey, snapshotKey, snapshotsPrefix, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
 
@@ -92,8 +92,8 @@ export class Rollout {
     return text === null ? null : parseSnapshot(text, last);
   }
 
-  writeSnapshot(tenant: string, state: ThreadState): Promise<void> {
-    return this.store.put(snapshotKey(tenant, state.threadId, state.seq), JSON.stringify(toSnapshot(state)));
+  writeSnapshot(tenant: string, thread: ThreadJson): Promise<void> {
+    return this.store.put(snapshotKey(tenant, thread.threadId, thread.seq), snapshotJson(thread));
   }
 
   /**

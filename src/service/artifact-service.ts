@@ -1,5 +1,5 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
-import type { Artifact, ThreadRef, ThreadState } from "../model/artifact.ts";
+import { type Artifact, parseThreadJson, type ThreadJson, type ThreadRef, type ThreadState, toThreadJson } from "../model/artifact.ts";
 import { decideGroup, type GroupContext, type GroupOutcome, type TargetLookup, targetOf, type WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
 import { uuidv7 } from "../model/ids.ts";
@@ -46,7 +46,7 @@ export interface WriteResult {
 }
 
 export interface ReadResult {
-  state: ThreadState;
+  thread: ThreadJson;
   source: ReadSource;
 }
 
@@ -248,18 +248,19 @@ export class ArtifactService {
     const seq = (patches[patches.length - 1] as Patch).seq;
     if (!this.#rollout.snapshotDue((patches[0] as Patch).seq, seq)) return;
     try {
-      const state = rolloutState !== undefined ? materialize(rolloutState, patches) : await this.#stateAt(tenant, threadId, seq);
-      if (state?.seq === seq) await this.#rollout.writeSnapshot(tenant, state);
+      const thread = rolloutState !== undefined ? jsonOf(materialize(rolloutState, patches)) : await this.#threadAt(tenant, threadId, seq);
+      if (thread?.seq === seq) await this.#rollout.writeSnapshot(tenant, thread);
     } catch (error) {
       this.#logger.warn("snapshot failed", { seq, error: describe(error) });
     }
   }
 
-  async #stateAt(tenant: string, threadId: string, seq: number): Promise<ThreadState | null> {
-    const cached = await this.#tryCache("readThread", () => this.#cache.readThread(tenant, threadId));
+  /** The thread at `seq`: from the cache when it is there (as stored text), else replayed from the rollout. */
+  async #threadAt(tenant: string, threadId: string, seq: number): Promise<ThreadJson | null> {
+    const cached = await this.#tryCache("readThread", () => this.#cache.readThreadJson(tenant, threadId));
     if (cached.ok && cached.value?.seq === seq) return cached.value;
     const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
-    return materialize(base, tail.filter((p) => p.seq <= seq));
+    return jsonOf(materialize(base, tail.filter((p) => p.seq <= seq)));
   }
 
   /**
@@ -318,24 +319,24 @@ export class ArtifactService {
   }
 
   async readThread(tenant: string, threadId: string, options: { consistency: Consistency; minSeq?: number }): Promise<ReadResult> {
-    const cached = await this.#tryCache("readThread", () => this.#cache.readThread(tenant, threadId));
+    const cached = await this.#tryCache("readThread", () => this.#cache.readThreadJson(tenant, threadId));
     if (!cached.ok) {
       const state = await this.#rollout.load(tenant, threadId);
-      return { state: requireState(state, threadId, options.minSeq), source: "rollout" };
+      return { thread: requireThread(jsonOf(state), threadId, options.minSeq), source: "rollout" };
     }
-    const state = cached.value;
-    const satisfiesMinSeq = options.minSeq === undefined || (state !== null && state.seq >= options.minSeq);
-    if (options.consistency === "cache" && state && satisfiesMinSeq) return { state, source: "cache" };
+    const thread = cached.value;
+    const satisfiesMinSeq = options.minSeq === undefined || (thread !== null && thread.seq >= options.minSeq);
+    if (options.consistency === "cache" && thread && satisfiesMinSeq) return { thread, source: "cache" };
 
-    const seq = state?.seq ?? 0;
+    const seq = thread?.seq ?? 0;
     if (!(await this.#rollout.hasPatch(tenant, threadId, seq + 1))) {
-      return { state: requireState(state, threadId, options.minSeq), source: "cache" };
+      return { thread: requireThread(thread, threadId, options.minSeq), source: "cache" };
     }
     // The cache is behind the rollout: answer from the rollout and repair on the way.
-    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, seq, state));
-    if (repaired.ok) return { state: requireState(repaired.value, threadId, options.minSeq), source: "repaired" };
+    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, seq, thread && parseThreadJson(thread)));
+    if (repaired.ok) return { thread: requireThread(jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
     const fresh = await this.#rollout.load(tenant, threadId);
-    return { state: requireState(fresh, threadId, options.minSeq), source: "rollout" };
+    return { thread: requireThread(jsonOf(fresh), threadId, options.minSeq), source: "rollout" };
   }
 
   async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ artifact: Artifact; source: ReadSource }> {
@@ -344,8 +345,8 @@ export class ArtifactService {
       if (cached.value.seq === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
       return { artifact: requireArtifact(cached.value.artifact, artifactId), source: "cache" };
     }
-    const { state, source } = await this.readThread(tenant, threadId, { consistency: "strong" });
-    return { artifact: requireArtifact(state.artifacts.find((a) => a.id === artifactId) ?? null, artifactId), source };
+    const { thread, source } = await this.readThread(tenant, threadId, { consistency: "strong" });
+    return { artifact: requireArtifact(parseThreadJson(thread).artifacts.find((a) => a.id === artifactId) ?? null, artifactId), source };
   }
 
   async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadPage> {
@@ -454,12 +455,16 @@ function contextFromState(state: ThreadState | null, lookups: readonly TargetLoo
   return { seq: state.seq, artifactCount: state.artifacts.length, targets };
 }
 
-function requireState(state: ThreadState | null, threadId: string, minSeq: number | undefined): ThreadState {
-  if (!state) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
-  if (minSeq !== undefined && state.seq < minSeq) {
-    throw new ProblemError("thread_not_found", `thread ${threadId} has no patch ${minSeq} (its rollout is at ${state.seq})`);
+function requireThread(thread: ThreadJson | null, threadId: string, minSeq: number | undefined): ThreadJson {
+  if (!thread) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+  if (minSeq !== undefined && thread.seq < minSeq) {
+    throw new ProblemError("thread_not_found", `thread ${threadId} has no patch ${minSeq} (its rollout is at ${thread.seq})`);
   }
-  return state;
+  return thread;
+}
+
+function jsonOf(state: ThreadState | null): ThreadJson | null {
+  return state && toThreadJson(state);
 }
 
 function requireArtifact(artifact: Artifact | null, artifactId: string): Artifact {

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
-import type { ThreadState } from "../../src/model/artifact.ts";
+import { parseThreadJson, type ThreadState } from "../../src/model/artifact.ts";
 import type { JsonValue } from "../../src/model/json.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { parseSnapshot } from "../../src/model/patch.ts";
@@ -96,7 +96,7 @@ describe("replay", () => {
         const fresh = new ArtifactService({ rollout, cache: freshCache, limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 } });
         const read = await fresh.readThread("local", threadId, { consistency: "strong" });
         expect(read.source).toBe("repaired");
-        expect(read.state).toEqual(scratch);
+        expect(parseThreadJson(read.thread)).toEqual(scratch);
         expect(await freshCache.readThread("local", threadId)).toEqual(scratch);
         freshCache.close();
       }),
