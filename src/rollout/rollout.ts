@@ -96,13 +96,9 @@ export class Rollout {
     return this.store.put(snapshotKey(tenant, thread.threadId, thread.seq), snapshotJson(thread));
   }
 
-  /**
-   * Whether the writer of patches `fromSeq..toSeq` (one commit) owes a snapshot: when
-   * they cross a multiple of SNAPSHOT_EVERY. It is taken at `toSeq`, so a tail after the
-   * latest snapshot stays under SNAPSHOT_EVERY plus one commit's patches.
-   */
-  snapshotDue(fromSeq: number, toSeq: number): boolean {
-    return this.snapshotEvery > 0 && Math.floor((fromSeq - 1) / this.snapshotEvery) < Math.floor(toSeq / this.snapshotEvery);
+  /** Whether the writer of patch `seq` also writes the snapshot at it: every SNAPSHOT_EVERY-th. */
+  isSnapshotSeq(seq: number): boolean {
+    return this.snapshotEvery > 0 && seq % this.snapshotEvery === 0;
   }
 
   /** The thread at its rollout head: latest snapshot + the tail after it. Null if it has no patch. */

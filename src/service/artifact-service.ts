@@ -153,9 +153,14 @@ export class ArtifactService {
   async #writeGroup(tenant: string, threadId: string, left: { pending: PendingWrite[] }): Promise<void> {
     // Set once the cache fails us: from then on this group decides on rollout state.
     let rolloutState: ThreadState | null | undefined;
-    for (let attempt = 0; left.pending.length > 0; attempt++) {
-      if (attempt >= this.#maxAttempts) throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
-      if (attempt > 0) await this.#backoff(attempt);
+    let attempt = 0;
+    // Whether the last round lost a race (or met a failure): the next one backs off first.
+    let contended = false;
+    while (left.pending.length > 0) {
+      if (contended) {
+        if (++attempt >= this.#maxAttempts) throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+        await this.#backoff(attempt);
+      }
       const commands = left.pending.map((write) => write.command);
       const lookups = commands.map(targetOf);
       let context: GroupContext;
@@ -170,12 +175,17 @@ export class ArtifactService {
         context = contextFromState(rolloutState, lookups);
       }
 
-      const outcomes = decideGroup(commands, context, {
+      const decided = decideGroup(commands, context, {
         threadId,
         at: this.#now().toISOString(),
         newId: this.#newId,
         maxArtifactsPerThread: this.#limits.maxArtifactsPerThread,
       });
+      // A round ends at a snapshot seq, so every snapshot is at a multiple of
+      // SNAPSHOT_EVERY (a cold read replays at most that many patches) and is the state
+      // the cache holds right after the round. The writes behind it go in the next round.
+      const boundary = decided.findIndex((o) => o.kind === "append" && this.#rollout.isSnapshotSeq(o.patch.seq));
+      const outcomes = boundary < 0 ? decided : decided.slice(0, boundary + 1);
       const patches = outcomes.flatMap((outcome) => (outcome.kind === "append" ? [outcome.patch] : []));
       if (patches.length === 0) {
         // Refusals and idempotent answers append nothing, so no put-if-absent conflict
@@ -184,10 +194,11 @@ export class ArtifactService {
         // or by a process without it); if not, catch up and decide again.
         if (rolloutState === undefined && (await this.#rollout.hasPatch(tenant, threadId, context.seq + 1))) {
           rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
+          contended = true;
           continue;
         }
         settle(left, outcomes, outcomes.length, threadId);
-        return;
+        continue;
       }
 
       const appended = await this.#rollout.appendInOrder(tenant, patches);
@@ -200,7 +211,11 @@ export class ArtifactService {
       const final = committed.length === 0 ? 0 : missedAt;
       if (committed.length > 0) await this.#snapshotIfDue(tenant, threadId, committed, rolloutState);
       settle(left, outcomes, final, threadId);
-      if (appended.stop === "end") return;
+      if (appended.stop === "end") {
+        if (rolloutState !== undefined) rolloutState = materialize(rolloutState, committed);
+        contended = false;
+        continue;
+      }
       if (appended.stop === "error") {
         // The write whose patch failed cannot know whether it landed, so it gets the
         // error (a 503); the ones behind it were never tried and go again.
@@ -211,6 +226,7 @@ export class ArtifactService {
 
       // Another writer took the seq after ours (or the failed put landed after all):
       // learn what it wrote, then decide again.
+      contended = true;
       if (rolloutState !== undefined) {
         const known = materialize(rolloutState, committed);
         rolloutState = known ? (await this.#rollout.catchUp(tenant, known)).state : await this.#rollout.load(tenant, threadId);
@@ -246,7 +262,7 @@ export class ArtifactService {
    */
   async #snapshotIfDue(tenant: string, threadId: string, patches: readonly Patch[], rolloutState: ThreadState | null | undefined): Promise<void> {
     const seq = (patches[patches.length - 1] as Patch).seq;
-    if (!this.#rollout.snapshotDue((patches[0] as Patch).seq, seq)) return;
+    if (!this.#rollout.isSnapshotSeq(seq)) return;
     try {
       const thread = rolloutState !== undefined ? jsonOf(materialize(rolloutState, patches)) : await this.#threadAt(tenant, threadId, seq);
       if (thread?.seq === seq) await this.#rollout.writeSnapshot(tenant, thread);

@@ -14,6 +14,7 @@ import type { BlobEntry, BlobStore, InOrderResult, ListOptions, PutIfAbsentResul
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { parseThreadJson } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
+import { parseSnapshot } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService, type WriteResult } from "../../src/service/artifact-service.ts";
 
@@ -52,10 +53,13 @@ describe("group commit", () => {
     for (const r of results) expect(patches[r.thread.rolloutSeq - 1]?.artifact).toEqual(r.artifact);
     const replayed = materialize(null, patches);
     expect(await cache.readThread("local", "busy")).toEqual(replayed);
-    // Snapshots at multiples of 10 or at the end of the group that crossed one: each is the state at its seq.
+    // A group ends at a snapshot seq, so there is one at every multiple of 10, each the state at its seq.
     const snapshots = await rollout.store.list("tenants/local/threads/busy/snapshots/");
-    expect(snapshots.length).toBeGreaterThan(0);
-    expect((await rollout.latestSnapshot("local", "busy"))?.seq).toBeGreaterThanOrEqual(60);
+    expect(snapshots.map((key) => Number(key.split("/").pop()?.slice(0, 12)))).toEqual([10, 20, 30, 40, 50, 60]);
+    for (const key of snapshots) {
+      const { v: _v, ...snapshot } = parseSnapshot((await rollout.store.get(key)) as string, key);
+      expect(snapshot).toEqual(materialize(null, patches.slice(0, snapshot.seq)));
+    }
     expect(await rollout.load("local", "busy")).toEqual(replayed);
   });
 
