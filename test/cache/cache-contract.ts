@@ -219,6 +219,13 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect(read?.artifacts[0]?.version).toBe(3);
       expect(read).toMatchObject({ createdAt: t.patch(1).at, updatedAt: t.patch(7).at, seq: 7 });
       expect(await cache.readThread(OTHER, t.threadId)).toBeNull();
+
+      // Stored in reverse (rowids against creation order): the order still comes from position.
+      h.exec(`CREATE TEMP TABLE reversed AS SELECT * FROM artifacts WHERE thread_id = 'thread-order' ORDER BY position DESC;
+        DELETE FROM artifacts WHERE thread_id = 'thread-order';
+        INSERT INTO artifacts SELECT * FROM reversed;`);
+      expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
+      expect(JSON.parse((await cache.readThreadJson(T, t.threadId))?.artifactsJson ?? "null")).toEqual(t.state.artifacts);
     });
 
     it("keeps tenants apart", async () => {
