@@ -20,10 +20,12 @@ export interface Wiring {
   only?: EdgeFunction;
   /** See LibsqlCacheOptions.schema. */
   cacheSchema?: { ready: boolean };
+  /** See ServiceOptions.healEveryMs: on for long-lived processes (the default), off on Workers. */
+  healEveryMs?: number;
 }
 
 /** Builds the service and the Hono app the same way on every runtime. */
-export function wire({ config, blobStore, connectLibsql, notifier = new InProcessNotifier(), only, cacheSchema }: Wiring) {
+export function wire({ config, blobStore, connectLibsql, notifier = new InProcessNotifier(), only, cacheSchema, healEveryMs = 1000 }: Wiring) {
   const cache = new LibsqlCache({
     connect: connectLibsql,
     local: config.libsqlUrl.startsWith("file:"),
@@ -35,6 +37,7 @@ export function wire({ config, blobStore, connectLibsql, notifier = new InProces
     cache,
     limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
     onCommit: (tenant, threadId, seq) => notifier.notify(tenant, threadId, seq),
+    healEveryMs,
   });
   const hub = new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
   const app = createApp({

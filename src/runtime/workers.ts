@@ -50,6 +50,8 @@ export async function workerFetch(request: Request, env: WorkerEnv, ctx: WaitUnt
       createClient({ url: config.libsqlUrl, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) }),
     notifier: env.THREAD_HUB ? new DurableObjectNotifier(env.THREAD_HUB, ctx) : new InProcessNotifier(),
     cacheSchema,
+    // Nothing outlives a request here: the next write or strong read repairs a cache left behind.
+    healEveryMs: 0,
     ...(only ? { only } : {}),
   });
   return app.fetch(request);

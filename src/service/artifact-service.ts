@@ -35,6 +35,12 @@ export interface ServiceOptions {
   maxAttempts?: number;
   /** Waits between attempts; injectable so tests need no real sleeps. */
   backoff?: (attempt: number) => Promise<void>;
+  /**
+   * How often threads whose cache fell behind during a libSQL outage are repaired in the
+   * background (ms); 0 turns it off (Workers: nothing outlives a request there, and the
+   * next write or strong read repairs instead).
+   */
+  healEveryMs?: number;
 }
 
 export interface WriteResult {
@@ -85,6 +91,9 @@ interface PendingWrite {
  */
 const MAX_GROUP = 64;
 
+/** Threads the background healer remembers at most. */
+const MAX_BEHIND = 10_000;
+
 /** Repairs `repairThread` tries before it reports a cache that will not catch up. */
 const REPAIR_ATTEMPTS = 3;
 
@@ -103,6 +112,10 @@ export class ArtifactService {
   readonly #maxAttempts: number;
   readonly #backoff: (attempt: number) => Promise<void>;
   readonly #groups = new GroupQueue<PendingWrite>(MAX_GROUP, (_key, group) => this.#commitGroup(group));
+  readonly #healEveryMs: number;
+  /** Threads this process wrote while the cache could not take the patches. */
+  readonly #behind = new Map<string, { tenant: string; threadId: string }>();
+  #healTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: ServiceOptions) {
     this.#rollout = options.rollout;
@@ -114,6 +127,7 @@ export class ArtifactService {
     this.#newId = options.newId ?? (() => uuidv7());
     this.#maxAttempts = options.maxAttempts ?? 20;
     this.#backoff = options.backoff ?? jitteredBackoff;
+    this.#healEveryMs = options.healEveryMs ?? 0;
   }
 
   get limits(): ServiceLimits {
@@ -249,11 +263,39 @@ export class ArtifactService {
   async #applyCommitted(tenant: string, threadId: string, patches: readonly Patch[]): Promise<void> {
     const last = patches[patches.length - 1] as Patch;
     const applied = await this.#tryCache("apply", () => this.#cache.apply(tenant, patches));
-    if (applied.ok && applied.value < last.seq) {
+    let caughtUp = applied.ok && applied.value >= last.seq;
+    if (applied.ok && !caughtUp) {
       // The cache was behind (another process wrote while it was down): catch it up now.
-      await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, applied.value));
+      caughtUp = (await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, applied.value))).ok;
     }
+    if (!caughtUp) this.#markBehind(tenant, threadId);
     this.#onCommit(tenant, threadId, last.seq);
+  }
+
+  /** Remembers a thread whose cache missed patches, for the background healer (bounded: past it, rebuild or the next read repairs). */
+  #markBehind(tenant: string, threadId: string): void {
+    if (this.#healEveryMs <= 0) return;
+    if (this.#behind.size < MAX_BEHIND) this.#behind.set(`${tenant}\u0000${threadId}`, { tenant, threadId });
+    this.#healTimer ??= unrefTimer(setTimeout(() => void this.#heal(), this.#healEveryMs));
+  }
+
+  /**
+   * Repairs the threads the cache fell behind on, once libSQL answers again, so
+   * `consistency=cache` reads catch up by themselves, without waiting for a write or a
+   * strong read of each thread. Stops at the first failure (libSQL still down) and
+   * tries again later.
+   */
+  async #heal(): Promise<void> {
+    for (const [key, { tenant, threadId }] of this.#behind) {
+      try {
+        await this.repairThread(tenant, threadId);
+      } catch {
+        break;
+      }
+      this.#behind.delete(key);
+    }
+    this.#healTimer = undefined;
+    if (this.#behind.size > 0) this.#healTimer = unrefTimer(setTimeout(() => void this.#heal(), this.#healEveryMs));
   }
 
   /**
@@ -486,6 +528,13 @@ function jsonOf(state: ThreadState | null): ThreadJson | null {
 function requireArtifact(artifact: Artifact | null, artifactId: string): Artifact {
   if (!artifact) throw new ProblemError("artifact_not_found", `no artifact ${artifactId} in this thread`);
   return artifact;
+}
+
+/** A timer that does not keep the process alive (Node's unref, Deno's unrefTimer). */
+function unrefTimer(timer: ReturnType<typeof setTimeout>): ReturnType<typeof setTimeout> {
+  if (typeof timer === "object" && timer !== null && "unref" in timer) (timer as { unref(): void }).unref();
+  else (globalThis as { Deno?: { unrefTimer?(id: number): void } }).Deno?.unrefTimer?.(timer as unknown as number);
+  return timer;
 }
 
 function jitteredBackoff(attempt: number): Promise<void> {

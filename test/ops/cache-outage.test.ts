@@ -3,7 +3,8 @@
  * is libSQL over HTTP (the Hrana test server over a real file, stopped and restarted on
  * the same port). While it is down, writes keep succeeding and reads are served from
  * the rollout; once it is back, the first write or strong read that finds the cache
- * behind repairs it, and cache-only reads equal the replay again.
+ * behind repairs it, and cache-only reads equal the replay again; with no request at
+ * all, the server repairs the threads it wrote during the outage by itself.
  *
  * The cache has a breaker (after a failure, calls fail fast for 1 s), so the test waits
  * on conditions with deadlines, never for fixed times.
@@ -41,7 +42,7 @@ function cacheAnswersAgain(server: ServerProcess) {
 }
 
 describe("libSQL unavailable for a while (Hrana server stopped, then restarted on the same port)", () => {
-  it("writes keep succeeding, reads come from the rollout; back up, the next strong read or write repairs the cache", async () => {
+  it("writes keep succeeding, reads come from the rollout; back up, the cache is repaired by the next strong read, the next write, or by itself", async () => {
     const dir = cluster.tempDir();
     const rolloutDir = join(dir, "rollouts");
     const dbPath = join(dir, "cache.db");
@@ -96,6 +97,21 @@ describe("libSQL unavailable for a while (Hrana server stopped, then restarted o
     expect(cached.headers.get("x-artifacts-source")).toBe("cache");
     expect(cached.json).toEqual({ thread: threadView(truth) });
     expect(cached.json.thread.rolloutSeq).toBe(seq);
+
+    // --- Outage 3: healed by itself. No request at all once libSQL is back: the server
+    // repairs the threads it wrote while the cache was down, in the background.
+    await hrana.close();
+    for (let i = 1; i <= 4; i++) expect(await create(server, { phase: "down-3", i })).toBe(++seq);
+    expect((await readCacheFile(dbPath, threadId)).thread?.seq).toBe(seq - 4);
+    hrana = await startHranaServer({ path: dbPath, port });
+    const healedAlone = await waitFor("the cache file to reach the rollout head", async () => {
+      const rows = await readCacheFile(dbPath, threadId);
+      return rows.thread?.seq === seq ? rows : undefined;
+    });
+    expect(healedAlone).toEqual(expectedCacheRows(await readRollout(rolloutDir, threadId)));
+    const cachedAlone = await http(server.url, "GET", `/v1/threads/${threadId}?consistency=cache`);
+    expect(cachedAlone.headers.get("x-artifacts-source")).toBe("cache");
+    expect(cachedAlone.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId)) });
 
     // The rollout holds every write once; the cache holds it all, events included.
     expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(seq));
