@@ -1,13 +1,29 @@
-import type { Client, InStatement, ResultSet, Row } from "@libsql/client";
+import type { InStatement } from "@libsql/client";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
 import type { GroupContext } from "../model/decide.ts";
 import { eventData, type Patch } from "../model/patch.ts";
 import type { ArtifactCache, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
 import { SCHEMA } from "./schema.ts";
 
+/** One statement's rows, by column name (a write's are empty). */
+export interface SqlResult {
+  rows: Record<string, unknown>[];
+}
+
+/**
+ * The slice of a libSQL client the cache uses: @libsql/client's `Client` (HTTP, Turso,
+ * web) satisfies it, and so does the prepared-statement file client of Node and Deno.
+ * `batch` runs its statements in one transaction.
+ */
+export interface SqlClient {
+  batch(statements: InStatement[], mode: "read" | "write"): Promise<SqlResult[]>;
+  execute(statement: InStatement): Promise<unknown>;
+  close(): void;
+}
+
 export interface LibsqlCacheOptions {
   /** Opens the client; called lazily, and again after a failure, so boot never waits on libSQL. */
-  connect: () => Client;
+  connect: () => SqlClient;
   /** Whether the URL is a local file: only then do file PRAGMAs apply. */
   local: boolean;
   /** A call slower than this counts as the cache being down (ms). */
@@ -42,8 +58,8 @@ export class CacheUnavailableError extends Error {
  */
 export class LibsqlCache implements ArtifactCache {
   readonly #options: Required<LibsqlCacheOptions>;
-  #client: Client | null = null;
-  #ready: Promise<Client> | null = null;
+  #client: SqlClient | null = null;
+  #ready: Promise<SqlClient> | null = null;
   #downUntil = 0;
 
   constructor(options: LibsqlCacheOptions) {
@@ -57,7 +73,7 @@ export class LibsqlCache implements ArtifactCache {
       const statements = chunk.flatMap((patch) => applyStatements(tenant, patch));
       statements.push(seqStatement(tenant, (chunk[0] as Patch).threadId));
       const results = await this.#batch(statements, "write");
-      seq = seqFrom(results[results.length - 1] as ResultSet);
+      seq = seqFrom(results[results.length - 1] as SqlResult);
       // A chunk that did not land (a gap) means the rest cannot either.
       if (seq < (chunk[chunk.length - 1] as Patch).seq) break;
     }
@@ -84,12 +100,12 @@ export class LibsqlCache implements ArtifactCache {
       seqStatement(tenant, state.threadId),
     ];
     const results = await this.#batch(statements, "write");
-    return seqFrom(results[results.length - 1] as ResultSet);
+    return seqFrom(results[results.length - 1] as SqlResult);
   }
 
   async seq(tenant: string, threadId: string): Promise<number> {
     const [result] = await this.#batch([seqStatement(tenant, threadId)], "read");
-    return seqFrom(result as ResultSet);
+    return seqFrom(result as SqlResult);
   }
 
   async readThread(tenant: string, threadId: string): Promise<ThreadState | null> {
@@ -147,7 +163,7 @@ export class LibsqlCache implements ArtifactCache {
     });
     const results = await this.#batch(statements, "read");
     return {
-      seq: seqFrom(results[0] as ResultSet),
+      seq: seqFrom(results[0] as SqlResult),
       artifactCount: Number(results[1]?.rows[0]?.n ?? 0),
       targets: slotOf.map((slot) => {
         const row = slot < 0 ? undefined : results[slot]?.rows[0];
@@ -165,7 +181,7 @@ export class LibsqlCache implements ArtifactCache {
       "read",
     );
     const row = found?.rows[0];
-    return { seq: seqFrom(seq as ResultSet), artifact: row ? parseBody(row) : null };
+    return { seq: seqFrom(seq as SqlResult), artifact: row ? parseBody(row) : null };
   }
 
   async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]> {
@@ -189,13 +205,13 @@ export class LibsqlCache implements ArtifactCache {
       "read",
     );
     const byThread = new Map<string, Artifact[]>();
-    for (const row of (artifacts as ResultSet).rows) {
+    for (const row of (artifacts as SqlResult).rows) {
       const id = String(row.thread_id);
       let list = byThread.get(id);
       if (!list) byThread.set(id, (list = []));
       list.push(parseBody(row));
     }
-    return (threads as ResultSet).rows.map((row) => ({
+    return (threads as SqlResult).rows.map((row) => ({
       threadId: String(row.thread_id),
       createdAt: String(row.created_at),
       updatedAt: String(row.updated_at),
@@ -217,7 +233,7 @@ export class LibsqlCache implements ArtifactCache {
     return {
       seq: row ? Number(row.seq) : 0,
       floor: row ? Number(row.event_floor) : 0,
-      events: (events as ResultSet).rows.map((r) => ({ seq: Number(r.seq), data: String(r.data) })),
+      events: (events as SqlResult).rows.map((r) => ({ seq: Number(r.seq), data: String(r.data) })),
     };
   }
 
@@ -231,7 +247,7 @@ export class LibsqlCache implements ArtifactCache {
     this.#ready = null;
   }
 
-  async #batch(statements: InStatement[], mode: "read" | "write", opts: { ignoreBreaker?: boolean } = {}): Promise<ResultSet[]> {
+  async #batch(statements: InStatement[], mode: "read" | "write", opts: { ignoreBreaker?: boolean } = {}): Promise<SqlResult[]> {
     if (!opts.ignoreBreaker && Date.now() < this.#downUntil) throw new CacheUnavailableError("recently failed", true);
     try {
       const client = await this.#connected();
@@ -251,7 +267,7 @@ export class LibsqlCache implements ArtifactCache {
     }
   }
 
-  #connected(): Promise<Client> {
+  #connected(): Promise<SqlClient> {
     this.#ready ??= this.#migrate().catch((error: unknown) => {
       this.#ready = null;
       throw error;
@@ -259,7 +275,7 @@ export class LibsqlCache implements ArtifactCache {
     return this.#ready;
   }
 
-  async #migrate(): Promise<Client> {
+  async #migrate(): Promise<SqlClient> {
     const client = this.#options.connect();
     this.#client = client;
     if (this.#options.schema.ready) return client;
@@ -333,12 +349,12 @@ function seqStatement(tenant: string, threadId: string): InStatement {
   return { sql: `SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th`, args: { t: tenant, th: threadId } };
 }
 
-function seqFrom(result: ResultSet): number {
+function seqFrom(result: SqlResult): number {
   const row = result.rows[0];
   return row ? Number(row.seq) : 0;
 }
 
-function parseBody(row: Row): Artifact {
+function parseBody(row: Record<string, unknown>): Artifact {
   return JSON.parse(String(row.body)) as Artifact;
 }
 

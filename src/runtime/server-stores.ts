@@ -6,11 +6,13 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { type Client, createClient } from "@libsql/client";
+import { createClient } from "@libsql/client";
+import type { SqlClient } from "../cache/libsql.ts";
 import { FsBlobStore } from "../blob/fs.ts";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
 import type { Config, Env } from "./config.ts";
+import { LibsqlFileClient } from "./libsql-file.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
 
 export function blobStoreFor(config: Config, env: Env): BlobStore {
@@ -25,21 +27,22 @@ export function blobStoreFor(config: Config, env: Env): BlobStore {
 }
 
 /**
- * Opens a libSQL client for `config.libsqlUrl` (the native client: files, `libsql://`,
- * `http(s)://`), making the folder a `file:` URL points into. Called on first use, so a
- * folder that cannot be made counts as the cache being down, not as a failed start.
+ * Opens a libSQL client for `config.libsqlUrl`, making the folder a `file:` URL points
+ * into. A file gets the prepared-statement client (`libsql-file.ts`); `libsql://` and
+ * `http(s)://` get @libsql/client. Called on first use, so a folder that cannot be
+ * made counts as the cache being down, not as a failed start.
  */
-export function libsqlConnector(config: Config): () => Client {
+export function libsqlConnector(config: Config): () => SqlClient {
   const url = config.libsqlUrl;
   return () => {
-    if (url.startsWith("file:")) mkdirSync(dirname(resolve(url.slice("file:".length))), { recursive: true });
-    return createClient({
-      url,
-      ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}),
+    if (url.startsWith("file:")) {
+      const path = resolve(url.slice("file:".length));
+      mkdirSync(dirname(path), { recursive: true });
       // Several processes may share one file: wait for the write lock instead of failing.
-      timeout: 5000,
-      // One connection, so the per-connection PRAGMAs set at first use hold for every call.
-      ...(url.startsWith("file:") ? { concurrency: 1 } : {}),
-    });
+      return new LibsqlFileClient(path, { busyTimeoutMs: BUSY_TIMEOUT_MS });
+    }
+    return createClient({ url, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) });
   };
 }
+
+const BUSY_TIMEOUT_MS = 5000;

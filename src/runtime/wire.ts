@@ -1,6 +1,5 @@
-import type { Client } from "@libsql/client";
 import type { BlobStore } from "../blob/port.ts";
-import { LibsqlCache } from "../cache/libsql.ts";
+import { LibsqlCache, type SqlClient } from "../cache/libsql.ts";
 import { createApp, type EdgeFunction } from "../http/app.ts";
 import { Authenticator, authConfigured } from "../http/auth/authenticator.ts";
 import { FeedHub } from "../live/feed.ts";
@@ -13,7 +12,7 @@ export interface Wiring {
   config: Config;
   blobStore: BlobStore;
   /** Opens the libSQL client (each runtime brings its own: native file client or the web client). */
-  connectLibsql: () => Client;
+  connectLibsql: () => SqlClient;
   /** Wake-up hints between writers and streams; in-process unless the runtime has better. */
   notifier?: Notifier;
   /** Serve one edge function's route only. */

@@ -1,26 +1,25 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Client, createClient } from "@libsql/client";
 import Database from "libsql";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
+import { LibsqlFileClient } from "../../src/runtime/libsql-file.ts";
 import { describeCacheContract } from "./cache-contract.ts";
 
-describeCacheContract("file: URL, native @libsql/client", async ({ retryAfterMs }) => {
+describeCacheContract("file: URL, the prepared-statement file client of Node and Deno", async ({ retryAfterMs }) => {
   const dir = mkdtempSync(join(tmpdir(), "cache-file-"));
   const path = join(dir, "cache.db");
-  const url = `file:${path}`;
   // While "down", connect() points into a folder that does not exist: SQLITE_CANTOPEN.
-  const unreachable = `file:${join(dir, "missing", "cache.db")}`;
+  const unreachable = join(dir, "missing", "cache.db");
   let down = false;
   let connects = 0;
-  const clients: Client[] = [];
+  const clients: LibsqlFileClient[] = [];
   const cache = new LibsqlCache({
     local: true,
     retryAfterMs,
     connect: () => {
       connects++;
-      const client = createClient({ url: down ? unreachable : url, concurrency: 1 });
+      const client = new LibsqlFileClient(down ? unreachable : path, { busyTimeoutMs: 5000 });
       clients.push(client);
       return client;
     },

@@ -1,0 +1,97 @@
+/**
+ * A libSQL file opened with the native `libsql` binding directly, for the cache of
+ * Node and Deno processes (`file:` URLs). It speaks the slice of @libsql/client the
+ * cache uses (`batch`, `execute`, `close`) and keeps every statement prepared:
+ * @libsql/client prepares each statement anew on every call and probes writes with a
+ * `raw()` that throws, which together cost more CPU than the SQL itself on the write
+ * path (profiled: about a third of a create's main-thread time). The binding is
+ * synchronous, like every local SQLite call in Node: one connection, one call at a time.
+ */
+import type { InStatement } from "@libsql/client";
+import Database from "libsql";
+import type { SqlClient, SqlResult } from "../cache/libsql.ts";
+
+/** Statements kept prepared at most: the cache has a few dozen distinct SQL texts. */
+const MAX_PREPARED = 256;
+
+type Prepared = Database.Statement<unknown[]>;
+
+export interface LibsqlFileOptions {
+  /** How long a writer waits for another process's write lock before failing with SQLITE_BUSY (ms). */
+  busyTimeoutMs: number;
+}
+
+export class LibsqlFileClient implements SqlClient {
+  readonly #db: Database.Database;
+  readonly #prepared = new Map<string, { statement: Prepared; reader: boolean }>();
+
+  constructor(path: string, options: LibsqlFileOptions) {
+    this.#db = wrapErrors(() => new Database(path, { timeout: options.busyTimeoutMs }));
+  }
+
+  async execute(statement: InStatement): Promise<SqlResult> {
+    return wrapErrors(() => this.#run(statement));
+  }
+
+  /** All statements in one transaction (`write`: BEGIN IMMEDIATE, so the write lock is taken up front). */
+  async batch(statements: InStatement[], mode: "read" | "write"): Promise<SqlResult[]> {
+    return wrapErrors(() => {
+      this.#run(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
+      try {
+        const results = statements.map((statement) => this.#run(statement));
+        this.#run("COMMIT");
+        return results;
+      } catch (error) {
+        try {
+          if (this.#db.inTransaction) this.#run("ROLLBACK");
+        } catch {
+          // The error that matters is the one that got us here.
+        }
+        throw error;
+      }
+    });
+  }
+
+  close(): void {
+    this.#prepared.clear();
+    if (this.#db.open) this.#db.close();
+  }
+
+  #run(statement: InStatement): SqlResult {
+    const { sql, args } = typeof statement === "string" ? { sql: statement, args: undefined } : statement;
+    const { statement: prepared, reader } = this.#prepare(sql);
+    const bound = args === undefined ? [] : [args];
+    if (reader) return { rows: prepared.all(...bound) as Record<string, unknown>[] };
+    prepared.run(...bound);
+    return { rows: [] };
+  }
+
+  #prepare(sql: string): { statement: Prepared; reader: boolean } {
+    let entry = this.#prepared.get(sql);
+    if (!entry) {
+      const statement = this.#db.prepare(sql);
+      entry = { statement, reader: statement.reader };
+      if (this.#prepared.size >= MAX_PREPARED) this.#prepared.clear();
+      this.#prepared.set(sql, entry);
+    }
+    return entry;
+  }
+}
+
+/**
+ * Errors as @libsql/client reports them, which is what the cache tells SQL errors
+ * (bugs: surfaced) from an unusable database (down: fall back) by: `code` is SQLite's
+ * primary code ("SQLITE_CONSTRAINT" for "SQLITE_CONSTRAINT_PRIMARYKEY").
+ */
+function wrapErrors<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === "string" && code.startsWith("SQLITE_")) {
+      const primary = code.split("_").slice(0, 2).join("_");
+      throw Object.assign(new Error((error as Error).message, { cause: error }), { name: "LibsqlError", code: primary, extendedCode: code });
+    }
+    throw error;
+  }
+}
