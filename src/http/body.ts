@@ -14,7 +14,10 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
     throw tooLarge(maxBytes);
   }
-  const text = await readBounded(request, maxBytes);
+  // With a declared length (already within the bound), HTTP framing bounds the body:
+  // read it whole (the Node adapter then skips building a web stream); without one
+  // (chunked), count while streaming.
+  const text = declared !== null && /^\d+$/.test(declared) ? decodeUtf8(new Uint8Array(await request.arrayBuffer())) : await readBounded(request, maxBytes);
   if (text.trim() === "") throw new ProblemError("invalid_request", "the request body is empty");
   try {
     return JSON.parse(text);
@@ -49,6 +52,10 @@ async function readBounded(request: Request, maxBytes: number): Promise<string> 
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
+  return decodeUtf8(bytes);
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
