@@ -8,10 +8,22 @@ export function isThreadId(value: string): boolean {
   return THREAD_ID_PATTERN.test(value);
 }
 
+/**
+ * Random bytes drawn 4 KiB at a time: one `getRandomValues` call per 256 ids instead of
+ * one per id (each call costs tens of microseconds on Node, more than the rest of an id).
+ */
+const POOL = new Uint8Array(4096);
+let poolOffset = POOL.length;
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 /** UUIDv7: 48-bit millisecond timestamp, version 7, 74 random bits (RFC 9562 §5.7). */
 export function uuidv7(now: number = Date.now()): string {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
+  if (poolOffset + 16 > POOL.length) {
+    crypto.getRandomValues(POOL);
+    poolOffset = 0;
+  }
+  const bytes = POOL.subarray(poolOffset, poolOffset + 16);
+  poolOffset += 16;
   let ms = now;
   for (let i = 5; i >= 0; i--) {
     bytes[i] = ms % 256;
@@ -19,6 +31,10 @@ export function uuidv7(now: number = Date.now()): string {
   }
   bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x70;
   bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  let hex = "";
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) hex += "-";
+    hex += HEX[bytes[i] as number];
+  }
+  return hex;
 }

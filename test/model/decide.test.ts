@@ -86,6 +86,16 @@ describe("ids and bytes", () => {
     expect(early < late).toBe(true);
   });
 
+  it("makes distinct ids across refills of its random pool, each with the timestamp and version bits", () => {
+    const at = 1_750_000_000_000;
+    const ids = Array.from({ length: 1000 }, () => uuidv7(at));
+    expect(new Set(ids).size).toBe(1000);
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(Number.parseInt(id.replace(/-/g, "").slice(0, 12), 16)).toBe(at);
+    }
+  });
+
   it("counts UTF-8 bytes like TextEncoder", () => {
     for (const text of ["", "abc", "é", "€", "😀", "a😀b€", "\ud800x", "\udc00"]) {
       expect(utf8Bytes(text)).toBe(new TextEncoder().encode(text).length);
