@@ -281,10 +281,14 @@ export class LibsqlCache implements ArtifactCache {
     if (this.#options.schema.ready) return client;
     if (this.#options.local) {
       // The cache is rebuildable, so WAL with synchronous=NORMAL: the one fsync per
-      // write is the rollout's. Both are connection settings; the client is opened
-      // with a single connection so they hold for every call.
+      // write is the rollout's. The WAL is checkpointed (two fsyncs, on the committing
+      // call) every 10,000 pages instead of SQLite's 1,000: a create dirties ~8 pages, so
+      // that is once per ~1,200 creates rather than ~125 (+15-20% creates/s over 64
+      // threads, for a WAL file of up to ~40 MB). All three are connection settings; the
+      // client holds a single connection so they hold for every call.
       await withTimeout(client.execute("PRAGMA journal_mode = WAL"), this.#options.callTimeoutMs);
       await withTimeout(client.execute("PRAGMA synchronous = NORMAL"), this.#options.callTimeoutMs);
+      await withTimeout(client.execute("PRAGMA wal_autocheckpoint = 10000"), this.#options.callTimeoutMs);
     }
     await withTimeout(client.batch([...SCHEMA], "write"), this.#options.callTimeoutMs);
     if (!this.#options.local) this.#options.schema.ready = true;
