@@ -167,13 +167,16 @@ export class ArtifactService {
   async #writeGroup(tenant: string, threadId: string, left: { pending: PendingWrite[] }): Promise<void> {
     // Set once the cache fails us: from then on this group decides on rollout state.
     let rolloutState: ThreadState | null | undefined;
+    // Rounds that lost a race (or met a failure): the next one backs off longer each time.
     let attempt = 0;
-    // Whether the last round lost a race (or met a failure): the next one backs off first.
+    // Of those, the ones in a row that committed nothing: only they count toward giving
+    // up, so a group that keeps making progress against other processes is never failed.
+    let fruitless = 0;
     let contended = false;
     while (left.pending.length > 0) {
       if (contended) {
-        if (++attempt >= this.#maxAttempts) throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
-        await this.#backoff(attempt);
+        if (fruitless >= this.#maxAttempts) throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+        await this.#backoff(++attempt);
       }
       const commands = left.pending.map((write) => write.command);
       const lookups = commands.map(targetOf);
@@ -209,6 +212,7 @@ export class ArtifactService {
         if (rolloutState === undefined && (await this.#rollout.hasPatch(tenant, threadId, context.seq + 1))) {
           rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
           contended = true;
+          fruitless += 1;
           continue;
         }
         settle(left, outcomes, outcomes.length, threadId);
@@ -241,6 +245,7 @@ export class ArtifactService {
       // Another writer took the seq after ours (or the failed put landed after all):
       // learn what it wrote, then decide again.
       contended = true;
+      fruitless = committed.length > 0 ? 0 : fruitless + 1;
       if (rolloutState !== undefined) {
         const known = materialize(rolloutState, committed);
         rolloutState = known ? (await this.#rollout.catchUp(tenant, known)).state : await this.#rollout.load(tenant, threadId);

@@ -113,6 +113,56 @@ describe("group commit", () => {
   });
 });
 
+describe("contention without progress", () => {
+  it("a group that loses every race gives up after maxAttempts fruitless rounds: 503 unavailable, nothing written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "artifacts-group-"));
+    dirs.push(dir);
+    const fs = new FsBlobStore(join(dir, "rollouts"));
+    const alwaysTaken = new AlwaysTaken(fs);
+    const cache = new LibsqlCache({ connect: () => createClient({ url: `file:${join(dir, "a.db")}`, concurrency: 1 }), local: true });
+    caches.push(cache);
+    const service = new ArtifactService({ rollout: new Rollout(alwaysTaken, { snapshotEvery: 10 }), cache, limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 }, maxAttempts: 3, backoff: async () => {} });
+    const settled = await Promise.allSettled([service.write("local", "hot", create(1)), service.write("local", "hot", create(2))]);
+    for (const s of settled) {
+      expect(s.status).toBe("rejected");
+      expect((s as PromiseRejectedResult).reason).toMatchObject({ code: "unavailable", retryAfterSeconds: 1 });
+    }
+    expect(alwaysTaken.tries).toBeGreaterThanOrEqual(3);
+    expect(await fs.list("tenants/")).toEqual([]);
+  });
+});
+
+/** Every put-if-absent finds its key taken (by a writer whose patch never shows): no round can make progress. */
+class AlwaysTaken implements BlobStore {
+  tries = 0;
+  readonly #inner: FsBlobStore;
+
+  constructor(inner: FsBlobStore) {
+    this.#inner = inner;
+  }
+
+  get(key: string): Promise<string | null> {
+    return this.#inner.get(key);
+  }
+
+  async putIfAbsent(): Promise<PutIfAbsentResult> {
+    this.tries += 1;
+    return "exists";
+  }
+
+  put(key: string, body: string): Promise<void> {
+    return this.#inner.put(key, body);
+  }
+
+  exists(key: string): Promise<boolean> {
+    return this.#inner.exists(key);
+  }
+
+  list(prefix: string, options?: ListOptions): Promise<string[]> {
+    return this.#inner.list(prefix, options);
+  }
+}
+
 /** Delegates to an fs store, but the first put of the key `failing()` names throws without writing. */
 class FailOnce implements BlobStore {
   readonly #inner: FsBlobStore;
