@@ -7,6 +7,7 @@ import { materialize } from "../model/materialize.ts";
 import { eventData, type Patch } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import { GroupQueue } from "./group-queue.ts";
+import { KnownHeads } from "./known-heads.ts";
 
 export type ReadSource = "cache" | "rollout" | "repaired";
 export type Consistency = "strong" | "cache";
@@ -91,6 +92,12 @@ interface PendingWrite {
  */
 const MAX_GROUP = 64;
 
+/** Threads whose head this process remembers at most (~100 bytes each). */
+const MAX_KNOWN_HEADS = 10_000;
+
+/** How long a thread another process wrote is decided on cache reads only (see KnownHeads). */
+const SHARED_THREAD_MS = 30_000;
+
 /** Threads the background healer remembers at most. */
 const MAX_BEHIND = 10_000;
 
@@ -112,6 +119,7 @@ export class ArtifactService {
   readonly #maxAttempts: number;
   readonly #backoff: (attempt: number) => Promise<void>;
   readonly #groups = new GroupQueue<PendingWrite>(MAX_GROUP, (_key, group) => this.#commitGroup(group));
+  readonly #heads: KnownHeads;
   readonly #healEveryMs: number;
   /** Threads this process wrote while the cache could not take the patches. */
   readonly #behind = new Map<string, { tenant: string; threadId: string }>();
@@ -128,6 +136,7 @@ export class ArtifactService {
     this.#maxAttempts = options.maxAttempts ?? 20;
     this.#backoff = options.backoff ?? jitteredBackoff;
     this.#healEveryMs = options.healEveryMs ?? 0;
+    this.#heads = new KnownHeads({ max: MAX_KNOWN_HEADS, sharedForMs: SHARED_THREAD_MS, now: () => this.#now().getTime() });
   }
 
   get limits(): ServiceLimits {
@@ -181,7 +190,12 @@ export class ArtifactService {
       const commands = left.pending.map((write) => write.command);
       const lookups = commands.map(targetOf);
       let context: GroupContext;
-      if (rolloutState === undefined) {
+      const known = rolloutState === undefined ? this.#heads.get(tenant, threadId) : undefined;
+      if (known && lookups.every(needsNoTarget)) {
+        // Plain creates need only the seq and the count: what this process committed last,
+        // checked by the put-if-absent of the next seq like any context.
+        context = { ...known, targets: lookups.map(() => null) };
+      } else if (rolloutState === undefined) {
         const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookups));
         if (cached.ok) context = cached.value;
         else {
@@ -210,11 +224,13 @@ export class ArtifactService {
         // cache is at the rollout head (it may have missed writes made while it was down,
         // or by a process without it); if not, catch up and decide again.
         if (rolloutState === undefined && (await this.#rollout.hasPatch(tenant, threadId, context.seq + 1))) {
+          this.#heads.shared(tenant, threadId);
           rolloutState = await this.#catchUpCache(tenant, threadId, context.seq);
           contended = true;
           fruitless += 1;
           continue;
         }
+        this.#heads.remember(tenant, threadId, { seq: context.seq, artifactCount: context.artifactCount });
         settle(left, outcomes, outcomes.length, threadId);
         continue;
       }
@@ -231,9 +247,12 @@ export class ArtifactService {
       settle(left, outcomes, final, threadId);
       if (appended.stop === "end") {
         if (rolloutState !== undefined) rolloutState = materialize(rolloutState, committed);
+        this.#heads.remember(tenant, threadId, { seq: context.seq + committed.length, artifactCount: context.artifactCount + countDelta(committed) });
         contended = false;
         continue;
       }
+      if (appended.stop === "exists") this.#heads.shared(tenant, threadId);
+      else this.#heads.forget(tenant, threadId);
       if (appended.stop === "error") {
         // The write whose patch failed cannot know whether it landed, so it gets the
         // error (a 503); the ones behind it were never tried and go again.
@@ -480,6 +499,18 @@ export class ArtifactService {
       return { ok: false };
     }
   }
+}
+
+/** A create without an identityKey never matches an existing artifact: it needs no lookup. */
+function needsNoTarget(lookup: TargetLookup): boolean {
+  return lookup.by === "identity" && lookup.identityKey === null;
+}
+
+/** How the artifact count moves over committed patches. */
+function countDelta(patches: readonly Patch[]): number {
+  let delta = 0;
+  for (const patch of patches) delta += patch.op === "add" ? 1 : patch.op === "remove" ? -1 : 0;
+  return delta;
 }
 
 /** Answers (or refuses) the first `count` pending writes by their outcomes and drops them from `left`. */

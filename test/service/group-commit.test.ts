@@ -113,6 +113,33 @@ describe("group commit", () => {
   });
 });
 
+describe("the head this process last committed", () => {
+  it("decides plain creates without asking the cache, and a head another process moved is caught by the put: counts stay exact", async () => {
+    const { rollout, newService } = setup();
+    const a = newService("a.db");
+    const b = newService("b.db");
+    const limited = (cache: LibsqlCache) => new ArtifactService({ rollout, cache, limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 5 }, backoff: async () => {} });
+    const serviceA = limited(a.cache);
+    const serviceB = limited(b.cache);
+    const contextReads = vi.spyOn(a.cache, "writeContext");
+    const first = await serviceA.write("local", "heads", create(1));
+    await serviceA.write("local", "heads", create(2));
+    await serviceA.write("local", "heads", create(3));
+    expect(contextReads).toHaveBeenCalledTimes(1);
+
+    // Another process removes one: A's head (seq 3, 3 artifacts) is now stale.
+    await serviceB.write("local", "heads", { kind: "remove", artifactId: first.artifact.id, precondition: { kind: "any" } });
+    const more = await Promise.all([4, 5, 6].map((n) => serviceA.write("local", "heads", create(n))));
+    expect(more.map((r) => r.thread.rolloutSeq).sort()).toEqual([5, 6, 7]);
+    // 5 artifacts now: the next create is refused on the exact count, and so is B's.
+    await expect(serviceA.write("local", "heads", create(7))).rejects.toMatchObject({ code: "thread_full" });
+    await expect(serviceB.write("local", "heads", create(8))).rejects.toMatchObject({ code: "thread_full" });
+    const state = materialize(null, await rollout.readPatches("local", "heads", 0));
+    expect(state?.artifacts).toHaveLength(5);
+    expect(state?.seq).toBe(7);
+  });
+});
+
 describe("contention without progress", () => {
   it("a group that loses every race gives up after maxAttempts fruitless rounds: 503 unavailable, nothing written", async () => {
     const dir = mkdtempSync(join(tmpdir(), "artifacts-group-"));
