@@ -188,23 +188,9 @@ export class ArtifactService {
         await this.#backoff(++attempt);
       }
       const commands = left.pending.map((write) => write.command);
-      const lookups = commands.map(targetOf);
-      let context: GroupContext;
-      const known = rolloutState === undefined ? this.#heads.get(tenant, threadId) : undefined;
-      if (known && lookups.every(needsNoTarget)) {
-        // Plain creates need only the seq and the count: what this process committed last,
-        // checked by the put-if-absent of the next seq like any context.
-        context = { ...known, targets: lookups.map(() => null) };
-      } else if (rolloutState === undefined) {
-        const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookups));
-        if (cached.ok) context = cached.value;
-        else {
-          rolloutState = await this.#rollout.load(tenant, threadId);
-          context = contextFromState(rolloutState, lookups);
-        }
-      } else {
-        context = contextFromState(rolloutState, lookups);
-      }
+      const round = await this.#contextFor(tenant, threadId, commands.map(targetOf), rolloutState);
+      const { context } = round;
+      rolloutState = round.rolloutState;
 
       const decided = decideGroup(commands, context, {
         threadId,
@@ -272,6 +258,26 @@ export class ArtifactService {
         rolloutState = await this.#catchUpCache(tenant, threadId, context.seq + committed.length);
       }
     }
+  }
+
+  /**
+   * The context a round is decided on: for plain creates, the head this process last
+   * committed (checked by the put-if-absent of the next seq like any context); else the
+   * cache; once the cache has failed this group, the rollout state it carries.
+   */
+  async #contextFor(
+    tenant: string,
+    threadId: string,
+    lookups: readonly TargetLookup[],
+    rolloutState: ThreadState | null | undefined,
+  ): Promise<{ context: GroupContext; rolloutState: ThreadState | null | undefined }> {
+    if (rolloutState !== undefined) return { context: contextFromState(rolloutState, lookups), rolloutState };
+    const known = this.#heads.get(tenant, threadId);
+    if (known && lookups.every(needsNoTarget)) return { context: { ...known, targets: lookups.map(() => null) }, rolloutState };
+    const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookups));
+    if (cached.ok) return { context: cached.value, rolloutState };
+    const loaded = await this.#rollout.load(tenant, threadId);
+    return { context: contextFromState(loaded, lookups), rolloutState: loaded };
   }
 
   /** Repairs a cache found behind at `cachedSeq`; if the cache fails, the rollout state to decide on instead. */
