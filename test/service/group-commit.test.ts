@@ -159,78 +159,65 @@ describe("contention without progress", () => {
   });
 });
 
-/** Every put-if-absent finds its key taken (by a writer whose patch never shows): no round can make progress. */
-class AlwaysTaken implements BlobStore {
-  tries = 0;
-  readonly #inner: FsBlobStore;
-
-  constructor(inner: FsBlobStore) {
-    this.#inner = inner;
-  }
+/** An fs store passed through; the stores below change only what they name. */
+class Delegating implements BlobStore {
+  constructor(protected readonly inner: FsBlobStore) {}
 
   get(key: string): Promise<string | null> {
-    return this.#inner.get(key);
+    return this.inner.get(key);
   }
 
-  async putIfAbsent(): Promise<PutIfAbsentResult> {
-    this.tries += 1;
-    return "exists";
+  putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
+    return this.inner.putIfAbsent(key, body);
   }
 
   put(key: string, body: string): Promise<void> {
-    return this.#inner.put(key, body);
+    return this.inner.put(key, body);
   }
 
   exists(key: string): Promise<boolean> {
-    return this.#inner.exists(key);
+    return this.inner.exists(key);
   }
 
   list(prefix: string, options?: ListOptions): Promise<string[]> {
-    return this.#inner.list(prefix, options);
+    return this.inner.list(prefix, options);
   }
 }
 
-/** Delegates to an fs store, but the first put of the key `failing()` names throws without writing. */
-class FailOnce implements BlobStore {
-  readonly #inner: FsBlobStore;
+/** Every put-if-absent finds its key taken (by a writer whose patch never shows): no round can make progress. */
+class AlwaysTaken extends Delegating {
+  tries = 0;
+
+  override async putIfAbsent(): Promise<PutIfAbsentResult> {
+    this.tries += 1;
+    return "exists";
+  }
+}
+
+/** The first put of the key `failing()` names throws without writing. */
+class FailOnce extends Delegating {
   readonly #failing: () => string;
   #failed = false;
 
   constructor(inner: FsBlobStore, failing: () => string) {
-    this.#inner = inner;
+    super(inner);
     this.#failing = failing;
   }
 
-  get(key: string): Promise<string | null> {
-    return this.#inner.get(key);
-  }
-
-  async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
+  override async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
     if (!this.#failed && key === this.#failing()) {
       this.#failed = true;
       throw new Error("injected put failure");
     }
-    return this.#inner.putIfAbsent(key, body);
+    return this.inner.putIfAbsent(key, body);
   }
 
   async putIfAbsentInOrder(entries: readonly BlobEntry[]): Promise<InOrderResult> {
     const at = this.#failed ? -1 : entries.findIndex((e) => e.key === this.#failing());
-    if (at < 0) return this.#inner.putIfAbsentInOrder(entries);
-    const before = await this.#inner.putIfAbsentInOrder(entries.slice(0, at));
+    if (at < 0) return this.inner.putIfAbsentInOrder(entries);
+    const before = await this.inner.putIfAbsentInOrder(entries.slice(0, at));
     if (before.stop !== "end") return before;
     this.#failed = true;
     return { created: before.created, stop: "error", error: new Error("injected put failure") };
-  }
-
-  put(key: string, body: string): Promise<void> {
-    return this.#inner.put(key, body);
-  }
-
-  exists(key: string): Promise<boolean> {
-    return this.#inner.exists(key);
-  }
-
-  list(prefix: string, options?: ListOptions): Promise<string[]> {
-    return this.#inner.list(prefix, options);
   }
 }
