@@ -105,6 +105,11 @@ export function streamThreadEvents(
           feed.wakeOnNext(seen, wake);
         });
       }
+    } catch (error) {
+      // The log could not be read (the rollout store failing while the cache lacks the
+      // events): end the stream; the client reconnects after `retry` and resumes from its
+      // Last-Event-ID. Nothing internal goes to the client, and one line to the log.
+      if (!stop.signal.aborted) console.warn(`event stream of ${target.threadId} ended: ${describe(error)}`);
     } finally {
       clearTimeout(lifetime);
       clearTimeout(pingTimer);
@@ -121,4 +126,8 @@ export function resumePoint(lastEventId: string | undefined, since: string | und
   const raw = lastEventId?.trim() ? lastEventId : since;
   if (raw === undefined || raw === "") return 0;
   return /^(0|[1-9][0-9]{0,14})$/.test(raw.trim()) ? Number(raw.trim()) : null;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error);
 }
