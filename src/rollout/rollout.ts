@@ -1,7 +1,7 @@
 import type { ThreadJson, ThreadState } from "../model/artifact.ts";
 import { materialize } from "../model/materialize.ts";
 import { type Patch, parsePatch, parseSnapshot, serializePatch, type Snapshot, snapshotJson } from "../model/patch.ts";
-import { type BlobStore, type InOrderResult, type PutIfAbsentResult, putIfAbsentInOrder } from "../blob/port.ts";
+import { type BlobStore, type InOrderResult, putIfAbsentInOrder } from "../blob/port.ts";
 import { afterFolder, patchKey, snapshotKey, snapshotsPrefix, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
 
 /** Gets run this many at a time when a tail is read: enough to hide object-store latency, bounded for memory. */
@@ -23,11 +23,6 @@ export class Rollout {
   constructor(store: BlobStore, options: RolloutOptions) {
     this.store = store;
     this.snapshotEvery = options.snapshotEvery;
-  }
-
-  /** Writes patch `patch.seq` only if no patch has that seq yet. */
-  append(tenant: string, patch: Patch): Promise<PutIfAbsentResult> {
-    return this.store.putIfAbsent(patchKey(tenant, patch.threadId, patch.seq), serializePatch(patch));
   }
 
   /**

@@ -35,9 +35,4 @@ export class GroupQueue<T> {
     }
     this.#queues.delete(key);
   }
-
-  /** Keys with a group in flight or waiting. */
-  get size(): number {
-    return this.#queues.size;
-  }
 }
