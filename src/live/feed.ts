@@ -34,6 +34,7 @@ export interface FeedOptions {
 export class FeedHub {
   readonly #options: Required<FeedOptions>;
   readonly #feeds = new Map<string, ThreadFeed>();
+  #draining = false;
 
   constructor(options: FeedOptions) {
     this.#options = { bufferSize: 256, batchSize: 100, onError: () => {}, ...options };
@@ -48,7 +49,7 @@ export class FeedHub {
     const key = `${tenant}\u0000${threadId}`;
     let feed = this.#feeds.get(key);
     if (!feed) {
-      feed = new ThreadFeed(tenant, threadId, this.#options, () => this.#feeds.delete(key));
+      feed = new ThreadFeed(tenant, threadId, this.#options, () => this.#feeds.delete(key), () => this.#draining);
       this.#feeds.set(key, feed);
     }
     feed.retain();
@@ -62,6 +63,20 @@ export class FeedHub {
         owned.releaseOne();
       },
     };
+  }
+
+  /**
+   * Shutting down: every stream ends (each is woken now, and one that starts or waits
+   * later ends at once), so a server can close without waiting out streams that would
+   * otherwise last until their maximum lifetime. Clients resume elsewhere.
+   */
+  drain(): void {
+    this.#draining = true;
+    for (const feed of this.#feeds.values()) feed.wakeAll();
+  }
+
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** Threads with a live feed (for tests of resource hygiene). */
@@ -89,7 +104,10 @@ export class ThreadFeed {
   #unsubscribe: (() => void) | undefined;
   #closed = false;
 
-  constructor(tenant: string, threadId: string, options: Required<FeedOptions>, onEmpty: () => void) {
+  readonly #draining: () => boolean;
+
+  constructor(tenant: string, threadId: string, options: Required<FeedOptions>, onEmpty: () => void, draining: () => boolean) {
+    this.#draining = draining;
     this.#tenant = tenant;
     this.#threadId = threadId;
     this.#options = options;
@@ -135,8 +153,15 @@ export class ThreadFeed {
    * `stopWaiting` it when done.
    */
   wakeOnNext(seen: number, wake: () => void): void {
-    if (this.#generation !== seen || this.#closed) wake();
+    if (this.#generation !== seen || this.#closed || this.#draining()) wake();
     else this.#waiters.add(wake);
+  }
+
+  /** Wakes every waiting stream (new events, or the hub is draining). */
+  wakeAll(): void {
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const wake of waiters) wake();
   }
 
   stopWaiting(wake: () => void): void {
@@ -181,9 +206,7 @@ export class ThreadFeed {
 
   #wake(): void {
     this.#generation++;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    this.wakeAll();
   }
 
   #schedulePoll(): void {

@@ -84,7 +84,7 @@ export function streamThreadEvents(
       await stream.write(`retry: ${options.retryMs}\n\n`);
       wrote();
       let cursor = target.resumeAfter;
-      while (!stop.signal.aborted) {
+      while (!stop.signal.aborted && !hub.draining) {
         const seen = feed.generation;
         let events: LogEvent[] | null = feed.fromBuffer(cursor);
         events ??= await reader.readEvents(target.tenant, target.threadId, cursor, hub.batchSize);

@@ -6,6 +6,7 @@ import { wire } from "./wire.ts";
 
 interface DenoLike {
   env: { toObject(): Record<string, string> };
+  addSignalListener?(signal: "SIGTERM" | "SIGINT", handler: () => void): void;
 }
 
 const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
@@ -20,12 +21,21 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
   const config = loadConfig(env);
   // Deno cannot tell a function where it listens: without auth, HOST must say loopback.
   assertAuthPolicy(config, env.HOST?.trim() || undefined);
-  const { app } = wire({
+  const { app, hub } = wire({
     config,
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
     notifier: typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier(),
     ...(only ? { only } : {}),
   });
+  // On shutdown, end open event streams so the server's graceful close need not wait out
+  // their lifetime (Deno Deploy has no signals: there the platform ends them).
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    try {
+      deno.addSignalListener?.(signal, () => hub.drain());
+    } catch {
+      // Signals not supported here.
+    }
+  }
   return async (request) => app.fetch(request);
 }

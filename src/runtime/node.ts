@@ -8,7 +8,7 @@ import { wire } from "./wire.ts";
 export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
   const config = loadConfig(env);
   assertAuthPolicy(config, config.host);
-  const { app, cache } = wire({
+  const { app, cache, hub } = wire({
     config,
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
@@ -17,10 +17,16 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
     console.log(`thread-artifacts listening on http://${config.host}:${info.port} (data: ${resolve(config.dataDir)})`);
   });
   const shutdown = () => {
+    // Open event streams end now (clients resume elsewhere), so closing waits only for requests.
+    hub.drain();
     server.close(() => {
       cache.close();
       process.exit(0);
     });
+    // close() only drops connections idle at the moment it is called; the streams just
+    // ended leave theirs idle a moment later, so keep dropping idle ones until the end.
+    const serverWithConnections = server as { closeIdleConnections?: () => void };
+    setInterval(() => serverWithConnections.closeIdleConnections?.(), 50).unref();
     // Open streams must not hold the process forever.
     setTimeout(() => process.exit(0), 5000).unref();
   };

@@ -57,8 +57,8 @@ async function spawnServer(command: string, args: string[], env: Record<string, 
   const stopWith = async (signal: NodeJS.Signals) => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill(signal);
-      // `deno serve` drains open streams on SIGTERM for as long as they last: a
-      // cleanup bound, not a synchronisation: the test is over by now.
+      // A cleanup bound, not a synchronisation (the test is over by now): a server that
+      // has not exited within 5 s of SIGTERM is killed.
       const escalate = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exited;
       clearTimeout(escalate);
