@@ -103,7 +103,7 @@ export class ThreadFeed {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
-
+  /** Whether the hub is draining: a stream that waits then is woken at once. */
   readonly #draining: () => boolean;
 
   constructor(tenant: string, threadId: string, options: Required<FeedOptions>, onEmpty: () => void, draining: () => boolean) {
