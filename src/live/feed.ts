@@ -1,3 +1,4 @@
+import { threadKey } from "../model/ids.ts";
 import type { Notifier } from "./notifier.ts";
 
 /** One entry of a thread's event log: the SSE `id` and the one-line JSON `data`. */
@@ -46,7 +47,7 @@ export class FeedHub {
 
   /** A feed for the thread, kept alive until every acquirer has released it. */
   acquire(tenant: string, threadId: string): { feed: ThreadFeed; release: () => void } {
-    const key = `${tenant}\u0000${threadId}`;
+    const key = threadKey(tenant, threadId);
     let feed = this.#feeds.get(key);
     if (!feed) {
       feed = new ThreadFeed(tenant, threadId, this.#options, () => this.#feeds.delete(key), () => this.#draining);

@@ -1,3 +1,5 @@
+import { threadKey } from "../model/ids.ts";
+
 /**
  * A wake-up hint that a thread has new patches. Only a hint: streams read the durable
  * log, so a lost, late or duplicated hint changes when an event is sent, never what.
@@ -9,7 +11,7 @@ export interface Notifier {
   close(): void;
 }
 
-const topicOf = (tenant: string, threadId: string) => `${tenant}\u0000${threadId}`;
+const topicOf = threadKey;
 
 /** Hints within one process (one isolate). */
 export class InProcessNotifier implements Notifier {

@@ -1,3 +1,4 @@
+import { threadKey } from "../model/ids.ts";
 import type { Notifier } from "./notifier.ts";
 
 /** The parts of the Workers Durable Object API we use, structurally (no workers-types dependency). */
@@ -71,7 +72,7 @@ export class DurableObjectNotifier implements Notifier {
   }
 
   #stub(tenant: string, threadId: string): DurableObjectStubLike {
-    return this.#namespace.get(this.#namespace.idFromName(`${tenant}\u0000${threadId}`));
+    return this.#namespace.get(this.#namespace.idFromName(threadKey(tenant, threadId)));
   }
 
   notify(tenant: string, threadId: string, seq: number): void {

@@ -4,6 +4,11 @@ export const THREAD_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** Any RFC 9562 UUID in canonical lowercase-or-uppercase hex form. */
 export const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
+/** One thread's key across tenants (maps, topics, object names): NUL never occurs in a tenant. */
+export function threadKey(tenant: string, threadId: string): string {
+  return `${tenant}\u0000${threadId}`;
+}
+
 export function isThreadId(value: string): boolean {
   return THREAD_ID_PATTERN.test(value);
 }

@@ -2,7 +2,7 @@ import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadRef, type ThreadState, toThreadJson } from "../model/artifact.ts";
 import { decideGroup, type GroupContext, type GroupOutcome, type TargetLookup, targetOf, type WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
-import { uuidv7 } from "../model/ids.ts";
+import { threadKey, uuidv7 } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
 import { eventData, type Patch } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
@@ -152,7 +152,7 @@ export class ArtifactService {
   }
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
-    return new Promise((resolve, reject) => this.#groups.push(`${tenant}\u0000${threadId}`, { tenant, threadId, command, resolve, reject }));
+    return new Promise((resolve, reject) => this.#groups.push(threadKey(tenant, threadId), { tenant, threadId, command, resolve, reject }));
   }
 
   /** Settles every write of the group: what is left when something throws gets the error. */
@@ -305,7 +305,7 @@ export class ArtifactService {
   /** Remembers a thread whose cache missed patches, for the background healer (bounded: past it, rebuild or the next read repairs). */
   #markBehind(tenant: string, threadId: string): void {
     if (this.#healEveryMs <= 0) return;
-    if (this.#behind.size < MAX_BEHIND) this.#behind.set(`${tenant}\u0000${threadId}`, { tenant, threadId });
+    if (this.#behind.size < MAX_BEHIND) this.#behind.set(threadKey(tenant, threadId), { tenant, threadId });
     this.#healTimer ??= unrefTimer(setTimeout(() => void this.#heal(), this.#healEveryMs));
   }
 

@@ -1,3 +1,5 @@
+import { threadKey } from "../model/ids.ts";
+
 /** A thread's seq and artifact count at one moment of its rollout. */
 export interface ThreadHead {
   seq: number;
@@ -29,11 +31,11 @@ export class KnownHeads {
   }
 
   get(tenant: string, threadId: string): ThreadHead | undefined {
-    return this.#heads.get(keyOf(tenant, threadId));
+    return this.#heads.get(threadKey(tenant, threadId));
   }
 
   remember(tenant: string, threadId: string, head: ThreadHead): void {
-    const key = keyOf(tenant, threadId);
+    const key = threadKey(tenant, threadId);
     const sharedUntil = this.#shared.get(key);
     if (sharedUntil !== undefined) {
       if (this.#now() < sharedUntil) return;
@@ -46,12 +48,12 @@ export class KnownHeads {
   }
 
   forget(tenant: string, threadId: string): void {
-    this.#heads.delete(keyOf(tenant, threadId));
+    this.#heads.delete(threadKey(tenant, threadId));
   }
 
   /** Another process wrote the thread: forget its head, and do not remember one for a while. */
   shared(tenant: string, threadId: string): void {
-    const key = keyOf(tenant, threadId);
+    const key = threadKey(tenant, threadId);
     this.#heads.delete(key);
     this.#shared.delete(key);
     this.#shared.set(key, this.#now() + this.#sharedForMs);
@@ -61,8 +63,4 @@ export class KnownHeads {
 
 function evictOldest(map: Map<string, unknown>, max: number): void {
   if (map.size > max) map.delete(map.keys().next().value as string);
-}
-
-function keyOf(tenant: string, threadId: string): string {
-  return `${tenant}\u0000${threadId}`;
 }
