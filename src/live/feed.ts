@@ -24,8 +24,17 @@ export interface FeedOptions {
   bufferSize?: number;
   /** Events read per log query. */
   batchSize?: number;
+  /**
+   * A log read that has not settled after this long is given up on (ms), so one hung
+   * store request (a half-open socket, a stuck libSQL call) cannot park a feed: the
+   * next hint or poll tick reads again.
+   */
+  readTimeoutMs?: number;
+  /** A failed refresh (the feed tries again on the next hint or tick). */
   onError?: (error: unknown) => void;
 }
+
+const DEFAULT_READ_TIMEOUT_MS = 10_000;
 
 /**
  * One poller per thread per process, however many streams watch it: a hint or a
@@ -38,11 +47,15 @@ export class FeedHub {
   #draining = false;
 
   constructor(options: FeedOptions) {
-    this.#options = { bufferSize: 256, batchSize: 100, onError: () => {}, ...options };
+    this.#options = { bufferSize: 256, batchSize: 100, readTimeoutMs: DEFAULT_READ_TIMEOUT_MS, onError: () => {}, ...options };
   }
 
   get batchSize(): number {
     return this.#options.batchSize;
+  }
+
+  get readTimeoutMs(): number {
+    return this.#options.readTimeoutMs;
   }
 
   /** A feed for the thread, kept alive until every acquirer has released it. */
@@ -86,33 +99,48 @@ export class FeedHub {
   }
 }
 
+/**
+ * What a feed knows of its thread's log. `unread` until a read has succeeded: a feed
+ * whose first reads fail (cache and rollout both unreachable at start) stays there and
+ * tries again on every hint and tick, instead of guessing a head.
+ */
+type FeedState = { known: false } | { known: true; head: number; buffer: LogEvent[] };
+
+/**
+ * The shared reader of one thread. Two wake-ups for streams:
+ * - `wakeOnNext`: new events were appended (the generation moved);
+ * - `wakeOnTick`: a refresh finished, whatever it found, so a stream whose own read
+ *   failed tries again no later than the next hint or poll tick.
+ * Every refresh ends (a read that does not settle is given up after `readTimeoutMs`),
+ * and the poll timer runs until the last stream releases the feed: nothing parks it.
+ */
 export class ThreadFeed {
   readonly #tenant: string;
   readonly #threadId: string;
   readonly #options: Required<FeedOptions>;
   readonly #onEmpty: () => void;
+  /** Whether the hub is draining: a stream that waits then is woken at once. */
+  readonly #draining: () => boolean;
   #refs = 0;
-  /** Highest seq read from the log; -1 until the first read. */
-  #head = -1;
-  /** Contiguous events ending at #head. */
-  #buffer: LogEvent[] = [];
-  /** Bumped whenever events are appended; streams wait for it to change. */
+  #state: FeedState = { known: false };
+  /** Bumped whenever events are appended (or the head first becomes known). */
   #generation = 0;
-  #waiters = new Set<() => void>();
-  #refreshing: Promise<void> | null = null;
+  /** Bumped whenever a refresh finishes, successful or not. */
+  #ticks = 0;
+  #eventWaiters = new Set<() => void>();
+  #tickWaiters = new Set<() => void>();
+  #refreshing = false;
   #again = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #unsubscribe: (() => void) | undefined;
   #closed = false;
-  /** Whether the hub is draining: a stream that waits then is woken at once. */
-  readonly #draining: () => boolean;
 
   constructor(tenant: string, threadId: string, options: Required<FeedOptions>, onEmpty: () => void, draining: () => boolean) {
-    this.#draining = draining;
     this.#tenant = tenant;
     this.#threadId = threadId;
     this.#options = options;
     this.#onEmpty = onEmpty;
+    this.#draining = draining;
     this.#unsubscribe = options.notifier.subscribe(tenant, threadId, () => this.refresh());
     this.#schedulePoll();
     this.refresh();
@@ -120,6 +148,20 @@ export class ThreadFeed {
 
   get generation(): number {
     return this.#generation;
+  }
+
+  get ticks(): number {
+    return this.#ticks;
+  }
+
+  /** The highest seq the feed has read, or undefined before its first successful read. */
+  get head(): number | undefined {
+    return this.#state.known ? this.#state.head : undefined;
+  }
+
+  /** Released by its last stream, or its hub is draining: streams on it should end. */
+  get ended(): boolean {
+    return this.#closed || this.#draining();
   }
 
   retain(): void {
@@ -131,42 +173,47 @@ export class ThreadFeed {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#unsubscribe?.();
-    this.#buffer = [];
-    for (const wake of this.#waiters) wake();
-    this.#waiters.clear();
+    this.#state = { known: false };
+    this.wakeAll();
     this.#onEmpty();
   }
 
   /** Events after `cursor` if the buffer holds all of them, else null (read the log directly). */
   fromBuffer(cursor: number): LogEvent[] | null {
-    if (this.#head < 0) return null;
-    if (cursor >= this.#head) return [];
-    const start = this.#buffer[0]?.seq ?? this.#head + 1;
+    if (!this.#state.known) return null;
+    const { head, buffer } = this.#state;
+    if (cursor >= head) return [];
+    const start = buffer[0]?.seq ?? head + 1;
     if (cursor + 1 < start) return null;
-    return this.#buffer.slice(cursor + 1 - start);
+    return buffer.slice(cursor + 1 - start);
   }
 
   /**
-   * Calls `wake` once the generation moves past `seen` (at once if it already has, or the
-   * feed is closed). Taking `seen` before reading means an append between the read and
-   * the wait is not missed. For a stream's wait loop: pass the same function every time
-   * (it is registered at most once, with no timer or listener per wait) and
-   * `stopWaiting` it when done.
+   * Calls `wake` once the generation moves past `seen` (at once if it already has, or
+   * the feed is closed or draining). Taking `seen` before reading means an append
+   * between the read and the wait is not missed. Pass the same function every time (it
+   * is registered at most once, with no timer per wait) and `stopWaiting` it when done.
    */
   wakeOnNext(seen: number, wake: () => void): void {
     if (this.#generation !== seen || this.#closed || this.#draining()) wake();
-    else this.#waiters.add(wake);
+    else this.#eventWaiters.add(wake);
+  }
+
+  /** Calls `wake` once a refresh finishes after tick `seen` (see `wakeOnNext`). */
+  wakeOnTick(seen: number, wake: () => void): void {
+    if (this.#ticks !== seen || this.#closed || this.#draining()) wake();
+    else this.#tickWaiters.add(wake);
   }
 
   /** Wakes every waiting stream (new events, or the hub is draining). */
   wakeAll(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    wakeEach(this.#eventWaiters);
+    wakeEach(this.#tickWaiters);
   }
 
   stopWaiting(wake: () => void): void {
-    this.#waiters.delete(wake);
+    this.#eventWaiters.delete(wake);
+    this.#tickWaiters.delete(wake);
   }
 
   /** Reads the log past the head; single-flight, re-run once if asked again meanwhile. */
@@ -176,10 +223,13 @@ export class ThreadFeed {
       this.#again = true;
       return;
     }
-    this.#refreshing = this.#readNew()
+    this.#refreshing = true;
+    void this.#readNew()
       .catch((error: unknown) => this.#options.onError(error))
       .finally(() => {
-        this.#refreshing = null;
+        this.#refreshing = false;
+        this.#ticks++;
+        wakeEach(this.#tickWaiters);
         if (this.#again) {
           this.#again = false;
           this.refresh();
@@ -188,32 +238,61 @@ export class ThreadFeed {
   }
 
   async #readNew(): Promise<void> {
-    const { reader, batchSize, bufferSize } = this.#options;
-    if (this.#head < 0) {
-      this.#head = await reader.head(this.#tenant, this.#threadId);
-      this.#wake();
+    const { reader, batchSize, bufferSize, readTimeoutMs } = this.#options;
+    if (!this.#state.known) {
+      const head = await withDeadline(reader.head(this.#tenant, this.#threadId), readTimeoutMs);
+      if (this.#closed) return;
+      this.#state = { known: true, head, buffer: [] };
+      this.#wakeStreams();
     }
     for (;;) {
-      if (this.#closed) return;
-      const events = await reader.readEvents(this.#tenant, this.#threadId, this.#head, batchSize);
+      if (this.#closed || !this.#state.known) return;
+      const head: number = this.#state.head;
+      const events: LogEvent[] = await withDeadline(reader.readEvents(this.#tenant, this.#threadId, head, batchSize), readTimeoutMs);
+      // Closed meanwhile, or a contract breach (not the continuation of the head): drop it.
+      if (this.#closed || !this.#state.known || this.#state.head !== head) return;
       if (events.length === 0) return;
-      this.#buffer.push(...events);
-      if (this.#buffer.length > bufferSize) this.#buffer = this.#buffer.slice(-bufferSize);
-      this.#head = (events[events.length - 1] as LogEvent).seq;
-      this.#wake();
+      if ((events[0] as LogEvent).seq !== head + 1) throw new Error(`event log of ${this.#threadId} skipped from ${head} to ${(events[0] as LogEvent).seq}`);
+      let buffer: LogEvent[] = this.#state.buffer.concat(events);
+      if (buffer.length > bufferSize) buffer = buffer.slice(-bufferSize);
+      this.#state = { known: true, head: (events[events.length - 1] as LogEvent).seq, buffer };
+      this.#wakeStreams();
       if (events.length < batchSize) return;
     }
   }
 
-  #wake(): void {
+  #wakeStreams(): void {
     this.#generation++;
-    this.wakeAll();
+    wakeEach(this.#eventWaiters);
   }
 
   #schedulePoll(): void {
     this.#timer = setTimeout(() => {
+      if (this.#closed) return;
+      this.#schedulePoll();
       this.refresh();
-      if (!this.#closed) this.#schedulePoll();
     }, this.#options.pollMs);
   }
+}
+
+function wakeEach(waiters: Set<() => void>): void {
+  const woken = [...waiters];
+  waiters.clear();
+  for (const wake of woken) wake();
+}
+
+export class ReadTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`event log read took longer than ${ms} ms`);
+    this.name = "ReadTimeoutError";
+  }
+}
+
+/** `promise`, or a ReadTimeoutError after `ms`; the late result of an abandoned read is dropped. */
+export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ReadTimeoutError(ms)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

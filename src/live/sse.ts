@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { EventReader, FeedHub, LogEvent } from "./feed.ts";
+import { ThreadFollower } from "./follow.ts";
 
 export interface StreamOptions {
   /** `retry:` sent once: how long a disconnected EventSource waits before reconnecting (ms). */
@@ -32,8 +33,10 @@ function frameOf(event: LogEvent): Uint8Array {
 
 /**
  * Streams a thread's events after `resumeAfter` as `artifact-updated`, each once, in
- * seq order, without gaps: catch up from the log, then wait on the thread's feed.
- * Every exit path (client gone, runtime abort, lifetime over) frees the same things once.
+ * seq order, without gaps: catch up from the log, then wait on the thread's feed (see
+ * ThreadFollower). A log that cannot be read does not end the stream: it stays open
+ * (pinged) and delivers once the log answers. Every exit path (client gone, runtime
+ * abort, lifetime over, server draining) frees the same things once.
  */
 export function streamThreadEvents(
   c: Context,
@@ -44,18 +47,17 @@ export function streamThreadEvents(
   c.header("Cache-Control", "no-cache, no-transform");
   c.header("X-Accel-Buffering", "no");
   return streamSSE(c, async (stream) => {
-    const stop = new AbortController();
-    // One wake-up function per stream, for every reason to stop waiting (new events,
-    // ping due, end): no promise machinery, timer or listener is created per event.
-    let resume: (() => void) | null = null;
-    const wake = () => {
-      const r = resume;
-      resume = null;
-      r?.();
-    };
+    const { feed, release } = hub.acquire(target.tenant, target.threadId);
+    const readFailures = new FailureLog(target.threadId);
+    const follower = new ThreadFollower(feed, reader, { tenant: target.tenant, threadId: target.threadId, after: target.resumeAfter }, {
+      batchSize: hub.batchSize,
+      readTimeoutMs: hub.readTimeoutMs,
+      onReadError: (error) => readFailures.failed(error),
+    });
+    let stopped = false;
     const end = () => {
-      stop.abort();
-      wake();
+      stopped = true;
+      follower.interrupt();
     };
     stream.onAbort(end);
     c.req.raw.signal.addEventListener("abort", end, { once: true });
@@ -70,7 +72,7 @@ export function streamThreadEvents(
         const idle = Date.now() - lastWrite;
         if (idle < options.pingMs) return armPing(options.pingMs - idle);
         pingDue = true;
-        wake();
+        follower.interrupt();
         armPing(options.pingMs);
       }, ms);
     };
@@ -79,45 +81,56 @@ export function streamThreadEvents(
       pingDue = false;
       lastWrite = Date.now();
     };
-    const { feed, release } = hub.acquire(target.tenant, target.threadId);
     try {
       await stream.write(`retry: ${options.retryMs}\n\n`);
       wrote();
-      let cursor = target.resumeAfter;
-      while (!stop.signal.aborted && !hub.draining) {
-        const seen = feed.generation;
-        let events: LogEvent[] | null = feed.fromBuffer(cursor);
-        events ??= await reader.readEvents(target.tenant, target.threadId, cursor, hub.batchSize);
+      while (!stopped && !hub.draining) {
+        const events = await follower.next();
+        if (events.length > 0) readFailures.recovered();
         for (const event of events) {
-          if (stop.signal.aborted) break;
+          if (stopped) break;
           await stream.write(frameOf(event));
-          cursor = event.seq;
           wrote();
         }
-        if (events.length > 0 || stop.signal.aborted) continue;
-        if (pingDue) {
+        if (pingDue && !stopped) {
           await stream.write(": ping\n\n");
           wrote();
-          continue;
         }
-        await new Promise<void>((resolve) => {
-          resume = resolve;
-          feed.wakeOnNext(seen, wake);
-        });
       }
-    } catch (error) {
-      // The log could not be read (the rollout store failing while the cache lacks the
-      // events): end the stream; the client reconnects after `retry` and resumes from its
-      // Last-Event-ID. Nothing internal goes to the client, and one line to the log.
-      if (!stop.signal.aborted) console.warn(`event stream of ${target.threadId} ended: ${describe(error)}`);
+    } catch {
+      // A write to a client that is gone: nothing to tell anyone.
     } finally {
       clearTimeout(lifetime);
       clearTimeout(pingTimer);
-      feed.stopWaiting(wake);
+      follower.close();
       c.req.raw.signal.removeEventListener("abort", end);
       release();
     }
   });
+}
+
+/**
+ * One log line per streak of failed reads of a stream, not one per retry (a store
+ * down for a minute would otherwise log every tick of every stream), and nothing
+ * internal to the client.
+ */
+class FailureLog {
+  readonly #threadId: string;
+  #failing = false;
+
+  constructor(threadId: string) {
+    this.#threadId = threadId;
+  }
+
+  failed(error: unknown): void {
+    if (this.#failing) return;
+    this.#failing = true;
+    console.warn(`event stream of ${this.#threadId}: the log cannot be read (${describe(error)}); retrying on the next tick`);
+  }
+
+  recovered(): void {
+    this.#failing = false;
+  }
 }
 
 /** The resume point: `Last-Event-ID`, else `since`, else 0. Null when one is malformed. */
