@@ -1,7 +1,9 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import { assertAuthPolicy, ConfigError, loadConfig } from "./config.ts";
+import { trackConnections } from "./node-close.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
 
@@ -16,18 +18,16 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
     console.log(`thread-artifacts listening on http://${config.host}:${info.port} (data: ${resolve(config.dataDir)})`);
   });
+  const connections = trackConnections(server as Server);
   const shutdown = () => {
-    // Open event streams end now (clients resume elsewhere), so closing waits only for requests.
+    // Open event streams end now (clients resume on the next process), so closing waits
+    // only for the requests in flight; no new request is served on an open connection.
     hub.drain();
-    server.close(() => {
+    void connections.close().then(() => {
       cache.close();
       process.exit(0);
     });
-    // close() only drops connections idle at the moment it is called; the streams just
-    // ended leave theirs idle a moment later, so keep dropping idle ones until the end.
-    const serverWithConnections = server as { closeIdleConnections?: () => void };
-    setInterval(() => serverWithConnections.closeIdleConnections?.(), 50).unref();
-    // Open streams must not hold the process forever.
+    // A request that never finishes must not hold the process forever.
     setTimeout(() => process.exit(0), 5000).unref();
   };
   process.once("SIGTERM", shutdown);
