@@ -16,7 +16,18 @@ import type { HttpConfig, HttpResult, HttpRun } from "./load/http.ts";
 import type { ProbeResult } from "./load/probe.ts";
 import type { SseResult } from "./load/sse.ts";
 import { createBody } from "./lib/payload.ts";
-import { closedPort, cpuMs, killAllChildren, type LoadWorker, ROOT, rssBytes, type ServerProcess, sleep, startLoadWorker, startServer } from "./lib/process.ts";
+import {
+  closedPort,
+  cpuMs,
+  killAllChildren,
+  type LoadWorker,
+  ROOT,
+  rssBytes,
+  type ServerProcess,
+  sleep,
+  startLoadWorker,
+  startServer,
+} from "./lib/process.ts";
 import { prepareColdRollouts } from "./lib/prepare-rollout.ts";
 import { percentile } from "./lib/stats.ts";
 
@@ -25,15 +36,41 @@ const SCENARIOS = ["create", "read", "sse", "cold", "rss"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
-const only: ReadonlySet<Scenario> = new Set(onlyArg ? (onlyArg.slice("--only=".length).split(",") as Scenario[]) : SCENARIOS);
+const only: ReadonlySet<Scenario> = new Set(
+  onlyArg ? (onlyArg.slice("--only=".length).split(",") as Scenario[]) : SCENARIOS,
+);
 for (const name of only) {
   if (!SCENARIOS.includes(name)) throw new Error(`--only: unknown scenario ${name}; pick from ${SCENARIOS.join(", ")}`);
 }
 
 // Durations in whole seconds (autocannon counts whole seconds).
 const P = quick
-  ? { warmupS: 1, durationS: 2, warmEachRun: false, connections: 16, sseWrites: 15, sseWarmup: 3, sseRate: 10, sseDrainMs: 3000, coldProcesses: 3, rssSettleMs: 1000, deadlineMin: 5 }
-  : { warmupS: 2, durationS: 10, warmEachRun: true, connections: 16, sseWrites: 200, sseWarmup: 10, sseRate: 10, sseDrainMs: 10_000, coldProcesses: 5, rssSettleMs: 3000, deadlineMin: 25 };
+  ? {
+    warmupS: 1,
+    durationS: 2,
+    warmEachRun: false,
+    connections: 16,
+    sseWrites: 15,
+    sseWarmup: 3,
+    sseRate: 10,
+    sseDrainMs: 3000,
+    coldProcesses: 3,
+    rssSettleMs: 1000,
+    deadlineMin: 5,
+  }
+  : {
+    warmupS: 2,
+    durationS: 10,
+    warmEachRun: true,
+    connections: 16,
+    sseWrites: 200,
+    sseWarmup: 10,
+    sseRate: 10,
+    sseDrainMs: 10_000,
+    coldProcesses: 5,
+    rssSettleMs: 3000,
+    deadlineMin: 25,
+  };
 /** Under the Durable Streams server's pool of 100 open stream files (past it, its appends start failing with 404s). */
 const MANY_THREADS = 64;
 const READ_ARTIFACTS = 100;
@@ -78,9 +115,18 @@ const dir = (name: string) => {
 };
 
 /** Our server's env for a scenario: its own data folder; threads may grow past 1,000 during a create run. */
-const oursEnv = (name: string, extra: Record<string, string> = {}) => ({ DATA_DIR: dir(name), MAX_ARTIFACTS_PER_THREAD: "1000000", ...extra });
+const oursEnv = (name: string, extra: Record<string, string> = {}) => ({
+  DATA_DIR: dir(name),
+  MAX_ARTIFACTS_PER_THREAD: "1000000",
+  ...extra,
+});
 
-async function withServer<T>(name: string, entry: string, env: Record<string, string>, body: (server: ServerProcess) => Promise<T>): Promise<T> {
+async function withServer<T>(
+  name: string,
+  entry: string,
+  env: Record<string, string>,
+  body: (server: ServerProcess) => Promise<T>,
+): Promise<T> {
   const started = performance.now();
   const server = await startServer(name, entry, env);
   const up = performance.now();
@@ -89,14 +135,18 @@ async function withServer<T>(name: string, entry: string, env: Record<string, st
   } finally {
     const stopping = performance.now();
     await server.stop();
-    if (process.env.BENCH_DEBUG) log(`${name}: start ${(up - started).toFixed(0)} ms, stop ${(performance.now() - stopping).toFixed(0)} ms`);
+    if (process.env.BENCH_DEBUG) {
+      log(`${name}: start ${(up - started).toFixed(0)} ms, stop ${(performance.now() - stopping).toFixed(0)} ms`);
+    }
   }
 }
 
 async function send(url: string, init: RequestInit & { expect?: number[] } = {}): Promise<Response> {
   const response = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
   await response.arrayBuffer();
-  if (init.expect && !init.expect.includes(response.status)) throw new Error(`${init.method ?? "GET"} ${url}: HTTP ${response.status}`);
+  if (init.expect && !init.expect.includes(response.status)) {
+    throw new Error(`${init.method ?? "GET"} ${url}: HTTP ${response.status}`);
+  }
   return response;
 }
 
@@ -111,9 +161,14 @@ async function eachBounded<T>(items: readonly T[], concurrency: number, fn: (ite
 /** One autocannon run against `server`: its warm-up, then the measured run with the server's CPU per response. */
 async function measureHttp(http: LoadWorker, server: ServerProcess, run: HttpRun): Promise<HttpResult> {
   const timeout = 2 * (run.durationS + run.warmupS) * 1000 + 30_000;
-  if (run.warmupS > 0) await http.request<HttpResult>({ baseUrl: server.url, run, phase: "warmup" } satisfies HttpConfig, timeout);
+  if (run.warmupS > 0) {
+    await http.request<HttpResult>({ baseUrl: server.url, run, phase: "warmup" } satisfies HttpConfig, timeout);
+  }
   const before = cpuMs(server.pid);
-  const result = await http.request<HttpResult>({ baseUrl: server.url, run, phase: "measure" } satisfies HttpConfig, timeout);
+  const result = await http.request<HttpResult>(
+    { baseUrl: server.url, run, phase: "measure" } satisfies HttpConfig,
+    timeout,
+  );
   const responses = result.ok + result.non2xx;
   return { ...result, cpuMsPerRequest: responses > 0 ? (cpuMs(server.pid) - before) / responses : Number.NaN };
 }
@@ -144,8 +199,28 @@ async function benchCreate(http: LoadWorker): Promise<CreateRow[]> {
   const body = createBody();
   // Quick mode warms each server up once, before its first run.
   const runs = (path: string): HttpRun[] => [
-    { name: "one", method: "POST", path, threads: 1, threadPrefix: "create-one-", body, connections: P.connections, durationS: P.durationS, warmupS: P.warmupS },
-    { name: "many", method: "POST", path, threads: MANY_THREADS, threadPrefix: "create-many-", body, connections: P.connections, durationS: P.durationS, warmupS: P.warmEachRun ? P.warmupS : 0 },
+    {
+      name: "one",
+      method: "POST",
+      path,
+      threads: 1,
+      threadPrefix: "create-one-",
+      body,
+      connections: P.connections,
+      durationS: P.durationS,
+      warmupS: P.warmupS,
+    },
+    {
+      name: "many",
+      method: "POST",
+      path,
+      threads: MANY_THREADS,
+      threadPrefix: "create-many-",
+      body,
+      connections: P.connections,
+      durationS: P.durationS,
+      warmupS: P.warmEachRun ? P.warmupS : 0,
+    },
   ];
   const rows: CreateRow[] = [];
   const collect = (server: CreateServer, results: HttpResult[]) => {
@@ -165,7 +240,10 @@ async function benchCreate(http: LoadWorker): Promise<CreateRow[]> {
   });
   log("create: durable streams");
   await withServer("durable-streams", DS, { DS_DATA_DIR: dir("create-ds") }, async (s) => {
-    await dsCreateStreams(s.url, ["create-one-0", ...Array.from({ length: MANY_THREADS }, (_, i) => `create-many-${i}`)]);
+    await dsCreateStreams(s.url, [
+      "create-one-0",
+      ...Array.from({ length: MANY_THREADS }, (_, i) => `create-many-${i}`),
+    ]);
     collect("durable-streams", await measureAll(http, s, runs("/v1/stream/{thread}")));
   });
   return rows;
@@ -177,14 +255,26 @@ interface ReadRow {
 }
 
 async function benchRead(http: LoadWorker): Promise<ReadRow[]> {
-  const run = (name: string, path: string): HttpRun => ({ name, method: "GET", path, connections: P.connections, durationS: P.durationS, warmupS: P.warmupS });
+  const run = (name: string, path: string): HttpRun => ({
+    name,
+    method: "GET",
+    path,
+    connections: P.connections,
+    durationS: P.durationS,
+    warmupS: P.warmupS,
+  });
   const dataDir = dir("read-ours");
   const rows: ReadRow[] = [];
   log("read: ours (strong, cache)");
   await withServer("ours", OURS, { DATA_DIR: dataDir }, async (s) => {
     const indexes = Array.from({ length: READ_ARTIFACTS }, (_, i) => i);
     await eachBounded(indexes, 4, async (i) => {
-      await send(`${s.url}/v1/threads/read-100/artifacts`, { method: "POST", headers: dsJson, body: createBody(i), expect: [201] });
+      await send(`${s.url}/v1/threads/read-100/artifacts`, {
+        method: "POST",
+        headers: dsJson,
+        body: createBody(i),
+        expect: [201],
+      });
     });
     const results = await measureAll(http, s, [
       run("strong", "/v1/threads/read-100?consistency=strong"),
@@ -195,7 +285,9 @@ async function benchRead(http: LoadWorker): Promise<ReadRow[]> {
   // The floor reads the very same rows: a copy of the cache file our server just wrote.
   const floorDb = join(dir("read-floor"), "floor.db");
   for (const suffix of ["", "-wal"]) {
-    if (existsSync(join(dataDir, `artifacts.db${suffix}`))) copyFileSync(join(dataDir, `artifacts.db${suffix}`), `${floorDb}${suffix}`);
+    if (existsSync(join(dataDir, `artifacts.db${suffix}`))) {
+      copyFileSync(join(dataDir, `artifacts.db${suffix}`), `${floorDb}${suffix}`);
+    }
   }
   log("read: floor");
   await withServer("floor", FLOOR, { FLOOR_DB: floorDb }, async (s) => {
@@ -213,24 +305,40 @@ async function benchSse(sse: LoadWorker): Promise<SseRow[]> {
   const rows: SseRow[] = [];
   const timeout = ((P.sseWrites + P.sseWarmup) / P.sseRate) * 1000 + 90_000;
   const drainMs = P.sseDrainMs;
-  const contenders: Array<{ server: SseRow["server"]; entry: string; env: Record<string, string>; urls: (base: string, thread: string) => { streamUrl: string; writeUrl: string } }> = [
+  const contenders: Array<
+    {
+      server: SseRow["server"];
+      entry: string;
+      env: Record<string, string>;
+      urls: (base: string, thread: string) => { streamUrl: string; writeUrl: string };
+    }
+  > = [
     {
       server: "ours",
       entry: OURS,
       env: { DATA_DIR: dir("sse-ours") },
-      urls: (base, thread) => ({ streamUrl: `${base}/v1/threads/${thread}/events`, writeUrl: `${base}/v1/threads/${thread}/artifacts` }),
+      urls: (base, thread) => ({
+        streamUrl: `${base}/v1/threads/${thread}/events`,
+        writeUrl: `${base}/v1/threads/${thread}/artifacts`,
+      }),
     },
     {
       server: "floor",
       entry: FLOOR,
       env: { FLOOR_DB: join(dir("sse-floor"), "floor.db") },
-      urls: (base, thread) => ({ streamUrl: `${base}/floor/threads/${thread}/events`, writeUrl: `${base}/floor/threads/${thread}/artifacts` }),
+      urls: (base, thread) => ({
+        streamUrl: `${base}/floor/threads/${thread}/events`,
+        writeUrl: `${base}/floor/threads/${thread}/artifacts`,
+      }),
     },
     {
       server: "durable-streams",
       entry: DS,
       env: { DS_DATA_DIR: dir("sse-ds") },
-      urls: (base, thread) => ({ streamUrl: `${base}/v1/stream/${thread}?offset=-1&live=sse`, writeUrl: `${base}/v1/stream/${thread}` }),
+      urls: (base, thread) => ({
+        streamUrl: `${base}/v1/stream/${thread}?offset=-1&live=sse`,
+        writeUrl: `${base}/v1/stream/${thread}`,
+      }),
     },
   ];
   for (const contender of contenders) {
@@ -240,7 +348,14 @@ async function benchSse(sse: LoadWorker): Promise<SseRow[]> {
         const thread = `sse-${subscribers}`;
         if (contender.server === "durable-streams") await dsCreateStreams(s.url, [thread]);
         const result = await sse.request<SseResult>(
-          { ...contender.urls(s.url, thread), subscribers, writes: P.sseWrites, warmupWrites: P.sseWarmup, ratePerS: P.sseRate, drainMs },
+          {
+            ...contender.urls(s.url, thread),
+            subscribers,
+            writes: P.sseWrites,
+            warmupWrites: P.sseWarmup,
+            ratePerS: P.sseRate,
+            drainMs,
+          },
           timeout,
         );
         rows.push({ server: contender.server, result });
@@ -270,11 +385,20 @@ async function benchCold(probe: LoadWorker): Promise<ColdRow[]> {
       log(`cold: ${patches} patches, snapshots ${snapshots ? "every 100" : "none"}`);
       const samples: ProbeResult[] = [];
       for (let i = 0; i < P.coldProcesses; i++) {
-        const env = { DATA_DIR: dataDir, LIBSQL_URL: `http://127.0.0.1:${deadPort}`, SNAPSHOT_EVERY: snapshots ? "100" : HUGE_SNAPSHOT_EVERY };
-        const sample = await withServer("ours (libSQL down)", OURS, env, (s) =>
-          probe.request<ProbeResult>({ url: `${s.url}/v1/threads/${threads.get(patches)}` }, 90_000),
+        const env = {
+          DATA_DIR: dataDir,
+          LIBSQL_URL: `http://127.0.0.1:${deadPort}`,
+          SNAPSHOT_EVERY: snapshots ? "100" : HUGE_SNAPSHOT_EVERY,
+        };
+        const sample = await withServer(
+          "ours (libSQL down)",
+          OURS,
+          env,
+          (s) => probe.request<ProbeResult>({ url: `${s.url}/v1/threads/${threads.get(patches)}` }, 90_000),
         );
-        if (sample.status !== 200 || sample.source !== "rollout") throw new Error(`cold read: HTTP ${sample.status}, source ${sample.source}`);
+        if (sample.status !== 200 || sample.source !== "rollout") {
+          throw new Error(`cold read: HTTP ${sample.status}, source ${sample.source}`);
+        }
         samples.push(sample);
       }
       rows.push({ patches, snapshots, samples, p50: percentile(samples.map((s) => s.ms), 50) });
@@ -296,12 +420,26 @@ interface RssRow {
 
 async function benchRss(idle: LoadWorker): Promise<RssRow[]> {
   const rows: RssRow[] = [];
-  const cases: Array<{ server: string; entry: string; env: Record<string, string>; warm: (base: string) => Promise<void>; streamUrl: (base: string) => string }> = [
+  const cases: Array<
+    {
+      server: string;
+      entry: string;
+      env: Record<string, string>;
+      warm: (base: string) => Promise<void>;
+      streamUrl: (base: string) => string;
+    }
+  > = [
     {
       server: "ours (1 thread)",
       entry: OURS,
       env: { DATA_DIR: dir("rss-ours") },
-      warm: async (base) => void (await send(`${base}/v1/threads/rss-0/artifacts`, { method: "POST", headers: dsJson, body: createBody(), expect: [201] })),
+      warm: async (base) =>
+        void (await send(`${base}/v1/threads/rss-0/artifacts`, {
+          method: "POST",
+          headers: dsJson,
+          body: createBody(),
+          expect: [201],
+        })),
       streamUrl: (base) => `${base}/v1/threads/rss-0/events?since=1`,
     },
     // One stream per thread: 1,000 feeds, each polling the log every SSE_POLL_MS (full run only).
@@ -309,14 +447,26 @@ async function benchRss(idle: LoadWorker): Promise<RssRow[]> {
       server: "ours (1,000 threads)",
       entry: OURS,
       env: { DATA_DIR: dir("rss-ours-many") },
-      warm: async (base) => void (await send(`${base}/v1/threads/rss-warm/artifacts`, { method: "POST", headers: dsJson, body: createBody(), expect: [201] })),
+      warm: async (base) =>
+        void (await send(`${base}/v1/threads/rss-warm/artifacts`, {
+          method: "POST",
+          headers: dsJson,
+          body: createBody(),
+          expect: [201],
+        })),
       streamUrl: (base) => `${base}/v1/threads/rss-{i}/events`,
     },
     {
       server: "SSE floor",
       entry: FLOOR,
       env: { FLOOR_DB: join(dir("rss-floor"), "floor.db") },
-      warm: async (base) => void (await send(`${base}/floor/threads/rss-0/artifacts`, { method: "POST", headers: dsJson, body: createBody(), expect: [201] })),
+      warm: async (base) =>
+        void (await send(`${base}/floor/threads/rss-0/artifacts`, {
+          method: "POST",
+          headers: dsJson,
+          body: createBody(),
+          expect: [201],
+        })),
       streamUrl: (base) => `${base}/floor/threads/rss-0/events`,
     },
     {
@@ -325,7 +475,12 @@ async function benchRss(idle: LoadWorker): Promise<RssRow[]> {
       env: { DS_DATA_DIR: dir("rss-ds") },
       warm: async (base) => {
         await dsCreateStreams(base, ["rss-0"]);
-        await send(`${base}/v1/stream/rss-0`, { method: "POST", headers: dsJson, body: createBody(), expect: [200, 204] });
+        await send(`${base}/v1/stream/rss-0`, {
+          method: "POST",
+          headers: dsJson,
+          body: createBody(),
+          expect: [200, 204],
+        });
       },
       streamUrl: (base) => `${base}/v1/stream/rss-0?offset=now&live=sse`,
     },
@@ -337,11 +492,21 @@ async function benchRss(idle: LoadWorker): Promise<RssRow[]> {
       await c.warm(s.url);
       await sleep(300);
       const baseline = rssBytes(s.pid);
-      const opened = await idle.request<{ open: number }>({ op: "open", url: c.streamUrl(s.url), count: IDLE_STREAMS }, 90_000);
+      const opened = await idle.request<{ open: number }>(
+        { op: "open", url: c.streamUrl(s.url), count: IDLE_STREAMS },
+        90_000,
+      );
       await sleep(P.rssSettleMs);
       const withStreams = rssBytes(s.pid);
       const closed = await idle.request<{ open: number; ended: number }>({ op: "close" }, 30_000);
-      rows.push({ server: c.server, streams: opened.open, baseline, withStreams, open: opened.open, ended: closed.ended });
+      rows.push({
+        server: c.server,
+        streams: opened.open,
+        baseline,
+        withStreams,
+        open: opened.open,
+        ended: closed.ended,
+      });
     });
   }
   return rows;
@@ -366,8 +531,12 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   lines.push(`# thread-artifacts benchmarks (${quick ? "quick" : "full"} run)`, "");
   lines.push(
-    `${startedAt.toISOString()} · ${cpus().length} cores, ${cpu} · Node ${process.version} · ${process.platform}/${process.arch} · run took ${seconds.toFixed(0)} s · ` +
-      `load average ${loadAtStart.map((n) => n.toFixed(1)).join("/")} at start, ${loadavg().map((n) => n.toFixed(1)).join("/")} at end (1/5/15 min; anything well above the bench's own ~2 means other work shared the cores)`,
+    `${startedAt.toISOString()} · ${cpus().length} cores, ${cpu} · Node ${process.version} · ${process.platform}/${process.arch} · run took ${
+      seconds.toFixed(0)
+    } s · ` +
+      `load average ${loadAtStart.map((n) => n.toFixed(1)).join("/")} at start, ${
+        loadavg().map((n) => n.toFixed(1)).join("/")
+      } at end (1/5/15 min; anything well above the bench's own ~2 means other work shared the cores)`,
     "",
   );
   lines.push(
@@ -379,7 +548,10 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
 
   // create
   const warm = P.warmEachRun ? `after ${P.warmupS} s warm-up each` : `after one ${P.warmupS} s warm-up per server`;
-  lines.push(`## create-artifact (POST ~1 KiB JSON, ${P.connections} connections, ${P.durationS} s per run ${warm})`, "");
+  lines.push(
+    `## create-artifact (POST ~1 KiB JSON, ${P.connections} connections, ${P.durationS} s per run ${warm})`,
+    "",
+  );
   lines.push(
     "Floor: parse + one libSQL INSERT (no fsync: WAL with synchronous=NORMAL commits without one). " +
       "Durable floor (not a goal, for the cause): the same after writing the body put-if-absent through our own `FsBlobStore` (temp file fsync, link, folder fsync), with no per-thread ordering. " +
@@ -398,26 +570,58 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
       const r = of(server);
       if (!r) continue;
       lines.push(
-        `| ${threads === 1 ? "one thread" : `${threads} threads`} | ${server} | ${f(r.rps, 0)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.non2xx + r.errors} | ${f(r.cpuMsPerRequest ?? Number.NaN, 2)} | ${floor ? fx(r.rps / floor.rps) : "–"} | ${ds ? fx(r.rps / ds.rps) : "–"} |`,
+        `| ${threads === 1 ? "one thread" : `${threads} threads`} | ${server} | ${f(r.rps, 0)} | ${f(r.p50, 2)} | ${
+          f(r.p99, 2)
+        } | ${r.non2xx + r.errors} | ${f(r.cpuMsPerRequest ?? Number.NaN, 2)} | ${
+          floor ? fx(r.rps / floor.rps) : "–"
+        } | ${ds ? fx(r.rps / ds.rps) : "–"} |`,
       );
     }
     const ours = of("ours");
-    if (ours && floor) goals.push({ goal: `create (${threads === 1 ? "one thread" : `${threads} threads`}) ≥ 0.6× floor`, measured: fx(ours.rps / floor.rps), met: ours.rps >= 0.6 * floor.rps });
-    if (ours && ds) goals.push({ goal: `create (${threads === 1 ? "one thread" : `${threads} threads`}) ≥ 1.0× Durable Streams`, measured: fx(ours.rps / ds.rps), met: ours.rps >= ds.rps });
+    if (ours && floor) {
+      goals.push({
+        goal: `create (${threads === 1 ? "one thread" : `${threads} threads`}) ≥ 0.6× floor`,
+        measured: fx(ours.rps / floor.rps),
+        met: ours.rps >= 0.6 * floor.rps,
+      });
+    }
+    if (ours && ds) {
+      goals.push({
+        goal: `create (${threads === 1 ? "one thread" : `${threads} threads`}) ≥ 1.0× Durable Streams`,
+        measured: fx(ours.rps / ds.rps),
+        met: ours.rps >= ds.rps,
+      });
+    }
   }
   lines.push("");
 
   // read
-  lines.push(`## read-thread (${READ_ARTIFACTS} artifacts × ~1 KiB, ${P.connections} connections, ${P.durationS} s per run ${warm})`, "");
-  lines.push("| variant | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/req | vs floor |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+  lines.push(
+    `## read-thread (${READ_ARTIFACTS} artifacts × ~1 KiB, ${P.connections} connections, ${P.durationS} s per run ${warm})`,
+    "",
+  );
+  lines.push(
+    "| variant | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/req | vs floor |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  );
   const floorRead = read.find((r) => r.variant === "floor")?.result;
   for (const row of read) {
     const r = row.result;
     const label = row.variant === "floor" ? "floor (same SELECTs, string concat)" : `ours, consistency=${row.variant}`;
-    lines.push(`| ${label} | ${f(r.rps, 0)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.non2xx + r.errors} | ${f(r.cpuMsPerRequest ?? Number.NaN, 2)} | ${floorRead ? fx(r.rps / floorRead.rps) : "–"} |`);
+    lines.push(
+      `| ${label} | ${f(r.rps, 0)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${r.non2xx + r.errors} | ${
+        f(r.cpuMsPerRequest ?? Number.NaN, 2)
+      } | ${floorRead ? fx(r.rps / floorRead.rps) : "–"} |`,
+    );
   }
   const strong = read.find((r) => r.variant === "strong")?.result;
-  if (strong && floorRead) goals.push({ goal: "read-thread strong ≥ 0.8× floor", measured: fx(strong.rps / floorRead.rps), met: strong.rps >= 0.8 * floorRead.rps });
+  if (strong && floorRead) {
+    goals.push({
+      goal: "read-thread strong ≥ 0.8× floor",
+      measured: fx(strong.rps / floorRead.rps),
+      met: strong.rps >= 0.8 * floorRead.rps,
+    });
+  }
   lines.push("");
 
   // sse
@@ -425,7 +629,9 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
     `## SSE write-to-receive latency (one thread, ${P.sseWrites} writes of ~1 KiB at ${P.sseRate}/s after ${P.sseWarmup} warm-up writes)`,
     "",
     "Latency = monotonic receive time of the event's chunk − send time of its POST, both in the load process; every (subscriber, write) pair is a sample, " +
-      `and one not delivered within ${P.sseDrainMs / 1000} s of the last send counts as slower than all (\`lost\` where a percentile lands on one).`,
+      `and one not delivered within ${
+        P.sseDrainMs / 1000
+      } s of the last send counts as slower than all (\`lost\` where a percentile lands on one).`,
     "",
   );
   lines.push(
@@ -445,12 +651,26 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
       if (!r) continue;
       const name = server === "floor" ? "SSE floor" : server;
       lines.push(
-        `| ${n} | ${name} | ${lat(r.p50, 2)} | ${lat(r.p99, 2)} | ${lat(r.max, 1)} | ${r.delivered}/${r.expected}${r.writeErrors ? ` (${r.writeErrors} POSTs failed or unanswered)` : ""} | ${f(r.writeP50, 2)} | ${floor ? ratio(r.p99, floor.p99) : "–"} | ${ds ? ratio(r.p99, ds.p99) : "–"} |`,
+        `| ${n} | ${name} | ${lat(r.p50, 2)} | ${lat(r.p99, 2)} | ${lat(r.max, 1)} | ${r.delivered}/${r.expected}${
+          r.writeErrors ? ` (${r.writeErrors} POSTs failed or unanswered)` : ""
+        } | ${f(r.writeP50, 2)} | ${floor ? ratio(r.p99, floor.p99) : "–"} | ${ds ? ratio(r.p99, ds.p99) : "–"} |`,
       );
     }
     const ours = of("ours");
-    if (n === 1000 && ours && floor) goals.push({ goal: "SSE p99 at 1,000 subscribers ≤ 1.5× SSE floor", measured: `${lat(ours.p99, 2)} ms vs ${lat(floor.p99, 2)} ms (${ratio(ours.p99, floor.p99)})`, met: ms(ours.p99) <= 1.5 * ms(floor.p99) });
-    if (n === 1000 && ours && ds) goals.push({ goal: "SSE p99 at 1,000 subscribers < Durable Streams", measured: `${lat(ours.p99, 2)} ms vs ${lat(ds.p99, 2)} ms`, met: ms(ours.p99) < ms(ds.p99) });
+    if (n === 1000 && ours && floor) {
+      goals.push({
+        goal: "SSE p99 at 1,000 subscribers ≤ 1.5× SSE floor",
+        measured: `${lat(ours.p99, 2)} ms vs ${lat(floor.p99, 2)} ms (${ratio(ours.p99, floor.p99)})`,
+        met: ms(ours.p99) <= 1.5 * ms(floor.p99),
+      });
+    }
+    if (n === 1000 && ours && ds) {
+      goals.push({
+        goal: "SSE p99 at 1,000 subscribers < Durable Streams",
+        measured: `${lat(ours.p99, 2)} ms vs ${lat(ds.p99, 2)} ms`,
+        met: ms(ours.p99) < ms(ds.p99),
+      });
+    }
   }
   lines.push("");
 
@@ -468,24 +688,52 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
     const base = cold.find((r) => r.snapshots === snapshots && r.patches === COLD_SIZES[0]);
     for (const row of cold.filter((r) => r.snapshots === snapshots)) {
       lines.push(
-        `| ${row.patches.toLocaleString("en-US")} | ${snapshots ? "every 100" : `none (SNAPSHOT_EVERY=${HUGE_SNAPSHOT_EVERY})`} | ${f(row.p50, 1)} | ${row.samples.map((s) => f(s.ms, 0)).join(", ")} | ${base ? fx(row.p50 / base.p50) : "–"} |`,
+        `| ${row.patches.toLocaleString("en-US")} | ${
+          snapshots ? "every 100" : `none (SNAPSHOT_EVERY=${HUGE_SNAPSHOT_EVERY})`
+        } | ${f(row.p50, 1)} | ${row.samples.map((s) => f(s.ms, 0)).join(", ")} | ${
+          base ? fx(row.p50 / base.p50) : "–"
+        } |`,
       );
     }
   }
   const c1 = cold.find((r) => r.snapshots && r.patches === 1000);
   const c10 = cold.find((r) => r.snapshots && r.patches === 10_000);
-  if (c1 && c10) goals.push({ goal: "cold read with snapshots: 10,000 patches ≤ 1.5× 1,000", measured: `${f(c10.p50, 1)} ms vs ${f(c1.p50, 1)} ms (${fx(c10.p50 / c1.p50)})`, met: c10.p50 <= 1.5 * c1.p50 });
+  if (c1 && c10) {
+    goals.push({
+      goal: "cold read with snapshots: 10,000 patches ≤ 1.5× 1,000",
+      measured: `${f(c10.p50, 1)} ms vs ${f(c1.p50, 1)} ms (${fx(c10.p50 / c1.p50)})`,
+      met: c10.p50 <= 1.5 * c1.p50,
+    });
+  }
   lines.push("");
 
   // rss
-  lines.push(`## resident memory with ${IDLE_STREAMS.toLocaleString("en-US")} idle SSE streams (VmRSS of the server process, ${P.rssSettleMs / 1000} s after the last opened)`, "");
-  lines.push("| server | baseline MiB | with streams MiB | delta MiB | per stream KiB |", "| --- | ---: | ---: | ---: | ---: |");
+  lines.push(
+    `## resident memory with ${IDLE_STREAMS.toLocaleString("en-US")} idle SSE streams (VmRSS of the server process, ${
+      P.rssSettleMs / 1000
+    } s after the last opened)`,
+    "",
+  );
+  lines.push(
+    "| server | baseline MiB | with streams MiB | delta MiB | per stream KiB |",
+    "| --- | ---: | ---: | ---: | ---: |",
+  );
   for (const row of rss) {
     const delta = row.withStreams - row.baseline;
-    lines.push(`| ${row.server} | ${f(row.baseline / MiB)} | ${f(row.withStreams / MiB)} | ${f(delta / MiB)} | ${f(delta / 1024 / Math.max(1, row.open), 1)} |`);
+    lines.push(
+      `| ${row.server} | ${f(row.baseline / MiB)} | ${f(row.withStreams / MiB)} | ${f(delta / MiB)} | ${
+        f(delta / 1024 / Math.max(1, row.open), 1)
+      } |`,
+    );
   }
   const oursRss = rss.find((r) => r.server === "ours (1 thread)");
-  if (oursRss) goals.push({ goal: "RSS delta with 1,000 idle streams ≤ 100 MiB", measured: `${f((oursRss.withStreams - oursRss.baseline) / MiB)} MiB`, met: oursRss.withStreams - oursRss.baseline <= 100 * MiB && oursRss.open === IDLE_STREAMS });
+  if (oursRss) {
+    goals.push({
+      goal: "RSS delta with 1,000 idle streams ≤ 100 MiB",
+      measured: `${f((oursRss.withStreams - oursRss.baseline) / MiB)} MiB`,
+      met: oursRss.withStreams - oursRss.baseline <= 100 * MiB && oursRss.open === IDLE_STREAMS,
+    });
+  }
   lines.push("");
 
   lines.push("## goals", "", "| goal | measured | met |", "| --- | --- | :---: |");
@@ -517,7 +765,28 @@ async function main() {
     const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
     writeFileSync(
       join(results, `${quick ? "quick" : "full"}-${stamp}.json`),
-      JSON.stringify({ mode: quick ? "quick" : "full", startedAt, seconds, params: P, machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAtStart, loadAtEnd: loadavg() }, create, read, sse, cold, rss }, null, 2),
+      JSON.stringify(
+        {
+          mode: quick ? "quick" : "full",
+          startedAt,
+          seconds,
+          params: P,
+          machine: {
+            cores: cpus().length,
+            cpu: cpus()[0]?.model,
+            node: process.version,
+            loadAtStart,
+            loadAtEnd: loadavg(),
+          },
+          create,
+          read,
+          sse,
+          cold,
+          rss,
+        },
+        null,
+        2,
+      ),
     );
     console.log(markdown);
     log(`done in ${seconds.toFixed(1)} s${onlyArg ? "" : "; table in bench/results/latest.md"}`);

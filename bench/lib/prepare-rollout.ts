@@ -17,7 +17,10 @@ const ARTIFACTS = 100;
  * keys them; the snapshots are written only by `addSnapshots()`, so one folder serves
  * both cases (first without snapshots, then with). Returns size → threadId.
  */
-export async function prepareColdRollouts(sizes: number[], root: string): Promise<{ threads: Map<number, string>; addSnapshots: () => void }> {
+export async function prepareColdRollouts(
+  sizes: number[],
+  root: string,
+): Promise<{ threads: Map<number, string>; addSnapshots: () => void }> {
   const store = new MemoryBlobStore();
   const cache = new StateCache();
   const service = new ArtifactService({
@@ -32,11 +35,21 @@ export async function prepareColdRollouts(sizes: number[], root: string): Promis
     const ids: string[] = [];
     for (let seq = 1; seq <= size; seq++) {
       if (seq <= ARTIFACTS) {
-        const result = await service.write("local", threadId, { kind: "create", artifactType: "bench.note", identityKey: null, payload: { i: seq, text: FILLER } });
+        const result = await service.write("local", threadId, {
+          kind: "create",
+          artifactType: "bench.note",
+          identityKey: null,
+          payload: { i: seq, text: FILLER },
+        });
         ids.push(result.artifact.id);
       } else {
         const artifactId = ids[(seq - 1) % ARTIFACTS] as string;
-        await service.write("local", threadId, { kind: "update", artifactId, payload: { i: seq, text: FILLER }, precondition: { kind: "any" } });
+        await service.write("local", threadId, {
+          kind: "update",
+          artifactId,
+          payload: { i: seq, text: FILLER },
+          precondition: { kind: "any" },
+        });
       }
     }
     threads.set(size, threadId);

@@ -47,7 +47,10 @@ export async function startServer(
   const exited = once(child, "exit");
   try {
     const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not start within ${options.timeoutMs ?? 20_000} ms:\n${output}`)), options.timeoutMs ?? 20_000);
+      const timer = setTimeout(
+        () => reject(new Error(`${name} did not start within ${options.timeoutMs ?? 20_000} ms:\n${output}`)),
+        options.timeoutMs ?? 20_000,
+      );
       const onData = (chunk: Buffer) => {
         // Keep only the tail: a server that logs a lot must not grow this without bound.
         output = (output + chunk.toString()).slice(-20_000);

@@ -16,7 +16,11 @@ const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
  * `onData(data, receivedAt)` for each event's data (multi-line data joined with "\n"),
  * with `receivedAt` taken once per chunk from the monotonic clock, before parsing.
  */
-export function openSse(url: string, onData: (data: string, receivedAt: number) => void, headers: Record<string, string> = {}): SseConnection {
+export function openSse(
+  url: string,
+  onData: (data: string, receivedAt: number) => void,
+  headers: Record<string, string> = {},
+): SseConnection {
   let req: ClientRequest | undefined;
   let res: IncomingMessage | undefined;
   let ended = false;
@@ -97,7 +101,13 @@ export async function openMany(
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         Promise.all(group.map((c) => c.ready)),
-        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`only some of ${count} streams opened in time`)), Math.max(0, left)))),
+        new Promise((
+          _,
+          reject,
+        ) => (timer = setTimeout(
+          () => reject(new Error(`only some of ${count} streams opened in time`)),
+          Math.max(0, left),
+        ))),
       ]).finally(() => clearTimeout(timer));
     }
   } catch (error) {

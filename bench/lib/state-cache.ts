@@ -52,12 +52,18 @@ export class StateCache implements ArtifactCache {
     const targets = lookups.map((target) => {
       if (target.by === "id") return state.artifacts.find((a) => a.id === target.artifactId) ?? null;
       if (target.identityKey === null) return null;
-      return state.artifacts.find((a) => a.artifactType === target.artifactType && a.identityKey === target.identityKey) ?? null;
+      return state.artifacts.find((a) =>
+        a.artifactType === target.artifactType && a.identityKey === target.identityKey
+      ) ?? null;
     });
     return { seq: state.seq, artifactCount: state.artifacts.length, targets };
   }
 
-  async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }> {
+  async getArtifact(
+    tenant: string,
+    threadId: string,
+    artifactId: string,
+  ): Promise<{ seq: number; artifact: Artifact | null }> {
     const state = this.#threads.get(this.#key(tenant, threadId));
     return { seq: state?.seq ?? 0, artifact: state?.artifacts.find((a) => a.id === artifactId) ?? null };
   }

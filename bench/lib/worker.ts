@@ -7,7 +7,8 @@ export function serveRequests<C, R>(handle: (config: C) => Promise<R>): void {
   process.on("message", (config: C) => {
     handle(config).then(
       (result) => process.send!(result as object),
-      (error: unknown) => process.send!({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+      (error: unknown) =>
+        process.send!({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
     );
   });
   process.on("disconnect", () => process.exit(0));

@@ -97,5 +97,7 @@ async function once(baseUrl: string, run: HttpRun, durationS: number, record: bo
 }
 
 serveRequests<HttpConfig, HttpResult>((config) =>
-  config.phase === "warmup" ? once(config.baseUrl, config.run, config.run.warmupS, false) : once(config.baseUrl, config.run, config.run.durationS, true),
+  config.phase === "warmup"
+    ? once(config.baseUrl, config.run, config.run.warmupS, false)
+    : once(config.baseUrl, config.run, config.run.durationS, true)
 );

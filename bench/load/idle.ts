@@ -13,7 +13,10 @@ serveRequests<IdleRequest, { open: number; ended: number; ms: number }>(async (r
   const start = performance.now();
   if (req.op === "open") {
     // `{i}` in the URL becomes the stream's index (one thread per stream).
-    open = await openMany(req.count, (i) => req.url.replace("{i}", String(i)), () => {}, { batch: 100, timeoutMs: 60_000 });
+    open = await openMany(req.count, (i) => req.url.replace("{i}", String(i)), () => {}, {
+      batch: 100,
+      timeoutMs: 60_000,
+    });
   } else {
     for (const c of open) c.close();
   }

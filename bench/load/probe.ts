@@ -23,8 +23,12 @@ serveRequests<{ url: string }, ProbeResult>(
         let bytes = 0;
         res.on("data", (chunk: Buffer) => (bytes += chunk.length));
         res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, bytes, source: (res.headers["x-artifacts-source"] as string | undefined) ?? null }),
-        );
+          resolve({
+            status: res.statusCode ?? 0,
+            ms: performance.now() - start,
+            bytes,
+            source: (res.headers["x-artifacts-source"] as string | undefined) ?? null,
+          }));
       });
       req.setTimeout(60_000, () => req.destroy(new Error("probe timed out")));
       req.on("error", reject);

@@ -42,7 +42,11 @@ const writer = new Agent({ keepAlive: true, maxSockets: 64 });
 
 function post(url: string, body: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = request(url, { method: "POST", agent: writer, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+    const req = request(url, {
+      method: "POST",
+      agent: writer,
+      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+    }, (res) => {
       res.resume();
       res.on("end", () => resolve(res.statusCode ?? 0));
     });
@@ -104,7 +108,9 @@ serveRequests<SseConfig, SseResult>(async (config) => {
     // An event that never arrived counts as slower than any that did: percentiles run over
     // every expected (subscriber, write) pair, and one that lands on a lost event is null.
     const lost = expected - delivered;
-    const latency = summarize(lost > 0 ? latencies.concat(new Array<number>(lost).fill(Number.POSITIVE_INFINITY)) : latencies);
+    const latency = summarize(
+      lost > 0 ? latencies.concat(new Array<number>(lost).fill(Number.POSITIVE_INFINITY)) : latencies,
+    );
     const finite = (n: number) => (Number.isFinite(n) ? n : null);
     const write = summarize(writeTimes);
     return {

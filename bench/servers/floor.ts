@@ -43,7 +43,10 @@ app.post("/floor/threads/:threadId/artifacts", async (c) => {
   const body = (await c.req.json()) as Record<string, unknown>;
   const id = randomUUID();
   const text = JSON.stringify(body);
-  await db.execute({ sql: "INSERT INTO floor_artifacts (thread_id, id, body) VALUES (?, ?, ?)", args: [threadId, id, text] });
+  await db.execute({
+    sql: "INSERT INTO floor_artifacts (thread_id, id, body) VALUES (?, ?, ?)",
+    args: [threadId, id, text],
+  });
   const streams = subscribers.get(threadId);
   if (streams && streams.size > 0) {
     const seq = (seqs.get(threadId) ?? 0) + 1;
@@ -61,8 +64,13 @@ app.post("/floor-durable/threads/:threadId/artifacts", async (c) => {
   const text = JSON.stringify(body);
   const seq = (blobSeqs.get(threadId) ?? 0) + 1;
   blobSeqs.set(threadId, seq);
-  if ((await blobs.putIfAbsent(`floor/${threadId}/${String(seq).padStart(12, "0")}.json`, text)) !== "created") return c.json({ error: "exists" }, 409);
-  await db.execute({ sql: "INSERT INTO floor_artifacts (thread_id, id, body) VALUES (?, ?, ?)", args: [threadId, id, text] });
+  if ((await blobs.putIfAbsent(`floor/${threadId}/${String(seq).padStart(12, "0")}.json`, text)) !== "created") {
+    return c.json({ error: "exists" }, 409);
+  }
+  await db.execute({
+    sql: "INSERT INTO floor_artifacts (thread_id, id, body) VALUES (?, ?, ?)",
+    args: [threadId, id, text],
+  });
   return c.json({ artifact: { id, threadId, seq } }, 201);
 });
 
@@ -81,7 +89,11 @@ app.get("/floor/threads/:threadId", async (c) => {
   c.header("etag", `"${row.seq}"`);
   c.header("content-type", "application/json");
   return c.body(
-    `{"thread":{"id":${JSON.stringify(args.th)},"createdAt":"${row.created_at}","updatedAt":"${row.updated_at}","rolloutSeq":${row.seq},"artifacts":[${bodies.join(",")}]}}`,
+    `{"thread":{"id":${
+      JSON.stringify(args.th)
+    },"createdAt":"${row.created_at}","updatedAt":"${row.updated_at}","rolloutSeq":${row.seq},"artifacts":[${
+      bodies.join(",")
+    }]}}`,
   );
 });
 
@@ -89,7 +101,7 @@ app.get("/floor/threads/:threadId/events", (c) => {
   const threadId = c.req.param("threadId");
   return streamSSE(c, async (stream) => {
     let set = subscribers.get(threadId);
-    if (!set) subscribers.set(threadId, (set = new Set()));
+    if (!set) subscribers.set(threadId, set = new Set());
     set.add(stream);
     await stream.write("retry: 2000\n\n");
     await new Promise<void>((resolve) => {
@@ -100,7 +112,11 @@ app.get("/floor/threads/:threadId/events", (c) => {
   });
 });
 
-const server = serve({ fetch: app.fetch, port: Number(process.env.PORT ?? 0), hostname: process.env.HOST ?? "127.0.0.1" }, (info) => {
+const server = serve({
+  fetch: app.fetch,
+  port: Number(process.env.PORT ?? 0),
+  hostname: process.env.HOST ?? "127.0.0.1",
+}, (info) => {
   console.log(`floor listening on http://127.0.0.1:${info.port}`);
 });
 const shutdown = () => {

@@ -1,7 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { type FileHandle, link, mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { assertValidKey, type BlobEntry, type BlobStore, compareKeys, DEFAULT_LIST_LIMIT, type InOrderResult, type ListOptions, type PutIfAbsentResult } from "./port.ts";
+import {
+  assertValidKey,
+  type BlobEntry,
+  type BlobStore,
+  compareKeys,
+  DEFAULT_LIST_LIMIT,
+  type InOrderResult,
+  type ListOptions,
+  type PutIfAbsentResult,
+} from "./port.ts";
 
 /** Temp files live beside the keyspace on the same filesystem, so `link`/`rename` stay atomic. */
 const TEMP_DIR = ".tmp";

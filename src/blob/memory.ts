@@ -1,4 +1,11 @@
-import { assertValidKey, type BlobStore, compareKeys, DEFAULT_LIST_LIMIT, type ListOptions, type PutIfAbsentResult } from "./port.ts";
+import {
+  assertValidKey,
+  type BlobStore,
+  compareKeys,
+  DEFAULT_LIST_LIMIT,
+  type ListOptions,
+  type PutIfAbsentResult,
+} from "./port.ts";
 
 /** In-process BlobStore for unit tests and `BLOB_STORE=memory:`. Not durable. */
 export class MemoryBlobStore implements BlobStore {

@@ -32,7 +32,11 @@ export interface BlobEntry {
  * at entry `created` because the store failed (that entry may or may not have landed).
  * Entries after the stop were not tried.
  */
-export type InOrderResult = { created: number; stop: "end" | "exists" } | { created: number; stop: "error"; error: unknown };
+export type InOrderResult = { created: number; stop: "end" | "exists" } | {
+  created: number;
+  stop: "error";
+  error: unknown;
+};
 
 /**
  * Creates `entries` in order, each only if its key is absent, never one before the one

@@ -1,4 +1,10 @@
-import { assertValidKey, type BlobStore, DEFAULT_LIST_LIMIT, type ListOptions, type PutIfAbsentResult } from "./port.ts";
+import {
+  assertValidKey,
+  type BlobStore,
+  DEFAULT_LIST_LIMIT,
+  type ListOptions,
+  type PutIfAbsentResult,
+} from "./port.ts";
 
 /**
  * The slice of a Workers R2 bucket binding this adapter uses, declared structurally so the
@@ -32,7 +38,9 @@ export interface R2ListOptionsLike {
   limit?: number;
 }
 
-export type R2ObjectsLike = { objects: R2ObjectLike[] } & ({ truncated: true; cursor: string } | { truncated: false; cursor?: string });
+export type R2ObjectsLike =
+  & { objects: R2ObjectLike[] }
+  & ({ truncated: true; cursor: string } | { truncated: false; cursor?: string });
 
 /** R2 returns at most 1000 keys per list call. */
 const R2_MAX_LIST_PAGE = 1000;
@@ -81,7 +89,9 @@ export class R2BlobStore implements BlobStore {
       const page = await this.#bucket.list({
         prefix,
         limit: Math.min(limit - keys.length, R2_MAX_LIST_PAGE),
-        ...(cursor === undefined ? (options.startAfter === undefined ? {} : { startAfter: options.startAfter }) : { cursor }),
+        ...(cursor === undefined
+          ? (options.startAfter === undefined ? {} : { startAfter: options.startAfter })
+          : { cursor }),
       });
       for (const object of page.objects) keys.push(object.key);
       if (!page.truncated) break;

@@ -1,5 +1,11 @@
 import { AwsClient } from "aws4fetch";
-import { assertValidKey, type BlobStore, DEFAULT_LIST_LIMIT, type ListOptions, type PutIfAbsentResult } from "./port.ts";
+import {
+  assertValidKey,
+  type BlobStore,
+  DEFAULT_LIST_LIMIT,
+  type ListOptions,
+  type PutIfAbsentResult,
+} from "./port.ts";
 
 export interface S3BlobStoreOptions {
   bucket: string;
@@ -58,9 +64,13 @@ export class S3BlobStore implements BlobStore {
     if (!options.bucket || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(options.bucket)) {
       throw new TypeError(`invalid S3 bucket name: ${JSON.stringify(options.bucket)}`);
     }
-    if (!options.accessKeyId || !options.secretAccessKey) throw new TypeError("S3BlobStore needs accessKeyId and secretAccessKey");
+    if (!options.accessKeyId || !options.secretAccessKey) {
+      throw new TypeError("S3BlobStore needs accessKeyId and secretAccessKey");
+    }
     const endpoint = new URL(options.endpoint);
-    if (endpoint.protocol !== "http:" && endpoint.protocol !== "https:") throw new TypeError("S3 endpoint must be an http(s) URL");
+    if (endpoint.protocol !== "http:" && endpoint.protocol !== "https:") {
+      throw new TypeError("S3 endpoint must be an http(s) URL");
+    }
     if (endpoint.username || endpoint.password || endpoint.search || endpoint.hash) {
       throw new TypeError("S3 endpoint must be a plain origin (no credentials, query or fragment)");
     }
@@ -152,11 +162,18 @@ export class S3BlobStore implements BlobStore {
     const keys: string[] = [];
     let continuationToken: string | undefined;
     while (keys.length < limit) {
-      const params = new URLSearchParams({ "list-type": "2", "max-keys": String(Math.min(PAGE_SIZE, limit - keys.length)) });
+      const params = new URLSearchParams({
+        "list-type": "2",
+        "max-keys": String(Math.min(PAGE_SIZE, limit - keys.length)),
+      });
       if (prefix) params.set("prefix", prefix);
       if (continuationToken !== undefined) params.set("continuation-token", continuationToken);
       else if (startAfter) params.set("start-after", startAfter);
-      const response = await this.#idempotent("LIST", "GET", `${this.#base}?${params.toString().replace(/\+/g, "%20")}`);
+      const response = await this.#idempotent(
+        "LIST",
+        "GET",
+        `${this.#base}?${params.toString().replace(/\+/g, "%20")}`,
+      );
       if (response.status !== 200) throw await failure("LIST", response);
       const page = parseListPage(await response.text());
       for (const key of page.keys) {
@@ -183,7 +200,7 @@ export class S3BlobStore implements BlobStore {
 
   /** Sends a request that is safe to repeat, retrying network errors, 429 and 5xx. */
   async #idempotent(operation: string, method: string, url: string, init?: RequestParts): Promise<Response> {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0;; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const last = attempt === MAX_ATTEMPTS - 1;
       let response: Response;
@@ -280,7 +297,9 @@ const NAMED_ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quo
 function decodeXml(text: string): string {
   return text.replace(/&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);/g, (_, entity: string) => {
     if (!entity.startsWith("#")) return NAMED_ENTITIES[entity] as string;
-    const codePoint = entity.startsWith("#x") ? Number.parseInt(entity.slice(2), 16) : Number.parseInt(entity.slice(1), 10);
+    const codePoint = entity.startsWith("#x")
+      ? Number.parseInt(entity.slice(2), 16)
+      : Number.parseInt(entity.slice(1), 10);
     if (codePoint > 0x10ffff) throw new Error("S3 LIST failed: malformed XML character reference");
     return String.fromCodePoint(codePoint);
   });

@@ -93,7 +93,8 @@ export class LibsqlCache implements ArtifactCache {
       },
       { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${mine}`, args: { ...key, token } },
       ...state.artifacts.map((artifact, index) => ({
-        sql: `INSERT OR REPLACE INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
+        sql:
+          `INSERT OR REPLACE INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
               SELECT :t, :th, :id, :position, :type, :identity, :version, :body WHERE ${mine}`,
         args: { ...key, token, ...artifactArgs(artifact), position: index + 1 },
       })),
@@ -144,7 +145,10 @@ export class LibsqlCache implements ArtifactCache {
 
   async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext> {
     const args = { t: tenant, th: threadId };
-    const statements: InStatement[] = [seqStatement(tenant, threadId), { sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`, args }];
+    const statements: InStatement[] = [seqStatement(tenant, threadId), {
+      sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`,
+      args,
+    }];
     // Without an identityKey a create never matches an existing artifact, so there is
     // nothing to look up (a lookup by `identity_key IS NULL` would return every such
     // artifact of the thread, on every create). Each distinct lookup is read once.
@@ -172,11 +176,18 @@ export class LibsqlCache implements ArtifactCache {
     };
   }
 
-  async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }> {
+  async getArtifact(
+    tenant: string,
+    threadId: string,
+    artifactId: string,
+  ): Promise<{ seq: number; artifact: Artifact | null }> {
     const [seq, found] = await this.#batch(
       [
         seqStatement(tenant, threadId),
-        { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { t: tenant, th: threadId, id: artifactId } },
+        {
+          sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`,
+          args: { t: tenant, th: threadId, id: artifactId },
+        },
       ],
       "read",
     );
@@ -185,11 +196,10 @@ export class LibsqlCache implements ArtifactCache {
   }
 
   async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]> {
-    const after = page.after
-      ? `AND (updated_at < :u OR (updated_at = :u AND thread_id < :th))`
-      : "";
+    const after = page.after ? `AND (updated_at < :u OR (updated_at = :u AND thread_id < :th))` : "";
     const args = { t: tenant, limit: page.limit, u: page.after?.updatedAt ?? null, th: page.after?.threadId ?? null };
-    const pageSql = `SELECT thread_id FROM threads WHERE tenant = :t ${after} ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`;
+    const pageSql =
+      `SELECT thread_id FROM threads WHERE tenant = :t ${after} ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`;
     const [threads, artifacts] = await this.#batch(
       [
         {
@@ -198,7 +208,8 @@ export class LibsqlCache implements ArtifactCache {
           args,
         },
         {
-          sql: `SELECT thread_id, body FROM artifacts WHERE tenant = :t AND thread_id IN (${pageSql}) ORDER BY thread_id, position`,
+          sql:
+            `SELECT thread_id, body FROM artifacts WHERE tenant = :t AND thread_id IN (${pageSql}) ORDER BY thread_id, position`,
           args,
         },
       ],
@@ -208,7 +219,7 @@ export class LibsqlCache implements ArtifactCache {
     for (const row of (artifacts as SqlResult).rows) {
       const id = String(row.thread_id);
       let list = byThread.get(id);
-      if (!list) byThread.set(id, (list = []));
+      if (!list) byThread.set(id, list = []);
       list.push(parseBody(row));
     }
     return (threads as SqlResult).rows.map((row) => ({
@@ -225,7 +236,11 @@ export class LibsqlCache implements ArtifactCache {
     const [thread, events] = await this.#batch(
       [
         { sql: `SELECT seq, event_floor FROM threads WHERE tenant = :t AND thread_id = :th`, args },
-        { sql: `SELECT seq, data FROM events WHERE tenant = :t AND thread_id = :th AND seq > :after ORDER BY seq LIMIT :limit`, args },
+        {
+          sql:
+            `SELECT seq, data FROM events WHERE tenant = :t AND thread_id = :th AND seq > :after ORDER BY seq LIMIT :limit`,
+          args,
+        },
       ],
       "read",
     );
@@ -247,7 +262,11 @@ export class LibsqlCache implements ArtifactCache {
     this.#ready = null;
   }
 
-  async #batch(statements: InStatement[], mode: "read" | "write", opts: { ignoreBreaker?: boolean } = {}): Promise<SqlResult[]> {
+  async #batch(
+    statements: InStatement[],
+    mode: "read" | "write",
+    opts: { ignoreBreaker?: boolean } = {},
+  ): Promise<SqlResult[]> {
     if (!opts.ignoreBreaker && Date.now() < this.#downUntil) throw new CacheUnavailableError("recently failed", true);
     try {
       const client = await this.#connected();
@@ -301,20 +320,25 @@ function applyStatements(tenant: string, patch: Patch): InStatement[] {
   const guard = `(SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th) = :seq`;
   const statements: InStatement[] = [
     {
-      sql: `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
+      sql:
+        `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
       args: { ...key, at: patch.at },
     },
   ];
   if (patch.seq === 1) {
     statements.push({
-      sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq) VALUES (:t, :th, :at, :at, 1) ON CONFLICT DO NOTHING`,
+      sql:
+        `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq) VALUES (:t, :th, :at, :at, 1) ON CONFLICT DO NOTHING`,
       args: { t: tenant, th: patch.threadId, at: patch.at },
     });
   }
   // Every statement below is guarded by the thread row now being at this seq, and is
   // idempotent, so re-applying the head patch changes nothing and a gap applies nothing.
   if (patch.op === "remove") {
-    statements.push({ sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id AND ${guard}`, args: { ...key, id: patch.artifact.id } });
+    statements.push({
+      sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id AND ${guard}`,
+      args: { ...key, id: patch.artifact.id },
+    });
   } else {
     statements.push({
       sql: `INSERT INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
@@ -330,11 +354,20 @@ function applyStatements(tenant: string, patch: Patch): InStatement[] {
   return statements;
 }
 
-function lookupStatement(args: { t: string; th: string }, lookup: TargetLookup): { sql: string; args: Record<string, string> } | null {
-  if (lookup.by === "id") return { sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`, args: { ...args, id: lookup.artifactId } };
+function lookupStatement(
+  args: { t: string; th: string },
+  lookup: TargetLookup,
+): { sql: string; args: Record<string, string> } | null {
+  if (lookup.by === "id") {
+    return {
+      sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`,
+      args: { ...args, id: lookup.artifactId },
+    };
+  }
   if (lookup.identityKey === null) return null;
   return {
-    sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key = :identity`,
+    sql:
+      `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key = :identity`,
     args: { ...args, type: lookup.artifactType, identity: lookup.identityKey },
   };
 }

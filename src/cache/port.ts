@@ -34,7 +34,11 @@ export interface ArtifactCache {
   readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null>;
   /** The context a group of writes is decided on: the seq, the artifact count and each lookup's target, read together. */
   writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext>;
-  getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ seq: number; artifact: Artifact | null }>;
+  getArtifact(
+    tenant: string,
+    threadId: string,
+    artifactId: string,
+  ): Promise<{ seq: number; artifact: Artifact | null }>;
   listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]>;
   events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage>;
   /** Throws unless the cache answers (and its schema is in place). */

@@ -52,7 +52,11 @@ export function createArtifactsClient(options: ClientOptions) {
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const auth: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
 
-  async function call<T>(method: string, path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
+  async function call<T>(
+    method: string,
+    path: string,
+    init: { body?: unknown; headers?: Record<string, string> } = {},
+  ): Promise<T> {
     const headers: Record<string, string> = { ...auth, ...init.headers };
     if (init.body !== undefined) headers["content-type"] = "application/json";
     const response = await doFetch(`${baseUrl}${path}`, {
@@ -65,14 +69,22 @@ export function createArtifactsClient(options: ClientOptions) {
   }
 
   const threadPath = (threadId: string) => `/v1/threads/${encodeURIComponent(threadId)}`;
-  const ifMatch = (version?: number): Record<string, string> => (version === undefined ? {} : { "if-match": `"${version}"` });
+  const ifMatch = (
+    version?: number,
+  ): Record<string, string> => (version === undefined ? {} : { "if-match": `"${version}"` });
 
   return {
-    createArtifact(threadId: string, input: { artifactType: string; payload: JsonValue; identityKey?: string }): Promise<WriteResponse> {
+    createArtifact(
+      threadId: string,
+      input: { artifactType: string; payload: JsonValue; identityKey?: string },
+    ): Promise<WriteResponse> {
       return call("POST", `${threadPath(threadId)}/artifacts`, { body: input });
     },
 
-    async readThread(threadId: string, query: { consistency?: "strong" | "cache"; minSeq?: number } = {}): Promise<ThreadView> {
+    async readThread(
+      threadId: string,
+      query: { consistency?: "strong" | "cache"; minSeq?: number } = {},
+    ): Promise<ThreadView> {
       const params = new URLSearchParams();
       if (query.consistency) params.set("consistency", query.consistency);
       if (query.minSeq !== undefined) params.set("minSeq", String(query.minSeq));
@@ -81,10 +93,18 @@ export function createArtifactsClient(options: ClientOptions) {
     },
 
     async getArtifact(threadId: string, artifactId: string): Promise<Artifact> {
-      return (await call<{ artifact: Artifact }>("GET", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`)).artifact;
+      return (await call<{ artifact: Artifact }>(
+        "GET",
+        `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`,
+      )).artifact;
     },
 
-    updateArtifact(threadId: string, artifactId: string, payload: JsonValue, options: { ifVersion?: number } = {}): Promise<WriteResponse> {
+    updateArtifact(
+      threadId: string,
+      artifactId: string,
+      payload: JsonValue,
+      options: { ifVersion?: number } = {},
+    ): Promise<WriteResponse> {
       return call("PATCH", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, {
         body: { payload },
         headers: ifMatch(options.ifVersion),
@@ -96,10 +116,14 @@ export function createArtifactsClient(options: ClientOptions) {
       artifactId: string,
       options: { ifVersion?: number } = {},
     ): Promise<{ removed: { id: string; seq: number }; thread: ThreadRef }> {
-      return call("DELETE", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, { headers: ifMatch(options.ifVersion) });
+      return call("DELETE", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, {
+        headers: ifMatch(options.ifVersion),
+      });
     },
 
-    listThreads(query: { limit?: number; cursor?: string } = {}): Promise<{ threads: ThreadView[]; nextCursor: string | null }> {
+    listThreads(
+      query: { limit?: number; cursor?: string } = {},
+    ): Promise<{ threads: ThreadView[]; nextCursor: string | null }> {
       const params = new URLSearchParams();
       if (query.limit !== undefined) params.set("limit", String(query.limit));
       if (query.cursor !== undefined) params.set("cursor", query.cursor);
@@ -127,7 +151,9 @@ export function createArtifactsClient(options: ClientOptions) {
           });
           if (!response.ok || !response.body) {
             const error = await toError(response);
-            if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) throw error;
+            if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
+              throw error;
+            }
             throw new RetryableError(error);
           }
           let delivered = false;

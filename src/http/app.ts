@@ -5,7 +5,7 @@ import type { ThreadState } from "../model/artifact.ts";
 import { threadViewJson, toThreadView } from "../model/artifact.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
-import { type JsonValue, jsonDepthExceeds, jsonHasNonFiniteNumber, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
+import { jsonDepthExceeds, jsonHasNonFiniteNumber, type JsonValue, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
 import {
   ArtifactIdSchema,
   CreateArtifactBodySchema,
@@ -86,7 +86,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     const route = EDGE_FUNCTIONS[options.only];
     app.use(async (c, next) => {
       if (c.req.path === "/healthz" || routeMatches(route.path, c.req.path)) return next();
-      throw new ProblemError("invalid_request", `this function serves only ${route.method} ${route.path}`, { status: 404 });
+      throw new ProblemError("invalid_request", `this function serves only ${route.method} ${route.path}`, {
+        status: 404,
+      });
     });
   }
 
@@ -111,8 +113,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     }
     // The page, the health check and the API description hold no tenant data.
     if (PUBLIC_PATHS.has(c.req.path) || c.req.method === "OPTIONS") return next();
-    const token =
-      bearerToken(c.req.header("authorization")) ??
+    const token = bearerToken(c.req.header("authorization")) ??
       // EventSource cannot set headers: the events route alone also takes ?access_token=.
       (routeMatches(EDGE_FUNCTIONS["artifact-events"].path, c.req.path) ? c.req.query("access_token") : undefined);
     const tenant = token ? await authenticator.tenantOf(token) : null;
@@ -196,8 +197,14 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.get("/v1/threads/:threadId/events", (c) => {
     const threadId = threadIdOf(c);
     const resumeAfter = resumePoint(c.req.header("last-event-id"), c.req.query("since"));
-    if (resumeAfter === null) throw new ProblemError("invalid_request", "Last-Event-ID and since must be a non-negative integer seq");
-    return streamThreadEvents(c, { tenant: c.get("tenant"), threadId, resumeAfter }, { hub: options.live.hub, reader: service, options: options.live.options });
+    if (resumeAfter === null) {
+      throw new ProblemError("invalid_request", "Last-Event-ID and since must be a non-negative integer seq");
+    }
+    return streamThreadEvents(c, { tenant: c.get("tenant"), threadId, resumeAfter }, {
+      hub: options.live.hub,
+      reader: service,
+      options: options.live.options,
+    });
   });
 
   app.get("/", (c) => c.html(LIVE_PAGE));
@@ -215,7 +222,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     });
   }
 
-  app.notFound((c) => problemResponse(new ProblemError("invalid_request", `no route ${c.req.method} ${c.req.path}`, { status: 404 })));
+  app.notFound((c) =>
+    problemResponse(new ProblemError("invalid_request", `no route ${c.req.method} ${c.req.path}`, { status: 404 }))
+  );
 
   app.onError((error, c) => {
     if (error instanceof ProblemError) {
@@ -223,7 +232,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
       return problemResponse(error, { ...error.headers, ...(allow ? { allow } : {}) });
     }
     logError(error);
-    return problemResponse(new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }));
+    return problemResponse(
+      new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }),
+    );
   });
 
   return app;
@@ -242,7 +253,10 @@ function checkPayload(payload: unknown, maxBytes: number): JsonValue {
     throw new ProblemError("invalid_request", `payload nests arrays/objects more than ${MAX_JSON_DEPTH} deep`);
   }
   if (jsonHasNonFiniteNumber(payload)) {
-    throw new ProblemError("invalid_request", "payload has a number outside the range of a 64-bit float (it would not round-trip)");
+    throw new ProblemError(
+      "invalid_request",
+      "payload has a number outside the range of a 64-bit float (it would not round-trip)",
+    );
   }
   if (utf8Bytes(JSON.stringify(payload)) > maxBytes) {
     throw new ProblemError("payload_too_large", `payload serializes to more than ${maxBytes} bytes`);

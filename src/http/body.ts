@@ -17,7 +17,9 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   // With a declared length (already within the bound), HTTP framing bounds the body:
   // read it whole (the Node adapter then skips building a web stream); without one
   // (chunked), count while streaming.
-  const text = declared !== null && /^\d+$/.test(declared) ? decodeUtf8(new Uint8Array(await request.arrayBuffer())) : await readBounded(request, maxBytes);
+  const text = declared !== null && /^\d+$/.test(declared)
+    ? decodeUtf8(new Uint8Array(await request.arrayBuffer()))
+    : await readBounded(request, maxBytes);
   if (text.trim() === "") throw new ProblemError("invalid_request", "the request body is empty");
   try {
     return JSON.parse(text);

@@ -9,10 +9,16 @@ export class CursorCodec {
   readonly #key: Promise<CryptoKey>;
 
   constructor(secret: string) {
-    this.#key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-      "sign",
-      "verify",
-    ]);
+    this.#key = crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      [
+        "sign",
+        "verify",
+      ],
+    );
   }
 
   async encode(tenant: string, cursor: ThreadCursor): Promise<string> {
@@ -30,7 +36,10 @@ export class CursorCodec {
     const valid = await crypto.subtle.verify("HMAC", await this.#key, signatureBytes, signedBytes(tenant, payload));
     if (!valid) throw badCursor();
     const position: unknown = JSON.parse(new TextDecoder().decode(payloadBytes));
-    if (!Array.isArray(position) || position.length !== 2 || typeof position[0] !== "string" || typeof position[1] !== "string") {
+    if (
+      !Array.isArray(position) || position.length !== 2 || typeof position[0] !== "string" ||
+      typeof position[1] !== "string"
+    ) {
       throw badCursor();
     }
     return { updatedAt: position[0], threadId: position[1] };

@@ -16,7 +16,10 @@ import {
 
 /** JSON Schema of a valibot schema, for OpenAPI 3.1 (which uses JSON Schema 2020-12 as is). */
 function schema(s: GenericSchema): Record<string, unknown> {
-  const { $schema: _ignored, ...rest } = toJsonSchema(s, { errorMode: "ignore", typeMode: "output" }) as Record<string, unknown>;
+  const { $schema: _ignored, ...rest } = toJsonSchema(s, { errorMode: "ignore", typeMode: "output" }) as Record<
+    string,
+    unknown
+  >;
   return rest;
 }
 
@@ -31,7 +34,13 @@ const json = (description: string, ref: string, headers?: Record<string, unknown
 });
 const threadIdParam = { name: "threadId", in: "path", required: true, schema: schema(ThreadIdSchema) };
 const artifactIdParam = { name: "artifactId", in: "path", required: true, schema: { type: "string", format: "uuid" } };
-const ifMatch = { name: "If-Match", in: "header", required: false, schema: { type: "string" }, description: 'Quoted artifact version, e.g. "3"' };
+const ifMatch = {
+  name: "If-Match",
+  in: "header",
+  required: false,
+  schema: { type: "string" },
+  description: 'Quoted artifact version, e.g. "3"',
+};
 const errors = {
   "400": problem("invalid_request"),
   "401": problem("unauthorized"),
@@ -44,7 +53,11 @@ let cached: Record<string, unknown> | undefined;
 export function openApiDocument(): Record<string, unknown> {
   cached ??= {
     openapi: "3.1.0",
-    info: { title: "Thread artifacts", version: "1.0.0", description: "Artifacts attached to conversation threads, with a durable patch rollout and live updates." },
+    info: {
+      title: "Thread artifacts",
+      version: "1.0.0",
+      description: "Artifacts attached to conversation threads, with a durable patch rollout and live updates.",
+    },
     components: {
       securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
       schemas: {
@@ -66,7 +79,10 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           operationId: "createArtifact",
           parameters: [threadIdParam],
-          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/CreateArtifactBody" } } } },
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: { $ref: "#/components/schemas/CreateArtifactBody" } } },
+          },
           responses: {
             "201": json("created", "WriteResponse", { Location: { schema: { type: "string" } } }),
             "200": json("idempotent retry: the artifact already exists with an equal payload", "WriteResponse"),
@@ -102,12 +118,19 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           operationId: "getArtifact",
           parameters: [threadIdParam, artifactIdParam],
-          responses: { "200": json("the artifact", "GetArtifactResponse"), "404": problem("thread_not_found or artifact_not_found"), ...errors },
+          responses: {
+            "200": json("the artifact", "GetArtifactResponse"),
+            "404": problem("thread_not_found or artifact_not_found"),
+            ...errors,
+          },
         },
         patch: {
           operationId: "updateArtifact",
           parameters: [threadIdParam, artifactIdParam, ifMatch],
-          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/UpdateArtifactBody" } } } },
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: { $ref: "#/components/schemas/UpdateArtifactBody" } } },
+          },
           responses: {
             "200": json("updated", "WriteResponse"),
             "404": problem("thread_not_found or artifact_not_found"),
@@ -141,17 +164,28 @@ export function openApiDocument(): Record<string, unknown> {
       "/v1/threads/{threadId}/events": {
         get: {
           operationId: "artifactEvents",
-          description: "artifact-updated Server-Sent Events after the resume point (Last-Event-ID, else since, else 0), each once, in seq order, gapless.",
+          description:
+            "artifact-updated Server-Sent Events after the resume point (Last-Event-ID, else since, else 0), each once, in seq order, gapless.",
           parameters: [
             threadIdParam,
             { name: "since", in: "query", schema: { type: "integer", minimum: 0 } },
             { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
           ],
-          responses: { "200": { description: "the event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, ...errors },
+          responses: {
+            "200": {
+              description: "the event stream",
+              content: { "text/event-stream": { schema: { type: "string" } } },
+            },
+            ...errors,
+          },
         },
       },
       "/healthz": {
-        get: { operationId: "health", security: [], responses: { "200": json("healthy", "Health"), "503": json("rollout store down", "Health") } },
+        get: {
+          operationId: "health",
+          security: [],
+          responses: { "200": json("healthy", "Health"), "503": json("rollout store down", "Health") },
+        },
       },
     },
   };

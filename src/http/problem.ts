@@ -4,7 +4,13 @@ import { ProblemError } from "../model/errors.ts";
 export function problemResponse(error: ProblemError, extraHeaders: Record<string, string> = {}): Response {
   const headers: Record<string, string> = { "content-type": "application/problem+json", ...extraHeaders };
   if (error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
-  const body = { type: "about:blank", title: error.title, status: error.status, code: error.code, detail: error.detail };
+  const body = {
+    type: "about:blank",
+    title: error.title,
+    status: error.status,
+    code: error.code,
+    detail: error.detail,
+  };
   return new Response(JSON.stringify(body), { status: error.status, headers });
 }
 

@@ -47,7 +47,13 @@ export class FeedHub {
   #draining = false;
 
   constructor(options: FeedOptions) {
-    this.#options = { bufferSize: 256, batchSize: 100, readTimeoutMs: DEFAULT_READ_TIMEOUT_MS, onError: () => {}, ...options };
+    this.#options = {
+      bufferSize: 256,
+      batchSize: 100,
+      readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
+      onError: () => {},
+      ...options,
+    };
   }
 
   get batchSize(): number {
@@ -135,7 +141,13 @@ export class ThreadFeed {
   #unsubscribe: (() => void) | undefined;
   #closed = false;
 
-  constructor(tenant: string, threadId: string, options: Required<FeedOptions>, onEmpty: () => void, draining: () => boolean) {
+  constructor(
+    tenant: string,
+    threadId: string,
+    options: Required<FeedOptions>,
+    onEmpty: () => void,
+    draining: () => boolean,
+  ) {
     this.#tenant = tenant;
     this.#threadId = threadId;
     this.#options = options;
@@ -248,11 +260,16 @@ export class ThreadFeed {
     for (;;) {
       if (this.#closed || !this.#state.known) return;
       const head: number = this.#state.head;
-      const events: LogEvent[] = await withDeadline(reader.readEvents(this.#tenant, this.#threadId, head, batchSize), readTimeoutMs);
+      const events: LogEvent[] = await withDeadline(
+        reader.readEvents(this.#tenant, this.#threadId, head, batchSize),
+        readTimeoutMs,
+      );
       // Closed meanwhile, or a contract breach (not the continuation of the head): drop it.
       if (this.#closed || !this.#state.known || this.#state.head !== head) return;
       if (events.length === 0) return;
-      if ((events[0] as LogEvent).seq !== head + 1) throw new Error(`event log of ${this.#threadId} skipped from ${head} to ${(events[0] as LogEvent).seq}`);
+      if ((events[0] as LogEvent).seq !== head + 1) {
+        throw new Error(`event log of ${this.#threadId} skipped from ${head} to ${(events[0] as LogEvent).seq}`);
+      }
       let buffer: LogEvent[] = this.#state.buffer.concat(events);
       if (buffer.length > bufferSize) buffer = buffer.slice(-bufferSize);
       this.#state = { known: true, head: (events[events.length - 1] as LogEvent).seq, buffer };

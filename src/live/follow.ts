@@ -36,7 +36,12 @@ export class ThreadFollower {
     resume?.();
   };
 
-  constructor(feed: ThreadFeed, reader: EventReader, target: { tenant: string; threadId: string; after: number }, options: FollowOptions) {
+  constructor(
+    feed: ThreadFeed,
+    reader: EventReader,
+    target: { tenant: string; threadId: string; after: number },
+    options: FollowOptions,
+  ) {
     this.#feed = feed;
     this.#reader = reader;
     this.#tenant = target.tenant;
@@ -130,7 +135,9 @@ export class ThreadFollower {
     if (start < 0) return [];
     const rest = events.slice(start);
     if ((rest[0] as LogEvent).seq !== this.#cursor + 1) return [];
-    for (let i = 1; i < rest.length; i++) if ((rest[i] as LogEvent).seq !== (rest[i - 1] as LogEvent).seq + 1) return rest.slice(0, i);
+    for (let i = 1; i < rest.length; i++) {
+      if ((rest[i] as LogEvent).seq !== (rest[i - 1] as LogEvent).seq + 1) return rest.slice(0, i);
+    }
     return rest;
   }
 }

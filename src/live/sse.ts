@@ -12,7 +12,6 @@ export interface StreamOptions {
   maxLifetimeMs: number;
 }
 
-
 const encoder = new TextEncoder();
 /**
  * Each event's SSE frame, encoded once: a feed hands the same event objects to every
@@ -49,7 +48,11 @@ export function streamThreadEvents(
   return streamSSE(c, async (stream) => {
     const { feed, release } = hub.acquire(target.tenant, target.threadId);
     const readFailures = new FailureLog(target.threadId);
-    const follower = new ThreadFollower(feed, reader, { tenant: target.tenant, threadId: target.threadId, after: target.resumeAfter }, {
+    const follower = new ThreadFollower(feed, reader, {
+      tenant: target.tenant,
+      threadId: target.threadId,
+      after: target.resumeAfter,
+    }, {
       batchSize: hub.batchSize,
       readTimeoutMs: hub.readTimeoutMs,
       onReadError: (error) => readFailures.failed(error),
@@ -125,7 +128,9 @@ class FailureLog {
   failed(error: unknown): void {
     if (this.#failing) return;
     this.#failing = true;
-    console.warn(`event stream of ${this.#threadId}: the log cannot be read (${describe(error)}); retrying on the next tick`);
+    console.warn(
+      `event stream of ${this.#threadId}: the log cannot be read (${describe(error)}); retrying on the next tick`,
+    );
   }
 
   recovered(): void {

@@ -75,5 +75,7 @@ export function parseThreadJson(thread: ThreadJson): ThreadState {
 /** The read-thread response body, `{"thread": ThreadView}`, around the stored artifact texts. */
 export function threadViewJson(thread: ThreadJson): string {
   const j = JSON.stringify;
-  return `{"thread":{"id":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${j(thread.updatedAt)},"rolloutSeq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}}`;
+  return `{"thread":{"id":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
+    j(thread.updatedAt)
+  },"rolloutSeq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}}`;
 }

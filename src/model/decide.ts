@@ -1,6 +1,6 @@
 import type { Artifact } from "./artifact.ts";
 import { ProblemError } from "./errors.ts";
-import { type JsonValue, jsonEqual } from "./json.ts";
+import { jsonEqual, type JsonValue } from "./json.ts";
 import type { Patch, PatchOp } from "./patch.ts";
 
 /** `If-Match` parsed: absent, `*`, or a set of acceptable versions. */
@@ -85,7 +85,13 @@ export function decideWrite(command: WriteCommand, context: WriteContext, option
       return {
         kind: "append",
         op: "update",
-        artifact: { ...current, payload: command.payload, version: current.version + 1, updatedAt: options.at, seq: nextSeq },
+        artifact: {
+          ...current,
+          payload: command.payload,
+          version: current.version + 1,
+          updatedAt: options.at,
+          seq: nextSeq,
+        },
       };
     }
     case "remove": {
@@ -158,7 +164,9 @@ export function decideGroup(
     }
     let decision: WriteDecision;
     try {
-      if (command.kind !== "create" && seq === 0) throw new ProblemError("thread_not_found", `no thread ${options.threadId}`);
+      if (command.kind !== "create" && seq === 0) {
+        throw new ProblemError("thread_not_found", `no thread ${options.threadId}`);
+      }
       decision = decideWrite(command, { seq, artifactCount, target }, options);
     } catch (error) {
       if (error instanceof ProblemError) return { kind: "refused", problem: error };
@@ -169,7 +177,9 @@ export function decideGroup(
     const { artifact, op } = decision;
     if (op === "add") {
       artifactCount += 1;
-      if (artifact.identityKey !== null) byIdentity.set(identityOf(artifact.artifactType, artifact.identityKey), artifact);
+      if (artifact.identityKey !== null) {
+        byIdentity.set(identityOf(artifact.artifactType, artifact.identityKey), artifact);
+      }
     }
     if (op === "remove") artifactCount -= 1;
     byId.set(artifact.id, op === "remove" ? null : artifact);

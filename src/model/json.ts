@@ -19,7 +19,6 @@ export function utf8Bytes(text: string): number {
   return bytes;
 }
 
-
 /**
  * Deepest nesting of arrays and objects a payload may have. JSON.stringify and the
  * recursive helpers here overflow the stack a few thousand levels down (a 64 KiB body

@@ -80,7 +80,9 @@ export function toSnapshot(state: ThreadState): Snapshot {
 /** A snapshot's stored text, around the artifact texts as they are (no parse, no re-serialization). */
 export function snapshotJson(thread: ThreadJson): string {
   const j = JSON.stringify;
-  return `{"v":1,"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${j(thread.updatedAt)},"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}`;
+  return `{"v":1,"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
+    j(thread.updatedAt)
+  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}`;
 }
 
 /** The `data:` of an `artifact-updated` event. */

@@ -42,7 +42,11 @@ export const UpdateArtifactBodySchema = v.strictObject({
   payload: PayloadSchema,
 });
 
-const SeqString = v.pipe(v.string(), v.regex(/^(0|[1-9][0-9]{0,14})$/, "must be a non-negative integer"), v.transform(Number));
+const SeqString = v.pipe(
+  v.string(),
+  v.regex(/^(0|[1-9][0-9]{0,14})$/, "must be a non-negative integer"),
+  v.transform(Number),
+);
 
 export const ReadThreadQuerySchema = v.object({
   consistency: v.optional(v.picklist(["strong", "cache"], "consistency must be strong or cache"), "strong"),

@@ -44,7 +44,8 @@ export function snapshotKey(tenant: string, threadId: string, seq: number): stri
 }
 
 function padSeq(seq: number): string {
-  if (!Number.isSafeInteger(seq) || seq < 0 || seq >= 10 ** SEQ_DIGITS) throw new RangeError(`seq out of range: ${seq}`);
+  if (!Number.isSafeInteger(seq) || seq < 0 || seq >= 10 ** SEQ_DIGITS) {
+    throw new RangeError(`seq out of range: ${seq}`);
+  }
   return String(seq).padStart(SEQ_DIGITS, "0");
 }
-

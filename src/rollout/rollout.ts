@@ -1,6 +1,6 @@
 import type { ThreadJson, ThreadState } from "../model/artifact.ts";
 import { materialize } from "../model/materialize.ts";
-import { type Patch, parsePatch, parseSnapshot, serializePatch, type Snapshot, snapshotJson } from "../model/patch.ts";
+import { parsePatch, parseSnapshot, type Patch, serializePatch, type Snapshot, snapshotJson } from "../model/patch.ts";
 import { type BlobStore, type InOrderResult, putIfAbsentInOrder } from "../blob/port.ts";
 import { afterFolder, patchKey, snapshotKey, snapshotsPrefix, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
 
@@ -60,7 +60,10 @@ export class Rollout {
     let next = afterSeq + 1;
     let window = 1;
     while (patches.length < limit) {
-      const keys = Array.from({ length: Math.min(window, limit - patches.length) }, (_, i) => patchKey(tenant, threadId, next + i));
+      const keys = Array.from(
+        { length: Math.min(window, limit - patches.length) },
+        (_, i) => patchKey(tenant, threadId, next + i),
+      );
       const texts = await Promise.all(keys.map((key) => this.store.get(key)));
       for (const [i, text] of texts.entries()) {
         if (text === null) return patches;

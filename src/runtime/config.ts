@@ -1,4 +1,4 @@
-import { type AuthSettings, authConfigured, TENANT_PATTERN } from "../http/auth/authenticator.ts";
+import { authConfigured, type AuthSettings, TENANT_PATTERN } from "../http/auth/authenticator.ts";
 
 /** Configuration from the environment, as API.md lists it. Web-standard: every runtime passes its env in. */
 export interface Config {
@@ -71,7 +71,9 @@ function parseTokens(value: string | undefined): Map<string, string> {
     const tenant = entry.slice(colon + 1);
     // Never echo the token itself: configuration errors end up in logs.
     if (colon <= 0 || !TENANT_PATTERN.test(tenant)) {
-      throw new ConfigError(`AUTH_TOKENS entry ${tokens.size + 1} must be <token>:<tenant>, the tenant 1-128 chars of [A-Za-z0-9._:-]`);
+      throw new ConfigError(
+        `AUTH_TOKENS entry ${tokens.size + 1} must be <token>:<tenant>, the tenant 1-128 chars of [A-Za-z0-9._:-]`,
+      );
     }
     tokens.set(token, tenant);
   }
@@ -82,7 +84,9 @@ function parseCorsOrigins(value: string | undefined): string[] {
   const origins = (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   for (const origin of origins) {
     if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
-      throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com (got ${JSON.stringify(origin)})`);
+      throw new ConfigError(
+        `CORS_ORIGINS entries must be origins like https://app.example.com (got ${JSON.stringify(origin)})`,
+      );
     }
   }
   return origins;
@@ -133,7 +137,9 @@ function parseBlobStore(value: string): BlobStoreConfig {
       region: url.searchParams.get("region") ?? undefined,
     };
   }
-  throw new ConfigError(`BLOB_STORE must be fs:<dir>, memory: or s3://<bucket>?endpoint=..&region=.. (got ${JSON.stringify(value)})`);
+  throw new ConfigError(
+    `BLOB_STORE must be fs:<dir>, memory: or s3://<bucket>?endpoint=..&region=.. (got ${JSON.stringify(value)})`,
+  );
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {

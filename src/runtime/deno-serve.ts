@@ -20,9 +20,11 @@ const port = Number(deno.env.get("PORT") || "8787");
 const hostname = deno.env.get("HOST") || "127.0.0.1";
 // The functions read HOST to decide whether they may run without authentication.
 deno.env.set("HOST", hostname);
-const server = deno.serve({ port, hostname, onListen: (addr) => console.log(`thread-artifacts (deno) listening on http://${hostname}:${addr.port}`) }, (request) =>
-  app.fetch(request),
-);
+const server = deno.serve({
+  port,
+  hostname,
+  onListen: (addr) => console.log(`thread-artifacts (deno) listening on http://${hostname}:${addr.port}`),
+}, (request) => app.fetch(request));
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   deno.addSignalListener(signal, () => {
     setTimeout(() => deno.exit(0), 5000);

@@ -29,11 +29,19 @@ export function edgeEntry(only?: EdgeFunction): EdgeEntry {
             if (!(error instanceof ConfigError)) throw error;
             // As on Workers: say why once, and answer every request with a problem, not a bare 500.
             console.error(`configuration error: ${error.message}`);
-            return async () => problemResponse(new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }));
+            return async () =>
+              problemResponse(
+                new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }),
+              );
           });
         return deno.then((handle) => handle(request));
       }
-      return workerFetch(request, (envOrInfo ?? {}) as WorkerEnv, ctx as { waitUntil(p: Promise<unknown>): void } | undefined, only);
+      return workerFetch(
+        request,
+        (envOrInfo ?? {}) as WorkerEnv,
+        ctx as { waitUntil(p: Promise<unknown>): void } | undefined,
+        only,
+      );
     },
   };
 }

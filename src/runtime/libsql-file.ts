@@ -90,7 +90,11 @@ function wrapErrors<T>(call: () => T): T {
     const code = (error as { code?: unknown } | null)?.code;
     if (typeof code === "string" && code.startsWith("SQLITE_")) {
       const primary = code.split("_").slice(0, 2).join("_");
-      throw Object.assign(new Error((error as Error).message, { cause: error }), { name: "LibsqlError", code: primary, extendedCode: code });
+      throw Object.assign(new Error((error as Error).message, { cause: error }), {
+        name: "LibsqlError",
+        code: primary,
+        extendedCode: code,
+      });
     }
     throw error;
   }

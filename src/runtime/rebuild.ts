@@ -14,7 +14,7 @@ import { TENANT_PATTERN } from "../http/auth/authenticator.ts";
 import { THREAD_ID_PATTERN } from "../model/ids.ts";
 import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService } from "../service/artifact-service.ts";
-import { RebuildAbortedError, type RebuildEvent, type RebuildScope, rebuildCache } from "../service/rebuild.ts";
+import { RebuildAbortedError, rebuildCache, type RebuildEvent, type RebuildScope } from "../service/rebuild.ts";
 import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 
@@ -50,19 +50,31 @@ export function parseArgs(argv: readonly string[]): Args {
     switch (name) {
       case "--tenant": {
         const tenant = value();
-        if (!TENANT_PATTERN.test(tenant)) throw new UsageError(`--tenant must be 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric (got ${JSON.stringify(tenant)})`);
+        if (!TENANT_PATTERN.test(tenant)) {
+          throw new UsageError(
+            `--tenant must be 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric (got ${JSON.stringify(tenant)})`,
+          );
+        }
         args.scope.tenant = tenant;
         break;
       }
       case "--thread": {
         const threadId = value();
-        if (!THREAD_ID_PATTERN.test(threadId)) throw new UsageError(`--thread must be a threadId: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric (got ${JSON.stringify(threadId)})`);
+        if (!THREAD_ID_PATTERN.test(threadId)) {
+          throw new UsageError(
+            `--thread must be a threadId: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric (got ${
+              JSON.stringify(threadId)
+            })`,
+          );
+        }
         args.scope.threadId = threadId;
         break;
       }
       case "--concurrency": {
         const raw = value();
-        if (!/^\d{1,3}$/.test(raw) || Number(raw) < 1) throw new UsageError(`--concurrency must be an integer from 1 to 999 (got ${JSON.stringify(raw)})`);
+        if (!/^\d{1,3}$/.test(raw) || Number(raw) < 1) {
+          throw new UsageError(`--concurrency must be an integer from 1 to 999 (got ${JSON.stringify(raw)})`);
+        }
         args.concurrency = Number(raw);
         break;
       }
@@ -74,12 +86,18 @@ export function parseArgs(argv: readonly string[]): Args {
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
   }
-  if (args.scope.threadId !== undefined && args.scope.tenant === undefined) throw new UsageError("--thread needs --tenant");
+  if (args.scope.threadId !== undefined && args.scope.tenant === undefined) {
+    throw new UsageError("--thread needs --tenant");
+  }
   return args;
 }
 
 /** Runs the command; resolves to the exit code. */
-export async function runRebuild(argv: readonly string[], env: Env, io: { stdout: Output; stderr: Output }): Promise<number> {
+export async function runRebuild(
+  argv: readonly string[],
+  env: Env,
+  io: { stdout: Output; stderr: Output },
+): Promise<number> {
   let args: Args;
   let config: Config;
   try {
@@ -113,22 +131,34 @@ export async function runRebuild(argv: readonly string[], env: Env, io: { stdout
       limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
       logger: { warn: (message, fields) => io.stderr.write(`rebuild: ${message} ${JSON.stringify(fields ?? {})}\n`) },
     });
-    const summary = await rebuildCache(service, { scope: args.scope, concurrency: args.concurrency, onEvent: (event) => report.event(event) });
+    const summary = await rebuildCache(service, {
+      scope: args.scope,
+      concurrency: args.concurrency,
+      onEvent: (event) => report.event(event),
+    });
     report.end();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     io.stdout.write(
-      `rebuild: ${plural(summary.threads, "thread")} (${summary.repaired} rebuilt, ${summary.atHead} already at head, ${summary.failed.length} failed), ` +
+      `rebuild: ${
+        plural(summary.threads, "thread")
+      } (${summary.repaired} rebuilt, ${summary.atHead} already at head, ${summary.failed.length} failed), ` +
         `${plural(summary.applied, "patch", "patches")} applied, ${seconds} s\n`,
     );
     if (summary.failed.length > 0) {
-      io.stderr.write(`rebuild: ${plural(summary.failed.length, "thread")} failed; fix the cause and run it again (threads at head are skipped cheaply)\n`);
+      io.stderr.write(
+        `rebuild: ${
+          plural(summary.failed.length, "thread")
+        } failed; fix the cause and run it again (threads at head are skipped cheaply)\n`,
+      );
       return 1;
     }
     return 0;
   } catch (error) {
     report.end();
     if (error instanceof RebuildAbortedError) {
-      const where = error.store === "cache" ? `LIBSQL_URL=${redact(config.libsqlUrl)}` : `BLOB_STORE=${blobStoreName(config)}`;
+      const where = error.store === "cache"
+        ? `LIBSQL_URL=${redact(config.libsqlUrl)}`
+        : `BLOB_STORE=${blobStoreName(config)}`;
       io.stderr.write(`rebuild: ${error.message} [${where}]; nothing was lost, run it again once it answers\n`);
       return 1;
     }
@@ -150,7 +180,9 @@ class PlainLines {
   }
   event(event: RebuildEvent): void {
     if (event.kind === "thread") {
-      const what = event.applied > 0 ? `rebuilt ${event.cachedSeq} -> ${event.seq} (${plural(event.applied, "patch", "patches")})` : `already at head (seq ${event.seq})`;
+      const what = event.applied > 0
+        ? `rebuilt ${event.cachedSeq} -> ${event.seq} (${plural(event.applied, "patch", "patches")})`
+        : `already at head (seq ${event.seq})`;
       this.#out.write(`${event.tenant}/${event.threadId}: ${what}\n`);
     } else if (event.kind === "failed") {
       this.#out.write(`${event.tenant}/${event.threadId}: FAILED: ${event.error}\n`);
@@ -213,7 +245,9 @@ function blobStoreName(config: Config): string {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   process.once("SIGINT", () => {
-    process.stderr.write("\nrebuild: interrupted; run it again to finish (threads already at head are skipped cheaply)\n");
+    process.stderr.write(
+      "\nrebuild: interrupted; run it again to finish (threads already at head are skipped cheaply)\n",
+    );
     process.exit(130);
   });
   runRebuild(process.argv.slice(2), process.env, { stdout: process.stdout, stderr: process.stderr }).then(
@@ -221,7 +255,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
       process.exitCode = code;
     },
     (error: unknown) => {
-      process.stderr.write(`rebuild: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `rebuild: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
       process.exitCode = 1;
     },
   );

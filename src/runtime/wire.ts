@@ -1,7 +1,7 @@
 import type { BlobStore } from "../blob/port.ts";
 import { LibsqlCache, type SqlClient } from "../cache/libsql.ts";
 import { createApp, type EdgeFunction } from "../http/app.ts";
-import { Authenticator, authConfigured } from "../http/auth/authenticator.ts";
+import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
 import { FeedHub } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { Rollout } from "../rollout/rollout.ts";
@@ -24,7 +24,10 @@ export interface Wiring {
 }
 
 /** Builds the service and the Hono app the same way on every runtime. */
-export function wire({ config, blobStore, connectLibsql, notifier = new InProcessNotifier(), only, cacheSchema, healEveryMs = 1000 }: Wiring) {
+export function wire(
+  { config, blobStore, connectLibsql, notifier = new InProcessNotifier(), only, cacheSchema, healEveryMs = 1000 }:
+    Wiring,
+) {
   const cache = new LibsqlCache({
     connect: connectLibsql,
     local: config.libsqlUrl.startsWith("file:"),

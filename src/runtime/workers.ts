@@ -1,7 +1,7 @@
 import { createClient } from "@libsql/client/web";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
-import { type R2BucketLike, R2BlobStore } from "../blob/r2.ts";
+import { R2BlobStore, type R2BucketLike } from "../blob/r2.ts";
 import type { EdgeFunction } from "../http/app.ts";
 import { problemResponse } from "../http/problem.ts";
 import { ProblemError } from "../model/errors.ts";
@@ -29,7 +29,12 @@ let memoryStore: MemoryBlobStore | undefined;
  * lock or feed may outlive its request. Cross-request coordination is the rollout's
  * put-if-absent (correctness) and ThreadHub (wake-up hints).
  */
-export async function workerFetch(request: Request, env: WorkerEnv, ctx: WaitUntil | undefined, only?: EdgeFunction): Promise<Response> {
+export async function workerFetch(
+  request: Request,
+  env: WorkerEnv,
+  ctx: WaitUntil | undefined,
+  only?: EdgeFunction,
+): Promise<Response> {
   let config: Config;
   let blobStore: BlobStore;
   const vars = stringVars(env);
@@ -61,7 +66,9 @@ function workerBlobStore(env: WorkerEnv, vars: Env, config: Config): BlobStore {
   if (vars.BLOB_STORE) {
     if (config.blobStore.kind === "s3") return s3FromConfig(config.blobStore, vars);
     if (config.blobStore.kind === "memory") return (memoryStore ??= new MemoryBlobStore());
-    throw new ConfigError("on Workers, BLOB_STORE may be s3://… or memory:; leave it unset to use the R2 binding ROLLOUTS");
+    throw new ConfigError(
+      "on Workers, BLOB_STORE may be s3://… or memory:; leave it unset to use the R2 binding ROLLOUTS",
+    );
   }
   if (!env.ROLLOUTS) throw new ConfigError("bind an R2 bucket as ROLLOUTS (wrangler.toml) or set BLOB_STORE=s3://…");
   return new R2BlobStore(env.ROLLOUTS);

@@ -1,6 +1,20 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
-import { type Artifact, parseThreadJson, type ThreadJson, type ThreadRef, type ThreadState, toThreadJson } from "../model/artifact.ts";
-import { decideGroup, type GroupContext, type GroupOutcome, type TargetLookup, targetOf, type WriteCommand } from "../model/decide.ts";
+import {
+  type Artifact,
+  parseThreadJson,
+  type ThreadJson,
+  type ThreadRef,
+  type ThreadState,
+  toThreadJson,
+} from "../model/artifact.ts";
+import {
+  decideGroup,
+  type GroupContext,
+  type GroupOutcome,
+  type TargetLookup,
+  targetOf,
+  type WriteCommand,
+} from "../model/decide.ts";
 import { ProblemError } from "../model/errors.ts";
 import { threadKey, uuidv7 } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
@@ -136,7 +150,11 @@ export class ArtifactService {
     this.#maxAttempts = options.maxAttempts ?? 20;
     this.#backoff = options.backoff ?? jitteredBackoff;
     this.#healEveryMs = options.healEveryMs ?? 0;
-    this.#heads = new KnownHeads({ max: MAX_KNOWN_HEADS, sharedForMs: SHARED_THREAD_MS, now: () => this.#now().getTime() });
+    this.#heads = new KnownHeads({
+      max: MAX_KNOWN_HEADS,
+      sharedForMs: SHARED_THREAD_MS,
+      now: () => this.#now().getTime(),
+    });
   }
 
   get limits(): ServiceLimits {
@@ -152,7 +170,9 @@ export class ArtifactService {
   }
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
-    return new Promise((resolve, reject) => this.#groups.push(threadKey(tenant, threadId), { tenant, threadId, command, resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.#groups.push(threadKey(tenant, threadId), { tenant, threadId, command, resolve, reject })
+    );
   }
 
   /** Settles every write of the group: what is left when something throws gets the error. */
@@ -184,7 +204,9 @@ export class ArtifactService {
     let contended = false;
     while (left.pending.length > 0) {
       if (contended) {
-        if (fruitless >= this.#maxAttempts) throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+        if (fruitless >= this.#maxAttempts) {
+          throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+        }
         await this.#backoff(++attempt);
       }
       const commands = left.pending.map((write) => write.command);
@@ -227,13 +249,18 @@ export class ArtifactService {
       // Decisions up to the first patch that did not land are final; with none landed,
       // even the ones before it stood on a context nothing has confirmed.
       const firstMissed = patches[appended.created];
-      const missedAt = firstMissed === undefined ? outcomes.length : outcomes.findIndex((o) => o.kind === "append" && o.patch === firstMissed);
+      const missedAt = firstMissed === undefined
+        ? outcomes.length
+        : outcomes.findIndex((o) => o.kind === "append" && o.patch === firstMissed);
       const final = committed.length === 0 ? 0 : missedAt;
       if (committed.length > 0) await this.#snapshotIfDue(tenant, threadId, committed, rolloutState);
       settle(left, outcomes, final, threadId);
       if (appended.stop === "end") {
         if (rolloutState !== undefined) rolloutState = materialize(rolloutState, committed);
-        this.#heads.remember(tenant, threadId, { seq: context.seq + committed.length, artifactCount: context.artifactCount + countDelta(committed) });
+        this.#heads.remember(tenant, threadId, {
+          seq: context.seq + committed.length,
+          artifactCount: context.artifactCount + countDelta(committed),
+        });
         contended = false;
         continue;
       }
@@ -253,7 +280,9 @@ export class ArtifactService {
       fruitless = committed.length > 0 ? 0 : fruitless + 1;
       if (rolloutState !== undefined) {
         const known = materialize(rolloutState, committed);
-        rolloutState = known ? (await this.#rollout.catchUp(tenant, known)).state : await this.#rollout.load(tenant, threadId);
+        rolloutState = known
+          ? (await this.#rollout.catchUp(tenant, known)).state
+          : await this.#rollout.load(tenant, threadId);
       } else {
         rolloutState = await this.#catchUpCache(tenant, threadId, context.seq + committed.length);
       }
@@ -273,7 +302,9 @@ export class ArtifactService {
   ): Promise<{ context: GroupContext; rolloutState: ThreadState | null | undefined }> {
     if (rolloutState !== undefined) return { context: contextFromState(rolloutState, lookups), rolloutState };
     const known = this.#heads.get(tenant, threadId);
-    if (known && lookups.every(needsNoTarget)) return { context: { ...known, targets: lookups.map(() => null) }, rolloutState };
+    if (known && lookups.every(needsNoTarget)) {
+      return { context: { ...known, targets: lookups.map(() => null) }, rolloutState };
+    }
     const cached = await this.#tryCache("writeContext", () => this.#cache.writeContext(tenant, threadId, lookups));
     if (cached.ok) return { context: cached.value, rolloutState };
     const loaded = await this.#rollout.load(tenant, threadId);
@@ -332,11 +363,18 @@ export class ArtifactService {
    * Best effort: a missing snapshot only makes cold reads longer. Taken before the
    * writes are answered, so whoever saw the 2xx also finds the snapshot.
    */
-  async #snapshotIfDue(tenant: string, threadId: string, patches: readonly Patch[], rolloutState: ThreadState | null | undefined): Promise<void> {
+  async #snapshotIfDue(
+    tenant: string,
+    threadId: string,
+    patches: readonly Patch[],
+    rolloutState: ThreadState | null | undefined,
+  ): Promise<void> {
     const seq = (patches[patches.length - 1] as Patch).seq;
     if (!this.#rollout.isSnapshotSeq(seq)) return;
     try {
-      const thread = rolloutState !== undefined ? jsonOf(materialize(rolloutState, patches)) : await this.#threadAt(tenant, threadId, seq);
+      const thread = rolloutState !== undefined
+        ? jsonOf(materialize(rolloutState, patches))
+        : await this.#threadAt(tenant, threadId, seq);
       if (thread?.seq === seq) await this.#rollout.writeSnapshot(tenant, thread);
     } catch (error) {
       this.#logger.warn("snapshot failed", { seq, error: describe(error) });
@@ -356,7 +394,12 @@ export class ArtifactService {
    * head (null for a thread with no patch). A thread the cache has never seen is
    * installed from the latest snapshot, so repair costs at most SNAPSHOT_EVERY reads.
    */
-  async #repairCache(tenant: string, threadId: string, cachedSeq: number, cached?: ThreadState | null): Promise<ThreadState | null> {
+  async #repairCache(
+    tenant: string,
+    threadId: string,
+    cachedSeq: number,
+    cached?: ThreadState | null,
+  ): Promise<ThreadState | null> {
     if (cachedSeq > 0) {
       const base = cached ?? (await this.#cache.readThread(tenant, threadId));
       if (base && base.seq === cachedSeq) {
@@ -387,7 +430,9 @@ export class ArtifactService {
       seq = await this.#cache.seq(tenant, threadId);
     }
     if (!(await this.#rollout.hasPatch(tenant, threadId, seq + 1))) return { cachedSeq, seq };
-    throw new Error(`the cache of thread ${threadId} stays behind the rollout (at seq ${seq}) after ${REPAIR_ATTEMPTS} repairs`);
+    throw new Error(
+      `the cache of thread ${threadId} stays behind the rollout (at seq ${seq}) after ${REPAIR_ATTEMPTS} repairs`,
+    );
   }
 
   /**
@@ -406,7 +451,11 @@ export class ArtifactService {
     await this.#repairCache(tenant, threadId, cachedSeq);
   }
 
-  async readThread(tenant: string, threadId: string, options: { consistency: Consistency; minSeq?: number }): Promise<ReadResult> {
+  async readThread(
+    tenant: string,
+    threadId: string,
+    options: { consistency: Consistency; minSeq?: number },
+  ): Promise<ReadResult> {
     const cached = await this.#tryCache("readThread", () => this.#cache.readThreadJson(tenant, threadId));
     if (!cached.ok) {
       const state = await this.#rollout.load(tenant, threadId);
@@ -421,30 +470,49 @@ export class ArtifactService {
       return { thread: requireThread(thread, threadId, options.minSeq), source: "cache" };
     }
     // The cache is behind the rollout: answer from the rollout and repair on the way.
-    const repaired = await this.#tryCache("repair", () => this.#repairCache(tenant, threadId, seq, thread && parseThreadJson(thread)));
-    if (repaired.ok) return { thread: requireThread(jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
+    const repaired = await this.#tryCache(
+      "repair",
+      () => this.#repairCache(tenant, threadId, seq, thread && parseThreadJson(thread)),
+    );
+    if (repaired.ok) {
+      return { thread: requireThread(jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
+    }
     const fresh = await this.#rollout.load(tenant, threadId);
     return { thread: requireThread(jsonOf(fresh), threadId, options.minSeq), source: "rollout" };
   }
 
-  async getArtifact(tenant: string, threadId: string, artifactId: string): Promise<{ artifact: Artifact; source: ReadSource }> {
+  async getArtifact(
+    tenant: string,
+    threadId: string,
+    artifactId: string,
+  ): Promise<{ artifact: Artifact; source: ReadSource }> {
     const cached = await this.#tryCache("getArtifact", () => this.#cache.getArtifact(tenant, threadId, artifactId));
     if (cached.ok && !(await this.#rollout.hasPatch(tenant, threadId, cached.value.seq + 1))) {
       if (cached.value.seq === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
       return { artifact: requireArtifact(cached.value.artifact, artifactId), source: "cache" };
     }
     const { thread, source } = await this.readThread(tenant, threadId, { consistency: "strong" });
-    return { artifact: requireArtifact(parseThreadJson(thread).artifacts.find((a) => a.id === artifactId) ?? null, artifactId), source };
+    return {
+      artifact: requireArtifact(parseThreadJson(thread).artifacts.find((a) => a.id === artifactId) ?? null, artifactId),
+      source,
+    };
   }
 
   async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadPage> {
-    const listed = await this.#tryCache("listThreads", () => this.#cache.listThreads(tenant, { after: page.after, limit: page.limit + 1 }));
+    const listed = await this.#tryCache(
+      "listThreads",
+      () => this.#cache.listThreads(tenant, { after: page.after, limit: page.limit + 1 }),
+    );
     if (!listed.ok) {
-      throw new ProblemError("unavailable", "the thread list needs the cache, which is unreachable; retry", { retryAfterSeconds: 1 });
+      throw new ProblemError("unavailable", "the thread list needs the cache, which is unreachable; retry", {
+        retryAfterSeconds: 1,
+      });
     }
     const threads = listed.value.slice(0, page.limit);
     const last = threads[threads.length - 1];
-    const next = listed.value.length > page.limit && last ? { updatedAt: last.updatedAt, threadId: last.threadId } : null;
+    const next = listed.value.length > page.limit && last
+      ? { updatedAt: last.updatedAt, threadId: last.threadId }
+      : null;
     return { threads, next };
   }
 
@@ -457,8 +525,18 @@ export class ArtifactService {
    */
   async readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEntry[]> {
     const page = await this.#tryCache("events", () => this.#cache.events(tenant, threadId, afterSeq, limit));
-    if (!page.ok || page.value.floor > afterSeq) return this.#rolloutEvents(tenant, threadId, afterSeq, Math.min(limit, page.ok ? page.value.floor - afterSeq : limit));
-    if (page.value.events.length > 0 || !(await this.#rollout.hasPatch(tenant, threadId, Math.max(page.value.seq, afterSeq) + 1))) {
+    if (!page.ok || page.value.floor > afterSeq) {
+      return this.#rolloutEvents(
+        tenant,
+        threadId,
+        afterSeq,
+        Math.min(limit, page.ok ? page.value.floor - afterSeq : limit),
+      );
+    }
+    if (
+      page.value.events.length > 0 ||
+      !(await this.#rollout.hasPatch(tenant, threadId, Math.max(page.value.seq, afterSeq) + 1))
+    ) {
       return page.value.events;
     }
     const repaired = await this.#tryCache("repair", () => this.#advanceCache(tenant, threadId, page.value.seq));
@@ -501,7 +579,9 @@ export class ArtifactService {
     } catch (error) {
       if (error instanceof ProblemError) throw error;
       // While the cache's breaker is open every call fails fast: that was logged once already.
-      if ((error as { fastFail?: unknown } | null)?.fastFail !== true) this.#logger.warn(`cache ${what} failed; using the rollout`, { error: describe(error) });
+      if ((error as { fastFail?: unknown } | null)?.fastFail !== true) {
+        this.#logger.warn(`cache ${what} failed; using the rollout`, { error: describe(error) });
+      }
       return { ok: false };
     }
   }
@@ -520,7 +600,12 @@ function countDelta(patches: readonly Patch[]): number {
 }
 
 /** Answers (or refuses) the first `count` pending writes by their outcomes and drops them from `left`. */
-function settle(left: { pending: PendingWrite[] }, outcomes: readonly GroupOutcome[], count: number, threadId: string): void {
+function settle(
+  left: { pending: PendingWrite[] },
+  outcomes: readonly GroupOutcome[],
+  count: number,
+  threadId: string,
+): void {
   const done = left.pending.slice(0, count);
   left.pending = left.pending.slice(count);
   for (const [index, write] of done.entries()) {
@@ -528,11 +613,21 @@ function settle(left: { pending: PendingWrite[] }, outcomes: readonly GroupOutco
     switch (outcome.kind) {
       case "append": {
         const { patch } = outcome;
-        write.resolve({ created: patch.op === "add", artifact: patch.artifact, thread: { id: threadId, rolloutSeq: patch.seq }, op: patch.op });
+        write.resolve({
+          created: patch.op === "add",
+          artifact: patch.artifact,
+          thread: { id: threadId, rolloutSeq: patch.seq },
+          op: patch.op,
+        });
         break;
       }
       case "existing":
-        write.resolve({ created: false, artifact: outcome.artifact, thread: { id: threadId, rolloutSeq: outcome.seq }, op: "none" });
+        write.resolve({
+          created: false,
+          artifact: outcome.artifact,
+          thread: { id: threadId, rolloutSeq: outcome.seq },
+          op: "none",
+        });
         break;
       case "refused":
         write.reject(outcome.problem);
@@ -544,12 +639,11 @@ function settle(left: { pending: PendingWrite[] }, outcomes: readonly GroupOutco
 function contextFromState(state: ThreadState | null, lookups: readonly TargetLookup[]): GroupContext {
   if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
   const targets = lookups.map((lookup) => {
-    const found =
-      lookup.by === "id"
-        ? state.artifacts.find((a) => a.id === lookup.artifactId)
-        : lookup.identityKey === null
-          ? undefined
-          : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
+    const found = lookup.by === "id"
+      ? state.artifacts.find((a) => a.id === lookup.artifactId)
+      : lookup.identityKey === null
+      ? undefined
+      : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
     return found ?? null;
   });
   return { seq: state.seq, artifactCount: state.artifacts.length, targets };
@@ -558,7 +652,10 @@ function contextFromState(state: ThreadState | null, lookups: readonly TargetLoo
 function requireThread(thread: ThreadJson | null, threadId: string, minSeq: number | undefined): ThreadJson {
   if (!thread) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
   if (minSeq !== undefined && thread.seq < minSeq) {
-    throw new ProblemError("thread_not_found", `thread ${threadId} has no patch ${minSeq} (its rollout is at ${thread.seq})`);
+    throw new ProblemError(
+      "thread_not_found",
+      `thread ${threadId} has no patch ${minSeq} (its rollout is at ${thread.seq})`,
+    );
   }
   return thread;
 }

@@ -25,19 +25,27 @@ export interface ThreadTarget {
 export type RebuildEvent =
   | { kind: "start"; total: number }
   | {
-      kind: "thread";
-      tenant: string;
-      threadId: string;
-      /** The cached seq before (0: the cache had no row) and after (the rollout head). */
-      cachedSeq: number;
-      seq: number;
-      /** Patches the cache moved forward by: seq - cachedSeq. */
-      applied: number;
-      done: number;
-      total: number;
-      appliedTotal: number;
-    }
-  | { kind: "failed"; tenant: string; threadId: string; error: string; done: number; total: number; appliedTotal: number };
+    kind: "thread";
+    tenant: string;
+    threadId: string;
+    /** The cached seq before (0: the cache had no row) and after (the rollout head). */
+    cachedSeq: number;
+    seq: number;
+    /** Patches the cache moved forward by: seq - cachedSeq. */
+    applied: number;
+    done: number;
+    total: number;
+    appliedTotal: number;
+  }
+  | {
+    kind: "failed";
+    tenant: string;
+    threadId: string;
+    error: string;
+    done: number;
+    total: number;
+    appliedTotal: number;
+  };
 
 export interface RebuildSummary {
   /** Threads found in scope. */
@@ -71,7 +79,9 @@ export class RebuildAbortedError extends Error {
 export async function rebuildCache(service: ArtifactService, options: RebuildOptions = {}): Promise<RebuildSummary> {
   const { scope = {}, onEvent = () => {} } = options;
   const concurrency = Math.max(1, options.concurrency ?? 4);
-  if (scope.threadId !== undefined && scope.tenant === undefined) throw new TypeError("a thread scope needs its tenant");
+  if (scope.threadId !== undefined && scope.tenant === undefined) {
+    throw new TypeError("a thread scope needs its tenant");
+  }
 
   try {
     await service.cache.ping();
@@ -103,7 +113,17 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
         if (applied > 0) summary.repaired++;
         else summary.atHead++;
         done++;
-        onEvent({ kind: "thread", tenant, threadId, cachedSeq, seq, applied, done, total: targets.length, appliedTotal: summary.applied });
+        onEvent({
+          kind: "thread",
+          tenant,
+          threadId,
+          cachedSeq,
+          seq,
+          applied,
+          done,
+          total: targets.length,
+          appliedTotal: summary.applied,
+        });
       } catch (error) {
         // A cache that went away stops the run (every other thread would fail the same
         // way); anything else is this thread's problem: report it and go on.
@@ -117,7 +137,15 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
         }
         done++;
         summary.failed.push({ tenant, threadId, error: describe(error) });
-        onEvent({ kind: "failed", tenant, threadId, error: describe(error), done, total: targets.length, appliedTotal: summary.applied });
+        onEvent({
+          kind: "failed",
+          tenant,
+          threadId,
+          error: describe(error),
+          done,
+          total: targets.length,
+          appliedTotal: summary.applied,
+        });
       }
     }
   };
@@ -128,7 +156,9 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
 
 /** The threads a scope covers, enumerated from the rollout (about one `list` call per thread). */
 export async function threadsInScope(service: ArtifactService, scope: RebuildScope): Promise<ThreadTarget[]> {
-  if (scope.tenant !== undefined && scope.threadId !== undefined) return [{ tenant: scope.tenant, threadId: scope.threadId }];
+  if (scope.tenant !== undefined && scope.threadId !== undefined) {
+    return [{ tenant: scope.tenant, threadId: scope.threadId }];
+  }
   const tenants: string[] = [];
   if (scope.tenant !== undefined) tenants.push(scope.tenant);
   else for await (const tenant of service.rollout.listTenants()) tenants.push(tenant);

@@ -4,7 +4,13 @@
  * Adapter-agnostic on purpose: it speaks only the port, never paths or SDKs.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type BlobEntry, type BlobStore, InvalidKeyError, type PutIfAbsentResult, putIfAbsentInOrder } from "../../src/blob/port.ts";
+import {
+  type BlobEntry,
+  type BlobStore,
+  InvalidKeyError,
+  putIfAbsentInOrder,
+  type PutIfAbsentResult,
+} from "../../src/blob/port.ts";
 
 export interface MadeStore {
   store: BlobStore;
@@ -197,7 +203,9 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
           const key = `atomic/pia/${round}.json`;
           const body = largeBody(`round ${round}`);
           const seen = await readWhile(key, async () => expect(await store.putIfAbsent(key, body)).toBe("created"));
-          for (const read of seen) expect(read === null || read === body, `a reader saw ${read?.length} of ${body.length} chars`).toBe(true);
+          for (const read of seen) {
+            expect(read === null || read === body, `a reader saw ${read?.length} of ${body.length} chars`).toBe(true);
+          }
           expect(await store.get(key)).toBe(body);
         }
       });
@@ -209,7 +217,11 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
         for (let round = 0; round < 4; round++) {
           const next = largeBody(`round ${round}`);
           const seen = await readWhile(key, () => store.put(key, next));
-          for (const read of seen) expect(read === previous || read === next, `a reader saw ${read?.length} chars, neither old nor new`).toBe(true);
+          for (const read of seen) {
+            expect(read === previous || read === next, `a reader saw ${read?.length} chars, neither old nor new`).toBe(
+              true,
+            );
+          }
           expect(await store.get(key)).toBe(next);
           previous = next;
         }
@@ -256,13 +268,19 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
         const winner = bodies[created[0] as number] as string;
         expect(await store.get(key)).toBe(winner);
         for (const read of await reader) {
-          expect(read === null || read === winner, `a reader saw ${read?.length} chars, not the winner's ${winner.length}`).toBe(true);
+          expect(
+            read === null || read === winner,
+            `a reader saw ${read?.length} chars, not the winner's ${winner.length}`,
+          ).toBe(true);
         }
         expect(await store.list("race/")).toEqual([key]);
       });
 
       it("concurrent putIfAbsent of distinct keys in one new folder all succeed", async () => {
-        const keys = Array.from({ length: 50 }, (_, i) => `fresh/folder/patches/${String(i + 1).padStart(12, "0")}.json`);
+        const keys = Array.from(
+          { length: 50 },
+          (_, i) => `fresh/folder/patches/${String(i + 1).padStart(12, "0")}.json`,
+        );
         const results = await Promise.all(keys.map((key) => store.putIfAbsent(key, `body ${key}`)));
         expect(results).toEqual(keys.map((): PutIfAbsentResult => "created"));
         expect(await store.list("fresh/")).toEqual(keys);
@@ -272,7 +290,13 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
 
     describe("putIfAbsentInOrder", () => {
       const series = (prefix: string, n: number, tag: string) =>
-        Array.from({ length: n }, (_, i) => ({ key: `${prefix}/patches/${String(i + 1).padStart(12, "0")}.json`, body: `{"${tag}":${i + 1},"pad":"${"é".repeat(300)}"}` }));
+        Array.from(
+          { length: n },
+          (_, i) => ({
+            key: `${prefix}/patches/${String(i + 1).padStart(12, "0")}.json`,
+            body: `{"${tag}":${i + 1},"pad":"${"é".repeat(300)}"}`,
+          }),
+        );
 
       it("creates every entry, in order, when none exists", async () => {
         const entries = series("in-order", 20, "mine");
@@ -384,7 +408,9 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
 
       it("a prefix equal to a whole key lists that key", async () => {
         expect(await store.list("t.json")).toEqual(["t.json"]);
-        expect(await store.list("t/threads/a/patches/000000000001.json")).toEqual(["t/threads/a/patches/000000000001.json"]);
+        expect(await store.list("t/threads/a/patches/000000000001.json")).toEqual([
+          "t/threads/a/patches/000000000001.json",
+        ]);
       });
 
       it("a prefix that matches nothing gives []", async () => {
@@ -397,12 +423,15 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
       });
 
       it("startAfter is exclusive", async () => {
-        expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/000000000002.json" })).toEqual(PATCHES_A.slice(2));
-        expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/000000000100.json" })).toEqual([]);
+        expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/000000000002.json" }))
+          .toEqual(PATCHES_A.slice(2));
+        expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/000000000100.json" }))
+          .toEqual([]);
       });
 
       it("startAfter need not be a stored key, and one before the prefix changes nothing", async () => {
-        expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/000000000005.json" })).toEqual(PATCHES_A.slice(2));
+        expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/000000000005.json" }))
+          .toEqual(PATCHES_A.slice(2));
         expect(await store.list("t/threads/a/patches/", { startAfter: "a" })).toEqual(PATCHES_A);
         expect(await store.list("t/threads/a/patches/", { startAfter: "t/threads/a/patches/" })).toEqual(PATCHES_A);
         expect(await store.list("t/threads/a/patches/", { startAfter: "zzz" })).toEqual([]);
@@ -420,7 +449,10 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
           const walked: string[] = [];
           let startAfter: string | undefined;
           for (let page = 0; page <= SORTED_KEYS.length; page++) {
-            const keys = await store.list("", startAfter === undefined ? { limit: pageSize } : { startAfter, limit: pageSize });
+            const keys = await store.list(
+              "",
+              startAfter === undefined ? { limit: pageSize } : { startAfter, limit: pageSize },
+            );
             expect(keys.length).toBeLessThanOrEqual(pageSize);
             if (keys.length === 0) break;
             walked.push(...keys);

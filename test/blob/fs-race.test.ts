@@ -31,7 +31,10 @@ interface Worker {
 }
 
 function startWorker(root: string, key: string, name: string, count: number): Worker {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER, root, key, name, String(count)], { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", WORKER, root, key, name, String(count)], {
+    cwd: REPO,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => {
@@ -78,7 +81,10 @@ describe("FsBlobStore putIfAbsent across processes", () => {
 
   it("two processes racing on each of several keys: exactly one created per key, content intact", async () => {
     const pairs = KEYS.map((key, k) => {
-      const pair = [startWorker(root, key, `k${k}-left`, CALLS_PER_PROCESS), startWorker(root, key, `k${k}-right`, CALLS_PER_PROCESS)];
+      const pair = [
+        startWorker(root, key, `k${k}-left`, CALLS_PER_PROCESS),
+        startWorker(root, key, `k${k}-right`, CALLS_PER_PROCESS),
+      ];
       workers.push(...pair);
       return { key, pair };
     });
@@ -104,7 +110,9 @@ describe("FsBlobStore putIfAbsent across processes", () => {
       const expected = Buffer.from(raceBody(creator.worker, creator.index), "utf8");
       const onDisk = await readFile(join(root, key));
       expect(onDisk.length).toBe(expected.length);
-      expect(onDisk.equals(expected), `${key} is not byte-identical to ${creator.worker}#${creator.index}'s body`).toBe(true);
+      expect(onDisk.equals(expected), `${key} is not byte-identical to ${creator.worker}#${creator.index}'s body`).toBe(
+        true,
+      );
       expect((await store.get(key)) === raceBody(creator.worker, creator.index)).toBe(true);
     }
 

@@ -34,7 +34,7 @@ describe("FsBlobStore specifics", () => {
   });
 
   it("objects are plain files at their key path, byte for byte", async () => {
-    const body = "{\"x\":\"héllo 🚀\"}";
+    const body = '{"x":"héllo 🚀"}';
     expect(await store.putIfAbsent("tenants/t/threads/a/patches/000000000001.json", body)).toBe("created");
     await store.put("tenants/t/threads/a/snapshots/000000000001.json", body);
     const expected = Buffer.from(body, "utf8");
@@ -47,7 +47,9 @@ describe("FsBlobStore specifics", () => {
     await store.put("a/snapshot.json", "two");
     expect(await store.putIfAbsent("a/patch.json", "created")).toBe("created");
     expect(await store.putIfAbsent("a/patch.json", "loses")).toBe("exists");
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.putIfAbsent("b/race.json", `body ${i}`)));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.putIfAbsent("b/race.json", `body ${i}`)),
+    );
     expect(results.filter((result) => result === "created")).toHaveLength(1);
     await Promise.all(Array.from({ length: 20 }, (_, i) => store.put("b/overwrite.json", `body ${i}`)));
 

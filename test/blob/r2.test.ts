@@ -50,7 +50,7 @@ describe("R2BlobStore in workerd specifics", () => {
     expect(await store.get(key) === creator).toBe(true);
   });
 
-  it('a losing putIfAbsent writes nothing, even with the same body: R2\'s object version is unchanged', async () => {
+  it("a losing putIfAbsent writes nothing, even with the same body: R2's object version is unchanged", async () => {
     const key = "p/000000000001.json";
     expect(await store.putIfAbsent(key, "first")).toBe("created");
     const before = await worker.raw(key);
@@ -67,7 +67,6 @@ describe("R2BlobStore in workerd specifics", () => {
     expect(overwritten?.body).toBe("first");
     expect(overwritten?.version).not.toBe(before?.version);
   });
-
 });
 
 describe("R2BlobStore in workerd: listing past R2's 1000-key page", () => {

@@ -27,27 +27,45 @@ function scripted(answers: Answer[], options: Partial<S3BlobStoreOptions> = {}) 
   const queue = [...answers];
   const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     const request = new Request(input, init);
-    const record: Sent = { method: request.method, url: new URL(request.url), headers: request.headers, body: await request.text() };
+    const record: Sent = {
+      method: request.method,
+      url: new URL(request.url),
+      headers: request.headers,
+      body: await request.text(),
+    };
     sent.push(record);
     const answer = queue.shift();
     if (answer === undefined) throw new Error(`unexpected request ${record.method} ${record.url}`);
     if (answer instanceof Error) throw answer;
     return typeof answer === "function" ? answer(record) : answer;
   };
-  const store = new S3BlobStore({ bucket: BUCKET, endpoint: ENDPOINT, region: "us-east-1", accessKeyId: "AKIAFAKEFAKEFAKE0001", secretAccessKey: SECRET, fetch, ...options });
+  const store = new S3BlobStore({
+    bucket: BUCKET,
+    endpoint: ENDPOINT,
+    region: "us-east-1",
+    accessKeyId: "AKIAFAKEFAKEFAKE0001",
+    secretAccessKey: SECRET,
+    fetch,
+    ...options,
+  });
   return { store, sent, remaining: () => queue.length };
 }
 
 const ok = (body = "") => new Response(body, { status: 200 });
 const s3Error = (status: number, code: string, extra = "") =>
-  new Response(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>m</Message>${extra}</Error>`, {
-    status,
-    headers: { "content-type": "application/xml" },
-  });
+  new Response(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>m</Message>${extra}</Error>`,
+    {
+      status,
+      headers: { "content-type": "application/xml" },
+    },
+  );
 const listPage = (keys: string[], next?: string) =>
   ok(
     `<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>${BUCKET}</Name>` +
-      `<IsTruncated>${next !== undefined}</IsTruncated>${next !== undefined ? `<NextContinuationToken>${next}</NextContinuationToken>` : ""}` +
+      `<IsTruncated>${next !== undefined}</IsTruncated>${
+        next !== undefined ? `<NextContinuationToken>${next}</NextContinuationToken>` : ""
+      }` +
       keys.map((key) => `<Contents><Key>${key}</Key><Size>1</Size></Contents>`).join("") +
       "</ListBucketResult>",
   );
@@ -65,8 +83,12 @@ describe("S3BlobStore requests (scripted fetch)", () => {
     expect(put.body).toBe(body);
     expect(put.headers.get("x-amz-content-sha256")).toBe(createHash("sha256").update(body, "utf8").digest("hex"));
     const authorization = put.headers.get("authorization") ?? "";
-    expect(authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAFAKEFAKEFAKE0001\/\d{8}\/us-east-1\/s3\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/);
-    expect(/SignedHeaders=([^,]+)/.exec(authorization)?.[1]?.split(";")).toEqual(expect.arrayContaining(["host", "if-none-match", "x-amz-content-sha256", "x-amz-date"]));
+    expect(authorization).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIAFAKEFAKEFAKE0001\/\d{8}\/us-east-1\/s3\/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$/,
+    );
+    expect(/SignedHeaders=([^,]+)/.exec(authorization)?.[1]?.split(";")).toEqual(
+      expect.arrayContaining(["host", "if-none-match", "x-amz-content-sha256", "x-amz-date"]),
+    );
   });
 
   it('412 Precondition Failed is "exists", at once: no retry and no read', async () => {
@@ -76,7 +98,11 @@ describe("S3BlobStore requests (scripted fetch)", () => {
   });
 
   it('409 ConditionalRequestConflict is retried with the same conditional PUT; a later 2xx is "created"', async () => {
-    const { store, sent } = scripted([s3Error(409, "ConditionalRequestConflict"), s3Error(409, "ConditionalRequestConflict"), ok()]);
+    const { store, sent } = scripted([
+      s3Error(409, "ConditionalRequestConflict"),
+      s3Error(409, "ConditionalRequestConflict"),
+      ok(),
+    ]);
     expect(await store.putIfAbsent("p/1.json", "mine")).toBe("created");
     expect(sent.map((s) => [s.method, s.headers.get("if-none-match"), s.body])).toEqual([
       ["PUT", "*", "mine"],
@@ -92,7 +118,9 @@ describe("S3BlobStore requests (scripted fetch)", () => {
     expect(taken.sent.map((s) => s.method)).toEqual(["PUT", "PUT", "PUT", "PUT", "GET"]);
 
     const empty = scripted([conflict(), conflict(), conflict(), conflict(), s3Error(404, "NoSuchKey")]);
-    await expect(empty.store.putIfAbsent("p/1.json", "mine")).rejects.toThrow("S3 PUT failed: 409 ConditionalRequestConflict");
+    await expect(empty.store.putIfAbsent("p/1.json", "mine")).rejects.toThrow(
+      "S3 PUT failed: 409 ConditionalRequestConflict",
+    );
   });
 
   it('a 5xx or a dropped connection may have written: a retry that meets 412 reads the object, and only our body is "created"', async () => {
@@ -114,7 +142,11 @@ describe("S3BlobStore requests (scripted fetch)", () => {
 
   it("get: 200 is the body byte for byte (a leading BOM kept), 404 NoSuchKey is null, 404 NoSuchBucket is an error", async () => {
     const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode('{"é":1}')]);
-    const { store, sent } = scripted([new Response(bom, { status: 200 }), s3Error(404, "NoSuchKey"), s3Error(404, "NoSuchBucket")]);
+    const { store, sent } = scripted([
+      new Response(bom, { status: 200 }),
+      s3Error(404, "NoSuchKey"),
+      s3Error(404, "NoSuchBucket"),
+    ]);
     expect(await store.get("a/b c.json")).toBe('\uFEFF{"é":1}');
     expect(sent[0]?.url.pathname).toBe(`/${BUCKET}/a/b%20c.json`);
     expect(sent[0]?.method).toBe("GET");
@@ -127,7 +159,12 @@ describe("S3BlobStore requests (scripted fetch)", () => {
     expect(await flaky.store.get("a.json")).toBe("body");
     expect(flaky.sent).toHaveLength(3);
 
-    const down = scripted([s3Error(500, "InternalError"), s3Error(500, "InternalError"), s3Error(500, "InternalError"), s3Error(500, "InternalError")]);
+    const down = scripted([
+      s3Error(500, "InternalError"),
+      s3Error(500, "InternalError"),
+      s3Error(500, "InternalError"),
+      s3Error(500, "InternalError"),
+    ]);
     await expect(down.store.get("a.json")).rejects.toThrow("S3 GET failed: 500 InternalError");
     expect(down.sent).toHaveLength(4);
   });
@@ -149,13 +186,27 @@ describe("S3BlobStore requests (scripted fetch)", () => {
     const [first, second] = sent as [Sent, Sent];
     expect(first.method).toBe("GET");
     expect(first.url.pathname).toBe(`/${BUCKET}`);
-    expect(Object.fromEntries(first.url.searchParams)).toEqual({ "list-type": "2", prefix: "p/", "start-after": "p/0", "max-keys": "1000" });
+    expect(Object.fromEntries(first.url.searchParams)).toEqual({
+      "list-type": "2",
+      prefix: "p/",
+      "start-after": "p/0",
+      "max-keys": "1000",
+    });
     // The token goes back exactly as S3 sent it (entity-decoded), and replaces start-after.
-    expect(Object.fromEntries(second.url.searchParams)).toEqual({ "list-type": "2", prefix: "p/", "continuation-token": "opaque+/=&token", "max-keys": "998" });
+    expect(Object.fromEntries(second.url.searchParams)).toEqual({
+      "list-type": "2",
+      prefix: "p/",
+      "continuation-token": "opaque+/=&token",
+      "max-keys": "998",
+    });
   });
 
   it("list stops at limit, asking for no more pages than it needs", async () => {
-    const { store, sent, remaining } = scripted([listPage(["a", "b"], "t1"), listPage(["c", "d", "e"], "t2"), listPage(["f"])]);
+    const { store, sent, remaining } = scripted([
+      listPage(["a", "b"], "t1"),
+      listPage(["c", "d", "e"], "t2"),
+      listPage(["f"]),
+    ]);
     expect(await store.list("", { limit: 3 })).toEqual(["a", "b", "c"]);
     expect(sent.map((s) => s.url.searchParams.get("max-keys"))).toEqual(["3", "1"]);
     expect(remaining()).toBe(1);
@@ -173,9 +224,14 @@ describe("S3BlobStore requests (scripted fetch)", () => {
       s3Error(
         403,
         "SignatureDoesNotMatch",
-        `<StringToSign>${sent.headers.get("authorization")}</StringToSign><CanonicalRequest>${sent.url.href} ${SECRET}</CanonicalRequest>`,
+        `<StringToSign>${
+          sent.headers.get("authorization")
+        }</StringToSign><CanonicalRequest>${sent.url.href} ${SECRET}</CanonicalRequest>`,
       );
-    const networkFailure = () => Object.assign(new TypeError(`fetch failed for ${ENDPOINT}/${BUCKET}/a.json`), { cause: Object.assign(new Error(`socket hang up ${SECRET}`), { code: "ECONNRESET" }) });
+    const networkFailure = () =>
+      Object.assign(new TypeError(`fetch failed for ${ENDPOINT}/${BUCKET}/a.json`), {
+        cause: Object.assign(new Error(`socket hang up ${SECRET}`), { code: "ECONNRESET" }),
+      });
     const { store } = scripted([echo, echo, networkFailure(), networkFailure(), networkFailure(), networkFailure()]);
     const errors: Error[] = [];
     await store.get("a.json").catch((error: Error) => errors.push(error));
@@ -209,13 +265,22 @@ describe("S3BlobStore requests (scripted fetch)", () => {
     const scope = async (options: Partial<S3BlobStoreOptions>) => {
       const { store, sent } = scripted([ok("x")], options);
       await store.get("a.json");
-      return [sent[0]?.url.origin + (sent[0]?.url.pathname ?? ""), /Credential=[^/]+\/\d{8}\/([^/]+)\/s3\//.exec(sent[0]?.headers.get("authorization") ?? "")?.[1]];
+      return [
+        sent[0]?.url.origin + (sent[0]?.url.pathname ?? ""),
+        /Credential=[^/]+\/\d{8}\/([^/]+)\/s3\//.exec(sent[0]?.headers.get("authorization") ?? "")?.[1],
+      ];
     };
     expect(await scope({ endpoint: "https://acc0123.r2.cloudflarestorage.com", region: undefined })).toEqual([
       `https://acc0123.r2.cloudflarestorage.com/${BUCKET}/a.json`,
       "auto",
     ]);
-    expect(await scope({ endpoint: "https://s3.us-east-1.amazonaws.com/", region: undefined })).toEqual([`https://s3.us-east-1.amazonaws.com/${BUCKET}/a.json`, "us-east-1"]);
-    expect(await scope({ endpoint: "https://s3.eu-west-3.amazonaws.com", region: "eu-west-3" })).toEqual([`https://s3.eu-west-3.amazonaws.com/${BUCKET}/a.json`, "eu-west-3"]);
+    expect(await scope({ endpoint: "https://s3.us-east-1.amazonaws.com/", region: undefined })).toEqual([
+      `https://s3.us-east-1.amazonaws.com/${BUCKET}/a.json`,
+      "us-east-1",
+    ]);
+    expect(await scope({ endpoint: "https://s3.eu-west-3.amazonaws.com", region: "eu-west-3" })).toEqual([
+      `https://s3.eu-west-3.amazonaws.com/${BUCKET}/a.json`,
+      "eu-west-3",
+    ]);
   });
 });

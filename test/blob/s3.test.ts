@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoggedRequest } from "../support/s3rver-proxy.ts";
-import { S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY, type S3rverHarness, startS3rver } from "../support/s3rver.ts";
+import {
+  S3_ACCESS_KEY_ID,
+  S3_REGION,
+  S3_SECRET_ACCESS_KEY,
+  type S3rverHarness,
+  startS3rver,
+} from "../support/s3rver.ts";
 import { startServer } from "../support/server-process.ts";
 import { describeBlobStoreContract } from "./contract.ts";
 
@@ -28,7 +34,10 @@ afterAll(async () => {
   await s3?.close();
 });
 
-describeBlobStoreContract("s3 (s3rver behind the S3-semantics proxy)", async () => ({ store: s3.store(await s3.createBucket()) }));
+describeBlobStoreContract(
+  "s3 (s3rver behind the S3-semantics proxy)",
+  async () => ({ store: s3.store(await s3.createBucket()) }),
+);
 
 /** The proxy's log of requests to `bucket`. */
 function requestsTo(bucket: string): LoggedRequest[] {
@@ -57,7 +66,9 @@ describe("S3BlobStore over s3rver", () => {
     expect(await store.putIfAbsent(key, '{"seq":1,"by":"second"}')).toBe("exists");
     expect(await store.get(key)).toBe('{"seq":1,"by":"first"}');
 
-    const puts = requestsTo(bucket).filter((request) => request.method === "PUT" && request.path === `/${bucket}/${key}`);
+    const puts = requestsTo(bucket).filter((request) =>
+      request.method === "PUT" && request.path === `/${bucket}/${key}`
+    );
     expect(puts.map((request) => request.headers["if-none-match"])).toEqual(["*", "*"]);
     expect(puts.map((request) => request.status)).toEqual([200, 412]);
     expect(puts[1]?.code).toBe("PreconditionFailed");
@@ -65,7 +76,9 @@ describe("S3BlobStore over s3rver", () => {
 
     // A plain put is unconditional.
     await store.put("tenants/t/threads/a/snapshots/000000000001.json", "{}");
-    const snapshotPut = requestsTo(bucket).find((request) => request.method === "PUT" && request.path.includes("/snapshots/"));
+    const snapshotPut = requestsTo(bucket).find((request) =>
+      request.method === "PUT" && request.path.includes("/snapshots/")
+    );
     expect(snapshotPut?.status).toBe(200);
     expect(snapshotPut?.headers["if-none-match"]).toBeUndefined();
   });
@@ -112,7 +125,8 @@ describe("S3BlobStore over s3rver", () => {
     const secret = "FAKE-SECRET-wJalrXUtnFEMI-K7MDENG-bPxRfiCY-4242";
     const bucket = await s3.createBucket();
     const failures: unknown[] = [];
-    const capture = (promise: Promise<unknown>) => promise.then(() => failures.push(undefined), (error: unknown) => failures.push(error));
+    const capture = (promise: Promise<unknown>) =>
+      promise.then(() => failures.push(undefined), (error: unknown) => failures.push(error));
 
     // The proxy's SignatureDoesNotMatch body echoes the string to sign, the canonical request and the signature, as S3's does.
     const wrongSecret = s3.store(bucket, { secretAccessKey: secret });
@@ -146,14 +160,16 @@ describe("S3BlobStore over s3rver", () => {
     // Hand-sorted by UTF-8 bytes: "i" < "s" (semi < space) < "é" (C3) < "～" (EF) < "😀" (F0).
     // UTF-16 code units would put "😀" (D83D) before "～" (FF5E).
     const keys = [
-      "q/it's (a) ~test & <x> \"y\" = 100% + more!*.json",
+      'q/it\'s (a) ~test & <x> "y" = 100% + more!*.json',
       "q/semi;colon,comma@at$dollar=eq`tick.json",
       "q/space here/and#hash?query.json",
       "q/é/日本語.json",
       "q/\uFF5E-fullwidth-tilde.json",
       "q/\u{1F600}-emoji.json",
     ];
-    for (const [i, key] of [...keys].reverse().entries()) expect(await store.putIfAbsent(key, `body ${i}: ${key}`)).toBe("created");
+    for (const [i, key] of [...keys].reverse().entries()) {
+      expect(await store.putIfAbsent(key, `body ${i}: ${key}`)).toBe("created");
+    }
     for (const [i, key] of [...keys].reverse().entries()) {
       expect(await store.get(key)).toBe(`body ${i}: ${key}`);
       expect(await store.exists(key)).toBe(true);
@@ -162,7 +178,7 @@ describe("S3BlobStore over s3rver", () => {
     expect(await store.list("q/")).toEqual(keys);
     expect(await store.list("q/", { startAfter: "q/\uFF5E-fullwidth-tilde.json" })).toEqual(["q/\u{1F600}-emoji.json"]);
     expect(await store.list("q/s")).toEqual(keys.slice(1, 3));
-    expect(await store.exists("q/it's (a) ~test & <x> \"y\" = 100% + more!.json")).toBe(false);
+    expect(await store.exists('q/it\'s (a) ~test & <x> "y" = 100% + more!.json')).toBe(false);
   });
 
   it("list follows NextContinuationToken across short pages and asks only for the keys it still needs", async () => {
@@ -213,14 +229,22 @@ describe("Node server with BLOB_STORE=s3://", () => {
         const created = await fetch(`${first.url}/v1/threads/${threadId}/artifacts`, {
           method: "POST",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify({ artifactType: "plan", identityKey: "plan:main", payload: { steps: ["a", "b"], note: "héllo" } }),
+          body: JSON.stringify({
+            artifactType: "plan",
+            identityKey: "plan:main",
+            payload: { steps: ["a", "b"], note: "héllo" },
+          }),
         });
         expect(created.status).toBe(201);
         artifactId = ((await created.json()) as { artifact: { id: string } }).artifact.id;
         const read = await fetch(`${first.url}/v1/threads/${threadId}`);
         expect(read.status).toBe(200);
-        const thread = ((await read.json()) as { thread: { artifacts: Array<{ id: string; payload: unknown }> } }).thread;
-        expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, { steps: ["a", "b"], note: "héllo" }]]);
+        const thread =
+          ((await read.json()) as { thread: { artifacts: Array<{ id: string; payload: unknown }> } }).thread;
+        expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, {
+          steps: ["a", "b"],
+          note: "héllo",
+        }]]);
       } finally {
         await first.stop();
       }
@@ -228,10 +252,17 @@ describe("Node server with BLOB_STORE=s3://", () => {
       const store = s3.store(bucket);
       const patchKey = `tenants/local/threads/${threadId}/patches/000000000001.json`;
       expect(await store.exists(patchKey)).toBe(true);
-      const patch = JSON.parse((await store.get(patchKey)) as string) as { seq: number; threadId: string; op: string; artifact: { id: string } };
+      const patch = JSON.parse((await store.get(patchKey)) as string) as {
+        seq: number;
+        threadId: string;
+        op: string;
+        artifact: { id: string };
+      };
       expect(patch).toMatchObject({ seq: 1, threadId, op: "add", artifact: { id: artifactId } });
       expect(await store.list(`tenants/local/threads/${threadId}/patches/`)).toEqual([patchKey]);
-      const patchPut = requestsTo(bucket).find((request) => request.method === "PUT" && request.path === `/${bucket}/${patchKey}`);
+      const patchPut = requestsTo(bucket).find((request) =>
+        request.method === "PUT" && request.path === `/${bucket}/${patchKey}`
+      );
       expect(patchPut?.headers["if-none-match"]).toBe("*");
       expect(patchPut?.status).toBe(200);
 
@@ -240,9 +271,14 @@ describe("Node server with BLOB_STORE=s3://", () => {
       try {
         const read = await fetch(`${second.url}/v1/threads/${threadId}`);
         expect(read.status).toBe(200);
-        const thread = ((await read.json()) as { thread: { rolloutSeq: number; artifacts: Array<{ id: string; payload: unknown }> } }).thread;
+        const thread = ((await read.json()) as {
+          thread: { rolloutSeq: number; artifacts: Array<{ id: string; payload: unknown }> };
+        }).thread;
         expect(thread.rolloutSeq).toBe(1);
-        expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, { steps: ["a", "b"], note: "héllo" }]]);
+        expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, {
+          steps: ["a", "b"],
+          note: "héllo",
+        }]]);
       } finally {
         await second.stop();
       }
@@ -255,7 +291,12 @@ describe("Node server with BLOB_STORE=s3://", () => {
     const dir = mkdtempSync(join(tmpdir(), "s3-node-nokeys-"));
     try {
       await expect(
-        startServer({ DATA_DIR: dir, BLOB_STORE: `s3://some-bucket?endpoint=${s3.endpoint}&region=${S3_REGION}`, AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" }),
+        startServer({
+          DATA_DIR: dir,
+          BLOB_STORE: `s3://some-bucket?endpoint=${s3.endpoint}&region=${S3_REGION}`,
+          AWS_ACCESS_KEY_ID: "",
+          AWS_SECRET_ACCESS_KEY: "",
+        }),
       ).rejects.toThrow(/configuration error: .*AWS_ACCESS_KEY_ID/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -16,7 +16,15 @@ import { freePort, newThreadId } from "../support/live-server.ts";
 import { type ServerProcess, startServer } from "../support/server-process.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
 const TOKEN = "browser-token";
 const WAIT = { timeout: 30_000 };
 
@@ -29,12 +37,17 @@ let page: Page;
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "artifacts-browser-clients-"));
   env = { DATA_DIR: dataDir, PORT: String(await freePort()), AUTH_TOKENS: `${TOKEN}:acme` };
-  [server, browser] = await Promise.all([startServer(env), chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })]);
+  [server, browser] = await Promise.all([
+    startServer(env),
+    chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
+  ]);
   page = await browser.newPage();
   // Any page of the service's origin: the EventSources below are same-origin.
   await page.goto(`${server.url}/healthz`);
   await page.evaluate(() => {
-    const w = window as unknown as { sources: Record<string, { source: EventSource; seqs: number[]; ids: string[]; errors: number }> };
+    const w = window as unknown as {
+      sources: Record<string, { source: EventSource; seqs: number[]; ids: string[]; errors: number }>;
+    };
     w.sources = {};
   });
 });
@@ -46,7 +59,10 @@ afterAll(async () => {
 });
 
 async function create(threadId: string, n: number): Promise<void> {
-  const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { n } }, { authorization: `Bearer ${TOKEN}` });
+  const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+    artifactType: "note",
+    payload: { n },
+  }, { authorization: `Bearer ${TOKEN}` });
   expect(r.status, r.text).toBe(201);
 }
 
@@ -59,7 +75,9 @@ async function restart(): Promise<void> {
 async function openSource(name: string, path: string, token: string = TOKEN): Promise<void> {
   await page.evaluate(
     ({ name, url }) => {
-      const w = window as unknown as { sources: Record<string, { source: EventSource; seqs: number[]; ids: string[]; errors: number }> };
+      const w = window as unknown as {
+        sources: Record<string, { source: EventSource; seqs: number[]; ids: string[]; errors: number }>;
+      };
       const entry = { source: new EventSource(url), seqs: [] as number[], ids: [] as string[], errors: 0 };
       entry.source.addEventListener("artifact-updated", (event) => {
         entry.seqs.push((JSON.parse((event as MessageEvent).data) as { seq: number }).seq);
@@ -73,21 +91,43 @@ async function openSource(name: string, path: string, token: string = TOKEN): Pr
 }
 
 const seqsOf = (name: string) =>
-  page.evaluate((n) => (window as unknown as { sources: Record<string, { seqs: number[] }> }).sources[n]?.seqs ?? [], name);
+  page.evaluate(
+    (n) => (window as unknown as { sources: Record<string, { seqs: number[] }> }).sources[n]?.seqs ?? [],
+    name,
+  );
 const untilCount = (name: string, count: number) =>
-  page.waitForFunction(({ n, c }) => ((window as unknown as { sources: Record<string, { seqs: number[] }> }).sources[n]?.seqs.length ?? 0) >= c, { n: name, c: count }, WAIT);
-const closeSource = (name: string) => page.evaluate((n) => (window as unknown as { sources: Record<string, { source: EventSource }> }).sources[n]?.source.close(), name);
+  page.waitForFunction(
+    ({ n, c }) =>
+      ((window as unknown as { sources: Record<string, { seqs: number[] }> }).sources[n]?.seqs.length ?? 0) >= c,
+    { n: name, c: count },
+    WAIT,
+  );
+const closeSource = (name: string) =>
+  page.evaluate(
+    (n) => (window as unknown as { sources: Record<string, { source: EventSource }> }).sources[n]?.source.close(),
+    name,
+  );
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe("Chromium's EventSource", () => {
   it("subscribes before the thread exists and receives its events live, ids = seqs", async () => {
     const threadId = newThreadId("chromium-live");
     await openSource("live", `/v1/threads/${threadId}/events`);
-    await page.waitForFunction(() => (window as unknown as { sources: Record<string, { source: EventSource }> }).sources.live?.source.readyState === 1, undefined, WAIT);
+    await page.waitForFunction(
+      () =>
+        (window as unknown as { sources: Record<string, { source: EventSource }> }).sources.live?.source.readyState ===
+          1,
+      undefined,
+      WAIT,
+    );
     for (let n = 1; n <= 3; n++) await create(threadId, n);
     await untilCount("live", 3);
     expect(await seqsOf("live")).toEqual([1, 2, 3]);
-    expect(await page.evaluate(() => (window as unknown as { sources: Record<string, { ids: string[] }> }).sources.live?.ids)).toEqual(["1", "2", "3"]);
+    expect(
+      await page.evaluate(() =>
+        (window as unknown as { sources: Record<string, { ids: string[] }> }).sources.live?.ids
+      ),
+    ).toEqual(["1", "2", "3"]);
     await closeSource("live");
   });
 
@@ -124,8 +164,18 @@ describe("Chromium's EventSource", () => {
 
   it("a 401 closes the source (readyState CLOSED) instead of retrying", async () => {
     await openSource("denied", `/v1/threads/${newThreadId("chromium-401")}/events`, "not-a-token");
-    await page.waitForFunction(() => (window as unknown as { sources: Record<string, { source: EventSource }> }).sources.denied?.source.readyState === 2, undefined, WAIT);
-    expect(await page.evaluate(() => (window as unknown as { sources: Record<string, { errors: number }> }).sources.denied?.errors)).toBe(1);
+    await page.waitForFunction(
+      () =>
+        (window as unknown as { sources: Record<string, { source: EventSource }> }).sources.denied?.source
+          .readyState === 2,
+      undefined,
+      WAIT,
+    );
+    expect(
+      await page.evaluate(() =>
+        (window as unknown as { sources: Record<string, { errors: number }> }).sources.denied?.errors
+      ),
+    ).toBe(1);
     expect(await seqsOf("denied")).toEqual([]);
   });
 });

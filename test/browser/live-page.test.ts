@@ -31,7 +31,10 @@ let browser: Browser;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "artifacts-browser-"));
-  [server, browser] = await Promise.all([startServer({ DATA_DIR: dataDir }), chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })]);
+  [server, browser] = await Promise.all([
+    startServer({ DATA_DIR: dataDir }),
+    chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
+  ]);
 });
 
 afterAll(async () => {
@@ -101,7 +104,10 @@ describe("live page", () => {
   it("updates and removals made elsewhere show up live in every open page", async () => {
     const threadId = `browser-upd-${Date.now().toString(36)}`;
     const client = createArtifactsClient({ baseUrl: server.url });
-    const { artifact } = await client.createArtifact(threadId, { artifactType: "note", payload: { text: "version one" } });
+    const { artifact } = await client.createArtifact(threadId, {
+      artifactType: "note",
+      payload: { text: "version one" },
+    });
     const [one, two] = [await openThread(threadId), await openThread(threadId)];
     try {
       for (const page of [one, two]) await item(page, "version one").waitFor(WAIT);

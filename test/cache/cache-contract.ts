@@ -63,7 +63,17 @@ export class History {
     const at = this.#at(seq);
     // Ids that sort against creation order, so order cannot come from the key.
     const id = `${this.threadId}~${String.fromCharCode(0x7a - (this.#ids++ % 26))}${this.#ids}`;
-    return this.#push("add", { id, threadId: this.threadId, artifactType, identityKey, payload, version: 1, createdAt: at, updatedAt: at, seq });
+    return this.#push("add", {
+      id,
+      threadId: this.threadId,
+      artifactType,
+      identityKey,
+      payload,
+      version: 1,
+      createdAt: at,
+      updatedAt: at,
+      seq,
+    });
   }
 
   update(artifact: Artifact, payload: JsonValue): Artifact {
@@ -215,17 +225,23 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       await cache.apply(T, t.patches);
       const read = await cache.readThread(T, t.threadId);
       expect(read).toEqual(t.state);
-      expect(read?.artifacts.map((a) => a.payload)).toEqual([{ v: "x3", nested: { deep: [1, { k: null }] } }, { v: "z" }, { v: "w" }]);
+      expect(read?.artifacts.map((a) => a.payload)).toEqual([{ v: "x3", nested: { deep: [1, { k: null }] } }, {
+        v: "z",
+      }, { v: "w" }]);
       expect(read?.artifacts[0]?.version).toBe(3);
       expect(read).toMatchObject({ createdAt: t.patch(1).at, updatedAt: t.patch(7).at, seq: 7 });
       expect(await cache.readThread(OTHER, t.threadId)).toBeNull();
 
       // Stored in reverse (rowids against creation order): the order still comes from position.
-      h.exec(`CREATE TEMP TABLE reversed AS SELECT * FROM artifacts WHERE thread_id = 'thread-order' ORDER BY position DESC;
+      h.exec(
+        `CREATE TEMP TABLE reversed AS SELECT * FROM artifacts WHERE thread_id = 'thread-order' ORDER BY position DESC;
         DELETE FROM artifacts WHERE thread_id = 'thread-order';
-        INSERT INTO artifacts SELECT * FROM reversed;`);
+        INSERT INTO artifacts SELECT * FROM reversed;`,
+      );
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
-      expect(JSON.parse((await cache.readThreadJson(T, t.threadId))?.artifactsJson ?? "null")).toEqual(t.state.artifacts);
+      expect(JSON.parse((await cache.readThreadJson(T, t.threadId))?.artifactsJson ?? "null")).toEqual(
+        t.state.artifacts,
+      );
     });
 
     it("keeps tenants apart", async () => {
@@ -252,7 +268,8 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
         expect(targets).toHaveLength(1);
         return { ...rest, target: targets[0] };
       };
-      const identity = (artifactType: string, identityKey: string | null) => one({ by: "identity", artifactType, identityKey });
+      const identity = (artifactType: string, identityKey: string | null) =>
+        one({ by: "identity", artifactType, identityKey });
       const byId = (artifactId: string) => one({ by: "id", artifactId });
       expect(await identity("plan", "k1")).toEqual({ seq: 4, artifactCount: 4, target: a });
       expect((await identity("note", "k1")).target).toEqual(c);
@@ -269,8 +286,13 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect((await identity("note", "k1")).target).toBeNull();
       expect(await byId(c.id)).toEqual({ seq: 6, artifactCount: 3, target: null });
 
-      expect(await cache.writeContext(T, "unknown", [{ by: "id", artifactId: a.id }])).toEqual({ seq: 0, artifactCount: 0, targets: [null] });
-      expect(await cache.writeContext(OTHER, t.threadId, [{ by: "identity", artifactType: "plan", identityKey: "k1" }])).toEqual({ seq: 0, artifactCount: 0, targets: [null] });
+      expect(await cache.writeContext(T, "unknown", [{ by: "id", artifactId: a.id }])).toEqual({
+        seq: 0,
+        artifactCount: 0,
+        targets: [null],
+      });
+      expect(await cache.writeContext(OTHER, t.threadId, [{ by: "identity", artifactType: "plan", identityKey: "k1" }]))
+        .toEqual({ seq: 0, artifactCount: 0, targets: [null] });
     });
 
     it("gives a group of writes one context: every lookup's target in order, repeats included", async () => {
@@ -286,7 +308,11 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
         { by: "id", artifactId: b.id },
         { by: "identity", artifactType: "plan", identityKey: "k1" },
       ];
-      expect(await cache.writeContext(T, t.threadId, lookups)).toEqual({ seq: 2, artifactCount: 2, targets: [b, a, null, null, b, a] });
+      expect(await cache.writeContext(T, t.threadId, lookups)).toEqual({
+        seq: 2,
+        artifactCount: 2,
+        targets: [b, a, null, null, b, a],
+      });
       expect(await cache.writeContext(T, t.threadId, [])).toEqual({ seq: 2, artifactCount: 2, targets: [] });
     });
 
@@ -360,7 +386,10 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const after = await cache.events(T, installed.threadId, 0, 10);
       expect(after.floor).toBe(4);
       expect(after.seq).toBe(6);
-      expect(after.events.map((e) => JSON.parse(e.data))).toEqual([toEvent(installed.patch(5)), toEvent(installed.patch(6))]);
+      expect(after.events.map((e) => JSON.parse(e.data))).toEqual([
+        toEvent(installed.patch(5)),
+        toEvent(installed.patch(6)),
+      ]);
     });
 
     it("applies more patches than one batch holds, stopping at a gap in a later batch", async () => {
@@ -372,7 +401,18 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       }
       expect(await cache.apply(T, long.patches)).toBe(450);
       expect(await cache.readThread(T, long.threadId)).toEqual(long.state);
-      expect((await cache.events(T, long.threadId, 440, 100)).events.map((e) => e.seq)).toEqual([441, 442, 443, 444, 445, 446, 447, 448, 449, 450]);
+      expect((await cache.events(T, long.threadId, 440, 100)).events.map((e) => e.seq)).toEqual([
+        441,
+        442,
+        443,
+        444,
+        445,
+        446,
+        447,
+        448,
+        449,
+        450,
+      ]);
 
       const holed = new History("thread-holed");
       let doc = holed.add("plan", null, 0);

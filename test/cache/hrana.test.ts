@@ -119,18 +119,26 @@ describe("Hrana server with @libsql/client/web", () => {
     await db.execute("INSERT INTO t VALUES (1, 'kept')");
 
     const constraint = await db
-      .batch(["INSERT INTO t VALUES (2, 'two')", "UPDATE t SET v = 'changed' WHERE id = 1", "INSERT INTO t VALUES (1, 'dup')", "INSERT INTO t VALUES (3, 'three')"], "write")
+      .batch([
+        "INSERT INTO t VALUES (2, 'two')",
+        "UPDATE t SET v = 'changed' WHERE id = 1",
+        "INSERT INTO t VALUES (1, 'dup')",
+        "INSERT INTO t VALUES (3, 'three')",
+      ], "write")
       .catch((e: unknown) => e);
     expect(constraint).toBeInstanceOf(LibsqlBatchError);
     expect((constraint as LibsqlBatchError).code).toBe("SQLITE_CONSTRAINT");
     expect((constraint as LibsqlBatchError).statementIndex).toBe(2);
 
-    const syntax = await db.batch(["INSERT INTO t VALUES (4, 'four')", "INSRT INTO t VALUES (5, 'five')"], "write").catch((e: unknown) => e);
+    const syntax = await db.batch(["INSERT INTO t VALUES (4, 'four')", "INSRT INTO t VALUES (5, 'five')"], "write")
+      .catch((e: unknown) => e);
     expect(syntax).toBeInstanceOf(LibsqlBatchError);
     expect((syntax as LibsqlBatchError).code).toBe("SQL_PARSE_ERROR");
     expect((syntax as LibsqlBatchError).statementIndex).toBe(1);
 
-    const missing = await db.batch(["INSERT INTO t VALUES (6, 'six')", "SELECT * FROM nowhere"], "write").catch((e: unknown) => e);
+    const missing = await db.batch(["INSERT INTO t VALUES (6, 'six')", "SELECT * FROM nowhere"], "write").catch((
+      e: unknown,
+    ) => e);
     expect((missing as LibsqlBatchError).code).toBe("SQL_INPUT_ERROR");
     expect((missing as Error).message).toContain("no such table: nowhere");
 
@@ -148,12 +156,14 @@ describe("Hrana server with @libsql/client/web", () => {
     const cases = [
       [0, 0.5, "", null, new Uint8Array(0)],
       [-1, -0.25, "héllo ✓ 𝄞 日本語", null, bytes],
-      [Number.MAX_SAFE_INTEGER, 1e300, "line\nbreak \"quoted\" \\ tab\t", null, Uint8Array.of(0, 255)],
+      [Number.MAX_SAFE_INTEGER, 1e300, 'line\nbreak "quoted" \\ tab\t', null, Uint8Array.of(0, 255)],
       [-(2 ** 31), Math.PI, "🙂", null, Uint8Array.of(61)],
     ] as const;
     for (const row of cases) await db.execute({ sql: "INSERT INTO v VALUES (?, ?, ?, ?, ?)", args: [...row] });
 
-    const read = await db.execute("SELECT i, f, t, n, b, typeof(i) AS ti, typeof(f) AS tf, typeof(b) AS tb FROM v ORDER BY rowid");
+    const read = await db.execute(
+      "SELECT i, f, t, n, b, typeof(i) AS ti, typeof(f) AS tf, typeof(b) AS tb FROM v ORDER BY rowid",
+    );
     expect(read.rows).toHaveLength(cases.length);
     read.rows.forEach((row, index) => {
       const [i, f, t, , b] = cases[index] as (typeof cases)[number];
@@ -166,14 +176,19 @@ describe("Hrana server with @libsql/client/web", () => {
     });
 
     // A JS number travels as a Hrana float, a bigint as an integer: the storage class shows it.
-    const types = await db.execute({ sql: "SELECT typeof(?) AS a, typeof(?) AS b, typeof(?) AS c, typeof(?) AS d", args: [5, 5n, "5", null] });
+    const types = await db.execute({
+      sql: "SELECT typeof(?) AS a, typeof(?) AS b, typeof(?) AS c, typeof(?) AS d",
+      args: [5, 5n, "5", null],
+    });
     expect(types.rows[0]).toMatchObject({ a: "real", b: "integer", c: "text", d: "null" });
 
     // Integers beyond 2^53 are exact on the wire; intMode decides what the client makes of them.
     const big = 2n ** 63n - 1n;
     await db.execute({ sql: "INSERT INTO v (i) VALUES (?)", args: [big] });
     await db.execute({ sql: "INSERT INTO v (i) VALUES (?)", args: [-(2n ** 63n)] });
-    const exact = await client({ intMode: "bigint" }).execute("SELECT i FROM v WHERE i > 9007199254740991 OR i < -9007199254740991 ORDER BY i");
+    const exact = await client({ intMode: "bigint" }).execute(
+      "SELECT i FROM v WHERE i > 9007199254740991 OR i < -9007199254740991 ORDER BY i",
+    );
     expect(exact.rows.map((r) => r.i)).toEqual([-(2n ** 63n), big]);
     await expect(db.execute("SELECT i FROM v WHERE i = 9223372036854775807")).rejects.toThrow(RangeError);
     expect(readFile("SELECT count(*) FROM v WHERE i = 9223372036854775807")).toEqual([[1]]);
@@ -181,7 +196,10 @@ describe("Hrana server with @libsql/client/web", () => {
 
   it("writes into the file itself, and sees what others write there", async () => {
     const db = client();
-    await db.batch(["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, data BLOB)", { sql: "INSERT INTO notes (body, data) VALUES (?, ?)", args: ["über", Uint8Array.of(1, 2, 3)] }], "write");
+    await db.batch(["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, data BLOB)", {
+      sql: "INSERT INTO notes (body, data) VALUES (?, ?)",
+      args: ["über", Uint8Array.of(1, 2, 3)],
+    }], "write");
 
     const direct = readFile<[number, string, Buffer]>("SELECT id, body, data FROM notes");
     expect(direct).toHaveLength(1);
@@ -232,7 +250,9 @@ describe("Hrana server with @libsql/client/web", () => {
     expect(readFile("SELECT x FROM a ORDER BY rowid")).toEqual([[1], ["it's; fine"]]);
     expect(readFile("SELECT y FROM b ORDER BY rowid")).toEqual([[2], [0]]);
 
-    const failed = await db.executeMultiple("INSERT INTO a VALUES (2); INSERT INTO nowhere VALUES (3); INSERT INTO a VALUES (4);").catch((e: unknown) => e);
+    const failed = await db.executeMultiple(
+      "INSERT INTO a VALUES (2); INSERT INTO nowhere VALUES (3); INSERT INTO a VALUES (4);",
+    ).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(LibsqlError);
     expect((failed as LibsqlError).code).toBe("SQL_INPUT_ERROR");
     expect(readFile("SELECT x FROM a ORDER BY rowid")).toEqual([[1], ["it's; fine"], [2]]);
@@ -290,11 +310,17 @@ describe("Hrana over HTTP at the protocol level", () => {
   it("encodes results like sqld: integers as strings, floats, text, blobs, nulls, counts", async () => {
     const { status, json } = await post("/v2/pipeline", {
       requests: [
-        { type: "execute", stmt: stmt("CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, f REAL, s TEXT, b BLOB, n)") },
+        {
+          type: "execute",
+          stmt: stmt("CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, f REAL, s TEXT, b BLOB, n)"),
+        },
         {
           type: "execute",
           stmt: stmt("INSERT INTO t (i, f, s, b, n) VALUES (?, ?, ?, ?, ?)", {
-            args: [int(9007199254740993n), { type: "float", value: 2.5 }, text("ü"), { type: "blob", base64: "AAEC/w==" }, { type: "null" }],
+            args: [int(9007199254740993n), { type: "float", value: 2.5 }, text("ü"), {
+              type: "blob",
+              base64: "AAEC/w==",
+            }, { type: "null" }],
           }),
         },
         { type: "execute", stmt: stmt("SELECT i, f, s, b, n FROM t") },
@@ -307,7 +333,10 @@ describe("Hrana over HTTP at the protocol level", () => {
     expect(json.baton).toBeNull();
     expect(json.base_url).toBeNull();
     const [create, insert, select, update, empty, close] = json.results;
-    expect(create).toMatchObject({ type: "ok", response: { type: "execute", result: { cols: [], rows: [], affected_row_count: 0, last_insert_rowid: null } } });
+    expect(create).toMatchObject({
+      type: "ok",
+      response: { type: "execute", result: { cols: [], rows: [], affected_row_count: 0, last_insert_rowid: null } },
+    });
     expect(insert.response.result).toMatchObject({ affected_row_count: 1, last_insert_rowid: "1", rows_written: 1 });
     expect(select.response.result.cols).toEqual([
       { name: "i", decltype: "INTEGER" },
@@ -317,7 +346,10 @@ describe("Hrana over HTTP at the protocol level", () => {
       { name: "n", decltype: null },
     ]);
     expect(select.response.result.rows).toEqual([
-      [{ type: "integer", value: "9007199254740993" }, { type: "float", value: 2.5 }, { type: "text", value: "ü" }, { type: "blob", base64: "AAEC/w" }, { type: "null" }],
+      [{ type: "integer", value: "9007199254740993" }, { type: "float", value: 2.5 }, { type: "text", value: "ü" }, {
+        type: "blob",
+        base64: "AAEC/w",
+      }, { type: "null" }],
     ]);
     expect(select.response.result).toMatchObject({ affected_row_count: 0, last_insert_rowid: null, rows_read: 1 });
     // changes() is not reset by a SELECT; sqld reports it only for INSERT/UPDATE/DELETE.
@@ -340,7 +372,10 @@ describe("Hrana over HTTP at the protocol level", () => {
     expect(typeof baton).toBe("string");
     expect(server.openStreams).toBe(1);
 
-    const second = await post("/v3/pipeline", { baton, requests: [{ type: "execute", stmt: stmt("COMMIT") }, { type: "get_autocommit" }] });
+    const second = await post("/v3/pipeline", {
+      baton,
+      requests: [{ type: "execute", stmt: stmt("COMMIT") }, { type: "get_autocommit" }],
+    });
     expect(second.status).toBe(200);
     expect(second.json.results[1].response.is_autocommit).toBe(true);
     expect(second.json.baton).not.toBe(baton);
@@ -355,7 +390,9 @@ describe("Hrana over HTTP at the protocol level", () => {
     expect((await post("/v3/pipeline", { baton: second.json.baton, requests: [] })).status).toBe(400);
     expect(readFile("SELECT v FROM t")).toEqual([[1]]);
 
-    const closed = await post("/v2/pipeline", { requests: [{ type: "close" }, { type: "execute", stmt: stmt("SELECT 1") }] });
+    const closed = await post("/v2/pipeline", {
+      requests: [{ type: "close" }, { type: "execute", stmt: stmt("SELECT 1") }],
+    });
     expect(closed.status).toBe(400);
     expect((await post("/v2/pipeline", { requests: [{ type: "get_autocommit" }] })).status).toBe(400);
     expect((await post("/v2/pipeline", "{not json")).status).toBe(400);
@@ -376,8 +413,14 @@ describe("Hrana over HTTP at the protocol level", () => {
               { condition: { type: "ok", step: 1 }, stmt: stmt("SELECT 'skipped: step 1 failed'") },
               { condition: { type: "error", step: 1 }, stmt: stmt("SELECT 'runs: step 1 failed'") },
               { condition: { type: "not", cond: { type: "ok", step: 0 } }, stmt: stmt("SELECT 'skipped'") },
-              { condition: { type: "and", conds: [{ type: "ok", step: 0 }, { type: "error", step: 1 }] }, stmt: stmt("SELECT 'runs: and'") },
-              { condition: { type: "or", conds: [{ type: "ok", step: 1 }, { type: "ok", step: 2 }] }, stmt: stmt("SELECT 'skipped: or'") },
+              {
+                condition: { type: "and", conds: [{ type: "ok", step: 0 }, { type: "error", step: 1 }] },
+                stmt: stmt("SELECT 'runs: and'"),
+              },
+              {
+                condition: { type: "or", conds: [{ type: "ok", step: 1 }, { type: "ok", step: 2 }] },
+                stmt: stmt("SELECT 'skipped: or'"),
+              },
               { condition: { type: "error", step: 2 }, stmt: stmt("SELECT 'skipped: a skipped step is not an error'") },
               { condition: { type: "is_autocommit" }, stmt: stmt("BEGIN") },
               { condition: { type: "is_autocommit" }, stmt: stmt("SELECT 'skipped: in a transaction now'") },
@@ -396,9 +439,18 @@ describe("Hrana over HTTP at the protocol level", () => {
     expect(results[3].rows).toEqual([[text("runs: step 1 failed")]]);
 
     // A condition may only look back, and is_autocommit is v3 only.
-    const forward = await post("/v3/pipeline", { requests: [{ type: "batch", batch: { steps: [{ condition: { type: "ok", step: 0 }, stmt: stmt("SELECT 1") }] } }] });
+    const forward = await post("/v3/pipeline", {
+      requests: [{ type: "batch", batch: { steps: [{ condition: { type: "ok", step: 0 }, stmt: stmt("SELECT 1") }] } }],
+    });
     expect(forward.status).toBe(400);
-    const v2 = await post("/v2/pipeline", { requests: [{ type: "batch", batch: { steps: [{ stmt: stmt("SELECT 1") }, { condition: { type: "is_autocommit" }, stmt: stmt("SELECT 2") }] } }] });
+    const v2 = await post("/v2/pipeline", {
+      requests: [{
+        type: "batch",
+        batch: {
+          steps: [{ stmt: stmt("SELECT 1") }, { condition: { type: "is_autocommit" }, stmt: stmt("SELECT 2") }],
+        },
+      }],
+    });
     expect(v2.status).toBe(400);
   });
 
@@ -409,7 +461,10 @@ describe("Hrana over HTTP at the protocol level", () => {
         { type: "execute", stmt: { sql_id: 1 } },
         { type: "store_sql", sql_id: 2, sql: "INSERT INTO t (name) VALUES (:name) RETURNING id" },
         { type: "execute", stmt: { sql_id: 2, named_args: [{ name: "name", value: text("a") }] } },
-        { type: "batch", batch: { steps: [{ stmt: { sql_id: 2, named_args: [{ name: ":name", value: text("b") }] } }] } },
+        {
+          type: "batch",
+          batch: { steps: [{ stmt: { sql_id: 2, named_args: [{ name: ":name", value: text("b") }] } }] },
+        },
         { type: "close_sql", sql_id: 2 },
         { type: "describe", sql: "SELECT id, name FROM t WHERE id = ?1 OR name = :n OR name = @n OR id = ?" },
         { type: "describe", sql: "DELETE FROM t" },
@@ -426,8 +481,31 @@ describe("Hrana over HTTP at the protocol level", () => {
     });
     expect(status).toBe(200);
     const r = json.results;
-    expect(r.map((x: { type: string }) => x.type)).toEqual(["ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "error", "error", "error", "error", "error", "error", "ok", "ok"]);
-    expect(r[3].response.result).toMatchObject({ cols: [{ name: "id" }], rows: [[int(1)]], affected_row_count: 1, last_insert_rowid: "1" });
+    expect(r.map((x: { type: string }) => x.type)).toEqual([
+      "ok",
+      "ok",
+      "ok",
+      "ok",
+      "ok",
+      "ok",
+      "ok",
+      "ok",
+      "ok",
+      "error",
+      "error",
+      "error",
+      "error",
+      "error",
+      "error",
+      "ok",
+      "ok",
+    ]);
+    expect(r[3].response.result).toMatchObject({
+      cols: [{ name: "id" }],
+      rows: [[int(1)]],
+      affected_row_count: 1,
+      last_insert_rowid: "1",
+    });
     expect(r[4].response.result.step_results[0].rows).toEqual([[int(2)]]);
     expect(r[6].response.result).toEqual({
       params: [{ name: "?1" }, { name: ":n" }, { name: "@n" }, { name: null }],
@@ -453,9 +531,13 @@ describe("Hrana over HTTP at the protocol level", () => {
     const baton = json.baton as string;
 
     // A closed SQL id is gone: using it is a protocol error.
-    expect((await post("/v3/pipeline", { baton, requests: [{ type: "execute", stmt: { sql_id: 2 } }] })).status).toBe(400);
+    expect((await post("/v3/pipeline", { baton, requests: [{ type: "execute", stmt: { sql_id: 2 } }] })).status).toBe(
+      400,
+    );
     // Storing one id twice is too.
-    const twice = await post("/v3/pipeline", { requests: [{ type: "store_sql", sql_id: 7, sql: "SELECT 1" }, { type: "store_sql", sql_id: 7, sql: "SELECT 2" }] });
+    const twice = await post("/v3/pipeline", {
+      requests: [{ type: "store_sql", sql_id: 7, sql: "SELECT 1" }, { type: "store_sql", sql_id: 7, sql: "SELECT 2" }],
+    });
     expect(twice.status).toBe(400);
     expect(server.openStreams).toBe(0);
   });
@@ -476,12 +558,22 @@ describe("Hrana over HTTP at the protocol level", () => {
     expect(res.status).toBe(200);
     const lines = (await res.text()).trimEnd().split("\n").map((line) => JSON.parse(line));
     expect(typeof lines[0].baton).toBe("string");
-    expect(lines.slice(1).map((e: { type: string }) => e.type)).toEqual(["step_begin", "row", "row", "step_end", "step_error"]);
+    expect(lines.slice(1).map((e: { type: string }) => e.type)).toEqual([
+      "step_begin",
+      "row",
+      "row",
+      "step_end",
+      "step_error",
+    ]);
     expect(lines[1]).toEqual({ type: "step_begin", step: 0, cols: [{ name: "a", decltype: null }] });
     expect(lines[3]).toEqual({ type: "row", row: [int(2)] });
     expect(lines[5]).toMatchObject({ type: "step_error", step: 1, error: { code: "SQL_INPUT_ERROR" } });
     const closed = await post("/v3/pipeline", { baton: lines[0].baton, requests: [{ type: "close" }] });
-    expect(closed.json).toEqual({ baton: null, base_url: null, results: [{ type: "ok", response: { type: "close" } }] });
+    expect(closed.json).toEqual({
+      baton: null,
+      base_url: null,
+      results: [{ type: "ok", response: { type: "close" } }],
+    });
   });
 
   it("expires idle streams: the transaction rolls back, the baton answers STREAM_EXPIRED", async () => {
@@ -495,7 +587,10 @@ describe("Hrana over HTTP at the protocol level", () => {
     expect(server.openConnections).toBe(1);
     server.expireIdleStreams();
     expect(server.openConnections).toBe(0);
-    const late = await post("/v2/pipeline", { baton: open.json.baton, requests: [{ type: "execute", stmt: stmt("COMMIT") }] });
+    const late = await post("/v2/pipeline", {
+      baton: open.json.baton,
+      requests: [{ type: "execute", stmt: stmt("COMMIT") }],
+    });
     expect(late.status).toBe(500);
     expect(late.json).toEqual({ message: "The stream has expired due to inactivity", code: "STREAM_EXPIRED" });
     expect(readFile("SELECT count(*) FROM t")).toEqual([[0]]);
@@ -529,11 +624,17 @@ describe("Hrana over HTTP at the protocol level", () => {
 
 describe("splitStatements", () => {
   it("splits on semicolons outside strings, comments and trigger bodies", () => {
-    expect(splitStatements("SELECT 1; SELECT ';' AS x;;  -- c;\n SELECT \"a;b\" /* ; */")).toEqual(["SELECT 1", "SELECT ';' AS x", 'SELECT "a;b" /* ; */']);
-    expect(splitStatements("CREATE TEMP TRIGGER tr AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END; SELECT 3")).toEqual([
-      "CREATE TEMP TRIGGER tr AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END",
-      "SELECT 3",
+    expect(splitStatements("SELECT 1; SELECT ';' AS x;;  -- c;\n SELECT \"a;b\" /* ; */")).toEqual([
+      "SELECT 1",
+      "SELECT ';' AS x",
+      'SELECT "a;b" /* ; */',
     ]);
+    expect(splitStatements("CREATE TEMP TRIGGER tr AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END; SELECT 3")).toEqual(
+      [
+        "CREATE TEMP TRIGGER tr AFTER INSERT ON a BEGIN SELECT 1; SELECT 2; END",
+        "SELECT 3",
+      ],
+    );
     expect(splitStatements(" ; -- only a comment")).toEqual([]);
     expect(splitStatements("SELECT [x;y] FROM `t;u`")).toEqual(["SELECT [x;y] FROM `t;u`"]);
   });

@@ -18,7 +18,9 @@ interface HttpCache {
   dispose(): Promise<void>;
 }
 
-async function httpCache(options: { retryAfterMs: number; authToken?: string; clientToken?: string }): Promise<HttpCache> {
+async function httpCache(
+  options: { retryAfterMs: number; authToken?: string; clientToken?: string },
+): Promise<HttpCache> {
   const dir = mkdtempSync(join(tmpdir(), "cache-http-"));
   const path = join(dir, "cache.db");
   const serverOptions = { path, ...(options.authToken ? { authToken: options.authToken } : {}) };

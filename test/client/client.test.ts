@@ -65,12 +65,27 @@ describe("requests", () => {
   it("createArtifact, getArtifact, readThread, updateArtifact, removeArtifact", async () => {
     const client = createArtifactsClient({ baseUrl: `${server.url}/` });
     const threadId = newThreadId("client");
-    const created = await client.createArtifact(threadId, { artifactType: "plan", identityKey: "plan:main", payload: { steps: ["a"] } });
+    const created = await client.createArtifact(threadId, {
+      artifactType: "plan",
+      identityKey: "plan:main",
+      payload: { steps: ["a"] },
+    });
     expect(created.thread).toEqual({ id: threadId, rolloutSeq: 1 });
-    expect(created.artifact).toMatchObject({ threadId, artifactType: "plan", identityKey: "plan:main", payload: { steps: ["a"] }, version: 1, seq: 1 });
+    expect(created.artifact).toMatchObject({
+      threadId,
+      artifactType: "plan",
+      identityKey: "plan:main",
+      payload: { steps: ["a"] },
+      version: 1,
+      seq: 1,
+    });
 
     // Idempotent retry: same artifact, nothing appended.
-    const again = await client.createArtifact(threadId, { artifactType: "plan", identityKey: "plan:main", payload: { steps: ["a"] } });
+    const again = await client.createArtifact(threadId, {
+      artifactType: "plan",
+      identityKey: "plan:main",
+      payload: { steps: ["a"] },
+    });
     expect(again.artifact).toEqual(created.artifact);
     expect(again.thread.rolloutSeq).toBe(1);
 
@@ -79,13 +94,20 @@ describe("requests", () => {
     expect(await client.getArtifact(threadId, other.artifact.id)).toEqual(other.artifact);
 
     const updated = await client.updateArtifact(threadId, created.artifact.id, { steps: ["a", "b"] }, { ifVersion: 1 });
-    expect(updated.artifact).toMatchObject({ id: created.artifact.id, version: 2, seq: 3, payload: { steps: ["a", "b"] } });
+    expect(updated.artifact).toMatchObject({
+      id: created.artifact.id,
+      version: 2,
+      seq: 3,
+      payload: { steps: ["a", "b"] },
+    });
 
     const thread = await client.readThread(threadId);
     expect(thread.id).toBe(threadId);
     expect(thread.rolloutSeq).toBe(3);
     expect(thread.artifacts).toEqual([updated.artifact, other.artifact]);
-    expect((await client.readThread(threadId, { consistency: "cache", minSeq: 3 })).artifacts).toEqual(thread.artifacts);
+    expect((await client.readThread(threadId, { consistency: "cache", minSeq: 3 })).artifacts).toEqual(
+      thread.artifacts,
+    );
 
     const removed = await client.removeArtifact(threadId, other.artifact.id, { ifVersion: 1 });
     expect(removed.removed).toEqual({ id: other.artifact.id, seq: 4 });
@@ -118,11 +140,27 @@ describe("requests", () => {
     const threadId = newThreadId("client-errors");
     await expectApiError(client.readThread(threadId), 404, "thread_not_found");
     const { artifact } = await client.createArtifact(threadId, { artifactType: "plan", identityKey: "k", payload: 1 });
-    await expectApiError(client.createArtifact(threadId, { artifactType: "plan", identityKey: "k", payload: 2 }), 409, "identity_conflict");
+    await expectApiError(
+      client.createArtifact(threadId, { artifactType: "plan", identityKey: "k", payload: 2 }),
+      409,
+      "identity_conflict",
+    );
     await expectApiError(client.updateArtifact(threadId, artifact.id, 3, { ifVersion: 7 }), 412, "version_conflict");
-    await expectApiError(client.removeArtifact(threadId, "0193f0c2-7d4a-7c1e-9b1a-3f9d2c1e8a77"), 404, "artifact_not_found");
-    await expectApiError(client.getArtifact(threadId, "0193f0c2-7d4a-7c1e-9b1a-3f9d2c1e8a77"), 404, "artifact_not_found");
-    await expectApiError(client.createArtifact("not a valid id!", { artifactType: "plan", payload: 1 }), 400, "invalid_request");
+    await expectApiError(
+      client.removeArtifact(threadId, "0193f0c2-7d4a-7c1e-9b1a-3f9d2c1e8a77"),
+      404,
+      "artifact_not_found",
+    );
+    await expectApiError(
+      client.getArtifact(threadId, "0193f0c2-7d4a-7c1e-9b1a-3f9d2c1e8a77"),
+      404,
+      "artifact_not_found",
+    );
+    await expectApiError(
+      client.createArtifact("not a valid id!", { artifactType: "plan", payload: 1 }),
+      400,
+      "invalid_request",
+    );
     await expectApiError(client.createArtifact(threadId, { artifactType: "", payload: 1 }), 400, "invalid_request");
     await expectApiError(client.readThread(threadId, { minSeq: 99 }), 404, "thread_not_found");
     await expectApiError(client.listThreads({ limit: 0 }), 400, "invalid_request");
@@ -292,7 +330,13 @@ describe("SseParser", () => {
   });
 
   it("an id without data dispatches nothing but sets the id of later events; the event type does not carry over", () => {
-    const { messages } = parseChunks(["id: 7\n\n", "event: custom\n\n", "data: a\n\n", "id: 8\nevent: artifact-updated\ndata: b\n\n", "data: c\n\n"]);
+    const { messages } = parseChunks([
+      "id: 7\n\n",
+      "event: custom\n\n",
+      "data: a\n\n",
+      "id: 8\nevent: artifact-updated\ndata: b\n\n",
+      "data: c\n\n",
+    ]);
     expect(messages).toEqual([
       { id: "7", event: "message", data: "a" },
       { id: "8", event: "artifact-updated", data: "b" },
@@ -306,7 +350,15 @@ describe("SseParser", () => {
   });
 
   it("reports retry only for all-digit values", () => {
-    const { retries, messages } = parseChunks(["retry: 1500\n\n", "retry: 1.5\n", "retry: x\n", "retry:\n", "ret", "ry: 20", "\n\n"]);
+    const { retries, messages } = parseChunks([
+      "retry: 1500\n\n",
+      "retry: 1.5\n",
+      "retry: x\n",
+      "retry:\n",
+      "ret",
+      "ry: 20",
+      "\n\n",
+    ]);
     expect(retries).toEqual([1500, 20]);
     expect(messages).toEqual([]);
   });
@@ -329,7 +381,9 @@ describe("SseParser", () => {
       value.map((v) => `${v}: x`),
       fc.constant(""),
     );
-    const stream = fc.array(fc.tuple(line, fc.constantFrom("\n", "\r", "\r\n")), { maxLength: 30 }).map((lines) => lines.map(([l, end]) => l + end).join(""));
+    const stream = fc.array(fc.tuple(line, fc.constantFrom("\n", "\r", "\r\n")), { maxLength: 30 }).map((lines) =>
+      lines.map(([l, end]) => l + end).join("")
+    );
     fc.assert(
       fc.property(stream, fc.array(fc.nat(), { maxLength: 12 }), (text, cuts) => {
         const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b);
@@ -342,7 +396,9 @@ describe("SseParser", () => {
         const spec = new SpecSseParser();
         spec.push(text);
         const got = parseChunks(chunks);
-        expect(got.messages.map((m) => ({ lastEventId: m.id ?? "", type: m.event, data: m.data }))).toEqual(spec.events);
+        expect(got.messages.map((m) => ({ lastEventId: m.id ?? "", type: m.event, data: m.data }))).toEqual(
+          spec.events,
+        );
         expect(got.retries).toEqual(spec.retries);
       }),
       { numRuns: 500 },

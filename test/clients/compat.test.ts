@@ -52,7 +52,10 @@ class Service {
   }
 
   async create(threadId: string, n: number): Promise<number> {
-    const r = await http(this.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { n } }, AUTH);
+    const r = await http(this.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+      artifactType: "note",
+      payload: { n },
+    }, AUTH);
     expect(r.status, r.text).toBe(201);
     return r.json.thread.rolloutSeq;
   }
@@ -65,7 +68,8 @@ class Service {
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const seqsOf = (s: Subscription) => s.received.map((r) => r.event.seq);
-const untilSeqs = (s: Subscription, n: number, what: string) => waitUntil(() => s.received.length >= n || s.failure !== undefined, what, { timeoutMs: 30_000 });
+const untilSeqs = (s: Subscription, n: number, what: string) =>
+  waitUntil(() => s.received.length >= n || s.failure !== undefined, what, { timeoutMs: 30_000 });
 
 const open: Subscription[] = [];
 afterEach(async () => {
@@ -178,7 +182,10 @@ describe("the reproduction: restart, and at once a stream by fetch-event-source 
         // The successor listens as soon as the old process has closed its listener.
         await service.start();
         const threadId = newThreadId("repro");
-        const stream = client.open(`${service.url}/v1/threads/${threadId}/events?since=0`, { token: TOKEN, fetch: pool.fetch });
+        const stream = client.open(`${service.url}/v1/threads/${threadId}/events?since=0`, {
+          token: TOKEN,
+          fetch: pool.fetch,
+        });
         open.push(stream);
         for (let n = 1; n <= 10; n++) await service.create(threadId, n);
         await untilSeqs(stream, 10, "10 events");
@@ -205,7 +212,9 @@ describe("the reproduction: restart, and at once a stream by fetch-event-source 
       proxy.failing = true;
       await service.restart();
       const threadId = newThreadId("repro-store");
-      const stream = PLAIN_FETCH_EVENT_SOURCE.open(`${service.url}/v1/threads/${threadId}/events?since=0`, { token: TOKEN });
+      const stream = PLAIN_FETCH_EVENT_SOURCE.open(`${service.url}/v1/threads/${threadId}/events?since=0`, {
+        token: TOKEN,
+      });
       open.push(stream);
       // Long enough that the store client's own retries (4 attempts a read) give up: the
       // stream's first read and the feed's first read both fail.

@@ -73,7 +73,10 @@ const eventsourceClient: SseClient = {
   open(url, options) {
     const received: Received[] = [];
     let failure: Subscription["failure"];
-    const { counter, doFetch } = countingFetch(options.token ? { authorization: `Bearer ${options.token}` } : {}, options.fetch);
+    const { counter, doFetch } = countingFetch(
+      options.token ? { authorization: `Bearer ${options.token}` } : {},
+      options.fetch,
+    );
     const source = new EventSource(withQueryToken(url, options.queryToken), { fetch: doFetch });
     source.addEventListener("artifact-updated", (message) => {
       received.push({ id: message.lastEventId, event: JSON.parse(message.data) as ArtifactEvent });
@@ -111,7 +114,9 @@ function ensureBrowserGlobals(): void {
 
 function fetchEventSourceClient(style: "documented" | "plain"): SseClient {
   return {
-    name: style === "documented" ? "@microsoft/fetch-event-source (as its README configures it)" : "@microsoft/fetch-event-source (plain: onmessage only)",
+    name: style === "documented"
+      ? "@microsoft/fetch-event-source (as its README configures it)"
+      : "@microsoft/fetch-event-source (plain: onmessage only)",
     canSendHeaders: true,
     canResumeFromStoredId: true,
     open(url, options) {
@@ -123,31 +128,36 @@ function fetchEventSourceClient(style: "documented" | "plain"): SseClient {
       const headers: Record<string, string> = {};
       if (options.token) headers.authorization = `Bearer ${options.token}`;
       if (options.lastEventId !== undefined) headers["last-event-id"] = options.lastEventId;
-      const handlers =
-        style === "documented"
-          ? {
-              async onopen(response: Response) {
-                if (response.ok && response.headers.get("content-type")?.startsWith("text/event-stream")) return;
-                if (response.status >= 400 && response.status < 500 && response.status !== 429) throw new FatalError(response.status);
-                throw new RetriableError();
-              },
-              onclose() {
-                // The server ended the stream (its lifetime, a restart): reconnect.
-                throw new RetriableError();
-              },
-              onerror(error: unknown) {
-                if (error instanceof FatalError) throw error;
-                return 200;
-              },
+      const handlers = style === "documented"
+        ? {
+          async onopen(response: Response) {
+            if (response.ok && response.headers.get("content-type")?.startsWith("text/event-stream")) return;
+            if (response.status >= 400 && response.status < 500 && response.status !== 429) {
+              throw new FatalError(
+                response.status,
+              );
             }
-          : {};
+            throw new RetriableError();
+          },
+          onclose() {
+            // The server ended the stream (its lifetime, a restart): reconnect.
+            throw new RetriableError();
+          },
+          onerror(error: unknown) {
+            if (error instanceof FatalError) throw error;
+            return 200;
+          },
+        }
+        : {};
       const done = fetchEventSource(withQueryToken(url, options.queryToken), {
         headers,
         openWhenHidden: true,
         signal: controller.signal,
         fetch: doFetch,
         onmessage(message) {
-          if (message.event === "artifact-updated") received.push({ id: message.id, event: JSON.parse(message.data) as ArtifactEvent });
+          if (message.event === "artifact-updated") {
+            received.push({ id: message.id, event: JSON.parse(message.data) as ArtifactEvent });
+          }
         },
         ...handlers,
       }).catch((error: unknown) => {
@@ -181,7 +191,11 @@ const typedClient: SseClient = {
     const parsed = new URL(url);
     const threadId = decodeURIComponent(parsed.pathname.split("/")[3] ?? "");
     const controller = new AbortController();
-    const api = createArtifactsClient({ baseUrl: parsed.origin, fetch: doFetch, ...(options.token ? { token: options.token } : {}) });
+    const api = createArtifactsClient({
+      baseUrl: parsed.origin,
+      fetch: doFetch,
+      ...(options.token ? { token: options.token } : {}),
+    });
     const done = api
       .subscribe(threadId, {
         since: options.lastEventId === undefined ? 0 : Number(options.lastEventId),

@@ -48,7 +48,9 @@ describe("each edge function answers its own route under `deno serve`", () => {
     expect((await read.json()).thread.artifacts).toEqual([artifact]);
 
     const controller = new AbortController();
-    const events = await fetch(`${url("artifact-events")}/v1/threads/${threadId}/events`, { signal: controller.signal });
+    const events = await fetch(`${url("artifact-events")}/v1/threads/${threadId}/events`, {
+      signal: controller.signal,
+    });
     expect(events.headers.get("content-type")).toMatch(/^text\/event-stream/);
     const reader = (events.body as ReadableStream<Uint8Array>).getReader();
     let text = "";
@@ -58,10 +60,18 @@ describe("each edge function answers its own route under `deno serve`", () => {
       text += new TextDecoder().decode(value);
     }
     controller.abort();
-    expect(text).toContain(`id: 1\nevent: artifact-updated\ndata: ${JSON.stringify({ threadId, seq: 1, op: "add", artifact })}`);
+    expect(text).toContain(
+      `id: 1\nevent: artifact-updated\ndata: ${JSON.stringify({ threadId, seq: 1, op: "add", artifact })}`,
+    );
 
     // Every function serves its own route (and /healthz) and nothing else.
-    expect((await fetch(`${url("read-thread")}/v1/threads/${threadId}/artifacts`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status).toBe(404);
+    expect(
+      (await fetch(`${url("read-thread")}/v1/threads/${threadId}/artifacts`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      })).status,
+    ).toBe(404);
     expect((await fetch(`${url("create-artifact")}/v1/threads/${threadId}`)).status).toBe(404);
     expect((await fetch(`${url("artifact-events")}/v1/threads`)).status).toBe(404);
     for (const name of names) expect((await fetch(`${url(name)}/healthz`)).status).toBe(200);

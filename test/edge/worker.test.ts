@@ -55,7 +55,9 @@ describe("Worker bundle", () => {
     expect(code).not.toMatch(/from\s*["']node:(fs|path|child_process)/);
     expect(code).not.toContain("class FsBlobStore");
     expect(code).not.toMatch(/from\s*["']libsql["']/);
-    console.log(`worker bundle: ${(bundle.bytes / 1024).toFixed(1)} KiB, gzip ${(bundle.gzipBytes / 1024).toFixed(1)} KiB`);
+    console.log(
+      `worker bundle: ${(bundle.bytes / 1024).toFixed(1)} KiB, gzip ${(bundle.gzipBytes / 1024).toFixed(1)} KiB`,
+    );
   });
 });
 
@@ -97,18 +99,28 @@ describe("Worker live path", () => {
     const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-hub-"));
     const hrana = await startHranaServer({ path: join(dir, "cache.db") });
     // Polling alone would take a minute: an event that arrives in this test came by the hub's hint.
-    const worker = await startWorker({ LIBSQL_URL: hrana.url, AUTH_TOKENS: `${WORKER_TOKEN}:local`, SSE_POLL_MS: "60000", SSE_PING_MS: "100" });
+    const worker = await startWorker({
+      LIBSQL_URL: hrana.url,
+      AUTH_TOKENS: `${WORKER_TOKEN}:local`,
+      SSE_POLL_MS: "60000",
+      SSE_PING_MS: "100",
+    });
     const controller = new AbortController();
     try {
       const threadId = `hub-${Date.now().toString(36)}`;
-      const stream = await fetch(`${worker.url}/v1/threads/${threadId}/events`, withToken({ signal: controller.signal }));
+      const stream = await fetch(
+        `${worker.url}/v1/threads/${threadId}/events`,
+        withToken({ signal: controller.signal }),
+      );
       expect(stream.status).toBe(200);
       const reader = (stream.body as ReadableStream<Uint8Array>).getReader();
       const decoder = new TextDecoder();
       let text = "";
       // Pings come only from an idle stream waiting on its feed: after two, the feed has
       // read the (empty) log and only a hint or the minute-long poll can bring news.
-      while ((text.match(/^: ping$/gm) ?? []).length < 2) text += decoder.decode((await reader.read()).value, { stream: true });
+      while ((text.match(/^: ping$/gm) ?? []).length < 2) {
+        text += decoder.decode((await reader.read()).value, { stream: true });
+      }
       const ok = await fetch(`${worker.url}/v1/threads/${threadId}/artifacts`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${WORKER_TOKEN}` },

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJsonResult } from "../support/http.ts";
@@ -30,7 +31,17 @@ export const PROBLEM_CODES = [
 
 export const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const RFC3339_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const ARTIFACT_KEYS = ["artifactType", "createdAt", "id", "identityKey", "payload", "seq", "threadId", "updatedAt", "version"];
+const ARTIFACT_KEYS = [
+  "artifactType",
+  "createdAt",
+  "id",
+  "identityKey",
+  "payload",
+  "seq",
+  "threadId",
+  "updatedAt",
+  "version",
+];
 const THREAD_VIEW_KEYS = ["artifacts", "createdAt", "id", "rolloutSeq", "updatedAt"];
 
 export interface HttpResult {
@@ -78,7 +89,10 @@ export function expectThreadViewShape(thread: any): void {
 
 /** RFC 9457 problem+json with exactly the fields of API.md and `status` equal to the HTTP status. */
 export function expectProblem(result: HttpResult, status: number, code: (typeof PROBLEM_CODES)[number]): void {
-  expect({ status: result.status, code: result.json?.code, text: result.text.slice(0, 300) }).toMatchObject({ status, code });
+  expect({ status: result.status, code: result.json?.code, text: result.text.slice(0, 300) }).toMatchObject({
+    status,
+    code,
+  });
   expect(result.headers.get("content-type") ?? "").toMatch(/^application\/problem\+json\b/);
   expectProblemBody(result.json, status);
 }
@@ -107,7 +121,12 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
     });
 
     /** Sends JSON (objects are serialized; strings are sent as they are) and reads the whole answer. */
-    async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
+    async function call(
+      method: string,
+      path: string,
+      body?: unknown,
+      headers: Record<string, string> = {},
+    ): Promise<HttpResult> {
       if (!target) throw new Error("target not started");
       const init: RequestInit = { method, headers: { ...headers } };
       if (body !== undefined) {
@@ -162,7 +181,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const second = await create(threadId, { artifactType: "note", payload: "same" });
         const third = await create(threadId, { artifactType: "note", payload: null, identityKey: "k" });
         expect([first.json.artifact.seq, second.json.artifact.seq, third.json.artifact.seq]).toEqual([1, 2, 3]);
-        expect([first.json.thread.rolloutSeq, second.json.thread.rolloutSeq, third.json.thread.rolloutSeq]).toEqual([1, 2, 3]);
+        expect([first.json.thread.rolloutSeq, second.json.thread.rolloutSeq, third.json.thread.rolloutSeq]).toEqual([
+          1,
+          2,
+          3,
+        ]);
         expect(new Set([first.json.artifact.id, second.json.artifact.id, third.json.artifact.id]).size).toBe(3);
         expect(third.json.artifact.identityKey).toBe("k");
         expect(third.json.artifact.payload).toBeNull();
@@ -207,8 +230,14 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
       it("answers 409 identity_conflict for an existing identity with a different payload, and appends nothing", async () => {
         const threadId = uniqueThreadId("conflict");
         const first = await create(threadId, { artifactType: "plan", identityKey: "k", payload: { list: [1, 2] } });
-        for (const payload of [{ list: [2, 1] }, { list: [1, 2], extra: true }, { list: [1, 2, 3] }, [1, 2], "x", null]) {
-          const result = await call("POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "plan", identityKey: "k", payload });
+        for (
+          const payload of [{ list: [2, 1] }, { list: [1, 2], extra: true }, { list: [1, 2, 3] }, [1, 2], "x", null]
+        ) {
+          const result = await call("POST", `/v1/threads/${threadId}/artifacts`, {
+            artifactType: "plan",
+            identityKey: "k",
+            payload,
+          });
           expectProblem(result, 409, "identity_conflict");
         }
         expect(await headSeq(threadId)).toBe(1);
@@ -243,7 +272,9 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const a = await create(threadId, { artifactType: "t", payload: "a" });
         const b = await create(threadId, { artifactType: "t", payload: "b" });
         const c = await create(threadId, { artifactType: "t", payload: "c" });
-        const updated = await call("PATCH", `/v1/threads/${threadId}/artifacts/${a.json.artifact.id}`, { payload: "a2" });
+        const updated = await call("PATCH", `/v1/threads/${threadId}/artifacts/${a.json.artifact.id}`, {
+          payload: "a2",
+        });
         expect(updated.status).toBe(200);
 
         const read = await readThread(threadId);
@@ -326,7 +357,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
 
         const unknownId = "0190a000-0000-7000-8000-000000000000";
         expectProblem(await call("GET", `/v1/threads/${threadId}/artifacts/${unknownId}`), 404, "artifact_not_found");
-        expectProblem(await call("GET", `/v1/threads/${uniqueThreadId("nowhere")}/artifacts/${id}`), 404, "thread_not_found");
+        expectProblem(
+          await call("GET", `/v1/threads/${uniqueThreadId("nowhere")}/artifacts/${id}`),
+          404,
+          "thread_not_found",
+        );
         expectProblem(await call("GET", `/v1/threads/${threadId}/artifacts/not-a-uuid`), 400, "invalid_request");
       });
     });
@@ -394,9 +429,15 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const threadId = uniqueThreadId("update-missing");
         const created = await create(threadId, { artifactType: "plan", payload: 1 });
         const unknownId = "0190a000-0000-7000-8000-000000000001";
-        expectProblem(await call("PATCH", `/v1/threads/${threadId}/artifacts/${unknownId}`, { payload: 2 }), 404, "artifact_not_found");
         expectProblem(
-          await call("PATCH", `/v1/threads/${uniqueThreadId("nowhere")}/artifacts/${created.json.artifact.id}`, { payload: 2 }),
+          await call("PATCH", `/v1/threads/${threadId}/artifacts/${unknownId}`, { payload: 2 }),
+          404,
+          "artifact_not_found",
+        );
+        expectProblem(
+          await call("PATCH", `/v1/threads/${uniqueThreadId("nowhere")}/artifacts/${created.json.artifact.id}`, {
+            payload: 2,
+          }),
           404,
           "thread_not_found",
         );
@@ -413,7 +454,10 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
 
         const removed = await call("DELETE", path);
         expect(removed.status).toBe(200);
-        expect(removed.json).toEqual({ removed: { id: gone.json.artifact.id, seq: 3 }, thread: { id: threadId, rolloutSeq: 3 } });
+        expect(removed.json).toEqual({
+          removed: { id: gone.json.artifact.id, seq: 3 },
+          thread: { id: threadId, rolloutSeq: 3 },
+        });
 
         expectProblem(await call("GET", path), 404, "artifact_not_found");
         const read = await readThread(threadId);
@@ -443,7 +487,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
       it("keeps a thread whose last artifact was removed, with no artifacts", async () => {
         const threadId = uniqueThreadId("emptied");
         const created = await create(threadId, { artifactType: "t", payload: 1 });
-        expect((await call("DELETE", `/v1/threads/${threadId}/artifacts/${created.json.artifact.id}`, undefined, { "if-match": "*" })).status).toBe(200);
+        expect(
+          (await call("DELETE", `/v1/threads/${threadId}/artifacts/${created.json.artifact.id}`, undefined, {
+            "if-match": "*",
+          })).status,
+        ).toBe(200);
         const read = await readThread(threadId);
         expect(read.status).toBe(200);
         expect(read.json.thread).toMatchObject({ id: threadId, rolloutSeq: 2, artifacts: [] });
@@ -452,7 +500,10 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
 
       it("answers 404 thread_not_found for an unknown thread", async () => {
         expectProblem(
-          await call("DELETE", `/v1/threads/${uniqueThreadId("nowhere")}/artifacts/0190a000-0000-7000-8000-000000000002`),
+          await call(
+            "DELETE",
+            `/v1/threads/${uniqueThreadId("nowhere")}/artifacts/0190a000-0000-7000-8000-000000000002`,
+          ),
           404,
           "thread_not_found",
         );
@@ -465,7 +516,9 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const first: HttpResult[] = [];
         for (const threadId of ids) first.push(await create(threadId, { artifactType: "t", payload: threadId }));
         // Touch the first thread last: it is now the most recently updated thread of all.
-        const touched = await call("PATCH", `/v1/threads/${ids[0]}/artifacts/${first[0]?.json.artifact.id}`, { payload: "touched" });
+        const touched = await call("PATCH", `/v1/threads/${ids[0]}/artifacts/${first[0]?.json.artifact.id}`, {
+          payload: "touched",
+        });
         expect(touched.status).toBe(200);
 
         const all = await call("GET", "/v1/threads?limit=200");
@@ -533,7 +586,16 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const flip = (s: string, at: number) => s.slice(0, at) + (s[at] === "A" ? "g" : "A") + s.slice(at + 1);
         const dot = cursor.indexOf(".");
         expect(dot).toBeGreaterThan(2);
-        const tampered = [flip(cursor, 0), flip(cursor, dot - 2), flip(cursor, dot + 1), flip(cursor, cursor.length - 3), cursor.slice(0, -6), `${cursor}.x`, "garbage", "a.b"];
+        const tampered = [
+          flip(cursor, 0),
+          flip(cursor, dot - 2),
+          flip(cursor, dot + 1),
+          flip(cursor, cursor.length - 3),
+          cursor.slice(0, -6),
+          `${cursor}.x`,
+          "garbage",
+          "a.b",
+        ];
         for (const bad of tampered) {
           expectProblem(await call("GET", `/v1/threads?cursor=${encodeURIComponent(bad)}`), 400, "invalid_request");
         }
@@ -549,7 +611,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
        * Opens the thread's stream through the target's fetch and reads it with a
        * parser written from the SSE spec until `count` artifact-updated events arrived.
        */
-      async function readStream(threadId: string, count: number, options: { query?: string; headers?: Record<string, string> } = {}) {
+      async function readStream(
+        threadId: string,
+        count: number,
+        options: { query?: string; headers?: Record<string, string> } = {},
+      ) {
         if (!target) throw new Error("target not started");
         const controller = new AbortController();
         const response = await target.fetch(`/v1/threads/${threadId}/events${options.query ?? ""}`, {
@@ -572,7 +638,13 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
           controller.abort();
           await reader.cancel().catch(() => {});
         }
-        return { parser, events: updates().slice(0, count).map((e) => ({ id: e.lastEventId, ...(JSON.parse(e.data) as { seq: number; op: string; threadId: string; artifact: any }) })) };
+        return {
+          parser,
+          events: updates().slice(0, count).map((e) => ({
+            id: e.lastEventId,
+            ...(JSON.parse(e.data) as { seq: number; op: string; threadId: string; artifact: any }),
+          })),
+        };
       }
 
       it("sends every patch once, in seq order, as id/event/data, with retry first", async () => {
@@ -628,7 +700,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
       it("refuses a malformed resume point with 400", async () => {
         const threadId = uniqueThreadId("badresume");
         expectProblem(await call("GET", `/v1/threads/${threadId}/events?since=abc`), 400, "invalid_request");
-        expectProblem(await call("GET", `/v1/threads/${threadId}/events`, undefined, { "last-event-id": "-1" }), 400, "invalid_request");
+        expectProblem(
+          await call("GET", `/v1/threads/${threadId}/events`, undefined, { "last-event-id": "-1" }),
+          400,
+          "invalid_request",
+        );
       });
     });
 
@@ -647,13 +723,22 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const paths = doc.json.paths;
         expect(Object.keys(paths["/v1/threads/{threadId}/artifacts"])).toContain("post");
         expect(Object.keys(paths["/v1/threads/{threadId}"])).toContain("get");
-        expect(Object.keys(paths["/v1/threads/{threadId}/artifacts/{artifactId}"])).toEqual(expect.arrayContaining(["get", "patch", "delete"]));
+        expect(Object.keys(paths["/v1/threads/{threadId}/artifacts/{artifactId}"])).toEqual(
+          expect.arrayContaining(["get", "patch", "delete"]),
+        );
         expect(Object.keys(paths["/v1/threads"])).toContain("get");
         expect(Object.keys(paths["/healthz"])).toContain("get");
       });
 
       it("answers 404 problem+json for an unknown route", async () => {
-        for (const path of ["/nope", "/v1", "/v1/things", "/v1/threads/a/artifacts/0190a000-0000-7000-8000-000000000000/extra"]) {
+        for (
+          const path of [
+            "/nope",
+            "/v1",
+            "/v1/things",
+            "/v1/threads/a/artifacts/0190a000-0000-7000-8000-000000000000/extra",
+          ]
+        ) {
           const result = await call("GET", path);
           expect({ path, status: result.status }).toEqual({ path, status: 404 });
           expect(result.headers.get("content-type") ?? "").toMatch(/^application\/problem\+json\b/);
@@ -691,8 +776,16 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         expectProblem(await call("POST", path, { artifactType: "t", payload: 1, extra: true }), 400, "invalid_request");
         expectProblem(await call("POST", path, { artifactType: "t" }), 400, "invalid_request");
         expectProblem(await call("POST", path, { artifactType: 7, payload: 1 }), 400, "invalid_request");
-        expectProblem(await call("POST", path, JSON.stringify({ artifactType: "t", payload: 1 }), { "content-type": "text/plain" }), 415, "unsupported_media_type");
-        expectProblem(await call("POST", `/v1/threads/-bad/artifacts`, { artifactType: "t", payload: 1 }), 400, "invalid_request");
+        expectProblem(
+          await call("POST", path, JSON.stringify({ artifactType: "t", payload: 1 }), { "content-type": "text/plain" }),
+          415,
+          "unsupported_media_type",
+        );
+        expectProblem(
+          await call("POST", `/v1/threads/-bad/artifacts`, { artifactType: "t", payload: 1 }),
+          400,
+          "invalid_request",
+        );
         expect(await headSeq(threadId)).toBe(1);
       });
     });

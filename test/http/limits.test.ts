@@ -26,7 +26,13 @@ afterAll(() => {
   for (const app of opened) app.close();
 });
 
-async function send(t: TestApp, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
+async function send(
+  t: TestApp,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
   return t.request(method, path, body, headers);
 }
 
@@ -39,7 +45,10 @@ async function sendRaw(t: TestApp, path: string, init: RequestInit): Promise<Htt
 async function rolloutKeys(store: BlobStore): Promise<string[]> {
   const keys: string[] = [];
   for (;;) {
-    const page = await store.list("tenants/", { limit: 1000, ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}) });
+    const page = await store.list("tenants/", {
+      limit: 1000,
+      ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}),
+    });
     keys.push(...page);
     if (page.length < 1000) return keys;
   }
@@ -73,7 +82,12 @@ async function expectRejected(
   return result;
 }
 
-async function create(t: TestApp, threadId: string, body: Record<string, unknown>, expected = 201): Promise<HttpResult> {
+async function create(
+  t: TestApp,
+  threadId: string,
+  body: Record<string, unknown>,
+  expected = 201,
+): Promise<HttpResult> {
   const result = await send(t, "POST", `/v1/threads/${threadId}/artifacts`, body);
   expect({ status: result.status, body: result.json }).toMatchObject({ status: expected });
   return result;
@@ -113,16 +127,24 @@ describe("limits and error codes", () => {
 
       const tooLong = `${ok}z`;
       // No thread can be named tooLong: check the rollout keys and its 128-char prefix's seq.
-      await expectRejected(t, ok, 400, "invalid_request", () =>
-        send(t, "POST", `/v1/threads/${tooLong}/artifacts`, { artifactType: "t", payload: 1 }),
+      await expectRejected(
+        t,
+        ok,
+        400,
+        "invalid_request",
+        () => send(t, "POST", `/v1/threads/${tooLong}/artifacts`, { artifactType: "t", payload: 1 }),
       );
       expectProblem(await send(t, "GET", `/v1/threads/${tooLong}`), 400, "invalid_request");
     });
 
     it("requires an alphanumeric first char and only [A-Za-z0-9._:-]", async () => {
       for (const bad of [".x", "-x", "_x", ":x", "x%20y", "x%2Fy", "x%C3%A9", "x~y", "x%00"]) {
-        await expectRejected(t, "unused", 400, "invalid_request", () =>
-          send(t, "POST", `/v1/threads/${bad}/artifacts`, { artifactType: "t", payload: 1 }),
+        await expectRejected(
+          t,
+          "unused",
+          400,
+          "invalid_request",
+          () => send(t, "POST", `/v1/threads/${bad}/artifacts`, { artifactType: "t", payload: 1 }),
         );
         expectProblem(await send(t, "GET", `/v1/threads/${bad}`), 400, "invalid_request");
       }
@@ -146,8 +168,12 @@ describe("limits and error codes", () => {
       const rejected = ["a".repeat(129), `${"é".repeat(63)}abc`, "é".repeat(65), `${"😀".repeat(32)}a`];
       for (const artifactType of rejected) {
         expect(utf8(artifactType)).toBeGreaterThan(128);
-        await expectRejected(t, threadId, 400, "invalid_request", () =>
-          send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType, payload: 1 }),
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType, payload: 1 }),
         );
       }
     });
@@ -155,9 +181,28 @@ describe("limits and error codes", () => {
     it("rejects empty, control characters and non-strings", async () => {
       const threadId = uniqueThreadId("type-bad");
       await create(t, threadId, { artifactType: "plan · v2 ✓", payload: 1 });
-      for (const artifactType of ["", "a\u0000b", "a\nb", "\tplan", "plan\r", "a\u007fb", "a\u0085b", "\u001b[31m", 7, null, ["plan"], {}]) {
-        await expectRejected(t, threadId, 400, "invalid_request", () =>
-          send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType, payload: 1 }),
+      for (
+        const artifactType of [
+          "",
+          "a\u0000b",
+          "a\nb",
+          "\tplan",
+          "plan\r",
+          "a\u007fb",
+          "a\u0085b",
+          "\u001b[31m",
+          7,
+          null,
+          ["plan"],
+          {},
+        ]
+      ) {
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType, payload: 1 }),
         );
       }
     });
@@ -176,8 +221,12 @@ describe("limits and error codes", () => {
       const rejected = ["k".repeat(257), `${"é".repeat(128)}a`, "é".repeat(129), `${"😀".repeat(64)}a`];
       for (const identityKey of rejected) {
         expect(utf8(identityKey)).toBeGreaterThan(256);
-        await expectRejected(t, threadId, 400, "invalid_request", () =>
-          send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey, payload: 1 }),
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey, payload: 1 }),
         );
       }
     });
@@ -186,8 +235,12 @@ describe("limits and error codes", () => {
       const threadId = uniqueThreadId("identity-bad");
       await create(t, threadId, { artifactType: "t", payload: 1 });
       for (const identityKey of ["", "k\u0000", "k\nv", "\u0007", "k\u009f", 1, null, true, ["k"]]) {
-        await expectRejected(t, threadId, 400, "invalid_request", () =>
-          send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey, payload: 1 }),
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey, payload: 1 }),
         );
       }
     });
@@ -208,8 +261,12 @@ describe("limits and error codes", () => {
         const created = await create(small, threadId, { artifactType: "t", payload: exact });
         expect(created.json.artifact.payload).toBe(exact);
         const over = stringPayloadOfBytes(MAX + 1, unit);
-        await expectRejected(small, threadId, 413, "payload_too_large", () =>
-          send(small, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: over }),
+        await expectRejected(
+          small,
+          threadId,
+          413,
+          "payload_too_large",
+          () => send(small, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: over }),
         );
       }
       // Objects count the same way: the compact JSON.stringify of the payload.
@@ -217,8 +274,12 @@ describe("limits and error codes", () => {
       expect(utf8(JSON.stringify(objectExact))).toBe(MAX);
       await create(small, threadId, { artifactType: "t", payload: objectExact });
       const objectOver = { key: "v".repeat(MAX + 1 - utf8('{"key":""}')) };
-      await expectRejected(small, threadId, 413, "payload_too_large", () =>
-        send(small, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: objectOver }),
+      await expectRejected(
+        small,
+        threadId,
+        413,
+        "payload_too_large",
+        () => send(small, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: objectOver }),
       );
     });
 
@@ -239,8 +300,12 @@ describe("limits and error codes", () => {
       const ok = await send(small, "PATCH", path, { payload: stringPayloadOfBytes(MAX, "é") });
       expect(ok.status).toBe(200);
       expect(ok.json.artifact.version).toBe(2);
-      await expectRejected(small, threadId, 413, "payload_too_large", () =>
-        send(small, "PATCH", path, { payload: stringPayloadOfBytes(MAX + 1, "é") }),
+      await expectRejected(
+        small,
+        threadId,
+        413,
+        "payload_too_large",
+        () => send(small, "PATCH", path, { payload: stringPayloadOfBytes(MAX + 1, "é") }),
       );
       expect((await send(small, "GET", path)).json.artifact.version).toBe(2);
     });
@@ -256,8 +321,7 @@ describe("limits and error codes", () => {
           method: "POST",
           body: huge,
           headers: { "content-type": "application/json", "content-length": String(utf8(huge)) },
-        }),
-      );
+        }));
 
       // A declared length over the bound is refused before a byte is read.
       let declaredPulls = 0;
@@ -276,8 +340,7 @@ describe("limits and error codes", () => {
           body: declared,
           headers: { "content-type": "application/json", "content-length": "50000000" },
           duplex: "half",
-        } as RequestInit),
-      );
+        } as RequestInit));
       expect(declaredPulls).toBe(0);
 
       // No Content-Length: the server reads until the bound, then cancels the stream.
@@ -298,8 +361,22 @@ describe("limits and error codes", () => {
         },
         { highWaterMark: 0 },
       );
-      await expectRejected(small, threadId, 413, "payload_too_large", () =>
-        sendRaw(small, path, { method: "POST", body: streamed, headers: { "content-type": "application/json" }, duplex: "half" } as RequestInit),
+      await expectRejected(
+        small,
+        threadId,
+        413,
+        "payload_too_large",
+        () =>
+          sendRaw(
+            small,
+            path,
+            {
+              method: "POST",
+              body: streamed,
+              headers: { "content-type": "application/json" },
+              duplex: "half",
+            } as RequestInit,
+          ),
       );
       expect(cancelled).toBe(true);
       expect(pulled).toBeLessThan(totalChunks);
@@ -310,8 +387,7 @@ describe("limits and error codes", () => {
           method: "PATCH",
           body: JSON.stringify({ payload: "x".repeat(1_000_000) }),
           headers: { "content-type": "application/json" },
-        }),
-      );
+        }));
     });
 
     it("uses 65,536 bytes by default", async () => {
@@ -320,8 +396,16 @@ describe("limits and error codes", () => {
       const exact = stringPayloadOfBytes(65_536);
       const created = await create(t, threadId, { artifactType: "t", payload: exact });
       expect(created.json.artifact.payload).toHaveLength(65_534);
-      await expectRejected(t, threadId, 413, "payload_too_large", () =>
-        send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: stringPayloadOfBytes(65_537) }),
+      await expectRejected(
+        t,
+        threadId,
+        413,
+        "payload_too_large",
+        () =>
+          send(t, "POST", `/v1/threads/${threadId}/artifacts`, {
+            artifactType: "t",
+            payload: stringPayloadOfBytes(65_537),
+          }),
       );
     });
 
@@ -335,12 +419,28 @@ describe("limits and error codes", () => {
       expect((await send(t, "PATCH", path, `{"payload":${objects(511)}}`)).status).toBe(200);
       for (const depth of [513, 3000, 30_000]) {
         const arrays = `${"[".repeat(depth)}${"]".repeat(depth)}`;
-        await expectRejected(t, threadId, 400, "invalid_request", () =>
-          send(t, "POST", `/v1/threads/${threadId}/artifacts`, `{"artifactType":"t","payload":${arrays}}`),
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "POST", `/v1/threads/${threadId}/artifacts`, `{"artifactType":"t","payload":${arrays}}`),
         );
-        await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "PATCH", path, `{"payload":${arrays}}`));
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "PATCH", path, `{"payload":${arrays}}`),
+        );
       }
-      await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "PATCH", path, `{"payload":${objects(513)}}`));
+      await expectRejected(
+        t,
+        threadId,
+        400,
+        "invalid_request",
+        () => send(t, "PATCH", path, `{"payload":${objects(513)}}`),
+      );
     });
   });
 
@@ -352,18 +452,40 @@ describe("limits and error codes", () => {
       await create(full, threadId, { artifactType: "t", payload: 2 });
       const third = await create(full, threadId, { artifactType: "t", payload: 3 });
 
-      await expectRejected(full, threadId, 422, "thread_full", () =>
-        send(full, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: 4 }),
+      await expectRejected(
+        full,
+        threadId,
+        422,
+        "thread_full",
+        () => send(full, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: 4 }),
       );
-      await expectRejected(full, threadId, 422, "thread_full", () =>
-        send(full, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey: "new", payload: 4 }),
+      await expectRejected(
+        full,
+        threadId,
+        422,
+        "thread_full",
+        () =>
+          send(full, "POST", `/v1/threads/${threadId}/artifacts`, {
+            artifactType: "t",
+            identityKey: "new",
+            payload: 4,
+          }),
       );
       // The existing identity is not a new artifact: its retry is still 200, a changed payload still 409.
       const retry = await create(full, threadId, { artifactType: "t", identityKey: "k", payload: { n: 1 } }, 200);
       expect(retry.json.artifact.id).toBe(first.json.artifact.id);
       expect(retry.json.thread.rolloutSeq).toBe(3);
-      await expectRejected(full, threadId, 409, "identity_conflict", () =>
-        send(full, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey: "k", payload: { n: 2 } }),
+      await expectRejected(
+        full,
+        threadId,
+        409,
+        "identity_conflict",
+        () =>
+          send(full, "POST", `/v1/threads/${threadId}/artifacts`, {
+            artifactType: "t",
+            identityKey: "k",
+            payload: { n: 2 },
+          }),
       );
 
       // A full thread still takes updates; a removal makes room; other threads are unaffected.
@@ -373,8 +495,12 @@ describe("limits and error codes", () => {
       expect((await send(full, "DELETE", path)).status).toBe(200);
       const again = await create(full, threadId, { artifactType: "t", payload: 4 });
       expect(again.json.thread.rolloutSeq).toBe(6);
-      await expectRejected(full, threadId, 422, "thread_full", () =>
-        send(full, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: 5 }),
+      await expectRejected(
+        full,
+        threadId,
+        422,
+        "thread_full",
+        () => send(full, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: 5 }),
       );
     });
   });
@@ -403,7 +529,11 @@ describe("limits and error codes", () => {
       }
       const cursor: string = (await send(a, "GET", "/v1/threads?limit=1")).json.nextCursor;
       expect((await send(a, "GET", `/v1/threads?limit=1&cursor=${encodeURIComponent(cursor)}`)).status).toBe(200);
-      expectProblem(await send(b, "GET", `/v1/threads?limit=1&cursor=${encodeURIComponent(cursor)}`), 400, "invalid_request");
+      expectProblem(
+        await send(b, "GET", `/v1/threads?limit=1&cursor=${encodeURIComponent(cursor)}`),
+        400,
+        "invalid_request",
+      );
     });
   });
 
@@ -437,7 +567,10 @@ describe("limits and error codes", () => {
       for (const body of createBodies) {
         await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "POST", createPath, body));
       }
-      const updateBodies: unknown[] = ["{", "[]", "null", {}, { payload: 1, artifactType: "t" }, { payload: 1, identityKey: "k" }, { data: 1 }];
+      const updateBodies: unknown[] = ["{", "[]", "null", {}, { payload: 1, artifactType: "t" }, {
+        payload: 1,
+        identityKey: "k",
+      }, { data: 1 }];
       for (const body of updateBodies) {
         await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "PATCH", artifactPath, body));
       }
@@ -449,19 +582,39 @@ describe("limits and error codes", () => {
           method: "POST",
           body: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
           headers: { "content-type": "application/json" },
-        }),
-      );
+        }));
     });
 
     it("rejects a malformed If-Match on update and remove", async () => {
-      for (const ifMatch of ["1", '"abc"', '"0"', '"-1"', '"1.5"', "W/", '"1', '"1" "2"', "", '"99999999999999999999"']) {
-        await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "PATCH", artifactPath, { payload: 2 }, { "if-match": ifMatch }));
-        await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "DELETE", artifactPath, undefined, { "if-match": ifMatch }));
+      for (
+        const ifMatch of ["1", '"abc"', '"0"', '"-1"', '"1.5"', "W/", '"1', '"1" "2"', "", '"99999999999999999999"']
+      ) {
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "PATCH", artifactPath, { payload: 2 }, { "if-match": ifMatch }),
+        );
+        await expectRejected(
+          t,
+          threadId,
+          400,
+          "invalid_request",
+          () => send(t, "DELETE", artifactPath, undefined, { "if-match": ifMatch }),
+        );
       }
     });
 
     it("rejects a malformed artifact id in the path", async () => {
-      for (const id of ["not-a-uuid", "0190a000000070008000000000000000", "0190a000-0000-7000-8000-00000000000g", "0190a000-0000-7000-8000-0000000000001"]) {
+      for (
+        const id of [
+          "not-a-uuid",
+          "0190a000000070008000000000000000",
+          "0190a000-0000-7000-8000-00000000000g",
+          "0190a000-0000-7000-8000-0000000000001",
+        ]
+      ) {
         const path = `/v1/threads/${threadId}/artifacts/${id}`;
         expectProblem(await send(t, "GET", path), 400, "invalid_request");
         await expectRejected(t, threadId, 400, "invalid_request", () => send(t, "PATCH", path, { payload: 2 }));
@@ -477,22 +630,54 @@ describe("limits and error codes", () => {
       const createPath = `/v1/threads/${threadId}/artifacts`;
       const artifactPath = `${createPath}/${created.json.artifact.id}`;
       const body = JSON.stringify({ artifactType: "t", payload: 2 });
-      for (const contentType of ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "json"]) {
-        await expectRejected(t, threadId, 415, "unsupported_media_type", () => send(t, "POST", createPath, body, { "content-type": contentType }));
+      for (
+        const contentType of [
+          "text/plain",
+          "text/plain;charset=UTF-8",
+          "application/x-www-form-urlencoded",
+          "multipart/form-data; boundary=x",
+          "application/jsonx",
+          "json",
+        ]
+      ) {
+        await expectRejected(
+          t,
+          threadId,
+          415,
+          "unsupported_media_type",
+          () => send(t, "POST", createPath, body, { "content-type": contentType }),
+        );
       }
-      await expectRejected(t, threadId, 415, "unsupported_media_type", () =>
-        sendRaw(t, createPath, { method: "POST", body: new TextEncoder().encode(body) }),
+      await expectRejected(
+        t,
+        threadId,
+        415,
+        "unsupported_media_type",
+        () => sendRaw(t, createPath, { method: "POST", body: new TextEncoder().encode(body) }),
       );
-      await expectRejected(t, threadId, 415, "unsupported_media_type", () =>
-        send(t, "PATCH", artifactPath, JSON.stringify({ payload: 2 }), { "content-type": "text/plain" }),
+      await expectRejected(
+        t,
+        threadId,
+        415,
+        "unsupported_media_type",
+        () => send(t, "PATCH", artifactPath, JSON.stringify({ payload: 2 }), { "content-type": "text/plain" }),
       );
-      await expectRejected(t, threadId, 415, "unsupported_media_type", () =>
-        sendRaw(t, artifactPath, { method: "PATCH", body: new TextEncoder().encode(JSON.stringify({ payload: 2 })) }),
+      await expectRejected(
+        t,
+        threadId,
+        415,
+        "unsupported_media_type",
+        () =>
+          sendRaw(t, artifactPath, { method: "PATCH", body: new TextEncoder().encode(JSON.stringify({ payload: 2 })) }),
       );
 
-      const withCharset = await send(t, "POST", createPath, body, { "content-type": "application/json; charset=utf-8" });
+      const withCharset = await send(t, "POST", createPath, body, {
+        "content-type": "application/json; charset=utf-8",
+      });
       expect(withCharset.status).toBe(201);
-      const upper = await send(t, "PATCH", artifactPath, JSON.stringify({ payload: 3 }), { "content-type": "Application/JSON" });
+      const upper = await send(t, "PATCH", artifactPath, JSON.stringify({ payload: 3 }), {
+        "content-type": "Application/JSON",
+      });
       expect(upper.status).toBe(200);
     });
   });
@@ -505,19 +690,49 @@ describe("limits and error codes", () => {
       const unknownThread = uniqueThreadId("codes-missing");
       const unknownArtifact = `/v1/threads/${threadId}/artifacts/0190a000-0000-7000-8000-0000000000ff`;
 
-      await expectRejected(t, unknownThread, 404, "thread_not_found", () =>
-        send(t, "PATCH", `/v1/threads/${unknownThread}/artifacts/${created.json.artifact.id}`, { payload: 2 }),
+      await expectRejected(
+        t,
+        unknownThread,
+        404,
+        "thread_not_found",
+        () => send(t, "PATCH", `/v1/threads/${unknownThread}/artifacts/${created.json.artifact.id}`, { payload: 2 }),
       );
-      await expectRejected(t, unknownThread, 404, "thread_not_found", () =>
-        send(t, "DELETE", `/v1/threads/${unknownThread}/artifacts/${created.json.artifact.id}`),
+      await expectRejected(
+        t,
+        unknownThread,
+        404,
+        "thread_not_found",
+        () => send(t, "DELETE", `/v1/threads/${unknownThread}/artifacts/${created.json.artifact.id}`),
       );
-      await expectRejected(t, threadId, 404, "artifact_not_found", () => send(t, "PATCH", unknownArtifact, { payload: 2 }));
+      await expectRejected(
+        t,
+        threadId,
+        404,
+        "artifact_not_found",
+        () => send(t, "PATCH", unknownArtifact, { payload: 2 }),
+      );
       await expectRejected(t, threadId, 404, "artifact_not_found", () => send(t, "DELETE", unknownArtifact));
-      await expectRejected(t, threadId, 409, "identity_conflict", () =>
-        send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey: "k", payload: 2 }),
+      await expectRejected(
+        t,
+        threadId,
+        409,
+        "identity_conflict",
+        () => send(t, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", identityKey: "k", payload: 2 }),
       );
-      await expectRejected(t, threadId, 412, "version_conflict", () => send(t, "PATCH", artifactPath, { payload: 2 }, { "if-match": '"2"' }));
-      await expectRejected(t, threadId, 412, "version_conflict", () => send(t, "DELETE", artifactPath, undefined, { "if-match": '"2"' }));
+      await expectRejected(
+        t,
+        threadId,
+        412,
+        "version_conflict",
+        () => send(t, "PATCH", artifactPath, { payload: 2 }, { "if-match": '"2"' }),
+      );
+      await expectRejected(
+        t,
+        threadId,
+        412,
+        "version_conflict",
+        () => send(t, "DELETE", artifactPath, undefined, { "if-match": '"2"' }),
+      );
     });
   });
 
@@ -538,7 +753,8 @@ describe("limits and error codes", () => {
       store.down = true;
       const calls = [
         () => send(down, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: 2 }),
-        () => send(down, "POST", `/v1/threads/${uniqueThreadId("down-new")}/artifacts`, { artifactType: "t", payload: 2 }),
+        () =>
+          send(down, "POST", `/v1/threads/${uniqueThreadId("down-new")}/artifacts`, { artifactType: "t", payload: 2 }),
         () => send(down, "PATCH", artifactPath, { payload: 2 }),
         () => send(down, "DELETE", artifactPath),
         () => send(down, "GET", `/v1/threads/${threadId}`),

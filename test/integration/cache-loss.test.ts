@@ -16,8 +16,8 @@ import { materialize } from "../../src/model/materialize.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 import {
-  Cluster,
   closedPort,
+  Cluster,
   expectedCacheRows,
   expectedPatchFiles,
   http,
@@ -40,14 +40,30 @@ beforeAll(async () => {
 
 const artifactsPath = (threadId: string) => `/v1/threads/${threadId}/artifacts`;
 
-async function create(server: ServerProcess, threadId: string, body: { artifactType: string; payload: unknown; identityKey?: string }): Promise<Artifact> {
+async function create(
+  server: ServerProcess,
+  threadId: string,
+  body: { artifactType: string; payload: unknown; identityKey?: string },
+): Promise<Artifact> {
   const r = await http(server.url, "POST", artifactsPath(threadId), body);
   expect(r.status, r.text).toBe(201);
   return r.json.artifact;
 }
 
-async function update(server: ServerProcess, threadId: string, id: string, payload: unknown, ifMatch?: number): Promise<Artifact> {
-  const r = await http(server.url, "PATCH", `${artifactsPath(threadId)}/${id}`, { payload }, ifMatch === undefined ? {} : { "if-match": `"${ifMatch}"` });
+async function update(
+  server: ServerProcess,
+  threadId: string,
+  id: string,
+  payload: unknown,
+  ifMatch?: number,
+): Promise<Artifact> {
+  const r = await http(
+    server.url,
+    "PATCH",
+    `${artifactsPath(threadId)}/${id}`,
+    { payload },
+    ifMatch === undefined ? {} : { "if-match": `"${ifMatch}"` },
+  );
   expect(r.status, r.text).toBe(200);
   return r.json.artifact;
 }
@@ -64,15 +80,31 @@ async function remove(server: ServerProcess, threadId: string, id: string): Prom
  * If-Match), a remove, then plain creates up to `total`. Returns the last seq.
  */
 async function writeHistory(server: ServerProcess, threadId: string, total: number): Promise<number> {
-  const plan = await create(server, threadId, { artifactType: "plan", identityKey: "plan:main", payload: { steps: ["a"] } });
-  const preview = await create(server, threadId, { artifactType: "preview", payload: { url: "https://example.test/1" } });
-  const file = await create(server, threadId, { artifactType: "file", identityKey: "file:readme", payload: { name: "README.md", bytes: 10 } });
+  const plan = await create(server, threadId, {
+    artifactType: "plan",
+    identityKey: "plan:main",
+    payload: { steps: ["a"] },
+  });
+  const preview = await create(server, threadId, {
+    artifactType: "preview",
+    payload: { url: "https://example.test/1" },
+  });
+  const file = await create(server, threadId, {
+    artifactType: "file",
+    identityKey: "file:readme",
+    payload: { name: "README.md", bytes: 10 },
+  });
   await update(server, threadId, plan.id, { steps: ["a", "b"] });
   await update(server, threadId, plan.id, { steps: ["a", "b", "c"] }, 2);
   await update(server, threadId, file.id, { name: "README.md", bytes: 42, unicode: "ünï ✓" });
   let seq = await remove(server, threadId, preview.id);
   expect(seq).toBe(7);
-  while (seq < total) seq = (await create(server, threadId, { artifactType: "note", payload: { n: seq + 1, nested: { list: [1, null, true] } } })).seq;
+  while (seq < total) {
+    seq = (await create(server, threadId, {
+      artifactType: "note",
+      payload: { n: seq + 1, nested: { list: [1, null, true] } },
+    })).seq;
+  }
   return seq;
 }
 
@@ -98,7 +130,9 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
       expect(before.headers.get("x-artifacts-source")).toBe("cache");
       expect(before.json.thread.rolloutSeq).toBe(c.total);
       expect(before.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId)) });
-      expect(snapshotFiles(rolloutDir, threadId)).toEqual(c.snapshots.map((s) => `${String(s).padStart(12, "0")}.json`));
+      expect(snapshotFiles(rolloutDir, threadId)).toEqual(
+        c.snapshots.map((s) => `${String(s).padStart(12, "0")}.json`),
+      );
       await first.stop();
       expect(first.child.exitCode).toBe(0);
 
@@ -121,7 +155,11 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
 
       // The rebuilt rows are the thread's state (a snapshot install leaves the events before it to the rollout).
       const rows = await readCacheFile(dbPath, threadId);
-      expect(rows.thread).toEqual({ createdAt: before.json.thread.createdAt, updatedAt: before.json.thread.updatedAt, seq: c.total });
+      expect(rows.thread).toEqual({
+        createdAt: before.json.thread.createdAt,
+        updatedAt: before.json.thread.updatedAt,
+        seq: c.total,
+      });
       expect(rows.artifacts).toEqual(before.json.thread.artifacts);
 
       // Writing continues at the next seq on top of the rebuilt cache.
@@ -147,12 +185,22 @@ describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
 
     const threadId = "no-cache";
     expect(await writeHistory(server, threadId, 10)).toBe(10);
-    const identityRetry = await http(server.url, "POST", artifactsPath(threadId), { artifactType: "plan", identityKey: "plan:main", payload: { steps: ["a", "b", "c"] } });
+    const identityRetry = await http(server.url, "POST", artifactsPath(threadId), {
+      artifactType: "plan",
+      identityKey: "plan:main",
+      payload: { steps: ["a", "b", "c"] },
+    });
     expect(identityRetry.status).toBe(200);
-    const identityConflict = await http(server.url, "POST", artifactsPath(threadId), { artifactType: "plan", identityKey: "plan:main", payload: { steps: [] } });
+    const identityConflict = await http(server.url, "POST", artifactsPath(threadId), {
+      artifactType: "plan",
+      identityKey: "plan:main",
+      payload: { steps: [] },
+    });
     expect(identityConflict.status).toBe(409);
     expect(identityConflict.json.code).toBe("identity_conflict");
-    const stale = await http(server.url, "PATCH", `${artifactsPath(threadId)}/${identityRetry.json.artifact.id}`, { payload: 1 }, { "if-match": '"1"' });
+    const stale = await http(server.url, "PATCH", `${artifactsPath(threadId)}/${identityRetry.json.artifact.id}`, {
+      payload: 1,
+    }, { "if-match": '"1"' });
     expect(stale.status).toBe(412);
     expect(stale.json.code).toBe("version_conflict");
 
@@ -279,13 +327,21 @@ describe("a cache that missed writes made by another process", () => {
 
     // The idempotent retry of an identity whose payload B changed (not 409 identity_conflict)...
     const planV4 = await update(b, threadId, plan.id, { v: 4 });
-    const retry = await http(a.url, "POST", artifactsPath(threadId), { artifactType: "plan", identityKey: "p", payload: { v: 4 } });
+    const retry = await http(a.url, "POST", artifactsPath(threadId), {
+      artifactType: "plan",
+      identityKey: "p",
+      payload: { v: 4 },
+    });
     expect(retry.status, retry.text).toBe(200);
     expect(retry.json).toEqual({ artifact: planV4, thread: { id: threadId, rolloutSeq: 6 } });
 
     // ...and the converse: what A's cache still holds as equal is a conflict at the head (not a stale 200).
     expect((await update(b, threadId, plan.id, { v: 5 })).seq).toBe(7);
-    const conflict = await http(a.url, "POST", artifactsPath(threadId), { artifactType: "plan", identityKey: "p", payload: { v: 4 } });
+    const conflict = await http(a.url, "POST", artifactsPath(threadId), {
+      artifactType: "plan",
+      identityKey: "p",
+      payload: { v: 4 },
+    });
     expect(conflict.status, conflict.text).toBe(409);
     expect(conflict.json.code).toBe("identity_conflict");
 

@@ -31,7 +31,10 @@ describe("concurrent creates with one identity across processes", () => {
     const servers = await cluster.startMany([{ DATA_DIR: dir }, { DATA_DIR: dir }]);
     // Warm both up on threads of their own so neither is still booting during the race.
     for (const [p, server] of servers.entries()) {
-      expect((await http(server.url, "POST", `/v1/threads/warm-${p}/artifacts`, { artifactType: "warm", payload: p })).status).toBe(201);
+      expect(
+        (await http(server.url, "POST", `/v1/threads/warm-${p}/artifacts`, { artifactType: "warm", payload: p }))
+          .status,
+      ).toBe(201);
     }
 
     const threadId = "identity-thread";
@@ -45,7 +48,7 @@ describe("concurrent creates with one identity across processes", () => {
           artifactType: "plan",
           identityKey: "plan:main",
           payload: i % 4 < 2 ? payloadA : payloadB,
-        }),
+        })
       ),
     );
 
@@ -63,7 +66,13 @@ describe("concurrent creates with one identity across processes", () => {
       expect(r.json.thread).toEqual({ id: threadId, rolloutSeq: 1 });
     }
     for (const r of results.filter((x) => x.status === 200)) expect(r.headers.get("location")).toBeNull();
-    expect(created.json.artifact).toMatchObject({ artifactType: "plan", identityKey: "plan:main", version: 1, seq: 1, payload: payloadA });
+    expect(created.json.artifact).toMatchObject({
+      artifactType: "plan",
+      identityKey: "plan:main",
+      version: 1,
+      seq: 1,
+      payload: payloadA,
+    });
 
     expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(1));
     const patches = await readRollout(rolloutDir, threadId);
@@ -80,14 +89,22 @@ describe("concurrent creates with one identity across processes", () => {
 
     // Same identity, different payload: a conflict on either process, and nothing is written.
     for (const server of servers) {
-      const conflict = await http(server.url, "POST", path, { artifactType: "plan", identityKey: "plan:main", payload: { ...payloadA, title: "Other" } });
+      const conflict = await http(server.url, "POST", path, {
+        artifactType: "plan",
+        identityKey: "plan:main",
+        payload: { ...payloadA, title: "Other" },
+      });
       expect(conflict.status).toBe(409);
       expect(conflict.headers.get("content-type")).toMatch(/^application\/problem\+json/);
       expect(conflict.json).toMatchObject({ status: 409, code: "identity_conflict" });
     }
     expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(1));
     // A retry with the equal payload is still an idempotent 200 with the same id.
-    const retry = await http((servers[1] as ServerProcess).url, "POST", path, { artifactType: "plan", identityKey: "plan:main", payload: payloadB });
+    const retry = await http((servers[1] as ServerProcess).url, "POST", path, {
+      artifactType: "plan",
+      identityKey: "plan:main",
+      payload: payloadB,
+    });
     expect(retry.status).toBe(200);
     expect(retry.json.artifact.id).toBe(id);
     expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(1));

@@ -29,13 +29,19 @@ const CREATES_PER_PROCESS = 20;
 const cluster = new Cluster();
 afterEach(() => cluster.cleanup());
 
-async function sharedServers(n: number): Promise<{ dir: string; rolloutDir: string; dbPath: string; servers: ServerProcess[] }> {
+async function sharedServers(
+  n: number,
+): Promise<{ dir: string; rolloutDir: string; dbPath: string; servers: ServerProcess[] }> {
   const dir = cluster.tempDir();
   // SNAPSHOT_EVERY small so snapshot writes race with patch writes too.
   const servers = await cluster.startMany(range(n).map(() => ({ DATA_DIR: dir, SNAPSHOT_EVERY: "7" })));
   // Warm every process up (libSQL connection and schema, rollout folders) on a thread of its
   // own, so none of them is still booting while the others race: more real contention.
-  const warm = await Promise.all(servers.map((s, p) => http(s.url, "POST", `/v1/threads/warm-up-${p}/artifacts`, { artifactType: "warm", payload: p })));
+  const warm = await Promise.all(
+    servers.map((s, p) =>
+      http(s.url, "POST", `/v1/threads/warm-up-${p}/artifacts`, { artifactType: "warm", payload: p })
+    ),
+  );
   expect(warm.map((r) => r.status)).toEqual(servers.map(() => 201));
   return { dir, rolloutDir: join(dir, "rollouts"), dbPath: join(dir, "artifacts.db"), servers };
 }
@@ -53,7 +59,13 @@ function describeFailures(results: HttpResult[], ok: (r: HttpResult) => boolean)
 }
 
 /** The cache, seen both through the API (consistency=cache) and straight from the file, equals a replay of the rollout. */
-async function expectCacheEqualsReplay(server: ServerProcess, rolloutDir: string, dbPath: string, threadId: string, n: number) {
+async function expectCacheEqualsReplay(
+  server: ServerProcess,
+  rolloutDir: string,
+  dbPath: string,
+  threadId: string,
+  n: number,
+) {
   const patches = await readRollout(rolloutDir, threadId);
   expect(patches.map((p) => p.seq)).toEqual(range(n));
   const truth = await replay(rolloutDir, threadId);
@@ -87,8 +99,8 @@ describe("many writers on one thread across processes", () => {
         http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
           artifactType: "note",
           payload: { process: p, i, text: `p${p}-${i}` },
-        }),
-      ),
+        })
+      )
     );
     const results = await fireAll(jobs);
 
@@ -99,7 +111,9 @@ describe("many writers on one thread across processes", () => {
     // The thread's rolloutSeq in each response is the seq of that write's own patch.
     for (const r of results) expect(r.json.thread).toEqual({ id: threadId, rolloutSeq: r.json.artifact.seq });
     expect(new Set(artifacts.map((a) => a.id)).size).toBe(n);
-    for (const r of results) expect(r.headers.get("location")).toBe(`/v1/threads/${threadId}/artifacts/${r.json.artifact.id}`);
+    for (const r of results) {
+      expect(r.headers.get("location")).toBe(`/v1/threads/${threadId}/artifacts/${r.json.artifact.id}`);
+    }
 
     expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(n));
     const patches = await readRollout(rolloutDir, threadId);
@@ -128,7 +142,10 @@ describe("many writers on one thread across processes", () => {
     const seeded: Artifact[] = [];
     for (const i of range(SEED)) {
       const server = servers[i % PROCESSES] as ServerProcess;
-      const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "doc", payload: { seed: i } });
+      const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+        artifactType: "doc",
+        payload: { seed: i },
+      });
       expect(r.status).toBe(201);
       seeded.push(r.json.artifact);
     }
@@ -146,21 +163,31 @@ describe("many writers on one thread across processes", () => {
       for (const i of range(CREATES)) {
         jobs.push({
           kind: "create",
-          run: () => http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "doc", payload: { process: p, created: i } }),
+          run: () =>
+            http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+              artifactType: "doc",
+              payload: { process: p, created: i },
+            }),
         });
       }
       for (const target of toUpdate) {
         for (const u of range(UPDATES_PER_ARTIFACT_PER_PROCESS)) {
           jobs.push({
             kind: "update",
-            run: () => http(server.url, "PATCH", `/v1/threads/${threadId}/artifacts/${target.id}`, { payload: { process: p, update: u, of: target.id } }),
+            run: () =>
+              http(server.url, "PATCH", `/v1/threads/${threadId}/artifacts/${target.id}`, {
+                payload: { process: p, update: u, of: target.id },
+              }),
           });
         }
       }
     });
     toRemove.forEach((target, i) => {
       const server = servers[i % PROCESSES] as ServerProcess;
-      jobs.push({ kind: "remove", run: () => http(server.url, "DELETE", `/v1/threads/${threadId}/artifacts/${target.id}`) });
+      jobs.push({
+        kind: "remove",
+        run: () => http(server.url, "DELETE", `/v1/threads/${threadId}/artifacts/${target.id}`),
+      });
     });
     // Interleave kinds so each process has creates, updates and removes in flight together.
     jobs.sort((a, b) => (a.kind === b.kind ? 0 : a.kind < b.kind ? -1 : 1));
@@ -172,7 +199,9 @@ describe("many writers on one thread across processes", () => {
     const bad = results.filter((r, i) => r.status !== (kinds[i] === "create" ? 201 : 200));
     expect(bad.map((r) => `${r.status} ${r.text}`)).toEqual([]);
 
-    const writeSeqs = results.map((r, i) => (kinds[i] === "remove" ? r.json.removed.seq : r.json.artifact.seq) as number);
+    const writeSeqs = results.map((r, i) =>
+      (kinds[i] === "remove" ? r.json.removed.seq : r.json.artifact.seq) as number
+    );
     results.forEach((r, i) => expect(r.json.thread.rolloutSeq).toBe(writeSeqs[i]));
     const n = SEED + jobs.length;
     expect([...writeSeqs].sort((a, b) => a - b)).toEqual(range(jobs.length, SEED + 1));
@@ -181,7 +210,9 @@ describe("many writers on one thread across processes", () => {
     const patches = await readRollout(rolloutDir, threadId);
     const ops = patches.slice(SEED).map((p) => p.op);
     expect(ops.filter((op) => op === "add")).toHaveLength(PROCESSES * CREATES);
-    expect(ops.filter((op) => op === "update")).toHaveLength(PROCESSES * toUpdate.length * UPDATES_PER_ARTIFACT_PER_PROCESS);
+    expect(ops.filter((op) => op === "update")).toHaveLength(
+      PROCESSES * toUpdate.length * UPDATES_PER_ARTIFACT_PER_PROCESS,
+    );
     expect(ops.filter((op) => op === "remove")).toHaveLength(toRemove.length);
 
     const truth = await expectCacheEqualsReplay(servers[0] as ServerProcess, rolloutDir, dbPath, threadId, n);

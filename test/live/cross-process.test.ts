@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /**
  * DESIGN.md guarantee 6 across processes: two real Node servers share one DATA_DIR (one
  * rollout folder, one libSQL file). No hint crosses processes, so a stream on process A
@@ -42,7 +43,11 @@ async function pair(envB: Record<string, string> = {}): Promise<{ a: ServerProce
   return { a, b, dir };
 }
 
-async function openOn(server: ServerProcess, threadId: string, headers: Record<string, string> = {}): Promise<SseConnection> {
+async function openOn(
+  server: ServerProcess,
+  threadId: string,
+  headers: Record<string, string> = {},
+): Promise<SseConnection> {
   const stream = await SseConnection.open(`${server.url}/v1/threads/${threadId}/events`, headers);
   streams.push(stream);
   expect(stream.response.status).toBe(200);
@@ -71,10 +76,15 @@ async function writeMix(threadId: string, writer: (i: number) => ServerProcess):
       const { json } = await call(server, "DELETE", `/v1/threads/${threadId}/artifacts/${id}`);
       expect(json.removed.seq).toBe(++seq);
     } else if (i % 3 === 2 && ids.length > 0) {
-      const { json } = await call(server, "PATCH", `/v1/threads/${threadId}/artifacts/${ids[0]}`, { payload: { updated: i } });
+      const { json } = await call(server, "PATCH", `/v1/threads/${threadId}/artifacts/${ids[0]}`, {
+        payload: { updated: i },
+      });
       expect((json.artifact as Artifact).seq).toBe(++seq);
     } else {
-      const { json } = await call(server, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { i } });
+      const { json } = await call(server, "POST", `/v1/threads/${threadId}/artifacts`, {
+        artifactType: "note",
+        payload: { i },
+      });
       expect((json.artifact as Artifact).seq).toBe(++seq);
       ids.push(json.artifact.id);
     }

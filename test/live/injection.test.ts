@@ -29,7 +29,7 @@ const HOSTILE = [
   "line one\nline two",
   "a\r\nb\rc\nd",
   "data: injected",
-  "\ndata: {\"seq\":999}\n\n",
+  '\ndata: {"seq":999}\n\n',
   "\r\nid: 99\r\n\r\n",
   "id: 99",
   "\nid: 99\n",
@@ -47,7 +47,16 @@ const HOSTILE = [
 ];
 
 /** Strings allowed as artifactType/identityKey (no control characters) that still look like SSE. */
-const HOSTILE_NAMES = ["data: x", "id: 99", "event: x", "retry: 1", ": ping", "a\u2028b", "a\u2029b", "id:99 data:1 event:x"];
+const HOSTILE_NAMES = [
+  "data: x",
+  "id: 99",
+  "event: x",
+  "retry: 1",
+  ": ping",
+  "a\u2028b",
+  "a\u2029b",
+  "id:99 data:1 event:x",
+];
 
 describe("no SSE field injection", () => {
   it("payload strings and keys with line breaks and field look-alikes arrive as exactly the payload", async () => {
@@ -65,7 +74,9 @@ describe("no SSE field injection", () => {
       }
       // A bare hostile string as the whole payload, through an update.
       const first = written[0] as Artifact;
-      const r = await app.http("PATCH", `/v1/threads/${threadId}/artifacts/${first.id}`, { payload: "\r\nid: 7\r\nevent: x\r\ndata: 1\r\n\r\n\u2028" });
+      const r = await app.http("PATCH", `/v1/threads/${threadId}/artifacts/${first.id}`, {
+        payload: "\r\nid: 7\r\nevent: x\r\ndata: 1\r\n\r\n\u2028",
+      });
       expect(r.status, r.text).toBe(200);
       written.push(r.json.artifact);
 
@@ -85,7 +96,11 @@ describe("no SSE field injection", () => {
     const written: Artifact[] = [];
     try {
       for (const [i, name] of HOSTILE_NAMES.entries()) {
-        const r = await app.http("POST", `/v1/threads/${threadId}/artifacts`, { artifactType: name, identityKey: `${name}#${i}`, payload: { i } });
+        const r = await app.http("POST", `/v1/threads/${threadId}/artifacts`, {
+          artifactType: name,
+          identityKey: `${name}#${i}`,
+          payload: { i },
+        });
         expect(r.status, r.text).toBe(201);
         written.push(r.json.artifact);
       }
@@ -129,7 +144,9 @@ function expectCleanStream(stream: SseConnection, total: number): void {
     expect(String(event.seq)).toBe(e.lastEventId);
   }
   // Every line is one of the service's own: nothing a payload wrote became a line of its own.
-  for (const line of parser.lines) expect(line).toMatch(/^(|retry: 2000|: ping|id: \d+|event: artifact-updated|data: \{[^\r\n]*\})$/);
+  for (const line of parser.lines) {
+    expect(line).toMatch(/^(|retry: 2000|: ping|id: \d+|event: artifact-updated|data: \{[^\r\n]*\})$/);
+  }
 
   // The service's client parser reads the same stream the same way, however it is chunked.
   for (const chunkSize of [1, 7, 4096]) {

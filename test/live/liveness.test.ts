@@ -31,7 +31,8 @@ const READ_TIMEOUT_MS = 5000;
 const TENANT = "t";
 const THREAD = "th";
 
-const events = (from: number, to: number): LogEvent[] => Array.from({ length: to - from + 1 }, (_, i) => ({ seq: from + i, data: `{"seq":${from + i}}` }));
+const events = (from: number, to: number): LogEvent[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => ({ seq: from + i, data: `{"seq":${from + i}}` }));
 const never = <T>() => new Promise<T>(() => {});
 
 /** A reader over a log the test appends to, with the faults each case scripts. */
@@ -71,7 +72,10 @@ class ScriptedReader implements EventReader {
 /** A follower of THREAD on `hub`, collecting what it is given until the hub drains or `stop`. */
 function follow(hub: FeedHub, reader: EventReader, after = 0) {
   const { feed, release } = hub.acquire(TENANT, THREAD);
-  const follower = new ThreadFollower(feed, reader, { tenant: TENANT, threadId: THREAD, after }, { batchSize: hub.batchSize, readTimeoutMs: hub.readTimeoutMs });
+  const follower = new ThreadFollower(feed, reader, { tenant: TENANT, threadId: THREAD, after }, {
+    batchSize: hub.batchSize,
+    readTimeoutMs: hub.readTimeoutMs,
+  });
   const seqs: number[] = [];
   let stopped = false;
   const done = (async () => {
@@ -107,8 +111,14 @@ describe("a feed or stream that could park", () => {
     reader.append(2);
     reader.script.push("fail", "fail", "fail");
     const hub = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
-    const app = new Hono().get("/events", (c) =>
-      streamThreadEvents(c, { tenant: TENANT, threadId: THREAD, resumeAfter: 0 }, { hub, reader, options: { retryMs: 2000, pingMs: 15_000, maxLifetimeMs: 60_000 } }),
+    const app = new Hono().get(
+      "/events",
+      (c) =>
+        streamThreadEvents(c, { tenant: TENANT, threadId: THREAD, resumeAfter: 0 }, {
+          hub,
+          reader,
+          options: { retryMs: 2000, pingMs: 15_000, maxLifetimeMs: 60_000 },
+        }),
     );
     const response = await app.request("/events");
     const body = response.body!.getReader();
@@ -136,7 +146,12 @@ describe("a feed or stream that could park", () => {
   it("a feed whose first read never settles is given up on, and the next tick reads again (it used to park for good)", async () => {
     const reader = new ScriptedReader();
     reader.script.push("hang");
-    const hub = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS, readTimeoutMs: READ_TIMEOUT_MS });
+    const hub = new FeedHub({
+      reader,
+      notifier: new InProcessNotifier(),
+      pollMs: POLL_MS,
+      readTimeoutMs: READ_TIMEOUT_MS,
+    });
     const stream = follow(hub, reader);
     reader.append(3);
     await vi.advanceTimersByTimeAsync(READ_TIMEOUT_MS + POLL_MS);
@@ -152,7 +167,12 @@ describe("a feed or stream that could park", () => {
     reader.append(2);
     // The feed's head read answers; the stream (behind the empty buffer) reads itself and hangs.
     reader.script.push("stale", "hang");
-    const hub = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS, readTimeoutMs: READ_TIMEOUT_MS });
+    const hub = new FeedHub({
+      reader,
+      notifier: new InProcessNotifier(),
+      pollMs: POLL_MS,
+      readTimeoutMs: READ_TIMEOUT_MS,
+    });
     const stream = follow(hub, reader);
     await vi.advanceTimersByTimeAsync(READ_TIMEOUT_MS + POLL_MS);
     expect(stream.seqs).toEqual([1, 2]);
@@ -224,7 +244,9 @@ function switchable<T extends object>(target: T, down: () => boolean): T {
     get(object, property, receiver) {
       const value = Reflect.get(object, property, receiver);
       if (typeof value !== "function" || property === "close") return value;
-      return (...args: unknown[]) => (down() ? Promise.reject(new Error("cache unreachable")) : value.apply(object, args));
+      return (
+        ...args: unknown[]
+      ) => (down() ? Promise.reject(new Error("cache unreachable")) : value.apply(object, args));
     },
   });
 }
@@ -247,8 +269,14 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.nat(3).map((process): Step => ({ kind: "restart", process })) },
   { weight: 3, arbitrary: fc.nat(3).map((process): Step => ({ kind: "subscribe", process })) },
   { weight: 5, arbitrary: fc.nat(3).map((process): Step => ({ kind: "write", process })) },
-  { weight: 2, arbitrary: fc.record({ process: fc.nat(3), down: fc.boolean() }).map((r): Step => ({ kind: "cache", ...r })) },
-  { weight: 1, arbitrary: fc.record({ process: fc.nat(3), drop: fc.boolean() }).map((r): Step => ({ kind: "hints", ...r })) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ process: fc.nat(3), down: fc.boolean() }).map((r): Step => ({ kind: "cache", ...r })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ process: fc.nat(3), drop: fc.boolean() }).map((r): Step => ({ kind: "hints", ...r })),
+  },
   { weight: 1, arbitrary: fc.nat(3).map((process): Step => ({ kind: "slowRead", process })) },
   { weight: 3, arbitrary: fc.nat(3).map((process): Step => ({ kind: "failRead", process })) },
   { weight: 1, arbitrary: fc.nat(3).map((process): Step => ({ kind: "hangRead", process })) },
@@ -309,96 +337,112 @@ describe("liveness property", () => {
     vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
       await fc.assert(
-        fc.asyncProperty(fc.array(stepArb, { minLength: 1, maxLength: 40 }), fc.boolean(), async (steps, cacheDownAtStart) => {
-          if (process.env.LIVENESS_TRACE) (await import("node:fs")).writeFileSync(process.env.LIVENESS_TRACE, JSON.stringify({ steps, cacheDownAtStart }));
-          const rollout = new Rollout(new MemoryBlobStore(), { snapshotEvery: 7 });
-          const dbPath = join(dir, `cache-${run++}.db`);
-          const held: Array<() => void> = [];
-          const processes: Process[] = [new Process(rollout, dbPath, held, cacheDownAtStart)];
-          const streams: Array<{ process: Process; stream: ReturnType<typeof follow>; from: number }> = [];
-          const writes: Promise<unknown>[] = [];
-          const pick = (index: number) => processes[index % processes.length] as Process;
-          const releaseReads = () => {
-            for (const release of held.splice(0)) release();
-          };
-          for (const step of steps) {
-            switch (step.kind) {
-              case "start":
-                if (processes.length < 3) processes.push(new Process(rollout, dbPath, held, cacheDownAtStart));
-                break;
-              case "restart": {
-                // SIGTERM: its streams end (drain) and reconnect to the new process from
-                // their last seq, as EventSource does with Last-Event-ID.
-                const index = step.process % processes.length;
-                const old = processes[index] as Process;
-                old.hub.drain();
-                const fresh = new Process(rollout, dbPath, held, cacheDownAtStart);
-                processes[index] = fresh;
-                for (const entry of streams.filter((s) => s.process === old)) {
-                  await entry.stream.stop();
-                  const resumed = follow(fresh.hub, fresh.reader, entry.stream.cursor);
-                  streams.push({ process: fresh, stream: resumed, from: entry.stream.cursor });
-                  resumed.seqs.unshift(...entry.stream.seqs);
-                  streams.splice(streams.indexOf(entry), 1);
-                }
-                old.cache.close();
-                break;
-              }
-              case "subscribe": {
-                const process = pick(step.process);
-                streams.push({ process, stream: follow(process.hub, process.reader), from: 0 });
-                break;
-              }
-              case "write":
-                writes.push(pick(step.process).service.write(TENANT, THREAD, { kind: "create", artifactType: "note", identityKey: null, payload: writes.length }).catch(() => {}));
-                break;
-              case "cache":
-                pick(step.process).cacheDown = step.down;
-                break;
-              case "hints":
-                pick(step.process).dropHints = step.drop;
-                break;
-              case "slowRead":
-                pick(step.process).holdReads++;
-                break;
-              case "failRead":
-                pick(step.process).readFaults.push("fail");
-                break;
-              case "hangRead":
-                pick(step.process).readFaults.push("hang");
-                break;
-              case "releaseReads":
-                releaseReads();
-                break;
-              case "advance":
-                await vi.advanceTimersByTimeAsync(step.ms);
-                break;
+        fc.asyncProperty(
+          fc.array(stepArb, { minLength: 1, maxLength: 40 }),
+          fc.boolean(),
+          async (steps, cacheDownAtStart) => {
+            if (process.env.LIVENESS_TRACE) {
+              (await import("node:fs")).writeFileSync(
+                process.env.LIVENESS_TRACE,
+                JSON.stringify({ steps, cacheDownAtStart }),
+              );
             }
-          }
-          // The faults clear (held reads answer, hung ones are given up on; the cache may
-          // stay down: streams then tail the rollout), and every write settles.
-          for (const process of processes) {
-            process.holdReads = 0;
-            process.readFaults.length = 0;
-          }
-          releaseReads();
-          await vi.advanceTimersByTimeAsync(READ_TIMEOUT_MS);
-          let settled = false;
-          void Promise.all(writes).then(() => (settled = true));
-          for (let i = 0; i < 200 && !settled; i++) await vi.advanceTimersByTimeAsync(10);
-          expect(settled).toBe(true);
-          const head = (await rollout.load(TENANT, THREAD))?.seq ?? 0;
+            const rollout = new Rollout(new MemoryBlobStore(), { snapshotEvery: 7 });
+            const dbPath = join(dir, `cache-${run++}.db`);
+            const held: Array<() => void> = [];
+            const processes: Process[] = [new Process(rollout, dbPath, held, cacheDownAtStart)];
+            const streams: Array<{ process: Process; stream: ReturnType<typeof follow>; from: number }> = [];
+            const writes: Promise<unknown>[] = [];
+            const pick = (index: number) => processes[index % processes.length] as Process;
+            const releaseReads = () => {
+              for (const release of held.splice(0)) release();
+            };
+            for (const step of steps) {
+              switch (step.kind) {
+                case "start":
+                  if (processes.length < 3) processes.push(new Process(rollout, dbPath, held, cacheDownAtStart));
+                  break;
+                case "restart": {
+                  // SIGTERM: its streams end (drain) and reconnect to the new process from
+                  // their last seq, as EventSource does with Last-Event-ID.
+                  const index = step.process % processes.length;
+                  const old = processes[index] as Process;
+                  old.hub.drain();
+                  const fresh = new Process(rollout, dbPath, held, cacheDownAtStart);
+                  processes[index] = fresh;
+                  for (const entry of streams.filter((s) => s.process === old)) {
+                    await entry.stream.stop();
+                    const resumed = follow(fresh.hub, fresh.reader, entry.stream.cursor);
+                    streams.push({ process: fresh, stream: resumed, from: entry.stream.cursor });
+                    resumed.seqs.unshift(...entry.stream.seqs);
+                    streams.splice(streams.indexOf(entry), 1);
+                  }
+                  old.cache.close();
+                  break;
+                }
+                case "subscribe": {
+                  const process = pick(step.process);
+                  streams.push({ process, stream: follow(process.hub, process.reader), from: 0 });
+                  break;
+                }
+                case "write":
+                  writes.push(
+                    pick(step.process).service.write(TENANT, THREAD, {
+                      kind: "create",
+                      artifactType: "note",
+                      identityKey: null,
+                      payload: writes.length,
+                    }).catch(() => {}),
+                  );
+                  break;
+                case "cache":
+                  pick(step.process).cacheDown = step.down;
+                  break;
+                case "hints":
+                  pick(step.process).dropHints = step.drop;
+                  break;
+                case "slowRead":
+                  pick(step.process).holdReads++;
+                  break;
+                case "failRead":
+                  pick(step.process).readFaults.push("fail");
+                  break;
+                case "hangRead":
+                  pick(step.process).readFaults.push("hang");
+                  break;
+                case "releaseReads":
+                  releaseReads();
+                  break;
+                case "advance":
+                  await vi.advanceTimersByTimeAsync(step.ms);
+                  break;
+              }
+            }
+            // The faults clear (held reads answer, hung ones are given up on; the cache may
+            // stay down: streams then tail the rollout), and every write settles.
+            for (const process of processes) {
+              process.holdReads = 0;
+              process.readFaults.length = 0;
+            }
+            releaseReads();
+            await vi.advanceTimersByTimeAsync(READ_TIMEOUT_MS);
+            let settled = false;
+            void Promise.all(writes).then(() => (settled = true));
+            for (let i = 0; i < 200 && !settled; i++) await vi.advanceTimersByTimeAsync(10);
+            expect(settled).toBe(true);
+            const head = (await rollout.load(TENANT, THREAD))?.seq ?? 0;
 
-          await vi.advanceTimersByTimeAsync(POLL_MS);
-          for (const { stream } of streams) {
-            expect(stream.seqs).toEqual(Array.from({ length: head }, (_, i) => i + 1));
-          }
-          for (const { stream } of streams) await stream.stop();
-          for (const process of processes) {
-            process.hub.drain();
-            process.cache.close();
-          }
-        }),
+            await vi.advanceTimersByTimeAsync(POLL_MS);
+            for (const { stream } of streams) {
+              expect(stream.seqs).toEqual(Array.from({ length: head }, (_, i) => i + 1));
+            }
+            for (const { stream } of streams) await stream.stop();
+            for (const process of processes) {
+              process.hub.drain();
+              process.cache.close();
+            }
+          },
+        ),
         { numRuns: Number(process.env.LIVENESS_RUNS ?? 150) },
       );
     } finally {

@@ -75,7 +75,9 @@ describe("resource hygiene", () => {
     return counts;
   }
   const excess = (baseline: Map<string, number>) =>
-    [...resourceCounts()].filter(([type, n]) => n > (baseline.get(type) ?? 0)).map(([type, n]) => `${type}: ${n} > ${baseline.get(type) ?? 0}`);
+    [...resourceCounts()].filter(([type, n]) => n > (baseline.get(type) ?? 0)).map(([type, n]) =>
+      `${type}: ${n} > ${baseline.get(type) ?? 0}`
+    );
 
   /**
    * One stream over node:http without an agent (a socket of its own, nothing pooled),
@@ -172,7 +174,9 @@ describe("slow readers", () => {
     const track = (socket: Socket) => serverSockets.push(socket);
     app.server.on("connection", track);
     const stalled = await stalledSubscriber(threadId);
-    const readers = await Promise.all(range(3).map(() => SseConnection.open(`${app.url}/v1/threads/${threadId}/events`)));
+    const readers = await Promise.all(
+      range(3).map(() => SseConnection.open(`${app.url}/v1/threads/${threadId}/events`)),
+    );
     try {
       await Promise.all(readers.map((r) => r.until((c) => c.parser.retries.length > 0, "retry")));
       const stalledOnServer = serverSockets.find((s) => s.remotePort === stalled.localPort);
@@ -180,7 +184,9 @@ describe("slow readers", () => {
       // Big events until the stalled stream's socket is backed up on the server (kernel buffers full).
       const big = "x".repeat(BIG_PAYLOAD_BYTES - 64);
       const written: Artifact[] = [];
-      for (let n = 1; n <= 60 && !stalledOnServer?.writableNeedDrain; n++) written.push(await createInMemory(threadId, { n, big }));
+      for (let n = 1; n <= 60 && !stalledOnServer?.writableNeedDrain; n++) {
+        written.push(await createInMemory(threadId, { n, big }));
+      }
       expect(stalledOnServer?.writableNeedDrain).toBe(true);
       // Two more events after the stalled stream is blocked.
       for (const n of [61, 62]) written.push(await createInMemory(threadId, { n, big }));
@@ -197,7 +203,10 @@ describe("slow readers", () => {
       const parser = new SpecSseParser();
       const updates = () => parser.events.filter((e) => e.type === "artifact-updated");
       const got = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`stalled reader got ${updates().length} of ${count} events`)), 60_000);
+        const timer = setTimeout(
+          () => reject(new Error(`stalled reader got ${updates().length} of ${count} events`)),
+          60_000,
+        );
         stalled.setEncoding("utf8");
         stalled.on("data", (chunk: string) => {
           parser.push(chunk);

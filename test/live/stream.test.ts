@@ -29,8 +29,16 @@ afterAll(() => app?.stop());
 
 const eventsUrl = (threadId: string, query = "") => `${app.url}/v1/threads/${threadId}/events${query}`;
 
-async function create(threadId: string, payload: unknown, extra: { artifactType?: string; identityKey?: string } = {}): Promise<Artifact> {
-  const r = await app.http("POST", `/v1/threads/${threadId}/artifacts`, { artifactType: extra.artifactType ?? "note", payload, ...(extra.identityKey ? { identityKey: extra.identityKey } : {}) });
+async function create(
+  threadId: string,
+  payload: unknown,
+  extra: { artifactType?: string; identityKey?: string } = {},
+): Promise<Artifact> {
+  const r = await app.http("POST", `/v1/threads/${threadId}/artifacts`, {
+    artifactType: extra.artifactType ?? "note",
+    payload,
+    ...(extra.identityKey ? { identityKey: extra.identityKey } : {}),
+  });
   expect(r.status, r.text).toBe(201);
   return r.json.artifact;
 }
@@ -193,10 +201,9 @@ describe("order and resume", () => {
     ["since", "99999999999999999999"],
   ])("a malformed %s (%s) is a 400 problem+json", async (where, value) => {
     const threadId = newThreadId();
-    const r =
-      where === "since"
-        ? await app.http("GET", `/v1/threads/${threadId}/events?since=${encodeURIComponent(value)}`)
-        : await app.http("GET", `/v1/threads/${threadId}/events`, undefined, { "last-event-id": value });
+    const r = where === "since"
+      ? await app.http("GET", `/v1/threads/${threadId}/events?since=${encodeURIComponent(value)}`)
+      : await app.http("GET", `/v1/threads/${threadId}/events`, undefined, { "last-event-id": value });
     expect(r.status).toBe(400);
     expect(r.headers.get("content-type")).toMatch(/^application\/problem\+json/);
     expect(r.json).toMatchObject({ status: 400, code: "invalid_request" });
@@ -205,7 +212,9 @@ describe("order and resume", () => {
   });
 
   it("a malformed Last-Event-ID is a 400 even with a valid since (the header wins)", async () => {
-    const r = await app.http("GET", `/v1/threads/${newThreadId()}/events?since=1`, undefined, { "last-event-id": "nope" });
+    const r = await app.http("GET", `/v1/threads/${newThreadId()}/events?since=1`, undefined, {
+      "last-event-id": "nope",
+    });
     expect(r.status).toBe(400);
     expect(r.json.code).toBe("invalid_request");
   });
@@ -297,7 +306,11 @@ describe("maximum lifetime", () => {
     const received: ArtifactEvent[] = [];
     const stop = new AbortController();
     const errors: unknown[] = [];
-    const done = client.subscribe(threadId, { onEvent: (e) => received.push(e), onError: (e) => errors.push(e), signal: stop.signal });
+    const done = client.subscribe(threadId, {
+      onEvent: (e) => received.push(e),
+      onError: (e) => errors.push(e),
+      signal: stop.signal,
+    });
     try {
       // Keep writing (without waiting for delivery) until the client has had to reconnect twice.
       let written = 0;
@@ -332,13 +345,23 @@ describe("property: random writes, disconnects and resumes", () => {
     | { kind: "disconnect" }
     | { kind: "reconnect"; via: "header" | "query" | "both" };
 
-  const payload = fc.oneof(fc.integer(), fc.string({ maxLength: 12 }), fc.dictionary(fc.string({ maxLength: 4 }), fc.integer(), { maxKeys: 3 }));
+  const payload = fc.oneof(
+    fc.integer(),
+    fc.string({ maxLength: 12 }),
+    fc.dictionary(fc.string({ maxLength: 4 }), fc.integer(), { maxKeys: 3 }),
+  );
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 4, arbitrary: payload.map((p) => ({ kind: "create" as const, payload: p })) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant("update" as const), pick: fc.nat(), payload }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant("remove" as const), pick: fc.nat() }) },
     { weight: 2, arbitrary: fc.constant({ kind: "disconnect" as const }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant("reconnect" as const), via: fc.constantFrom("header" as const, "query" as const, "both" as const) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant("reconnect" as const),
+        via: fc.constantFrom("header" as const, "query" as const, "both" as const),
+      }),
+    },
   );
 
   it("events joined across reconnects equal the rollout's patches: in order, no duplicates, no gaps", async () => {
@@ -347,7 +370,8 @@ describe("property: random writes, disconnects and resumes", () => {
         const threadId = newThreadId("prop");
         const finished: SseConnection[] = [];
         let current: SseConnection | null = await open(threadId);
-        const lastId = () => (current?.lastEventId || finished.findLast((c) => c.lastEventId !== "")?.lastEventId) ?? "";
+        const lastId = () =>
+          (current?.lastEventId || finished.findLast((c) => c.lastEventId !== "")?.lastEventId) ?? "";
         const live: string[] = [];
         let head = 0;
         const reconnect = async (via: "header" | "query" | "both") => {

@@ -31,24 +31,48 @@ function problemCode(fn: () => unknown): string {
 
 describe("decideWrite", () => {
   it("creates at seq + 1 with version 1", () => {
-    const decision = decideWrite({ kind: "create", artifactType: "plan", identityKey: null, payload: 1 }, at(7, null), options);
-    expect(decision).toMatchObject({ kind: "append", op: "add", artifact: { id: "new-id", seq: 8, version: 1, identityKey: null } });
+    const decision = decideWrite(
+      { kind: "create", artifactType: "plan", identityKey: null, payload: 1 },
+      at(7, null),
+      options,
+    );
+    expect(decision).toMatchObject({
+      kind: "append",
+      op: "add",
+      artifact: { id: "new-id", seq: 8, version: 1, identityKey: null },
+    });
   });
 
   it("treats an equal payload (any key order) as an idempotent retry and a different one as a conflict", () => {
-    const same = decideWrite({ kind: "create", artifactType: "plan", identityKey: "main", payload: { y: [1, 2], x: 1 } }, at(7, existing), options);
+    const same = decideWrite(
+      { kind: "create", artifactType: "plan", identityKey: "main", payload: { y: [1, 2], x: 1 } },
+      at(7, existing),
+      options,
+    );
     expect(same).toEqual({ kind: "existing", artifact: existing });
     const code = problemCode(() =>
-      decideWrite({ kind: "create", artifactType: "plan", identityKey: "main", payload: { y: [2, 1], x: 1 } }, at(7, existing), options),
+      decideWrite(
+        { kind: "create", artifactType: "plan", identityKey: "main", payload: { y: [2, 1], x: 1 } },
+        at(7, existing),
+        options,
+      )
     );
     expect(code).toBe("identity_conflict");
   });
 
   it("refuses a create past the artifact bound but still answers an idempotent retry", () => {
-    expect(problemCode(() => decideWrite({ kind: "create", artifactType: "p", identityKey: null, payload: 1 }, at(2, null, 2), options))).toBe(
+    expect(
+      problemCode(() =>
+        decideWrite({ kind: "create", artifactType: "p", identityKey: null, payload: 1 }, at(2, null, 2), options)
+      ),
+    ).toBe(
       "thread_full",
     );
-    const retry = decideWrite({ kind: "create", artifactType: "plan", identityKey: "main", payload: existing.payload }, at(2, existing, 2), options);
+    const retry = decideWrite(
+      { kind: "create", artifactType: "plan", identityKey: "main", payload: existing.payload },
+      at(2, existing, 2),
+      options,
+    );
     expect(retry.kind).toBe("existing");
   });
 
@@ -58,21 +82,33 @@ describe("decideWrite", () => {
       at(9, existing),
       options,
     );
-    expect(update).toMatchObject({ op: "update", artifact: { id: "a1", version: 4, seq: 10, payload: 2, createdAt: existing.createdAt } });
+    expect(update).toMatchObject({
+      op: "update",
+      artifact: { id: "a1", version: 4, seq: 10, payload: 2, createdAt: existing.createdAt },
+    });
     expect(
       problemCode(() =>
-        decideWrite({ kind: "update", artifactId: "a1", payload: 2, precondition: { kind: "versions", versions: [2] } }, at(9, existing), options),
+        decideWrite(
+          { kind: "update", artifactId: "a1", payload: 2, precondition: { kind: "versions", versions: [2] } },
+          at(9, existing),
+          options,
+        )
       ),
     ).toBe("version_conflict");
   });
 
   it("removes carrying the last state, and 404s a missing artifact", () => {
-    expect(decideWrite({ kind: "remove", artifactId: "a1", precondition: { kind: "any" } }, at(9, existing), options)).toEqual({
-      kind: "append",
-      op: "remove",
-      artifact: existing,
-    });
-    expect(problemCode(() => decideWrite({ kind: "remove", artifactId: "zz", precondition: { kind: "exists" } }, at(9, null), options))).toBe(
+    expect(decideWrite({ kind: "remove", artifactId: "a1", precondition: { kind: "any" } }, at(9, existing), options))
+      .toEqual({
+        kind: "append",
+        op: "remove",
+        artifact: existing,
+      });
+    expect(
+      problemCode(() =>
+        decideWrite({ kind: "remove", artifactId: "zz", precondition: { kind: "exists" } }, at(9, null), options)
+      ),
+    ).toBe(
       "artifact_not_found",
     );
   });

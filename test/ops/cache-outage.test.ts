@@ -11,7 +11,17 @@
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { Cluster, expectedCacheRows, expectedPatchFiles, http, patchFiles, readCacheFile, readRollout, replay, threadView } from "../support/cluster.ts";
+import {
+  Cluster,
+  expectedCacheRows,
+  expectedPatchFiles,
+  http,
+  patchFiles,
+  readCacheFile,
+  readRollout,
+  replay,
+  threadView,
+} from "../support/cluster.ts";
 import { type HranaServer, startHranaServer } from "../support/hrana-server.ts";
 import { waitFor } from "../support/ops.ts";
 import type { ServerProcess } from "../support/server-process.ts";
@@ -71,7 +81,10 @@ describe("libSQL unavailable for a while (Hrana server stopped, then restarted o
     expect((await readCacheFile(dbPath, threadId)).thread?.seq).toBe(3);
 
     hrana = await startHranaServer({ path: dbPath, port });
-    await waitFor("healthz to report the cache up", async () => ((await http(server.url, "GET", "/healthz")).json.cache === "up" ? true : undefined));
+    await waitFor(
+      "healthz to report the cache up",
+      async () => ((await http(server.url, "GET", "/healthz")).json.cache === "up" ? true : undefined),
+    );
     await cacheAnswersAgain(server);
     const healed = await http(server.url, "GET", `/v1/threads/${threadId}`);
     expect(healed.headers.get("x-artifacts-source")).toBe("repaired");

@@ -8,7 +8,19 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
-import { Cluster, expectedCacheRows, expectedPatchFiles, http, type HttpResult, patchFiles, range, readCacheFile, readRollout, replay, threadView } from "../support/cluster.ts";
+import {
+  Cluster,
+  expectedCacheRows,
+  expectedPatchFiles,
+  http,
+  type HttpResult,
+  patchFiles,
+  range,
+  readCacheFile,
+  readRollout,
+  replay,
+  threadView,
+} from "../support/cluster.ts";
 
 const cluster = new Cluster();
 afterEach(() => cluster.cleanup());
@@ -26,7 +38,9 @@ describe("kill -9 during a write burst", () => {
     const env = { DATA_DIR: dir, SNAPSHOT_EVERY: "10" };
     const server = await cluster.start(env);
     // Warm the process up (libSQL schema, folders) so the burst is all writes.
-    expect((await http(server.url, "POST", "/v1/threads/warm-up/artifacts", { artifactType: "warm", payload: 0 })).status).toBe(201);
+    expect(
+      (await http(server.url, "POST", "/v1/threads/warm-up/artifacts", { artifactType: "warm", payload: 0 })).status,
+    ).toBe(201);
 
     // Writes to one thread queue in the process; writes to different threads are in flight together.
     const acks: Artifact[] = [];
@@ -37,7 +51,10 @@ describe("kill -9 during a write burst", () => {
       range(BURST).map(async (i) => {
         const threadId = THREADS[i % THREADS.length] as string;
         try {
-          const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { i } });
+          const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+            artifactType: "note",
+            payload: { i },
+          });
           if (r.status !== 201) {
             otherAnswers.push(r);
             return;
@@ -88,7 +105,10 @@ describe("kill -9 during a write burst", () => {
       expect(await readCacheFile(dbPath, threadId)).toEqual(expectedCacheRows(patches));
 
       // And the thread goes on at the next seq.
-      const next = await http(restarted.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: "after the crash" });
+      const next = await http(restarted.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+        artifactType: "note",
+        payload: "after the crash",
+      });
       expect(next.status).toBe(201);
       expect(next.json.artifact.seq).toBe(patches.length + 1);
     }

@@ -33,7 +33,9 @@ let logged: string[] = [];
 beforeEach(() => {
   logged = [];
   const capture = (...args: unknown[]) => {
-    logged.push(args.map((arg) => (typeof arg === "object" && arg !== null ? JSON.stringify(arg) : String(arg))).join(" "));
+    logged.push(
+      args.map((arg) => (typeof arg === "object" && arg !== null ? JSON.stringify(arg) : String(arg))).join(" "),
+    );
   };
   vi.spyOn(console, "error").mockImplementation(capture);
   vi.spyOn(console, "warn").mockImplementation(capture);
@@ -102,18 +104,37 @@ function mixedLoad(app: App, seeded: Map<string, Artifact[]>): Job[] {
   for (const threadId of THREADS) {
     const docs = seeded.get(threadId) as Artifact[];
     const add = (kind: Kind, run: () => Promise<Result>) => jobs.push({ kind, threadId, run });
-    for (const n of range(14)) add("create", () => app.request("POST", path(threadId, "/artifacts"), { artifactType: "note", payload: { n } }));
+    for (const n of range(14)) {
+      add("create", () => app.request("POST", path(threadId, "/artifacts"), { artifactType: "note", payload: { n } }));
+    }
     for (const n of range(8)) {
       // Three identities; one request per identity asks for a different payload (a 409 once another landed).
       const key = n % 3;
       const payload = n === 7 ? { key, odd: true } : { key };
-      add("identity", () => app.request("POST", path(threadId, "/artifacts"), { artifactType: "cfg", identityKey: `k${key}`, payload }));
+      add(
+        "identity",
+        () =>
+          app.request("POST", path(threadId, "/artifacts"), { artifactType: "cfg", identityKey: `k${key}`, payload }),
+      );
     }
     for (const doc of docs.slice(0, 4)) {
-      for (const u of range(2)) add("update", () => app.request("PATCH", path(threadId, `/artifacts/${doc.id}`), { payload: { doc: doc.id, u } }));
-      add("update-if-match", () => app.request("PATCH", path(threadId, `/artifacts/${doc.id}`), { payload: { ifMatch: 1 } }, { "if-match": '"1"' }));
+      for (const u of range(2)) {
+        add(
+          "update",
+          () => app.request("PATCH", path(threadId, `/artifacts/${doc.id}`), { payload: { doc: doc.id, u } }),
+        );
+      }
+      add(
+        "update-if-match",
+        () =>
+          app.request("PATCH", path(threadId, `/artifacts/${doc.id}`), { payload: { ifMatch: 1 } }, {
+            "if-match": '"1"',
+          }),
+      );
     }
-    for (const _ of range(2)) add("remove", () => app.request("DELETE", path(threadId, `/artifacts/${(docs[5] as Artifact).id}`)));
+    for (const _ of range(2)) {
+      add("remove", () => app.request("DELETE", path(threadId, `/artifacts/${(docs[5] as Artifact).id}`)));
+    }
     for (const _ of range(5)) add("read", () => app.request("GET", path(threadId)));
   }
   // Interleave threads and kinds (7 is coprime with the job count).
@@ -140,9 +161,21 @@ async function allPatches(truth: Rollout, threadId: string): Promise<Patch[]> {
 }
 
 const FAULT_PROFILES: { name: string; seed: number; settings: Partial<FaultSettings> }[] = [
-  { name: "errors, lost responses and delays on every operation", seed: 1, settings: { errorRate: 0.08, lostResponseRate: 0.04, delayRate: 0.3, maxDelayMs: 4 } },
-  { name: "the same with another seed", seed: 20261125, settings: { errorRate: 0.08, lostResponseRate: 0.04, delayRate: 0.3, maxDelayMs: 4 } },
-  { name: "many lost responses on writes (patches that landed behind a 503)", seed: 7, settings: { lostResponseRate: 0.3, delayRate: 0.3, maxDelayMs: 3, ops: ["putIfAbsent", "put"] } },
+  {
+    name: "errors, lost responses and delays on every operation",
+    seed: 1,
+    settings: { errorRate: 0.08, lostResponseRate: 0.04, delayRate: 0.3, maxDelayMs: 4 },
+  },
+  {
+    name: "the same with another seed",
+    seed: 20261125,
+    settings: { errorRate: 0.08, lostResponseRate: 0.04, delayRate: 0.3, maxDelayMs: 4 },
+  },
+  {
+    name: "many lost responses on writes (patches that landed behind a 503)",
+    seed: 7,
+    settings: { lostResponseRate: 0.3, delayRate: 0.3, maxDelayMs: 3, ops: ["putIfAbsent", "put"] },
+  },
 ];
 
 describe("a faulty rollout store under a mixed write load", () => {
@@ -181,7 +214,10 @@ describe("a faulty rollout store under a mixed write load", () => {
           if (job.threadId !== threadId || r.status >= 300 || job.kind === "read") return;
           if (job.kind === "remove") {
             const patch = bySeq.get(r.json.removed.seq);
-            expect(patch, `remove acknowledged at seq ${r.json.removed.seq}`).toMatchObject({ op: "remove", artifact: { id: r.json.removed.id } });
+            expect(patch, `remove acknowledged at seq ${r.json.removed.seq}`).toMatchObject({
+              op: "remove",
+              artifact: { id: r.json.removed.id },
+            });
             appendedSeqs.push(r.json.removed.seq);
             return;
           }
@@ -198,9 +234,13 @@ describe("a faulty rollout store under a mixed write load", () => {
 
         // Exactly one artifact per identity, whatever 503s and retries happened.
         const state = materialize(null, patches)!;
-        const identities = state.artifacts.filter((a) => a.identityKey !== null).map((a) => `${a.artifactType}/${a.identityKey}`);
+        const identities = state.artifacts.filter((a) => a.identityKey !== null).map((a) =>
+          `${a.artifactType}/${a.identityKey}`
+        );
         expect(new Set(identities).size).toBe(identities.length);
-        const identityAcks = results.filter((r, i) => (jobs[i] as Job).threadId === threadId && (jobs[i] as Job).kind === "identity" && r.status < 300);
+        const identityAcks = results.filter((r, i) =>
+          (jobs[i] as Job).threadId === threadId && (jobs[i] as Job).kind === "identity" && r.status < 300
+        );
         for (const r of identityAcks) {
           const current = state.artifacts.find((a) => a.identityKey === r.json.artifact.identityKey);
           expect(current?.id).toBe(r.json.artifact.id);
@@ -230,7 +270,11 @@ describe("a faulty rollout store under a mixed write load", () => {
 describe("the rollout store fully down", () => {
   it("writes and strong reads are 503 + Retry-After, /healthz is 503; all recover when it is back", async () => {
     const { app, store, truth } = faultyApp(3);
-    const created = await app.request("POST", path("t", "/artifacts"), { artifactType: "doc", identityKey: "d", payload: 1 });
+    const created = await app.request("POST", path("t", "/artifacts"), {
+      artifactType: "doc",
+      identityKey: "d",
+      payload: 1,
+    });
     expect(created.status).toBe(201);
     const id = created.json.artifact.id as string;
     expect((await app.request("GET", "/healthz")).json).toEqual({ ok: true, cache: "up", rollout: "up" });

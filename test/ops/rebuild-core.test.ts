@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /**
  * The web-standard core of `rebuild` (src/service/rebuild.ts), in process over a real
  * libSQL file and a real fs rollout, for the failure paths the CLI test cannot stage:
@@ -14,7 +15,7 @@ import type { ArtifactCache } from "../../src/cache/port.ts";
 import { patchKey } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
-import { RebuildAbortedError, type RebuildEvent, rebuildCache } from "../../src/service/rebuild.ts";
+import { RebuildAbortedError, rebuildCache, type RebuildEvent } from "../../src/service/rebuild.ts";
 import { range } from "../support/cluster.ts";
 import { FaultyBlobStore } from "../support/faulty-blob-store.ts";
 import { cachedSeqs } from "../support/ops.ts";
@@ -29,8 +30,22 @@ const LIMITS = { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 };
 /** A cache that can be switched off: every call fails while `down`. */
 function switchable(inner: ArtifactCache): ArtifactCache & { down: boolean } {
   const cache = { down: false } as ArtifactCache & { down: boolean };
-  for (const name of ["apply", "install", "seq", "readThread", "writeContext", "getArtifact", "listThreads", "events", "ping"] as const) {
-    (cache as any)[name] = (...args: unknown[]) => (cache.down ? Promise.reject(new Error("cache switched off")) : (inner[name] as any)(...args));
+  for (
+    const name of [
+      "apply",
+      "install",
+      "seq",
+      "readThread",
+      "writeContext",
+      "getArtifact",
+      "listThreads",
+      "events",
+      "ping",
+    ] as const
+  ) {
+    (cache as any)[name] = (
+      ...args: unknown[]
+    ) => (cache.down ? Promise.reject(new Error("cache switched off")) : (inner[name] as any)(...args));
   }
   cache.close = () => inner.close();
   return cache;
@@ -41,14 +56,33 @@ async function setup(threads: number, patches: number) {
   const dir = mkdtempSync(join(tmpdir(), "rebuild-core-"));
   const dbPath = join(dir, "artifacts.db");
   const store = new FaultyBlobStore(new FsBlobStore(join(dir, "rollouts")), 1);
-  const writerCache = new LibsqlCache({ connect: () => createClient({ url: `file:${join(dir, "scratch.db")}` }), local: true });
-  const writer = new ArtifactService({ rollout: new Rollout(store, { snapshotEvery: 3 }), cache: writerCache, limits: LIMITS });
+  const writerCache = new LibsqlCache({
+    connect: () => createClient({ url: `file:${join(dir, "scratch.db")}` }),
+    local: true,
+  });
+  const writer = new ArtifactService({
+    rollout: new Rollout(store, { snapshotEvery: 3 }),
+    cache: writerCache,
+    limits: LIMITS,
+  });
   for (const t of range(threads)) {
-    for (const i of range(patches)) await writer.write("local", `t-${t}`, { kind: "create", artifactType: "note", identityKey: null, payload: { i } });
+    for (const i of range(patches)) {
+      await writer.write("local", `t-${t}`, {
+        kind: "create",
+        artifactType: "note",
+        identityKey: null,
+        payload: { i },
+      });
+    }
   }
   writerCache.close();
   const cache = switchable(new LibsqlCache({ connect: () => createClient({ url: `file:${dbPath}` }), local: true }));
-  const service = new ArtifactService({ rollout: new Rollout(store, { snapshotEvery: 3 }), cache, limits: LIMITS, logger: { warn: () => {} } });
+  const service = new ArtifactService({
+    rollout: new Rollout(store, { snapshotEvery: 3 }),
+    cache,
+    limits: LIMITS,
+    logger: { warn: () => {} },
+  });
   cleanups.push(() => {
     cache.close();
     rmSync(dir, { recursive: true, force: true });

@@ -14,7 +14,16 @@ import { toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { runRebuild } from "../../src/runtime/rebuild.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
-import { Cluster, closedPort, http, range, readCacheFile, readRollout, replay, threadView } from "../support/cluster.ts";
+import {
+  closedPort,
+  Cluster,
+  http,
+  range,
+  readCacheFile,
+  readRollout,
+  replay,
+  threadView,
+} from "../support/cluster.ts";
 import { cachedSeqs, dumpCache, runRebuildProcess } from "../support/ops.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 
@@ -38,25 +47,53 @@ const LAYOUT: Record<string, Record<string, number>> = {
   acme: { "a-1": 9, "a-2": 4, "a-3": 1 },
   globex: { "g-1": 6, "g-2": 2 },
 };
-const ALL_THREADS = Object.entries(LAYOUT).flatMap(([tenant, threads]) => Object.entries(threads).map(([threadId, n]) => ({ tenant, threadId, n })));
+const ALL_THREADS = Object.entries(LAYOUT).flatMap(([tenant, threads]) =>
+  Object.entries(threads).map(([threadId, n]) => ({ tenant, threadId, n }))
+);
 
 /**
  * Appends patches `from`..`to` to a thread through the API: creates (with and without
  * identity), updates, a remove: patch i is always the same kind of write.
  */
-async function writePatches(server: ServerProcess, tenant: string, threadId: string, from: number, to: number): Promise<void> {
+async function writePatches(
+  server: ServerProcess,
+  tenant: string,
+  threadId: string,
+  from: number,
+  to: number,
+): Promise<void> {
   const base = `/v1/threads/${threadId}/artifacts`;
   const find = async (artifactType: string) => {
     const read = await http(server.url, "GET", `/v1/threads/${threadId}`, undefined, auth(tenant));
-    return read.json.thread.artifacts.find((a: { artifactType: string }) => a.artifactType === artifactType).id as string;
+    return read.json.thread.artifacts.find((a: { artifactType: string }) => a.artifactType === artifactType)
+      .id as string;
   };
   for (const i of range(to - from + 1, from)) {
     let r;
-    if (i === 1) r = await http(server.url, "POST", base, { artifactType: "plan", identityKey: "plan:main", payload: { step: i } }, auth(tenant));
-    else if (i === 2) r = await http(server.url, "POST", base, { artifactType: "scratch", payload: { i } }, auth(tenant));
-    else if (i === 4) r = await http(server.url, "DELETE", `${base}/${await find("scratch")}`, undefined, auth(tenant));
-    else if (i % 2 === 1) r = await http(server.url, "PATCH", `${base}/${await find("plan")}`, { payload: { step: i, tenant } }, auth(tenant));
-    else r = await http(server.url, "POST", base, { artifactType: "note", payload: { i, text: `${tenant} ${threadId} #${i}` } }, auth(tenant));
+    if (i === 1) {
+      r = await http(
+        server.url,
+        "POST",
+        base,
+        { artifactType: "plan", identityKey: "plan:main", payload: { step: i } },
+        auth(tenant),
+      );
+    } else if (i === 2) {
+      r = await http(server.url, "POST", base, { artifactType: "scratch", payload: { i } }, auth(tenant));
+    } else if (i === 4) {
+      r = await http(server.url, "DELETE", `${base}/${await find("scratch")}`, undefined, auth(tenant));
+    } else if (i % 2 === 1) {
+      r = await http(
+        server.url,
+        "PATCH",
+        `${base}/${await find("plan")}`,
+        { payload: { step: i, tenant } },
+        auth(tenant),
+      );
+    } else {r = await http(server.url, "POST", base, {
+        artifactType: "note",
+        payload: { i, text: `${tenant} ${threadId} #${i}` },
+      }, auth(tenant));}
     expect(r.status, r.text).toBeLessThan(300);
     expect(r.json.thread.rolloutSeq).toBe(i);
   }
@@ -70,12 +107,19 @@ function deleteCacheFile(dbPath: string): void {
   for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(dbPath + suffix, { force: true });
 }
 
-const SUMMARY = /^rebuild: (\d+) threads? \((\d+) rebuilt, (\d+) already at head, (\d+) failed\), (\d+) patch(?:es)? applied, \d+\.\d s$/;
+const SUMMARY =
+  /^rebuild: (\d+) threads? \((\d+) rebuilt, (\d+) already at head, (\d+) failed\), (\d+) patch(?:es)? applied, \d+\.\d s$/;
 
 function summaryOf(lines: string[]) {
   const match = SUMMARY.exec(lines[lines.length - 1] ?? "");
   expect(match, `no summary line in:\n${lines.join("\n")}`).not.toBeNull();
-  const [threads, rebuilt, atHead, failed, applied] = match!.slice(1).map(Number) as [number, number, number, number, number];
+  const [threads, rebuilt, atHead, failed, applied] = match!.slice(1).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   return { threads, rebuilt, atHead, failed, applied };
 }
 
@@ -105,9 +149,19 @@ describe("npm run rebuild", () => {
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     // One line per thread (in completion order), then the summary.
-    expect(run.lines.slice(0, -1).sort()).toEqual(ALL_THREADS.map(({ tenant, threadId, n }) => `${tenant}/${threadId}: rebuilt 0 -> ${n} (${n === 1 ? "1 patch" : `${n} patches`})`).sort());
+    expect(run.lines.slice(0, -1).sort()).toEqual(
+      ALL_THREADS.map(({ tenant, threadId, n }) =>
+        `${tenant}/${threadId}: rebuilt 0 -> ${n} (${n === 1 ? "1 patch" : `${n} patches`})`
+      ).sort(),
+    );
     const total = ALL_THREADS.reduce((sum, t) => sum + t.n, 0);
-    expect(summaryOf(run.lines)).toEqual({ threads: ALL_THREADS.length, rebuilt: ALL_THREADS.length, atHead: 0, failed: 0, applied: total });
+    expect(summaryOf(run.lines)).toEqual({
+      threads: ALL_THREADS.length,
+      rebuilt: ALL_THREADS.length,
+      atHead: 0,
+      failed: 0,
+      applied: total,
+    });
     for (const { tenant, threadId, n } of ALL_THREADS) await expectRebuiltRows(dbPath, rolloutDir, tenant, threadId, n);
 
     // Idempotent: nothing applied, not one row changed.
@@ -116,8 +170,16 @@ describe("npm run rebuild", () => {
     const again = await runRebuildProcess(env(dir));
     expect(again.code).toBe(0);
     expect(again.stderr).toBe("");
-    expect(again.lines.slice(0, -1).sort()).toEqual(ALL_THREADS.map(({ tenant, threadId, n }) => `${tenant}/${threadId}: already at head (seq ${n})`).sort());
-    expect(summaryOf(again.lines)).toEqual({ threads: ALL_THREADS.length, rebuilt: 0, atHead: ALL_THREADS.length, failed: 0, applied: 0 });
+    expect(again.lines.slice(0, -1).sort()).toEqual(
+      ALL_THREADS.map(({ tenant, threadId, n }) => `${tenant}/${threadId}: already at head (seq ${n})`).sort(),
+    );
+    expect(summaryOf(again.lines)).toEqual({
+      threads: ALL_THREADS.length,
+      rebuilt: 0,
+      atHead: ALL_THREADS.length,
+      failed: 0,
+      applied: 0,
+    });
     expect(await dumpCache(dbPath)).toEqual(before);
 
     // A server on the rebuilt cache answers every thread from the cache, equal to a replay,
@@ -126,7 +188,13 @@ describe("npm run rebuild", () => {
     for (const { tenant, threadId, n } of ALL_THREADS) {
       const truth = await replay(rolloutDir, threadId, tenant);
       for (const consistency of ["cache", "strong"]) {
-        const read = await http(second.url, "GET", `/v1/threads/${threadId}?consistency=${consistency}`, undefined, auth(tenant));
+        const read = await http(
+          second.url,
+          "GET",
+          `/v1/threads/${threadId}?consistency=${consistency}`,
+          undefined,
+          auth(tenant),
+        );
         expect(read.status, read.text).toBe(200);
         expect(read.headers.get("x-artifacts-source")).toBe("cache");
         expect(read.headers.get("etag")).toBe(`"${n}"`);
@@ -139,7 +207,10 @@ describe("npm run rebuild", () => {
       expect(list.json.threads.map((t: { id: string }) => t.id).sort()).toEqual(Object.keys(threads).sort());
     }
     // Writing continues on top of the rebuilt cache, at the next seq.
-    const next = await http(second.url, "POST", "/v1/threads/a-2/artifacts", { artifactType: "note", payload: "after rebuild" }, auth("acme"));
+    const next = await http(second.url, "POST", "/v1/threads/a-2/artifacts", {
+      artifactType: "note",
+      payload: "after rebuild",
+    }, auth("acme"));
     expect(next.status).toBe(201);
     expect(next.json.thread.rolloutSeq).toBe(LAYOUT.acme!["a-2"]! + 1);
   });
@@ -168,12 +239,19 @@ describe("npm run rebuild", () => {
 
     const tenant = await runRebuildProcess(env(dir), ["--tenant=acme"]);
     expect(tenant.code, tenant.stderr).toBe(0);
-    expect(tenant.lines.slice(0, -1).sort()).toEqual(["acme/a-1: already at head (seq 6)", "acme/a-2: rebuilt 3 -> 6 (3 patches)"]);
+    expect(tenant.lines.slice(0, -1).sort()).toEqual([
+      "acme/a-1: already at head (seq 6)",
+      "acme/a-2: rebuilt 3 -> 6 (3 patches)",
+    ]);
     expect(await cachedSeqs(dbPath)).toEqual({ "acme/a-1": 6, "acme/a-2": 6, "globex/g-1": 3 });
 
     const all = await runRebuildProcess(env(dir));
     expect(all.code, all.stderr).toBe(0);
-    expect(all.lines.slice(0, -1).sort()).toEqual(["acme/a-1: already at head (seq 6)", "acme/a-2: already at head (seq 6)", "globex/g-1: rebuilt 3 -> 6 (3 patches)"]);
+    expect(all.lines.slice(0, -1).sort()).toEqual([
+      "acme/a-1: already at head (seq 6)",
+      "acme/a-2: already at head (seq 6)",
+      "globex/g-1: rebuilt 3 -> 6 (3 patches)",
+    ]);
     expect(summaryOf(all.lines)).toEqual({ threads: 3, rebuilt: 1, atHead: 2, failed: 0, applied: 3 });
 
     // Caught up patch by patch (no snapshot install): every row and every event is there.
@@ -182,7 +260,13 @@ describe("npm run rebuild", () => {
       const rows = await readCacheFile(dbPath, threadId, tenant);
       expect(rows.artifacts).toEqual((await replay(rolloutDir, threadId, tenant)).artifacts);
       expect(rows.events).toEqual(patches.map((p) => ({ seq: p.seq, data: toEvent(p) })));
-      const read = await http(withCache.url, "GET", `/v1/threads/${threadId}?consistency=cache`, undefined, auth(tenant));
+      const read = await http(
+        withCache.url,
+        "GET",
+        `/v1/threads/${threadId}?consistency=cache`,
+        undefined,
+        auth(tenant),
+      );
       expect(read.headers.get("x-artifacts-source")).toBe("cache");
       expect(read.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId, tenant)) });
     }
@@ -203,7 +287,10 @@ describe("npm run rebuild", () => {
     const PATCHES = 5;
     // The rollout, written in this process by the real service (its scratch cache is thrown away).
     const scratch = cluster.tempDir();
-    const cache = new LibsqlCache({ connect: () => createClient({ url: `file:${join(scratch, "scratch.db")}` }), local: true });
+    const cache = new LibsqlCache({
+      connect: () => createClient({ url: `file:${join(scratch, "scratch.db")}` }),
+      local: true,
+    });
     const service = new ArtifactService({
       rollout: new Rollout(new FsBlobStore(rolloutDir), { snapshotEvery: SNAPSHOT_EVERY }),
       cache,
@@ -215,7 +302,14 @@ describe("npm run rebuild", () => {
       range(8).map(async () => {
         while (nextThread < ids.length) {
           const threadId = ids[nextThread++] as string;
-          for (const i of range(PATCHES)) await service.write("local", threadId, { kind: "create", artifactType: "note", identityKey: null, payload: { i } });
+          for (const i of range(PATCHES)) {
+            await service.write("local", threadId, {
+              kind: "create",
+              artifactType: "note",
+              identityKey: null,
+              payload: { i },
+            });
+          }
         }
       }),
     );
@@ -234,7 +328,9 @@ describe("npm run rebuild", () => {
     expect(summary.rebuilt + summary.atHead).toBe(THREADS);
     // Every thread the first run reported is skipped (at least those; one in flight may have landed too).
     expect(summary.atHead).toBeGreaterThanOrEqual(doneBefore.length);
-    for (const line of doneBefore) expect(resumed.lines).toContain(line.replace(/: rebuilt 0 -> 5 .*/, ": already at head (seq 5)"));
+    for (const line of doneBefore) {
+      expect(resumed.lines).toContain(line.replace(/: rebuilt 0 -> 5 .*/, ": already at head (seq 5)"));
+    }
     // The threads left are rebuilt from nothing, except at most the one in flight at the
     // kill (--concurrency 1), which may have landed partly (its snapshot installed, not its tail).
     const rebuiltLines = resumed.lines.filter((line) => line.includes(": rebuilt "));
@@ -256,7 +352,8 @@ describe("npm run rebuild", () => {
   it("an unreachable cache fails fast with a clear message and exit code 1; bad arguments exit 2", async () => {
     const dir = cluster.tempDir();
     const server = await cluster.start({ DATA_DIR: dir });
-    expect((await http(server.url, "POST", "/v1/threads/t/artifacts", { artifactType: "note", payload: 1 })).status).toBe(201);
+    expect((await http(server.url, "POST", "/v1/threads/t/artifacts", { artifactType: "note", payload: 1 })).status)
+      .toBe(201);
 
     const down = await runRebuildProcess({ DATA_DIR: dir, LIBSQL_URL: `${deadLibsqlUrl}/?authToken=secret` });
     expect(down.code).toBe(1);
@@ -272,7 +369,10 @@ describe("npm run rebuild", () => {
     for (const args of [["--tenant", "../x"], ["--bogus"], ["--concurrency", "0"], ["--tenant"]]) {
       let stdout = "";
       let stderr = "";
-      const code = await runRebuild(args, { DATA_DIR: dir }, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+      const code = await runRebuild(args, { DATA_DIR: dir }, {
+        stdout: { write: (t: string) => (stdout += t) },
+        stderr: { write: (t: string) => (stderr += t) },
+      });
       expect(code, args.join(" ")).toBe(2);
       expect(stderr).toMatch(/^rebuild: .*\nusage: npm run rebuild/);
       expect(stdout).toBe("");
@@ -283,7 +383,12 @@ describe("npm run rebuild", () => {
     const dir = cluster.tempDir();
     const server = await cluster.start({ DATA_DIR: dir });
     for (const threadId of ["x", "y", "z"]) {
-      for (const i of range(2)) expect((await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: i })).status).toBe(201);
+      for (const i of range(2)) {
+        expect(
+          (await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: i }))
+            .status,
+        ).toBe(201);
+      }
     }
     await server.stop();
     deleteCacheFile(join(dir, "artifacts.db"));
@@ -304,7 +409,9 @@ describe("npm run rebuild", () => {
     expect(frames[1]).toBe("rebuild: 0/3 threads, 0 patches applied");
     expect(frames[frames.length - 1]).toBe("rebuild: 3/3 threads, 6 patches applied");
     for (const frame of frames.slice(1)) expect(frame).toMatch(/^rebuild: [0-3]\/3 threads, \d patches applied$/);
-    expect(summary).toMatch(/^rebuild: 3 threads \(3 rebuilt, 0 already at head, 0 failed\), 6 patches applied, \d+\.\d s$/);
+    expect(summary).toMatch(
+      /^rebuild: 3 threads \(3 rebuilt, 0 already at head, 0 failed\), 6 patches applied, \d+\.\d s$/,
+    );
     expect(stdout).not.toMatch(/local\/[xyz]/);
     expect(await cachedSeqs(join(dir, "artifacts.db"))).toEqual({ "local/x": 2, "local/y": 2, "local/z": 2 });
   });

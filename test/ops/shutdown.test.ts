@@ -28,7 +28,10 @@ describe("SIGTERM with an event stream open", () => {
     it(`${runtime.name}: the stream ends cleanly and the process exits with 0`, async () => {
       const server = await runtime.start({ DATA_DIR: cluster.tempDir(), SSE_MAX_LIFETIME_MS: "600000" });
       started.push(server);
-      const created = await http(server.url, "POST", "/v1/threads/closing/artifacts", { artifactType: "note", payload: 1 });
+      const created = await http(server.url, "POST", "/v1/threads/closing/artifacts", {
+        artifactType: "note",
+        payload: 1,
+      });
       expect(created.status, created.text).toBe(201);
       const stream = await SseConnection.open(`${server.url}/v1/threads/closing/events`);
       await stream.untilSeq(1);
@@ -71,7 +74,9 @@ describe("SIGTERM with a client connection that has not sent a request yet (a po
       await stream.untilEnded({ timeoutMs: 30_000 });
       // Whatever the pool sends on the spare connection now must not be served by the
       // old process (its successor may already be listening).
-      if (!spare.destroyed) spare.write("GET /v1/threads/spare/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+      if (!spare.destroyed) {
+        spare.write("GET /v1/threads/spare/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+      }
       expect(await answer).toBe("");
       const [code] = await exited;
       expect(code).toBe(0);

@@ -12,7 +12,16 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
-import { Cluster, expectedPatchFiles, http, patchFiles, range, readRollout, replay, threadView } from "../support/cluster.ts";
+import {
+  Cluster,
+  expectedPatchFiles,
+  http,
+  patchFiles,
+  range,
+  readRollout,
+  replay,
+  threadView,
+} from "../support/cluster.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 
 const PROCESSES = 3;
@@ -33,8 +42,11 @@ interface WriterLog {
 
 async function writer(server: ServerProcess, threadId: string, p: number, w: number, log: WriterLog): Promise<void> {
   for (let i = 0; i < CREATES_PER_WRITER; i++) {
-    for (let attempt = 0; ; attempt++) {
-      const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "note", payload: { p, w, i } });
+    for (let attempt = 0;; attempt++) {
+      const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+        artifactType: "note",
+        payload: { p, w, i },
+      });
       if (r.status === 201) {
         log.acks.push(r.json.artifact);
         break;
@@ -64,13 +76,19 @@ describe("soak: many writers on one thread across processes", () => {
         SNAPSHOT_EVERY: String(Math.max(10, Math.floor(TOTAL / 16))),
       };
       const servers = await cluster.startMany(range(PROCESSES).map(() => env));
-      const warm = await Promise.all(servers.map((s, p) => http(s.url, "POST", `/v1/threads/warm-${p}/artifacts`, { artifactType: "warm", payload: p })));
+      const warm = await Promise.all(
+        servers.map((s, p) =>
+          http(s.url, "POST", `/v1/threads/warm-${p}/artifacts`, { artifactType: "warm", payload: p })
+        ),
+      );
       expect(warm.map((r) => r.status)).toEqual(servers.map(() => 201));
       const threadId = "soak";
 
       const started = performance.now();
       const log: WriterLog = { acks: [], retries: 0, failures: [] };
-      await Promise.all(servers.flatMap((server, p) => range(WRITERS_PER_PROCESS, 0).map((w) => writer(server, threadId, p, w, log))));
+      await Promise.all(
+        servers.flatMap((server, p) => range(WRITERS_PER_PROCESS, 0).map((w) => writer(server, threadId, p, w, log))),
+      );
       const seconds = (performance.now() - started) / 1000;
       console.log(
         `soak: ${TOTAL} creates by ${PROCESSES * WRITERS_PER_PROCESS} writers in ${seconds.toFixed(1)} s ` +

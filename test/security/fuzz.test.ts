@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
@@ -86,7 +87,9 @@ const pool: Array<{ tenant: Tenant; threadId: string; id: string }> = [];
 const protoBefore = {
   object: Object.getOwnPropertyNames(Object.prototype).sort(),
   array: Object.getOwnPropertyNames(Array.prototype).sort(),
-  objectValues: Object.getOwnPropertyNames(Object.prototype).map((name) => Object.getOwnPropertyDescriptor(Object.prototype, name)?.value),
+  objectValues: Object.getOwnPropertyNames(Object.prototype).map((name) =>
+    Object.getOwnPropertyDescriptor(Object.prototype, name)?.value
+  ),
 };
 
 beforeAll(() => {
@@ -138,16 +141,22 @@ function hasNonFiniteNumber(value: unknown): boolean {
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
   if (value !== null && typeof value === "object") {
-    return `{${Object.keys(value)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`)
-      .join(",")}}`;
+    return `{${
+      Object.keys(value)
+        .sort()
+        .map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`)
+        .join(",")
+    }}`;
   }
   return JSON.stringify(value);
 }
 
 function describeRequest(req: FuzzRequest): string {
-  const body = req.body === undefined ? "" : typeof req.body === "string" ? req.body.slice(0, 300) : `<${req.body.byteLength} bytes>`;
+  const body = req.body === undefined
+    ? ""
+    : typeof req.body === "string"
+    ? req.body.slice(0, 300)
+    : `<${req.body.byteLength} bytes>`;
   return `${req.method} ${req.path.slice(0, 300)} ${JSON.stringify(req.headers).slice(0, 300)} ${body}`;
 }
 
@@ -202,15 +211,18 @@ async function exercise(req: FuzzRequest): Promise<void> {
         // A number JSON.parse could only read as ±Infinity would come back as null: refused instead.
         expect(hasNonFiniteNumber(sentValue), what).toBe(false);
         // An idempotent create answers the stored artifact: equal, keys perhaps in another order.
-        if (req.method === "POST" && status === 200) expect(canonical(json.artifact.payload), what).toBe(canonical(sentValue));
-        else expect(JSON.stringify(json.artifact.payload), what).toBe(sentPayload);
+        if (req.method === "POST" && status === 200) {
+          expect(canonical(json.artifact.payload), what).toBe(canonical(sentValue));
+        } else expect(JSON.stringify(json.artifact.payload), what).toBe(sentPayload);
         if (status === 201) pool.push({ tenant: req.tenant, threadId, id: json.artifact.id });
         const read = await app.app.request(`/v1/threads/${threadId}/artifacts/${json.artifact.id}`, {
           headers: { authorization: `Bearer ${TOKENS[req.tenant]}` },
         });
         const stored = JSON.parse(await read.text());
         expect(read.status, what).toBe(200);
-        if (req.method === "PATCH" || status === 201) expect(JSON.stringify(stored.artifact.payload), what).toBe(sentPayload);
+        if (req.method === "PATCH" || status === 201) {
+          expect(JSON.stringify(stored.artifact.payload), what).toBe(sentPayload);
+        }
         expect(store.take()).toEqual([]);
       }
     } else {
@@ -244,7 +256,9 @@ async function exercise(req: FuzzRequest): Promise<void> {
 /** Characters a header value may carry (no NUL, CR or LF). */
 const headerText = (maxLength = 60) =>
   fc
-    .array(fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(0x09)), { maxLength })
+    .array(fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(0x09)), {
+      maxLength,
+    })
     .map((codes) => String.fromCharCode(...codes));
 
 const validThreadId = fc.integer({ min: 0, max: 99 }).map((i) => `fuzz-${i}`);
@@ -288,7 +302,12 @@ const artifactSegment = fc.oneof(
   { weight: 2, arbitrary: fc.uuid().map((id) => ({ raw: id })) },
   { weight: 1, arbitrary: fc.uuid().map((id) => ({ raw: id.toUpperCase() })) },
   { weight: 2, arbitrary: fc.string({ maxLength: 50 }).map((s) => ({ raw: encodeURIComponent(s) })) },
-  { weight: 1, arbitrary: fc.constantFrom("..", "%2e%2e", "00000000-0000-0000-0000-000000000000", "not-a-uuid", "%00").map((raw) => ({ raw })) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom("..", "%2e%2e", "00000000-0000-0000-0000-000000000000", "not-a-uuid", "%00").map((
+      raw,
+    ) => ({ raw })),
+  },
 );
 
 type ArtifactRef = { poolIndex: number } | { raw: string };
@@ -301,7 +320,16 @@ function resolveArtifact(ref: ArtifactRef): { id: string; threadId?: string; ten
 }
 
 /** Object keys that mean something to JavaScript objects. */
-const trickyKey = fc.constantFrom("__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "__defineGetter__", "polluted");
+const trickyKey = fc.constantFrom(
+  "__proto__",
+  "constructor",
+  "prototype",
+  "toString",
+  "valueOf",
+  "hasOwnProperty",
+  "__defineGetter__",
+  "polluted",
+);
 
 /** JSON-able values whose objects may have tricky keys as own, plain properties. */
 const trickyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
@@ -309,7 +337,9 @@ const trickyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
     { depthSize: "small", withCrossShrink: true },
     fc.jsonValue({ maxDepth: 2 }),
     fc.array(tie("value"), { maxLength: 4 }),
-    fc.array(fc.tuple(fc.oneof(trickyKey, fc.string({ maxLength: 8 })), tie("value")), { maxLength: 5 }).map((entries) => Object.fromEntries(entries)),
+    fc.array(fc.tuple(fc.oneof(trickyKey, fc.string({ maxLength: 8 })), tie("value")), { maxLength: 5 }).map((
+      entries,
+    ) => Object.fromEntries(entries)),
   ),
 })).value;
 
@@ -330,7 +360,21 @@ const payloadText = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.oneof(
-      fc.constantFrom("1e400", "-1e400", "1E+999", "1e308", "-1e308", "123456789012345678901234567890", "-0", "0.1e-400", "4.9e-324", "9007199254740993", "[1e400]", '{"n":-1e999}', "1.7976931348623157e309"),
+      fc.constantFrom(
+        "1e400",
+        "-1e400",
+        "1E+999",
+        "1e308",
+        "-1e308",
+        "123456789012345678901234567890",
+        "-0",
+        "0.1e-400",
+        "4.9e-324",
+        "9007199254740993",
+        "[1e400]",
+        '{"n":-1e999}',
+        "1.7976931348623157e309",
+      ),
       fc.bigInt().map(String),
       fc.tuple(fc.integer(), fc.integer({ min: -500, max: 500 })).map(([m, e]) => `${m}e${e}`),
       fc.double().map((d) => (Number.isFinite(d) ? String(d) : "0")),
@@ -339,11 +383,16 @@ const payloadText = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.tuple(fc.integer({ min: 1, max: 6000 }), fc.boolean()).map(([n, arrays]) =>
-      arrays ? "[".repeat(n) + "]".repeat(n) : '{"a":'.repeat(n) + "1" + "}".repeat(n),
+      arrays ? "[".repeat(n) + "]".repeat(n) : '{"a":'.repeat(n) + "1" + "}".repeat(n)
     ),
   },
   { weight: 1, arbitrary: fc.string({ maxLength: 30 }) },
-  { weight: 1, arbitrary: fc.integer({ min: MAX_PAYLOAD_BYTES - 20, max: MAX_PAYLOAD_BYTES + 20 }).map((n) => JSON.stringify("p".repeat(n))) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: MAX_PAYLOAD_BYTES - 20, max: MAX_PAYLOAD_BYTES + 20 }).map((n) =>
+      JSON.stringify("p".repeat(n))
+    ),
+  },
 );
 
 const artifactTypeText = fc.oneof(
@@ -359,27 +408,56 @@ const identityText = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom("null", "1", "[]", "{}") },
 );
 
-const extraFields = fc.array(fc.tuple(fc.oneof(trickyKey, fc.string({ maxLength: 6 })), fc.jsonValue({ maxDepth: 1 })), { maxLength: 2 });
+const extraFields = fc.array(
+  fc.tuple(fc.oneof(trickyKey, fc.string({ maxLength: 6 })), fc.jsonValue({ maxDepth: 1 })),
+  { maxLength: 2 },
+);
 
 function objectText(fields: Array<[string, string | undefined]>): string {
-  return `{${fields
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${JSON.stringify(k)}:${v}`)
-    .join(",")}}`;
+  return `{${
+    fields
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${JSON.stringify(k)}:${v}`)
+      .join(",")
+  }}`;
 }
 
 const createBody = fc.oneof(
   {
     weight: 8,
     arbitrary: fc
-      .tuple(artifactTypeText, payloadText, identityText, fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraFields }))
+      .tuple(
+        artifactTypeText,
+        payloadText,
+        identityText,
+        fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraFields }),
+      )
       .map(([type, payload, identity, extras]) =>
-        objectText([["artifactType", type], ["payload", payload], ["identityKey", identity], ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string])]),
+        objectText([
+          ["artifactType", type],
+          ["payload", payload],
+          ["identityKey", identity],
+          ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string]),
+        ])
       ),
   },
   { weight: 2, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
   { weight: 1, arbitrary: fc.string({ maxLength: 60 }) },
-  { weight: 1, arbitrary: fc.constantFrom("", " ", "\n", "null", "[]", "{}", '{"payload":1}', '{"artifactType":"x"}', "{", '{"artifactType":"x","payload":1}garbage') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "",
+      " ",
+      "\n",
+      "null",
+      "[]",
+      "{}",
+      '{"payload":1}',
+      '{"artifactType":"x"}',
+      "{",
+      '{"artifactType":"x","payload":1}garbage',
+    ),
+  },
 );
 
 const updateBody = fc.oneof(
@@ -387,14 +465,26 @@ const updateBody = fc.oneof(
     weight: 8,
     arbitrary: fc
       .tuple(payloadText, fc.oneof({ weight: 4, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: extraFields }))
-      .map(([payload, extras]) => objectText([["payload", payload], ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string])])),
+      .map(([payload, extras]) =>
+        objectText([["payload", payload], ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string])])
+      ),
   },
   { weight: 1, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
   { weight: 1, arbitrary: fc.constantFrom("", "{}", '{"payload":1,"version":2}', '{"artifactType":"x","payload":1}') },
 );
 
 /** Invalid UTF-8 sequences (overlong, surrogate, truncated, stray continuation, out of range). */
-const invalidUtf8 = fc.constantFrom([0xff], [0xfe], [0xc0, 0x80], [0xc1, 0xbf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xf4, 0x90, 0x80, 0x80]);
+const invalidUtf8 = fc.constantFrom(
+  [0xff],
+  [0xfe],
+  [0xc0, 0x80],
+  [0xc1, 0xbf],
+  [0xed, 0xa0, 0x80],
+  [0xe2, 0x82],
+  [0x80],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+  [0xf4, 0x90, 0x80, 0x80],
+);
 
 /** A body text, sometimes as bytes with invalid UTF-8 spliced into a string, sometimes far over the bound. */
 function withByteVariants(body: fc.Arbitrary<string>): fc.Arbitrary<string | Uint8Array<ArrayBuffer>> {
@@ -410,7 +500,12 @@ function withByteVariants(body: fc.Arbitrary<string>): fc.Arbitrary<string | Uin
         return new Uint8Array([...bytes.slice(0, cut), ...bad, ...bytes.slice(cut)]);
       }),
     },
-    { weight: 1, arbitrary: fc.integer({ min: BODY_BOUND - 64, max: BODY_BOUND * 3 }).map((n) => `{"artifactType":"big","payload":"${"b".repeat(n)}"}`) },
+    {
+      weight: 1,
+      arbitrary: fc.integer({ min: BODY_BOUND - 64, max: BODY_BOUND * 3 }).map((n) =>
+        `{"artifactType":"big","payload":"${"b".repeat(n)}"}`
+      ),
+    },
   );
 }
 
@@ -463,13 +558,28 @@ const authorization: fc.Arbitrary<{ header?: string; tenant: Tenant | null }> = 
         { header: `Bearer ${TOKENS[tenant]} extra`, tenant: null },
         { header: TOKENS[tenant], tenant: null },
         { header: `Token ${TOKENS[tenant]}`, tenant: null },
-      ),
+      )
     ),
   },
 );
 
 const preconditionValue = fc.oneof(
-  fc.constantFrom('"1"', '"2"', '"3"', "*", 'W/"1"', '"1", "2"', '"0"', '""', '"-1"', '"1.0"', "1", '"99999999999999999999"', " * ", '"1",'),
+  fc.constantFrom(
+    '"1"',
+    '"2"',
+    '"3"',
+    "*",
+    'W/"1"',
+    '"1", "2"',
+    '"0"',
+    '""',
+    '"-1"',
+    '"1.0"',
+    "1",
+    '"99999999999999999999"',
+    " * ",
+    '"1",',
+  ),
   headerText(40),
 );
 
@@ -481,16 +591,55 @@ const lastEventId = fc.oneof(
 
 const contentLengthLie = fc.oneof(
   { weight: 6, arbitrary: fc.constant(undefined) },
-  { weight: 1, arbitrary: fc.constantFrom("0", "1", "-1", "abc", "1e3", "99999999999999999999", "104857600", String(BODY_BOUND + 1), String(BODY_BOUND)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "0",
+      "1",
+      "-1",
+      "abc",
+      "1e3",
+      "99999999999999999999",
+      "104857600",
+      String(BODY_BOUND + 1),
+      String(BODY_BOUND),
+    ),
+  },
   { weight: 1, arbitrary: fc.nat({ max: 200_000 }).map(String) },
 );
 
-const queryValue = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom("0", "1", "200", "201", "-1", "strong", "cache", "1e2", "", "%", "9999999999999999"));
+const queryValue = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.constantFrom("0", "1", "200", "201", "-1", "strong", "cache", "1e2", "", "%", "9999999999999999"),
+);
 const queryString = fc
-  .array(fc.tuple(fc.oneof(fc.constantFrom("consistency", "minSeq", "limit", "cursor", "since", "access_token", "__proto__", "constructor"), fc.string({ maxLength: 6 })), queryValue), {
-    maxLength: 3,
-  })
-  .map((pairs) => (pairs.length === 0 ? "" : `?${pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&")}`));
+  .array(
+    fc.tuple(
+      fc.oneof(
+        fc.constantFrom(
+          "consistency",
+          "minSeq",
+          "limit",
+          "cursor",
+          "since",
+          "access_token",
+          "__proto__",
+          "constructor",
+        ),
+        fc.string({ maxLength: 6 }),
+      ),
+      queryValue,
+    ),
+    {
+      maxLength: 3,
+    },
+  )
+  .map((
+    pairs,
+  ) => (pairs.length === 0
+    ? ""
+    : `?${pairs.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&")}`)
+  );
 
 function headersOf(entries: Record<string, string | undefined>): Record<string, string> {
   const headers: Record<string, string> = {};
@@ -505,15 +654,21 @@ const RUNS = { create: 3000, update: 2000, paths: 2500, headers: 2500 };
 describe("fuzz: generated requests against the app", () => {
   it(`create-artifact with arbitrary bodies, content types and tokens (${RUNS.create} requests)`, async () => {
     await fc.assert(
-      fc.asyncProperty(validThreadId, withByteVariants(createBody), contentType, authorization, async (threadId, body, type, auth) => {
-        await exercise({
-          method: "POST",
-          path: `/v1/threads/${threadId}/artifacts`,
-          headers: headersOf({ "content-type": type, authorization: auth.header }),
-          body,
-          tenant: auth.tenant,
-        });
-      }),
+      fc.asyncProperty(
+        validThreadId,
+        withByteVariants(createBody),
+        contentType,
+        authorization,
+        async (threadId, body, type, auth) => {
+          await exercise({
+            method: "POST",
+            path: `/v1/threads/${threadId}/artifacts`,
+            headers: headersOf({ "content-type": type, authorization: auth.header }),
+            body,
+            tenant: auth.tenant,
+          });
+        },
+      ),
       { numRuns: RUNS.create },
     );
     expect(pool.length).toBeGreaterThan(100);
@@ -551,30 +706,62 @@ describe("fuzz: generated requests against the app", () => {
   });
 
   it(`every route with arbitrary path parameters (${RUNS.paths} requests)`, async () => {
-    const route = fc.constantFrom("create", "read-thread", "get-artifact", "update", "remove", "events", "list-threads", "raw");
+    const route = fc.constantFrom(
+      "create",
+      "read-thread",
+      "get-artifact",
+      "update",
+      "remove",
+      "events",
+      "list-threads",
+      "raw",
+    );
     await fc.assert(
-      fc.asyncProperty(route, threadSegment, artifactSegment, fc.string({ unit: "grapheme", maxLength: 60 }), authorization, async (name, thread, ref, raw, auth) => {
-        const artifact = resolveArtifact(ref).id;
-        const headers = headersOf({ authorization: auth.header, "content-type": "application/json" });
-        const payload = JSON.stringify({ artifactType: "path", payload: { thread } });
-        const requests: Record<string, Omit<FuzzRequest, "tenant" | "headers">> = {
-          create: { method: "POST", path: `/v1/threads/${thread}/artifacts`, body: payload },
-          "read-thread": { method: "GET", path: `/v1/threads/${thread}` },
-          "get-artifact": { method: "GET", path: `/v1/threads/${thread}/artifacts/${artifact}` },
-          update: { method: "PATCH", path: `/v1/threads/${thread}/artifacts/${artifact}`, body: JSON.stringify({ payload: { thread } }) },
-          remove: { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${artifact}` },
-          events: { method: "GET", path: `/v1/threads/${thread}/events` },
-          "list-threads": { method: "GET", path: `/v1/threads/${thread}/../../threads` },
-          raw: { method: "GET", path: `/v1/threads/${thread}/${raw}` },
-        };
-        await exercise({ ...(requests[name] as Omit<FuzzRequest, "tenant" | "headers">), headers, tenant: auth.tenant });
-      }),
+      fc.asyncProperty(
+        route,
+        threadSegment,
+        artifactSegment,
+        fc.string({ unit: "grapheme", maxLength: 60 }),
+        authorization,
+        async (name, thread, ref, raw, auth) => {
+          const artifact = resolveArtifact(ref).id;
+          const headers = headersOf({ authorization: auth.header, "content-type": "application/json" });
+          const payload = JSON.stringify({ artifactType: "path", payload: { thread } });
+          const requests: Record<string, Omit<FuzzRequest, "tenant" | "headers">> = {
+            create: { method: "POST", path: `/v1/threads/${thread}/artifacts`, body: payload },
+            "read-thread": { method: "GET", path: `/v1/threads/${thread}` },
+            "get-artifact": { method: "GET", path: `/v1/threads/${thread}/artifacts/${artifact}` },
+            update: {
+              method: "PATCH",
+              path: `/v1/threads/${thread}/artifacts/${artifact}`,
+              body: JSON.stringify({ payload: { thread } }),
+            },
+            remove: { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${artifact}` },
+            events: { method: "GET", path: `/v1/threads/${thread}/events` },
+            "list-threads": { method: "GET", path: `/v1/threads/${thread}/../../threads` },
+            raw: { method: "GET", path: `/v1/threads/${thread}/${raw}` },
+          };
+          await exercise({
+            ...(requests[name] as Omit<FuzzRequest, "tenant" | "headers">),
+            headers,
+            tenant: auth.tenant,
+          });
+        },
+      ),
       { numRuns: RUNS.paths },
     );
   });
 
   it(`headers and queries: If-None-Match, Last-Event-ID, garbage Authorization, Content-Length lies (${RUNS.headers} requests)`, async () => {
-    const route = fc.constantFrom("read-thread", "events", "list-threads", "create", "update", "get-artifact", "remove");
+    const route = fc.constantFrom(
+      "read-thread",
+      "events",
+      "list-threads",
+      "create",
+      "update",
+      "get-artifact",
+      "remove",
+    );
     await fc.assert(
       fc.asyncProperty(
         route,
@@ -621,7 +808,11 @@ describe("fuzz: generated requests against the app", () => {
               req = { method: "POST", path: `/v1/threads/${thread}/artifacts${h.query}`, body: withBody(body) };
               break;
             case "update":
-              req = { method: "PATCH", path: `/v1/threads/${thread}/artifacts/${target.id}${h.query}`, body: withBody(JSON.stringify({ payload: { h: h.query } })) };
+              req = {
+                method: "PATCH",
+                path: `/v1/threads/${thread}/artifacts/${target.id}${h.query}`,
+                body: withBody(JSON.stringify({ payload: { h: h.query } })),
+              };
               break;
             case "remove":
               req = { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${target.id}${h.query}` };
@@ -642,7 +833,10 @@ describe("fuzz: generated requests against the app", () => {
     // The store holds exactly the keys accepted writes created, each under its tenant.
     const keys: string[] = [];
     for (let page = 0; page < 1000; page++) {
-      const batch = await store.inner.list("", { limit: 1000, ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}) });
+      const batch = await store.inner.list("", {
+        limit: 1000,
+        ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}),
+      });
       keys.push(...batch);
       if (batch.length < 1000) break;
     }
@@ -663,15 +857,24 @@ describe("fuzz: generated requests against the app", () => {
     expect(Object.hasOwn(Object.prototype, "polluted")).toBe(false);
     expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoBefore.object);
     expect(Object.getOwnPropertyNames(Array.prototype).sort()).toEqual(protoBefore.array);
-    expect(Object.getOwnPropertyNames(Object.prototype).map((name) => Object.getOwnPropertyDescriptor(Object.prototype, name)?.value)).toEqual(
+    expect(
+      Object.getOwnPropertyNames(Object.prototype).map((name) =>
+        Object.getOwnPropertyDescriptor(Object.prototype, name)?.value
+      ),
+    ).toEqual(
       protoBefore.objectValues,
     );
   });
 
   it("keeps __proto__, constructor and prototype payload keys as plain data through create, read, list and events", async () => {
-    const text = '{"artifactType":"proto","payload":{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"prototype":1,"nested":[{"__proto__":{"isAdmin":true}}]}}';
+    const text =
+      '{"artifactType":"proto","payload":{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"prototype":1,"nested":[{"__proto__":{"isAdmin":true}}]}}';
     const auth = { authorization: `Bearer ${TOKENS["tenant-a"]}` };
-    const created = await app.app.request("/v1/threads/proto-keys/artifacts", { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: text });
+    const created = await app.app.request("/v1/threads/proto-keys/artifacts", {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: text,
+    });
     expect(created.status).toBe(201);
     const id = (await created.json()).artifact.id as string;
     const expectedPayload = JSON.stringify(JSON.parse(text).payload);

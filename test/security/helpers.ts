@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /**
  * Test-side tools for the security suites: JWTs signed here with Web Crypto (never with
  * the code under test), a JWKS endpoint on loopback that counts its requests, a tiny
@@ -28,7 +29,11 @@ function signingInput(header: Record<string, unknown>, claims: Claims): string {
 }
 
 /** HS256 over `secret` (a string or raw bytes). */
-export async function signHs256(secret: string | Uint8Array<ArrayBuffer>, claims: Claims, header: Record<string, unknown> = {}): Promise<string> {
+export async function signHs256(
+  secret: string | Uint8Array<ArrayBuffer>,
+  claims: Claims,
+  header: Record<string, unknown> = {},
+): Promise<string> {
   const raw = typeof secret === "string" ? encoder.encode(secret) : secret;
   const key = await crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const input = signingInput({ alg: "HS256", typ: "JWT", ...header }, claims);
@@ -37,7 +42,11 @@ export async function signHs256(secret: string | Uint8Array<ArrayBuffer>, claims
 }
 
 /** An unsecured JWS (`alg: none`) with an empty signature, or `signature` appended. */
-export function unsignedJwt(claims: Claims, header: Record<string, unknown> = { alg: "none", typ: "JWT" }, signature = ""): string {
+export function unsignedJwt(
+  claims: Claims,
+  header: Record<string, unknown> = { alg: "none", typ: "JWT" },
+  signature = "",
+): string {
   return `${signingInput(header, claims)}.${signature}`;
 }
 
@@ -50,10 +59,9 @@ export interface SigningKey {
 }
 
 export async function generateSigningKey(alg: "RS256" | "ES256", kid: string): Promise<SigningKey> {
-  const params =
-    alg === "RS256"
-      ? { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }
-      : { name: "ECDSA", namedCurve: "P-256" };
+  const params = alg === "RS256"
+    ? { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }
+    : { name: "ECDSA", namedCurve: "P-256" };
   const pair = (await crypto.subtle.generateKey(params, true, ["sign", "verify"])) as CryptoKeyPair;
   const exported = await crypto.subtle.exportKey("jwk", pair.publicKey);
   const { key_ops: _ops, ext: _ext, ...publicJwk } = exported;
@@ -61,7 +69,11 @@ export async function generateSigningKey(alg: "RS256" | "ES256", kid: string): P
 }
 
 /** A JWS signed with `key`; the header carries its `kid` unless `header` overrides it. */
-export async function signWithKey(key: SigningKey, claims: Claims, header: Record<string, unknown> = {}): Promise<string> {
+export async function signWithKey(
+  key: SigningKey,
+  claims: Claims,
+  header: Record<string, unknown> = {},
+): Promise<string> {
   const input = signingInput({ alg: key.alg, typ: "JWT", kid: key.kid, ...header }, claims);
   const algorithm = key.alg === "RS256" ? { name: "RSASSA-PKCS1-v1_5" } : { name: "ECDSA", hash: "SHA-256" };
   const signature = new Uint8Array(await crypto.subtle.sign(algorithm, key.privateKey, encoder.encode(input)));
@@ -134,7 +146,10 @@ export async function startJwksServer(keys: unknown[] = []): Promise<JwksServer>
 export async function allKeys(store: BlobStore): Promise<string[]> {
   const keys: string[] = [];
   for (let page = 0; page < 10_000; page++) {
-    const batch = await store.list("tenants/", { limit: 1000, ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}) });
+    const batch = await store.list("tenants/", {
+      limit: 1000,
+      ...(keys.length ? { startAfter: keys[keys.length - 1] as string } : {}),
+    });
     keys.push(...batch);
     if (batch.length < 1000) return keys;
   }

@@ -5,8 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../../src/http/auth/authenticator.ts";
 import { expectProblem } from "../http/contract.ts";
 import { freePort } from "../support/live-server.ts";
-import { startServer, type ServerProcess } from "../support/server-process.ts";
-import { generateSigningKey, type JwksServer, type SigningKey, signHs256, signWithKey, startJwksServer } from "./helpers.ts";
+import { type ServerProcess, startServer } from "../support/server-process.ts";
+import {
+  generateSigningKey,
+  type JwksServer,
+  signHs256,
+  type SigningKey,
+  signWithKey,
+  startJwksServer,
+} from "./helpers.ts";
 
 /**
  * JWT bearer tokens verified against a JSON Web Key Set served from loopback: RS256 and
@@ -85,7 +92,9 @@ describe("JWKS with the Authenticator on a controlled clock", () => {
     // Without a kid, a set of two keys is ambiguous.
     expect(await auth.tenantOf(await signWithKey(rsa, claimsAt(clock, "tenant-rs"), { kid: undefined }))).toBeNull();
     // Expired by the test clock.
-    expect(await auth.tenantOf(await signWithKey(rsa, { tenant: "tenant-rs", exp: Math.floor(clock.ms / 1000) - 3600 }))).toBeNull();
+    expect(
+      await auth.tenantOf(await signWithKey(rsa, { tenant: "tenant-rs", exp: Math.floor(clock.ms / 1000) - 3600 })),
+    ).toBeNull();
     // An HS256 token, whatever its kid, when only a JWKS is configured.
     expect(await auth.tenantOf(await signHs256("anything", claimsAt(clock, "tenant-rs"), { kid: rsa.kid }))).toBeNull();
     // All of that from one fetch: known kids never refetch.
@@ -94,7 +103,9 @@ describe("JWKS with the Authenticator on a controlled clock", () => {
     // A set with a single key may be used without a kid.
     const single = await jwks([ec.jwk]);
     const singleAuth = authenticatorFor(single.url, clock);
-    expect(await singleAuth.tenantOf(await signWithKey(ec, claimsAt(clock, "tenant-es"), { kid: undefined }))).toBe("tenant-es");
+    expect(await singleAuth.tenantOf(await signWithKey(ec, claimsAt(clock, "tenant-es"), { kid: undefined }))).toBe(
+      "tenant-es",
+    );
   });
 
   it("ignores keys that are not signing keys for RS256 or ES256", async () => {
@@ -175,7 +186,8 @@ describe("JWKS with the Authenticator on a controlled clock", () => {
     const server = await jwks([rsa.jwk]);
     const clock = new Clock();
     const auth = authenticatorFor(server.url, clock);
-    const forged = (i: number) => signWithKey(rsa, claimsAt(clock, "tenant-f"), { kid: `forged-${i}-${crypto.randomUUID()}` });
+    const forged = (i: number) =>
+      signWithKey(rsa, claimsAt(clock, "tenant-f"), { kid: `forged-${i}-${crypto.randomUUID()}` });
 
     // 300 at once on a cold key set: one fetch between them.
     const first = await Promise.all(Array.from({ length: 300 }, async (_, i) => auth.tenantOf(await forged(i))));
@@ -190,7 +202,9 @@ describe("JWKS with the Authenticator on a controlled clock", () => {
     // Each time the interval passes, one more fetch for the whole flood.
     for (let round = 1; round <= 5; round++) {
       clock.advance(30_000);
-      const results = await Promise.all(Array.from({ length: 100 }, async (_, i) => auth.tenantOf(await forged(round * 10_000 + i))));
+      const results = await Promise.all(
+        Array.from({ length: 100 }, async (_, i) => auth.tenantOf(await forged(round * 10_000 + i))),
+      );
       expect(results.every((tenant) => tenant === null)).toBe(true);
       expect(server.requests).toBe(1 + round);
     }
@@ -204,13 +218,15 @@ describe("JWKS with the Authenticator on a controlled clock", () => {
     expect(await closed.tenantOf(token)).toBeNull();
     expect(await closed.tenantOf(token)).toBeNull();
 
-    for (const failure of [
-      { status: 500, body: "{}" },
-      { status: 404, body: "not found" },
-      { status: 200, body: "{not json" },
-      { status: 200, body: '{"keys":"nope"}' },
-      { status: 200, body: "[]" },
-    ]) {
+    for (
+      const failure of [
+        { status: 500, body: "{}" },
+        { status: 404, body: "not found" },
+        { status: 200, body: "{not json" },
+        { status: 200, body: '{"keys":"nope"}' },
+        { status: 200, body: "[]" },
+      ]
+    ) {
       const broken = await jwks([]);
       broken.fail(failure);
       const auth = authenticatorFor(broken.url, clock);
@@ -270,7 +286,9 @@ describe("JWKS end to end (Node server process)", () => {
 
   it("accepts RS256 and ES256 tokens from the JWKS, each for its own tenant; refuses unknown kids and HS256", async () => {
     const threadId = `jwks-${crypto.randomUUID().slice(0, 8)}`;
-    expect((await post(server.url, threadId, await signWithKey(rsa, { tenant: "rs-tenant", exp: exp() }))).status).toBe(201);
+    expect((await post(server.url, threadId, await signWithKey(rsa, { tenant: "rs-tenant", exp: exp() }))).status).toBe(
+      201,
+    );
     // Same thread id, another tenant: its own thread, seq 1.
     const es = await post(server.url, threadId, await signWithKey(ec, { sub: "es-tenant", exp: exp() }));
     expect(es.status).toBe(201);
@@ -280,10 +298,18 @@ describe("JWKS end to end (Node server process)", () => {
     });
     expect((await read.json()).thread.rolloutSeq).toBe(1);
 
-    const unknown = await post(server.url, threadId, await signWithKey(rsa, { tenant: "rs-tenant", exp: exp() }, { kid: "never-published" }));
+    const unknown = await post(
+      server.url,
+      threadId,
+      await signWithKey(rsa, { tenant: "rs-tenant", exp: exp() }, { kid: "never-published" }),
+    );
     expectProblem(unknown, 401, "unauthorized");
     expect(unknown.headers.get("www-authenticate")).toBe('Bearer error="invalid_token"');
-    expectProblem(await post(server.url, threadId, await signHs256("guess", { tenant: "rs-tenant", exp: exp() })), 401, "unauthorized");
+    expectProblem(
+      await post(server.url, threadId, await signHs256("guess", { tenant: "rs-tenant", exp: exp() })),
+      401,
+      "unauthorized",
+    );
   });
 
   it("fetches the JWKS a bounded number of times under a flood of random kids", async () => {
@@ -292,8 +318,14 @@ describe("JWKS end to end (Node server process)", () => {
     const started = Date.now();
     for (let batch = 0; batch < 6; batch++) {
       const results = await Promise.all(
-        Array.from({ length: 25 }, async () =>
-          post(server.url, "flood", await signWithKey(rsa, { tenant: "rs-tenant", exp: exp() }, { kid: crypto.randomUUID() })),
+        Array.from(
+          { length: 25 },
+          async () =>
+            post(
+              server.url,
+              "flood",
+              await signWithKey(rsa, { tenant: "rs-tenant", exp: exp() }, { kid: crypto.randomUUID() }),
+            ),
         ),
       );
       for (const result of results) expectProblem(result, 401, "unauthorized");
@@ -303,12 +335,16 @@ describe("JWKS end to end (Node server process)", () => {
     const intervals = Math.floor((Date.now() - started) / 30_000);
     expect(jwksServer.requests - before).toBeLessThanOrEqual(1 + intervals);
     // The genuine key still works after the flood.
-    expect((await post(server.url, "after-flood", await signWithKey(ec, { tenant: "es-tenant", exp: exp() }))).status).toBe(201);
+    expect((await post(server.url, "after-flood", await signWithKey(ec, { tenant: "es-tenant", exp: exp() }))).status)
+      .toBe(201);
   });
 
   it("answers 401, never 5xx, while the JWKS is unreachable", async () => {
     const downDir = mkdtempSync(join(tmpdir(), "artifacts-jwks-down-"));
-    const down = await startServer({ DATA_DIR: downDir, AUTH_JWKS_URL: `http://127.0.0.1:${await freePort()}/.well-known/jwks.json` });
+    const down = await startServer({
+      DATA_DIR: downDir,
+      AUTH_JWKS_URL: `http://127.0.0.1:${await freePort()}/.well-known/jwks.json`,
+    });
     try {
       for (const key of [rsa, ec, rsa]) {
         const result = await post(down.url, "down", await signWithKey(key, { tenant: "rs-tenant", exp: exp() }));

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -103,7 +104,11 @@ interface Call {
 }
 
 /** Reads the whole answer; an event stream is read up to its first `artifact-updated` event (if `events`), then cancelled. */
-async function send(t: Target, call: Call, options: { firstEvent?: boolean } = {}): Promise<HttpResult & { firstUpdate?: any }> {
+async function send(
+  t: Target,
+  call: Call,
+  options: { firstEvent?: boolean } = {},
+): Promise<HttpResult & { firstUpdate?: any }> {
   const headers: Record<string, string> = { ...call.headers };
   const init: RequestInit = { method: call.method, headers };
   if (call.body !== undefined) {
@@ -150,22 +155,54 @@ async function fixture(t: Target, owner: Tenant, label: string): Promise<Fixture
   return { owner, threadId, artifactId: created.json.artifact.id, marker };
 }
 
-type RouteName = "create" | "read-thread" | "get-artifact" | "update" | "remove" | "list-threads" | "events" | "events (access_token)";
-const ROUTES: RouteName[] = ["create", "read-thread", "get-artifact", "update", "remove", "list-threads", "events", "events (access_token)"];
+type RouteName =
+  | "create"
+  | "read-thread"
+  | "get-artifact"
+  | "update"
+  | "remove"
+  | "list-threads"
+  | "events"
+  | "events (access_token)";
+const ROUTES: RouteName[] = [
+  "create",
+  "read-thread",
+  "get-artifact",
+  "update",
+  "remove",
+  "list-threads",
+  "events",
+  "events (access_token)",
+];
 
 /** The request for `route` on the fixture, carrying `token` (or none), written as tenant `caller`. */
-function requestFor(route: RouteName, fx: { threadId: string; artifactId: string }, token: string | undefined, caller: string): Call {
+function requestFor(
+  route: RouteName,
+  fx: { threadId: string; artifactId: string },
+  token: string | undefined,
+  caller: string,
+): Call {
   const headers = token === undefined || route === "events (access_token)" ? {} : bearer(token);
   const thread = `/v1/threads/${fx.threadId}`;
   switch (route) {
     case "create":
-      return { method: "POST", path: `${thread}/artifacts`, body: { artifactType: "note", payload: { owner: caller, n: 1 } }, headers };
+      return {
+        method: "POST",
+        path: `${thread}/artifacts`,
+        body: { artifactType: "note", payload: { owner: caller, n: 1 } },
+        headers,
+      };
     case "read-thread":
       return { method: "GET", path: thread, headers };
     case "get-artifact":
       return { method: "GET", path: `${thread}/artifacts/${fx.artifactId}`, headers };
     case "update":
-      return { method: "PATCH", path: `${thread}/artifacts/${fx.artifactId}`, body: { payload: { owner: caller, n: 2 } }, headers };
+      return {
+        method: "PATCH",
+        path: `${thread}/artifacts/${fx.artifactId}`,
+        body: { payload: { owner: caller, n: 2 } },
+        headers,
+      };
     case "remove":
       return { method: "DELETE", path: `${thread}/artifacts/${fx.artifactId}`, headers };
     case "list-threads":
@@ -173,7 +210,11 @@ function requestFor(route: RouteName, fx: { threadId: string; artifactId: string
     case "events":
       return { method: "GET", path: `${thread}/events`, headers };
     case "events (access_token)":
-      return { method: "GET", path: `${thread}/events${token === undefined ? "" : `?access_token=${encodeURIComponent(token)}`}`, headers };
+      return {
+        method: "GET",
+        path: `${thread}/events${token === undefined ? "" : `?access_token=${encodeURIComponent(token)}`}`,
+        headers,
+      };
   }
 }
 
@@ -220,7 +261,11 @@ function expectNoLeak(result: HttpResult, fx: Fixture, what: string): void {
 }
 
 async function headOf(t: Target, fx: Fixture): Promise<{ seq: number; artifacts: any[] }> {
-  const read = await send(t, { method: "GET", path: `/v1/threads/${fx.threadId}`, headers: bearer(await tokenOf(fx.owner)) });
+  const read = await send(t, {
+    method: "GET",
+    path: `/v1/threads/${fx.threadId}`,
+    headers: bearer(await tokenOf(fx.owner)),
+  });
   expect(read.status).toBe(200);
   return { seq: read.json.thread.rolloutSeq, artifacts: read.json.thread.artifacts };
 }
@@ -229,7 +274,10 @@ async function headOf(t: Target, fx: Fixture): Promise<{ seq: number; artifacts:
 async function expectUntouched(t: Target, fx: Fixture): Promise<void> {
   const head = await headOf(t, fx);
   expect(head.seq).toBe(1);
-  expect(head.artifacts.map((a) => [a.id, a.version, a.payload])).toEqual([[fx.artifactId, 1, { owner: fx.owner, marker: fx.marker }]]);
+  expect(head.artifacts.map((a) => [a.id, a.version, a.payload])).toEqual([[fx.artifactId, 1, {
+    owner: fx.owner,
+    marker: fx.marker,
+  }]]);
 }
 
 function keyDiff(before: string[], after: string[]): { added: string[]; removed: string[] } {
@@ -260,106 +308,126 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
   });
 
   describe.each(PAIRS)("$label", ({ owner, intruder }) => {
-    it.each(ROUTES)("%s: 401 for bad credentials, 404 (or its own data) for the other tenant, 2xx for the owner", async (route) => {
-      for (const credential of CREDENTIALS) {
-        const fx = await fixture(t, owner, route.replace(/\W+/g, "-"));
-        const token = await credential.token(owner, intruder);
-        const caller = credential.expect === "owner" ? owner : credential.expect === "intruder" ? intruder : "nobody";
-        const keysBefore = await allKeys(t.store);
-        const result = await send(t, requestFor(route, fx, token, caller), { firstEvent: credential.expect === "owner" });
-        const diff = keyDiff(keysBefore, await allKeys(t.store));
-        const what = `${route} with ${credential.name}`;
-        expect(diff.removed, what).toEqual([]);
+    it.each(ROUTES)(
+      "%s: 401 for bad credentials, 404 (or its own data) for the other tenant, 2xx for the owner",
+      async (route) => {
+        for (const credential of CREDENTIALS) {
+          const fx = await fixture(t, owner, route.replace(/\W+/g, "-"));
+          const token = await credential.token(owner, intruder);
+          const caller = credential.expect === "owner" ? owner : credential.expect === "intruder" ? intruder : "nobody";
+          const keysBefore = await allKeys(t.store);
+          const result = await send(t, requestFor(route, fx, token, caller), {
+            firstEvent: credential.expect === "owner",
+          });
+          const diff = keyDiff(keysBefore, await allKeys(t.store));
+          const what = `${route} with ${credential.name}`;
+          expect(diff.removed, what).toEqual([]);
 
-        if (credential.expect === "unauthorized") {
-          expectProblem(result, 401, "unauthorized");
-          expect(result.headers.get("www-authenticate"), what).toBe(token === undefined ? "Bearer" : 'Bearer error="invalid_token"');
-          expect(diff.added, what).toEqual([]);
-          expectNoLeak(result, fx, what);
-          await expectUntouched(t, fx);
-          continue;
-        }
+          if (credential.expect === "unauthorized") {
+            expectProblem(result, 401, "unauthorized");
+            expect(result.headers.get("www-authenticate"), what).toBe(
+              token === undefined ? "Bearer" : 'Bearer error="invalid_token"',
+            );
+            expect(diff.added, what).toEqual([]);
+            expectNoLeak(result, fx, what);
+            await expectUntouched(t, fx);
+            continue;
+          }
 
-        if (credential.expect === "intruder") {
-          expectNoLeak(result, fx, what);
-          switch (route) {
-            case "create": {
-              // Its own thread of the same name: seq 1, keys under its own tenant, the owner's untouched.
-              expect(result.status, what).toBe(201);
-              expect(result.json.thread).toEqual({ id: fx.threadId, rolloutSeq: 1 });
-              expect(result.json.artifact.payload).toEqual({ owner: intruder, n: 1 });
-              expect(diff.added.length).toBeGreaterThan(0);
-              for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${intruder}/threads/${fx.threadId}/`));
-              break;
+          if (credential.expect === "intruder") {
+            expectNoLeak(result, fx, what);
+            switch (route) {
+              case "create": {
+                // Its own thread of the same name: seq 1, keys under its own tenant, the owner's untouched.
+                expect(result.status, what).toBe(201);
+                expect(result.json.thread).toEqual({ id: fx.threadId, rolloutSeq: 1 });
+                expect(result.json.artifact.payload).toEqual({ owner: intruder, n: 1 });
+                expect(diff.added.length).toBeGreaterThan(0);
+                for (const key of diff.added) {
+                  expect(key).toMatch(new RegExp(`^tenants/${intruder}/threads/${fx.threadId}/`));
+                }
+                break;
+              }
+              case "list-threads": {
+                expect(result.status, what).toBe(200);
+                expect(result.json.threads.map((th: any) => th.id)).not.toContain(fx.threadId);
+                expect(diff.added).toEqual([]);
+                break;
+              }
+              case "events":
+              case "events (access_token)": {
+                // A stream of a thread it does not have waits for its first artifact (isolation: below).
+                expect(result.status, what).toBe(200);
+                expect(result.headers.get("content-type")).toMatch(/^text\/event-stream/);
+                expect(diff.added).toEqual([]);
+                break;
+              }
+              default: {
+                expectProblem(result, 404, "thread_not_found");
+                expect(diff.added).toEqual([]);
+                // Exactly as if it did not exist: the same answer as for a thread no one has.
+                const ghost = ghostOf(fx.threadId);
+                const absent = await send(
+                  t,
+                  requestFor(route, { threadId: ghost, artifactId: fx.artifactId }, token, intruder),
+                );
+                expect(result.text).toBe(absent.text.replaceAll(ghost, fx.threadId));
+                expect(headerNames(result.headers)).toEqual(headerNames(absent.headers));
+              }
             }
+            await expectUntouched(t, fx);
+            continue;
+          }
+
+          // The owner.
+          switch (route) {
+            case "create":
+              expect(result.status, what).toBe(201);
+              expect(result.json.thread).toEqual({ id: fx.threadId, rolloutSeq: 2 });
+              break;
+            case "read-thread":
+              expect(result.status, what).toBe(200);
+              expect(result.json.thread.artifacts.map((a: any) => a.payload.marker)).toEqual([fx.marker]);
+              break;
+            case "get-artifact":
+              expect(result.status, what).toBe(200);
+              expect(result.json.artifact).toMatchObject({ id: fx.artifactId, payload: { owner, marker: fx.marker } });
+              break;
+            case "update":
+              expect(result.status, what).toBe(200);
+              expect(result.json.artifact).toMatchObject({ id: fx.artifactId, version: 2, payload: { owner, n: 2 } });
+              break;
+            case "remove":
+              expect(result.status, what).toBe(200);
+              expect(result.json.removed).toEqual({ id: fx.artifactId, seq: 2 });
+              break;
             case "list-threads": {
               expect(result.status, what).toBe(200);
-              expect(result.json.threads.map((th: any) => th.id)).not.toContain(fx.threadId);
-              expect(diff.added).toEqual([]);
+              const ids = result.json.threads.map((th: any) => th.id);
+              expect(ids).toContain(fx.threadId);
+              for (const thread of result.json.threads) {
+                for (const a of thread.artifacts) expect(a.payload.owner).toBe(owner);
+              }
               break;
             }
             case "events":
-            case "events (access_token)": {
-              // A stream of a thread it does not have waits for its first artifact (isolation: below).
+            case "events (access_token)":
               expect(result.status, what).toBe(200);
-              expect(result.headers.get("content-type")).toMatch(/^text\/event-stream/);
-              expect(diff.added).toEqual([]);
+              expect(result.firstUpdate).toMatchObject({
+                threadId: fx.threadId,
+                seq: 1,
+                op: "add",
+                artifact: { id: fx.artifactId },
+              });
               break;
-            }
-            default: {
-              expectProblem(result, 404, "thread_not_found");
-              expect(diff.added).toEqual([]);
-              // Exactly as if it did not exist: the same answer as for a thread no one has.
-              const ghost = ghostOf(fx.threadId);
-              const absent = await send(t, requestFor(route, { threadId: ghost, artifactId: fx.artifactId }, token, intruder));
-              expect(result.text).toBe(absent.text.replaceAll(ghost, fx.threadId));
-              expect(headerNames(result.headers)).toEqual(headerNames(absent.headers));
-            }
           }
-          await expectUntouched(t, fx);
-          continue;
+          for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${owner}/threads/${fx.threadId}/`));
+          if (route === "create" || route === "update" || route === "remove") {
+            expect(diff.added.length).toBeGreaterThan(0);
+          } else expect(diff.added).toEqual([]);
         }
-
-        // The owner.
-        switch (route) {
-          case "create":
-            expect(result.status, what).toBe(201);
-            expect(result.json.thread).toEqual({ id: fx.threadId, rolloutSeq: 2 });
-            break;
-          case "read-thread":
-            expect(result.status, what).toBe(200);
-            expect(result.json.thread.artifacts.map((a: any) => a.payload.marker)).toEqual([fx.marker]);
-            break;
-          case "get-artifact":
-            expect(result.status, what).toBe(200);
-            expect(result.json.artifact).toMatchObject({ id: fx.artifactId, payload: { owner, marker: fx.marker } });
-            break;
-          case "update":
-            expect(result.status, what).toBe(200);
-            expect(result.json.artifact).toMatchObject({ id: fx.artifactId, version: 2, payload: { owner, n: 2 } });
-            break;
-          case "remove":
-            expect(result.status, what).toBe(200);
-            expect(result.json.removed).toEqual({ id: fx.artifactId, seq: 2 });
-            break;
-          case "list-threads": {
-            expect(result.status, what).toBe(200);
-            const ids = result.json.threads.map((th: any) => th.id);
-            expect(ids).toContain(fx.threadId);
-            for (const thread of result.json.threads) for (const a of thread.artifacts) expect(a.payload.owner).toBe(owner);
-            break;
-          }
-          case "events":
-          case "events (access_token)":
-            expect(result.status, what).toBe(200);
-            expect(result.firstUpdate).toMatchObject({ threadId: fx.threadId, seq: 1, op: "add", artifact: { id: fx.artifactId } });
-            break;
-        }
-        for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${owner}/threads/${fx.threadId}/`));
-        if (route === "create" || route === "update" || route === "remove") expect(diff.added.length).toBeGreaterThan(0);
-        else expect(diff.added).toEqual([]);
-      }
-    });
+      },
+    );
   });
 
   describe("isolation between tenants", () => {
@@ -381,7 +449,11 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
         let firstCursor: string | null = null;
         for (let page = 0; page < 500; page++) {
           const query: string = cursor === null ? "?limit=1" : `?limit=1&cursor=${encodeURIComponent(cursor)}`;
-          const result = await send(t, { method: "GET", path: `/v1/threads${query}`, headers: bearer(await tokenOf(tenant)) });
+          const result = await send(t, {
+            method: "GET",
+            path: `/v1/threads${query}`,
+            headers: bearer(await tokenOf(tenant)),
+          });
           expect(result.status).toBe(200);
           seen.push(...result.json.threads);
           cursor = result.json.nextCursor;
@@ -465,15 +537,22 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
       expect(own.status).toBe(201);
       const randomId = crypto.randomUUID();
       const keysBefore = await allKeys(t.store);
-      for (const [method, body, extra] of [
-        ["GET", undefined, {}],
-        ["PATCH", { payload: { owner: "tenant-beta", x: 1 } }, {}],
-        ["PATCH", { payload: { owner: "tenant-beta", x: 1 } }, { "if-match": '"1"' }],
-        ["DELETE", undefined, {}],
-        ["DELETE", undefined, { "if-match": "*" }],
-      ] as const) {
+      for (
+        const [method, body, extra] of [
+          ["GET", undefined, {}],
+          ["PATCH", { payload: { owner: "tenant-beta", x: 1 } }, {}],
+          ["PATCH", { payload: { owner: "tenant-beta", x: 1 } }, { "if-match": '"1"' }],
+          ["DELETE", undefined, {}],
+          ["DELETE", undefined, { "if-match": "*" }],
+        ] as const
+      ) {
         const call = (id: string) =>
-          send(t, { method, path: `/v1/threads/${fx.threadId}/artifacts/${id}`, ...(body ? { body } : {}), headers: { ...bearer(betaToken), ...extra } });
+          send(t, {
+            method,
+            path: `/v1/threads/${fx.threadId}/artifacts/${id}`,
+            ...(body ? { body } : {}),
+            headers: { ...bearer(betaToken), ...extra },
+          });
         const foreign = await call(fx.artifactId);
         const absent = await call(randomId);
         expectProblem(foreign, 404, "artifact_not_found");
@@ -491,14 +570,24 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
       const token = await tokenOf("tenant-alpha");
       const q = `access_token=${encodeURIComponent(token)}`;
       const keysBefore = await allKeys(t.store);
-      for (const call of [
-        { method: "GET", path: `/v1/threads/${fx.threadId}?${q}` },
-        { method: "GET", path: `/v1/threads/${fx.threadId}/artifacts/${fx.artifactId}?${q}` },
-        { method: "GET", path: `/v1/threads?${q}` },
-        { method: "POST", path: `/v1/threads/${fx.threadId}/artifacts?${q}`, body: { artifactType: "x", payload: { owner: "tenant-alpha" } } },
-        { method: "PATCH", path: `/v1/threads/${fx.threadId}/artifacts/${fx.artifactId}?${q}`, body: { payload: { owner: "tenant-alpha" } } },
-        { method: "DELETE", path: `/v1/threads/${fx.threadId}/artifacts/${fx.artifactId}?${q}` },
-      ]) {
+      for (
+        const call of [
+          { method: "GET", path: `/v1/threads/${fx.threadId}?${q}` },
+          { method: "GET", path: `/v1/threads/${fx.threadId}/artifacts/${fx.artifactId}?${q}` },
+          { method: "GET", path: `/v1/threads?${q}` },
+          {
+            method: "POST",
+            path: `/v1/threads/${fx.threadId}/artifacts?${q}`,
+            body: { artifactType: "x", payload: { owner: "tenant-alpha" } },
+          },
+          {
+            method: "PATCH",
+            path: `/v1/threads/${fx.threadId}/artifacts/${fx.artifactId}?${q}`,
+            body: { payload: { owner: "tenant-alpha" } },
+          },
+          { method: "DELETE", path: `/v1/threads/${fx.threadId}/artifacts/${fx.artifactId}?${q}` },
+        ]
+      ) {
         const result = await send(t, call);
         expectProblem(result, 401, "unauthorized");
         expect(result.headers.get("www-authenticate")).toBe("Bearer");
@@ -507,13 +596,22 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
       expect(await allKeys(t.store)).toEqual(keysBefore);
       await expectUntouched(t, fx);
 
-      const events = await send(t, { method: "GET", path: `/v1/threads/${fx.threadId}/events?${q}` }, { firstEvent: true });
+      const events = await send(t, { method: "GET", path: `/v1/threads/${fx.threadId}/events?${q}` }, {
+        firstEvent: true,
+      });
       expect(events.status).toBe(200);
       expect(events.firstUpdate.artifact.id).toBe(fx.artifactId);
       // A bad header is not rescued by a good query token, and a bad query token is refused.
-      const badHeader = await send(t, { method: "GET", path: `/v1/threads/${fx.threadId}/events?${q}`, headers: bearer("nope-nope") });
+      const badHeader = await send(t, {
+        method: "GET",
+        path: `/v1/threads/${fx.threadId}/events?${q}`,
+        headers: bearer("nope-nope"),
+      });
       expectProblem(badHeader, 401, "unauthorized");
-      const badQuery = await send(t, { method: "GET", path: `/v1/threads/${fx.threadId}/events?access_token=nope-nope` });
+      const badQuery = await send(t, {
+        method: "GET",
+        path: `/v1/threads/${fx.threadId}/events?access_token=nope-nope`,
+      });
       expectProblem(badQuery, 401, "unauthorized");
       expect(badQuery.headers.get("www-authenticate")).toBe('Bearer error="invalid_token"');
     });
@@ -544,7 +642,9 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
       expect(artifacts.rows.length).toBeGreaterThan(0);
       expect(events.rows.length).toBeGreaterThan(0);
       for (const row of artifacts.rows) expect(JSON.parse(String(row.body)).payload.owner).toBe(String(row.tenant));
-      for (const row of events.rows) expect(JSON.parse(String(row.data)).artifact.payload.owner).toBe(String(row.tenant));
+      for (const row of events.rows) {
+        expect(JSON.parse(String(row.data)).artifact.payload.owner).toBe(String(row.tenant));
+      }
       const threads = await client.execute("SELECT DISTINCT tenant FROM threads");
       expect(threads.rows.map((r) => String(r.tenant)).sort()).toEqual([...TENANTS].sort());
     } finally {
@@ -585,7 +685,26 @@ describe("JWT claims, times and algorithms", () => {
 
   it("refuses a tenant claim (or sub) that is not a safe id, and never falls back to sub when tenant is present", async () => {
     const exp = nowSeconds() + 3600;
-    for (const tenant of ["../x", "", "..", ".hidden", "a/b", "a\\b", "tenants/x", "x".repeat(129), "with space", "ümlaut", "a\u0000b", 42, null, true, {}, ["tenant-alpha"]]) {
+    for (
+      const tenant of [
+        "../x",
+        "",
+        "..",
+        ".hidden",
+        "a/b",
+        "a\\b",
+        "tenants/x",
+        "x".repeat(129),
+        "with space",
+        "ümlaut",
+        "a\u0000b",
+        42,
+        null,
+        true,
+        {},
+        ["tenant-alpha"],
+      ]
+    ) {
       const result = await status(await signHs256(JWT_SECRET, { tenant, sub: "fine-sub", exp }));
       expect(result.status, `tenant ${JSON.stringify(tenant)}`).toBe(401);
     }
@@ -594,10 +713,19 @@ describe("JWT claims, times and algorithms", () => {
     }
     expect((await status(await signHs256(JWT_SECRET, { exp }))).status).toBe(401);
     // The tenant claim wins over sub; sub is used only without one.
-    expect(await status(await signHs256(JWT_SECRET, { tenant: "tenant-gamma", sub: "../bad", exp }))).toEqual({ status: 201, tenant: "tenant-gamma" });
-    expect(await status(await signHs256(JWT_SECRET, { sub: "tenant-delta", exp }))).toEqual({ status: 201, tenant: "tenant-delta" });
+    expect(await status(await signHs256(JWT_SECRET, { tenant: "tenant-gamma", sub: "../bad", exp }))).toEqual({
+      status: 201,
+      tenant: "tenant-gamma",
+    });
+    expect(await status(await signHs256(JWT_SECRET, { sub: "tenant-delta", exp }))).toEqual({
+      status: 201,
+      tenant: "tenant-delta",
+    });
     // A JWT may name a tenant that static tokens also serve: same tenant, same data.
-    expect(await status(await signHs256(JWT_SECRET, { tenant: "tenant-alpha", exp }))).toEqual({ status: 201, tenant: "tenant-alpha" });
+    expect(await status(await signHs256(JWT_SECRET, { tenant: "tenant-alpha", exp }))).toEqual({
+      status: 201,
+      tenant: "tenant-alpha",
+    });
   });
 
   it("honours exp and nbf with the default 60 s skew", async () => {
@@ -606,7 +734,9 @@ describe("JWT claims, times and algorithms", () => {
     expect((await status(await signHs256(JWT_SECRET, { ...claims, exp: now - 30 }))).status).toBe(201);
     expect((await status(await signHs256(JWT_SECRET, { ...claims, exp: now - 120 }))).status).toBe(401);
     expect((await status(await signHs256(JWT_SECRET, { ...claims, nbf: now + 30, exp: now + 3600 }))).status).toBe(201);
-    expect((await status(await signHs256(JWT_SECRET, { ...claims, nbf: now + 120, exp: now + 3600 }))).status).toBe(401);
+    expect((await status(await signHs256(JWT_SECRET, { ...claims, nbf: now + 120, exp: now + 3600 }))).status).toBe(
+      401,
+    );
     for (const exp of [String(now + 3600), null, "never", Number.NaN]) {
       expect((await status(await signHs256(JWT_SECRET, { ...claims, exp }))).status, `exp ${String(exp)}`).toBe(401);
     }
@@ -640,7 +770,8 @@ describe("JWT claims, times and algorithms", () => {
       { tokens: new Map(), jwtSecret: JWT_SECRET, jwksUrl: undefined, clockSkewSeconds: 60 },
       { now: () => T * 1000 + 999 },
     );
-    const tenantOf = async (claims: Record<string, unknown>) => auth.tenantOf(await signHs256(JWT_SECRET, { tenant: "tenant-gamma", ...claims }));
+    const tenantOf = async (claims: Record<string, unknown>) =>
+      auth.tenantOf(await signHs256(JWT_SECRET, { tenant: "tenant-gamma", ...claims }));
     expect(await tenantOf({ exp: T - 59 })).toBe("tenant-gamma");
     expect(await tenantOf({ exp: T - 60 })).toBeNull();
     expect(await tenantOf({ nbf: T + 60 })).toBe("tenant-gamma");
@@ -660,13 +791,21 @@ describe("JWT claims, times and algorithms", () => {
     for (const alg of ["HS512", "HS384", "RS256", "ES256", "hs256"]) {
       const header = { alg, typ: "JWT" };
       const input = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
-      const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(JWT_SECRET), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+      const key = await crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(JWT_SECRET),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["sign"],
+      );
       const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input)));
       expect((await status(`${input}.${base64url(signature)}`)).status, `alg ${alg}`).toBe(401);
     }
     expect((await status(valid)).status).toBe(201);
     // Garbage shaped like a JWT never 5xx.
-    for (const token of ["a.b.c", "..", "a.b", "a.b.c.d", `${valid}.`, `${valid.slice(0, -2)}`, valid.replace(/\./g, "..")]) {
+    for (
+      const token of ["a.b.c", "..", "a.b", "a.b.c.d", `${valid}.`, `${valid.slice(0, -2)}`, valid.replace(/\./g, "..")]
+    ) {
       expect((await status(token)).status, token).toBe(401);
     }
   });
@@ -676,12 +815,19 @@ describe("JWT claims, times and algorithms", () => {
     const token = await signWithKey(key, { tenant: "tenant-gamma", exp: nowSeconds() + 3600 });
     expect((await status(token)).status).toBe(401);
     const ec = await generateSigningKey("ES256", "ec-1");
-    expect((await status(await signWithKey(ec, { tenant: "tenant-gamma", exp: nowSeconds() + 3600 }))).status).toBe(401);
+    expect((await status(await signWithKey(ec, { tenant: "tenant-gamma", exp: nowSeconds() + 3600 }))).status).toBe(
+      401,
+    );
   });
 
   it("refuses algorithm confusion: HS256 signed with the RSA public key when only JWKS is configured", async () => {
     const rsa = await generateSigningKey("RS256", "rsa-confusion");
-    const jwks = await startJwksServer([rsa.jwk, { kty: "oct", k: base64url("shared-secret-in-jwks"), kid: "oct-1", alg: "HS256" }]);
+    const jwks = await startJwksServer([rsa.jwk, {
+      kty: "oct",
+      k: base64url("shared-secret-in-jwks"),
+      kid: "oct-1",
+      alg: "HS256",
+    }]);
     const jwksOnly = await inProcessTarget({ AUTH_JWKS_URL: jwks.url });
     try {
       const post = async (token: string) => {
@@ -697,7 +843,13 @@ describe("JWT claims, times and algorithms", () => {
       const claims = { tenant: "tenant-gamma", exp: nowSeconds() + 3600 };
       expect(await post(await signWithKey(rsa, claims))).toBe(201);
       const pem = await publicKeyPem(rsa);
-      const secrets: Array<string | Uint8Array<ArrayBuffer>> = [pem, pem.trim(), JSON.stringify(rsa.jwk), rsa.jwk.n as string, base64UrlBytes(rsa.jwk.n as string)];
+      const secrets: Array<string | Uint8Array<ArrayBuffer>> = [
+        pem,
+        pem.trim(),
+        JSON.stringify(rsa.jwk),
+        rsa.jwk.n as string,
+        base64UrlBytes(rsa.jwk.n as string),
+      ];
       for (const secret of secrets) {
         for (const header of [{ kid: "rsa-confusion" }, {}]) {
           expect(await post(await signHs256(secret, claims, header))).toBe(401);

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -72,7 +73,11 @@ describe("no authentication only on loopback", () => {
       expectProblem(anonymous, 401, "unauthorized");
       const created = await fetch(`${base}/v1/threads/wide/artifacts`, {
         method: "POST",
-        headers: { authorization: "Bearer wide-open-host-token-77", "content-type": "application/json", origin: "https://app.example.com" },
+        headers: {
+          authorization: "Bearer wide-open-host-token-77",
+          "content-type": "application/json",
+          origin: "https://app.example.com",
+        },
         body: JSON.stringify({ artifactType: "note", payload: 1 }),
       });
       expect(created.status).toBe(201);
@@ -101,16 +106,36 @@ describe("no authentication only on loopback", () => {
       expect(isLoopbackHost(host), host).toBe(true);
       expect(() => assertAuthPolicy(none, host), host).not.toThrow();
     }
-    for (const host of ["0.0.0.0", "::", "[::]", "192.168.1.10", "10.0.0.1", "example.com", "127.0.0.1.nip.io", "localhost.example.com", "::ffff:127.0.0.1", "1.127.0.0.1", ""]) {
+    for (
+      const host of [
+        "0.0.0.0",
+        "::",
+        "[::]",
+        "192.168.1.10",
+        "10.0.0.1",
+        "example.com",
+        "127.0.0.1.nip.io",
+        "localhost.example.com",
+        "::ffff:127.0.0.1",
+        "1.127.0.0.1",
+        "",
+      ]
+    ) {
       expect(isLoopbackHost(host), host).toBe(false);
       expect(() => assertAuthPolicy(none, host), host).toThrow(ConfigError);
       expect(() => assertAuthPolicy(none, host), host).toThrow(/AUTH_TOKENS/);
     }
     // Deno functions and Workers cannot know where they listen: they pass no host.
     expect(() => assertAuthPolicy(none, undefined)).toThrow(/authentication is required here: set AUTH_TOKENS/);
-    for (const env of [{ AUTH_TOKENS: "t:tenant" }, { AUTH_JWT_SECRET: "s" }, { AUTH_JWKS_URL: "https://issuer.example.com/jwks" }]) {
+    for (
+      const env of [{ AUTH_TOKENS: "t:tenant" }, { AUTH_JWT_SECRET: "s" }, {
+        AUTH_JWKS_URL: "https://issuer.example.com/jwks",
+      }]
+    ) {
       const config = loadConfig({ ...NO_AUTH, ...env });
-      for (const host of [undefined, "0.0.0.0", "127.0.0.1"]) expect(() => assertAuthPolicy(config, host)).not.toThrow();
+      for (const host of [undefined, "0.0.0.0", "127.0.0.1"]) {
+        expect(() => assertAuthPolicy(config, host)).not.toThrow();
+      }
     }
     // A malformed AUTH_TOKENS entry is a configuration error that does not echo the token.
     expect(() => loadConfig({ AUTH_TOKENS: "super-secret-token-no-tenant" })).toThrow(ConfigError);
@@ -150,7 +175,10 @@ describe("CORS", () => {
 
   beforeAll(() => {
     const env = { AUTH_TOKENS: `${TOKEN}:tenant-cors` };
-    allowList = createTestApp({ env: { ...env, CORS_ORIGINS: `${ALLOWED}, http://localhost:5173` }, blobStore: "memory" });
+    allowList = createTestApp({
+      env: { ...env, CORS_ORIGINS: `${ALLOWED}, http://localhost:5173` },
+      blobStore: "memory",
+    });
     noCors = createTestApp({ env, blobStore: "memory" });
     anyOrigin = createTestApp({ env: { ...env, CORS_ORIGINS: "*" }, blobStore: "memory" });
   });
@@ -180,9 +208,13 @@ describe("CORS", () => {
       expect(created.headers.get("access-control-allow-origin")).toBe(origin);
       expect(created.headers.get("vary") ?? "").toMatch(/\bOrigin\b/);
       const exposed = (created.headers.get("access-control-expose-headers") ?? "").toLowerCase().split(/\s*,\s*/);
-      for (const header of ["etag", "location", "x-artifacts-source", "retry-after", "www-authenticate"]) expect(exposed).toContain(header);
+      for (const header of ["etag", "location", "x-artifacts-source", "retry-after", "www-authenticate"]) {
+        expect(exposed).toContain(header);
+      }
 
-      const read = await allowList.app.request("/v1/threads/cors", { headers: { origin, authorization: `Bearer ${TOKEN}` } });
+      const read = await allowList.app.request("/v1/threads/cors", {
+        headers: { origin, authorization: `Bearer ${TOKEN}` },
+      });
       expect(read.status).toBe(200);
       expect(read.headers.get("access-control-allow-origin")).toBe(origin);
       // A browser must be able to read why it was refused.
@@ -193,49 +225,80 @@ describe("CORS", () => {
   });
 
   it("answers an allowed origin's preflight for PATCH with authorization, content-type, if-match and last-event-id, without a token", async () => {
-    for (const path of [`/v1/threads/cors/artifacts/${crypto.randomUUID()}`, "/v1/threads/cors/events", "/v1/threads/cors/artifacts"]) {
+    for (
+      const path of [
+        `/v1/threads/cors/artifacts/${crypto.randomUUID()}`,
+        "/v1/threads/cors/events",
+        "/v1/threads/cors/artifacts",
+      ]
+    ) {
       const preflight = await allowList.app.request(path, { method: "OPTIONS", headers: preflightHeaders(ALLOWED) });
       expect(preflight.status).toBe(204);
       expect(preflight.headers.get("access-control-allow-origin")).toBe(ALLOWED);
       const methods = (preflight.headers.get("access-control-allow-methods") ?? "").split(/\s*,\s*/);
       for (const method of ["GET", "HEAD", "POST", "PATCH", "DELETE"]) expect(methods).toContain(method);
       const allowed = (preflight.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(/\s*,\s*/);
-      for (const header of ["authorization", "content-type", "if-match", "last-event-id", "if-none-match"]) expect(allowed).toContain(header);
+      for (const header of ["authorization", "content-type", "if-match", "last-event-id", "if-none-match"]) {
+        expect(allowed).toContain(header);
+      }
       expect(preflight.headers.get("access-control-allow-credentials")).toBeNull();
     }
   });
 
   it("gives a denied origin no Access-Control-Allow-Origin, on real requests and preflights", async () => {
-    for (const origin of ["https://evil.example.com", "https://app.example.com.evil.com", "http://app.example.com", "null", "https://APP.example.com"]) {
-      const read = await allowList.app.request("/v1/threads/cors", { headers: { origin, authorization: `Bearer ${TOKEN}` } });
+    for (
+      const origin of [
+        "https://evil.example.com",
+        "https://app.example.com.evil.com",
+        "http://app.example.com",
+        "null",
+        "https://APP.example.com",
+      ]
+    ) {
+      const read = await allowList.app.request("/v1/threads/cors", {
+        headers: { origin, authorization: `Bearer ${TOKEN}` },
+      });
       expect(read.status).toBe(200);
       expect(read.headers.get("access-control-allow-origin"), origin).toBeNull();
-      const preflight = await allowList.app.request("/v1/threads/cors/artifacts", { method: "OPTIONS", headers: preflightHeaders(origin) });
+      const preflight = await allowList.app.request("/v1/threads/cors/artifacts", {
+        method: "OPTIONS",
+        headers: preflightHeaders(origin),
+      });
       expect(preflight.headers.get("access-control-allow-origin"), origin).toBeNull();
       expect(preflight.headers.get("access-control-allow-credentials")).toBeNull();
     }
   });
 
   it("sends no CORS headers at all without CORS_ORIGINS", async () => {
-    const read = await noCors.app.request("/v1/threads/x", { headers: { origin: ALLOWED, authorization: `Bearer ${TOKEN}` } });
+    const read = await noCors.app.request("/v1/threads/x", {
+      headers: { origin: ALLOWED, authorization: `Bearer ${TOKEN}` },
+    });
     expect(read.status).toBe(404);
     expect(corsHeaders(read.headers)).toEqual([]);
     const refused = await noCors.app.request("/v1/threads/x", { headers: { origin: ALLOWED } });
     expect(refused.status).toBe(401);
     expect(corsHeaders(refused.headers)).toEqual([]);
-    const preflight = await noCors.app.request("/v1/threads/x/artifacts", { method: "OPTIONS", headers: preflightHeaders(ALLOWED) });
+    const preflight = await noCors.app.request("/v1/threads/x/artifacts", {
+      method: "OPTIONS",
+      headers: preflightHeaders(ALLOWED),
+    });
     expect(corsHeaders(preflight.headers)).toEqual([]);
     expect(preflight.status).toBe(405);
   });
 
   it("allows any origin with CORS_ORIGINS=*", async () => {
-    const read = await anyOrigin.app.request("/v1/threads/x", { headers: { origin: "https://anywhere.example.org", authorization: `Bearer ${TOKEN}` } });
+    const read = await anyOrigin.app.request("/v1/threads/x", {
+      headers: { origin: "https://anywhere.example.org", authorization: `Bearer ${TOKEN}` },
+    });
     expect(read.headers.get("access-control-allow-origin")).toBe("*");
   });
 });
 
 /** One HTTP/1.1 exchange on a raw socket: `send` writes what it wants; resolves with everything received once the response is complete or the server closes. */
-function rawExchange(port: number, send: (socket: import("node:net").Socket) => Promise<void> | void): Promise<{ response: string; sentBytes: () => number }> {
+function rawExchange(
+  port: number,
+  send: (socket: import("node:net").Socket) => Promise<void> | void,
+): Promise<{ response: string; sentBytes: () => number }> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     let received = Buffer.alloc(0);
@@ -256,7 +319,15 @@ function rawExchange(port: number, send: (socket: import("node:net").Socket) => 
       return length ? received.length >= end + 4 + Number(length[1]) : false;
     };
     // A bound on a broken test, not a synchronisation: every case answers at once.
-    const deadline = setTimeout(() => finish(new Error(`no complete response within 20 s; got ${JSON.stringify(received.toString("latin1").slice(0, 200))}`)), 20_000);
+    const deadline = setTimeout(
+      () =>
+        finish(
+          new Error(
+            `no complete response within 20 s; got ${JSON.stringify(received.toString("latin1").slice(0, 200))}`,
+          ),
+        ),
+      20_000,
+    );
     socket.on("data", (chunk) => {
       received = Buffer.concat([received, chunk]);
       if (complete()) finish();
@@ -352,10 +423,18 @@ describe("request bodies are bounded on a real socket", () => {
     const over = JSON.stringify({ artifactType: "edge", payload: "p".repeat(MAX - 1) }); // payload serializes to MAX + 1 bytes
     const exact = JSON.stringify({ artifactType: "edge", payload: "p".repeat(MAX - 2) });
     // On the socket: exact Content-Length, then chunked without one.
-    const withLength = await rawExchange(port, (socket) => write(socket, head(`Content-Length: ${Buffer.byteLength(over)}\r\n`) + over));
+    const withLength = await rawExchange(
+      port,
+      (socket) => write(socket, head(`Content-Length: ${Buffer.byteLength(over)}\r\n`) + over),
+    );
     expect(statusOf(withLength.response)).toBe(413);
-    const chunked = await rawExchange(port, (socket) =>
-      write(socket, `${head("Transfer-Encoding: chunked\r\n")}${Buffer.byteLength(over).toString(16)}\r\n${over}\r\n0\r\n\r\n`),
+    const chunked = await rawExchange(
+      port,
+      (socket) =>
+        write(
+          socket,
+          `${head("Transfer-Encoding: chunked\r\n")}${Buffer.byteLength(over).toString(16)}\r\n${over}\r\n0\r\n\r\n`,
+        ),
     );
     expect(statusOf(chunked.response)).toBe(413);
     expect(problemOf(chunked.response).detail).toContain("payload serializes to more than 65536 bytes");
@@ -364,7 +443,11 @@ describe("request bodies are bounded on a real socket", () => {
       for (const body of [over, JSON.stringify({ artifactType: "big", payload: "q".repeat(3 * BOUND) })]) {
         const response = await live.app.request("/v1/threads/bodies/artifacts", {
           method: "POST",
-          headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", "content-length": contentLength },
+          headers: {
+            authorization: `Bearer ${TOKEN}`,
+            "content-type": "application/json",
+            "content-length": contentLength,
+          },
           body,
         });
         const result = await read(response);
@@ -373,7 +456,10 @@ describe("request bodies are bounded on a real socket", () => {
     }
     expect(await allKeys(store)).toEqual([]);
     // The edge itself is accepted.
-    const accepted = await rawExchange(port, (socket) => write(socket, head(`Content-Length: ${Buffer.byteLength(exact)}\r\n`) + exact));
+    const accepted = await rawExchange(
+      port,
+      (socket) => write(socket, head(`Content-Length: ${Buffer.byteLength(exact)}\r\n`) + exact),
+    );
     expect(statusOf(accepted.response)).toBe(201);
     expect(await allKeys(store)).toHaveLength(1);
   });
@@ -423,7 +509,9 @@ describe("no secret in any log line or error body", () => {
   });
 
   /** Every failure we can provoke from outside; returns every secret-bearing string sent and every answer. */
-  async function provoke(fetchFn: (path: string, init?: RequestInit) => Promise<Response>): Promise<{ sentTokens: string[]; answers: string[]; statuses: number[] }> {
+  async function provoke(
+    fetchFn: (path: string, init?: RequestInit) => Promise<Response>,
+  ): Promise<{ sentTokens: string[]; answers: string[]; statuses: number[] }> {
     const rsa = await generateSigningKey("RS256", "logs-rsa");
     const valid = await signHs256(JWT_SECRET, { tenant: "tenant-logs", exp: nowSeconds() + 3600 });
     const sentTokens = [
@@ -457,13 +545,18 @@ describe("no secret in any log line or error body", () => {
       await call("/v1/threads/logs", { headers: { authorization: `Bearer ${token}` } });
       await call(`/v1/threads/logs?access_token=${encodeURIComponent(token)}`);
       await call(`/v1/threads/logs/events?access_token=${encodeURIComponent(token)}`);
-      await call(`/v1/threads/logs/${encodeURIComponent(token)}`, { headers: { authorization: `Basic ${btoa(`user:${token}`)}` } });
+      await call(`/v1/threads/logs/${encodeURIComponent(token)}`, {
+        headers: { authorization: `Basic ${btoa(`user:${token}`)}` },
+      });
     }
     for (const token of [STATIC_TOKEN, valid]) {
       await call("/v1/threads?limit=5", { headers: { authorization: `Bearer ${token}` } });
       await call("/v1/threads?cursor=forged", { headers: { authorization: `Bearer ${token}` } });
       await call(`/v1/threads/logs/artifacts/${crypto.randomUUID()}`, json(token, { payload: 2 }, "PATCH"));
-      await call(`/v1/threads/logs/artifacts/${crypto.randomUUID()}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+      await call(`/v1/threads/logs/artifacts/${crypto.randomUUID()}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${token}` },
+      });
       // A credential sent as the value of an unknown field is not quoted back (field names are: they are the caller's own).
       await call("/v1/threads/logs/artifacts", json(token, { artifactType: "x", payload: 1, token }));
     }
@@ -476,7 +569,9 @@ describe("no secret in any log line or error body", () => {
       expect(text.includes(secret), `${where} contains ${secret.slice(0, 24)}…`).toBe(false);
       // A JWT's signature alone identifies it too.
       const parts = secret.split(".");
-      if (parts.length === 3 && (parts[2] as string).length > 20) expect(text.includes(parts[2] as string), `${where} contains a JWT signature`).toBe(false);
+      if (parts.length === 3 && (parts[2] as string).length > 20) {
+        expect(text.includes(parts[2] as string), `${where} contains a JWT signature`).toBe(false);
+      }
     }
   }
 
@@ -526,7 +621,9 @@ describe("no secret in any log line or error body", () => {
       expect(result.statuses.every((s) => s < 500 || s === 503), run.name).toBe(true);
       expect(output, run.name).toMatch(/unexpected error|cache .* failed/);
       expectNoSecrets(output, [...secrets, ...result.sentTokens], `${run.name}: server output`);
-      for (const answer of result.answers) expectNoSecrets(answer, [...secrets, ...result.sentTokens], `${run.name}: answer`);
+      for (const answer of result.answers) {
+        expectNoSecrets(answer, [...secrets, ...result.sentTokens], `${run.name}: answer`);
+      }
     }
   });
 
@@ -554,7 +651,7 @@ describe("no secret in any log line or error body", () => {
     const spies = (["log", "info", "warn", "error", "debug", "trace"] as const).map((level) =>
       vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
         lines.push(`${level}: ${args.map((a) => (typeof a === "string" ? a : inspect(a, { depth: 10 }))).join(" ")}`);
-      }),
+      })
     );
     let result: Awaited<ReturnType<typeof provoke>>;
     try {

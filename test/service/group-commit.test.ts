@@ -31,9 +31,20 @@ function setup(store?: (fs: FsBlobStore) => BlobStore) {
   const fs = new FsBlobStore(join(dir, "rollouts"));
   const rollout = new Rollout(store ? store(fs) : fs, { snapshotEvery: 10 });
   const newService = (name: string) => {
-    const cache = new LibsqlCache({ connect: () => createClient({ url: `file:${join(dir, name)}`, concurrency: 1 }), local: true });
+    const cache = new LibsqlCache({
+      connect: () => createClient({ url: `file:${join(dir, name)}`, concurrency: 1 }),
+      local: true,
+    });
     caches.push(cache);
-    return { cache, service: new ArtifactService({ rollout, cache, limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 }, backoff: async () => {} }) };
+    return {
+      cache,
+      service: new ArtifactService({
+        rollout,
+        cache,
+        limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+        backoff: async () => {},
+      }),
+    };
   };
   return { fs, rollout, newService };
 }
@@ -46,7 +57,9 @@ describe("group commit", () => {
     const { cache, service } = newService("a.db");
     const contextReads = vi.spyOn(cache, "writeContext");
     const results = await Promise.all(Array.from({ length: 64 }, (_, n) => service.write("local", "busy", create(n))));
-    expect(results.map((r) => r.thread.rolloutSeq).sort((a, b) => a - b)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+    expect(results.map((r) => r.thread.rolloutSeq).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 64 }, (_, i) => i + 1),
+    );
     expect(contextReads.mock.calls.length).toBeLessThan(64);
     const patches = await rollout.readPatches("local", "busy", 0);
     expect(patches).toHaveLength(64);
@@ -66,16 +79,40 @@ describe("group commit", () => {
   it("writes that depend on each other in one group: identity retries, updates with If-Match and removes see the writes queued before them", async () => {
     const { newService } = setup();
     const { service } = newService("a.db");
-    const first = await service.write("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 1 });
+    const first = await service.write("local", "deps", {
+      kind: "create",
+      artifactType: "cfg",
+      identityKey: "k",
+      payload: 1,
+    });
     const id = first.artifact.id;
     const settled = await Promise.allSettled([
-      service.write("local", "deps", { kind: "update", artifactId: id, payload: 2, precondition: { kind: "versions", versions: [1] } }),
-      service.write("local", "deps", { kind: "update", artifactId: id, payload: 3, precondition: { kind: "versions", versions: [1] } }),
+      service.write("local", "deps", {
+        kind: "update",
+        artifactId: id,
+        payload: 2,
+        precondition: { kind: "versions", versions: [1] },
+      }),
+      service.write("local", "deps", {
+        kind: "update",
+        artifactId: id,
+        payload: 3,
+        precondition: { kind: "versions", versions: [1] },
+      }),
       service.write("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 2 }),
-      service.write("local", "deps", { kind: "remove", artifactId: id, precondition: { kind: "versions", versions: [2] } }),
+      service.write("local", "deps", {
+        kind: "remove",
+        artifactId: id,
+        precondition: { kind: "versions", versions: [2] },
+      }),
       service.write("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 9 }),
     ]);
-    const summary = settled.map((s) => (s.status === "fulfilled" ? `${s.value.op}@${s.value.thread.rolloutSeq}` : (s.reason as { code: string }).code));
+    const summary = settled.map((
+      s,
+    ) => (s.status === "fulfilled"
+      ? `${s.value.op}@${s.value.thread.rolloutSeq}`
+      : (s.reason as { code: string }).code)
+    );
     expect(summary).toEqual(["update@2", "version_conflict", "none@2", "remove@3", "add@4"]);
   });
 
@@ -88,13 +125,19 @@ describe("group commit", () => {
       Promise.all(Array.from({ length: 40 }, (_, n) => b.service.write("local", "shared", create(100 + n)))),
     ]);
     const all: WriteResult[] = [...fromA, ...fromB];
-    expect(all.map((r) => r.thread.rolloutSeq).sort((x, y) => x - y)).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
+    expect(all.map((r) => r.thread.rolloutSeq).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 80 }, (_, i) => i + 1),
+    );
     const patches = await rollout.readPatches("local", "shared", 0);
     expect(patches).toHaveLength(80);
     for (const r of all) expect(patches[r.thread.rolloutSeq - 1]?.artifact).toEqual(r.artifact);
     const replayed = materialize(null, patches);
-    expect(parseThreadJson((await a.service.readThread("local", "shared", { consistency: "strong" })).thread)).toEqual(replayed);
-    expect(parseThreadJson((await b.service.readThread("local", "shared", { consistency: "strong" })).thread)).toEqual(replayed);
+    expect(parseThreadJson((await a.service.readThread("local", "shared", { consistency: "strong" })).thread)).toEqual(
+      replayed,
+    );
+    expect(parseThreadJson((await b.service.readThread("local", "shared", { consistency: "strong" })).thread)).toEqual(
+      replayed,
+    );
   });
 
   it("a put that fails in the middle of a group fails only its own write; the writes behind it land at the next seqs", async () => {
@@ -103,11 +146,15 @@ describe("group commit", () => {
     const { service } = newService("a.db");
     await service.write("local", "flaky", create(-1));
     failing = "tenants/local/threads/flaky/patches/000000000005.json";
-    const settled = await Promise.allSettled(Array.from({ length: 8 }, (_, n) => service.write("local", "flaky", create(n))));
+    const settled = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, n) => service.write("local", "flaky", create(n))),
+    );
     const rejected = settled.filter((s) => s.status === "rejected");
     expect(rejected).toHaveLength(1);
     expect(String((rejected[0] as PromiseRejectedResult).reason)).toMatch(/injected/);
-    const seqs = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value.thread.rolloutSeq] : [])).sort((x, y) => x - y);
+    const seqs = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value.thread.rolloutSeq] : [])).sort((x, y) =>
+      x - y
+    );
     expect(seqs).toEqual([2, 3, 4, 5, 6, 7, 8]);
     expect((await rollout.readPatches("local", "flaky", 0)).map((p) => p.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
@@ -118,7 +165,13 @@ describe("the head this process last committed", () => {
     const { rollout, newService } = setup();
     const a = newService("a.db");
     const b = newService("b.db");
-    const limited = (cache: LibsqlCache) => new ArtifactService({ rollout, cache, limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 5 }, backoff: async () => {} });
+    const limited = (cache: LibsqlCache) =>
+      new ArtifactService({
+        rollout,
+        cache,
+        limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 5 },
+        backoff: async () => {},
+      });
     const serviceA = limited(a.cache);
     const serviceB = limited(b.cache);
     const contextReads = vi.spyOn(a.cache, "writeContext");
@@ -128,7 +181,11 @@ describe("the head this process last committed", () => {
     expect(contextReads).toHaveBeenCalledTimes(1);
 
     // Another process removes one: A's head (seq 3, 3 artifacts) is now stale.
-    await serviceB.write("local", "heads", { kind: "remove", artifactId: first.artifact.id, precondition: { kind: "any" } });
+    await serviceB.write("local", "heads", {
+      kind: "remove",
+      artifactId: first.artifact.id,
+      precondition: { kind: "any" },
+    });
     const more = await Promise.all([4, 5, 6].map((n) => serviceA.write("local", "heads", create(n))));
     expect(more.map((r) => r.thread.rolloutSeq).sort()).toEqual([5, 6, 7]);
     // 5 artifacts now: the next create is refused on the exact count, and so is B's.
@@ -146,10 +203,22 @@ describe("contention without progress", () => {
     dirs.push(dir);
     const fs = new FsBlobStore(join(dir, "rollouts"));
     const alwaysTaken = new AlwaysTaken(fs);
-    const cache = new LibsqlCache({ connect: () => createClient({ url: `file:${join(dir, "a.db")}`, concurrency: 1 }), local: true });
+    const cache = new LibsqlCache({
+      connect: () => createClient({ url: `file:${join(dir, "a.db")}`, concurrency: 1 }),
+      local: true,
+    });
     caches.push(cache);
-    const service = new ArtifactService({ rollout: new Rollout(alwaysTaken, { snapshotEvery: 10 }), cache, limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 }, maxAttempts: 3, backoff: async () => {} });
-    const settled = await Promise.allSettled([service.write("local", "hot", create(1)), service.write("local", "hot", create(2))]);
+    const service = new ArtifactService({
+      rollout: new Rollout(alwaysTaken, { snapshotEvery: 10 }),
+      cache,
+      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+      maxAttempts: 3,
+      backoff: async () => {},
+    });
+    const settled = await Promise.allSettled([
+      service.write("local", "hot", create(1)),
+      service.write("local", "hot", create(2)),
+    ]);
     for (const s of settled) {
       expect(s.status).toBe("rejected");
       expect((s as PromiseRejectedResult).reason).toMatchObject({ code: "unavailable", retryAfterSeconds: 1 });

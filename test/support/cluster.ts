@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /**
  * Helpers for the multi-process integration suites: fresh data folders, real child
  * server processes that are always stopped, a small JSON HTTP client, a closed TCP
@@ -27,7 +28,13 @@ export interface HttpResult {
 }
 
 /** One JSON request against a real server; the body is always read so the socket is freed. */
-export async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
+export async function http(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<HttpResult> {
   const init: RequestInit = { method, headers: { ...headers } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
@@ -149,9 +156,14 @@ export async function readCacheFile(dbPath: string, threadId: string, tenant = T
     );
     const row = thread?.rows[0];
     return {
-      thread: row ? { createdAt: String(row.created_at), updatedAt: String(row.updated_at), seq: Number(row.seq) } : null,
+      thread: row
+        ? { createdAt: String(row.created_at), updatedAt: String(row.updated_at), seq: Number(row.seq) }
+        : null,
       artifacts: (artifacts?.rows ?? []).map((r) => JSON.parse(String(r.body)) as Artifact),
-      events: (events?.rows ?? []).map((r) => ({ seq: Number(r.seq), data: JSON.parse(String(r.data)) as ArtifactEvent })),
+      events: (events?.rows ?? []).map((r) => ({
+        seq: Number(r.seq),
+        data: JSON.parse(String(r.data)) as ArtifactEvent,
+      })),
     };
   } finally {
     client.close();

@@ -21,7 +21,10 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-export async function startFaultProxy(upstream: string, options: { delayMs?: number; failing?: boolean } = {}): Promise<FaultProxy> {
+export async function startFaultProxy(
+  upstream: string,
+  options: { delayMs?: number; failing?: boolean } = {},
+): Promise<FaultProxy> {
   const target = new URL(upstream);
   let count = 0;
   const state = { delayMs: options.delayMs ?? 0, failing: options.failing ?? false };
@@ -34,7 +37,13 @@ export async function startFaultProxy(upstream: string, options: { delayMs?: num
     }
     const forward = () => {
       const upstreamRequest = httpRequest(
-        { host: target.hostname, port: target.port, method: incoming.method, path: incoming.url, headers: incoming.headers },
+        {
+          host: target.hostname,
+          port: target.port,
+          method: incoming.method,
+          path: incoming.url,
+          headers: incoming.headers,
+        },
         (response) => {
           outgoing.writeHead(response.statusCode ?? 502, response.headers);
           response.pipe(outgoing);

@@ -42,7 +42,15 @@ export class FaultyBlobStore implements BlobStore {
   constructor(inner: BlobStore, seed: number, settings: Partial<FaultSettings> = {}) {
     this.inner = inner;
     this.#random = mulberry32(seed);
-    this.#settings = { errorRate: 0, lostResponseRate: 0, delayRate: 0, maxDelayMs: 0, down: false, ops: ALL_OPS, ...settings };
+    this.#settings = {
+      errorRate: 0,
+      lostResponseRate: 0,
+      delayRate: 0,
+      maxDelayMs: 0,
+      down: false,
+      ops: ALL_OPS,
+      ...settings,
+    };
   }
 
   /** Changes some settings from now on (e.g. `{ down: true }`, or every rate back to 0). */

@@ -235,10 +235,15 @@ export async function startHranaServer(options: HranaServerOptions): Promise<Hra
         if (typeof req.sql !== "string") throw new ProtocolError("store_sql needs a string `sql`");
         if (stream.sqls.has(sqlId)) throw new ProtocolError(`SQL text ${sqlId} is already stored`);
         if (stream.sqls.size >= MAX_STORED_SQL) {
-          throw new HranaError("SQL_STORE_TOO_MANY", `The server already stores ${stream.sqls.size} SQL texts, it cannot store more`);
+          throw new HranaError(
+            "SQL_STORE_TOO_MANY",
+            `The server already stores ${stream.sqls.size} SQL texts, it cannot store more`,
+          );
         }
         const bytes = Buffer.byteLength(req.sql);
-        if (bytes > MAX_STORED_SQL_BYTES) throw new HranaError("SQL_STORE_TOO_LARGE", `The statement is too large to be stored: ${bytes} B`);
+        if (bytes > MAX_STORED_SQL_BYTES) {
+          throw new HranaError("SQL_STORE_TOO_LARGE", `The statement is too large to be stored: ${bytes} B`);
+        }
         stream.sqls.set(sqlId, req.sql);
         return { type: "store_sql" };
       }
@@ -246,7 +251,9 @@ export async function startHranaServer(options: HranaServerOptions): Promise<Hra
         stream.sqls.delete(integer(req.sql_id, "sql_id"));
         return { type: "close_sql" };
       case "get_autocommit":
-        if (version < 3) throw new ProtocolError("The `get_autocommit` request is supported only on protocol version 3 and higher");
+        if (version < 3) {
+          throw new ProtocolError("The `get_autocommit` request is supported only on protocol version 3 and higher");
+        }
         return { type: "get_autocommit", is_autocommit: dbOf(stream).isAutocommit() };
       default:
         throw new ProtocolError(`Unknown stream request type ${JSON.stringify(req.type)}`);
@@ -291,7 +298,11 @@ export async function startHranaServer(options: HranaServerOptions): Promise<Hra
           const result = conn.run(step.stmt);
           entries.push({ type: "step_begin", step: i, cols: result.cols });
           for (const row of result.rows) entries.push({ type: "row", row });
-          entries.push({ type: "step_end", affected_row_count: result.affected_row_count, last_insert_rowid: result.last_insert_rowid });
+          entries.push({
+            type: "step_end",
+            affected_row_count: result.affected_row_count,
+            last_insert_rowid: result.last_insert_rowid,
+          });
           outcomes.push("ok");
         } catch (error) {
           if (!(error instanceof HranaError)) throw error;
@@ -340,8 +351,9 @@ export async function startHranaServer(options: HranaServerOptions): Promise<Hra
   const server = createServer((req, res) => {
     requests++;
     handle(req, res).catch((error: unknown) => {
-      if (!res.headersSent) send(res, 500, "text/plain", `Internal error: ${(error as Error)?.message ?? String(error)}`);
-      else res.destroy();
+      if (!res.headersSent) {
+        send(res, 500, "text/plain", `Internal error: ${(error as Error)?.message ?? String(error)}`);
+      } else res.destroy();
     });
   });
 
@@ -428,12 +440,16 @@ interface PreparedStep {
 }
 
 function object(value: unknown, what: string): Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new ProtocolError(`Expected ${what} to be an object`);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new ProtocolError(`Expected ${what} to be an object`);
+  }
   return value as Record<string, unknown>;
 }
 
 function integer(value: unknown, what: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value)) throw new ProtocolError(`Expected ${what} to be an integer`);
+  if (typeof value !== "number" || !Number.isInteger(value)) {
+    throw new ProtocolError(`Expected ${what} to be an integer`);
+  }
   return value;
 }
 
@@ -463,7 +479,9 @@ function prepareStmt(stmt: Record<string, unknown>, sqls: Map<number, string>): 
   const sql = sqlOf(stmt, sqls);
   const positional = stmt.args === undefined || stmt.args === null ? [] : stmt.args;
   const named = stmt.named_args === undefined || stmt.named_args === null ? [] : stmt.named_args;
-  if (!Array.isArray(positional) || !Array.isArray(named)) throw new ProtocolError("`args` and `named_args` must be arrays");
+  if (!Array.isArray(positional) || !Array.isArray(named)) {
+    throw new ProtocolError("`args` and `named_args` must be arrays");
+  }
   const positionalValues = positional.map(decodeValue);
   const namedValues = named.map((arg: unknown) => {
     const { name, value } = object(arg, "named argument");
@@ -475,7 +493,10 @@ function prepareStmt(stmt: Record<string, unknown>, sqls: Map<number, string>): 
   }
   const text = singleStatement(sql);
   if (positionalValues.length > 0 && namedValues.length > 0) {
-    throw new HranaError("ARGS_BOTH_POSITIONAL_AND_NAMED", "Specifying both positional and named arguments is not supported");
+    throw new HranaError(
+      "ARGS_BOTH_POSITIONAL_AND_NAMED",
+      "Specifying both positional and named arguments is not supported",
+    );
   }
   let args: Args = positionalValues;
   if (namedValues.length > 0) {
@@ -497,7 +518,9 @@ function prepareBatch(batch: Record<string, unknown>, sqls: Map<number, string>,
   if (!Array.isArray(batch.steps)) throw new ProtocolError("`steps` must be an array");
   return batch.steps.map((raw: unknown, i: number) => {
     const step = object(raw, "batch step");
-    const condition = step.condition === undefined || step.condition === null ? undefined : parseCond(step.condition, i, version);
+    const condition = step.condition === undefined || step.condition === null
+      ? undefined
+      : parseCond(step.condition, i, version);
     return { stmt: prepareStmt(object(step.stmt, "stmt"), sqls), condition };
   });
 }
@@ -508,7 +531,9 @@ function parseCond(raw: unknown, stepIndex: number, version: Version): Cond {
     case "ok":
     case "error": {
       const step = integer(cond.step, "condition step");
-      if (step < 0 || step >= stepIndex) throw new ProtocolError(`A condition of step ${stepIndex} refers to step ${step}, which does not precede it`);
+      if (step < 0 || step >= stepIndex) {
+        throw new ProtocolError(`A condition of step ${stepIndex} refers to step ${step}, which does not precede it`);
+      }
       return { type: cond.type, step };
     }
     case "not":
@@ -518,7 +543,9 @@ function parseCond(raw: unknown, stepIndex: number, version: Version): Cond {
       if (!Array.isArray(cond.conds)) throw new ProtocolError("`conds` must be an array");
       return { type: cond.type, conds: cond.conds.map((c: unknown) => parseCond(c, stepIndex, version)) };
     case "is_autocommit":
-      if (version < 3) throw new ProtocolError("The `is_autocommit` condition is supported only on protocol version 3 and higher");
+      if (version < 3) {
+        throw new ProtocolError("The `is_autocommit` condition is supported only on protocol version 3 and higher");
+      }
       return { type: "is_autocommit" };
     default:
       throw new ProtocolError(`Unknown batch condition type ${JSON.stringify(cond.type)}`);
@@ -575,7 +602,9 @@ function decodeValue(raw: unknown): BindValue {
     case "null":
       return null;
     case "integer": {
-      if (typeof value.value !== "string" || !/^-?\d+$/.test(value.value)) throw new ProtocolError("An integer value must be a decimal string");
+      if (typeof value.value !== "string" || !/^-?\d+$/.test(value.value)) {
+        throw new ProtocolError("An integer value must be a decimal string");
+      }
       const n = BigInt(value.value);
       if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new ProtocolError("An integer value must fit in 64 bits");
       return n;
@@ -587,7 +616,9 @@ function decodeValue(raw: unknown): BindValue {
       if (typeof value.value !== "string") throw new ProtocolError("A text value must be a string");
       return value.value;
     case "blob":
-      if (typeof value.base64 !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(value.base64)) throw new ProtocolError("A blob value needs `base64`");
+      if (typeof value.base64 !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(value.base64)) {
+        throw new ProtocolError("A blob value needs `base64`");
+      }
       return Buffer.from(value.base64, "base64");
     default:
       throw new ProtocolError(`Unknown value type ${JSON.stringify(value.type)}`);
@@ -600,7 +631,12 @@ function encodeValue(value: unknown): HranaValue {
   if (typeof value === "bigint") return { type: "integer", value: value.toString() };
   if (typeof value === "number") return { type: "float", value };
   if (typeof value === "string") return { type: "text", value };
-  if (value instanceof Uint8Array) return { type: "blob", base64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64").replace(/=+$/, "") };
+  if (value instanceof Uint8Array) {
+    return {
+      type: "blob",
+      base64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64").replace(/=+$/, ""),
+    };
+  }
   throw new Error(`unexpected value from libSQL: ${typeof value}`);
 }
 
@@ -700,11 +736,33 @@ class Conn {
 }
 
 const SQLITE_CODES = [
-  "SQLITE_OK", "SQLITE_ERROR", "SQLITE_INTERNAL", "SQLITE_PERM", "SQLITE_ABORT", "SQLITE_BUSY", "SQLITE_LOCKED",
-  "SQLITE_NOMEM", "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_NOTFOUND",
-  "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL", "SQLITE_EMPTY", "SQLITE_SCHEMA", "SQLITE_TOOBIG",
-  "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_MISUSE", "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_FORMAT",
-  "SQLITE_RANGE", "SQLITE_NOTADB",
+  "SQLITE_OK",
+  "SQLITE_ERROR",
+  "SQLITE_INTERNAL",
+  "SQLITE_PERM",
+  "SQLITE_ABORT",
+  "SQLITE_BUSY",
+  "SQLITE_LOCKED",
+  "SQLITE_NOMEM",
+  "SQLITE_READONLY",
+  "SQLITE_INTERRUPT",
+  "SQLITE_IOERR",
+  "SQLITE_CORRUPT",
+  "SQLITE_NOTFOUND",
+  "SQLITE_FULL",
+  "SQLITE_CANTOPEN",
+  "SQLITE_PROTOCOL",
+  "SQLITE_EMPTY",
+  "SQLITE_SCHEMA",
+  "SQLITE_TOOBIG",
+  "SQLITE_CONSTRAINT",
+  "SQLITE_MISMATCH",
+  "SQLITE_MISUSE",
+  "SQLITE_NOLFS",
+  "SQLITE_AUTH",
+  "SQLITE_FORMAT",
+  "SQLITE_RANGE",
+  "SQLITE_NOTADB",
 ];
 
 /** sqld reports the primary result code (SQLITE_CONSTRAINT, not SQLITE_CONSTRAINT_PRIMARYKEY). */
@@ -712,7 +770,9 @@ function primaryCode(error: unknown): string {
   const raw = (error as { rawCode?: unknown } | null)?.rawCode;
   if (typeof raw === "number") return SQLITE_CODES[raw & 0xff] ?? "SQLITE_UNKNOWN";
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === "string" && code.startsWith("SQLITE_")) return SQLITE_CODES.find((c) => code === c || code.startsWith(`${c}_`)) ?? "SQLITE_UNKNOWN";
+  if (typeof code === "string" && code.startsWith("SQLITE_")) {
+    return SQLITE_CODES.find((c) => code === c || code.startsWith(`${c}_`)) ?? "SQLITE_UNKNOWN";
+  }
   return "SQLITE_UNKNOWN";
 }
 
@@ -877,7 +937,9 @@ function statementInfo(sql: string): StatementInfo {
       const t = tokens[i] as Token;
       if (t.kind === "lparen") depth++;
       else if (t.kind === "rparen") depth--;
-      else if (depth === 0 && ["SELECT", "VALUES", "INSERT", "REPLACE", "UPDATE", "DELETE"].includes(words[i] as string)) verb = words[i] as string;
+      else if (
+        depth === 0 && ["SELECT", "VALUES", "INSERT", "REPLACE", "UPDATE", "DELETE"].includes(words[i] as string)
+      ) verb = words[i] as string;
     }
   }
   const params: (string | null)[] = [];

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /** A response read whole: status, headers, the text, and the JSON when the text is JSON. */
 export interface JsonResult {
   status: number;

@@ -23,11 +23,14 @@ export interface InProcessOptions {
  */
 export function createTestApp(options: InProcessOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), "artifacts-test-"));
-  const config = loadConfig({ DATA_DIR: dir, ...(options.libsqlUrl ? { LIBSQL_URL: options.libsqlUrl } : {}), ...options.env });
-  const blobStore =
-    options.blobStore === "memory"
-      ? new MemoryBlobStore()
-      : (options.blobStore ?? new FsBlobStore(join(dir, "rollouts")));
+  const config = loadConfig({
+    DATA_DIR: dir,
+    ...(options.libsqlUrl ? { LIBSQL_URL: options.libsqlUrl } : {}),
+    ...options.env,
+  });
+  const blobStore = options.blobStore === "memory"
+    ? new MemoryBlobStore()
+    : (options.blobStore ?? new FsBlobStore(join(dir, "rollouts")));
   const wired = wire({
     config,
     blobStore,

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /**
  * The in-process app (createTestApp: real libSQL file, real fs rollout) served over real
  * loopback HTTP by @hono/node-server, so streams go through sockets exactly as in
@@ -13,7 +14,12 @@ export type LiveApp = ReturnType<typeof createTestApp> & {
   url: string;
   server: ReturnType<typeof serve>;
   /** JSON request over real HTTP; the body is always read. */
-  http: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; headers: Headers; text: string; json: any }>;
+  http: (
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ) => Promise<{ status: number; headers: Headers; text: string; json: any }>;
   stop: () => Promise<void>;
 };
 

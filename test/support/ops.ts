@@ -22,7 +22,11 @@ export interface RebuildRun {
  * `env` on top of this process's environment; stdout is a pipe, so not a TTY.
  * `killAfterLines`: SIGKILL the child as soon as that many stdout lines have arrived.
  */
-export function runRebuildProcess(env: Record<string, string>, args: string[] = [], options: { killAfterLines?: number } = {}): Promise<RebuildRun> {
+export function runRebuildProcess(
+  env: Record<string, string>,
+  args: string[] = [],
+  options: { killAfterLines?: number } = {},
+): Promise<RebuildRun> {
   const child = spawn(process.execPath, ["--import", "tsx", "src/runtime/rebuild.ts", ...args], {
     cwd: ROOT,
     env: { ...process.env, NO_COLOR: "1", ...env },
@@ -32,7 +36,10 @@ export function runRebuildProcess(env: Record<string, string>, args: string[] = 
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.toString();
-    if (options.killAfterLines !== undefined && child.exitCode === null && stdout.split("\n").length - 1 >= options.killAfterLines) {
+    if (
+      options.killAfterLines !== undefined && child.exitCode === null &&
+      stdout.split("\n").length - 1 >= options.killAfterLines
+    ) {
       child.kill("SIGKILL");
     }
   });
@@ -62,7 +69,11 @@ export async function dumpCache(dbPath: string): Promise<Record<string, unknown[
       "read",
     );
     const plain = (rows: readonly object[]) => rows.map((row) => ({ ...row }));
-    return { threads: plain(threads?.rows ?? []), artifacts: plain(artifacts?.rows ?? []), events: plain(events?.rows ?? []) };
+    return {
+      threads: plain(threads?.rows ?? []),
+      artifacts: plain(artifacts?.rows ?? []),
+      events: plain(events?.rows ?? []),
+    };
   } finally {
     client.close();
   }
@@ -73,7 +84,9 @@ export async function cachedSeqs(dbPath: string): Promise<Record<string, number>
   const client = createClient({ url: `file:${dbPath}` });
   try {
     const result = await client.execute("SELECT tenant, thread_id, seq FROM threads ORDER BY tenant, thread_id");
-    return Object.fromEntries(result.rows.map((row) => [`${String(row.tenant)}/${String(row.thread_id)}`, Number(row.seq)]));
+    return Object.fromEntries(
+      result.rows.map((row) => [`${String(row.tenant)}/${String(row.thread_id)}`, Number(row.seq)]),
+    );
   } finally {
     client.close();
   }
@@ -83,7 +96,11 @@ export async function cachedSeqs(dbPath: string): Promise<Record<string, number>
  * Re-evaluates `check` until it returns a value other than undefined, pausing `intervalMs`
  * between tries; fails after `timeoutMs`. A bounded wait on a condition, not a sleep.
  */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, { timeoutMs = 15_000, intervalMs = 50 } = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  { timeoutMs = 15_000, intervalMs = 50 } = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -93,7 +110,9 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }

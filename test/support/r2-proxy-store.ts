@@ -31,7 +31,9 @@ export async function bundleR2Worker(): Promise<string> {
     logLevel: "silent",
   });
   const [output] = result.outputFiles;
-  if (output === undefined || result.outputFiles.length !== 1) throw new Error(`expected one bundled file, got ${result.outputFiles.length}`);
+  if (output === undefined || result.outputFiles.length !== 1) {
+    throw new Error(`expected one bundled file, got ${result.outputFiles.length}`);
+  }
   return output.text;
 }
 
@@ -74,7 +76,9 @@ export class R2Worker {
       body: JSON.stringify(body),
     });
     const text = await response.text();
-    if (response.status !== 200) throw new Error(`r2 worker ${path} answered ${response.status}: ${text.slice(0, 500)}`);
+    if (response.status !== 200) {
+      throw new Error(`r2 worker ${path} answered ${response.status}: ${text.slice(0, 500)}`);
+    }
     return JSON.parse(text) as T;
   }
 

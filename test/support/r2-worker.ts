@@ -11,10 +11,12 @@
  *
  * Web-standard only, and no Workers type package: the binding is typed structurally.
  */
-import { type R2BucketLike, R2BlobStore } from "../../src/blob/r2.ts";
+import { R2BlobStore, type R2BucketLike } from "../../src/blob/r2.ts";
 
 interface TestBucket extends R2BucketLike {
-  get(key: string): Promise<{ key: string; etag: string; version: string; size: number; text(): Promise<string> } | null>;
+  get(
+    key: string,
+  ): Promise<{ key: string; etag: string; version: string; size: number; text(): Promise<string> } | null>;
   delete(keys: string | string[]): Promise<void>;
 }
 
@@ -31,7 +33,10 @@ export interface BlobCall {
   args: unknown[];
 }
 
-export type BlobReply = { ok: true; value?: unknown } | { ok: false; error: { name: string; message: string; stack?: string } };
+export type BlobReply = { ok: true; value?: unknown } | {
+  ok: false;
+  error: { name: string; message: string; stack?: string };
+};
 
 export interface RawObject {
   body: string;
@@ -50,11 +55,17 @@ async function callBlob(env: Env, call: BlobCall): Promise<BlobReply> {
   }
   const store = new R2BlobStore(env.BUCKET);
   try {
-    const value: unknown = await (store[call.method] as (...args: unknown[]) => Promise<unknown>).apply(store, call.args);
+    const value: unknown = await (store[call.method] as (...args: unknown[]) => Promise<unknown>).apply(
+      store,
+      call.args,
+    );
     return { ok: true, value };
   } catch (error) {
     const e = error instanceof Error ? error : new Error(String(error));
-    return { ok: false, error: { name: e.name, message: e.message, ...(e.stack === undefined ? {} : { stack: e.stack }) } };
+    return {
+      ok: false,
+      error: { name: e.name, message: e.message, ...(e.stack === undefined ? {} : { stack: e.stack }) },
+    };
   }
 }
 

@@ -84,17 +84,30 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     }
   }
 
-  function forward(method: string, pathAndQuery: string, headers: Record<string, string>, body: Buffer): Promise<Reply> {
+  function forward(
+    method: string,
+    pathAndQuery: string,
+    headers: Record<string, string>,
+    body: Buffer,
+  ): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const outgoing = httpRequest(
-        { hostname: upstream.hostname, port: upstream.port, method, path: pathAndQuery, headers: { ...headers, "content-length": String(body.length) } },
+        {
+          hostname: upstream.hostname,
+          port: upstream.port,
+          method,
+          path: pathAndQuery,
+          headers: { ...headers, "content-length": String(body.length) },
+        },
         (response) => {
           const chunks: Buffer[] = [];
           response.on("data", (chunk: Buffer) => chunks.push(chunk));
           response.on("end", () => {
             const replyHeaders: Record<string, string> = {};
             for (const [name, value] of Object.entries(response.headers)) {
-              if (typeof value === "string" && !["connection", "keep-alive", "transfer-encoding", "date"].includes(name)) replyHeaders[name] = value;
+              if (
+                typeof value === "string" && !["connection", "keep-alive", "transfer-encoding", "date"].includes(name)
+              ) replyHeaders[name] = value;
             }
             resolve({ status: response.statusCode ?? 502, headers: replyHeaders, body: Buffer.concat(chunks) });
           });
@@ -119,7 +132,9 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
 
     // s3rver is reached anonymously (it allows that); the proxy has already authenticated.
     const upstreamHeaders: Record<string, string> = { ...headers, host: upstream.host };
-    for (const name of ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]) delete upstreamHeaders[name];
+    for (const name of ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]) {
+      delete upstreamHeaders[name];
+    }
 
     const segments = path.split("/").slice(1);
     const bucket = decodeURIComponent(segments[0] ?? "");
@@ -137,31 +152,46 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
         if (ifNoneMatch !== "*") return s3Error(501, "NotImplemented", "Only If-None-Match: * is supported on PUT");
         delete upstreamHeaders["if-none-match"];
         const head = await forward("HEAD", path, { host: upstream.host }, Buffer.alloc(0));
-        if (head.status === 200) return s3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+        if (head.status === 200) {
+          return s3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+        }
       }
       return forward(method, rawUrl, upstreamHeaders, body);
     });
   }
 
   async function listV2(bucket: string, params: URLSearchParams): Promise<Reply> {
-    if (params.has("delimiter") || params.has("encoding-type")) return s3Error(501, "NotImplemented", "delimiter and encoding-type are not supported by this proxy");
+    if (params.has("delimiter") || params.has("encoding-type")) {
+      return s3Error(501, "NotImplemented", "delimiter and encoding-type are not supported by this proxy");
+    }
     const prefix = params.get("prefix") ?? "";
     const maxKeysParam = params.get("max-keys") ?? "1000";
-    if (!/^\d+$/.test(maxKeysParam)) return s3Error(400, "InvalidArgument", "Provided max-keys not an integer or within integer range");
+    if (!/^\d+$/.test(maxKeysParam)) {
+      return s3Error(400, "InvalidArgument", "Provided max-keys not an integer or within integer range");
+    }
     const maxKeys = Math.min(Number(maxKeysParam), 1000, options.maxKeysPerPage ?? 1000);
     const token = params.get("continuation-token");
     let after = params.get("start-after") ?? "";
     if (token !== null) {
-      if (!/^[A-Za-z0-9_-]*$/.test(token)) return s3Error(400, "InvalidArgument", "The continuation token provided is incorrect");
+      if (!/^[A-Za-z0-9_-]*$/.test(token)) {
+        return s3Error(400, "InvalidArgument", "The continuation token provided is incorrect");
+      }
       after = Buffer.from(token, "base64url").toString("utf8");
     }
 
     // List type 1, one page: s3rver's v2 continuation tokens fail on Node 20.
     const upstreamQuery = new URLSearchParams({ prefix, "max-keys": String(UPSTREAM_LIST_LIMIT) });
-    const listing = await forward("GET", `/${encodeURIComponent(bucket)}?${upstreamQuery}`, { host: upstream.host }, Buffer.alloc(0));
+    const listing = await forward(
+      "GET",
+      `/${encodeURIComponent(bucket)}?${upstreamQuery}`,
+      { host: upstream.host },
+      Buffer.alloc(0),
+    );
     if (listing.status !== 200) return listing;
     const xml = listing.body.toString("utf8");
-    if (/<IsTruncated>true<\/IsTruncated>/.test(xml)) return s3Error(500, "InternalError", `this test proxy lists at most ${UPSTREAM_LIST_LIMIT} keys per prefix`);
+    if (/<IsTruncated>true<\/IsTruncated>/.test(xml)) {
+      return s3Error(500, "InternalError", `this test proxy lists at most ${UPSTREAM_LIST_LIMIT} keys per prefix`);
+    }
 
     const afterBytes = Buffer.from(after, "utf8");
     const entries = [...xml.matchAll(/<Contents>[\s\S]*?<\/Contents>/g)]
@@ -178,9 +208,15 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     const parts = [
       '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
       `<Name>${escapeXml(bucket)}</Name><Prefix>${escapeXml(prefix)}</Prefix>`,
-      token !== null ? `<ContinuationToken>${token}</ContinuationToken>` : params.has("start-after") ? `<StartAfter>${escapeXml(after)}</StartAfter>` : "",
+      token !== null
+        ? `<ContinuationToken>${token}</ContinuationToken>`
+        : params.has("start-after")
+        ? `<StartAfter>${escapeXml(after)}</StartAfter>`
+        : "",
       `<KeyCount>${page.length}</KeyCount><MaxKeys>${maxKeysParam}</MaxKeys><IsTruncated>${truncated}</IsTruncated>`,
-      truncated && last ? `<NextContinuationToken>${Buffer.from(last.key, "utf8").toString("base64url")}</NextContinuationToken>` : "",
+      truncated && last
+        ? `<NextContinuationToken>${Buffer.from(last.key, "utf8").toString("base64url")}</NextContinuationToken>`
+        : "",
       ...page.map((entry) => entry.block),
       "</ListBucketResult>",
     ];
@@ -193,7 +229,9 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     req.on("end", () => {
       const body = Buffer.concat(chunks);
       handle(req, body)
-        .catch((error: unknown) => s3Error(500, "InternalError", error instanceof Error ? error.message : String(error)))
+        .catch((error: unknown) =>
+          s3Error(500, "InternalError", error instanceof Error ? error.message : String(error))
+        )
         .then((reply) => {
           const rawUrl = req.url ?? "/";
           const queryAt = rawUrl.indexOf("?");
@@ -235,7 +273,9 @@ function flatHeaders(req: IncomingMessage): Record<string, string> {
 
 function s3Error(status: number, code: string, message: string, extra: Record<string, string> = {}): Reply {
   const fields = Object.entries(extra).map(([name, value]) => `<${name}>${escapeXml(value)}</${name}>`).join("");
-  const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message>${fields}<RequestId>s3rver-proxy</RequestId></Error>`;
+  const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${
+    escapeXml(message)
+  }</Message>${fields}<RequestId>s3rver-proxy</RequestId></Error>`;
   return { status, headers: { "content-type": "application/xml" }, body: Buffer.from(xml, "utf8") };
 }
 
@@ -261,24 +301,57 @@ const hmac = (key: string | Buffer, data: string) => createHmac("sha256", key).u
  * as received: the server decodes the path and query and re-encodes them canonically.
  * Returns an S3 error reply, or undefined when the request is authentic.
  */
-function verifySigV4(method: string, path: string, query: string, headers: Record<string, string>, body: Buffer, options: S3ProxyOptions): Reply | undefined {
+function verifySigV4(
+  method: string,
+  path: string,
+  query: string,
+  headers: Record<string, string>,
+  body: Buffer,
+  options: S3ProxyOptions,
+): Reply | undefined {
   const authorization = headers.authorization;
   if (authorization === undefined) return s3Error(403, "AccessDenied", "Access Denied");
-  const match = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/.exec(authorization);
+  const match =
+    /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/
+      .exec(authorization);
   if (!match) return s3Error(400, "AuthorizationHeaderMalformed", "The authorization header is malformed");
   const [, accessKeyId, date, region, service, signedHeaderList, signature] = match as unknown as string[];
   const secret = options.credentials[accessKeyId as string];
-  if (secret === undefined) return s3Error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+  if (secret === undefined) {
+    return s3Error(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+  }
   const amzDate = headers["x-amz-date"];
-  if (amzDate === undefined || !amzDate.startsWith(date as string)) return s3Error(403, "AccessDenied", "X-Amz-Date is missing or does not match the credential scope");
-  if (region !== options.region || service !== "s3") return s3Error(400, "AuthorizationHeaderMalformed", `the region '${region}' is wrong; expecting '${options.region}'`);
+  if (amzDate === undefined || !amzDate.startsWith(date as string)) {
+    return s3Error(403, "AccessDenied", "X-Amz-Date is missing or does not match the credential scope");
+  }
+  if (region !== options.region || service !== "s3") {
+    return s3Error(
+      400,
+      "AuthorizationHeaderMalformed",
+      `the region '${region}' is wrong; expecting '${options.region}'`,
+    );
+  }
   const signedHeaders = (signedHeaderList as string).split(";");
-  const unsigned = Object.keys(headers).filter((name) => (name === "host" || name.startsWith("x-amz-")) && !signedHeaders.includes(name));
-  if (unsigned.length > 0) return s3Error(403, "AccessDenied", `There were headers present in the request which were not signed: ${unsigned.join(", ")}`);
+  const unsigned = Object.keys(headers).filter((name) =>
+    (name === "host" || name.startsWith("x-amz-")) && !signedHeaders.includes(name)
+  );
+  if (unsigned.length > 0) {
+    return s3Error(
+      403,
+      "AccessDenied",
+      `There were headers present in the request which were not signed: ${unsigned.join(", ")}`,
+    );
+  }
   const payloadHash = headers["x-amz-content-sha256"];
-  if (payloadHash === undefined) return s3Error(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
+  if (payloadHash === undefined) {
+    return s3Error(400, "InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
+  }
   if (payloadHash !== "UNSIGNED-PAYLOAD" && payloadHash !== sha256Hex(body)) {
-    return s3Error(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    return s3Error(
+      400,
+      "XAmzContentSHA256Mismatch",
+      "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    );
   }
 
   const canonicalUri = path.split("/").map((segment) => uriEncode(decodeURIComponent(segment))).join("/");
@@ -294,26 +367,40 @@ function verifySigV4(method: string, path: string, query: string, headers: Recor
     .sort(([n1, v1], [n2, v2]) => (n1 < n2 ? -1 : n1 > n2 ? 1 : v1 < v2 ? -1 : v1 > v2 ? 1 : 0))
     .map(([name, value]) => `${name}=${value}`)
     .join("&");
-  const canonicalHeaders = signedHeaders.map((name) => `${name}:${(headers[name] ?? "").trim().replace(/\s+/g, " ")}\n`).join("");
-  const canonicalRequest = [method, canonicalUri, canonicalQuery, canonicalHeaders, signedHeaderList, payloadHash].join("\n");
+  const canonicalHeaders = signedHeaders.map((name) => `${name}:${(headers[name] ?? "").trim().replace(/\s+/g, " ")}\n`)
+    .join("");
+  const canonicalRequest = [method, canonicalUri, canonicalQuery, canonicalHeaders, signedHeaderList, payloadHash].join(
+    "\n",
+  );
   const scope = `${date}/${region}/${service}/aws4_request`;
   const stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256Hex(canonicalRequest)].join("\n");
-  const signingKey = hmac(hmac(hmac(hmac(`AWS4${secret}`, date as string), region as string), service as string), "aws4_request");
+  const signingKey = hmac(
+    hmac(hmac(hmac(`AWS4${secret}`, date as string), region as string), service as string),
+    "aws4_request",
+  );
   const expected = hmac(signingKey, stringToSign);
   if (!timingSafeEqual(expected, Buffer.from(signature as string, "hex"))) {
     // Real S3 echoes these (and the canonical request) back; a client must not pass them on.
-    return s3Error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.", {
-      AWSAccessKeyId: accessKeyId as string,
-      StringToSign: stringToSign,
-      SignatureProvided: signature as string,
-      CanonicalRequest: canonicalRequest,
-    });
+    return s3Error(
+      403,
+      "SignatureDoesNotMatch",
+      "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+      {
+        AWSAccessKeyId: accessKeyId as string,
+        StringToSign: stringToSign,
+        SignatureProvided: signature as string,
+        CanonicalRequest: canonicalRequest,
+      },
+    );
   }
   return undefined;
 }
 
 function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string);
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,
+  );
 }
 
 function unescapeXml(text: string): string {

@@ -58,7 +58,13 @@ export async function startS3rver(options: { maxKeysPerPage?: number } = {}): Pr
     region: S3_REGION,
     ...(options.maxKeysPerPage === undefined ? {} : { maxKeysPerPage: options.maxKeysPerPage }),
   });
-  const admin = new AwsClient({ accessKeyId: S3_ACCESS_KEY_ID, secretAccessKey: S3_SECRET_ACCESS_KEY, service: "s3", region: S3_REGION, retries: 0 });
+  const admin = new AwsClient({
+    accessKeyId: S3_ACCESS_KEY_ID,
+    secretAccessKey: S3_SECRET_ACCESS_KEY,
+    service: "s3",
+    region: S3_REGION,
+    retries: 0,
+  });
 
   return {
     endpoint: proxy.endpoint,
@@ -66,7 +72,9 @@ export async function startS3rver(options: { maxKeysPerPage?: number } = {}): Pr
     async createBucket() {
       const name = `bucket-${process.pid}-${++bucketCounter}-${randomUUID().slice(0, 8)}`;
       const response = await admin.fetch(`${proxy.endpoint}/${name}`, { method: "PUT" });
-      if (response.status !== 200) throw new Error(`creating bucket ${name}: ${response.status} ${await response.text()}`);
+      if (response.status !== 200) {
+        throw new Error(`creating bucket ${name}: ${response.status} ${await response.text()}`);
+      }
       return name;
     },
     store(bucket, overrides = {}) {

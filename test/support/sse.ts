@@ -111,7 +111,11 @@ export interface Deadline {
 const DEFAULT_TIMEOUT_MS = 20_000;
 
 /** Polls `condition` until it holds; throws with `what` once the deadline passes. */
-export async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, { timeoutMs = DEFAULT_TIMEOUT_MS }: Deadline = {}): Promise<void> {
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  { timeoutMs = DEFAULT_TIMEOUT_MS }: Deadline = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await condition()) return;
@@ -148,7 +152,10 @@ export class SseConnection {
   /** Opens `url` as an event stream; resolves once the response headers are in. */
   static async open(url: string, headers: Record<string, string> = {}): Promise<SseConnection> {
     const controller = new AbortController();
-    const response = await fetch(url, { headers: { accept: "text/event-stream", ...headers }, signal: controller.signal });
+    const response = await fetch(url, {
+      headers: { accept: "text/event-stream", ...headers },
+      signal: controller.signal,
+    });
     return new SseConnection(response, controller);
   }
 
@@ -160,7 +167,14 @@ export class SseConnection {
     const all = this.parser.events;
     for (; this.#parsedUpTo < all.length; this.#parsedUpTo++) {
       const e = all[this.#parsedUpTo] as SpecEvent;
-      if (e.type === "artifact-updated") this.#received.push({ id: e.lastEventId, type: e.type, data: e.data, event: JSON.parse(e.data) as ArtifactEvent });
+      if (e.type === "artifact-updated") {
+        this.#received.push({
+          id: e.lastEventId,
+          type: e.type,
+          data: e.data,
+          event: JSON.parse(e.data) as ArtifactEvent,
+        });
+      }
     }
     return [...this.#received];
   }
@@ -204,7 +218,11 @@ export class SseConnection {
   }
 
   /** Resolves when `predicate` holds; rejects at the deadline, or if the stream ends first. */
-  until(predicate: (c: this) => boolean, what: string, { timeoutMs = DEFAULT_TIMEOUT_MS }: Deadline = {}): Promise<void> {
+  until(
+    predicate: (c: this) => boolean,
+    what: string,
+    { timeoutMs = DEFAULT_TIMEOUT_MS }: Deadline = {},
+  ): Promise<void> {
     if (predicate(this)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const finish = (error?: Error) => {
@@ -218,7 +236,8 @@ export class SseConnection {
         else if (this.ended) finish(new Error(`stream ended before ${what} (seqs ${JSON.stringify(this.seqs)})`));
       };
       const timer = setTimeout(
-        () => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (seqs ${JSON.stringify(this.seqs)})`)),
+        () =>
+          finish(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (seqs ${JSON.stringify(this.seqs)})`)),
         timeoutMs,
       );
       this.#listeners.add(check);

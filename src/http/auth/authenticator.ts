@@ -42,13 +42,23 @@ export class Authenticator {
       return map;
     })();
     this.#hmacKey = settings.jwtSecret
-      ? crypto.subtle.importKey("raw", new TextEncoder().encode(settings.jwtSecret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"])
+      ? crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(settings.jwtSecret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["verify"],
+      )
       : undefined;
     if (settings.jwksUrl) {
       const url = settings.jwksUrl;
       if (options.fetch || options.now) {
         // A caller-supplied fetch or clock gets its own key set, driven by that clock too.
-        this.#jwks = new JwksKeySet({ url, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.now ? { now: options.now } : {}) });
+        this.#jwks = new JwksKeySet({
+          url,
+          ...(options.fetch ? { fetch: options.fetch } : {}),
+          ...(options.now ? { now: options.now } : {}),
+        });
       } else {
         this.#jwks = keySets.get(url) ?? new JwksKeySet({ url });
         keySets.set(url, this.#jwks);

@@ -74,7 +74,10 @@ export class JwksKeySet {
   async #load(): Promise<void> {
     let body: { keys?: unknown };
     try {
-      const response = await this.#options.fetch(this.#options.url, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(5000) });
+      const response = await this.#options.fetch(this.#options.url, {
+        headers: { accept: "application/json" },
+        signal: AbortSignal.timeout(5000),
+      });
       if (!response.ok) throw new Error(`status ${response.status}`);
       body = (await response.json()) as { keys?: unknown };
     } catch {
@@ -98,11 +101,14 @@ async function importJwk(jwk: Jwk): Promise<UsableKey | null> {
   if (jwk.kty === "RSA" && (jwk.alg === undefined || jwk.alg === "RS256")) alg = "RS256";
   else if (jwk.kty === "EC" && jwk.crv === "P-256" && (jwk.alg === undefined || jwk.alg === "ES256")) alg = "ES256";
   else return null;
-  const params: RsaHashedImportParams | EcKeyImportParams =
-    alg === "RS256" ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } : { name: "ECDSA", namedCurve: "P-256" };
+  const params: RsaHashedImportParams | EcKeyImportParams = alg === "RS256"
+    ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
+    : { name: "ECDSA", namedCurve: "P-256" };
   try {
     const { d: _private, ...publicOnly } = jwk;
-    const key = await crypto.subtle.importKey("jwk", { ...publicOnly, ext: true } as JsonWebKey, params, false, ["verify"]);
+    const key = await crypto.subtle.importKey("jwk", { ...publicOnly, ext: true } as JsonWebKey, params, false, [
+      "verify",
+    ]);
     return { alg, key };
   } catch {
     return null;

@@ -80,7 +80,9 @@ function parseJsonObject(bytes: Uint8Array, what: string): Record<string, unknow
   } catch {
     throw new JwtError(`${what} is not JSON`);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new JwtError(`${what} is not an object`);
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new JwtError(`${what} is not an object`);
+  }
   return value as Record<string, unknown>;
 }
 
