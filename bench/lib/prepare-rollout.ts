@@ -24,7 +24,7 @@ export async function prepareColdRollouts(
   const store = new MemoryBlobStore();
   const cache = new StateCache();
   const service = new ArtifactService({
-    rollout: new Rollout(store, { snapshotEvery: 100 }),
+    rollout: new Rollout(store),
     cache,
     limits: { maxPayloadBytes: 65_536, maxArtifactsPerThread: 1000 },
     logger: { warn: (message, fields) => console.error(message, fields) },

@@ -2,26 +2,26 @@ import type { ArtifactCache, EventPage, TargetLookup } from "../../src/cache/por
 import { type Artifact, type ThreadJson, type ThreadState, toThreadJson } from "../../src/model/artifact.ts";
 import type { GroupContext } from "../../src/model/decide.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import type { Patch } from "../../src/model/patch.ts";
+import type { Commit } from "../../src/model/patch.ts";
 
 /**
  * A cache port over plain in-memory thread states, for preparing rollouts fast in the
  * bench (libSQL would spend most of the preparation re-preparing statements). Same
- * contract where the write path uses it: a contiguous prefix, patches applied only on
+ * contract where the write path uses it: a contiguous prefix, commits applied only on
  * top of their predecessor. The thread list and event log are not kept.
  */
 export class StateCache implements ArtifactCache {
   readonly #threads = new Map<string, ThreadState>();
   #key = (tenant: string, threadId: string) => `${tenant}\u0000${threadId}`;
 
-  async apply(tenant: string, patches: readonly Patch[]): Promise<number> {
-    const first = patches[0];
+  async apply(tenant: string, commits: readonly Commit[]): Promise<number> {
+    const first = commits[0];
     if (!first) return -1;
     const key = this.#key(tenant, first.threadId);
     let state = this.#threads.get(key) ?? null;
-    for (const patch of patches) {
-      if ((state?.seq ?? 0) !== patch.seq - 1) break;
-      state = materialize(state, [patch]);
+    for (const commit of commits) {
+      if ((state?.seq ?? 0) !== commit.firstSeq - 1) break;
+      state = materialize(state, commit.patches);
     }
     if (state) this.#threads.set(key, state);
     return state?.seq ?? 0;

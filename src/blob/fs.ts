@@ -3,11 +3,9 @@ import { type FileHandle, link, mkdir, open, readdir, readFile, rename, stat, un
 import { dirname, join } from "node:path";
 import {
   assertValidKey,
-  type BlobEntry,
   type BlobStore,
   compareKeys,
   DEFAULT_LIST_LIMIT,
-  type InOrderResult,
   type ListOptions,
   type PutIfAbsentResult,
 } from "./port.ts";
@@ -51,49 +49,6 @@ export class FsBlobStore implements BlobStore {
     }
     await syncDir(dirname(target));
     return "created";
-  }
-
-  /**
-   * Every temp file is written and fsynced at once (the fsyncs share journal commits),
-   * then linked into place one after another, stopping at the first name that exists,
-   * and each folder written to is fsynced once: one group of patches costs about what
-   * one patch does.
-   */
-  async putIfAbsentInOrder(entries: readonly BlobEntry[]): Promise<InOrderResult> {
-    let targets: string[];
-    try {
-      targets = entries.map((entry) => this.#path(entry.key));
-    } catch (error) {
-      return { created: 0, stop: "error", error };
-    }
-    const written = await Promise.allSettled(entries.map((entry) => this.#writeTemp(entry.body)));
-    const temps = written.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
-    let result: InOrderResult | undefined;
-    const folders = new Set<string>();
-    let created = 0;
-    try {
-      const failedWrite = written.find((r): r is PromiseRejectedResult => r.status === "rejected");
-      if (failedWrite) return (result = { created: 0, stop: "error", error: failedWrite.reason });
-      for (const [index, target] of targets.entries()) {
-        try {
-          await this.#intoPlace(target, () => link(temps[index] as string, target));
-        } catch (error) {
-          result = isCode(error, "EEXIST") ? { created, stop: "exists" } : { created, stop: "error", error };
-          break;
-        }
-        folders.add(dirname(target));
-        created += 1;
-      }
-    } finally {
-      await Promise.all(temps.map((temp) => unlink(temp).catch(() => {})));
-    }
-    try {
-      await Promise.all([...folders].map(syncDir));
-    } catch (error) {
-      // Linked but not known durable: none of them may be acknowledged.
-      return { created: 0, stop: "error", error };
-    }
-    return result ?? { created, stop: "end" };
   }
 
   async put(key: string, body: string): Promise<void> {

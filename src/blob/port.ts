@@ -7,11 +7,6 @@ export interface BlobStore {
   get(key: string): Promise<string | null>;
   /** Atomic create: exactly one of many concurrent callers gets `created`. Never exposes a partial object. */
   putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult>;
-  /**
-   * Optional, for stores that can do better than one `putIfAbsent` after another (see
-   * `putIfAbsentInOrder` below, which callers use): the same contract, faster.
-   */
-  putIfAbsentInOrder?(entries: readonly BlobEntry[]): Promise<InOrderResult>;
   /** Overwrite (snapshots): readers see the old or the new object, never a mix. */
   put(key: string, body: string): Promise<void>;
   exists(key: string): Promise<boolean>;
@@ -20,45 +15,6 @@ export interface BlobStore {
 }
 
 export type PutIfAbsentResult = "created" | "exists";
-
-export interface BlobEntry {
-  key: string;
-  body: string;
-}
-
-/**
- * How far a `putIfAbsentInOrder` got: entries `0 .. created - 1` were created and are
- * durable; then it stopped at the end, at entry `created` because that key exists, or
- * at entry `created` because the store failed (that entry may or may not have landed).
- * Entries after the stop were not tried.
- */
-export type InOrderResult = { created: number; stop: "end" | "exists" } | {
-  created: number;
-  stop: "error";
-  error: unknown;
-};
-
-/**
- * Creates `entries` in order, each only if its key is absent, never one before the one
- * ahead of it: what appending consecutive seqs needs. A store that can overlap the work
- * (the fs store fsyncs every file at once, then links them in order) implements it;
- * others get one `putIfAbsent` after another.
- */
-export async function putIfAbsentInOrder(store: BlobStore, entries: readonly BlobEntry[]): Promise<InOrderResult> {
-  if (store.putIfAbsentInOrder) return store.putIfAbsentInOrder(entries);
-  let created = 0;
-  for (const entry of entries) {
-    let result: PutIfAbsentResult;
-    try {
-      result = await store.putIfAbsent(entry.key, entry.body);
-    } catch (error) {
-      return { created, stop: "error", error };
-    }
-    if (result === "exists") return { created, stop: "exists" };
-    created += 1;
-  }
-  return { created, stop: "end" };
-}
 
 export interface ListOptions {
   startAfter?: string;

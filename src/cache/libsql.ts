@@ -1,8 +1,14 @@
 import type { InStatement } from "@libsql/client";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
 import type { GroupContext } from "../model/decide.ts";
-import { eventData, type Patch } from "../model/patch.ts";
-import type { ArtifactCache, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
+import { type Commit, eventData, type Patch } from "../model/patch.ts";
+import {
+  type ArtifactCache,
+  CacheUnavailableError,
+  type EventPage,
+  type TargetLookup,
+  type ThreadCursor,
+} from "./port.ts";
 import { SCHEMA } from "./schema.ts";
 
 /** One statement's rows, by column name (a write's are empty). */
@@ -37,19 +43,8 @@ export interface LibsqlCacheOptions {
   schema?: { ready: boolean };
 }
 
-/** Patches applied per batch during catch-up: bounded so one batch stays small. */
+/** Patches applied per batch during catch-up (whole commits: a larger commit is a batch of its own). */
 const APPLY_CHUNK = 200;
-
-export class CacheUnavailableError extends Error {
-  /** True when the breaker refused the call without trying libSQL (the failure that opened it was reported). */
-  readonly fastFail: boolean;
-
-  constructor(cause: unknown, fastFail = false) {
-    super("libSQL cache unavailable", { cause });
-    this.name = "CacheUnavailableError";
-    this.fastFail = fastFail;
-  }
-}
 
 /**
  * The libSQL cache. Each public method is one `batch` (one round trip, one
@@ -66,16 +61,16 @@ export class LibsqlCache implements ArtifactCache {
     this.#options = { callTimeoutMs: 5000, retryAfterMs: 1000, schema: { ready: false }, ...options };
   }
 
-  async apply(tenant: string, patches: readonly Patch[]): Promise<number> {
+  async apply(tenant: string, commits: readonly Commit[]): Promise<number> {
     let seq = -1;
-    for (let i = 0; i < patches.length; i += APPLY_CHUNK) {
-      const chunk = patches.slice(i, i + APPLY_CHUNK);
-      const statements = chunk.flatMap((patch) => applyStatements(tenant, patch));
-      statements.push(seqStatement(tenant, (chunk[0] as Patch).threadId));
+    for (const chunk of chunksOfCommits(commits, APPLY_CHUNK)) {
+      const patches = chunk.flatMap((commit) => commit.patches);
+      const statements = patches.flatMap((patch) => applyStatements(tenant, patch));
+      statements.push(seqStatement(tenant, (chunk[0] as Commit).threadId));
       const results = await this.#batch(statements, "write");
       seq = seqFrom(results[results.length - 1] as SqlResult);
       // A chunk that did not land (a gap) means the rest cannot either.
-      if (seq < (chunk[chunk.length - 1] as Patch).seq) break;
+      if (seq < (chunk[chunk.length - 1] as Commit).lastSeq) break;
     }
     return seq;
   }
@@ -313,6 +308,24 @@ export class LibsqlCache implements ArtifactCache {
     if (!this.#options.local) this.#options.schema.ready = true;
     return client;
   }
+}
+
+/** Whole commits in batches of about `size` patches. */
+function chunksOfCommits(commits: readonly Commit[], size: number): Commit[][] {
+  const chunks: Commit[][] = [];
+  let current: Commit[] = [];
+  let patches = 0;
+  for (const commit of commits) {
+    if (current.length > 0 && patches + commit.patches.length > size) {
+      chunks.push(current);
+      current = [];
+      patches = 0;
+    }
+    current.push(commit);
+    patches += commit.patches.length;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }
 
 function applyStatements(tenant: string, patch: Patch): InStatement[] {

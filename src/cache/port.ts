@@ -1,21 +1,31 @@
 import type { Artifact, ThreadJson, ThreadState } from "../model/artifact.ts";
 import type { GroupContext, TargetLookup } from "../model/decide.ts";
-import type { Patch } from "../model/patch.ts";
+import type { Commit, LogEvent } from "../model/patch.ts";
 
 export type { TargetLookup };
-
-export interface CachedEvent {
-  seq: number;
-  /** The event's `data:` JSON, one line. */
-  data: string;
-}
 
 export interface EventPage {
   /** The thread's cached seq (0 if the cache has no row for it). */
   seq: number;
   /** Events with seq <= floor are not in the log: read them from the rollout. */
   floor: number;
-  events: CachedEvent[];
+  events: LogEvent[];
+}
+
+/**
+ * The cache cannot be used right now (unreachable, timing out, or refusing calls for a
+ * moment after such a failure). Every cache method may throw it; callers fall back to
+ * the rollout. `reported` is true when it was already reported (the breaker refusing
+ * calls after the failure that opened it), so callers need not log it again.
+ */
+export class CacheUnavailableError extends Error {
+  readonly reported: boolean;
+
+  constructor(cause: unknown, reported = false) {
+    super("libSQL cache unavailable", { cause });
+    this.name = "CacheUnavailableError";
+    this.reported = reported;
+  }
 }
 
 /**
@@ -23,8 +33,12 @@ export interface EventPage {
  * callers fall back to the rollout. All reads of one call are one consistent snapshot.
  */
 export interface ArtifactCache {
-  /** Applies patches in order, each only on top of its predecessor; returns the cached seq afterwards. */
-  apply(tenant: string, patches: readonly Patch[]): Promise<number>;
+  /**
+   * Applies consecutive commits in order, each whole or not at all and only on top of
+   * its predecessor (so the cache always stands at a commit boundary); returns the
+   * cached seq afterwards.
+   */
+  apply(tenant: string, commits: readonly Commit[]): Promise<number>;
   /** Puts a whole thread state (from a snapshot) into a cache that has no row for the thread. */
   install(tenant: string, state: ThreadState): Promise<number>;
   /** The cached seq of a thread, 0 if unknown. */

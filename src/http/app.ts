@@ -17,7 +17,7 @@ import {
 import type { FeedHub } from "../live/feed.ts";
 import type { Authenticator } from "./auth/authenticator.ts";
 import { resumePoint, type StreamOptions, streamThreadEvents } from "../live/sse.ts";
-import type { ArtifactService, WriteResult } from "../service/artifact-service.ts";
+import type { ArtifactService, ServiceLimits, WriteResult } from "../service/artifact-service.ts";
 import { readJsonBody } from "./body.ts";
 import { CursorCodec } from "./cursor.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -28,6 +28,8 @@ import { parseOr400 } from "./validate.ts";
 
 export interface AppOptions {
   service: ArtifactService;
+  /** The bounds bodies are checked against. */
+  limits: ServiceLimits;
   /** Signs list cursors. Processes serving one deployment must share it. */
   cursorSecret: string;
   /** The live stream's feeds and timing. */
@@ -78,7 +80,7 @@ export type EdgeFunction = keyof typeof EDGE_FUNCTIONS;
 export function createApp(options: AppOptions): Hono<AppEnv> {
   const { service } = options;
   const cursors = new CursorCodec(options.cursorSecret);
-  const maxBodyBytes = service.limits.maxPayloadBytes + BODY_OVERHEAD_BYTES;
+  const maxBodyBytes = options.limits.maxPayloadBytes + BODY_OVERHEAD_BYTES;
   const logError = options.logError ?? ((error: unknown) => console.error("unexpected error", describe(error)));
   const app = new Hono<AppEnv>();
 
@@ -129,7 +131,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   app.post("/v1/threads/:threadId/artifacts", async (c) => {
     const threadId = threadIdOf(c);
     const body = parseOr400(CreateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
-    const payload = checkPayload(body.payload, service.limits.maxPayloadBytes);
+    const payload = checkPayload(body.payload, options.limits.maxPayloadBytes);
     const result = await service.write(c.get("tenant"), threadId, {
       kind: "create",
       artifactType: body.artifactType,
@@ -170,7 +172,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     const artifactId = artifactIdOf(c);
     const precondition = parseIfMatch(c.req.header("if-match"));
     const body = parseOr400(UpdateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
-    const payload = checkPayload(body.payload, service.limits.maxPayloadBytes);
+    const payload = checkPayload(body.payload, options.limits.maxPayloadBytes);
     const command: WriteCommand = { kind: "update", artifactId, payload, precondition };
     return c.json(writeBody(await service.write(c.get("tenant"), threadId, command)));
   });

@@ -1,11 +1,8 @@
 import { threadKey } from "../model/ids.ts";
+import type { LogEvent } from "../model/patch.ts";
 import type { Notifier } from "./notifier.ts";
 
-/** One entry of a thread's event log: the SSE `id` and the one-line JSON `data`. */
-export interface LogEvent {
-  seq: number;
-  data: string;
-}
+export type { LogEvent };
 
 /** Where streams read the durable event log (the cache's log, or the rollout when the cache is down). */
 export interface EventReader {

@@ -183,7 +183,7 @@ export function decideGroup(
     }
     if (op === "remove") artifactCount -= 1;
     byId.set(artifact.id, op === "remove" ? null : artifact);
-    return { kind: "append", patch: { v: 1, seq, threadId: options.threadId, at: options.at, op, artifact } };
+    return { kind: "append", patch: { seq, threadId: options.threadId, at: options.at, op, artifact } };
   });
 }
 

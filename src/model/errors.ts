@@ -58,3 +58,19 @@ export class ProblemError extends Error {
     return TITLES[this.code];
   }
 }
+
+/**
+ * One line for a log: the error's name and message, then its causes ("CacheUnavailableError:
+ * libSQL cache unavailable: TypeError: fetch failed: ..."), first lines only, so a stack
+ * or a multi-line store message never spills into the log.
+ */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current !== undefined && current !== null; depth++) {
+    const line = current instanceof Error ? `${current.name}: ${current.message}` : String(current);
+    parts.push(line.split("\n")[0] as string);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(": ");
+}

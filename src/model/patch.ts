@@ -1,16 +1,13 @@
-import * as v from "valibot";
-import type { Artifact, ThreadJson, ThreadState } from "./artifact.ts";
-import { ArtifactSchema } from "./schemas.ts";
+import type { Artifact } from "./artifact.ts";
 
 export type PatchOp = "add" | "update" | "remove";
 
 /**
- * Patch format v1: one immutable rollout entry. `artifact` is the full state after
- * the op (for `remove`, the last state before removal), so replay needs no history
- * beyond the previous state and an event is the patch itself.
+ * One change of one artifact at one seq. `artifact` is the full state after the op (for
+ * `remove`, the last state before removal), so a replay needs nothing but the previous
+ * state, and an event is the patch itself.
  */
 export interface Patch {
-  v: 1;
   seq: number;
   threadId: string;
   at: string;
@@ -18,71 +15,37 @@ export interface Patch {
   artifact: Artifact;
 }
 
-/** Snapshot format v1: the materialized thread at `seq`. */
-export interface Snapshot extends ThreadState {
-  v: 1;
+/**
+ * Consecutive patches of one thread committed together (one write group): the unit the
+ * rollout stores, one object per commit, and the unit the cache applies, atomically, so
+ * the cache always stands at a commit boundary.
+ */
+export interface Commit {
+  threadId: string;
+  firstSeq: number;
+  lastSeq: number;
+  /** When the commit was made: its last patch's `at`. */
+  at: string;
+  patches: readonly Patch[];
 }
 
-const PatchSchema = v.strictObject({
-  v: v.literal(1),
-  seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  threadId: v.string(),
-  at: v.string(),
-  op: v.picklist(["add", "update", "remove"]),
-  artifact: ArtifactSchema,
-});
-
-const SnapshotSchema = v.strictObject({
-  v: v.literal(1),
-  seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  threadId: v.string(),
-  createdAt: v.string(),
-  updatedAt: v.string(),
-  artifacts: v.array(ArtifactSchema),
-});
-
-/** A stored object that does not parse is corruption, not client input. */
-export class CorruptRolloutError extends Error {
-  constructor(what: string, cause?: unknown) {
-    super(`corrupt rollout object: ${what}`, { cause });
-    this.name = "CorruptRolloutError";
-  }
+/** The commit of `patches` (consecutive, of one thread, at least one). */
+export function commitOf(patches: readonly Patch[]): Commit {
+  const first = patches[0];
+  const last = patches[patches.length - 1];
+  if (!first || !last) throw new RangeError("a commit holds at least one patch");
+  return { threadId: first.threadId, firstSeq: first.seq, lastSeq: last.seq, at: last.at, patches };
 }
 
-export function parsePatch(text: string, where: string): Patch {
-  const result = v.safeParse(PatchSchema, safeJson(text, where));
-  if (!result.success) throw new CorruptRolloutError(where);
-  return result.output as Patch;
+/** The patches of consecutive commits, in seq order. */
+export function patchesOf(commits: readonly Commit[]): Patch[] {
+  return commits.flatMap((commit) => commit.patches);
 }
 
-export function parseSnapshot(text: string, where: string): Snapshot {
-  const result = v.safeParse(SnapshotSchema, safeJson(text, where));
-  if (!result.success) throw new CorruptRolloutError(where);
-  return result.output as Snapshot;
-}
-
-function safeJson(text: string, where: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new CorruptRolloutError(where, error);
-  }
-}
-
-export function serializePatch(patch: Patch): string {
-  return JSON.stringify(patch);
-}
-
-export function toSnapshot(state: ThreadState): Snapshot {
-  return { v: 1, ...state };
-}
-
-/** A snapshot's stored text, around the artifact texts as they are (no parse, no re-serialization). */
-export function snapshotJson(thread: ThreadJson): string {
-  const j = JSON.stringify;
-  return `{"v":1,"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
-    j(thread.updatedAt)
-  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}`;
+/** One entry of a thread's event log: the SSE `id` (the seq) and the one-line JSON `data`. */
+export interface LogEvent {
+  seq: number;
+  data: string;
 }
 
 /** The `data:` of an `artifact-updated` event. */
@@ -100,4 +63,8 @@ export function toEvent(patch: Patch): ArtifactEvent {
 /** The event's `data:` line: JSON.stringify never emits a raw newline, so no SSE field can be injected. */
 export function eventData(patch: Patch): string {
   return JSON.stringify(toEvent(patch));
+}
+
+export function logEventOf(patch: Patch): LogEvent {
+  return { seq: patch.seq, data: eventData(patch) };
 }

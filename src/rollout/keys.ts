@@ -27,20 +27,47 @@ export function afterFolder(prefix: string, name: string): string {
   return `${prefix}${name}0`;
 }
 
-export function patchesPrefix(tenant: string, threadId: string): string {
-  return `${threadPrefix(tenant, threadId)}patches/`;
+export function commitsPrefix(tenant: string, threadId: string): string {
+  return `${threadPrefix(tenant, threadId)}commits/`;
+}
+
+/** The commit whose first patch is `firstSeq`: the commit after seq `s` is always at `commitKey(s + 1)`. */
+export function commitKey(tenant: string, threadId: string, firstSeq: number): string {
+  return `${commitsPrefix(tenant, threadId)}${padSeq(firstSeq)}.json`;
+}
+
+/** The seq a commit key starts at, or null for a key that is not one. */
+export function firstSeqOfCommitKey(key: string): number | null {
+  const match = /\/commits\/(\d{12})\.json$/.exec(key);
+  return match ? Number(match[1]) : null;
 }
 
 export function snapshotsPrefix(tenant: string, threadId: string): string {
   return `${threadPrefix(tenant, threadId)}snapshots/`;
 }
 
-export function patchKey(tenant: string, threadId: string, seq: number): string {
-  return `${patchesPrefix(tenant, threadId)}${padSeq(seq)}.json`;
-}
-
 export function snapshotKey(tenant: string, threadId: string, seq: number): string {
   return `${snapshotsPrefix(tenant, threadId)}${padSeq(seq)}.json`;
+}
+
+export function deltasPrefix(tenant: string, threadId: string): string {
+  return `${threadPrefix(tenant, threadId)}deltas/`;
+}
+
+/** A compacted delta: the patches `firstSeq..lastSeq`, which span whole commits. */
+export function deltaKey(tenant: string, threadId: string, firstSeq: number, lastSeq: number): string {
+  return `${deltasPrefix(tenant, threadId)}${padSeq(firstSeq)}-${padSeq(lastSeq)}.json`;
+}
+
+/** The bounds of a delta key, or null for a key that is not one. */
+export function rangeOfDeltaKey(key: string): { firstSeq: number; lastSeq: number } | null {
+  const match = /\/deltas\/(\d{12})-(\d{12})\.json$/.exec(key);
+  return match ? { firstSeq: Number(match[1]), lastSeq: Number(match[2]) } : null;
+}
+
+/** The compaction pointer: where a cold read of the thread starts (overwritten as compaction moves on). */
+export function compactionKey(tenant: string, threadId: string): string {
+  return `${threadPrefix(tenant, threadId)}compaction.json`;
 }
 
 function padSeq(seq: number): string {

@@ -1,115 +1,288 @@
-import type { ThreadJson, ThreadState } from "../model/artifact.ts";
+import type { ThreadState } from "../model/artifact.ts";
 import { materialize } from "../model/materialize.ts";
-import { parsePatch, parseSnapshot, type Patch, serializePatch, type Snapshot, snapshotJson } from "../model/patch.ts";
-import { type BlobStore, type InOrderResult, putIfAbsentInOrder } from "../blob/port.ts";
-import { afterFolder, patchKey, snapshotKey, snapshotsPrefix, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
+import { type Commit, type Patch, patchesOf } from "../model/patch.ts";
+import type { BlobStore } from "../blob/port.ts";
+import {
+  type CompactionPointer,
+  CorruptRolloutError,
+  parseCommit,
+  parseCompaction,
+  parseSnapshot,
+  serializeCommit,
+  serializeCompaction,
+  snapshotJson,
+} from "./format.ts";
+import {
+  commitKey,
+  commitsPrefix,
+  compactionKey,
+  deltaKey,
+  deltasPrefix,
+  firstSeqOfCommitKey,
+  rangeOfDeltaKey,
+  snapshotKey,
+  TENANTS_PREFIX,
+  threadsPrefix,
+} from "./keys.ts";
+import { afterFolder } from "./keys.ts";
+import type { ThreadJson } from "../model/artifact.ts";
+import { threadKey } from "../model/ids.ts";
 
-/** Gets run this many at a time when a tail is read: enough to hide object-store latency, bounded for memory. */
-const READ_CONCURRENCY = 16;
+/** Gets run at most this many at a time: enough to hide object-store latency, bounded for memory. */
+const READ_CONCURRENCY = 32;
 const LIST_PAGE = 1000;
+/** Commit boundaries remembered (see `patchesAfter`), over every thread of the process. */
+const MAX_REMEMBERED_BOUNDARIES = 10_000;
 
-export interface RolloutOptions {
-  snapshotEvery: number;
+/** What a cold read assembles: the compacted base (snapshot + deltas) and the commits after it. */
+export interface ThreadParts {
+  /** The thread at the pointer's seq (null: nothing compacted yet). */
+  base: ThreadState | null;
+  /** The commits after `base`, consecutive. */
+  tail: Commit[];
 }
 
 /**
- * The patch log of every thread over a BlobStore: the source of truth. Knows keys and
- * formats, not write policy (that is the service's job).
+ * The commit log of every thread over a BlobStore: the source of truth. One object per
+ * commit at `commits/{firstSeq}`, created only if absent, so the commit after seq `s` is
+ * always at key `s + 1`; compaction objects (deltas, snapshots and the pointer to them)
+ * beside it are derived. Knows keys and formats, not write policy (the service's job).
+ *
+ * Round trips of a cold read, at any history length: the pointer; then the snapshot, its
+ * deltas and the listing of the commits after them, at once; then those commits, at once.
  */
 export class Rollout {
-  readonly store: BlobStore;
-  readonly snapshotEvery: number;
+  readonly #store: BlobStore;
+  /** Seqs known to end a commit, per thread (`threadKey/seq`): lets `patchesAfter` trust a miss. */
+  readonly #boundaries = new Map<string, true>();
 
-  constructor(store: BlobStore, options: RolloutOptions) {
-    this.store = store;
-    this.snapshotEvery = options.snapshotEvery;
+  constructor(store: BlobStore) {
+    this.#store = store;
   }
 
   /**
-   * Appends consecutive patches of one thread, each put-if-absent, in seq order: a
-   * patch is never written unless the one before it was, so a conflict or a failure
-   * leaves a prefix of them committed and no hole.
+   * Creates the commit at its first seq, if absent: "exists" means another writer took
+   * that seq. A put that fails may still have landed (a lost response): the key is read
+   * back once, and holding our very text, the commit is ours; otherwise the error stands.
    */
-  appendInOrder(tenant: string, patches: readonly Patch[]): Promise<InOrderResult> {
-    return putIfAbsentInOrder(
-      this.store,
-      patches.map((patch) => ({ key: patchKey(tenant, patch.threadId, patch.seq), body: serializePatch(patch) })),
-    );
+  async append(tenant: string, commit: Commit): Promise<"created" | "exists"> {
+    const key = commitKey(tenant, commit.threadId, commit.firstSeq);
+    const text = serializeCommit(commit);
+    let result: "created" | "exists";
+    try {
+      result = await this.#store.putIfAbsent(key, text);
+    } catch (error) {
+      const stored = await this.#store.get(key).catch(() => null);
+      if (stored === null) throw error;
+      result = stored === text ? "created" : "exists";
+    }
+    if (result === "created") this.#rememberBoundary(tenant, commit.threadId, commit.lastSeq);
+    return result;
   }
 
-  hasPatch(tenant: string, threadId: string, seq: number): Promise<boolean> {
-    return this.store.exists(patchKey(tenant, threadId, seq));
+  /** Whether a commit follows seq `seq` (a commit boundary): one existence check. */
+  hasCommitAfter(tenant: string, threadId: string, seq: number): Promise<boolean> {
+    return this.#store.exists(commitKey(tenant, threadId, seq + 1));
   }
 
-  async getPatch(tenant: string, threadId: string, seq: number): Promise<Patch | null> {
-    const key = patchKey(tenant, threadId, seq);
-    const text = await this.store.get(key);
-    return text === null ? null : parsePatch(text, key);
+  /** The commit that starts at `firstSeq`, or null. */
+  async commitAt(tenant: string, threadId: string, firstSeq: number): Promise<Commit | null> {
+    const key = commitKey(tenant, threadId, firstSeq);
+    const text = await this.#store.get(key);
+    if (text === null) return null;
+    const commit = parseCommit(text, key, threadId);
+    if (commit.firstSeq !== firstSeq) throw new CorruptRolloutError(key);
+    this.#rememberBoundary(tenant, threadId, commit.lastSeq);
+    return commit;
   }
 
   /**
-   * Patches after `afterSeq`, in order, stopping at the first hole (there is none in
-   * a healthy rollout, since seqs are claimed put-if-absent from 1 up) or at `limit`.
-   * Read by key, not by listing: a listing costs the whole patch folder on a filesystem
-   * (O(history): 10,000 names to skip after a snapshot), while a tail is usually short.
-   * Gets run in growing windows (1, 2, 4 … READ_CONCURRENCY), so an empty tail costs
-   * one get and a long one still hides object-store latency.
+   * The commits after boundary `afterSeq`, by following keys (`afterSeq + 1`, then each
+   * one's `lastSeq + 1`): one get per commit, in sequence. For catching up after a lost
+   * race, where the tail is a commit or two; `listCommits` for long tails.
    */
-  async readPatches(tenant: string, threadId: string, afterSeq: number, limit = Infinity): Promise<Patch[]> {
-    const patches: Patch[] = [];
-    let next = afterSeq + 1;
-    let window = 1;
-    while (patches.length < limit) {
-      const keys = Array.from(
-        { length: Math.min(window, limit - patches.length) },
-        (_, i) => patchKey(tenant, threadId, next + i),
-      );
-      const texts = await Promise.all(keys.map((key) => this.store.get(key)));
-      for (const [i, text] of texts.entries()) {
-        if (text === null) return patches;
-        patches.push(parsePatch(text, keys[i] as string));
+  async followCommits(tenant: string, threadId: string, afterSeq: number): Promise<Commit[]> {
+    const commits: Commit[] = [];
+    for (let next = afterSeq + 1;;) {
+      const commit = await this.commitAt(tenant, threadId, next);
+      if (!commit) return commits;
+      commits.push(commit);
+      next = commit.lastSeq + 1;
+    }
+  }
+
+  /**
+   * The commits after boundary `afterSeq`, consecutive: one listing (a page per 1,000
+   * commits), then their gets at once. Stops at the first hole (none in a healthy
+   * rollout: commits are created put-if-absent at head + 1).
+   */
+  async listCommits(tenant: string, threadId: string, afterSeq: number, max = Infinity): Promise<Commit[]> {
+    const keys = await this.#listAll(commitsPrefix(tenant, threadId), commitKey(tenant, threadId, afterSeq), max);
+    const starts = keys.map(firstSeqOfCommitKey).filter((seq): seq is number => seq !== null);
+    const commits = await inParallel(starts, (seq) => this.commitAt(tenant, threadId, seq));
+    const chain: Commit[] = [];
+    let at = afterSeq;
+    for (const commit of commits) {
+      if (!commit || commit.firstSeq !== at + 1) break;
+      chain.push(commit);
+      at = commit.lastSeq;
+    }
+    return chain;
+  }
+
+  /**
+   * Patches after `afterSeq` (whole commits, stopping once `limit` is reached): the event
+   * log as the rollout holds it. A reader at a commit boundary (the usual case: the cache
+   * and every feed stand at one) costs one get; a resume point inside a commit is found
+   * through the compaction pointer and a listing.
+   */
+  async patchesAfter(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<Patch[]> {
+    const next = await this.commitAt(tenant, threadId, afterSeq + 1);
+    if (next) {
+      const patches = [...next.patches];
+      if (patches.length < limit) {
+        // A commit holds one patch at least: `limit` more commits are always enough.
+        for (const commit of await this.listCommits(tenant, threadId, next.lastSeq, limit - patches.length)) {
+          if (patches.length >= limit) break;
+          patches.push(...commit.patches);
+        }
       }
-      next += keys.length;
-      window = Math.min(window * 2, READ_CONCURRENCY);
+      return patches;
     }
-    return patches;
+    if (afterSeq === 0 || this.#isBoundary(tenant, threadId, afterSeq)) return [];
+    const containing = await this.#containing(tenant, threadId, afterSeq + 1);
+    if (!containing) return [];
+    const rest = containing.patches.filter((patch) => patch.seq > afterSeq);
+    if (rest.length >= limit) return rest;
+    return rest.concat(await this.patchesAfter(tenant, threadId, containing.lastSeq, limit - rest.length));
   }
 
-  async latestSnapshot(tenant: string, threadId: string): Promise<Snapshot | null> {
-    // Snapshot keys sort by seq; page through to the last one.
-    const prefix = snapshotsPrefix(tenant, threadId);
-    let last: string | undefined;
-    for (;;) {
-      const keys = await this.store.list(prefix, { startAfter: last, limit: LIST_PAGE });
-      if (keys.length === 0) break;
-      last = keys[keys.length - 1];
-      if (keys.length < LIST_PAGE) break;
-    }
-    if (last === undefined) return null;
-    const text = await this.store.get(last);
-    return text === null ? null : parseSnapshot(text, last);
-  }
-
-  writeSnapshot(tenant: string, thread: ThreadJson): Promise<void> {
-    return this.store.put(snapshotKey(tenant, thread.threadId, thread.seq), snapshotJson(thread));
-  }
-
-  /** Whether the writer of patch `seq` also writes the snapshot at it: every SNAPSHOT_EVERY-th. */
-  isSnapshotSeq(seq: number): boolean {
-    return this.snapshotEvery > 0 && seq % this.snapshotEvery === 0;
-  }
-
-  /** The thread at its rollout head: latest snapshot + the tail after it. Null if it has no patch. */
+  /** The thread at its head (null: no commit). */
   async load(tenant: string, threadId: string): Promise<ThreadState | null> {
     const { base, tail } = await this.loadParts(tenant, threadId);
-    return materialize(base, tail);
+    return materialize(base, patchesOf(tail));
   }
 
-  /** The pieces `load` joins, for callers that store them separately (the cache's repair). */
-  async loadParts(tenant: string, threadId: string): Promise<{ base: ThreadState | null; tail: Patch[] }> {
-    const snapshot = await this.latestSnapshot(tenant, threadId);
-    const base = snapshot ? stripVersion(snapshot) : null;
-    return { base, tail: await this.readPatches(tenant, threadId, base?.seq ?? 0) };
+  /**
+   * The pieces `load` joins, for callers that store them separately (the cache's repair
+   * installs `base` and applies `tail`). Compaction objects are only a shortcut: one
+   * missing or corrupt makes this replay the commits from the start instead.
+   */
+  async loadParts(tenant: string, threadId: string): Promise<ThreadParts> {
+    const pointer = await this.readPointer(tenant, threadId);
+    if (pointer) {
+      try {
+        const [base, tail] = await Promise.all([
+          this.baseAt(tenant, threadId, pointer),
+          this.listCommits(tenant, threadId, pointer.seq),
+        ]);
+        if (base !== undefined) return { base, tail };
+      } catch (error) {
+        if (!(error instanceof CorruptRolloutError)) throw error;
+      }
+    }
+    return { base: null, tail: await this.listCommits(tenant, threadId, 0) };
+  }
+
+  /** The thread as the pointer's snapshot and deltas leave it (at `pointer.seq`); undefined if one of them is gone. */
+  async baseAt(tenant: string, threadId: string, pointer: CompactionPointer): Promise<ThreadState | null | undefined> {
+    const [snapshot, ...deltas] = await inParallel<number, ThreadState | Commit | null>(
+      [-1, ...pointer.deltas.keys()],
+      (index) => {
+        if (index < 0) {
+          return pointer.snapshot ? this.readSnapshot(tenant, threadId, pointer.snapshot.seq) : Promise.resolve(null);
+        }
+        const range = pointer.deltas[index] as CompactionPointer["deltas"][number];
+        return this.readDelta(tenant, threadId, range.firstSeq, range.lastSeq);
+      },
+    );
+    if ((pointer.snapshot && !snapshot) || deltas.some((delta) => delta === null)) return undefined;
+    return materialize(snapshot as ThreadState | null, patchesOf(deltas as Commit[]));
+  }
+
+  /** The commit holding `seq`: after the pointer, among the listed commits; before it, in a delta. */
+  async #containing(tenant: string, threadId: string, seq: number): Promise<Commit | null> {
+    const pointer = await this.readPointer(tenant, threadId);
+    if (pointer && seq <= pointer.seq) {
+      const range = pointer.deltas.find((d) => d.firstSeq <= seq && seq <= d.lastSeq) ??
+        (await this.#olderDelta(tenant, threadId, seq));
+      const delta = range && (await this.readDelta(tenant, threadId, range.firstSeq, range.lastSeq));
+      if (delta) return delta;
+    }
+    const from = pointer && seq > pointer.seq ? pointer.seq : 0;
+    const keys = await this.#listAll(commitsPrefix(tenant, threadId), commitKey(tenant, threadId, from));
+    const starts = keys.map(firstSeqOfCommitKey).filter((s): s is number => s !== null && s <= seq);
+    const start = starts[starts.length - 1];
+    if (start === undefined) return null;
+    const commit = await this.commitAt(tenant, threadId, start);
+    return commit && commit.lastSeq >= seq ? commit : null;
+  }
+
+  /** A delta before the pointer's that holds `seq`, from the listing of every delta. */
+  async #olderDelta(
+    tenant: string,
+    threadId: string,
+    seq: number,
+  ): Promise<{ firstSeq: number; lastSeq: number } | null> {
+    const keys = await this.#listAll(deltasPrefix(tenant, threadId), undefined);
+    const ranges = keys.map(rangeOfDeltaKey).filter((r): r is { firstSeq: number; lastSeq: number } => r !== null);
+    return ranges.find((r) => r.firstSeq <= seq && seq <= r.lastSeq) ?? null;
+  }
+
+  async readPointer(tenant: string, threadId: string): Promise<CompactionPointer | null> {
+    const key = compactionKey(tenant, threadId);
+    const text = await this.#store.get(key);
+    if (text === null) return null;
+    try {
+      return parseCompaction(text, key);
+    } catch (error) {
+      // Derived data: a corrupt pointer is as good as none.
+      if (error instanceof CorruptRolloutError) return null;
+      throw error;
+    }
+  }
+
+  writePointer(tenant: string, threadId: string, pointer: CompactionPointer): Promise<void> {
+    return this.#store.put(compactionKey(tenant, threadId), serializeCompaction(pointer));
+  }
+
+  /** Writes a delta (put-if-absent: one of two compactors racing over the same range wins; both wrote the same). */
+  async writeDelta(tenant: string, delta: Commit): Promise<number> {
+    const text = serializeCommit(delta);
+    await this.#store.putIfAbsent(deltaKey(tenant, delta.threadId, delta.firstSeq, delta.lastSeq), text);
+    return byteLength(text);
+  }
+
+  async readDelta(tenant: string, threadId: string, firstSeq: number, lastSeq: number): Promise<Commit | null> {
+    const key = deltaKey(tenant, threadId, firstSeq, lastSeq);
+    const text = await this.#store.get(key);
+    if (text === null) return null;
+    const delta = parseCommit(text, key, threadId);
+    if (delta.firstSeq !== firstSeq || delta.lastSeq !== lastSeq) throw new CorruptRolloutError(key);
+    return delta;
+  }
+
+  async writeSnapshot(tenant: string, thread: ThreadJson): Promise<number> {
+    const text = snapshotJson(thread);
+    await this.#store.put(snapshotKey(tenant, thread.threadId, thread.seq), text);
+    return byteLength(text);
+  }
+
+  async readSnapshot(tenant: string, threadId: string, seq: number): Promise<ThreadState | null> {
+    const key = snapshotKey(tenant, threadId, seq);
+    const text = await this.#store.get(key);
+    if (text === null) return null;
+    const state = parseSnapshot(text, key);
+    if (state.seq !== seq || state.threadId !== threadId) throw new CorruptRolloutError(key);
+    return state;
+  }
+
+  /** Whether the store answers (one listing of at most one key). */
+  async reachable(): Promise<boolean> {
+    return this.#store.list(TENANTS_PREFIX, { limit: 1 }).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Every tenant with something in the rollout, in key order: one `list` call per tenant. */
@@ -119,7 +292,7 @@ export class Rollout {
 
   /**
    * Every thread of `tenant` with something in the rollout, in key order (of
-   * "<id>/", so "a-b" before "a"): one `list` call per thread, however many patches
+   * "<id>/", so "a-b" before "a"): one `list` call per thread, however many commits
    * each holds.
    */
   listThreads(tenant: string): AsyncGenerator<string> {
@@ -130,7 +303,7 @@ export class Rollout {
   async *#folders(prefix: string): AsyncGenerator<string> {
     let startAfter: string | undefined;
     for (;;) {
-      const [key] = await this.store.list(prefix, startAfter === undefined ? { limit: 1 } : { startAfter, limit: 1 });
+      const [key] = await this.#store.list(prefix, startAfter === undefined ? { limit: 1 } : { startAfter, limit: 1 });
       if (key === undefined) return;
       const rest = key.slice(prefix.length);
       const slash = rest.indexOf("/");
@@ -145,14 +318,49 @@ export class Rollout {
     }
   }
 
-  /** `state` advanced to the rollout head. */
-  async catchUp(tenant: string, state: ThreadState): Promise<{ state: ThreadState; patches: Patch[] }> {
-    const patches = await this.readPatches(tenant, state.threadId, state.seq);
-    return { state: materialize(state, patches) ?? state, patches };
+  /** Keys under `prefix` after `startAfter`, in order, page by page, at most `max`. */
+  async #listAll(prefix: string, startAfter: string | undefined, max = Infinity): Promise<string[]> {
+    const keys: string[] = [];
+    let after = startAfter;
+    while (keys.length < max) {
+      const limit = Math.min(LIST_PAGE, max - keys.length);
+      const page = await this.#store.list(prefix, after === undefined ? { limit } : { startAfter: after, limit });
+      keys.push(...page);
+      if (page.length < limit) break;
+      after = page[page.length - 1];
+    }
+    return keys;
+  }
+
+  #rememberBoundary(tenant: string, threadId: string, seq: number): void {
+    const key = `${threadKey(tenant, threadId)}\u0000${seq}`;
+    this.#boundaries.delete(key);
+    this.#boundaries.set(key, true);
+    if (this.#boundaries.size > MAX_REMEMBERED_BOUNDARIES) {
+      this.#boundaries.delete(this.#boundaries.keys().next().value as string);
+    }
+  }
+
+  #isBoundary(tenant: string, threadId: string, seq: number): boolean {
+    return this.#boundaries.has(`${threadKey(tenant, threadId)}\u0000${seq}`);
   }
 }
 
-function stripVersion(snapshot: Snapshot): ThreadState {
-  const { v: _v, ...state } = snapshot;
-  return state;
+/** `run` over `items`, at most READ_CONCURRENCY at once, results in order. */
+async function inParallel<T, R>(items: readonly T[], run: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await run(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, items.length) }, worker));
+  return results;
+}
+
+const encoder = new TextEncoder();
+function byteLength(text: string): number {
+  return encoder.encode(text).byteLength;
 }

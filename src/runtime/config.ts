@@ -10,7 +10,8 @@ export interface Config {
   blobStore: BlobStoreConfig;
   maxPayloadBytes: number;
   maxArtifactsPerThread: number;
-  snapshotEvery: number;
+  /** A compacted delta once the commits since the last cross a multiple of this many seqs (rollout/compaction.ts). */
+  compactEvery: number;
   corsOrigins: string[];
   auth: AuthSettings;
   cursorSecret: string;
@@ -35,6 +36,9 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: Env): Config {
+  // Format 1's snapshot cadence; snapshots are now size-proportional (COMPACT_EVERY sets
+  // the delta cadence). Still validated, so a typo is caught, but it sets nothing.
+  integer(env, "SNAPSHOT_EVERY", 100, 1, 1_000_000);
   const dataDir = nonEmpty(env.DATA_DIR) ?? "./data";
   return {
     port: integer(env, "PORT", 8787, 0, 65535),
@@ -45,7 +49,7 @@ export function loadConfig(env: Env): Config {
     blobStore: parseBlobStore(nonEmpty(env.BLOB_STORE) ?? `fs:${dataDir}/rollouts`),
     maxPayloadBytes: integer(env, "MAX_PAYLOAD_BYTES", 65536, 2, 64 * 1024 * 1024),
     maxArtifactsPerThread: integer(env, "MAX_ARTIFACTS_PER_THREAD", 1000, 1, 1_000_000),
-    snapshotEvery: integer(env, "SNAPSHOT_EVERY", 100, 1, 1_000_000),
+    compactEvery: integer(env, "COMPACT_EVERY", 64, 1, 1_000_000),
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
     auth: {
       tokens: parseTokens(env.AUTH_TOKENS),

@@ -7,6 +7,7 @@ import { wire } from "./wire.ts";
 interface DenoLike {
   env: { toObject(): Record<string, string> };
   addSignalListener?(signal: "SIGTERM" | "SIGINT", handler: () => void): void;
+  unrefTimer?(id: number): void;
 }
 
 const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
@@ -26,6 +27,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
     notifier: typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier(),
+    unref: (timer) => deno.unrefTimer?.(timer as unknown as number),
     ...(only ? { only } : {}),
   });
   // On shutdown, end open event streams so the server's graceful close need not wait out

@@ -10,10 +10,11 @@ import { wire } from "./wire.ts";
 export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
   const config = loadConfig(env);
   assertAuthPolicy(config, config.host);
-  const { app, cache, hub } = wire({
+  const { app, cache, hub, service } = wire({
     config,
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
+    unref: (timer) => (timer as NodeJS.Timeout).unref(),
   });
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
     console.log(`thread-artifacts listening on http://${config.host}:${info.port} (data: ${resolve(config.dataDir)})`);
@@ -23,7 +24,10 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
     // Open event streams end now (clients resume on the next process), so closing waits
     // only for the requests in flight; no new request is served on an open connection.
     hub.drain();
-    void connections.close().then(() => {
+    void connections.close().then(async () => {
+      // Compaction started by the last writes finishes (it is only a shortcut for cold
+      // reads, but one left half done would be redone by the next writer).
+      await service.idle();
       cache.close();
       process.exit(0);
     });

@@ -124,14 +124,14 @@ export async function runRebuild(
   const started = performance.now();
   try {
     cache = new LibsqlCache({ connect: libsqlConnector(config), local: config.libsqlUrl.startsWith("file:") });
-    const rollout = new Rollout(blobStoreFor(config, env), { snapshotEvery: config.snapshotEvery });
+    const rollout = new Rollout(blobStoreFor(config, env));
     const service = new ArtifactService({
       rollout,
       cache,
       limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
       logger: { warn: (message, fields) => io.stderr.write(`rebuild: ${message} ${JSON.stringify(fields ?? {})}\n`) },
     });
-    const summary = await rebuildCache(service, {
+    const summary = await rebuildCache({ service, rollout, cache }, {
       scope: args.scope,
       concurrency: args.concurrency,
       onEvent: (event) => report.event(event),

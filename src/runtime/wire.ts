@@ -21,29 +21,44 @@ export interface Wiring {
   cacheSchema?: { ready: boolean };
   /** See ServiceOptions.healEveryMs: on for long-lived processes (the default), off on Workers. */
   healEveryMs?: number;
+  /** See ServiceOptions.background (Workers: the request's waitUntil). */
+  background?: (work: Promise<void>) => void;
+  /** See ServiceOptions.unref (Node and Deno each have their own). */
+  unref?: (timer: ReturnType<typeof setTimeout>) => void;
 }
 
 /** Builds the service and the Hono app the same way on every runtime. */
-export function wire(
-  { config, blobStore, connectLibsql, notifier = new InProcessNotifier(), only, cacheSchema, healEveryMs = 1000 }:
-    Wiring,
-) {
+export function wire(wiring: Wiring) {
+  const {
+    config,
+    blobStore,
+    connectLibsql,
+    notifier = new InProcessNotifier(),
+    only,
+    cacheSchema,
+    healEveryMs = 1000,
+  } = wiring;
   const cache = new LibsqlCache({
     connect: connectLibsql,
     local: config.libsqlUrl.startsWith("file:"),
     ...(cacheSchema ? { schema: cacheSchema } : {}),
   });
-  const rollout = new Rollout(blobStore, { snapshotEvery: config.snapshotEvery });
+  const rollout = new Rollout(blobStore);
+  const limits = { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread };
   const service = new ArtifactService({
     rollout,
     cache,
-    limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
+    limits,
+    compaction: { everyPatches: config.compactEvery },
     onCommit: (tenant, threadId, seq) => notifier.notify(tenant, threadId, seq),
     healEveryMs,
+    ...(wiring.background ? { background: wiring.background } : {}),
+    ...(wiring.unref ? { unref: wiring.unref } : {}),
   });
   const hub = new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
   const app = createApp({
     service,
+    limits,
     cursorSecret: config.cursorSecret,
     authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
     corsOrigins: config.corsOrigins,

@@ -57,6 +57,8 @@ export async function workerFetch(
     cacheSchema,
     // Nothing outlives a request here: the next write or strong read repairs a cache left behind.
     healEveryMs: 0,
+    // Compaction runs after the answer; the request's waitUntil keeps the isolate for it.
+    ...(ctx ? { background: (work: Promise<void>) => ctx.waitUntil(work) } : {}),
     ...(only ? { only } : {}),
   });
   return app.fetch(request);

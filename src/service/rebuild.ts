@@ -1,9 +1,13 @@
+import type { ArtifactCache } from "../cache/port.ts";
+import { describeError } from "../model/errors.ts";
+import type { Rollout } from "../rollout/rollout.ts";
 import type { ArtifactService } from "./artifact-service.ts";
 
 /**
  * `rebuild`: brings the cache of every thread (of every tenant, of one tenant, or one
  * thread) to its rollout head, with the service's own repair. Web-standard: it speaks
- * only the service, hence the Rollout over a BlobStore and the ArtifactCache port.
+ * only the service, the Rollout over a BlobStore (to enumerate threads) and the
+ * ArtifactCache port (to tell a cache that went away from a thread that failed).
  *
  * Idempotent and resumable: the cache is only ever a contiguous prefix of the rollout,
  * so a thread already at head costs one cache seq read and one rollout existence check
@@ -70,13 +74,23 @@ export interface RebuildOptions {
 export class RebuildAbortedError extends Error {
   readonly store: "cache" | "rollout";
   constructor(store: "cache" | "rollout", cause: unknown) {
-    super(`the ${store === "cache" ? "libSQL cache" : "rollout store"} is unreachable: ${describe(cause)}`, { cause });
+    super(`the ${store === "cache" ? "libSQL cache" : "rollout store"} is unreachable: ${describeError(cause)}`, {
+      cause,
+    });
     this.name = "RebuildAbortedError";
     this.store = store;
   }
 }
 
-export async function rebuildCache(service: ArtifactService, options: RebuildOptions = {}): Promise<RebuildSummary> {
+/** What rebuild works with: the service (its repair), the rollout (to list threads), the cache (to ping it). */
+export interface RebuildDeps {
+  service: ArtifactService;
+  rollout: Rollout;
+  cache: ArtifactCache;
+}
+
+export async function rebuildCache(deps: RebuildDeps, options: RebuildOptions = {}): Promise<RebuildSummary> {
+  const { service, cache } = deps;
   const { scope = {}, onEvent = () => {} } = options;
   const concurrency = Math.max(1, options.concurrency ?? 4);
   if (scope.threadId !== undefined && scope.tenant === undefined) {
@@ -84,14 +98,14 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
   }
 
   try {
-    await service.cache.ping();
+    await cache.ping();
   } catch (error) {
     throw new RebuildAbortedError("cache", error);
   }
 
   let targets: ThreadTarget[];
   try {
-    targets = await threadsInScope(service, scope);
+    targets = await threadsInScope(deps.rollout, scope);
   } catch (error) {
     throw new RebuildAbortedError("rollout", error);
   }
@@ -127,7 +141,7 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
       } catch (error) {
         // A cache that went away stops the run (every other thread would fail the same
         // way); anything else is this thread's problem: report it and go on.
-        const down = await service.cache.ping().then(
+        const down = await cache.ping().then(
           () => null,
           (pingError: unknown) => pingError,
         );
@@ -136,12 +150,12 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
           return;
         }
         done++;
-        summary.failed.push({ tenant, threadId, error: describe(error) });
+        summary.failed.push({ tenant, threadId, error: describeError(error) });
         onEvent({
           kind: "failed",
           tenant,
           threadId,
-          error: describe(error),
+          error: describeError(error),
           done,
           total: targets.length,
           appliedTotal: summary.applied,
@@ -155,27 +169,16 @@ export async function rebuildCache(service: ArtifactService, options: RebuildOpt
 }
 
 /** The threads a scope covers, enumerated from the rollout (about one `list` call per thread). */
-export async function threadsInScope(service: ArtifactService, scope: RebuildScope): Promise<ThreadTarget[]> {
+export async function threadsInScope(rollout: Rollout, scope: RebuildScope): Promise<ThreadTarget[]> {
   if (scope.tenant !== undefined && scope.threadId !== undefined) {
     return [{ tenant: scope.tenant, threadId: scope.threadId }];
   }
   const tenants: string[] = [];
   if (scope.tenant !== undefined) tenants.push(scope.tenant);
-  else for await (const tenant of service.rollout.listTenants()) tenants.push(tenant);
+  else for await (const tenant of rollout.listTenants()) tenants.push(tenant);
   const targets: ThreadTarget[] = [];
   for (const tenant of tenants) {
-    for await (const threadId of service.rollout.listThreads(tenant)) targets.push({ tenant, threadId });
+    for await (const threadId of rollout.listThreads(tenant)) targets.push({ tenant, threadId });
   }
   return targets;
-}
-
-/** The message with its causes ("libSQL cache unavailable: fetch failed: connect ECONNREFUSED ..."). */
-function describe(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current !== undefined; depth++) {
-    parts.push(current instanceof Error ? current.message : String(current));
-    current = current instanceof Error ? current.cause : undefined;
-  }
-  return parts.join(": ");
 }

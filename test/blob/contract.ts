@@ -4,13 +4,7 @@
  * Adapter-agnostic on purpose: it speaks only the port, never paths or SDKs.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  type BlobEntry,
-  type BlobStore,
-  InvalidKeyError,
-  putIfAbsentInOrder,
-  type PutIfAbsentResult,
-} from "../../src/blob/port.ts";
+import { type BlobStore, InvalidKeyError, type PutIfAbsentResult } from "../../src/blob/port.ts";
 
 export interface MadeStore {
   store: BlobStore;
@@ -288,56 +282,32 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
       });
     });
 
-    describe("putIfAbsentInOrder", () => {
-      const series = (prefix: string, n: number, tag: string) =>
-        Array.from(
-          { length: n },
-          (_, i) => ({
-            key: `${prefix}/patches/${String(i + 1).padStart(12, "0")}.json`,
-            body: `{"${tag}":${i + 1},"pad":"${"é".repeat(300)}"}`,
-          }),
-        );
+    describe("a commit: one put-if-absent of a whole group", () => {
+      /** A commit-sized body (64 patches of ~1.5 KiB, multi-byte text) tagged by its writer. */
+      const commitBody = (tag: string) =>
+        JSON.stringify({
+          v: 2,
+          writer: tag,
+          patches: Array.from({ length: 64 }, (_, i) => ({ seq: i + 1, text: `${tag}-${"é✓".repeat(500)}` })),
+        });
 
-      it("creates every entry, in order, when none exists", async () => {
-        const entries = series("in-order", 20, "mine");
-        expect(await putIfAbsentInOrder(store, entries)).toEqual({ created: 20, stop: "end" });
-        expect(await store.list("in-order/")).toEqual(entries.map((e) => e.key));
-        for (const entry of entries) expect(await store.get(entry.key)).toBe(entry.body);
-        expect(await putIfAbsentInOrder(store, [])).toEqual({ created: 0, stop: "end" });
+      it("creates the whole body in one object, read back byte for byte", async () => {
+        const body = commitBody("mine");
+        const key = "t/commits/000000000001.json";
+        expect(await store.putIfAbsent(key, body)).toBe("created");
+        expect(await store.get(key)).toBe(body);
+        expect(await store.putIfAbsent(key, commitBody("again"))).toBe("exists");
+        expect(await store.get(key)).toBe(body);
       });
 
-      it("stops at the first key that exists: the ones before it are created, it and the ones after are untouched", async () => {
-        const entries = series("stop", 6, "mine");
-        expect(await store.putIfAbsent((entries[3] as BlobEntry).key, "theirs")).toBe("created");
-        expect(await putIfAbsentInOrder(store, entries)).toEqual({ created: 3, stop: "exists" });
-        expect(await store.get((entries[3] as BlobEntry).key)).toBe("theirs");
-        expect(await store.list("stop/")).toEqual(entries.slice(0, 4).map((e) => e.key));
-        // Already there from the start: nothing created.
-        expect(await putIfAbsentInOrder(store, entries)).toEqual({ created: 0, stop: "exists" });
-        for (const entry of entries.slice(0, 3)) expect(await store.get(entry.key)).toBe(entry.body);
-      });
-
-      it("two callers racing over the same keys: the winner of the first key gets them all, the other none", async () => {
-        const mine = series("race-series", 12, "mine");
-        const theirs = series("race-series", 12, "theirs");
-        const [a, b] = await Promise.all([putIfAbsentInOrder(store, mine), putIfAbsentInOrder(store, theirs)]);
-        const results = [a, b].sort((x, y) => y.created - x.created);
-        expect(results).toEqual([
-          { created: 12, stop: "end" },
-          { created: 0, stop: "exists" },
-        ]);
-        const winner = a.created === 12 ? mine : theirs;
-        for (const entry of winner) expect(await store.get(entry.key)).toBe(entry.body);
-      });
-
-      it("an invalid key stops the series with an error, and nothing after it is written", async () => {
-        const result = await putIfAbsentInOrder(store, [
-          { key: "a//b", body: "x" },
-          { key: "valid/after.json", body: "y" },
-        ]);
-        expect(result).toMatchObject({ created: 0, stop: "error" });
-        expect(result.stop === "error" && result.error).toBeInstanceOf(InvalidKeyError);
-        expect(await store.list("")).toEqual([]);
+      it("writers racing for one commit key: exactly one body lands, whole, and every other writer is told it exists", async () => {
+        const key = "race-commit/commits/000000000007.json";
+        const bodies = ["a", "b", "c", "d"].map(commitBody);
+        const results = await Promise.all(bodies.map((body) => store.putIfAbsent(key, body)));
+        expect(results.filter((r) => r === "created")).toHaveLength(1);
+        expect(results.filter((r) => r === "exists")).toHaveLength(3);
+        expect(await store.get(key)).toBe(bodies[results.indexOf("created")]);
+        expect(await store.list("race-commit/")).toEqual([key]);
       });
     });
 

@@ -213,7 +213,7 @@ describe("S3BlobStore over s3rver", () => {
 });
 
 describe("Node server with BLOB_STORE=s3://", () => {
-  it("writes each patch to the bucket, and a server with an empty cache reads the thread back from it", async () => {
+  it("writes each commit to the bucket (one conditional PUT), and a server with an empty cache reads the thread back from it", async () => {
     const bucket = await s3.createBucket();
     const env = {
       BLOB_STORE: `s3://${bucket}?endpoint=${s3.endpoint}&region=${S3_REGION}`,
@@ -250,21 +250,27 @@ describe("Node server with BLOB_STORE=s3://", () => {
       }
 
       const store = s3.store(bucket);
-      const patchKey = `tenants/local/threads/${threadId}/patches/000000000001.json`;
-      expect(await store.exists(patchKey)).toBe(true);
-      const patch = JSON.parse((await store.get(patchKey)) as string) as {
-        seq: number;
-        threadId: string;
-        op: string;
-        artifact: { id: string };
+      const commitKey = `tenants/local/threads/${threadId}/commits/000000000001.json`;
+      expect(await store.exists(commitKey)).toBe(true);
+      const commit = JSON.parse((await store.get(commitKey)) as string) as {
+        v: number;
+        firstSeq: number;
+        lastSeq: number;
+        patches: { seq: number; op: string; artifact: { id: string; threadId: string } }[];
       };
-      expect(patch).toMatchObject({ seq: 1, threadId, op: "add", artifact: { id: artifactId } });
-      expect(await store.list(`tenants/local/threads/${threadId}/patches/`)).toEqual([patchKey]);
-      const patchPut = requestsTo(bucket).find((request) =>
-        request.method === "PUT" && request.path === `/${bucket}/${patchKey}`
+      expect(commit).toMatchObject({
+        v: 2,
+        firstSeq: 1,
+        lastSeq: 1,
+        patches: [{ seq: 1, op: "add", artifact: { id: artifactId, threadId } }],
+      });
+      expect(await store.list(`tenants/local/threads/${threadId}/commits/`)).toEqual([commitKey]);
+      const commitPuts = requestsTo(bucket).filter((request) =>
+        request.method === "PUT" && request.path === `/${bucket}/${commitKey}`
       );
-      expect(patchPut?.headers["if-none-match"]).toBe("*");
-      expect(patchPut?.status).toBe(200);
+      expect(commitPuts).toHaveLength(1);
+      expect(commitPuts[0]?.headers["if-none-match"]).toBe("*");
+      expect(commitPuts[0]?.status).toBe(200);
 
       // A fresh DATA_DIR means an empty libSQL cache: the thread must come from the bucket.
       const second = await startServer({ ...env, DATA_DIR: dirs[1] as string });

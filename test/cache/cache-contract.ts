@@ -5,12 +5,13 @@
  * meaning rather than against itself.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { CacheUnavailableError, type LibsqlCache } from "../../src/cache/libsql.ts";
+import type { LibsqlCache } from "../../src/cache/libsql.ts";
+import { CacheUnavailableError } from "../../src/cache/port.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
 import type { TargetLookup } from "../../src/model/decide.ts";
 import type { JsonValue } from "../../src/model/json.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { type Patch, type PatchOp, toEvent } from "../../src/model/patch.ts";
+import { type Commit, commitOf, type Patch, type PatchOp, toEvent } from "../../src/model/patch.ts";
 
 export interface CacheUnderTest {
   cache: LibsqlCache;
@@ -98,11 +99,16 @@ export class History {
 
   #push(op: PatchOp, artifact: Artifact): Artifact {
     const seq = this.patches.length + 1;
-    const patch: Patch = { v: 1, seq, threadId: this.threadId, at: this.#at(seq), op, artifact };
+    const patch: Patch = { seq, threadId: this.threadId, at: this.#at(seq), op, artifact };
     this.patches.push(patch);
     this.#state = materialize(this.#state, [patch]);
     return artifact;
   }
+}
+
+/** Each patch its own commit (how a cache sees writes made one at a time). */
+export function asCommits(patches: readonly Patch[]): Commit[] {
+  return patches.map((patch) => commitOf([patch]));
 }
 
 const T = "tenant-a";
@@ -149,9 +155,9 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect(await cache.seq(T, t.threadId)).toBe(0);
       expect(await cache.readThread(T, t.threadId)).toBeNull();
 
-      expect(await cache.apply(T, t.range(1, 2))).toBe(2);
+      expect(await cache.apply(T, asCommits(t.range(1, 2)))).toBe(2);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(2));
-      expect(await cache.apply(T, t.range(3, 6))).toBe(6);
+      expect(await cache.apply(T, asCommits(t.range(3, 6)))).toBe(6);
       expect(await cache.seq(T, t.threadId)).toBe(6);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
     });
@@ -159,20 +165,20 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
     it("applies nothing across a gap and returns the old seq", async () => {
       const t = mixed("thread-gap");
       // No row yet: a thread cannot start anywhere but at 1.
-      expect(await cache.apply(T, t.range(2, 3))).toBe(0);
+      expect(await cache.apply(T, asCommits(t.range(2, 3)))).toBe(0);
       expect(await cache.readThread(T, t.threadId)).toBeNull();
 
-      expect(await cache.apply(T, t.range(1, 2))).toBe(2);
-      expect(await cache.apply(T, t.range(4, 6))).toBe(2);
+      expect(await cache.apply(T, asCommits(t.range(1, 2)))).toBe(2);
+      expect(await cache.apply(T, asCommits(t.range(4, 6)))).toBe(2);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(2));
       expect((await cache.events(T, t.threadId, 0, 100)).events.map((e) => e.seq)).toEqual([1, 2]);
       const addedAt4 = t.patch(4).artifact;
       expect(await cache.getArtifact(T, t.threadId, addedAt4.id)).toEqual({ seq: 2, artifact: null });
 
       // A hole inside one call: everything before it lands, nothing after it.
-      expect(await cache.apply(T, [t.patch(3), t.patch(5), t.patch(6)])).toBe(3);
+      expect(await cache.apply(T, asCommits([t.patch(3), t.patch(5), t.patch(6)]))).toBe(3);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(3));
-      expect(await cache.apply(T, t.range(4, 6))).toBe(6);
+      expect(await cache.apply(T, asCommits(t.range(4, 6)))).toBe(6);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
     });
 
@@ -182,13 +188,13 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const b = t.add("plan", "b", { n: 2 });
       t.update(a, { n: 3 });
       t.remove(b); // the head is a removal
-      expect(await cache.apply(T, t.patches)).toBe(4);
+      expect(await cache.apply(T, asCommits(t.patches))).toBe(4);
       const before = await cache.readThread(T, t.threadId);
       const eventsBefore = await cache.events(T, t.threadId, 0, 100);
 
-      expect(await cache.apply(T, [t.patch(4)])).toBe(4);
-      expect(await cache.apply(T, [t.patch(1)])).toBe(4);
-      expect(await cache.apply(T, t.patches)).toBe(4);
+      expect(await cache.apply(T, asCommits([t.patch(4)]))).toBe(4);
+      expect(await cache.apply(T, asCommits([t.patch(1)]))).toBe(4);
+      expect(await cache.apply(T, asCommits(t.patches))).toBe(4);
       expect(await cache.readThread(T, t.threadId)).toEqual(before);
       expect(before).toEqual(t.state);
       expect(await cache.events(T, t.threadId, 0, 100)).toEqual(eventsBefore);
@@ -201,10 +207,10 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect(await cache.install(T, base)).toBe(4);
       expect(await cache.readThread(T, t.threadId)).toEqual(base);
       // Patches the snapshot already holds change nothing.
-      expect(await cache.apply(T, t.range(1, 4))).toBe(4);
+      expect(await cache.apply(T, asCommits(t.range(1, 4)))).toBe(4);
       expect(await cache.readThread(T, t.threadId)).toEqual(base);
 
-      expect(await cache.apply(T, t.range(5, 6))).toBe(6);
+      expect(await cache.apply(T, asCommits(t.range(5, 6)))).toBe(6);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
 
       // Install only fills a thread the cache does not have.
@@ -222,7 +228,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       t.remove(y);
       t.add("note", null, { v: "w" });
       t.update(x, { v: "x3", nested: { deep: [1, { k: null }] } });
-      await cache.apply(T, t.patches);
+      await cache.apply(T, asCommits(t.patches));
       const read = await cache.readThread(T, t.threadId);
       expect(read).toEqual(t.state);
       expect(read?.artifacts.map((a) => a.payload)).toEqual([{ v: "x3", nested: { deep: [1, { k: null }] } }, {
@@ -248,8 +254,8 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const mine = mixed("shared-id");
       const theirs = new History("shared-id", Date.UTC(2030, 0, 1));
       theirs.add("other", "k", { theirs: true });
-      await cache.apply(T, mine.patches);
-      expect(await cache.apply(OTHER, theirs.patches)).toBe(1);
+      await cache.apply(T, asCommits(mine.patches));
+      expect(await cache.apply(OTHER, asCommits(theirs.patches))).toBe(1);
       expect(await cache.readThread(T, "shared-id")).toEqual(mine.state);
       expect(await cache.readThread(OTHER, "shared-id")).toEqual(theirs.state);
       expect(await cache.listThreads(OTHER, { after: null, limit: 10 })).toEqual([theirs.state]);
@@ -261,7 +267,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const b = t.add("plan", null, { b: 1 });
       const c = t.add("note", "k1", { c: 1 });
       t.add("plan", null, { d: 1 });
-      await cache.apply(T, t.patches);
+      await cache.apply(T, asCommits(t.patches));
 
       const one = async (lookup: TargetLookup) => {
         const { targets, ...rest } = await cache.writeContext(T, t.threadId, [lookup]);
@@ -281,7 +287,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
 
       const a2 = t.update(a, { a: 2 });
       t.remove(c);
-      expect(await cache.apply(T, t.range(5, 6))).toBe(6);
+      expect(await cache.apply(T, asCommits(t.range(5, 6)))).toBe(6);
       expect(await identity("plan", "k1")).toEqual({ seq: 6, artifactCount: 3, target: a2 });
       expect((await identity("note", "k1")).target).toBeNull();
       expect(await byId(c.id)).toEqual({ seq: 6, artifactCount: 3, target: null });
@@ -299,7 +305,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const t = new History("thread-group-ctx");
       const a = t.add("plan", "k1", { a: 1 });
       const b = t.add("note", null, { b: 1 });
-      await cache.apply(T, t.patches);
+      await cache.apply(T, asCommits(t.patches));
       const lookups: TargetLookup[] = [
         { by: "id", artifactId: b.id },
         { by: "identity", artifactType: "plan", identityKey: "k1" },
@@ -318,7 +324,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
 
     it("gets one artifact with the thread's seq", async () => {
       const t = mixed("thread-get");
-      await cache.apply(T, t.patches);
+      await cache.apply(T, asCommits(t.patches));
       const plan = t.patch(3).artifact; // the updated plan
       const removed = t.patch(5).artifact;
       expect(await cache.getArtifact(T, t.threadId, plan.id)).toEqual({ seq: 6, artifact: plan });
@@ -342,8 +348,8 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       d.add("plan", null, { d: 1 }); // s+1s
       const elsewhere = new History("t-z", s + 60_000);
       elsewhere.add("plan", null, {});
-      for (const t of [a, b, c, d]) await cache.apply(T, t.patches);
-      await cache.apply(OTHER, elsewhere.patches);
+      for (const t of [a, b, c, d]) await cache.apply(T, asCommits(t.patches));
+      await cache.apply(OTHER, asCommits(elsewhere.patches));
 
       const expected = [c.state, b.state, a.state, d.state];
       expect(await cache.listThreads(T, { after: null, limit: 10 })).toEqual(expected);
@@ -358,15 +364,15 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       // A newer patch moves a thread to the front.
       d.add("plan", null, { d: 2 }); // s+2s: still the oldest
       a.add("plan", null, { a: 4 }); // s+4s: behind c only
-      await cache.apply(T, d.range(2, 2));
-      await cache.apply(T, a.range(4, 4));
+      await cache.apply(T, asCommits(d.range(2, 2)));
+      await cache.apply(T, asCommits(a.range(4, 4)));
       const order = (await cache.listThreads(T, { after: null, limit: 10 })).map((t) => t.threadId);
       expect(order).toEqual(["t-c", "t-a", "t-b", "t-d"]);
     });
 
     it("serves the event log after applies, and a floor after an install", async () => {
       const t = mixed("thread-events");
-      await cache.apply(T, t.range(1, 3));
+      await cache.apply(T, asCommits(t.range(1, 3)));
       const page = await cache.events(T, t.threadId, 0, 10);
       expect(page.seq).toBe(3);
       expect(page.floor).toBe(0);
@@ -382,7 +388,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const installed = mixed("thread-installed-events");
       await cache.install(T, installed.stateAt(4));
       expect(await cache.events(T, installed.threadId, 0, 10)).toEqual({ seq: 4, floor: 4, events: [] });
-      await cache.apply(T, installed.range(5, 6));
+      await cache.apply(T, asCommits(installed.range(5, 6)));
       const after = await cache.events(T, installed.threadId, 0, 10);
       expect(after.floor).toBe(4);
       expect(after.seq).toBe(6);
@@ -399,7 +405,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
         const i = long.patches.length % 3;
         artifacts[i] = long.update(artifacts[i] as Artifact, long.patches.length);
       }
-      expect(await cache.apply(T, long.patches)).toBe(450);
+      expect(await cache.apply(T, asCommits(long.patches))).toBe(450);
       expect(await cache.readThread(T, long.threadId)).toEqual(long.state);
       expect((await cache.events(T, long.threadId, 440, 100)).events.map((e) => e.seq)).toEqual([
         441,
@@ -418,17 +424,17 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       let doc = holed.add("plan", null, 0);
       while (holed.patches.length < 400) doc = holed.update(doc, holed.patches.length);
       const withoutSeq251 = holed.patches.filter((p) => p.seq !== 251);
-      expect(await cache.apply(T, withoutSeq251)).toBe(250);
+      expect(await cache.apply(T, asCommits(withoutSeq251))).toBe(250);
       expect(await cache.readThread(T, holed.threadId)).toEqual(holed.stateAt(250));
     });
 
     it("rejects with CacheUnavailableError while libSQL is down, and recovers", async () => {
       const t = mixed("thread-outage");
-      expect(await cache.apply(T, t.range(1, 2))).toBe(2);
+      expect(await cache.apply(T, asCommits(t.range(1, 2)))).toBe(2);
 
       await h.outage();
       await expect(cache.seq(T, t.threadId)).rejects.toBeInstanceOf(CacheUnavailableError);
-      await expect(cache.apply(T, [t.patch(3)])).rejects.toBeInstanceOf(CacheUnavailableError);
+      await expect(cache.apply(T, asCommits([t.patch(3)]))).rejects.toBeInstanceOf(CacheUnavailableError);
       await expect(cache.readThread(T, t.threadId)).rejects.toBeInstanceOf(CacheUnavailableError);
       await expect(cache.ping()).rejects.toBeDefined();
 
@@ -437,7 +443,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       await vi.waitFor(async () => expect(await cache.seq(T, t.threadId)).toBe(2), { timeout: 15_000, interval: 10 });
       // Nothing from the outage landed; what was there before still is.
       expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(2));
-      expect(await cache.apply(T, t.range(3, 6))).toBe(6);
+      expect(await cache.apply(T, asCommits(t.range(3, 6)))).toBe(6);
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
       await cache.ping();
     });
@@ -446,7 +452,7 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const strict = await makeCache({ retryAfterMs: 3_600_000 });
       extra.push(strict);
       const t = mixed("thread-sql-error");
-      expect(await strict.cache.apply(T, t.patches)).toBe(6);
+      expect(await strict.cache.apply(T, asCommits(t.patches))).toBe(6);
       strict.exec("DROP TABLE events");
       const error = await strict.cache.events(T, t.threadId, 0, 10).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(Error);
@@ -460,14 +466,14 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       const slow = await makeCache({ retryAfterMs: 3_600_000 });
       extra.push(slow);
       const t = mixed("thread-breaker");
-      expect(await slow.cache.apply(T, t.range(1, 1))).toBe(1);
+      expect(await slow.cache.apply(T, asCommits(t.range(1, 1)))).toBe(1);
       await slow.outage();
       await expect(slow.cache.seq(T, t.threadId)).rejects.toBeInstanceOf(CacheUnavailableError);
       await slow.restore();
 
       const connects = slow.connects;
       await expect(slow.cache.seq(T, t.threadId)).rejects.toBeInstanceOf(CacheUnavailableError);
-      await expect(slow.cache.apply(T, t.range(2, 2))).rejects.toBeInstanceOf(CacheUnavailableError);
+      await expect(slow.cache.apply(T, asCommits(t.range(2, 2)))).rejects.toBeInstanceOf(CacheUnavailableError);
       await expect(slow.cache.listThreads(T, { after: null, limit: 5 })).rejects.toBeInstanceOf(CacheUnavailableError);
       expect(slow.connects).toBe(connects);
       // ping goes around the breaker: it really asks libSQL.

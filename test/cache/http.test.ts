@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { type Client, createClient } from "@libsql/client/web";
 import Database from "libsql";
 import { afterEach, describe, expect, it } from "vitest";
-import { CacheUnavailableError, LibsqlCache } from "../../src/cache/libsql.ts";
+import { LibsqlCache } from "../../src/cache/libsql.ts";
+import { asCommits } from "./cache-contract.ts";
+import { CacheUnavailableError } from "../../src/cache/port.ts";
 import { type HranaServer, startHranaServer } from "../support/hrana-server.ts";
 import { describeCacheContract, History } from "./cache-contract.ts";
 
@@ -96,7 +98,7 @@ describe("LibsqlCache over HTTP", () => {
     expect(await h.cache.seq("t", t.threadId)).toBe(0); // connects and puts the schema in place
     const server = h.server();
     const calls: (() => Promise<unknown>)[] = [
-      () => h.cache.apply("t", t.patches),
+      () => h.cache.apply("t", asCommits(t.patches)),
       () => h.cache.readThread("t", t.threadId),
       () => h.cache.writeContext("t", t.threadId, [{ by: "identity", artifactType: "plan", identityKey: "k" }]),
       () => h.cache.getArtifact("t", t.threadId, a.id),

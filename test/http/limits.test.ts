@@ -770,7 +770,7 @@ describe("limits and error codes", () => {
       expect(health.json).toEqual({ ok: false, cache: "up", rollout: "down" });
 
       store.down = false;
-      expect(await rolloutKeys(store)).toEqual([expect.stringMatching(/\/patches\/000000000001\.json$/)]);
+      expect(await rolloutKeys(store)).toEqual([expect.stringMatching(/\/commits\/000000000001\.json$/)]);
       expect((await send(down, "GET", "/healthz")).json).toEqual({ ok: true, cache: "up", rollout: "up" });
       const after = await create(down, threadId, { artifactType: "t", payload: 2 });
       expect(after.json.thread.rolloutSeq).toBe(2);

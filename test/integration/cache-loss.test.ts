@@ -14,19 +14,19 @@ import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
+import { patchesOf } from "../../src/model/patch.ts";
 import type { ServerProcess } from "../support/server-process.ts";
+import { waitFor } from "../support/ops.ts";
 import {
   closedPort,
   Cluster,
+  committedSeqs,
   expectedCacheRows,
-  expectedPatchFiles,
   http,
-  patchFiles,
   range,
   readCacheFile,
   readRollout,
   replay,
-  snapshotFiles,
   threadView,
 } from "../support/cluster.ts";
 
@@ -110,9 +110,9 @@ async function writeHistory(server: ServerProcess, threadId: string, total: numb
 
 describe("the libSQL file is deleted between two server lifetimes", () => {
   const cases = [
-    { name: "with snapshots, head past the last snapshot", snapshotEvery: "3", total: 11, snapshots: [3, 6, 9] },
-    { name: "with snapshots, head exactly on a snapshot", snapshotEvery: "3", total: 12, snapshots: [3, 6, 9, 12] },
-    { name: "without snapshots", snapshotEvery: "100", total: 11, snapshots: [] },
+    { name: "compacted, head past the last delta", compactEvery: "3", total: 11, compactedTo: 9 },
+    { name: "compacted, head exactly at a delta's end", compactEvery: "3", total: 12, compactedTo: 12 },
+    { name: "never compacted", compactEvery: "100", total: 11, compactedTo: null },
   ];
 
   for (const c of cases) {
@@ -120,7 +120,7 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
       const dir = cluster.tempDir();
       const rolloutDir = join(dir, "rollouts");
       const dbPath = join(dir, "artifacts.db");
-      const env = { DATA_DIR: dir, SNAPSHOT_EVERY: c.snapshotEvery };
+      const env = { DATA_DIR: dir, COMPACT_EVERY: c.compactEvery };
       const threadId = "survivor";
 
       const first = await cluster.start(env);
@@ -130,11 +130,13 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
       expect(before.headers.get("x-artifacts-source")).toBe("cache");
       expect(before.json.thread.rolloutSeq).toBe(c.total);
       expect(before.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId)) });
-      expect(snapshotFiles(rolloutDir, threadId)).toEqual(
-        c.snapshots.map((s) => `${String(s).padStart(12, "0")}.json`),
-      );
       await first.stop();
       expect(first.child.exitCode).toBe(0);
+      // Compaction (run after the answers, finished before the exit) got at least to the
+      // last multiple of COMPACT_EVERY the writes crossed (a pass may take later commits too).
+      const pointer = await new Rollout(new FsBlobStore(rolloutDir)).readPointer("local", threadId);
+      if (c.compactedTo === null) expect(pointer).toBeNull();
+      else expect(pointer?.seq).toBeGreaterThanOrEqual(c.compactedTo);
 
       for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(dbPath + suffix, { force: true });
       expect(existsSync(dbPath)).toBe(false);
@@ -165,7 +167,7 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
       // Writing continues at the next seq on top of the rebuilt cache.
       const next = await create(second, threadId, { artifactType: "note", payload: "after rebuild" });
       expect(next.seq).toBe(c.total + 1);
-      expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(c.total + 1));
+      expect(committedSeqs(rolloutDir, threadId)).toEqual(range(c.total + 1));
       const after = await http(second.url, "GET", `/v1/threads/${threadId}?consistency=cache`);
       expect(after.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId)) });
       expect(after.json.thread.artifacts.slice(0, -1)).toEqual(before.json.thread.artifacts);
@@ -177,7 +179,7 @@ describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
   it("starts, reports the cache down, and serves creates, reads, updates and removes from the rollout", async () => {
     const dir = cluster.tempDir();
     const rolloutDir = join(dir, "rollouts");
-    const server = await cluster.start({ DATA_DIR: dir, LIBSQL_URL: deadLibsqlUrl, SNAPSHOT_EVERY: "3" });
+    const server = await cluster.start({ DATA_DIR: dir, LIBSQL_URL: deadLibsqlUrl, COMPACT_EVERY: "3" });
 
     const health = await http(server.url, "GET", "/healthz");
     expect(health.status).toBe(200);
@@ -204,7 +206,7 @@ describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
     expect(stale.status).toBe(412);
     expect(stale.json.code).toBe("version_conflict");
 
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(10));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(10));
     const patches = await readRollout(rolloutDir, threadId);
     const truth = materialize(null, patches)!;
     expect(truth.artifacts.map((a) => a.artifactType)).toEqual(["plan", "file", "note", "note", "note"]);
@@ -224,11 +226,15 @@ describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
     expect((await http(server.url, "GET", `/v1/threads/${threadId}?minSeq=11`)).status).toBe(404);
     expect((await http(server.url, "GET", "/v1/threads/never-written")).status).toBe(404);
 
-    // Snapshots were written from rollout state while the cache was down, and are right.
-    expect(snapshotFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(9).filter((_, i) => (i + 1) % 3 === 0));
-    const rollout = new Rollout(new FsBlobStore(rolloutDir), { snapshotEvery: 3 });
-    const latest = await rollout.latestSnapshot("local", threadId);
-    expect(latest).toEqual({ v: 1, ...materialize(null, patches.slice(0, 9)) });
+    // Compaction ran from the rollout alone while the cache was down, and its base is right.
+    const rollout = new Rollout(new FsBlobStore(rolloutDir));
+    const compactedTo = await waitFor("compaction up to seq 9", async () => {
+      const seq = (await rollout.readPointer("local", threadId))?.seq ?? 0;
+      return seq >= 9 ? seq : undefined;
+    });
+    const { base, tail } = await rollout.loadParts("local", threadId);
+    expect(base).toEqual(materialize(null, patches.slice(0, compactedTo)));
+    expect(materialize(base, patchesOf(tail))).toEqual(truth);
   });
 });
 
@@ -288,7 +294,7 @@ describe("a cache that missed writes made by another process", () => {
     expect((await readCacheFile(dbPath, threadId)).thread?.seq).toBe(5);
     const a3 = await create(a, threadId, { artifactType: "note", payload: "from A" });
     expect(a3.seq).toBe(8);
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(8));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(8));
     const patches = await readRollout(rolloutDir, threadId);
     expect(patches.map((p) => p.op)).toEqual(["add", "add", "add", "update", "remove", "add", "update", "add"]);
     expect(patches[7]?.artifact).toEqual(a3);
@@ -351,7 +357,7 @@ describe("a cache that missed writes made by another process", () => {
     expect(gone.status).toBe(404);
     expect(gone.json.code).toBe("artifact_not_found");
 
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(8));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(8));
     expect(await readCacheFile(dbPath, threadId)).toEqual(expectedCacheRows(await readRollout(rolloutDir, threadId)));
     const read = await http(a.url, "GET", `/v1/threads/${threadId}?consistency=cache`);
     expect(read.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId)) });

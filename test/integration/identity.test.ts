@@ -8,10 +8,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ServerProcess } from "../support/server-process.ts";
 import {
   Cluster,
+  committedSeqs,
   expectedCacheRows,
-  expectedPatchFiles,
   http,
-  patchFiles,
   range,
   readCacheFile,
   readRollout,
@@ -74,7 +73,7 @@ describe("concurrent creates with one identity across processes", () => {
       payload: payloadA,
     });
 
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(1));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(1));
     const patches = await readRollout(rolloutDir, threadId);
     expect(patches).toHaveLength(1);
     expect(patches[0]).toMatchObject({ seq: 1, op: "add", artifact: created.json.artifact });
@@ -98,7 +97,7 @@ describe("concurrent creates with one identity across processes", () => {
       expect(conflict.headers.get("content-type")).toMatch(/^application\/problem\+json/);
       expect(conflict.json).toMatchObject({ status: 409, code: "identity_conflict" });
     }
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(1));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(1));
     // A retry with the equal payload is still an idempotent 200 with the same id.
     const retry = await http((servers[1] as ServerProcess).url, "POST", path, {
       artifactType: "plan",
@@ -107,6 +106,6 @@ describe("concurrent creates with one identity across processes", () => {
     });
     expect(retry.status).toBe(200);
     expect(retry.json.artifact.id).toBe(id);
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(1));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(1));
   });
 });

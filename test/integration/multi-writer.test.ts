@@ -11,11 +11,10 @@ import type { Artifact } from "../../src/model/artifact.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 import {
   Cluster,
+  committedSeqs,
   expectedCacheRows,
-  expectedPatchFiles,
   http,
   type HttpResult,
-  patchFiles,
   range,
   readCacheFile,
   readRollout,
@@ -33,8 +32,8 @@ async function sharedServers(
   n: number,
 ): Promise<{ dir: string; rolloutDir: string; dbPath: string; servers: ServerProcess[] }> {
   const dir = cluster.tempDir();
-  // SNAPSHOT_EVERY small so snapshot writes race with patch writes too.
-  const servers = await cluster.startMany(range(n).map(() => ({ DATA_DIR: dir, SNAPSHOT_EVERY: "7" })));
+  // COMPACT_EVERY small so compaction races with commits too.
+  const servers = await cluster.startMany(range(n).map(() => ({ DATA_DIR: dir, COMPACT_EVERY: "7" })));
   // Warm every process up (libSQL connection and schema, rollout folders) on a thread of its
   // own, so none of them is still booting while the others race: more real contention.
   const warm = await Promise.all(
@@ -115,7 +114,7 @@ describe("many writers on one thread across processes", () => {
       expect(r.headers.get("location")).toBe(`/v1/threads/${threadId}/artifacts/${r.json.artifact.id}`);
     }
 
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(n));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(n));
     const patches = await readRollout(rolloutDir, threadId);
     // Each acknowledged artifact is exactly the one its patch holds (nothing overwritten).
     const bySeq = new Map(patches.map((p) => [p.seq, p]));
@@ -205,7 +204,7 @@ describe("many writers on one thread across processes", () => {
     results.forEach((r, i) => expect(r.json.thread.rolloutSeq).toBe(writeSeqs[i]));
     const n = SEED + jobs.length;
     expect([...writeSeqs].sort((a, b) => a - b)).toEqual(range(jobs.length, SEED + 1));
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(n));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(n));
 
     const patches = await readRollout(rolloutDir, threadId);
     const ops = patches.slice(SEED).map((p) => p.op);

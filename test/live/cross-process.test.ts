@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact } from "../../src/model/artifact.ts";
-import { type Patch, toEvent } from "../../src/model/patch.ts";
+import { type Patch, patchesOf, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
 import { type ServerProcess, startServer } from "../support/server-process.ts";
@@ -93,7 +93,7 @@ async function writeMix(threadId: string, writer: (i: number) => ServerProcess):
 }
 
 function rolloutPatches(dir: string, threadId: string): Promise<Patch[]> {
-  return new Rollout(new FsBlobStore(join(dir, "rollouts")), { snapshotEvery: 0 }).readPatches("local", threadId, 0);
+  return new Rollout(new FsBlobStore(join(dir, "rollouts"))).listCommits("local", threadId, 0).then(patchesOf);
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);

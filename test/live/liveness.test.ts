@@ -347,7 +347,7 @@ describe("liveness property", () => {
                 JSON.stringify({ steps, cacheDownAtStart }),
               );
             }
-            const rollout = new Rollout(new MemoryBlobStore(), { snapshotEvery: 7 });
+            const rollout = new Rollout(new MemoryBlobStore());
             const dbPath = join(dir, `cache-${run++}.db`);
             const held: Array<() => void> = [];
             const processes: Process[] = [new Process(rollout, dbPath, held, cacheDownAtStart)];

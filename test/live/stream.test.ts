@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { createArtifactsClient } from "../../src/client/index.ts";
 import type { Artifact } from "../../src/model/artifact.ts";
-import { type ArtifactEvent, type Patch, toEvent } from "../../src/model/patch.ts";
+import { type ArtifactEvent, type Patch, patchesOf, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { type LiveApp, newThreadId, startLiveApp } from "../support/live-server.ts";
 import { SseConnection, waitUntil } from "../support/sse.ts";
@@ -57,7 +57,7 @@ async function remove(threadId: string, id: string): Promise<number> {
 
 /** The thread's patches as stored, read from the rollout folder through a fresh Rollout. */
 function rolloutPatches(dir: string, threadId: string): Promise<Patch[]> {
-  return new Rollout(new FsBlobStore(join(dir, "rollouts")), { snapshotEvery: 0 }).readPatches(TENANT, threadId, 0);
+  return new Rollout(new FsBlobStore(join(dir, "rollouts"))).listCommits(TENANT, threadId, 0).then(patchesOf);
 }
 
 const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);

@@ -75,7 +75,6 @@ function oneByOne(
       }, { threadId: THREAD, at: AT, newId, maxArtifactsPerThread: MAX_ARTIFACTS });
       if (decision.kind === "existing") return { kind: "existing", artifact: decision.artifact, seq };
       const patch = {
-        v: 1 as const,
         seq: seq + 1,
         threadId: THREAD,
         at: AT,

@@ -18,7 +18,7 @@ function artifact(id: string, seq: number, version = 1, payload: unknown = { id 
 }
 
 function patch(seq: number, op: Patch["op"], a: Artifact): Patch {
-  return { v: 1, seq, threadId: "t", at: `2026-01-01T00:00:0${seq}.000Z`, op, artifact: a };
+  return { seq, threadId: "t", at: `2026-01-01T00:00:0${seq}.000Z`, op, artifact: a };
 }
 
 describe("materialize", () => {

@@ -13,10 +13,10 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   Cluster,
+  committedSeqs,
   expectedCacheRows,
-  expectedPatchFiles,
   http,
-  patchFiles,
+  range,
   readCacheFile,
   readRollout,
   replay,
@@ -58,7 +58,7 @@ describe("libSQL unavailable for a while (Hrana server stopped, then restarted o
     const dbPath = join(dir, "cache.db");
     hrana = await startHranaServer({ path: dbPath });
     const port = hrana.port;
-    const server = await cluster.start({ DATA_DIR: dir, LIBSQL_URL: hrana.url, SNAPSHOT_EVERY: "4" });
+    const server = await cluster.start({ DATA_DIR: dir, LIBSQL_URL: hrana.url, COMPACT_EVERY: "4" });
 
     let seq = 0;
     for (let i = 1; i <= 3; i++) seq = await create(server, { phase: "up", i });
@@ -127,7 +127,7 @@ describe("libSQL unavailable for a while (Hrana server stopped, then restarted o
     expect(cachedAlone.json).toEqual({ thread: threadView(await replay(rolloutDir, threadId)) });
 
     // The rollout holds every write once; the cache holds it all, events included.
-    expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(seq));
+    expect(committedSeqs(rolloutDir, threadId)).toEqual(range(seq));
     expect(await readCacheFile(dbPath, threadId)).toEqual(expectedCacheRows(await readRollout(rolloutDir, threadId)));
   });
 });

@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import type { ArtifactCache } from "../../src/cache/port.ts";
-import { patchKey } from "../../src/rollout/keys.ts";
+import { commitKey } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
 import { RebuildAbortedError, rebuildCache, type RebuildEvent } from "../../src/service/rebuild.ts";
@@ -61,7 +61,7 @@ async function setup(threads: number, patches: number) {
     local: true,
   });
   const writer = new ArtifactService({
-    rollout: new Rollout(store, { snapshotEvery: 3 }),
+    rollout: new Rollout(store),
     cache: writerCache,
     limits: LIMITS,
   });
@@ -77,35 +77,39 @@ async function setup(threads: number, patches: number) {
   }
   writerCache.close();
   const cache = switchable(new LibsqlCache({ connect: () => createClient({ url: `file:${dbPath}` }), local: true }));
+  const rollout = new Rollout(store);
   const service = new ArtifactService({
-    rollout: new Rollout(store, { snapshotEvery: 3 }),
+    rollout,
     cache,
     limits: LIMITS,
     logger: { warn: () => {} },
   });
+  const deps = { service, rollout, cache };
   cleanups.push(() => {
     cache.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { store, cache, service, dbPath };
+  return { store, cache, deps, dbPath };
 }
 
 describe("rebuildCache failure paths", () => {
   it("the rollout store down: aborted before touching anything, naming the rollout", async () => {
-    const { store, service, dbPath } = await setup(2, 2);
+    const { store, deps, dbPath } = await setup(2, 2);
     store.configure({ down: true });
-    const error = await rebuildCache(service).catch((e: unknown) => e);
+    const error = await rebuildCache(deps).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RebuildAbortedError);
     expect((error as RebuildAbortedError).store).toBe("rollout");
-    expect((error as Error).message).toMatch(/^the rollout store is unreachable: injected failure: list tenants\//);
+    expect((error as Error).message).toMatch(
+      /^the rollout store is unreachable: InjectedFault: injected failure: list tenants\//,
+    );
     expect(await cachedSeqs(dbPath)).toEqual({});
   });
 
-  it("one thread with an unreadable patch fails alone; the others are rebuilt and the run reports it", async () => {
-    const { store, service, dbPath } = await setup(3, 4);
-    await store.inner.put(patchKey("local", "t-2", 4), "{ not json");
+  it("one thread with an unreadable commit fails alone; the others are rebuilt and the run reports it", async () => {
+    const { store, deps, dbPath } = await setup(3, 4);
+    await store.inner.put(commitKey("local", "t-2", 4), "{ not json");
     const events: RebuildEvent[] = [];
-    const summary = await rebuildCache(service, { onEvent: (e) => events.push(e) });
+    const summary = await rebuildCache(deps, { onEvent: (e) => events.push(e) });
     expect(summary).toMatchObject({ threads: 3, repaired: 2, atHead: 0, applied: 8 });
     expect(summary.failed).toHaveLength(1);
     expect(summary.failed[0]).toMatchObject({ tenant: "local", threadId: "t-2" });
@@ -115,9 +119,9 @@ describe("rebuildCache failure paths", () => {
   });
 
   it("the cache lost mid-run: aborted with the cache named, what was done stays done, the next run finishes", async () => {
-    const { cache, service, dbPath } = await setup(6, 2);
+    const { cache, deps, dbPath } = await setup(6, 2);
     const seen: RebuildEvent[] = [];
-    const error = await rebuildCache(service, {
+    const error = await rebuildCache(deps, {
       concurrency: 1,
       onEvent: (event) => {
         seen.push(event);
@@ -133,7 +137,7 @@ describe("rebuildCache failure paths", () => {
     expect(await cachedSeqs(dbPath)).toEqual({ "local/t-1": 2, "local/t-2": 2 });
 
     cache.down = false;
-    const resumed = await rebuildCache(service);
+    const resumed = await rebuildCache(deps);
     expect(resumed).toMatchObject({ threads: 6, repaired: 4, atHead: 2, applied: 8, failed: [] });
     expect(await cachedSeqs(dbPath)).toEqual(Object.fromEntries(range(6).map((t) => [`local/t-${t}`, 2])));
   });

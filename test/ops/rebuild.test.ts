@@ -39,10 +39,10 @@ const TOKENS: Record<string, string> = { acme: "token-acme", globex: "token-glob
 const AUTH_TOKENS = Object.entries(TOKENS)
   .map(([tenant, token]) => `${token}:${tenant}`)
   .join(",");
-const SNAPSHOT_EVERY = 4;
+const COMPACT_EVERY = 4;
 const auth = (tenant: string) => ({ authorization: `Bearer ${TOKENS[tenant]}` });
 
-/** Threads per tenant and how many patches each gets: heads before, on and past a snapshot. */
+/** Threads per tenant and how many patches each gets: heads before, on and past a compaction boundary. */
 const LAYOUT: Record<string, Record<string, number>> = {
   acme: { "a-1": 9, "a-2": 4, "a-3": 1 },
   globex: { "g-1": 6, "g-2": 2 },
@@ -100,7 +100,7 @@ async function writePatches(
 }
 
 function env(dir: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { DATA_DIR: dir, SNAPSHOT_EVERY: String(SNAPSHOT_EVERY), AUTH_TOKENS, ...extra };
+  return { DATA_DIR: dir, COMPACT_EVERY: String(COMPACT_EVERY), AUTH_TOKENS, ...extra };
 }
 
 function deleteCacheFile(dbPath: string): void {
@@ -123,12 +123,14 @@ function summaryOf(lines: string[]) {
   return { threads, rebuilt, atHead, failed, applied };
 }
 
-/** The cache rows of a thread after a rebuild from its latest snapshot: state = replay, events after the snapshot. */
+/** The cache rows of a thread after a rebuild from its compacted base: state = replay, events after the base. */
 async function expectRebuiltRows(dbPath: string, rolloutDir: string, tenant: string, threadId: string, n: number) {
   const patches = await readRollout(rolloutDir, threadId, tenant);
   expect(patches.map((p) => p.seq)).toEqual(range(n));
   const truth = await replay(rolloutDir, threadId, tenant);
-  const floor = Math.floor(n / SNAPSHOT_EVERY) * SNAPSHOT_EVERY;
+  // The base a fresh cache is installed from: where the compaction pointer stands.
+  const floor = (await new Rollout(new FsBlobStore(rolloutDir)).readPointer(tenant, threadId))?.seq ?? 0;
+  expect(floor).toBeGreaterThanOrEqual(Math.floor(n / COMPACT_EVERY) * COMPACT_EVERY);
   const rows = await readCacheFile(dbPath, threadId, tenant);
   expect(rows.thread).toEqual({ createdAt: truth.createdAt, updatedAt: truth.updatedAt, seq: n });
   expect(rows.artifacts).toEqual(truth.artifacts);
@@ -254,7 +256,7 @@ describe("npm run rebuild", () => {
     ]);
     expect(summaryOf(all.lines)).toEqual({ threads: 3, rebuilt: 1, atHead: 2, failed: 0, applied: 3 });
 
-    // Caught up patch by patch (no snapshot install): every row and every event is there.
+    // Caught up commit by commit (no base install): every row and every event is there.
     for (const { tenant, threadId } of targets) {
       const patches = await readRollout(rolloutDir, threadId, tenant);
       const rows = await readCacheFile(dbPath, threadId, tenant);
@@ -292,7 +294,7 @@ describe("npm run rebuild", () => {
       local: true,
     });
     const service = new ArtifactService({
-      rollout: new Rollout(new FsBlobStore(rolloutDir), { snapshotEvery: SNAPSHOT_EVERY }),
+      rollout: new Rollout(new FsBlobStore(rolloutDir)),
       cache,
       limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
     });
@@ -332,7 +334,7 @@ describe("npm run rebuild", () => {
       expect(resumed.lines).toContain(line.replace(/: rebuilt 0 -> 5 .*/, ": already at head (seq 5)"));
     }
     // The threads left are rebuilt from nothing, except at most the one in flight at the
-    // kill (--concurrency 1), which may have landed partly (its snapshot installed, not its tail).
+    // kill (--concurrency 1), which may have landed partly (its compacted base installed, not its tail).
     const rebuiltLines = resumed.lines.filter((line) => line.includes(": rebuilt "));
     expect(rebuiltLines).toHaveLength(summary.rebuilt);
     const partial = rebuiltLines.filter((line) => !line.includes(": rebuilt 0 -> 5 (5 patches)"));

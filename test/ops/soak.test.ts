@@ -12,16 +12,7 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
-import {
-  Cluster,
-  expectedPatchFiles,
-  http,
-  patchFiles,
-  range,
-  readRollout,
-  replay,
-  threadView,
-} from "../support/cluster.ts";
+import { Cluster, committedSeqs, http, range, readRollout, replay, threadView } from "../support/cluster.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 
 const PROCESSES = 3;
@@ -72,8 +63,8 @@ describe("soak: many writers on one thread across processes", () => {
       const env = {
         DATA_DIR: dir,
         MAX_ARTIFACTS_PER_THREAD: String(TOTAL),
-        // About 16 snapshots over the run, written while the other processes race.
-        SNAPSHOT_EVERY: String(Math.max(10, Math.floor(TOTAL / 16))),
+        // About 16 compactions over the run, written while the other processes race.
+        COMPACT_EVERY: String(Math.max(10, Math.floor(TOTAL / 16))),
       };
       const servers = await cluster.startMany(range(PROCESSES).map(() => env));
       const warm = await Promise.all(
@@ -102,7 +93,7 @@ describe("soak: many writers on one thread across processes", () => {
       expect(new Set(log.acks.map((a) => a.id)).size).toBe(TOTAL);
 
       // The rollout holds exactly those N patches, each acknowledged artifact exactly once.
-      expect(patchFiles(rolloutDir, threadId)).toEqual(expectedPatchFiles(TOTAL));
+      expect(committedSeqs(rolloutDir, threadId)).toEqual(range(TOTAL));
       const patches = await readRollout(rolloutDir, threadId);
       const bySeq = new Map(patches.map((p) => [p.seq, p]));
       for (const artifact of log.acks) expect(bySeq.get(artifact.seq)?.artifact).toEqual(artifact);

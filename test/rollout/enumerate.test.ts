@@ -1,7 +1,7 @@
 /**
  * Rollout.listTenants / listThreads, which `rebuild` walks: every tenant and thread
  * exactly once, in the order of their keys, whatever their names sort next to ("a" vs "a-b", "a.b",
- * "a0", "A"), at one `list` call per folder however many patches it holds; on the
+ * "a0", "A"), at one `list` call per folder however many commits it holds; on the
  * memory and the fs store (whose listing skips folders before `startAfter` unread).
  */
 import { mkdtemp, rm } from "node:fs/promises";
@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore, ListOptions } from "../../src/blob/port.ts";
-import { patchKey, snapshotKey } from "../../src/rollout/keys.ts";
+import { commitKey, snapshotKey } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 
 /** Counts list calls and the keys they returned. */
@@ -73,12 +73,12 @@ for (const { name, make } of STORES) {
       const store = new CountingStore(await make());
       for (const tenant of TENANTS) {
         for (const threadId of THREADS) {
-          await store.putIfAbsent(patchKey(tenant, threadId, 1), "{}");
-          await store.putIfAbsent(patchKey(tenant, threadId, 2), "{}");
+          await store.putIfAbsent(commitKey(tenant, threadId, 1), "{}");
+          await store.putIfAbsent(commitKey(tenant, threadId, 2), "{}");
           await store.put(snapshotKey(tenant, threadId, 2), "{}");
         }
       }
-      const rollout = new Rollout(store, { snapshotEvery: 0 });
+      const rollout = new Rollout(store);
 
       store.lists = 0;
       expect(await collect(rollout.listTenants())).toEqual(TENANTS);
@@ -92,13 +92,13 @@ for (const { name, make } of STORES) {
       expect(await collect(rollout.listThreads("nobody"))).toEqual([]);
     });
 
-    it("a thread with thousands of patches costs one call and one listed key, not a page of patches", async () => {
+    it("a thread with thousands of commits costs one call and one listed key, not a page of commits", async () => {
       const store = new CountingStore(await make());
       const big = 2500; // more than a list page (1000)
-      await Promise.all(Array.from({ length: big }, (_, i) => store.putIfAbsent(patchKey("t", "big", i + 1), "{}")));
-      await store.putIfAbsent(patchKey("t", "big-2", 1), "{}");
-      await store.putIfAbsent(patchKey("t", "small", 1), "{}");
-      const rollout = new Rollout(store, { snapshotEvery: 0 });
+      await Promise.all(Array.from({ length: big }, (_, i) => store.putIfAbsent(commitKey("t", "big", i + 1), "{}")));
+      await store.putIfAbsent(commitKey("t", "big-2", 1), "{}");
+      await store.putIfAbsent(commitKey("t", "small", 1), "{}");
+      const rollout = new Rollout(store);
       store.lists = 0;
       store.keysListed = 0;
       expect(await collect(rollout.listThreads("t"))).toEqual(["big-2", "big", "small"]);
@@ -109,9 +109,9 @@ for (const { name, make } of STORES) {
     it("an object right under the prefix (not in a thread folder) is stepped over", async () => {
       const store = await make();
       await store.putIfAbsent("tenants/t/threads/stray.json", "{}");
-      await store.putIfAbsent(patchKey("t", "real", 1), "{}");
-      await store.putIfAbsent(patchKey("t", "stray.json0", 1), "{}");
-      const rollout = new Rollout(store, { snapshotEvery: 0 });
+      await store.putIfAbsent(commitKey("t", "real", 1), "{}");
+      await store.putIfAbsent(commitKey("t", "stray.json0", 1), "{}");
+      const rollout = new Rollout(store);
       expect(await collect(rollout.listThreads("t"))).toEqual(["real", "stray.json0"]);
     });
   });

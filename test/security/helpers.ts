@@ -156,7 +156,9 @@ export async function allKeys(store: BlobStore): Promise<string[]> {
   throw new Error("more than 10M keys");
 }
 
-export const ROLLOUT_KEY = /^tenants\/([^/]+)\/threads\/([^/]+)\/(patches|snapshots)\/(\d{12})\.json$/;
+/** Every key the rollout writes (format 2): 1 tenant, 2 thread, 3 the object (a commit, a snapshot, a delta, the pointer). */
+export const ROLLOUT_KEY =
+  /^tenants\/([^/]+)\/threads\/([^/]+)\/(commits\/\d{12}\.json|snapshots\/\d{12}\.json|deltas\/\d{12}-\d{12}\.json|compaction\.json)$/;
 
 export interface SseEvent {
   id: string;

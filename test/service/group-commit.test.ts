@@ -1,8 +1,8 @@
 /**
  * Group commit: writes queued on one thread in one process are decided on one
- * context, appended as consecutive seqs with one ordered put-if-absent series and
- * applied to the cache in one batch. Real parts: the fs store (temp files fsynced
- * together, linked in order) and a libSQL file.
+ * context, committed as ONE object holding their consecutive patches (put-if-absent at
+ * `commits/{head + 1}`), and applied to the cache in one batch. Real parts: the fs
+ * store and a libSQL file.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,17 +10,21 @@ import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
-import type { BlobEntry, BlobStore, InOrderResult, ListOptions, PutIfAbsentResult } from "../../src/blob/port.ts";
+import type { BlobStore, ListOptions, PutIfAbsentResult } from "../../src/blob/port.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { parseThreadJson } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { parseSnapshot } from "../../src/model/patch.ts";
+import { patchesOf } from "../../src/model/patch.ts";
+import { commitKey } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService, type WriteResult } from "../../src/service/artifact-service.ts";
 
 const dirs: string[] = [];
 const caches: LibsqlCache[] = [];
-afterEach(() => {
+const services: ArtifactService[] = [];
+afterEach(async () => {
+  // Compaction runs after answers: let it finish before the folders go.
+  for (const service of services.splice(0)) await service.idle();
   for (const cache of caches.splice(0)) cache.close();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
@@ -29,31 +33,31 @@ function setup(store?: (fs: FsBlobStore) => BlobStore) {
   const dir = mkdtempSync(join(tmpdir(), "artifacts-group-"));
   dirs.push(dir);
   const fs = new FsBlobStore(join(dir, "rollouts"));
-  const rollout = new Rollout(store ? store(fs) : fs, { snapshotEvery: 10 });
+  const rollout = new Rollout(store ? store(fs) : fs);
   const newService = (name: string) => {
     const cache = new LibsqlCache({
       connect: () => createClient({ url: `file:${join(dir, name)}`, concurrency: 1 }),
       local: true,
     });
     caches.push(cache);
-    return {
+    const service = new ArtifactService({
+      rollout,
       cache,
-      service: new ArtifactService({
-        rollout,
-        cache,
-        limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
-        backoff: async () => {},
-      }),
-    };
+      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+      backoff: async () => {},
+    });
+    services.push(service);
+    return { cache, service };
   };
-  return { fs, rollout, newService };
+  const patches = (threadId: string) => rollout.listCommits("local", threadId, 0).then(patchesOf);
+  return { fs, rollout, newService, patches };
 }
 
 const create = (n: number) => ({ kind: "create" as const, artifactType: "note", identityKey: null, payload: { n } });
 
 describe("group commit", () => {
-  it("64 concurrent creates on one thread: each owns one seq of 1..64, in fewer context reads than writes, and the cache equals the replay", async () => {
-    const { rollout, newService } = setup();
+  it("64 concurrent creates on one thread: each owns one seq of 1..64, in fewer commits and context reads than writes, and the cache equals the replay", async () => {
+    const { rollout, newService, patches } = setup();
     const { cache, service } = newService("a.db");
     const contextReads = vi.spyOn(cache, "writeContext");
     const results = await Promise.all(Array.from({ length: 64 }, (_, n) => service.write("local", "busy", create(n))));
@@ -61,18 +65,13 @@ describe("group commit", () => {
       Array.from({ length: 64 }, (_, i) => i + 1),
     );
     expect(contextReads.mock.calls.length).toBeLessThan(64);
-    const patches = await rollout.readPatches("local", "busy", 0);
-    expect(patches).toHaveLength(64);
-    for (const r of results) expect(patches[r.thread.rolloutSeq - 1]?.artifact).toEqual(r.artifact);
-    const replayed = materialize(null, patches);
+    const commits = await rollout.listCommits("local", "busy", 0);
+    // The first write goes alone; the 63 that queued behind it go as one group: two objects.
+    expect(commits.map((c) => [c.firstSeq, c.lastSeq])).toEqual([[1, 1], [2, 64]]);
+    const all = await patches("busy");
+    for (const r of results) expect(all[r.thread.rolloutSeq - 1]?.artifact).toEqual(r.artifact);
+    const replayed = materialize(null, all);
     expect(await cache.readThread("local", "busy")).toEqual(replayed);
-    // A group ends at a snapshot seq, so there is one at every multiple of 10, each the state at its seq.
-    const snapshots = await rollout.store.list("tenants/local/threads/busy/snapshots/");
-    expect(snapshots.map((key) => Number(key.split("/").pop()?.slice(0, 12)))).toEqual([10, 20, 30, 40, 50, 60]);
-    for (const key of snapshots) {
-      const { v: _v, ...snapshot } = parseSnapshot((await rollout.store.get(key)) as string, key);
-      expect(snapshot).toEqual(materialize(null, patches.slice(0, snapshot.seq)));
-    }
     expect(await rollout.load("local", "busy")).toEqual(replayed);
   });
 
@@ -117,7 +116,7 @@ describe("group commit", () => {
   });
 
   it("another process winning a seq in the middle: the writes behind it are decided again, nothing is lost or duplicated", async () => {
-    const { rollout, newService } = setup();
+    const { newService, patches } = setup();
     const a = newService("a.db");
     const b = newService("b.db");
     const [fromA, fromB] = await Promise.all([
@@ -128,10 +127,10 @@ describe("group commit", () => {
     expect(all.map((r) => r.thread.rolloutSeq).sort((x, y) => x - y)).toEqual(
       Array.from({ length: 80 }, (_, i) => i + 1),
     );
-    const patches = await rollout.readPatches("local", "shared", 0);
-    expect(patches).toHaveLength(80);
-    for (const r of all) expect(patches[r.thread.rolloutSeq - 1]?.artifact).toEqual(r.artifact);
-    const replayed = materialize(null, patches);
+    const shared = await patches("shared");
+    expect(shared).toHaveLength(80);
+    for (const r of all) expect(shared[r.thread.rolloutSeq - 1]?.artifact).toEqual(r.artifact);
+    const replayed = materialize(null, shared);
     expect(parseThreadJson((await a.service.readThread("local", "shared", { consistency: "strong" })).thread)).toEqual(
       replayed,
     );
@@ -140,29 +139,27 @@ describe("group commit", () => {
     );
   });
 
-  it("a put that fails in the middle of a group fails only its own write; the writes behind it land at the next seqs", async () => {
+  it("a commit put that fails fails every write of its group (whether it landed is unknown), and nothing else; the next write lands at the next seq", async () => {
     let failing = "";
-    const { rollout, newService } = setup((fs) => new FailOnce(fs, () => failing));
+    const { newService, patches } = setup((fs) => new FailOnce(fs, () => failing));
     const { service } = newService("a.db");
     await service.write("local", "flaky", create(-1));
-    failing = "tenants/local/threads/flaky/patches/000000000005.json";
+    failing = commitKey("local", "flaky", 2);
     const settled = await Promise.allSettled(
       Array.from({ length: 8 }, (_, n) => service.write("local", "flaky", create(n))),
     );
-    const rejected = settled.filter((s) => s.status === "rejected");
-    expect(rejected).toHaveLength(1);
-    expect(String((rejected[0] as PromiseRejectedResult).reason)).toMatch(/injected/);
-    const seqs = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value.thread.rolloutSeq] : [])).sort((x, y) =>
-      x - y
+    expect(settled.map((s) => (s.status === "rejected" ? String(s.reason) : s.status))).toEqual(
+      Array(8).fill("Error: injected put failure"),
     );
-    expect(seqs).toEqual([2, 3, 4, 5, 6, 7, 8]);
-    expect((await rollout.readPatches("local", "flaky", 0)).map((p) => p.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const next = await service.write("local", "flaky", create(8));
+    expect(next.thread.rolloutSeq).toBe(2);
+    expect((await patches("flaky")).map((p) => p.seq)).toEqual([1, 2]);
   });
 });
 
 describe("the head this process last committed", () => {
   it("decides plain creates without asking the cache, and a head another process moved is caught by the put: counts stay exact", async () => {
-    const { rollout, newService } = setup();
+    const { rollout, newService, patches } = setup();
     const a = newService("a.db");
     const b = newService("b.db");
     const limited = (cache: LibsqlCache) =>
@@ -174,6 +171,7 @@ describe("the head this process last committed", () => {
       });
     const serviceA = limited(a.cache);
     const serviceB = limited(b.cache);
+    services.push(serviceA, serviceB);
     const contextReads = vi.spyOn(a.cache, "writeContext");
     const first = await serviceA.write("local", "heads", create(1));
     await serviceA.write("local", "heads", create(2));
@@ -191,14 +189,14 @@ describe("the head this process last committed", () => {
     // 5 artifacts now: the next create is refused on the exact count, and so is B's.
     await expect(serviceA.write("local", "heads", create(7))).rejects.toMatchObject({ code: "thread_full" });
     await expect(serviceB.write("local", "heads", create(8))).rejects.toMatchObject({ code: "thread_full" });
-    const state = materialize(null, await rollout.readPatches("local", "heads", 0));
+    const state = materialize(null, await patches("heads"));
     expect(state?.artifacts).toHaveLength(5);
     expect(state?.seq).toBe(7);
   });
 });
 
 describe("contention without progress", () => {
-  it("a group that loses every race gives up after maxAttempts fruitless rounds: 503 unavailable, nothing written", async () => {
+  it("a group that loses every race gives up after maxAttempts rounds: 503 unavailable, nothing written", async () => {
     const dir = mkdtempSync(join(tmpdir(), "artifacts-group-"));
     dirs.push(dir);
     const fs = new FsBlobStore(join(dir, "rollouts"));
@@ -209,7 +207,7 @@ describe("contention without progress", () => {
     });
     caches.push(cache);
     const service = new ArtifactService({
-      rollout: new Rollout(alwaysTaken, { snapshotEvery: 10 }),
+      rollout: new Rollout(alwaysTaken),
       cache,
       limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
       maxAttempts: 3,
@@ -279,14 +277,5 @@ class FailOnce extends Delegating {
       throw new Error("injected put failure");
     }
     return this.inner.putIfAbsent(key, body);
-  }
-
-  async putIfAbsentInOrder(entries: readonly BlobEntry[]): Promise<InOrderResult> {
-    const at = this.#failed ? -1 : entries.findIndex((e) => e.key === this.#failing());
-    if (at < 0) return this.inner.putIfAbsentInOrder(entries);
-    const before = await this.inner.putIfAbsentInOrder(entries.slice(0, at));
-    if (before.stop !== "end") return before;
-    this.#failed = true;
-    return { created: before.created, stop: "error", error: new Error("injected put failure") };
   }
 }

@@ -5,7 +5,7 @@
  * port (a libSQL URL nobody answers), and direct views of what is on disk (the
  * rollout folder through FsBlobStore + Rollout, the libSQL file through @libsql/client).
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +13,7 @@ import { createClient } from "@libsql/client";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { type ArtifactEvent, type Patch, toEvent } from "../../src/model/patch.ts";
+import { type ArtifactEvent, type Patch, patchesOf, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { type ServerProcess, startServer } from "./server-process.ts";
 import { readJsonResult } from "./http.ts";
@@ -89,10 +89,40 @@ export async function closedPort(): Promise<number> {
   return address.port;
 }
 
-/** The file names in the thread's patches folder, sorted (the raw folder, not the Rollout's view). */
-export function patchFiles(rolloutDir: string, threadId: string, tenant = TENANT): string[] {
-  const dir = join(rolloutDir, "tenants", tenant, "threads", threadId, "patches");
-  return readdirSync(dir).sort();
+/**
+ * The seqs the thread's commit files hold, read raw from its `commits/` folder (not the
+ * Rollout's view): every file must be named by its first seq and continue the one
+ * before it, from 1; anything else throws. `range(n)` is what an intact rollout of n
+ * patches holds.
+ */
+export function committedSeqs(rolloutDir: string, threadId: string, tenant = TENANT): number[] {
+  const dir = join(rolloutDir, "tenants", tenant, "threads", threadId, "commits");
+  const seqs: number[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const commit = JSON.parse(readFileSync(join(dir, name), "utf8")) as {
+      v: number;
+      firstSeq: number;
+      lastSeq: number;
+      patches: { seq: number }[];
+    };
+    const expected = seqs.length + 1;
+    if (commit.v !== 2 || name !== `${String(expected).padStart(12, "0")}.json` || commit.firstSeq !== expected) {
+      throw new Error(`commit file ${name} does not continue seq ${seqs.length}`);
+    }
+    for (const [i, patch] of commit.patches.entries()) {
+      if (patch.seq !== expected + i) throw new Error(`commit file ${name} skips a seq`);
+    }
+    if (commit.lastSeq !== expected + commit.patches.length - 1) {
+      throw new Error(`commit file ${name} has a wrong lastSeq`);
+    }
+    seqs.push(...commit.patches.map((p) => p.seq));
+  }
+  return seqs;
+}
+
+/** The commit files of the thread (how many objects its writes took). */
+export function commitFiles(rolloutDir: string, threadId: string, tenant = TENANT): string[] {
+  return readdirSync(join(rolloutDir, "tenants", tenant, "threads", threadId, "commits")).sort();
 }
 
 export function snapshotFiles(rolloutDir: string, threadId: string, tenant = TENANT): string[] {
@@ -105,18 +135,13 @@ export function snapshotFiles(rolloutDir: string, threadId: string, tenant = TEN
   }
 }
 
-/** `000000000001.json` .. `N`: what an intact rollout of N patches holds. */
-export function expectedPatchFiles(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => `${String(i + 1).padStart(12, "0")}.json`);
-}
-
 /** Every patch of the thread, read from the folder through the real FsBlobStore + Rollout. */
 export async function readRollout(rolloutDir: string, threadId: string, tenant = TENANT): Promise<Patch[]> {
-  const rollout = new Rollout(new FsBlobStore(rolloutDir), { snapshotEvery: 0 });
-  return rollout.readPatches(tenant, threadId, 0);
+  const rollout = new Rollout(new FsBlobStore(rolloutDir));
+  return patchesOf(await rollout.listCommits(tenant, threadId, 0));
 }
 
-/** The thread replayed from patch 1, ignoring snapshots: the truth the cache must equal. */
+/** The thread replayed from commit 1, ignoring compaction objects: the truth the cache must equal. */
 export async function replay(rolloutDir: string, threadId: string, tenant = TENANT): Promise<ThreadState> {
   const state = materialize(null, await readRollout(rolloutDir, threadId, tenant));
   if (!state) throw new Error(`thread ${threadId} has no patch`);

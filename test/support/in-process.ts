@@ -45,7 +45,9 @@ export function createTestApp(options: InProcessOptions = {}) {
     const response = await wired.app.request(path, init);
     return readJsonResult(response);
   };
-  const close = () => {
+  /** Waits for work still running after its answer (compaction), then frees the cache and the folder. */
+  const close = async () => {
+    await wired.service.idle();
     wired.cache.close();
     rmSync(dir, { recursive: true, force: true });
   };

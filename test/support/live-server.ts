@@ -43,7 +43,7 @@ export async function startLiveApp(options: InProcessOptions = {}): Promise<Live
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     if ("closeAllConnections" in server) server.closeAllConnections();
     await closed;
-    testApp.close();
+    await testApp.close();
   };
   return Object.assign(testApp, { url, server, http, stop });
 }

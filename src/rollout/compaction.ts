@@ -1,0 +1,135 @@
+/**
+ * Compaction: what keeps a cold read bounded without rewriting the thread on every Nth
+ * write. Two levels beside the commits, both derived (deleting them loses nothing):
+ *
+ * - a **delta** (`deltas/{first}-{last}.json`) is the commits after the previous delta
+ *   concatenated into one object (the same shape as a commit), written once the tail
+ *   has crossed a multiple of `everyPatches` seqs; like Delta Lake's `x.y.compacted.json`;
+ * - a **snapshot** (`snapshots/{seq}.json`) is the whole thread, written at a delta's end
+ *   only once the deltas since the previous snapshot hold at least as many bytes as the
+ *   snapshot itself, so snapshots grow with what was written, not with how often.
+ *
+ * The pointer (`compaction.json`, like Delta's `_last_checkpoint`) names the latest
+ * snapshot and the deltas after it, so a cold read gets them at once with the listing of
+ * the tail (fewer than ~`everyPatches` seqs when compaction keeps up): three round trips
+ * at any history length.
+ *
+ * Bytes: every commit is in exactly one delta (deltas <= commits), and every snapshot is
+ * no larger than the deltas written since the one before (snapshots <= deltas): the
+ * rollout holds at most 3x the commits' own bytes. Compaction runs after the commit is
+ * answered (off the write's critical path); racing compactors in two processes at worst
+ * write a delta twice or leave one unreferenced, which costs bytes, never correctness.
+ */
+import { type Commit, commitOf, patchesOf } from "../model/patch.ts";
+import { materialize } from "../model/materialize.ts";
+import { toThreadJson } from "../model/artifact.ts";
+import { threadKey } from "../model/ids.ts";
+import type { CompactionPointer } from "./format.ts";
+import type { Rollout } from "./rollout.ts";
+
+export interface CompactionOptions {
+  /** A delta once the commits after the last one cross a multiple of this many seqs. */
+  everyPatches: number;
+  /** Deltas since the last snapshot must hold at least this many bytes before another (tiny threads need none). */
+  minSnapshotBytes?: number;
+}
+
+const DEFAULT_MIN_SNAPSHOT_BYTES = 64 * 1024;
+/** A snapshot's text around its artifacts: format, thread id, timestamps, seq. */
+const SNAPSHOT_ENVELOPE_BYTES = 512;
+
+export interface CompactionResult {
+  /** The delta written, if any. */
+  delta: { firstSeq: number; lastSeq: number; bytes: number } | null;
+  /** The snapshot written, if any. */
+  snapshot: { seq: number; bytes: number } | null;
+}
+
+export class Compactor {
+  readonly #rollout: Rollout;
+  readonly #everyPatches: number;
+  readonly #minSnapshotBytes: number;
+  /** Threads being compacted by this process, and whether another pass was asked for meanwhile. */
+  readonly #running = new Map<string, { again: boolean; done: Promise<void> }>();
+
+  constructor(rollout: Rollout, options: CompactionOptions) {
+    this.#rollout = rollout;
+    this.#everyPatches = Math.max(1, options.everyPatches);
+    this.#minSnapshotBytes = options.minSnapshotBytes ?? DEFAULT_MIN_SNAPSHOT_BYTES;
+  }
+
+  /** Whether committing `commit` makes compaction due: it crossed a multiple of `everyPatches`. Stateless, so any process or isolate agrees. */
+  isDue(commit: Pick<Commit, "firstSeq" | "lastSeq">): boolean {
+    return Math.floor((commit.firstSeq - 1) / this.#everyPatches) < Math.floor(commit.lastSeq / this.#everyPatches);
+  }
+
+  /**
+   * Compacts the thread now, once at a time per thread in this process (a call while one
+   * runs asks for one more pass after it). Resolves when done; rejects with the store's
+   * error (callers running it in the background log it: a missed compaction only makes
+   * cold reads longer until the next one).
+   */
+  compact(tenant: string, threadId: string): Promise<void> {
+    const key = threadKey(tenant, threadId);
+    const running = this.#running.get(key);
+    if (running) {
+      running.again = true;
+      return running.done;
+    }
+    const entry = { again: false, done: Promise.resolve() };
+    entry.done = (async () => {
+      try {
+        do {
+          entry.again = false;
+          await this.compactOnce(tenant, threadId);
+        } while (entry.again);
+      } finally {
+        this.#running.delete(key);
+      }
+    })();
+    this.#running.set(key, entry);
+    return entry.done;
+  }
+
+  /** One pass: the tail after the pointer becomes a delta, and a snapshot when due. */
+  async compactOnce(tenant: string, threadId: string): Promise<CompactionResult> {
+    const rollout = this.#rollout;
+    const pointer = (await rollout.readPointer(tenant, threadId)) ?? { seq: 0, snapshot: null, deltas: [] };
+    const tail = await rollout.listCommits(tenant, threadId, pointer.seq);
+    if (tail.length === 0) return { delta: null, snapshot: null };
+    const delta = commitOf(patchesOf(tail));
+    const deltaBytes = await rollout.writeDelta(tenant, delta);
+    const written = { firstSeq: delta.firstSeq, lastSeq: delta.lastSeq, bytes: deltaBytes };
+    const deltas = [...pointer.deltas, written];
+    const sinceSnapshot = deltas.reduce((sum, d) => sum + d.bytes, 0);
+    let next: CompactionPointer = { seq: delta.lastSeq, snapshot: pointer.snapshot, deltas };
+    let snapshot: CompactionResult["snapshot"] = null;
+    // A snapshot can only be due once the deltas outweigh the last one (the new one is
+    // at least about as large); only then is the thread materialized to weigh it exactly.
+    if (sinceSnapshot >= Math.max(this.#minSnapshotBytes, pointer.snapshot?.bytes ?? 0)) {
+      const base = await rollout.baseAt(tenant, threadId, pointer);
+      const state = base === undefined ? undefined : materialize(base, delta.patches);
+      if (state) {
+        const thread = toThreadJson(state);
+        // Weighed before writing: a snapshot larger than the deltas it replaces would break the byte bound.
+        if (estimateBytes(thread.artifactsJson) + SNAPSHOT_ENVELOPE_BYTES <= sinceSnapshot) {
+          const bytes = await rollout.writeSnapshot(tenant, thread);
+          snapshot = { seq: state.seq, bytes };
+          next = { seq: state.seq, snapshot, deltas: [] };
+        }
+      }
+    }
+    await rollout.writePointer(tenant, threadId, next);
+    return { delta: written, snapshot };
+  }
+}
+
+/** UTF-8 bytes of JSON text, without encoding it (a snapshot's text can be megabytes). */
+function estimateBytes(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) bytes += code >= 0x800 && (code < 0xd800 || code > 0xdfff) ? 2 : 1;
+  }
+  return bytes;
+}

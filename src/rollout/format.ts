@@ -1,0 +1,123 @@
+/**
+ * Rollout format 2 (API.md "Rollout layout, format 2"): what each object's JSON is, and
+ * parsing that refuses anything else. A stored object that does not parse is corruption,
+ * never client input.
+ */
+import * as v from "valibot";
+import type { ThreadJson, ThreadState } from "../model/artifact.ts";
+import type { Commit, Patch } from "../model/patch.ts";
+import { ArtifactSchema } from "../model/schemas.ts";
+
+export const FORMAT = 2;
+
+export class CorruptRolloutError extends Error {
+  constructor(what: string, cause?: unknown) {
+    super(`corrupt rollout object: ${what}`, { cause });
+    this.name = "CorruptRolloutError";
+  }
+}
+
+const Seq = v.pipe(v.number(), v.integer(), v.minValue(1));
+
+const StoredPatchSchema = v.strictObject({
+  seq: Seq,
+  op: v.picklist(["add", "update", "remove"]),
+  at: v.string(),
+  artifact: ArtifactSchema,
+});
+
+/** A commit, and a compacted delta (the same shape: consecutive patches). */
+const CommitSchema = v.strictObject({
+  v: v.literal(FORMAT),
+  firstSeq: Seq,
+  lastSeq: Seq,
+  at: v.string(),
+  patches: v.pipe(v.array(StoredPatchSchema), v.minLength(1)),
+});
+
+const SnapshotSchema = v.strictObject({
+  v: v.literal(FORMAT),
+  threadId: v.string(),
+  createdAt: v.string(),
+  updatedAt: v.string(),
+  seq: Seq,
+  artifacts: v.array(ArtifactSchema),
+});
+
+const CompactionSchema = v.strictObject({
+  v: v.literal(FORMAT),
+  seq: Seq,
+  snapshot: v.nullable(v.strictObject({ seq: Seq, bytes: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
+  deltas: v.array(
+    v.strictObject({ firstSeq: Seq, lastSeq: Seq, bytes: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
+  ),
+});
+
+/**
+ * The compaction pointer (`compaction.json`, overwritten): where a cold read starts. The
+ * snapshot (the thread at `snapshot.seq`) and the deltas after it, consecutive, up to
+ * `seq`; the commits after `seq` are the tail. Only a hint: a missing or stale pointer
+ * makes a cold read list more commits, never read wrong ones.
+ */
+export interface CompactionPointer {
+  seq: number;
+  snapshot: { seq: number; bytes: number } | null;
+  deltas: { firstSeq: number; lastSeq: number; bytes: number }[];
+}
+
+/** `{"v":2,"firstSeq":n,"lastSeq":m,"at":..,"patches":[{"seq","op","at","artifact"}, ...]}` */
+export function serializeCommit(commit: Commit): string {
+  const patches = commit.patches.map((p) => ({ seq: p.seq, op: p.op, at: p.at, artifact: p.artifact }));
+  return JSON.stringify({ v: FORMAT, firstSeq: commit.firstSeq, lastSeq: commit.lastSeq, at: commit.at, patches });
+}
+
+/** A commit (or delta) of `threadId` as stored at `where`; its patches must be consecutive, its bounds true. */
+export function parseCommit(text: string, where: string, threadId: string): Commit {
+  const result = v.safeParse(CommitSchema, safeJson(text, where));
+  if (!result.success) throw new CorruptRolloutError(where);
+  const { firstSeq, lastSeq, at, patches } = result.output;
+  const consecutive = patches.every((p, i) => p.seq === firstSeq + i && p.artifact.threadId === threadId);
+  if (!consecutive || lastSeq !== firstSeq + patches.length - 1) throw new CorruptRolloutError(where);
+  return { threadId, firstSeq, lastSeq, at, patches: patches.map((p) => ({ threadId, ...p }) as Patch) };
+}
+
+/** A snapshot's stored text, around the artifact texts as they are (no parse, no re-serialization). */
+export function snapshotJson(thread: ThreadJson): string {
+  const j = JSON.stringify;
+  return `{"v":${FORMAT},"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
+    j(thread.updatedAt)
+  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}`;
+}
+
+export function parseSnapshot(text: string, where: string): ThreadState {
+  const result = v.safeParse(SnapshotSchema, safeJson(text, where));
+  if (!result.success) throw new CorruptRolloutError(where);
+  const { v: _format, ...state } = result.output;
+  return state as ThreadState;
+}
+
+export function serializeCompaction(pointer: CompactionPointer): string {
+  return JSON.stringify({ v: FORMAT, ...pointer });
+}
+
+export function parseCompaction(text: string, where: string): CompactionPointer {
+  const result = v.safeParse(CompactionSchema, safeJson(text, where));
+  if (!result.success) throw new CorruptRolloutError(where);
+  const { v: _format, ...pointer } = result.output;
+  // The chain must be what it says: deltas consecutive after the snapshot, up to seq.
+  let at = pointer.snapshot?.seq ?? 0;
+  for (const delta of pointer.deltas) {
+    if (delta.firstSeq !== at + 1 || delta.lastSeq < delta.firstSeq) throw new CorruptRolloutError(where);
+    at = delta.lastSeq;
+  }
+  if (at !== pointer.seq) throw new CorruptRolloutError(where);
+  return pointer;
+}
+
+function safeJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new CorruptRolloutError(where, error);
+  }
+}

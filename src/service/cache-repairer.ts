@@ -1,0 +1,142 @@
+import type { ThreadState } from "../model/artifact.ts";
+import { threadKey } from "../model/ids.ts";
+import { materialize } from "../model/materialize.ts";
+import { type Commit, patchesOf } from "../model/patch.ts";
+import type { Rollout } from "../rollout/rollout.ts";
+import type { CacheGuard } from "./cache-guard.ts";
+
+/** What `repairThread` did to one thread's cache. */
+export interface RepairResult {
+  /** The cached seq before (0: the cache had no row for the thread). */
+  cachedSeq: number;
+  /** The cached seq after: the rollout head when the repair was checked. */
+  seq: number;
+}
+
+export interface RepairerOptions {
+  rollout: Rollout;
+  guard: CacheGuard;
+  /**
+   * How often threads whose cache fell behind during a libSQL outage are repaired in the
+   * background (ms); 0 turns it off (Workers: nothing outlives a request there, and the
+   * next write or strong read repairs instead).
+   */
+  healEveryMs: number;
+  /** Lets the healer's timer not keep the process alive (the runtime knows how). */
+  unref?: (timer: ReturnType<typeof setTimeout>) => void;
+}
+
+/** Threads the background healer remembers at most (past it, rebuild or the next read repairs). */
+const MAX_BEHIND = 10_000;
+
+/** Repairs `repairThread` tries before it reports a cache that will not catch up. */
+const REPAIR_ATTEMPTS = 3;
+
+/**
+ * Brings a thread's cache to its rollout head: the one place that knows how. A cache
+ * that has the thread gets the commits after its seq; one that has never seen it is
+ * installed from the compacted base (snapshot + deltas) and then gets the tail. Every
+ * apply is guarded in the cache, so a repairer racing a writer or another repairer only
+ * skips what is already there. Cache failures are thrown to the caller, which decides
+ * (the write path falls back to the rollout, rebuild reports them).
+ */
+export class CacheRepairer {
+  readonly #rollout: Rollout;
+  readonly #guard: CacheGuard;
+  readonly #healEveryMs: number;
+  readonly #unref: (timer: ReturnType<typeof setTimeout>) => void;
+  /** Threads this process wrote while the cache could not take the commits. */
+  readonly #behind = new Map<string, { tenant: string; threadId: string }>();
+  #healTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: RepairerOptions) {
+    this.#rollout = options.rollout;
+    this.#guard = options.guard;
+    this.#healEveryMs = options.healEveryMs;
+    this.#unref = options.unref ?? (() => {});
+  }
+
+  /**
+   * Brings the cache from `cachedSeq` (a commit boundary) to the head without reading
+   * the cached thread, whose size grows with the thread: `known` are commits after
+   * `cachedSeq` the caller already read (a writer catching up after a lost race).
+   */
+  async advance(tenant: string, threadId: string, cachedSeq: number, known?: readonly Commit[]): Promise<void> {
+    const cache = this.#guard.cache;
+    if (cachedSeq > 0) {
+      const tail = known ?? (await this.#rollout.listCommits(tenant, threadId, cachedSeq));
+      const last = tail[tail.length - 1];
+      if (!last || (await cache.apply(tenant, tail)) >= last.lastSeq) return;
+    }
+    await this.#install(tenant, threadId);
+  }
+
+  /** `advance` for a reader that holds the cached thread, returning the thread at the head. */
+  async repair(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
+    if (cached && cached.seq > 0) {
+      const tail = await this.#rollout.listCommits(tenant, threadId, cached.seq);
+      if (tail.length > 0) await this.#guard.cache.apply(tenant, tail);
+      return materialize(cached, patchesOf(tail));
+    }
+    return this.#install(tenant, threadId);
+  }
+
+  /** A thread the cache does not have: the compacted base, then the commits after it. */
+  async #install(tenant: string, threadId: string): Promise<ThreadState | null> {
+    const cache = this.#guard.cache;
+    const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
+    if (base) await cache.install(tenant, base);
+    if (tail.length > 0) await cache.apply(tenant, tail);
+    return materialize(base, patchesOf(tail));
+  }
+
+  /**
+   * Brings the thread's cache to its rollout head and reports the cached seq before and
+   * after (`rebuild`). A thread already at head costs one cache seq read and one rollout
+   * existence check.
+   */
+  async repairThread(tenant: string, threadId: string): Promise<RepairResult> {
+    const cache = this.#guard.cache;
+    const cachedSeq = await cache.seq(tenant, threadId);
+    let seq = cachedSeq;
+    // Bounded: a concurrent installer or writer may move the row between our calls.
+    for (let attempt = 0; attempt < REPAIR_ATTEMPTS; attempt++) {
+      if (!(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) return { cachedSeq, seq };
+      await this.advance(tenant, threadId, seq);
+      seq = await cache.seq(tenant, threadId);
+    }
+    if (!(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) return { cachedSeq, seq };
+    throw new Error(
+      `the cache of thread ${threadId} stays behind the rollout (at seq ${seq}) after ${REPAIR_ATTEMPTS} repairs`,
+    );
+  }
+
+  /** Remembers a thread whose cache missed commits, for the background healer. */
+  markBehind(tenant: string, threadId: string): void {
+    if (this.#healEveryMs <= 0) return;
+    if (this.#behind.size < MAX_BEHIND) this.#behind.set(threadKey(tenant, threadId), { tenant, threadId });
+    this.#scheduleHeal();
+  }
+
+  #scheduleHeal(): void {
+    if (this.#healTimer !== undefined) return;
+    this.#healTimer = setTimeout(() => void this.#heal(), this.#healEveryMs);
+    this.#unref(this.#healTimer);
+  }
+
+  /**
+   * Repairs the threads the cache fell behind on, once libSQL answers again, so
+   * `consistency=cache` reads catch up by themselves, without waiting for a write or a
+   * strong read of each thread. Stops at the first failure (libSQL still down) and tries
+   * again later.
+   */
+  async #heal(): Promise<void> {
+    for (const [key, { tenant, threadId }] of this.#behind) {
+      const repaired = await this.#guard.try("repair", () => this.repairThread(tenant, threadId));
+      if (!repaired.ok) break;
+      this.#behind.delete(key);
+    }
+    this.#healTimer = undefined;
+    if (this.#behind.size > 0) this.#scheduleHeal();
+  }
+}

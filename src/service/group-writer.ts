@@ -1,0 +1,297 @@
+import type { Artifact, ThreadRef, ThreadState } from "../model/artifact.ts";
+import {
+  decideGroup,
+  type GroupContext,
+  type GroupOutcome,
+  type TargetLookup,
+  targetOf,
+  type WriteCommand,
+} from "../model/decide.ts";
+import { describeError, ProblemError } from "../model/errors.ts";
+import { threadKey } from "../model/ids.ts";
+import { materialize } from "../model/materialize.ts";
+import { type Commit, commitOf, type Patch, patchesOf } from "../model/patch.ts";
+import type { Compactor } from "../rollout/compaction.ts";
+import type { Rollout } from "../rollout/rollout.ts";
+import type { CacheGuard, ServiceLogger } from "./cache-guard.ts";
+import type { CacheRepairer } from "./cache-repairer.ts";
+import { GroupQueue } from "./group-queue.ts";
+import { KnownHeads } from "./known-heads.ts";
+
+export interface ServiceLimits {
+  maxPayloadBytes: number;
+  maxArtifactsPerThread: number;
+}
+
+/** Called after every commit; wired to the live notifier. Must not throw. */
+export type CommitListener = (tenant: string, threadId: string, seq: number) => void;
+
+export interface WriteResult {
+  /** 201 for a new artifact, 200 for an idempotent create or any update/remove. */
+  created: boolean;
+  artifact: Artifact;
+  thread: ThreadRef;
+  op: "add" | "update" | "remove" | "none";
+}
+
+export interface GroupWriterOptions {
+  rollout: Rollout;
+  guard: CacheGuard;
+  repairer: CacheRepairer;
+  compactor: Compactor;
+  limits: ServiceLimits;
+  onCommit: CommitListener;
+  logger: ServiceLogger;
+  /** Runs work that must not hold the answer (compaction); the runtime keeps it alive (Workers: waitUntil). */
+  background: (work: Promise<void>) => void;
+  now: () => Date;
+  newId: () => string;
+  /** Rounds in a row that lose the race before a write gives up with 503. */
+  maxAttempts: number;
+  /** Waits between rounds; injectable so tests need no real sleeps. */
+  backoff: (attempt: number) => Promise<void>;
+}
+
+/** A write waiting for its thread's next group. */
+interface PendingWrite {
+  tenant: string;
+  threadId: string;
+  command: WriteCommand;
+  resolve: (result: WriteResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * What a round of a group is decided on. The cache, normally (it is read for the
+ * context, and the put-if-absent of the next seq checks it); once the cache has failed
+ * this group, the thread's state as read from the rollout, carried from round to round.
+ */
+type Basis = { from: "cache" } | { from: "rollout"; state: ThreadState | null };
+
+/**
+ * Writes of one thread committed together at most: enough to absorb every connection
+ * of a busy client pool, small enough that one commit object and one cache batch stay small.
+ */
+const MAX_GROUP = 64;
+
+/** Threads whose head this process remembers at most (~100 bytes each). */
+const MAX_KNOWN_HEADS = 10_000;
+
+/** How long a thread another process wrote is decided on cache reads only (see KnownHeads). */
+const SHARED_THREAD_MS = 30_000;
+
+/**
+ * The write path. Writes of one thread queue in this process and go in groups: a group is
+ * decided on one context, in order (each write on the state the ones before it leave),
+ * and committed as ONE object at `commits/{head + 1}`, if absent; then applied to the
+ * cache in one batch and answered. A lost race (another process took that seq) costs a
+ * catch-up and a new decision; nothing of the group is written twice or half.
+ */
+export class GroupWriter {
+  readonly #o: GroupWriterOptions;
+  readonly #groups = new GroupQueue<PendingWrite>(MAX_GROUP, (_key, group) => this.#commitGroup(group));
+  readonly #heads: KnownHeads;
+
+  constructor(options: GroupWriterOptions) {
+    this.#o = options;
+    this.#heads = new KnownHeads({
+      max: MAX_KNOWN_HEADS,
+      sharedForMs: SHARED_THREAD_MS,
+      now: () => options.now().getTime(),
+    });
+  }
+
+  write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
+    return new Promise((resolve, reject) =>
+      this.#groups.push(threadKey(tenant, threadId), { tenant, threadId, command, resolve, reject })
+    );
+  }
+
+  /** Settles every write of the group: if something throws, every write gets the error. */
+  async #commitGroup(group: PendingWrite[]): Promise<void> {
+    const first = group[0];
+    if (!first) return;
+    try {
+      await this.#writeGroup(first.tenant, first.threadId, group);
+    } catch (error) {
+      for (const write of group) write.reject(error);
+    }
+  }
+
+  async #writeGroup(tenant: string, threadId: string, group: PendingWrite[]): Promise<void> {
+    const commands = group.map((write) => write.command);
+    const lookups = commands.map(targetOf);
+    let basis: Basis = { from: "cache" };
+    for (let attempt = 0;; attempt++) {
+      if (attempt > 0) {
+        if (attempt >= this.#o.maxAttempts) {
+          throw new ProblemError("unavailable", "too much contention on this thread; retry", { retryAfterSeconds: 1 });
+        }
+        await this.#o.backoff(attempt);
+      }
+      const round = await this.#contextFor(tenant, threadId, lookups, basis);
+      basis = round.basis;
+      const { context } = round;
+      const outcomes = decideGroup(commands, context, {
+        threadId,
+        at: this.#o.now().toISOString(),
+        newId: this.#o.newId,
+        maxArtifactsPerThread: this.#o.limits.maxArtifactsPerThread,
+      });
+      const patches = outcomes.flatMap((outcome) => (outcome.kind === "append" ? [outcome.patch] : []));
+
+      if (patches.length === 0) {
+        // Refusals and idempotent answers append nothing, so no put-if-absent would
+        // reveal a stale context: one decided on the cache is checked against the head
+        // (the cache may have missed commits made while it was down, or by a process
+        // without it). Behind: catch up and decide again.
+        if (basis.from === "cache" && (await this.#o.rollout.hasCommitAfter(tenant, threadId, context.seq))) {
+          this.#heads.shared(tenant, threadId);
+          if (!round.fromKnownHead) basis = await this.#catchUp(tenant, threadId, context.seq, basis);
+          continue;
+        }
+        this.#heads.remember(tenant, threadId, { seq: context.seq, artifactCount: context.artifactCount });
+        return settle(group, outcomes, threadId);
+      }
+
+      const commit = commitOf(patches);
+      // A store failure leaves it unknown whether the commit landed: every write of the
+      // group gets the error (a 503), and the next writer finds out by put-if-absent.
+      const appended = await this.#o.rollout.append(tenant, commit).catch((error: unknown) => {
+        this.#heads.forget(tenant, threadId);
+        throw error;
+      });
+      if (appended === "created") {
+        await this.#applyCommitted(tenant, threadId, commit);
+        this.#heads.remember(tenant, threadId, {
+          seq: commit.lastSeq,
+          artifactCount: context.artifactCount + countDelta(patches),
+        });
+        if (this.#o.compactor.isDue(commit)) this.#o.background(this.#compact(tenant, threadId));
+        return settle(group, outcomes, threadId);
+      }
+      // Another writer took the seq after our context: learn what it wrote, then decide
+      // again (after a remembered head, on the cache: the next round reads it).
+      this.#heads.shared(tenant, threadId);
+      if (!round.fromKnownHead) basis = await this.#catchUp(tenant, threadId, context.seq, basis);
+    }
+  }
+
+  /**
+   * The context a round is decided on: for plain creates, the head this process last
+   * committed (checked by the put-if-absent of the next seq like any context); else the
+   * cache; once the cache has failed this group, the rollout state it carries.
+   */
+  async #contextFor(
+    tenant: string,
+    threadId: string,
+    lookups: readonly TargetLookup[],
+    basis: Basis,
+  ): Promise<{ context: GroupContext; basis: Basis; fromKnownHead: boolean }> {
+    if (basis.from === "rollout") {
+      return { context: contextFromState(basis.state, lookups), basis, fromKnownHead: false };
+    }
+    const known = this.#heads.get(tenant, threadId);
+    if (known && lookups.every(needsNoTarget)) {
+      return { context: { ...known, targets: lookups.map(() => null) }, basis, fromKnownHead: true };
+    }
+    const cached = await this.#o.guard.try("writeContext", (cache) => cache.writeContext(tenant, threadId, lookups));
+    if (cached.ok) return { context: cached.value, basis, fromKnownHead: false };
+    const state = await this.#o.rollout.load(tenant, threadId);
+    return { context: contextFromState(state, lookups), basis: { from: "rollout", state }, fromKnownHead: false };
+  }
+
+  /** After a lost race at `seq`: the commits since, onto the cache (or onto the carried state once the cache failed). */
+  async #catchUp(tenant: string, threadId: string, seq: number, basis: Basis): Promise<Basis> {
+    if (basis.from === "rollout" && basis.state) {
+      const tail = await this.#o.rollout.followCommits(tenant, threadId, basis.state.seq);
+      return { from: "rollout", state: materialize(basis.state, patchesOf(tail)) };
+    }
+    if (basis.from === "cache") {
+      const tail = seq > 0 ? await this.#o.rollout.followCommits(tenant, threadId, seq) : undefined;
+      const caughtUp = await this.#o.guard.try("repair", () => this.#o.repairer.advance(tenant, threadId, seq, tail));
+      if (caughtUp.ok) return basis;
+    }
+    return { from: "rollout", state: await this.#o.rollout.load(tenant, threadId) };
+  }
+
+  /**
+   * Best effort, before the writes are answered (a `consistency=cache` read after a 2xx
+   * sees the write): the commit is already durable, so nothing here may fail it.
+   */
+  async #applyCommitted(tenant: string, threadId: string, commit: Commit): Promise<void> {
+    const applied = await this.#o.guard.try("apply", (cache) => cache.apply(tenant, [commit]));
+    let caughtUp = applied.ok && applied.value >= commit.lastSeq;
+    if (applied.ok && !caughtUp) {
+      // The cache was behind (another process wrote while it was down): catch it up now.
+      caughtUp = (await this.#o.guard.try("repair", () =>
+        this.#o.repairer.advance(tenant, threadId, applied.value))).ok;
+    }
+    if (!caughtUp) this.#o.repairer.markBehind(tenant, threadId);
+    this.#o.onCommit(tenant, threadId, commit.lastSeq);
+  }
+
+  /** Compaction after the answer: a failure only leaves cold reads longer until the next one. */
+  async #compact(tenant: string, threadId: string): Promise<void> {
+    try {
+      await this.#o.compactor.compact(tenant, threadId);
+    } catch (error) {
+      this.#o.logger.warn("compaction failed", { threadId, error: describeError(error) });
+    }
+  }
+}
+
+/** A create without an identityKey never matches an existing artifact: it needs no lookup. */
+function needsNoTarget(lookup: TargetLookup): boolean {
+  return lookup.by === "identity" && lookup.identityKey === null;
+}
+
+/** How the artifact count moves over committed patches. */
+function countDelta(patches: readonly Patch[]): number {
+  let delta = 0;
+  for (const patch of patches) delta += patch.op === "add" ? 1 : patch.op === "remove" ? -1 : 0;
+  return delta;
+}
+
+/** Answers (or refuses) every write of the group by its outcome. */
+function settle(group: readonly PendingWrite[], outcomes: readonly GroupOutcome[], threadId: string): void {
+  for (const [index, write] of group.entries()) {
+    const outcome = outcomes[index] as GroupOutcome;
+    switch (outcome.kind) {
+      case "append": {
+        const { patch } = outcome;
+        write.resolve({
+          created: patch.op === "add",
+          artifact: patch.artifact,
+          thread: { id: threadId, rolloutSeq: patch.seq },
+          op: patch.op,
+        });
+        break;
+      }
+      case "existing":
+        write.resolve({
+          created: false,
+          artifact: outcome.artifact,
+          thread: { id: threadId, rolloutSeq: outcome.seq },
+          op: "none",
+        });
+        break;
+      case "refused":
+        write.reject(outcome.problem);
+        break;
+    }
+  }
+}
+
+function contextFromState(state: ThreadState | null, lookups: readonly TargetLookup[]): GroupContext {
+  if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
+  const targets = lookups.map((lookup) => {
+    const found = lookup.by === "id"
+      ? state.artifacts.find((a) => a.id === lookup.artifactId)
+      : lookup.identityKey === null
+      ? undefined
+      : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
+    return found ?? null;
+  });
+  return { seq: state.seq, artifactCount: state.artifacts.length, targets };
+}

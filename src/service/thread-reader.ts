@@ -1,0 +1,157 @@
+import type { ThreadCursor } from "../cache/port.ts";
+import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState, toThreadJson } from "../model/artifact.ts";
+import { ProblemError } from "../model/errors.ts";
+import { type LogEvent, logEventOf } from "../model/patch.ts";
+import type { Rollout } from "../rollout/rollout.ts";
+import type { CacheGuard } from "./cache-guard.ts";
+import type { CacheRepairer } from "./cache-repairer.ts";
+
+export type ReadSource = "cache" | "rollout" | "repaired";
+export type Consistency = "strong" | "cache";
+
+export interface ReadResult {
+  thread: ThreadJson;
+  source: ReadSource;
+}
+
+export interface ThreadPage {
+  threads: ThreadState[];
+  next: ThreadCursor | null;
+}
+
+/**
+ * The read path: the cache when it is reachable and at the rollout head (one existence
+ * check of the commit after its seq tells), repaired on the way when it is behind, and
+ * the rollout alone when it is down.
+ */
+export class ThreadReader {
+  readonly #rollout: Rollout;
+  readonly #guard: CacheGuard;
+  readonly #repairer: CacheRepairer;
+
+  constructor(options: { rollout: Rollout; guard: CacheGuard; repairer: CacheRepairer }) {
+    this.#rollout = options.rollout;
+    this.#guard = options.guard;
+    this.#repairer = options.repairer;
+  }
+
+  async readThread(
+    tenant: string,
+    threadId: string,
+    options: { consistency: Consistency; minSeq?: number },
+  ): Promise<ReadResult> {
+    const cached = await this.#guard.try("readThread", (cache) => cache.readThreadJson(tenant, threadId));
+    if (!cached.ok) {
+      const state = await this.#rollout.load(tenant, threadId);
+      return { thread: requireThread(jsonOf(state), threadId, options.minSeq), source: "rollout" };
+    }
+    const thread = cached.value;
+    const satisfiesMinSeq = options.minSeq === undefined || (thread !== null && thread.seq >= options.minSeq);
+    if (options.consistency === "cache" && thread && satisfiesMinSeq) return { thread, source: "cache" };
+
+    const seq = thread?.seq ?? 0;
+    if (!(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) {
+      return { thread: requireThread(thread, threadId, options.minSeq), source: "cache" };
+    }
+    // The cache is behind the rollout: answer from the rollout and repair on the way.
+    const repaired = await this.#guard.try(
+      "repair",
+      () => this.#repairer.repair(tenant, threadId, thread && parseThreadJson(thread)),
+    );
+    if (repaired.ok) {
+      return { thread: requireThread(jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
+    }
+    const fresh = await this.#rollout.load(tenant, threadId);
+    return { thread: requireThread(jsonOf(fresh), threadId, options.minSeq), source: "rollout" };
+  }
+
+  async getArtifact(
+    tenant: string,
+    threadId: string,
+    artifactId: string,
+  ): Promise<{ artifact: Artifact; source: ReadSource }> {
+    const cached = await this.#guard.try("getArtifact", (cache) => cache.getArtifact(tenant, threadId, artifactId));
+    if (cached.ok && !(await this.#rollout.hasCommitAfter(tenant, threadId, cached.value.seq))) {
+      if (cached.value.seq === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+      return { artifact: requireArtifact(cached.value.artifact, artifactId), source: "cache" };
+    }
+    const { thread, source } = await this.readThread(tenant, threadId, { consistency: "strong" });
+    const artifact = parseThreadJson(thread).artifacts.find((a) => a.id === artifactId) ?? null;
+    return { artifact: requireArtifact(artifact, artifactId), source };
+  }
+
+  async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadPage> {
+    const listed = await this.#guard.try(
+      "listThreads",
+      (cache) => cache.listThreads(tenant, { after: page.after, limit: page.limit + 1 }),
+    );
+    if (!listed.ok) {
+      throw new ProblemError("unavailable", "the thread list needs the cache, which is unreachable; retry", {
+        retryAfterSeconds: 1,
+      });
+    }
+    const threads = listed.value.slice(0, page.limit);
+    const last = threads[threads.length - 1];
+    const next = listed.value.length > page.limit && last
+      ? { updatedAt: last.updatedAt, threadId: last.threadId }
+      : null;
+    return { threads, next };
+  }
+
+  /**
+   * The thread's event log after `afterSeq` (at most about `limit`, contiguous): from the
+   * cache's log, from the rollout for seqs the log does not hold (a thread installed
+   * from a snapshot) or while the cache is down. An empty page from the cache is checked
+   * against the rollout, and a cache found behind is repaired, so events written by a
+   * process whose cache was down still arrive.
+   */
+  async readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEvent[]> {
+    const page = await this.#guard.try("events", (cache) => cache.events(tenant, threadId, afterSeq, limit));
+    if (!page.ok) return this.#rolloutEvents(tenant, threadId, afterSeq, limit);
+    const { seq, floor, events } = page.value;
+    if (floor > afterSeq) {
+      return (await this.#rolloutEvents(tenant, threadId, afterSeq, Math.min(limit, floor - afterSeq))).filter((e) =>
+        e.seq <= floor
+      );
+    }
+    // The cache stands at a commit boundary: one existence check tells whether it is behind.
+    if (events.length > 0 || !(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) return events;
+    const repaired = await this.#guard.try("repair", () => this.#repairer.advance(tenant, threadId, seq));
+    if (repaired.ok) {
+      const again = await this.#guard.try("events", (cache) => cache.events(tenant, threadId, afterSeq, limit));
+      if (again.ok && again.value.floor <= afterSeq && again.value.events.length > 0) return again.value.events;
+    }
+    return this.#rolloutEvents(tenant, threadId, afterSeq, limit);
+  }
+
+  /** The seq of the thread's last commit, 0 if it has none. */
+  async head(tenant: string, threadId: string): Promise<number> {
+    const cached = await this.#guard.try("seq", (cache) => cache.seq(tenant, threadId));
+    if (cached.ok && !(await this.#rollout.hasCommitAfter(tenant, threadId, cached.value))) return cached.value;
+    return (await this.#rollout.load(tenant, threadId))?.seq ?? 0;
+  }
+
+  async #rolloutEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEvent[]> {
+    return (await this.#rollout.patchesAfter(tenant, threadId, afterSeq, limit)).map(logEventOf);
+  }
+}
+
+function requireThread(thread: ThreadJson | null, threadId: string, minSeq: number | undefined): ThreadJson {
+  if (!thread) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+  if (minSeq !== undefined && thread.seq < minSeq) {
+    throw new ProblemError(
+      "thread_not_found",
+      `thread ${threadId} has no patch ${minSeq} (its rollout is at ${thread.seq})`,
+    );
+  }
+  return thread;
+}
+
+function jsonOf(state: ThreadState | null): ThreadJson | null {
+  return state && toThreadJson(state);
+}
+
+function requireArtifact(artifact: Artifact | null, artifactId: string): Artifact {
+  if (!artifact) throw new ProblemError("artifact_not_found", `no artifact ${artifactId} in this thread`);
+  return artifact;
+}
