@@ -28,8 +28,12 @@ import { afterFolder } from "./keys.ts";
 import type { ThreadJson } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
 
-/** Gets run at most this many at a time: enough to hide object-store latency, bounded for memory. */
-const READ_CONCURRENCY = 32;
+/**
+ * Gets run at most this many at a time: a cold read's tail (under ~COMPACT_EVERY commits)
+ * and its deltas each fit in one wave, while memory stays bounded. (Workers hold at most
+ * six subrequests open per request; there the runtime queues the rest.)
+ */
+const READ_CONCURRENCY = 64;
 const LIST_PAGE = 1000;
 /** Commit boundaries remembered (see `patchesAfter`), over every thread of the process. */
 const MAX_REMEMBERED_BOUNDARIES = 10_000;
@@ -119,11 +123,15 @@ export class Rollout {
   async listCommits(tenant: string, threadId: string, afterSeq: number, max = Infinity): Promise<Commit[]> {
     const keys = await this.#listAll(commitsPrefix(tenant, threadId), commitKey(tenant, threadId, afterSeq), max);
     const starts = keys.map(firstSeqOfCommitKey).filter((seq): seq is number => seq !== null);
-    const commits = await inParallel(starts, (seq) => this.commitAt(tenant, threadId, seq));
+    // Fetched at once, parsed in order: what lies past a hole is never looked at.
+    const texts = await inParallel(starts, (seq) => this.#store.get(commitKey(tenant, threadId, seq)));
     const chain: Commit[] = [];
     let at = afterSeq;
-    for (const commit of commits) {
-      if (!commit || commit.firstSeq !== at + 1) break;
+    for (const [index, text] of texts.entries()) {
+      if (text === null || starts[index] !== at + 1) break;
+      const commit = parseCommit(text, commitKey(tenant, threadId, at + 1), threadId);
+      if (commit.firstSeq !== at + 1) throw new CorruptRolloutError(commitKey(tenant, threadId, at + 1));
+      this.#rememberBoundary(tenant, threadId, commit.lastSeq);
       chain.push(commit);
       at = commit.lastSeq;
     }

@@ -162,6 +162,24 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
     });
 
+    it("applies a commit whole: a commit of many patches lands at once, one that does not continue the seq not at all", async () => {
+      const t = new History("thread-commits");
+      const first = t.add("plan", "main", { n: 0 });
+      for (let i = 1; i < 250; i++) t.update(first, { n: i });
+      // One commit of 250 patches: more than a batch chunk (200) holds, still one batch.
+      expect(await cache.apply(T, [commitOf(t.range(1, 250))])).toBe(250);
+      expect((await cache.events(T, t.threadId, 0, 1000)).events.map((e) => e.seq)).toEqual(
+        t.patches.map((p) => p.seq),
+      );
+      for (let i = 0; i < 10; i++) t.update(first, { more: i });
+      // Seqs 252-260 do not continue 250: nothing of that commit lands, not even a prefix.
+      expect(await cache.apply(T, [commitOf(t.range(252, 260))])).toBe(250);
+      expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(250));
+      // Whole commits in order after a prefix of them: the cache stops at a commit boundary.
+      expect(await cache.apply(T, [commitOf(t.range(251, 253)), commitOf(t.range(255, 260))])).toBe(253);
+      expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(253));
+    });
+
     it("applies nothing across a gap and returns the old seq", async () => {
       const t = mixed("thread-gap");
       // No row yet: a thread cannot start anywhere but at 1.
