@@ -1,4 +1,29 @@
 import { ProblemError } from "../model/errors.ts";
+import { jsonDepthExceeds, jsonHasNonFiniteNumber, type JsonValue, MAX_JSON_DEPTH, utf8Bytes } from "../model/json.ts";
+
+/** Room for artifactType, identityKey and JSON punctuation around a full-size payload. */
+export const BODY_OVERHEAD_BYTES = 16 * 1024;
+
+/**
+ * A payload the service may store: nested at most MAX_JSON_DEPTH deep (a deeper one
+ * could exhaust a recursive serializer's stack), every number a finite double (so it
+ * reads back as sent), and at most `maxBytes` as compact JSON.
+ */
+export function checkPayload(payload: unknown, maxBytes: number): JsonValue {
+  if (jsonDepthExceeds(payload, MAX_JSON_DEPTH)) {
+    throw new ProblemError("invalid_request", `payload nests arrays/objects more than ${MAX_JSON_DEPTH} deep`);
+  }
+  if (jsonHasNonFiniteNumber(payload)) {
+    throw new ProblemError(
+      "invalid_request",
+      "payload has a number outside the range of a 64-bit float (it would not round-trip)",
+    );
+  }
+  if (utf8Bytes(JSON.stringify(payload)) > maxBytes) {
+    throw new ProblemError("payload_too_large", `payload serializes to more than ${maxBytes} bytes`);
+  }
+  return payload as JsonValue;
+}
 
 /**
  * Reads a JSON request body without ever holding more than `maxBytes` of it: a

@@ -1,8 +1,26 @@
-import { ProblemError } from "../model/errors.ts";
+import { type ProblemCode, ProblemError } from "../model/errors.ts";
+
+/** A ProblemError that must travel with HTTP headers of its own (`WWW-Authenticate` on a 401). */
+export class HttpProblem extends ProblemError {
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    code: ProblemCode,
+    detail: string,
+    options: { status?: number; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+  ) {
+    super(code, detail, options);
+    this.headers = options.headers ?? {};
+  }
+}
 
 /** An RFC 9457 problem+json response for `error`. */
 export function problemResponse(error: ProblemError, extraHeaders: Record<string, string> = {}): Response {
-  const headers: Record<string, string> = { "content-type": "application/problem+json", ...extraHeaders };
+  const headers: Record<string, string> = {
+    "content-type": "application/problem+json",
+    ...(error instanceof HttpProblem ? error.headers : {}),
+    ...extraHeaders,
+  };
   if (error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
   const body = {
     type: "about:blank",
@@ -12,6 +30,15 @@ export function problemResponse(error: ProblemError, extraHeaders: Record<string
     detail: error.detail,
   };
   return new Response(JSON.stringify(body), { status: error.status, headers });
+}
+
+/**
+ * What a runtime answers every request with when its configuration is unusable (a
+ * Worker or a Deno function without authentication, a bad variable): the reason goes
+ * to the log once, never to the client.
+ */
+export function misconfiguredResponse(): Response {
+  return problemResponse(new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }));
 }
 
 export function invalid(detail: string): ProblemError {

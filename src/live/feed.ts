@@ -2,8 +2,6 @@ import { threadKey } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
 import type { Notifier } from "./notifier.ts";
 
-export type { LogEvent };
-
 /** Where streams read the durable event log (the cache's log, or the rollout when the cache is down). */
 export interface EventReader {
   /** Events after `afterSeq`, ascending and contiguous, at most `limit`. */

@@ -1,4 +1,5 @@
-import { type EventReader, type LogEvent, type ThreadFeed, withDeadline } from "./feed.ts";
+import type { LogEvent } from "../model/patch.ts";
+import { type EventReader, type ThreadFeed, withDeadline } from "./feed.ts";
 
 export interface FollowOptions {
   /** Events read per direct log query (a stream behind the feed's buffer). */

@@ -1,4 +1,4 @@
-import { threadKey } from "../model/ids.ts";
+import { parseThreadKey, threadKey } from "../model/ids.ts";
 
 /**
  * A wake-up hint that a thread has new patches. Only a hint: streams read the durable
@@ -47,8 +47,8 @@ export class BroadcastChannelNotifier implements Notifier {
   constructor(name = "thread-artifacts") {
     this.#channel = new BroadcastChannel(name);
     this.#channel.onmessage = (event: MessageEvent<HintMessage>) => {
-      const [tenant, threadId] = String(event.data?.topic ?? "").split("\u0000");
-      if (tenant && threadId) this.#local.notify(tenant, threadId, Number(event.data.seq));
+      const thread = parseThreadKey(String(event.data?.topic ?? ""));
+      if (thread) this.#local.notify(thread.tenant, thread.threadId, Number(event.data.seq));
     };
   }
 

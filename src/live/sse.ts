@@ -1,6 +1,8 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { EventReader, FeedHub, LogEvent } from "./feed.ts";
+import { describeError } from "../model/errors.ts";
+import type { LogEvent } from "../model/patch.ts";
+import type { EventReader, FeedHub } from "./feed.ts";
 import { ThreadFollower } from "./follow.ts";
 
 export interface StreamOptions {
@@ -129,7 +131,7 @@ class FailureLog {
     if (this.#failing) return;
     this.#failing = true;
     console.warn(
-      `event stream of ${this.#threadId}: the log cannot be read (${describe(error)}); retrying on the next tick`,
+      `event stream of ${this.#threadId}: the log cannot be read (${describeError(error)}); retrying on the next tick`,
     );
   }
 
@@ -144,8 +146,4 @@ export function resumePoint(lastEventId: string | undefined, since: string | und
   const raw = lastEventId?.trim() ? lastEventId : since;
   if (raw === undefined || raw === "") return 0;
   return /^(0|[1-9][0-9]{0,14})$/.test(raw.trim()) ? Number(raw.trim()) : null;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error);
 }

@@ -36,22 +36,16 @@ export class ProblemError extends Error {
   readonly detail: string;
   /** Overrides the code's usual status (404/405 for unknown routes and methods). */
   readonly status: number;
+  /** How long the client should wait before trying again (a store down, contention). */
   readonly retryAfterSeconds: number | undefined;
-  /** Extra response headers (`WWW-Authenticate` on a 401). */
-  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(
-    code: ProblemCode,
-    detail: string,
-    options: { status?: number; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
-  ) {
+  constructor(code: ProblemCode, detail: string, options: { status?: number; retryAfterSeconds?: number } = {}) {
     super(`${code}: ${detail}`);
     this.name = "ProblemError";
     this.code = code;
     this.detail = detail;
     this.status = options.status ?? PROBLEM_STATUS[code];
     this.retryAfterSeconds = options.retryAfterSeconds;
-    this.headers = options.headers ?? {};
   }
 
   get title(): string {

@@ -4,9 +4,21 @@ export const THREAD_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 /** Any RFC 9562 UUID in canonical lowercase-or-uppercase hex form. */
 export const UUID_PATTERN = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
+/** Tenant ids become rollout key segments and cache keys: the same safe shape as a threadId. */
+export const TENANT_PATTERN = THREAD_ID_PATTERN;
+
 /** One thread's key across tenants (maps, topics, object names): NUL never occurs in a tenant. */
 export function threadKey(tenant: string, threadId: string): string {
   return `${tenant}\u0000${threadId}`;
+}
+
+/** The tenant and thread of a `threadKey`, or null for a string that is not one. */
+export function parseThreadKey(key: string): { tenant: string; threadId: string } | null {
+  const nul = key.indexOf("\u0000");
+  if (nul <= 0) return null;
+  const tenant = key.slice(0, nul);
+  const threadId = key.slice(nul + 1);
+  return TENANT_PATTERN.test(tenant) && THREAD_ID_PATTERN.test(threadId) ? { tenant, threadId } : null;
 }
 
 export function isThreadId(value: string): boolean {

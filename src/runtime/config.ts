@@ -1,4 +1,5 @@
-import { authConfigured, type AuthSettings, TENANT_PATTERN } from "../http/auth/authenticator.ts";
+import { authConfigured, type AuthSettings } from "../http/auth/authenticator.ts";
+import { TENANT_PATTERN } from "../model/ids.ts";
 
 /** Configuration from the environment, as API.md lists it. Web-standard: every runtime passes its env in. */
 export interface Config {

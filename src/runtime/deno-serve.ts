@@ -3,7 +3,9 @@
  * 127.0.0.1), with the same environment contract as the Node server. The port is read
  * here because `deno task`'s shell has no `${VAR:-default}`.
  */
-import app from "../../functions/app.ts";
+import { edgeEntry } from "./edge.ts";
+
+const app = edgeEntry();
 
 interface DenoServe {
   env: { get(name: string): string | undefined; set(name: string, value: string): void };

@@ -1,6 +1,5 @@
 import type { EdgeFunction } from "../http/app.ts";
-import { problemResponse } from "../http/problem.ts";
-import { ProblemError } from "../model/errors.ts";
+import { misconfiguredResponse } from "../http/problem.ts";
 import { ConfigError } from "./config.ts";
 import { type WorkerEnv, workerFetch } from "./workers.ts";
 
@@ -29,10 +28,7 @@ export function edgeEntry(only?: EdgeFunction): EdgeEntry {
             if (!(error instanceof ConfigError)) throw error;
             // As on Workers: say why once, and answer every request with a problem, not a bare 500.
             console.error(`configuration error: ${error.message}`);
-            return async () =>
-              problemResponse(
-                new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }),
-              );
+            return async () => misconfiguredResponse();
           });
         return deno.then((handle) => handle(request));
       }

@@ -10,8 +10,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { LibsqlCache } from "../cache/libsql.ts";
-import { TENANT_PATTERN } from "../http/auth/authenticator.ts";
-import { THREAD_ID_PATTERN } from "../model/ids.ts";
+import { TENANT_PATTERN, THREAD_ID_PATTERN } from "../model/ids.ts";
 import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService } from "../service/artifact-service.ts";
 import { RebuildAbortedError, rebuildCache, type RebuildEvent, type RebuildScope } from "../service/rebuild.ts";

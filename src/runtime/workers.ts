@@ -3,8 +3,7 @@ import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
 import { R2BlobStore, type R2BucketLike } from "../blob/r2.ts";
 import type { EdgeFunction } from "../http/app.ts";
-import { problemResponse } from "../http/problem.ts";
-import { ProblemError } from "../model/errors.ts";
+import { misconfiguredResponse } from "../http/problem.ts";
 import { type DurableObjectNamespaceLike, DurableObjectNotifier, type WaitUntil } from "../live/thread-hub.ts";
 import { InProcessNotifier } from "../live/notifier.ts";
 import { assertAuthPolicy, type Config, ConfigError, type Env, loadConfig } from "./config.ts";
@@ -46,7 +45,7 @@ export async function workerFetch(
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`configuration error: ${error.message}`);
-    return problemResponse(new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }));
+    return misconfiguredResponse();
   }
   const { app } = wire({
     config,

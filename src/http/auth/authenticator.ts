@@ -1,9 +1,6 @@
-import { THREAD_ID_PATTERN } from "../../model/ids.ts";
+import { TENANT_PATTERN } from "../../model/ids.ts";
 import { JwksKeySet } from "./jwks.ts";
 import { checkTimes, decodeJwt, JwtError, verifySignature } from "./jwt.ts";
-
-/** Tenant ids become rollout key segments and cache keys: the same safe shape as a threadId. */
-export const TENANT_PATTERN = THREAD_ID_PATTERN;
 
 export interface AuthSettings {
   /** Static bearer tokens and the tenant each one maps to. */

@@ -1,0 +1,47 @@
+/**
+ * Every route of API.md in one table: the handlers register on these paths, 405s list
+ * these methods, authentication skips the public ones, and the events route alone also
+ * takes `?access_token=`. A new route is one row here.
+ */
+export const ROUTES = {
+  createArtifact: { path: "/v1/threads/:threadId/artifacts", methods: ["POST"] },
+  artifact: { path: "/v1/threads/:threadId/artifacts/:artifactId", methods: ["GET", "HEAD", "PATCH", "DELETE"] },
+  /** EventSource cannot set headers: its token may come in the query. */
+  events: { path: "/v1/threads/:threadId/events", methods: ["GET"], queryToken: true },
+  thread: { path: "/v1/threads/:threadId", methods: ["GET", "HEAD"] },
+  threads: { path: "/v1/threads", methods: ["GET", "HEAD"] },
+  openapi: { path: "/v1/openapi.json", methods: ["GET", "HEAD"], public: true },
+  health: { path: "/healthz", methods: ["GET", "HEAD"], public: true },
+  page: { path: "/", methods: ["GET", "HEAD"], public: true },
+} as const satisfies Record<string, Route>;
+
+export interface Route {
+  path: string;
+  methods: readonly string[];
+  /** Holds no tenant's data: no token needed. */
+  public?: boolean;
+  /** Also takes the token as `?access_token=`. */
+  queryToken?: boolean;
+}
+
+export type RouteName = keyof typeof ROUTES;
+
+/** The single-route edge functions of functions/, and the route each serves (plus /healthz). */
+export const EDGE_FUNCTIONS = {
+  "create-artifact": "createArtifact",
+  "read-thread": "thread",
+  "artifact-events": "events",
+} as const satisfies Record<string, RouteName>;
+
+export type EdgeFunction = keyof typeof EDGE_FUNCTIONS;
+
+/** The route a request path is on, if any (most specific first: the table is ordered so). */
+export function routeOf(path: string): Route | undefined {
+  return Object.values(ROUTES).find((route: Route) => pathMatches(route.path, path));
+}
+
+export function pathMatches(pattern: string, path: string): boolean {
+  const a = pattern.split("/");
+  const b = path.split("/");
+  return a.length === b.length && a.every((part, i) => part.startsWith(":") || part === b[i]);
+}

@@ -1,0 +1,58 @@
+import type { Hono } from "hono";
+import type { WriteCommand } from "../../model/decide.ts";
+import { CreateArtifactBodySchema, UpdateArtifactBodySchema } from "../../model/schemas.ts";
+import type { ArtifactService, ServiceLimits, WriteResult } from "../../service/artifact-service.ts";
+import type { AppEnv } from "../app.ts";
+import { BODY_OVERHEAD_BYTES, checkPayload, readJsonBody } from "../body.ts";
+import { parseIfMatch } from "../preconditions.ts";
+import { ROUTES } from "../routes.ts";
+import { artifactIdOf, parseOr400, threadIdOf } from "../validate.ts";
+
+/** create-artifact, get, update and remove. */
+export function artifactRoutes(app: Hono<AppEnv>, deps: { service: ArtifactService; limits: ServiceLimits }): void {
+  const { service, limits } = deps;
+  const maxBodyBytes = limits.maxPayloadBytes + BODY_OVERHEAD_BYTES;
+
+  app.post(ROUTES.createArtifact.path, async (c) => {
+    const threadId = threadIdOf(c);
+    const body = parseOr400(CreateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
+    const payload = checkPayload(body.payload, limits.maxPayloadBytes);
+    const result = await service.write(c.get("tenant"), threadId, {
+      kind: "create",
+      artifactType: body.artifactType,
+      identityKey: body.identityKey ?? null,
+      payload,
+    });
+    if (result.created) c.header("location", `/v1/threads/${threadId}/artifacts/${result.artifact.id}`);
+    return c.json(writeBody(result), result.created ? 201 : 200);
+  });
+
+  app.get(ROUTES.artifact.path, async (c) => {
+    const { artifact, source } = await service.getArtifact(c.get("tenant"), threadIdOf(c), artifactIdOf(c));
+    c.header("etag", `"${artifact.version}"`);
+    c.header("x-artifacts-source", source);
+    return c.json({ artifact });
+  });
+
+  app.patch(ROUTES.artifact.path, async (c) => {
+    const threadId = threadIdOf(c);
+    const artifactId = artifactIdOf(c);
+    const precondition = parseIfMatch(c.req.header("if-match"));
+    const body = parseOr400(UpdateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
+    const payload = checkPayload(body.payload, limits.maxPayloadBytes);
+    const command: WriteCommand = { kind: "update", artifactId, payload, precondition };
+    return c.json(writeBody(await service.write(c.get("tenant"), threadId, command)));
+  });
+
+  app.delete(ROUTES.artifact.path, async (c) => {
+    const threadId = threadIdOf(c);
+    const artifactId = artifactIdOf(c);
+    const precondition = parseIfMatch(c.req.header("if-match"));
+    const result = await service.write(c.get("tenant"), threadId, { kind: "remove", artifactId, precondition });
+    return c.json({ removed: { id: result.artifact.id, seq: result.thread.rolloutSeq }, thread: result.thread });
+  });
+}
+
+function writeBody(result: WriteResult) {
+  return { artifact: result.artifact, thread: result.thread };
+}

@@ -1,0 +1,41 @@
+import type { Hono } from "hono";
+import { threadViewJson, toThreadView } from "../../model/artifact.ts";
+import { ListThreadsQuerySchema, ReadThreadQuerySchema } from "../../model/schemas.ts";
+import type { ArtifactService } from "../../service/artifact-service.ts";
+import type { AppEnv } from "../app.ts";
+import type { CursorCodec } from "../cursor.ts";
+import { matchesIfNoneMatch } from "../preconditions.ts";
+import { ROUTES } from "../routes.ts";
+import { parseOr400, threadIdOf } from "../validate.ts";
+
+/** read-thread and the thread list. */
+export function threadRoutes(app: Hono<AppEnv>, deps: { service: ArtifactService; cursors: CursorCodec }): void {
+  const { service, cursors } = deps;
+
+  app.get(ROUTES.thread.path, async (c) => {
+    const threadId = threadIdOf(c);
+    const query = parseOr400(ReadThreadQuerySchema, c.req.query(), "query");
+    const { thread, source } = await service.readThread(c.get("tenant"), threadId, {
+      consistency: query.consistency,
+      ...(query.minSeq === undefined ? {} : { minSeq: query.minSeq }),
+    });
+    const etag = `"${thread.seq}"`;
+    c.header("etag", etag);
+    c.header("x-artifacts-source", source);
+    c.header("cache-control", "no-cache");
+    if (matchesIfNoneMatch(c.req.header("if-none-match"), etag)) return c.body(null, 304);
+    // The stored artifact texts are served as they are (see ThreadJson).
+    return c.body(threadViewJson(thread), 200, { "content-type": "application/json" });
+  });
+
+  app.get(ROUTES.threads.path, async (c) => {
+    const tenant = c.get("tenant");
+    const query = parseOr400(ListThreadsQuerySchema, c.req.query(), "query");
+    const after = query.cursor === undefined ? null : await cursors.decode(tenant, query.cursor);
+    const page = await service.listThreads(tenant, { after, limit: query.limit });
+    return c.json({
+      threads: page.threads.map(toThreadView),
+      nextCursor: page.next ? await cursors.encode(tenant, page.next) : null,
+    });
+  });
+}
