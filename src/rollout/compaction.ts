@@ -7,7 +7,8 @@
  *   has crossed a multiple of `everyPatches` seqs; like Delta Lake's `x.y.compacted.json`;
  * - a **snapshot** (`snapshots/{seq}.json`) is the whole thread, written at a delta's end
  *   only once the deltas since the previous snapshot hold at least as many bytes as the
- *   snapshot itself, so snapshots grow with what was written, not with how often.
+ *   snapshot itself, so snapshots grow with what was written, not with how often (and a
+ *   thread is only weighed for one when updates and removes make one likely to pay).
  *
  * The pointer (`compaction.json`, like Delta's `_last_checkpoint`) names the latest
  * snapshot and the deltas after it, so a cold read gets them at once with the listing of
@@ -24,17 +25,17 @@ import { type Commit, commitOf, patchesOf } from "../model/patch.ts";
 import { materialize } from "../model/materialize.ts";
 import { toThreadJson } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
-import type { CompactionPointer } from "./format.ts";
+import type { CompactionPointer, DeltaRef } from "./format.ts";
 import type { Rollout } from "./rollout.ts";
 
 export interface CompactionOptions {
   /** A delta once the commits after the last one cross a multiple of this many seqs. */
   everyPatches: number;
-  /** Deltas since the last snapshot must hold at least this many bytes before another (tiny threads need none). */
+  /** The churn since the last snapshot must reach at least this many bytes before another is tried (default 0). */
   minSnapshotBytes?: number;
 }
 
-const DEFAULT_MIN_SNAPSHOT_BYTES = 64 * 1024;
+const DEFAULT_MIN_SNAPSHOT_BYTES = 0;
 /** A snapshot's text around its artifacts: format, thread id, timestamps, seq. */
 const SNAPSHOT_ENVELOPE_BYTES = 512;
 
@@ -98,29 +99,46 @@ export class Compactor {
     const tail = await rollout.listCommits(tenant, threadId, pointer.seq);
     if (tail.length === 0) return { delta: null, snapshot: null };
     const delta = commitOf(patchesOf(tail));
-    const deltaBytes = await rollout.writeDelta(tenant, delta);
-    const written = { firstSeq: delta.firstSeq, lastSeq: delta.lastSeq, bytes: deltaBytes };
+    const bytes = await rollout.writeDelta(tenant, delta);
+    const changes = delta.patches.filter((patch) => patch.op !== "add").length;
+    const written: DeltaRef = {
+      firstSeq: delta.firstSeq,
+      lastSeq: delta.lastSeq,
+      bytes,
+      churn: Math.round((bytes * changes) / delta.patches.length),
+    };
     const deltas = [...pointer.deltas, written];
-    const sinceSnapshot = deltas.reduce((sum, d) => sum + d.bytes, 0);
     let next: CompactionPointer = { seq: delta.lastSeq, snapshot: pointer.snapshot, deltas };
     let snapshot: CompactionResult["snapshot"] = null;
-    // A snapshot can only be due once the deltas outweigh the last one (the new one is
-    // at least about as large); only then is the thread materialized to weigh it exactly.
-    if (sinceSnapshot >= Math.max(this.#minSnapshotBytes, pointer.snapshot?.bytes ?? 0)) {
+    if (this.#snapshotMayPay(pointer, deltas)) {
       const base = await rollout.baseAt(tenant, threadId, pointer);
       const state = base === undefined ? undefined : materialize(base, delta.patches);
       if (state) {
         const thread = toThreadJson(state);
         // Weighed before writing: a snapshot larger than the deltas it replaces would break the byte bound.
+        const sinceSnapshot = deltas.reduce((sum, d) => sum + d.bytes, 0);
         if (estimateBytes(thread.artifactsJson) + SNAPSHOT_ENVELOPE_BYTES <= sinceSnapshot) {
-          const bytes = await rollout.writeSnapshot(tenant, thread);
-          snapshot = { seq: state.seq, bytes };
+          snapshot = { seq: state.seq, bytes: await rollout.writeSnapshot(tenant, thread) };
           next = { seq: state.seq, snapshot, deltas: [] };
         }
       }
     }
     await rollout.writePointer(tenant, threadId, next);
     return { delta: written, snapshot };
+  }
+
+  /**
+   * Whether a snapshot could now be both allowed (no larger than the deltas since the
+   * last) and worth it: the thread is materialized to weigh it only then. Adds grow the
+   * thread about as much as they weigh, so only updates and removes (churn) can make the
+   * deltas outweigh the thread: the first snapshot is tried at once, later ones once the
+   * churn since the last outweighs it. A thread that only grows keeps its deltas, which
+   * then hold about what a snapshot would.
+   */
+  #snapshotMayPay(pointer: CompactionPointer, deltas: readonly DeltaRef[]): boolean {
+    if (!pointer.snapshot) return true;
+    const churn = deltas.reduce((sum, d) => sum + d.churn, 0);
+    return churn >= Math.max(this.#minSnapshotBytes, pointer.snapshot.bytes);
   }
 }
 

@@ -44,13 +44,13 @@ const SnapshotSchema = v.strictObject({
   artifacts: v.array(ArtifactSchema),
 });
 
+const Bytes = v.pipe(v.number(), v.integer(), v.minValue(0));
+
 const CompactionSchema = v.strictObject({
   v: v.literal(FORMAT),
   seq: Seq,
-  snapshot: v.nullable(v.strictObject({ seq: Seq, bytes: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
-  deltas: v.array(
-    v.strictObject({ firstSeq: Seq, lastSeq: Seq, bytes: v.pipe(v.number(), v.integer(), v.minValue(0)) }),
-  ),
+  snapshot: v.nullable(v.strictObject({ seq: Seq, bytes: Bytes })),
+  deltas: v.array(v.strictObject({ firstSeq: Seq, lastSeq: Seq, bytes: Bytes, churn: Bytes })),
 });
 
 /**
@@ -62,7 +62,15 @@ const CompactionSchema = v.strictObject({
 export interface CompactionPointer {
   seq: number;
   snapshot: { seq: number; bytes: number } | null;
-  deltas: { firstSeq: number; lastSeq: number; bytes: number }[];
+  /** `bytes` of each delta, of which about `churn` are updates and removes (what can make a snapshot pay off). */
+  deltas: DeltaRef[];
+}
+
+export interface DeltaRef {
+  firstSeq: number;
+  lastSeq: number;
+  bytes: number;
+  churn: number;
 }
 
 /** `{"v":2,"firstSeq":n,"lastSeq":m,"at":..,"patches":[{"seq","op","at","artifact"}, ...]}` */

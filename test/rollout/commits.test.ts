@@ -19,7 +19,7 @@ import type { Artifact } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { type Commit, commitOf, type Patch, patchesOf } from "../../src/model/patch.ts";
 import { Compactor } from "../../src/rollout/compaction.ts";
-import { commitKey, compactionKey, deltasPrefix, threadPrefix } from "../../src/rollout/keys.ts";
+import { commitKey, compactionKey, deltasPrefix, snapshotsPrefix, threadPrefix } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 
 const T = "t";
@@ -175,7 +175,7 @@ describe("commits", () => {
     }
   });
 
-  it("compaction objects are only a shortcut: a missing delta or a corrupt pointer makes a cold read replay the commits", async () => {
+  it("compaction objects are only a shortcut: a missing snapshot or delta, or a corrupt pointer, makes a cold read replay the commits", async () => {
     const store = new MemoryBlobStore();
     const rollout = new Rollout(store);
     const commits = history(20, 2, 6);
@@ -186,13 +186,13 @@ describe("commits", () => {
     expect((await rollout.loadParts(T, TH)).base?.seq).toBe(40);
     expect(await rollout.load(T, TH)).toEqual(truth);
 
-    const deltaKeys = await store.list(deltasPrefix(T, TH));
-    expect(deltaKeys.length).toBeGreaterThan(0);
+    const derived = [...(await store.list(deltasPrefix(T, TH))), ...(await store.list(snapshotsPrefix(T, TH)))];
+    expect(derived.length).toBeGreaterThan(0);
     const pointer = (await store.get(compactionKey(T, TH))) as string;
-    // Derived data deleted (a copy of the rollout without its deltas): nothing lost.
+    // The objects the pointer names deleted (a copy of the rollout without them): nothing lost.
     const fresh = new MemoryBlobStore();
     for (const key of await store.list("tenants/", { limit: 10_000 })) {
-      if (!deltaKeys.includes(key)) await fresh.put(key, (await store.get(key)) as string);
+      if (!derived.includes(key)) await fresh.put(key, (await store.get(key)) as string);
     }
     const withoutDeltas = new Rollout(fresh);
     expect((await withoutDeltas.loadParts(T, TH)).base).toBeNull();
