@@ -20,6 +20,8 @@ const TEMP_DIR = ".tmp";
  * reader never sees a half-written object and an acknowledged object survives a crash.
  */
 export class FsBlobStore implements BlobStore {
+  /** Gets are local: see BlobStore.localReads. */
+  readonly localReads = true;
   readonly #root: string;
   readonly #knownDirs = new Set<string>();
 
@@ -100,27 +102,29 @@ export class FsBlobStore implements BlobStore {
       if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return;
       throw error;
     }
+    // Entries that cannot hold a key to return are dropped before sorting: paging through
+    // a folder of 10,000 commits sorts only what lies after `startAfter`.
     const visits: { key: string; order: string; dir: boolean }[] = [];
     for (const entry of entries) {
       if (dirKey === "" && entry.name === TEMP_DIR) continue;
       const key = dirKey === "" ? entry.name : `${dirKey}/${entry.name}`;
-      if (entry.isDirectory()) visits.push({ key, order: `${key}/`, dir: true });
-      else if (entry.isFile()) visits.push({ key, order: key, dir: false });
-    }
-    visits.sort((a, b) => compareKeys(a.order, b.order));
-    for (const visit of visits) {
-      if (out.length >= limit) return;
-      if (visit.dir) {
-        const below = visit.order;
+      if (entry.isDirectory()) {
+        const below = `${key}/`;
         // Descend only where keys below could still match the prefix...
         if (!(below.startsWith(prefix) || prefix.startsWith(below))) continue;
         // ...and could still sort after startAfter (those below a folder that sorts before
         // it, without startAfter being inside the folder, all sort before it).
         if (below <= startAfter && !startAfter.startsWith(below)) continue;
-        await this.#walk(visit.key, prefix, startAfter, limit, out);
-      } else if (visit.key.startsWith(prefix) && visit.key > startAfter) {
-        out.push(visit.key);
+        visits.push({ key, order: below, dir: true });
+      } else if (entry.isFile() && key.startsWith(prefix) && key > startAfter) {
+        visits.push({ key, order: key, dir: false });
       }
+    }
+    visits.sort((a, b) => compareKeys(a.order, b.order));
+    for (const visit of visits) {
+      if (out.length >= limit) return;
+      if (visit.dir) await this.#walk(visit.key, prefix, startAfter, limit, out);
+      else out.push(visit.key);
     }
   }
 

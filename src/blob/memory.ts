@@ -9,6 +9,8 @@ import {
 
 /** In-process BlobStore for unit tests and `BLOB_STORE=memory:`. Not durable. */
 export class MemoryBlobStore implements BlobStore {
+  /** Gets are local: see BlobStore.localReads. */
+  readonly localReads = true;
   readonly #objects = new Map<string, string>();
 
   async get(key: string): Promise<string | null> {

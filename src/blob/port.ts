@@ -12,6 +12,12 @@ export interface BlobStore {
   exists(key: string): Promise<boolean>;
   /** Keys starting with `prefix`, strictly after `startAfter`, ascending, at most `limit` (default 1000). */
   list(prefix: string, options?: ListOptions): Promise<string[]>;
+  /**
+   * Optional: true when a get costs no network round trip (a local folder, memory), so
+   * following a few keys one by one beats a listing, which on a filesystem reads the
+   * whole folder. Object stores leave it unset: there one listing is one round trip.
+   */
+  readonly localReads?: boolean;
 }
 
 export type PutIfAbsentResult = "created" | "exists";

@@ -96,7 +96,7 @@ export class Compactor {
   async compactOnce(tenant: string, threadId: string): Promise<CompactionResult> {
     const rollout = this.#rollout;
     const pointer = (await rollout.readPointer(tenant, threadId)) ?? { seq: 0, snapshot: null, deltas: [] };
-    const tail = await rollout.listCommits(tenant, threadId, pointer.seq);
+    const tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
     if (tail.length === 0) return { delta: null, snapshot: null };
     const delta = commitOf(patchesOf(tail));
     const bytes = await rollout.writeDelta(tenant, delta);

@@ -139,6 +139,17 @@ export class Rollout {
   }
 
   /**
+   * The commits after boundary `afterSeq` when few are expected (the tail after the
+   * compaction pointer, a cache a little behind): followed key by key on a store with
+   * local reads, listed on an object store (one round trip, then the gets at once).
+   */
+  tailAfter(tenant: string, threadId: string, afterSeq: number): Promise<Commit[]> {
+    return this.#store.localReads
+      ? this.followCommits(tenant, threadId, afterSeq)
+      : this.listCommits(tenant, threadId, afterSeq);
+  }
+
+  /**
    * Patches after `afterSeq` (whole commits, stopping once `limit` is reached): the event
    * log as the rollout holds it. A reader at a commit boundary (the usual case: the cache
    * and every feed stand at one) costs one get; a resume point inside a commit is found
@@ -182,7 +193,7 @@ export class Rollout {
       try {
         const [base, tail] = await Promise.all([
           this.baseAt(tenant, threadId, pointer),
-          this.listCommits(tenant, threadId, pointer.seq),
+          this.tailAfter(tenant, threadId, pointer.seq),
         ]);
         if (base !== undefined) return { base, tail };
       } catch (error) {

@@ -64,7 +64,7 @@ export class CacheRepairer {
   async advance(tenant: string, threadId: string, cachedSeq: number, known?: readonly Commit[]): Promise<void> {
     const cache = this.#guard.cache;
     if (cachedSeq > 0) {
-      const tail = known ?? (await this.#rollout.listCommits(tenant, threadId, cachedSeq));
+      const tail = known ?? (await this.#rollout.tailAfter(tenant, threadId, cachedSeq));
       const last = tail[tail.length - 1];
       if (!last || (await cache.apply(tenant, tail)) >= last.lastSeq) return;
     }
@@ -74,7 +74,7 @@ export class CacheRepairer {
   /** `advance` for a reader that holds the cached thread, returning the thread at the head. */
   async repair(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
     if (cached && cached.seq > 0) {
-      const tail = await this.#rollout.listCommits(tenant, threadId, cached.seq);
+      const tail = await this.#rollout.tailAfter(tenant, threadId, cached.seq);
       if (tail.length > 0) await this.#guard.cache.apply(tenant, tail);
       return materialize(cached, patchesOf(tail));
     }
