@@ -5,6 +5,6 @@
 import { edgeEntry } from "../src/runtime/edge.ts";
 
 // Workers need the Durable Object class exported from the main module.
-export { ThreadHub } from "../src/live/thread-hub.ts";
+export { ThreadSequencer } from "../src/runtime/sequencer.ts";
 
 export default edgeEntry();

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { cors } from "hono/cors";
-import type { FeedHub } from "../live/feed.ts";
+import type { FeedSource } from "../live/feed.ts";
 import type { StreamOptions } from "../live/sse.ts";
 import { describeError, ProblemError } from "../model/errors.ts";
 import type { ArtifactService, ServiceLimits } from "../service/artifact-service.ts";
@@ -23,7 +23,7 @@ export interface AppOptions {
   /** Signs list cursors. Processes serving one deployment must share it. */
   cursorSecret: string;
   /** The live stream's feeds and timing. */
-  live: { hub: FeedHub; options: StreamOptions };
+  live: { hub: FeedSource; options: StreamOptions };
   /** Null: no authentication configured, everything is tenant `local` (loopback only: the runtime enforces it). */
   authenticator: Authenticator | null;
   /** Origins allowed by CORS (`*` for any); empty: no CORS headers at all. */

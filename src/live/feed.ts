@@ -31,12 +31,23 @@ export interface FeedOptions {
 
 const DEFAULT_READ_TIMEOUT_MS = 10_000;
 
+/** Where a stream gets its thread's feed: shared per process (FeedHub) or its own, fed by pushes (Workers). */
+export interface FeedSource {
+  acquire(tenant: string, threadId: string): { feed: ThreadFeed; release: () => void };
+  /** Events a stream reads per direct log query. */
+  readonly batchSize: number;
+  /** A stream's direct read not settled after this long is given up on (ms). */
+  readonly readTimeoutMs: number;
+  /** The process is shutting down: streams end. */
+  readonly draining: boolean;
+}
+
 /**
  * One poller per thread per process, however many streams watch it: a hint or a
  * poll tick makes ONE log read, and every stream at the head takes its events from
  * the shared buffer. Streams behind the buffer read the log themselves.
  */
-export class FeedHub {
+export class FeedHub implements FeedSource {
   readonly #options: Required<FeedOptions>;
   readonly #feeds = new Map<string, ThreadFeed>();
   #draining = false;
@@ -249,8 +260,11 @@ export class ThreadFeed {
     if (!this.#state.known) {
       const head = await withDeadline(reader.head(this.#tenant, this.#threadId), readTimeoutMs);
       if (this.#closed) return;
-      this.#state = { known: true, head, buffer: [] };
-      this.#wakeStreams();
+      // A push may have made the head known meanwhile: it is newer than this read.
+      if (!this.#state.known) {
+        this.#state = { known: true, head, buffer: [] };
+        this.#wakeStreams();
+      }
     }
     for (;;) {
       if (this.#closed || !this.#state.known) return;
@@ -271,6 +285,26 @@ export class ThreadFeed {
       this.#wakeStreams();
       if (events.length < batchSize) return;
     }
+  }
+
+  /**
+   * Events handed over by the thread's sequencer (Workers: pushed over a WebSocket), so
+   * the feed need not read them. What continues the head is appended; what is already
+   * known is dropped; a batch after a gap (a push missed) starts the buffer afresh, and
+   * streams behind it read the log themselves, as for any stream behind the buffer.
+   */
+  push(events: readonly LogEvent[]): void {
+    if (this.#closed) return;
+    const head = this.#state.known ? this.#state.head : 0;
+    const fresh = events.filter((event) => event.seq > head);
+    const first = fresh[0];
+    const last = fresh[fresh.length - 1];
+    if (!first || !last) return;
+    const continues = this.#state.known && first.seq === head + 1;
+    let buffer: LogEvent[] = continues && this.#state.known ? this.#state.buffer.concat(fresh) : [...fresh];
+    if (buffer.length > this.#options.bufferSize) buffer = buffer.slice(-this.#options.bufferSize);
+    this.#state = { known: true, head: last.seq, buffer };
+    this.#wakeStreams();
   }
 
   #wakeStreams(): void {

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import { describeError } from "../model/errors.ts";
 import type { LogEvent } from "../model/patch.ts";
-import type { EventReader, FeedHub } from "./feed.ts";
+import type { EventReader, FeedSource } from "./feed.ts";
 import { ThreadFollower } from "./follow.ts";
 
 export interface StreamOptions {
@@ -42,7 +42,7 @@ function frameOf(event: LogEvent): Uint8Array {
 export function streamThreadEvents(
   c: Context,
   target: { tenant: string; threadId: string; resumeAfter: number },
-  deps: { hub: FeedHub; reader: EventReader; options: StreamOptions },
+  deps: { hub: FeedSource; reader: EventReader; options: StreamOptions },
 ): Response {
   const { hub, reader, options } = deps;
   c.header("Cache-Control", "no-cache, no-transform");

@@ -2,10 +2,10 @@ import type { BlobStore } from "../blob/port.ts";
 import { LibsqlCache, type SqlClient } from "../cache/libsql.ts";
 import { createApp, type EdgeFunction } from "../http/app.ts";
 import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
-import { FeedHub } from "../live/feed.ts";
+import { FeedHub, type FeedSource } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { Rollout } from "../rollout/rollout.ts";
-import { ArtifactService } from "../service/artifact-service.ts";
+import { ArtifactService, type CommitListener, type HeadSource, type WritePath } from "../service/artifact-service.ts";
 import type { Config } from "./config.ts";
 
 export interface Wiring {
@@ -25,6 +25,16 @@ export interface Wiring {
   background?: (work: Promise<void>) => void;
   /** See ServiceOptions.unref (Node and Deno each have their own). */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
+  /** See ServiceOptions.writes (Workers: the thread's sequencer). */
+  writes?: WritePath;
+  /** See ServiceOptions.heads (Workers: the thread's sequencer). */
+  heads?: HeadSource;
+  /** See ServiceOptions.resident (the sequencer itself). */
+  resident?: boolean;
+  /** See ServiceOptions.onDurable (the sequencer pushes events there). */
+  onDurable?: CommitListener;
+  /** Where streams get their feed (default: one FeedHub for the process, hinted by `notifier`). */
+  feeds?: (reader: ArtifactService) => FeedSource;
 }
 
 /** Builds the service and the Hono app the same way on every runtime. */
@@ -50,12 +60,17 @@ export function wire(wiring: Wiring) {
     cache,
     limits,
     compaction: { everyPatches: config.compactEvery },
-    onCommit: (tenant, threadId, seq) => notifier.notify(tenant, threadId, seq),
+    onCommit: (tenant, commit) => notifier.notify(tenant, commit.threadId, commit.lastSeq),
     healEveryMs,
     ...(wiring.background ? { background: wiring.background } : {}),
     ...(wiring.unref ? { unref: wiring.unref } : {}),
+    ...(wiring.writes ? { writes: wiring.writes } : {}),
+    ...(wiring.heads ? { heads: wiring.heads } : {}),
+    ...(wiring.resident ? { resident: true } : {}),
+    ...(wiring.onDurable ? { onDurable: wiring.onDurable } : {}),
   });
   const hub = new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
+  const feeds = wiring.feeds ? wiring.feeds(service) : hub;
   const app = createApp({
     service,
     limits,
@@ -64,7 +79,7 @@ export function wire(wiring: Wiring) {
     corsOrigins: config.corsOrigins,
     ...(only ? { only } : {}),
     live: {
-      hub,
+      hub: feeds,
       options: { retryMs: 2000, pingMs: config.ssePingMs, maxLifetimeMs: config.sseMaxLifetimeMs },
     },
   });

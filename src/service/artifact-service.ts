@@ -8,11 +8,24 @@ import type { Rollout } from "../rollout/rollout.ts";
 import { CacheGuard, type ServiceLogger } from "./cache-guard.ts";
 import { CacheRepairer, type RepairResult } from "./cache-repairer.ts";
 import { type CommitListener, GroupWriter, type ServiceLimits, type WriteResult } from "./group-writer.ts";
-import { type Consistency, type ReadResult, type ReadSource, type ThreadPage, ThreadReader } from "./thread-reader.ts";
+import {
+  type Consistency,
+  type HeadSource,
+  type ReadResult,
+  type ReadSource,
+  type ThreadPage,
+  ThreadReader,
+} from "./thread-reader.ts";
+
+/** The write path as the HTTP layer sees it. */
+export interface WritePath {
+  write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult>;
+}
 
 export type {
   CommitListener,
   Consistency,
+  HeadSource,
   ReadResult,
   ReadSource,
   RepairResult,
@@ -28,7 +41,19 @@ export interface ServiceOptions {
   limits: ServiceLimits;
   /** When compaction runs (see rollout/compaction.ts). */
   compaction?: CompactionOptions;
+  /** See GroupWriterOptions.onCommit. */
   onCommit?: CommitListener;
+  /** See GroupWriterOptions.onDurable. */
+  onDurable?: CommitListener;
+  /** See GroupWriterOptions.resident (default false). */
+  resident?: boolean;
+  /**
+   * Where writes go instead of this service's own group writer (Workers: the thread's
+   * sequencer); the reads stay here.
+   */
+  writes?: WritePath;
+  /** See ThreadReaderOptions.heads. */
+  heads?: HeadSource;
   logger?: ServiceLogger;
   /** Keeps work that outlives the answer alive (Workers: `ctx.waitUntil`); default: let it run. */
   background?: (work: Promise<void>) => void;
@@ -54,6 +79,7 @@ export const DEFAULT_COMPACTION: CompactionOptions = { everyPatches: 64 };
  */
 export class ArtifactService {
   readonly #writer: GroupWriter;
+  readonly #writes: WritePath | undefined;
   readonly #reader: ThreadReader;
   readonly #repairer: CacheRepairer;
   readonly #guard: CacheGuard;
@@ -72,9 +98,10 @@ export class ArtifactService {
       ...(options.unref ? { unref: options.unref } : {}),
     });
     this.#rollout = rollout;
+    this.#writes = options.writes;
     this.#guard = guard;
     this.#repairer = repairer;
-    this.#reader = new ThreadReader({ rollout, guard, repairer });
+    this.#reader = new ThreadReader({ rollout, guard, repairer, ...(options.heads ? { heads: options.heads } : {}) });
     this.#writer = new GroupWriter({
       rollout,
       guard,
@@ -82,6 +109,8 @@ export class ArtifactService {
       compactor: new Compactor(rollout, options.compaction ?? DEFAULT_COMPACTION),
       limits: options.limits,
       onCommit: options.onCommit ?? (() => {}),
+      onDurable: options.onDurable ?? (() => {}),
+      resident: options.resident ?? false,
       logger,
       background: (work) => {
         const tracked = work.finally(() => this.#inFlight.delete(tracked));
@@ -96,7 +125,12 @@ export class ArtifactService {
   }
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
-    return this.#writer.write(tenant, threadId, command);
+    return (this.#writes ?? this.#writer).write(tenant, threadId, command);
+  }
+
+  /** The head as this service's own writer knows it (resident mode: from memory, confirmed at most a second ago). */
+  writerHead(tenant: string, threadId: string): Promise<number> {
+    return this.#writer.head(tenant, threadId);
   }
 
   readThread(

@@ -23,8 +23,8 @@ export interface ServiceLimits {
   maxArtifactsPerThread: number;
 }
 
-/** Called after every commit; wired to the live notifier. Must not throw. */
-export type CommitListener = (tenant: string, threadId: string, seq: number) => void;
+/** Called with every commit this writer made; must not throw. */
+export type CommitListener = (tenant: string, commit: Commit) => void;
 
 export interface WriteResult {
   /** 201 for a new artifact, 200 for an idempotent create or any update/remove. */
@@ -40,7 +40,17 @@ export interface GroupWriterOptions {
   repairer: CacheRepairer;
   compactor: Compactor;
   limits: ServiceLimits;
+  /** After a commit is durable and applied to the cache (live streams that read the cache log are hinted here). */
   onCommit: CommitListener;
+  /** As soon as a commit is durable, before the cache has it (events pushed to streams that need no log read). */
+  onDurable: CommitListener;
+  /**
+   * Keep each thread's state in memory and decide on it: no cache read before a write.
+   * For a writer that is the only one of its thread (the Workers sequencer, one per
+   * thread): put-if-absent still checks every decision, so another writer only costs a
+   * catch-up.
+   */
+  resident: boolean;
   logger: ServiceLogger;
   /** Runs work that must not hold the answer (compaction); the runtime keeps it alive (Workers: waitUntil). */
   background: (work: Promise<void>) => void;
@@ -63,10 +73,14 @@ interface PendingWrite {
 
 /**
  * What a round of a group is decided on. The cache, normally (it is read for the
- * context, and the put-if-absent of the next seq checks it); once the cache has failed
- * this group, the thread's state as read from the rollout, carried from round to round.
+ * context, and the put-if-absent of the next seq checks it); or a state of the thread
+ * this writer holds: the resident one, or, once the cache has failed this group, the
+ * one read from the rollout, carried from round to round.
  */
-type Basis = { from: "cache" } | { from: "rollout"; state: ThreadState | null };
+type Basis = { from: "cache" } | { from: "state"; state: ThreadState | null };
+
+/** How long a resident head counts as the rollout's without asking the store again (ms). */
+const RESIDENT_HEAD_FRESH_MS = 1000;
 
 /**
  * Writes of one thread committed together at most: enough to absorb every connection
@@ -91,6 +105,8 @@ export class GroupWriter {
   readonly #o: GroupWriterOptions;
   readonly #groups = new GroupQueue<PendingWrite>(MAX_GROUP, (_key, group) => this.#commitGroup(group));
   readonly #heads: KnownHeads;
+  /** Resident mode: each thread's state as of its last commit or check, and when the store last confirmed it. */
+  readonly #resident = new Map<string, { state: ThreadState | null; confirmedAt: number }>();
 
   constructor(options: GroupWriterOptions) {
     this.#o = options;
@@ -121,7 +137,9 @@ export class GroupWriter {
   async #writeGroup(tenant: string, threadId: string, group: PendingWrite[]): Promise<void> {
     const commands = group.map((write) => write.command);
     const lookups = commands.map(targetOf);
-    let basis: Basis = { from: "cache" };
+    let basis: Basis = this.#o.resident
+      ? { from: "state", state: await this.#residentState(tenant, threadId) }
+      : { from: "cache" };
     for (let attempt = 0;; attempt++) {
       if (attempt > 0) {
         if (attempt >= this.#o.maxAttempts) {
@@ -151,6 +169,7 @@ export class GroupWriter {
           continue;
         }
         this.#heads.remember(tenant, threadId, { seq: context.seq, artifactCount: context.artifactCount });
+        if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state);
         return settle(group, outcomes, threadId);
       }
 
@@ -159,9 +178,14 @@ export class GroupWriter {
       // group gets the error (a 503), and the next writer finds out by put-if-absent.
       const appended = await this.#o.rollout.append(tenant, commit).catch((error: unknown) => {
         this.#heads.forget(tenant, threadId);
+        this.#resident.delete(threadKey(tenant, threadId));
         throw error;
       });
       if (appended === "created") {
+        if (this.#o.resident && basis.from === "state") {
+          this.#setResident(tenant, threadId, materialize(basis.state, patches));
+        }
+        this.#o.onDurable(tenant, commit);
         await this.#applyCommitted(tenant, threadId, commit);
         this.#heads.remember(tenant, threadId, {
           seq: commit.lastSeq,
@@ -174,13 +198,14 @@ export class GroupWriter {
       // again (after a remembered head, on the cache: the next round reads it).
       this.#heads.shared(tenant, threadId);
       if (!round.fromKnownHead) basis = await this.#catchUp(tenant, threadId, context.seq, basis);
+      if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state);
     }
   }
 
   /**
    * The context a round is decided on: for plain creates, the head this process last
    * committed (checked by the put-if-absent of the next seq like any context); else the
-   * cache; once the cache has failed this group, the rollout state it carries.
+   * cache; or the state the group carries (resident, or read once the cache failed).
    */
   async #contextFor(
     tenant: string,
@@ -188,9 +213,7 @@ export class GroupWriter {
     lookups: readonly TargetLookup[],
     basis: Basis,
   ): Promise<{ context: GroupContext; basis: Basis; fromKnownHead: boolean }> {
-    if (basis.from === "rollout") {
-      return { context: contextFromState(basis.state, lookups), basis, fromKnownHead: false };
-    }
+    if (basis.from === "state") return { context: contextFromState(basis.state, lookups), basis, fromKnownHead: false };
     const known = this.#heads.get(tenant, threadId);
     if (known && lookups.every(needsNoTarget)) {
       return { context: { ...known, targets: lookups.map(() => null) }, basis, fromKnownHead: true };
@@ -198,21 +221,66 @@ export class GroupWriter {
     const cached = await this.#o.guard.try("writeContext", (cache) => cache.writeContext(tenant, threadId, lookups));
     if (cached.ok) return { context: cached.value, basis, fromKnownHead: false };
     const state = await this.#o.rollout.load(tenant, threadId);
-    return { context: contextFromState(state, lookups), basis: { from: "rollout", state }, fromKnownHead: false };
+    return { context: contextFromState(state, lookups), basis: { from: "state", state }, fromKnownHead: false };
   }
 
   /** After a lost race at `seq`: the commits since, onto the cache (or onto the carried state once the cache failed). */
   async #catchUp(tenant: string, threadId: string, seq: number, basis: Basis): Promise<Basis> {
-    if (basis.from === "rollout" && basis.state) {
+    if (basis.from === "state" && basis.state) {
       const tail = await this.#o.rollout.followCommits(tenant, threadId, basis.state.seq);
-      return { from: "rollout", state: materialize(basis.state, patchesOf(tail)) };
+      return { from: "state", state: materialize(basis.state, patchesOf(tail)) };
     }
     if (basis.from === "cache") {
       const tail = seq > 0 ? await this.#o.rollout.followCommits(tenant, threadId, seq) : undefined;
       const caughtUp = await this.#o.guard.try("repair", () => this.#o.repairer.advance(tenant, threadId, seq, tail));
       if (caughtUp.ok) return basis;
     }
-    return { from: "rollout", state: await this.#o.rollout.load(tenant, threadId) };
+    return { from: "state", state: await this.#o.rollout.load(tenant, threadId) };
+  }
+
+  /**
+   * The thread's head in resident mode: from memory while the store confirmed it within
+   * the last second (its own commits confirm it), else after one existence check (and a
+   * catch-up if another writer moved it). Cheaper than a check per strong read.
+   */
+  async head(tenant: string, threadId: string): Promise<number> {
+    const resident = this.#resident.get(threadKey(tenant, threadId));
+    if (resident && this.#o.now().getTime() - resident.confirmedAt < RESIDENT_HEAD_FRESH_MS) {
+      return resident.state?.seq ?? 0;
+    }
+    return (await this.#residentState(tenant, threadId, true))?.seq ?? 0;
+  }
+
+  /**
+   * The resident state, loaded on first use (the cache's copy, checked against the
+   * rollout by one existence check; the rollout's when the cache is behind or down), and
+   * checked again when `confirm` asks (a head older than a second).
+   */
+  async #residentState(tenant: string, threadId: string, confirm = false): Promise<ThreadState | null> {
+    const key = threadKey(tenant, threadId);
+    const resident = this.#resident.get(key);
+    if (resident && !confirm) return resident.state;
+    let state: ThreadState | null;
+    if (resident) {
+      state = resident.state;
+    } else {
+      const cached = await this.#o.guard.try("readThread", (cache) => cache.readThread(tenant, threadId));
+      state = cached.ok ? cached.value : await this.#o.rollout.load(tenant, threadId);
+    }
+    const tail = await this.#o.rollout.followCommits(tenant, threadId, state?.seq ?? 0);
+    if (tail.length > 0) {
+      state = state ? materialize(state, patchesOf(tail)) : await this.#o.rollout.load(tenant, threadId);
+    }
+    this.#setResident(tenant, threadId, state);
+    return state;
+  }
+
+  /** Never moves a resident state back (a slow check finishing after a newer commit). */
+  #setResident(tenant: string, threadId: string, state: ThreadState | null): void {
+    const key = threadKey(tenant, threadId);
+    const current = this.#resident.get(key);
+    if (current && (current.state?.seq ?? 0) > (state?.seq ?? 0)) return;
+    this.#resident.set(key, { state, confirmedAt: this.#o.now().getTime() });
   }
 
   /**
@@ -228,7 +296,7 @@ export class GroupWriter {
         this.#o.repairer.advance(tenant, threadId, applied.value))).ok;
     }
     if (!caughtUp) this.#o.repairer.markBehind(tenant, threadId);
-    this.#o.onCommit(tenant, threadId, commit.lastSeq);
+    this.#o.onCommit(tenant, commit);
   }
 
   /** Compaction after the answer: a failure only leaves cold reads longer until the next one. */

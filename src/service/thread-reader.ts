@@ -14,6 +14,15 @@ export interface ReadResult {
   source: ReadSource;
 }
 
+/**
+ * Knows a thread's head without asking the store (Workers: the thread's sequencer holds
+ * it in memory): strong reads compare the cache to it instead of checking the rollout
+ * for the commit after the cached seq.
+ */
+export interface HeadSource {
+  head(tenant: string, threadId: string): Promise<number>;
+}
+
 export interface ThreadPage {
   threads: ThreadState[];
   next: ThreadCursor | null;
@@ -28,11 +37,29 @@ export class ThreadReader {
   readonly #rollout: Rollout;
   readonly #guard: CacheGuard;
   readonly #repairer: CacheRepairer;
+  readonly #heads: HeadSource | undefined;
 
-  constructor(options: { rollout: Rollout; guard: CacheGuard; repairer: CacheRepairer }) {
+  constructor(options: { rollout: Rollout; guard: CacheGuard; repairer: CacheRepairer; heads?: HeadSource }) {
     this.#rollout = options.rollout;
     this.#guard = options.guard;
     this.#repairer = options.repairer;
+    this.#heads = options.heads;
+  }
+
+  /**
+   * Whether the rollout has a commit after boundary `seq`: one existence check, or, with
+   * a head source, a comparison with its head (fetched alongside the cache read).
+   */
+  #behind(tenant: string, threadId: string, seq: number, head: Promise<number> | undefined): Promise<boolean> {
+    if (head) return head.then((h) => h > seq, () => this.#rollout.hasCommitAfter(tenant, threadId, seq));
+    return this.#rollout.hasCommitAfter(tenant, threadId, seq);
+  }
+
+  #headFor(tenant: string, threadId: string): Promise<number> | undefined {
+    const head = this.#heads?.head(tenant, threadId);
+    // Settled by #behind; a source that fails falls back to the existence check there.
+    head?.catch(() => {});
+    return head;
   }
 
   async readThread(
@@ -40,6 +67,8 @@ export class ThreadReader {
     threadId: string,
     options: { consistency: Consistency; minSeq?: number },
   ): Promise<ReadResult> {
+    // A strong read asks for the head alongside the cache read: one round trip, not two.
+    const head = options.consistency === "strong" ? this.#headFor(tenant, threadId) : undefined;
     const cached = await this.#guard.try("readThread", (cache) => cache.readThreadJson(tenant, threadId));
     if (!cached.ok) {
       const state = await this.#rollout.load(tenant, threadId);
@@ -50,7 +79,7 @@ export class ThreadReader {
     if (options.consistency === "cache" && thread && satisfiesMinSeq) return { thread, source: "cache" };
 
     const seq = thread?.seq ?? 0;
-    if (!(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) {
+    if (!(await this.#behind(tenant, threadId, seq, head ?? this.#headFor(tenant, threadId)))) {
       return { thread: requireThread(thread, threadId, options.minSeq), source: "cache" };
     }
     // The cache is behind the rollout: answer from the rollout and repair on the way.
@@ -70,8 +99,9 @@ export class ThreadReader {
     threadId: string,
     artifactId: string,
   ): Promise<{ artifact: Artifact; source: ReadSource }> {
+    const head = this.#headFor(tenant, threadId);
     const cached = await this.#guard.try("getArtifact", (cache) => cache.getArtifact(tenant, threadId, artifactId));
-    if (cached.ok && !(await this.#rollout.hasCommitAfter(tenant, threadId, cached.value.seq))) {
+    if (cached.ok && !(await this.#behind(tenant, threadId, cached.value.seq, head))) {
       if (cached.value.seq === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
       return { artifact: requireArtifact(cached.value.artifact, artifactId), source: "cache" };
     }

@@ -310,7 +310,7 @@ class Process {
       rollout,
       cache: switchable<ArtifactCache>(this.cache, () => this.cacheDown),
       limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 100_000 },
-      onCommit: (tenant, threadId, seq) => notifier.notify(tenant, threadId, seq),
+      onCommit: (tenant, commit) => notifier.notify(tenant, commit.threadId, commit.lastSeq),
       logger: { warn: () => {} },
       healEveryMs: 1000,
     });

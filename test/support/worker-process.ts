@@ -42,16 +42,28 @@ export function buildWorkerBundle(): Promise<WorkerBundle> {
 export interface WorkerServer {
   url: string;
   mf: Miniflare;
+  /** Where its R2 and Durable Object state lives (a Worker started on it again finds them). */
+  persist: string;
   stop: () => Promise<void>;
+}
+
+export interface WorkerOptions {
+  /** Bind the `SEQUENCER` Durable Object (default true); without it the Worker writes on its own. */
+  sequencer?: boolean;
+  /** Persistence folder for R2 and Durable Objects (default: a fresh one); pass one to restart on the same state. */
+  persist?: string;
+  /** Listen here (default: any free port); a restart on the same port keeps clients' URLs. */
+  port?: number;
 }
 
 /**
  * The Worker bundle in workerd (Miniflare 4), with local R2 as `ROLLOUTS`, the
- * `ThreadHub` Durable Object and the given string vars, served on a loopback port.
+ * `ThreadSequencer` Durable Object as `SEQUENCER` and the given string vars, served on
+ * a loopback port.
  */
-export async function startWorker(vars: Record<string, string>): Promise<WorkerServer> {
+export async function startWorker(vars: Record<string, string>, options: WorkerOptions = {}): Promise<WorkerServer> {
   const bundle = await buildWorkerBundle();
-  const persist = mkdtempSync(join(tmpdir(), "artifacts-worker-state-"));
+  const persist = options.persist ?? mkdtempSync(join(tmpdir(), "artifacts-worker-state-"));
   const mf = new Miniflare({
     // Listed rather than discovered: Miniflare's module walker refuses the non-literal
     // dynamic import that loads the Deno wiring (never taken on Workers).
@@ -59,12 +71,12 @@ export async function startWorker(vars: Record<string, string>): Promise<WorkerS
     compatibilityDate: "2026-04-01",
     r2Buckets: ["ROLLOUTS"],
     r2Persist: join(persist, "r2"),
-    durableObjects: { THREAD_HUB: "ThreadHub" },
+    durableObjects: options.sequencer === false ? {} : { SEQUENCER: "ThreadSequencer" },
     durableObjectsPersist: join(persist, "do"),
     bindings: vars,
     host: "127.0.0.1",
-    port: 0,
+    port: options.port ?? 0,
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  return { url, mf, stop: () => mf.dispose() };
+  return { url, mf, persist, stop: () => mf.dispose() };
 }

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import type { FeedHub } from "../../live/feed.ts";
+import type { FeedSource } from "../../live/feed.ts";
 import { resumePoint, type StreamOptions, streamThreadEvents } from "../../live/sse.ts";
 import { ProblemError } from "../../model/errors.ts";
 import type { ArtifactService } from "../../service/artifact-service.ts";
@@ -10,7 +10,7 @@ import { threadIdOf } from "../validate.ts";
 /** The `artifact-updated` stream of one thread. */
 export function eventRoutes(
   app: Hono<AppEnv>,
-  deps: { service: ArtifactService; hub: FeedHub; options: StreamOptions },
+  deps: { service: ArtifactService; hub: FeedSource; options: StreamOptions },
 ): void {
   app.get(ROUTES.events.path, (c) => {
     const threadId = threadIdOf(c);

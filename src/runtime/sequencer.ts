@@ -1,0 +1,214 @@
+/**
+ * Workers: the thread's sequencer, a Durable Object per (tenant, thread), and the
+ * Worker's side of it.
+ *
+ * The object is the thread's only long-lived, single-threaded place, which is what the
+ * group-commit writer wants: Workers forward create/update/remove to it; it queues them,
+ * decides each group on the thread state it holds in memory (no cache read before a
+ * write), puts ONE commit per group, pushes the group's events to the thread's open
+ * streams, applies it to libSQL in one batch and answers. It keeps nothing the rollout
+ * cannot rebuild: after an eviction the next request loads the thread from the cache
+ * (checked against the rollout) or the rollout, and put-if-absent still guards every
+ * commit, so a Worker without the binding, a Deno function or a Node process writing the
+ * same rollout stays correct (the object just catches up when it loses a race).
+ *
+ * Streams: each of the Worker's event streams holds a hibernatable WebSocket to the
+ * object (`state.acceptWebSocket`), over which the object sends every committed group.
+ * An idle object hibernates with its sockets open, so open streams neither keep it awake
+ * (its wall-clock is billed) nor cost store requests.
+ */
+import { problemResponse } from "../http/problem.ts";
+import type { PushMessage, PushSocket } from "../live/pushed-feeds.ts";
+import type { WriteCommand } from "../model/decide.ts";
+import { describeError, type ProblemCode, ProblemError } from "../model/errors.ts";
+import { TENANT_PATTERN, THREAD_ID_PATTERN, threadKey } from "../model/ids.ts";
+import { type Commit, logEventOf } from "../model/patch.ts";
+import type { ArtifactService, HeadSource, WritePath, WriteResult } from "../service/artifact-service.ts";
+import { loadWorkerContext, type WorkerEnv } from "./workers-context.ts";
+import { wire } from "./wire.ts";
+
+/** The parts of the Durable Object state API the sequencer uses, structurally (no workers-types dependency). */
+export interface DurableObjectStateLike {
+  acceptWebSocket(socket: WebSocket, tags?: string[]): void;
+  getWebSockets(tag?: string): WebSocket[];
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+export interface DurableObjectStubLike {
+  fetch(input: string, init?: RequestInit): Promise<Response & { webSocket?: WebSocketLike | null }>;
+}
+
+export interface DurableObjectNamespaceLike {
+  idFromName(name: string): unknown;
+  get(id: unknown): DurableObjectStubLike;
+}
+
+/** A Workers WebSocket as the Worker's side holds it (accepted, then used like a browser's). */
+interface WebSocketLike extends PushSocket {
+  accept(): void;
+}
+
+declare const WebSocketPair: { new (): { 0: WebSocket; 1: WebSocket } };
+
+/** The Durable Object class bound as `SEQUENCER` (wrangler.toml). */
+export class ThreadSequencer {
+  readonly #state: DurableObjectStateLike;
+  readonly #env: WorkerEnv;
+  #service: ArtifactService | undefined;
+
+  constructor(state: DurableObjectStateLike, env: WorkerEnv) {
+    this.#state = state;
+    this.#env = env;
+  }
+
+  async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const tenant = url.searchParams.get("tenant") ?? "";
+    const threadId = url.searchParams.get("thread") ?? "";
+    // Only the Worker calls here, with ids it validated; refuse anything else all the same.
+    if (!TENANT_PATTERN.test(tenant) || !THREAD_ID_PATTERN.test(threadId)) {
+      return problemResponse(new ProblemError("invalid_request", "the sequencer needs a tenant and a thread"));
+    }
+    try {
+      const service = this.#serviceFor();
+      switch (url.pathname) {
+        case "/write": {
+          const command = (await request.json()) as WriteCommand;
+          return Response.json(await service.write(tenant, threadId, command));
+        }
+        case "/head":
+          return Response.json({ seq: await service.writerHead(tenant, threadId) });
+        case "/events": {
+          if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+            return problemResponse(
+              new ProblemError("invalid_request", "the event link is a WebSocket", { status: 426 }),
+            );
+          }
+          const pair = new WebSocketPair();
+          // Hibernatable: the object may sleep while the socket stays open.
+          this.#state.acceptWebSocket(pair[1], [threadKey(tenant, threadId)]);
+          return new Response(null, { status: 101, webSocket: pair[0] } as ResponseInit);
+        }
+        default:
+          return problemResponse(
+            new ProblemError("invalid_request", `no sequencer route ${url.pathname}`, { status: 404 }),
+          );
+      }
+    } catch (error) {
+      if (error instanceof ProblemError) return problemResponse(error);
+      console.error("sequencer failed", describeError(error));
+      return problemResponse(
+        new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }),
+      );
+    }
+  }
+
+  /** Streams only listen; a message from one is ignored. */
+  webSocketMessage(): void {}
+
+  webSocketClose(socket: WebSocket, code: number, reason: string): void {
+    try {
+      socket.close(code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  webSocketError(): void {}
+
+  /** Built on first use (after every eviction): the object's own service, writer resident. */
+  #serviceFor(): ArtifactService {
+    if (this.#service) return this.#service;
+    const context = loadWorkerContext(this.#env);
+    const { service } = wire({
+      ...context,
+      // Long-lived, unlike a Worker's request: it repairs a cache it wrote past while
+      // libSQL was down, once libSQL answers (a timer only while something is behind).
+      healEveryMs: 1000,
+      resident: true,
+      onDurable: (tenant, commit) => this.#push(tenant, commit),
+      background: (work) => this.#state.waitUntil(work),
+    });
+    this.#service = service;
+    return service;
+  }
+
+  /** A durable commit's events to every stream of the thread (before the cache has them: the events carry everything). */
+  #push(tenant: string, commit: Commit): void {
+    const message = JSON.stringify({ events: commit.patches.map(logEventOf) } satisfies PushMessage);
+    for (const socket of this.#state.getWebSockets(threadKey(tenant, commit.threadId))) {
+      try {
+        socket.send(message);
+      } catch {
+        // A socket closing under us: its stream reads the log after the reconnect.
+      }
+    }
+  }
+}
+
+/**
+ * The Worker's side: writes and heads go to the thread's sequencer, streams link to it.
+ * A sequencer that cannot be reached answers 503 (the client retries), never a silent
+ * write elsewhere: one writer per thread is what makes the head in memory right.
+ */
+export class SequencerClient implements WritePath, HeadSource {
+  readonly #namespace: DurableObjectNamespaceLike;
+
+  constructor(namespace: DurableObjectNamespaceLike) {
+    this.#namespace = namespace;
+  }
+
+  async write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
+    const response = await this.#call(tenant, threadId, "/write", { method: "POST", body: JSON.stringify(command) });
+    return (await response.json()) as WriteResult;
+  }
+
+  async head(tenant: string, threadId: string): Promise<number> {
+    const response = await this.#call(tenant, threadId, "/head", {});
+    return ((await response.json()) as { seq: number }).seq;
+  }
+
+  /** Opens the thread's push link (a WebSocket to its sequencer). */
+  async connect(tenant: string, threadId: string): Promise<PushSocket> {
+    const response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, "/events"), {
+      headers: { upgrade: "websocket" },
+    });
+    const socket = response.webSocket;
+    if (response.status !== 101 || !socket) {
+      await response.body?.cancel();
+      throw new Error(`the sequencer refused the event link (${response.status})`);
+    }
+    socket.accept();
+    return socket;
+  }
+
+  #stub(tenant: string, threadId: string): DurableObjectStubLike {
+    return this.#namespace.get(this.#namespace.idFromName(threadKey(tenant, threadId)));
+  }
+
+  #url(tenant: string, threadId: string, path: string): string {
+    return `https://sequencer${path}?tenant=${encodeURIComponent(tenant)}&thread=${encodeURIComponent(threadId)}`;
+  }
+
+  /** A call whose problem answers come back as the same ProblemError, and whose failures are 503s. */
+  async #call(tenant: string, threadId: string, path: string, init: RequestInit): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, path), init);
+    } catch (error) {
+      console.error("sequencer unreachable", describeError(error));
+      throw new ProblemError("unavailable", "the thread's sequencer is unreachable; retry", { retryAfterSeconds: 1 });
+    }
+    if (response.ok) return response;
+    const problem = (await response.json().catch(() => null)) as { code?: string; detail?: string } | null;
+    const retryAfter = Number(response.headers.get("retry-after"));
+    throw new ProblemError(
+      (problem?.code ?? "unavailable") as ProblemCode,
+      problem?.detail ?? "the sequencer failed; retry",
+      {
+        status: response.status,
+        ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterSeconds: retryAfter } : {}),
+      },
+    );
+  }
+}

@@ -1,0 +1,62 @@
+import { createClient } from "@libsql/client/web";
+import { MemoryBlobStore } from "../blob/memory.ts";
+import type { BlobStore } from "../blob/port.ts";
+import { R2BlobStore, type R2BucketLike } from "../blob/r2.ts";
+import type { SqlClient } from "../cache/libsql.ts";
+import { assertAuthPolicy, type Config, ConfigError, type Env, loadConfig } from "./config.ts";
+import { s3FromConfig } from "./s3-from-config.ts";
+
+/** The Worker's bindings: R2 `ROLLOUTS`, the Durable Object `SEQUENCER`, and string vars/secrets. */
+export interface WorkerEnv {
+  ROLLOUTS?: R2BucketLike;
+  SEQUENCER?: unknown;
+  [name: string]: unknown;
+}
+
+/** Set once any request of this isolate has put the cache schema in place. */
+const cacheSchema = { ready: false };
+/** `BLOB_STORE=memory:` on Workers lives as long as the isolate: for demos only. */
+let memoryStore: MemoryBlobStore | undefined;
+
+export interface WorkerContext {
+  config: Config;
+  blobStore: BlobStore;
+  connectLibsql: () => SqlClient;
+  cacheSchema: { ready: boolean };
+}
+
+/**
+ * What the Worker and the sequencer object are built from, from the env: the config (a
+ * Worker is never on loopback, so authentication is required), the rollout store (the R2
+ * binding, or S3) and libSQL over HTTP. Throws ConfigError when unusable.
+ */
+export function loadWorkerContext(env: WorkerEnv): WorkerContext {
+  const vars = stringVars(env);
+  const config = loadConfig(vars);
+  assertAuthPolicy(config, undefined);
+  return {
+    config,
+    blobStore: workerBlobStore(env, vars, config),
+    connectLibsql: () =>
+      createClient({ url: config.libsqlUrl, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) }),
+    cacheSchema,
+  };
+}
+
+function workerBlobStore(env: WorkerEnv, vars: Env, config: Config): BlobStore {
+  if (vars.BLOB_STORE) {
+    if (config.blobStore.kind === "s3") return s3FromConfig(config.blobStore, vars);
+    if (config.blobStore.kind === "memory") return (memoryStore ??= new MemoryBlobStore());
+    throw new ConfigError(
+      "on Workers, BLOB_STORE may be s3://… or memory:; leave it unset to use the R2 binding ROLLOUTS",
+    );
+  }
+  if (!env.ROLLOUTS) throw new ConfigError("bind an R2 bucket as ROLLOUTS (wrangler.toml) or set BLOB_STORE=s3://…");
+  return new R2BlobStore(env.ROLLOUTS);
+}
+
+function stringVars(env: WorkerEnv): Env {
+  const vars: Env = {};
+  for (const [name, value] of Object.entries(env)) if (typeof value === "string") vars[name] = value;
+  return vars;
+}
