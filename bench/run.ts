@@ -31,9 +31,10 @@ import {
 import { type ColdThread, type ColdThreadSpec, prepareColdRollouts } from "./lib/prepare-rollout.ts";
 import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { percentile } from "./lib/stats.ts";
+import { benchEdge, type EdgeResult } from "./edge.ts";
 
 const quick = process.argv.includes("--quick");
-const SCENARIOS = ["create", "read", "sse", "cold", "rss"] as const;
+const SCENARIOS = ["create", "read", "sse", "cold", "rss", "edge"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
@@ -57,7 +58,8 @@ const P = quick
     sseDrainMs: 3000,
     coldProcesses: 3,
     rssSettleMs: 1000,
-    deadlineMin: 5,
+    deadlineMin: 6,
+    edge: { delayMs: 20, burstMs: 5000, singles: 20, idleStreams: 50, idleMs: 10_000, receives: 20 },
   }
   : {
     warmupS: 2,
@@ -70,7 +72,9 @@ const P = quick
     sseDrainMs: 10_000,
     coldProcesses: 5,
     rssSettleMs: 3000,
-    deadlineMin: 25,
+    deadlineMin: 30,
+    // The idle window outlasts the sequencer's one-minute safety poll, so it is counted.
+    edge: { delayMs: 20, burstMs: 15_000, singles: 50, idleStreams: 100, idleMs: 65_000, receives: 50 },
   };
 /** Under the Durable Streams server's pool of 100 open stream files (past it, its appends start failing with 404s). */
 const MANY_THREADS = 64;
@@ -553,7 +557,15 @@ interface Goal {
   met: boolean;
 }
 
-function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdRow[], rss: RssRow[], seconds: number) {
+function report(
+  create: CreateRow[],
+  read: ReadRow[],
+  sse: SseRow[],
+  cold: ColdRow[],
+  rss: RssRow[],
+  edge: EdgeResult[],
+  seconds: number,
+) {
   const goals: Goal[] = [];
   const lines: string[] = [];
   const cpu = cpus()[0]?.model ?? "unknown CPU";
@@ -782,6 +794,67 @@ function report(create: CreateRow[], read: ReadRow[], sse: SseRow[], cold: ColdR
   }
   lines.push("");
 
+  // edge
+  if (edge.length > 0) {
+    lines.push(
+      `## edge: the Worker in workerd, S3 and libSQL over HTTP each ${P.edge.delayMs} ms away (every request delayed by a counting proxy)`,
+      "",
+      "Before: the Worker without the `SEQUENCER` binding (each request writes on its own, streams poll every second). " +
+        "After: with the thread's Durable Object sequencer. Store requests include compaction's.",
+      "",
+      "| variant | creates/s (1 thread, 16 writers) | p50 ms | p99 ms | non-2xx | S3 req/create | libSQL req/create | single create p50 ms | idle store req/s per stream | write-to-receive p50 ms | create p50 ms (same loop) |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const r of edge) {
+      const w = r.writers;
+      lines.push(
+        `| ${r.variant} | ${f(w.perSecond, 1)} | ${f(w.p50, 1)} | ${f(w.p99, 1)} | ${w.non2xx} | ${
+          f(w.s3PerCreate, 2)
+        } | ${f(w.libsqlPerCreate, 2)} | ${f(r.single.p50, 1)} | ${f(r.idle.storeRequestsPerStreamPerSecond, 3)} | ${
+          f(r.receive.p50, 1)
+        } | ${f(r.receive.createP50, 1)} |`,
+      );
+    }
+    lines.push("");
+    const before = edge.find((r) => r.variant.startsWith("before"));
+    const after = edge.find((r) => r.variant.startsWith("after"));
+    if (after) {
+      const w = after.writers;
+      goals.push({
+        goal: "edge: one thread, 16 writers ≥ 100 creates/s and ≥ 12× without the sequencer",
+        measured: `${f(w.perSecond, 1)}/s${before ? ` (${fx(w.perSecond / before.writers.perSecond)})` : ""}`,
+        met: w.perSecond >= 100 && (!before || w.perSecond >= 12 * before.writers.perSecond),
+      });
+      goals.push({
+        goal: "edge: p99 ≤ 1 s, every create 2xx",
+        measured: `${f(w.p99, 1)} ms, ${w.non2xx} non-2xx`,
+        met: w.p99 <= 1000 && w.non2xx === 0,
+      });
+      goals.push({
+        goal: "edge: ≤ 0.5 S3 and ≤ 0.5 libSQL requests per create",
+        measured: `${f(w.s3PerCreate, 2)} S3, ${f(w.libsqlPerCreate, 2)} libSQL`,
+        met: w.s3PerCreate <= 0.5 && w.libsqlPerCreate <= 0.5,
+      });
+      goals.push({
+        goal: "edge: single create p50 ≤ 80 ms",
+        measured: `${f(after.single.p50, 1)} ms`,
+        met: after.single.p50 <= 80,
+      });
+      goals.push({
+        goal: "edge: idle streams ≤ 0.05 store requests/s each",
+        measured: f(after.idle.storeRequestsPerStreamPerSecond, 3),
+        met: after.idle.storeRequestsPerStreamPerSecond <= 0.05,
+      });
+      goals.push({
+        goal: "edge: write-to-receive p50 ≤ 1.1× a create's p50",
+        measured: `${f(after.receive.p50, 1)} ms vs ${f(after.receive.createP50, 1)} ms (${
+          fx(after.receive.p50 / after.receive.createP50)
+        })`,
+        met: after.receive.p50 <= 1.1 * after.receive.createP50,
+      });
+    }
+  }
+
   lines.push("## goals", "", "| goal | measured | met |", "| --- | --- | :---: |");
   for (const g of goals) lines.push(`| ${g.goal} | ${g.measured} | ${mark(g.met)} |`);
   lines.push("");
@@ -802,9 +875,10 @@ async function main() {
     const sse = only.has("sse") ? await benchSse(sseWorker) : [];
     const cold = only.has("cold") ? await benchCold(probe) : [];
     const rss = only.has("rss") ? await benchRss(idle) : [];
+    const edge = only.has("edge") ? await benchEdge(P.edge, log) : [];
     await Promise.all(removing);
     const seconds = (performance.now() - t0) / 1000;
-    const markdown = report(create, read, sse, cold, rss, seconds);
+    const markdown = report(create, read, sse, cold, rss, edge, seconds);
     const results = join(ROOT, "bench/results");
     mkdirSync(results, { recursive: true });
     if (!onlyArg) writeFileSync(join(results, "latest.md"), markdown);
@@ -829,6 +903,7 @@ async function main() {
           sse,
           cold,
           rss,
+          edge,
         },
         null,
         2,

@@ -22,6 +22,7 @@ import type { PushMessage, PushSocket } from "../live/pushed-feeds.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { describeError, type ProblemCode, ProblemError } from "../model/errors.ts";
 import { TENANT_PATTERN, THREAD_ID_PATTERN, threadKey } from "../model/ids.ts";
+import type { ThreadJson } from "../model/artifact.ts";
 import { type Commit, logEventOf } from "../model/patch.ts";
 import type { ArtifactService, HeadSource, WritePath, WriteResult } from "../service/artifact-service.ts";
 import { loadWorkerContext, type WorkerEnv } from "./workers-context.ts";
@@ -78,6 +79,8 @@ export class ThreadSequencer {
         }
         case "/head":
           return Response.json({ seq: await service.writerHead(tenant, threadId) });
+        case "/thread":
+          return Response.json({ thread: await service.writerThread(tenant, threadId) });
         case "/events": {
           if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
             return problemResponse(
@@ -166,6 +169,11 @@ export class SequencerClient implements WritePath, HeadSource {
   async head(tenant: string, threadId: string): Promise<number> {
     const response = await this.#call(tenant, threadId, "/head", {});
     return ((await response.json()) as { seq: number }).seq;
+  }
+
+  async thread(tenant: string, threadId: string): Promise<ThreadJson | null> {
+    const response = await this.#call(tenant, threadId, "/thread", {});
+    return ((await response.json()) as { thread: ThreadJson | null }).thread;
   }
 
   /** Opens the thread's push link (a WebSocket to its sequencer). */

@@ -1,5 +1,5 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
-import type { Artifact } from "../model/artifact.ts";
+import { type Artifact, type ThreadJson, toThreadJson } from "../model/artifact.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { uuidv7 } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
@@ -126,6 +126,12 @@ export class ArtifactService {
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
     return (this.#writes ?? this.#writer).write(tenant, threadId, command);
+  }
+
+  /** Resident mode: the thread as this service's writer holds it, as read-thread's JSON. */
+  async writerThread(tenant: string, threadId: string): Promise<ThreadJson | null> {
+    const state = await this.#writer.residentThread(tenant, threadId);
+    return state && toThreadJson(state);
   }
 
   /** The head as this service's own writer knows it (resident mode: from memory, confirmed at most a second ago). */

@@ -107,6 +107,8 @@ export class GroupWriter {
   readonly #heads: KnownHeads;
   /** Resident mode: each thread's state as of its last commit or check, and when the store last confirmed it. */
   readonly #resident = new Map<string, { state: ThreadState | null; confirmedAt: number }>();
+  /** Resident mode: each thread's last cache apply still running, so the next one goes after it. */
+  readonly #applying = new Map<string, Promise<void>>();
 
   constructor(options: GroupWriterOptions) {
     this.#o = options;
@@ -182,16 +184,22 @@ export class GroupWriter {
         throw error;
       });
       if (appended === "created") {
-        if (this.#o.resident && basis.from === "state") {
-          this.#setResident(tenant, threadId, materialize(basis.state, patches));
-        }
-        this.#o.onDurable(tenant, commit);
-        await this.#applyCommitted(tenant, threadId, commit);
         this.#heads.remember(tenant, threadId, {
           seq: commit.lastSeq,
           artifactCount: context.artifactCount + countDelta(patches),
         });
+        this.#o.onDurable(tenant, commit);
         if (this.#o.compactor.isDue(commit)) this.#o.background(this.#compact(tenant, threadId));
+        if (this.#o.resident && basis.from === "state") {
+          // The thread's one writer answers as soon as the commit is durable: the next
+          // group is decided on the state in memory, strong reads take the head from it
+          // (and its state while the cache lags), and the cache follows in commit order
+          // (a chain per thread) without holding anyone's answer.
+          this.#setResident(tenant, threadId, materialize(basis.state, patches));
+          this.#chainApply(tenant, threadId, () => this.#applyCommitted(tenant, threadId, commit));
+          return settle(group, outcomes, threadId);
+        }
+        await this.#applyCommitted(tenant, threadId, commit);
         return settle(group, outcomes, threadId);
       }
       // Another writer took the seq after our context: learn what it wrote, then decide
@@ -238,6 +246,11 @@ export class GroupWriter {
     return { from: "state", state: await this.#o.rollout.load(tenant, threadId) };
   }
 
+  /** Resident mode: the thread as this writer holds it (at or past the cache, which follows it). */
+  async residentThread(tenant: string, threadId: string): Promise<ThreadState | null> {
+    return this.#residentState(tenant, threadId);
+  }
+
   /**
    * The thread's head in resident mode: from memory while the store confirmed it within
    * the last second (its own commits confirm it), else after one existence check (and a
@@ -273,6 +286,18 @@ export class GroupWriter {
     }
     this.#setResident(tenant, threadId, state);
     return state;
+  }
+
+  /** Runs `apply` after the thread's previous one (kept alive as background work). */
+  #chainApply(tenant: string, threadId: string, apply: () => Promise<void>): void {
+    const key = threadKey(tenant, threadId);
+    const previous = this.#applying.get(key) ?? Promise.resolve();
+    const next = previous.then(apply).catch(() => {});
+    this.#applying.set(key, next);
+    this.#o.background(next);
+    void next.then(() => {
+      if (this.#applying.get(key) === next) this.#applying.delete(key);
+    });
   }
 
   /** Never moves a resident state back (a slow check finishing after a newer commit). */

@@ -21,6 +21,8 @@ export interface ReadResult {
  */
 export interface HeadSource {
   head(tenant: string, threadId: string): Promise<number>;
+  /** The thread at (at least) that head, when the cache lags behind it: cheaper than a repair from the rollout. */
+  thread?(tenant: string, threadId: string): Promise<ThreadJson | null>;
 }
 
 export interface ThreadPage {
@@ -81,6 +83,11 @@ export class ThreadReader {
     const seq = thread?.seq ?? 0;
     if (!(await this.#behind(tenant, threadId, seq, head ?? this.#headFor(tenant, threadId)))) {
       return { thread: requireThread(thread, threadId, options.minSeq), source: "cache" };
+    }
+    // The cache lags the head source (the sequencer applies it after answering): its state is the answer.
+    if (this.#heads?.thread) {
+      const ahead = await this.#heads.thread(tenant, threadId).catch(() => undefined);
+      if (ahead !== undefined) return { thread: requireThread(ahead, threadId, options.minSeq), source: "rollout" };
     }
     // The cache is behind the rollout: answer from the rollout and repair on the way.
     const repaired = await this.#guard.try(

@@ -249,3 +249,24 @@ describe("faults", () => {
     }
   });
 });
+
+describe("strong reads with the cache lagging the sequencer", () => {
+  it("a read right after a 2xx sees the write while libSQL is slow (the sequencer answers before the cache has it)", async () => {
+    const w = await worker();
+    const threadId = newThreadId("lagging");
+    expect((await create(w.url, threadId, 0)).status).toBe(201);
+    libsqlProxy.delayMs = 400;
+    try {
+      for (let i = 1; i <= 3; i++) {
+        const written = await create(w.url, threadId, i);
+        expect(written).toEqual({ status: 201, seq: i + 1 });
+        const read = await fetch(`${w.url}/v1/threads/${threadId}`, { headers: AUTH });
+        const body = (await read.json()) as { thread: { rolloutSeq: number; artifacts: { payload: unknown }[] } };
+        expect(body.thread.rolloutSeq).toBe(i + 1);
+        expect(body.thread.artifacts.map((a) => a.payload)).toEqual(Array.from({ length: i + 1 }, (_, k) => k));
+      }
+    } finally {
+      libsqlProxy.delayMs = 0;
+    }
+  });
+});

@@ -451,3 +451,29 @@ describe("liveness property", () => {
     }
   });
 });
+
+describe("a feed fed by pushes (Workers: the sequencer's events)", () => {
+  it("appends what continues the head, drops what it has, restarts its buffer after a gap, and streams behind read the log", async () => {
+    const reader = new ScriptedReader();
+    reader.append(2);
+    const hub = new FeedHub({ reader, notifier: new DroppingNotifier(() => true), pollMs: 60_000 });
+    const stream = follow(hub, reader);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(stream.seqs).toEqual([1, 2]);
+    const { feed, release } = hub.acquire(TENANT, THREAD);
+    reader.append(2);
+    // A push of seqs 2..4: 2 is known, 3 and 4 continue the head; no log read needed.
+    const readsBefore = reader.calls;
+    feed.push(reader.log.slice(1, 4));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(stream.seqs).toEqual([1, 2, 3, 4]);
+    expect(reader.calls).toBe(readsBefore);
+    // A push after a gap (5 and 6 missed): the buffer starts at 7, the stream reads 5..6 from the log.
+    reader.append(3);
+    feed.push(reader.log.slice(6, 7));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(stream.seqs).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    release();
+    await stream.stop();
+  });
+});

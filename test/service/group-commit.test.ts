@@ -279,3 +279,103 @@ class FailOnce extends Delegating {
     return this.inner.putIfAbsent(key, body);
   }
 }
+
+describe("resident mode (the Workers sequencer's writer)", () => {
+  it("decides on the state it holds: the cache is read once to load the thread, never before a write; answers come before the cache has the commit", async () => {
+    const { rollout: shared } = setupShared();
+    const residentCache = new LibsqlCache({
+      connect: () => createClient({ url: `file:${join(shared.dir, "r.db")}`, concurrency: 1 }),
+      local: true,
+    });
+    caches.push(residentCache);
+    const resident = new ArtifactService({
+      rollout: shared.rollout,
+      cache: residentCache,
+      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+      resident: true,
+      backoff: async () => {},
+    });
+    services.push(resident);
+    const reads = vi.spyOn(residentCache, "readThread");
+    const contexts = vi.spyOn(residentCache, "writeContext");
+    const first = await resident.write("local", "held", create(1));
+    const updated = await resident.write("local", "held", {
+      kind: "update",
+      artifactId: first.artifact.id,
+      payload: 2,
+      precondition: { kind: "versions", versions: [1] },
+    });
+    const removed = await resident.write("local", "held", {
+      kind: "remove",
+      artifactId: first.artifact.id,
+      precondition: { kind: "any" },
+    });
+    expect([first.thread.rolloutSeq, updated.thread.rolloutSeq, removed.thread.rolloutSeq]).toEqual([1, 2, 3]);
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(contexts).not.toHaveBeenCalled();
+    expect(await resident.writerHead("local", "held")).toBe(3);
+    await resident.idle();
+    expect((await residentCache.readThread("local", "held"))?.seq).toBe(3);
+  });
+
+  it("another writer of the thread costs a lost race and a catch-up, never a wrong decision", async () => {
+    const { rollout, newService } = setupShared();
+    const other = newService("other.db");
+    const residentCache = new LibsqlCache({
+      connect: () => createClient({ url: `file:${join(rollout.dir, "r.db")}`, concurrency: 1 }),
+      local: true,
+    });
+    caches.push(residentCache);
+    const resident = new ArtifactService({
+      rollout: rollout.rollout,
+      cache: residentCache,
+      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+      resident: true,
+      backoff: async () => {},
+    });
+    services.push(resident);
+    const a = await resident.write("local", "shared-held", create(1));
+    // Another process updates it behind the resident writer's back.
+    await other.service.write("local", "shared-held", {
+      kind: "update",
+      artifactId: a.artifact.id,
+      payload: "theirs",
+      precondition: { kind: "any" },
+    });
+    // The resident writer decides on version 1, loses the race, catches up and decides again: If-Match "1" now fails.
+    await expect(
+      resident.write("local", "shared-held", {
+        kind: "update",
+        artifactId: a.artifact.id,
+        payload: "mine",
+        precondition: { kind: "versions", versions: [1] },
+      }),
+    ).rejects.toMatchObject({ code: "version_conflict" });
+    const next = await resident.write("local", "shared-held", create(3));
+    expect(next.thread.rolloutSeq).toBe(3);
+    expect(await resident.writerHead("local", "shared-held")).toBe(3);
+  });
+});
+
+/** A rollout folder and services over it, for the resident-mode tests. */
+function setupShared() {
+  const dir = mkdtempSync(join(tmpdir(), "artifacts-group-"));
+  dirs.push(dir);
+  const rollout = new Rollout(new FsBlobStore(join(dir, "rollouts")));
+  const newService = (name: string) => {
+    const cache = new LibsqlCache({
+      connect: () => createClient({ url: `file:${join(dir, name)}`, concurrency: 1 }),
+      local: true,
+    });
+    caches.push(cache);
+    const service = new ArtifactService({
+      rollout,
+      cache,
+      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+      backoff: async () => {},
+    });
+    services.push(service);
+    return { cache, service };
+  };
+  return { rollout: { rollout, dir }, newService };
+}
