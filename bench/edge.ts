@@ -69,6 +69,8 @@ export async function benchEdge(params: EdgeParams, log: (message: string) => vo
         AWS_SECRET_ACCESS_KEY: S3_SECRET_ACCESS_KEY,
         LIBSQL_URL: libsqlProxy.endpoint,
         AUTH_TOKENS: `${TOKEN}:acme`,
+        // The 16-writer run grows one thread past the default 1,000 artifacts.
+        MAX_ARTIFACTS_PER_THREAD: "1000000",
       }, { sequencer });
       try {
         log(`edge ${variant}: 16 writers on one thread`);
