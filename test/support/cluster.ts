@@ -10,6 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
+import { onTestFailed } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
@@ -61,12 +62,19 @@ export class Cluster {
   async start(env: Record<string, string>): Promise<ServerProcess> {
     const server = await startServer(env);
     this.#servers.push(server);
+    // What the server said is the first thing to read when a test of it fails.
+    onTestFailed(() => console.error(`--- output of the server at ${server.url}:\n${server.output()}`));
     return server;
   }
 
   /** Starts several servers at once (each waits for its own listening line). */
   startMany(envs: Record<string, string>[]): Promise<ServerProcess[]> {
     return Promise.all(envs.map((env) => this.start(env)));
+  }
+
+  /** What each server started since the last cleanup has printed so far. */
+  outputs(): string[] {
+    return this.#servers.map((server) => server.output());
   }
 
   async cleanup(): Promise<void> {
