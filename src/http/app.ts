@@ -8,6 +8,7 @@ import type { Authenticator } from "./auth/authenticator.ts";
 import { bearerAuth } from "./auth/middleware.ts";
 import { CursorCodec } from "./cursor.ts";
 import { problemResponse } from "./problem.ts";
+import { ResumeTokenCodec } from "./resume-token.ts";
 import { EDGE_FUNCTIONS, type EdgeFunction, pathMatches, routeOf, ROUTES } from "./routes.ts";
 import { artifactRoutes } from "./routes/artifacts.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -20,7 +21,7 @@ export interface AppOptions {
   service: ArtifactService;
   /** The bounds bodies are checked against. */
   limits: ServiceLimits;
-  /** Signs list cursors. Processes serving one deployment must share it. */
+  /** Signs list cursors and multi-thread resume tokens. Processes serving one deployment must share it. */
   cursorSecret: string;
   /** The live stream's feeds and timing. */
   live: { hub: FeedSource; options: StreamOptions };
@@ -48,7 +49,12 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
 
   artifactRoutes(app, { service, limits: options.limits });
   threadRoutes(app, { service, cursors: new CursorCodec(options.cursorSecret) });
-  eventRoutes(app, { service, hub: options.live.hub, options: options.live.options });
+  eventRoutes(app, {
+    service,
+    hub: options.live.hub,
+    options: options.live.options,
+    tokens: new ResumeTokenCodec(options.cursorSecret),
+  });
   metaRoutes(app, { service });
 
   for (const route of Object.values(ROUTES)) {

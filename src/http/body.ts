@@ -53,8 +53,16 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   }
 }
 
+/** The media type of a Content-Type value, lowercased, without parameters. */
+export function mediaTypeOf(value: string | null | undefined): string {
+  return (value?.split(";")[0] ?? "").trim().toLowerCase();
+}
+
+/** RFC 7396's media type: a PATCH body in it is a merge patch, not a replacement. */
+export const MERGE_PATCH_MEDIA_TYPE = "application/merge-patch+json";
+
 function isJsonMediaType(value: string): boolean {
-  const mediaType = (value.split(";")[0] ?? "").trim().toLowerCase();
+  const mediaType = mediaTypeOf(value);
   return mediaType === "application/json" || /^application\/[a-z0-9.+-]+\+json$/.test(mediaType);
 }
 

@@ -1,4 +1,5 @@
 import type { ThreadCursor } from "../cache/port.ts";
+import { base64url, fromBase64url, hmacKey } from "./base64url.ts";
 import { invalid } from "./problem.ts";
 
 /**
@@ -9,16 +10,7 @@ export class CursorCodec {
   readonly #key: Promise<CryptoKey>;
 
   constructor(secret: string) {
-    this.#key = crypto.subtle.importKey(
-      "raw",
-      new TextEncoder().encode(secret),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      [
-        "sign",
-        "verify",
-      ],
-    );
+    this.#key = hmacKey(secret);
   }
 
   async encode(tenant: string, cursor: ThreadCursor): Promise<string> {
@@ -52,20 +44,4 @@ function signedBytes(tenant: string, payload: string): Uint8Array<ArrayBuffer> {
 
 function badCursor() {
   return invalid("cursor is invalid or was issued for another caller");
-}
-
-function base64url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromBase64url(text: string): Uint8Array<ArrayBuffer> | null {
-  if (!/^[A-Za-z0-9_-]+$/.test(text)) return null;
-  try {
-    const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-    return Uint8Array.from(binary, (c) => c.charCodeAt(0));
-  } catch {
-    return null;
-  }
 }

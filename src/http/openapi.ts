@@ -6,6 +6,7 @@ import {
   GetArtifactResponseSchema,
   HealthSchema,
   ListThreadsResponseSchema,
+  MergePatchBodySchema,
   ProblemSchema,
   ReadThreadResponseSchema,
   RemoveResponseSchema,
@@ -64,6 +65,7 @@ export function openApiDocument(): Record<string, unknown> {
         Artifact: schema(ArtifactSchema),
         CreateArtifactBody: schema(CreateArtifactBodySchema),
         UpdateArtifactBody: schema(UpdateArtifactBodySchema),
+        MergePatchBody: schema(MergePatchBodySchema),
         WriteResponse: schema(WriteResponseSchema),
         RemoveResponse: schema(RemoveResponseSchema),
         ReadThreadResponse: schema(ReadThreadResponseSchema),
@@ -129,7 +131,11 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [threadIdParam, artifactIdParam, ifMatch],
           requestBody: {
             required: true,
-            content: { "application/json": { schema: { $ref: "#/components/schemas/UpdateArtifactBody" } } },
+            content: {
+              "application/json": { schema: { $ref: "#/components/schemas/UpdateArtifactBody" } },
+              // RFC 7396: merged into the stored payload inside the write group.
+              "application/merge-patch+json": { schema: { $ref: "#/components/schemas/MergePatchBody" } },
+            },
           },
           responses: {
             "200": json("updated", "WriteResponse"),

@@ -9,6 +9,8 @@ export const ROUTES = {
   /** EventSource cannot set headers: its token may come in the query. */
   events: { path: "/v1/threads/:threadId/events", methods: ["GET"], queryToken: true },
   thread: { path: "/v1/threads/:threadId", methods: ["GET", "HEAD"] },
+  /** Up to 100 threads on one stream; EventSource again, so the query token too. */
+  manyEvents: { path: "/v1/events", methods: ["GET"], queryToken: true },
   threads: { path: "/v1/threads", methods: ["GET", "HEAD"] },
   openapi: { path: "/v1/openapi.json", methods: ["GET", "HEAD"], public: true },
   health: { path: "/healthz", methods: ["GET", "HEAD"], public: true },

@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
+import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { describeError } from "../model/errors.ts";
 import type { LogEvent } from "../model/patch.ts";
 import type { EventReader, FeedSource } from "./feed.ts";
@@ -44,9 +44,8 @@ export function streamThreadEvents(
   target: { tenant: string; threadId: string; resumeAfter: number },
   deps: { hub: FeedSource; reader: EventReader; options: StreamOptions },
 ): Response {
-  const { hub, reader, options } = deps;
-  c.header("Cache-Control", "no-cache, no-transform");
-  c.header("X-Accel-Buffering", "no");
+  const { hub, reader } = deps;
+  setStreamHeaders(c);
   return streamSSE(c, async (stream) => {
     const { feed, release } = hub.acquire(target.tenant, target.threadId);
     const readFailures = new FailureLog(target.threadId);
@@ -59,59 +58,207 @@ export function streamThreadEvents(
       readTimeoutMs: hub.readTimeoutMs,
       onReadError: (error) => readFailures.failed(error),
     });
-    let stopped = false;
-    const end = () => {
-      stopped = true;
-      follower.interrupt();
-    };
-    stream.onAbort(end);
-    c.req.raw.signal.addEventListener("abort", end, { once: true });
-    const lifetime = setTimeout(end, options.maxLifetimeMs);
-    // Ping when nothing was written for `pingMs`: one timer per stream, re-armed only when
-    // it fires (writes just move `lastWrite`), with web-standard timers only.
-    let lastWrite = Date.now();
-    let pingDue = false;
-    let pingTimer: ReturnType<typeof setTimeout> | undefined;
-    const armPing = (ms: number) => {
-      pingTimer = setTimeout(() => {
-        const idle = Date.now() - lastWrite;
-        if (idle < options.pingMs) return armPing(options.pingMs - idle);
-        pingDue = true;
-        follower.interrupt();
-        armPing(options.pingMs);
-      }, ms);
-    };
-    armPing(options.pingMs);
-    const wrote = () => {
-      pingDue = false;
-      lastWrite = Date.now();
-    };
+    // A due ping or the end interrupts the follower's wait; the loop then writes or stops.
+    const session = new StreamSession(stream, c.req.raw, deps.options, () => follower.interrupt());
     try {
-      await stream.write(`retry: ${options.retryMs}\n\n`);
-      wrote();
-      while (!stopped && !hub.draining) {
+      await session.start();
+      while (!session.stopped && !hub.draining) {
         const events = await follower.next();
         if (events.length > 0) readFailures.recovered();
         for (const event of events) {
-          if (stopped) break;
-          await stream.write(frameOf(event));
-          wrote();
+          if (session.stopped) break;
+          await session.write(frameOf(event));
         }
-        if (pingDue && !stopped) {
-          await stream.write(": ping\n\n");
-          wrote();
-        }
+        await session.pingIfDue();
       }
     } catch {
       // A write to a client that is gone: nothing to tell anyone.
     } finally {
-      clearTimeout(lifetime);
-      clearTimeout(pingTimer);
+      session.close();
       follower.close();
-      c.req.raw.signal.removeEventListener("abort", end);
       release();
     }
   });
+}
+
+/** One thread of a multi-thread stream, and where it starts. */
+export interface StreamedThread {
+  threadId: string;
+  after: number;
+}
+
+/**
+ * Streams the events of several threads on one connection (`GET /v1/events`): one
+ * ThreadFollower per thread on the same feeds single-thread streams use (shared per
+ * process on Node, pushed on Workers), merged as they come, each thread's in seq order
+ * without gaps. Every event's `id:` is `eventId` of every thread's position after it, so
+ * a reconnect resumes the whole set. A follower hands over its events and waits until
+ * they are written (a slow client holds back its threads' reads, not memory).
+ */
+export function streamManyThreadEvents(
+  c: Context,
+  target: { tenant: string; threads: readonly StreamedThread[] },
+  deps: {
+    hub: FeedSource;
+    reader: EventReader;
+    options: StreamOptions;
+    eventId: (positions: ReadonlyMap<string, number>) => Promise<string>;
+  },
+): Response {
+  const { hub, reader } = deps;
+  setStreamHeaders(c);
+  return streamSSE(c, async (stream) => {
+    const positions = new Map(target.threads.map((t) => [t.threadId, t.after]));
+    const ready: { threadId: string; events: LogEvent[]; written: () => void }[] = [];
+    let wakeWriter: (() => void) | null = null;
+    const wake = () => {
+      const resume = wakeWriter;
+      wakeWriter = null;
+      resume?.();
+    };
+    const followed = target.threads.map(({ threadId, after }) => {
+      const { feed, release } = hub.acquire(target.tenant, threadId);
+      const readFailures = new FailureLog(threadId);
+      const follower = new ThreadFollower(feed, reader, { tenant: target.tenant, threadId, after }, {
+        batchSize: hub.batchSize,
+        readTimeoutMs: hub.readTimeoutMs,
+        onReadError: (error) => readFailures.failed(error),
+      });
+      return { threadId, follower, release, readFailures };
+    });
+    const session = new StreamSession(stream, c.req.raw, deps.options, () => {
+      if (session.stopped) { for (const { follower } of followed) follower.interrupt(); }
+      wake();
+    });
+    const pumps = followed.map(async ({ threadId, follower, readFailures }) => {
+      while (!session.stopped && !hub.draining) {
+        const events = await follower.next();
+        if (events.length === 0) continue;
+        readFailures.recovered();
+        await new Promise<void>((written) => {
+          ready.push({ threadId, events, written });
+          wake();
+        });
+      }
+      // Draining: the writer must notice even if no thread has anything to say.
+      wake();
+    });
+    try {
+      await session.start();
+      while (!session.stopped && !hub.draining) {
+        const batch = ready.shift();
+        if (batch) {
+          for (const event of batch.events) {
+            if (session.stopped) break;
+            positions.set(batch.threadId, event.seq);
+            await session.write(multiFrame(await deps.eventId(positions), event));
+          }
+          batch.written();
+          continue;
+        }
+        if (session.pingDue) {
+          await session.pingIfDue();
+          continue;
+        }
+        await new Promise<void>((resume) => {
+          wakeWriter = resume;
+        });
+      }
+    } catch {
+      // A write to a client that is gone: nothing to tell anyone.
+    } finally {
+      session.close();
+      for (const { follower } of followed) follower.interrupt();
+      for (const batch of ready.splice(0)) batch.written();
+      await Promise.all(pumps);
+      for (const { follower, release } of followed) {
+        follower.close();
+        release();
+      }
+    }
+  });
+}
+
+function multiFrame(id: string, event: LogEvent): string {
+  // The token is base64url and ".", the data one line of JSON: no field can be injected.
+  return `id: ${id}\nevent: artifact-updated\ndata: ${event.data}\n\n`;
+}
+
+function setStreamHeaders(c: Context): void {
+  c.header("Cache-Control", "no-cache, no-transform");
+  c.header("X-Accel-Buffering", "no");
+}
+
+/**
+ * What every stream does besides its events: `retry:` first, a `: ping` when nothing
+ * was written for `pingMs` (one timer, re-armed only when it fires), an end after
+ * `maxLifetimeMs` or when the client or the runtime aborts. `onWake` is called when a
+ * ping falls due and when the stream stops, so a stream waiting for events can act.
+ */
+class StreamSession {
+  readonly #stream: SSEStreamingApi;
+  readonly #request: Request;
+  readonly #options: StreamOptions;
+  readonly #onWake: () => void;
+  readonly #lifetime: ReturnType<typeof setTimeout>;
+  #pingTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastWrite = Date.now();
+  #stopped = false;
+  #pingDue = false;
+  readonly #stop = () => {
+    this.#stopped = true;
+    this.#onWake();
+  };
+
+  constructor(stream: SSEStreamingApi, request: Request, options: StreamOptions, onWake: () => void) {
+    this.#stream = stream;
+    this.#request = request;
+    this.#options = options;
+    this.#onWake = onWake;
+    stream.onAbort(this.#stop);
+    request.signal.addEventListener("abort", this.#stop, { once: true });
+    this.#lifetime = setTimeout(this.#stop, options.maxLifetimeMs);
+    this.#armPing(options.pingMs);
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  get pingDue(): boolean {
+    return this.#pingDue;
+  }
+
+  start(): Promise<void> {
+    return this.write(`retry: ${this.#options.retryMs}\n\n`);
+  }
+
+  async write(chunk: string | Uint8Array): Promise<void> {
+    await this.#stream.write(chunk);
+    this.#pingDue = false;
+    this.#lastWrite = Date.now();
+  }
+
+  async pingIfDue(): Promise<void> {
+    if (this.#pingDue && !this.#stopped) await this.write(": ping\n\n");
+  }
+
+  close(): void {
+    this.#stopped = true;
+    clearTimeout(this.#lifetime);
+    clearTimeout(this.#pingTimer);
+    this.#request.signal.removeEventListener("abort", this.#stop);
+  }
+
+  #armPing(ms: number): void {
+    this.#pingTimer = setTimeout(() => {
+      const idle = Date.now() - this.#lastWrite;
+      if (idle < this.#options.pingMs) return this.#armPing(this.#options.pingMs - idle);
+      this.#pingDue = true;
+      this.#onWake();
+      this.#armPing(this.#options.pingMs);
+    }, ms);
+  }
 }
 
 /**

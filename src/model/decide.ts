@@ -1,6 +1,7 @@
 import type { Artifact } from "./artifact.ts";
 import { ProblemError } from "./errors.ts";
-import { jsonEqual, type JsonValue } from "./json.ts";
+import { jsonEqual, type JsonValue, utf8Bytes } from "./json.ts";
+import { mergePatch } from "./merge-patch.ts";
 import type { Patch, PatchOp } from "./patch.ts";
 
 /** `If-Match` parsed: absent, `*`, or a set of acceptable versions. */
@@ -9,6 +10,12 @@ export type VersionPrecondition = { kind: "any" } | { kind: "exists" } | { kind:
 export type WriteCommand =
   | { kind: "create"; artifactType: string; identityKey: string | null; payload: JsonValue }
   | { kind: "update"; artifactId: string; payload: JsonValue; precondition: VersionPrecondition }
+  /**
+   * An RFC 7396 merge patch of the payload, applied to the payload the artifact has when
+   * the write is decided (inside its group), so concurrent merges of one artifact each
+   * apply on top of the one before: none is lost.
+   */
+  | { kind: "merge"; artifactId: string; patch: JsonValue; precondition: VersionPrecondition }
   | { kind: "remove"; artifactId: string; precondition: VersionPrecondition };
 
 /** Which artifact a write decision needs: by identity (create) or by id (update/remove). */
@@ -42,6 +49,8 @@ export interface DecideOptions {
   at: string;
   newId: () => string;
   maxArtifactsPerThread: number;
+  /** The bound a merged payload is checked against (a plain payload was checked on the way in). */
+  maxPayloadBytes: number;
 }
 
 /**
@@ -92,6 +101,22 @@ export function decideWrite(command: WriteCommand, context: WriteContext, option
           updatedAt: options.at,
           seq: nextSeq,
         },
+      };
+    }
+    case "merge": {
+      const current = requireTarget(context, command.artifactId);
+      checkPrecondition(current, command.precondition);
+      const payload = mergePatch(current.payload, command.patch);
+      if (utf8Bytes(JSON.stringify(payload)) > options.maxPayloadBytes) {
+        throw new ProblemError(
+          "payload_too_large",
+          `the merged payload serializes to more than ${options.maxPayloadBytes} bytes`,
+        );
+      }
+      return {
+        kind: "append",
+        op: "update",
+        artifact: { ...current, payload, version: current.version + 1, updatedAt: options.at, seq: nextSeq },
       };
     }
     case "remove": {

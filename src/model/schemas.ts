@@ -42,6 +42,20 @@ export const UpdateArtifactBodySchema = v.strictObject({
   payload: PayloadSchema,
 });
 
+/**
+ * An RFC 7396 merge patch of an artifact (`application/merge-patch+json`): it may touch
+ * only `payload`, and may not remove it (a `null` payload would mean "delete the member").
+ */
+export const MergePatchBodySchema = v.strictObject({
+  payload: v.pipe(
+    PayloadSchema,
+    v.check(
+      (value) => value !== null,
+      "payload cannot be removed (null); send a merge patch of it or remove the artifact",
+    ),
+  ),
+});
+
 const SeqString = v.pipe(
   v.string(),
   v.regex(/^(0|[1-9][0-9]{0,14})$/, "must be a non-negative integer"),

@@ -157,6 +157,7 @@ export class GroupWriter {
         at: this.#o.now().toISOString(),
         newId: this.#o.newId,
         maxArtifactsPerThread: this.#o.limits.maxArtifactsPerThread,
+        maxPayloadBytes: this.#o.limits.maxPayloadBytes,
       });
       const patches = outcomes.flatMap((outcome) => (outcome.kind === "append" ? [outcome.patch] : []));
 

@@ -72,7 +72,7 @@ function oneByOne(
         seq,
         artifactCount: state?.artifacts.length ?? 0,
         target: lookup(state, targetOf(c)),
-      }, { threadId: THREAD, at: AT, newId, maxArtifactsPerThread: MAX_ARTIFACTS });
+      }, { threadId: THREAD, at: AT, newId, maxArtifactsPerThread: MAX_ARTIFACTS, maxPayloadBytes: 65536 });
       if (decision.kind === "existing") return { kind: "existing", artifact: decision.artifact, seq };
       const patch = {
         seq: seq + 1,
@@ -116,6 +116,7 @@ describe("decideGroup", () => {
             at: AT,
             newId: counter(start),
             maxArtifactsPerThread: MAX_ARTIFACTS,
+            maxPayloadBytes: 65536,
           });
           expect(comparable(actual)).toEqual(comparable(expected));
         },
@@ -136,7 +137,7 @@ describe("decideGroup", () => {
         { kind: "update", artifactId: "id-1", payload: 4, precondition: { kind: "any" } },
       ],
       { seq: 0, artifactCount: 0, targets: [null, null, null, null, null, null] },
-      { threadId: THREAD, at: AT, newId, maxArtifactsPerThread: MAX_ARTIFACTS },
+      { threadId: THREAD, at: AT, newId, maxArtifactsPerThread: MAX_ARTIFACTS, maxPayloadBytes: 65536 },
     );
     expect(
       outcomes.map((

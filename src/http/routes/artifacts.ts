@@ -1,9 +1,9 @@
 import type { Hono } from "hono";
 import type { WriteCommand } from "../../model/decide.ts";
-import { CreateArtifactBodySchema, UpdateArtifactBodySchema } from "../../model/schemas.ts";
+import { CreateArtifactBodySchema, MergePatchBodySchema, UpdateArtifactBodySchema } from "../../model/schemas.ts";
 import type { ArtifactService, ServiceLimits, WriteResult } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
-import { BODY_OVERHEAD_BYTES, checkPayload, readJsonBody } from "../body.ts";
+import { BODY_OVERHEAD_BYTES, checkPayload, mediaTypeOf, MERGE_PATCH_MEDIA_TYPE, readJsonBody } from "../body.ts";
 import { parseIfMatch } from "../preconditions.ts";
 import { ROUTES } from "../routes.ts";
 import { artifactIdOf, parseOr400, threadIdOf } from "../validate.ts";
@@ -38,9 +38,23 @@ export function artifactRoutes(app: Hono<AppEnv>, deps: { service: ArtifactServi
     const threadId = threadIdOf(c);
     const artifactId = artifactIdOf(c);
     const precondition = parseIfMatch(c.req.header("if-match"));
-    const body = parseOr400(UpdateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
-    const payload = checkPayload(body.payload, limits.maxPayloadBytes);
-    const command: WriteCommand = { kind: "update", artifactId, payload, precondition };
+    const merge = mediaTypeOf(c.req.header("content-type")) === MERGE_PATCH_MEDIA_TYPE;
+    const json = await readJsonBody(c.req.raw, maxBodyBytes);
+    // A merge patch is decided on the payload the artifact has inside its write group
+    // (its result is bounded there); a plain body replaces the payload.
+    const command: WriteCommand = merge
+      ? {
+        kind: "merge",
+        artifactId,
+        patch: checkPayload(parseOr400(MergePatchBodySchema, json, "merge patch").payload, limits.maxPayloadBytes),
+        precondition,
+      }
+      : {
+        kind: "update",
+        artifactId,
+        payload: checkPayload(parseOr400(UpdateArtifactBodySchema, json, "body").payload, limits.maxPayloadBytes),
+        precondition,
+      };
     return c.json(writeBody(await service.write(c.get("tenant"), threadId, command)));
   });
 

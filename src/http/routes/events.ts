@@ -1,16 +1,18 @@
 import type { Hono } from "hono";
 import type { FeedSource } from "../../live/feed.ts";
-import { resumePoint, type StreamOptions, streamThreadEvents } from "../../live/sse.ts";
+import { resumePoint, streamManyThreadEvents, type StreamOptions, streamThreadEvents } from "../../live/sse.ts";
 import { ProblemError } from "../../model/errors.ts";
 import type { ArtifactService } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
+import { type ResumeTokenCodec, tagOf } from "../resume-token.ts";
 import { ROUTES } from "../routes.ts";
+import { parseThreadSet } from "../thread-set.ts";
 import { threadIdOf } from "../validate.ts";
 
-/** The `artifact-updated` stream of one thread. */
+/** The `artifact-updated` stream of one thread, and of up to 100 on one connection. */
 export function eventRoutes(
   app: Hono<AppEnv>,
-  deps: { service: ArtifactService; hub: FeedSource; options: StreamOptions },
+  deps: { service: ArtifactService; hub: FeedSource; options: StreamOptions; tokens: ResumeTokenCodec },
 ): void {
   app.get(ROUTES.events.path, (c) => {
     const threadId = threadIdOf(c);
@@ -24,4 +26,27 @@ export function eventRoutes(
       options: deps.options,
     });
   });
+
+  app.get(ROUTES.manyEvents.path, async (c) => {
+    const tenant = c.get("tenant");
+    const threads = parseThreadSet(c.req.query("threads"));
+    const tags = new Map(threads.map((t) => [t.threadId, tagOf(t.threadId)]));
+    // A resume token (an event's id) wins over the list's `:seq` for every thread it names.
+    const lastEventId = c.req.header("last-event-id")?.trim();
+    if (lastEventId) {
+      const resumed = await deps.tokens.decode(tenant, lastEventId);
+      for (const thread of threads) thread.after = resumed.get(tags.get(thread.threadId) as string) ?? thread.after;
+    }
+    return streamManyThreadEvents(c, { tenant, threads }, {
+      hub: deps.hub,
+      reader: deps.service,
+      options: deps.options,
+      eventId: (positions) =>
+        deps.tokens.encode(tenant, mapEntries(positions, (threadId) => tags.get(threadId) as string)),
+    });
+  });
+}
+
+function* mapEntries<V>(map: ReadonlyMap<string, V>, key: (k: string) => string): Iterable<[string, V]> {
+  for (const [k, v] of map) yield [key(k), v];
 }
