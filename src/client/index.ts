@@ -1,7 +1,7 @@
 import type { Artifact, ThreadRef, ThreadView } from "../model/artifact.ts";
 import type { ArtifactEvent } from "../model/patch.ts";
 import type { JsonValue } from "../model/json.ts";
-import { SseParser } from "./sse-parser.ts";
+import { type SseMessage, SseParser } from "./sse-parser.ts";
 
 export type { Artifact, ArtifactEvent, JsonValue, ThreadRef, ThreadView };
 
@@ -58,7 +58,7 @@ export function createArtifactsClient(options: ClientOptions) {
     init: { body?: unknown; headers?: Record<string, string> } = {},
   ): Promise<T> {
     const headers: Record<string, string> = { ...auth, ...init.headers };
-    if (init.body !== undefined) headers["content-type"] = "application/json";
+    if (init.body !== undefined) headers["content-type"] ??= "application/json";
     const response = await doFetch(`${baseUrl}${path}`, {
       method,
       headers,
@@ -111,6 +111,24 @@ export function createArtifactsClient(options: ClientOptions) {
       });
     },
 
+    /**
+     * Applies an RFC 7396 merge patch to the payload (`application/merge-patch+json`):
+     * members of `patch` replace or recurse, `null` removes one. Decided on the payload
+     * the artifact has when the server takes the write, so concurrent merges of different
+     * members all apply.
+     */
+    mergeArtifact(
+      threadId: string,
+      artifactId: string,
+      patch: JsonValue,
+      options: { ifVersion?: number } = {},
+    ): Promise<WriteResponse> {
+      return call("PATCH", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, {
+        body: { payload: patch },
+        headers: { ...ifMatch(options.ifVersion), "content-type": "application/merge-patch+json" },
+      });
+    },
+
     removeArtifact(
       threadId: string,
       artifactId: string,
@@ -136,62 +154,110 @@ export function createArtifactsClient(options: ClientOptions) {
      * seen: each event reaches `onEvent` once, in order. Resolves when `signal` aborts;
      * rejects on a 4xx other than 408/429 (retrying cannot fix it).
      */
-    async subscribe(threadId: string, subscription: SubscribeOptions): Promise<void> {
-      const { signal } = subscription;
-      const minBackoff = subscription.minBackoffMs ?? 250;
-      const maxBackoff = subscription.maxBackoffMs ?? 10_000;
+    subscribe(threadId: string, subscription: SubscribeOptions): Promise<void> {
       let lastSeq = subscription.since ?? 0;
-      let serverRetry = minBackoff;
-      let failures = 0;
-      while (!signal?.aborted) {
-        try {
-          const response = await doFetch(`${baseUrl}${threadPath(threadId)}/events`, {
-            headers: { ...auth, accept: "text/event-stream", "last-event-id": String(lastSeq) },
-            ...(signal ? { signal } : {}),
-          });
-          if (!response.ok || !response.body) {
-            const error = await toError(response);
-            if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
-              throw error;
-            }
-            throw new RetryableError(error);
-          }
-          let delivered = false;
-          const parser = new SseParser(
-            (message) => {
-              if (message.event !== "artifact-updated") return;
-              const event = JSON.parse(message.data) as ArtifactEvent;
-              // Never deliver a seq twice, even if a proxy replays part of a stream.
-              if (event.seq <= lastSeq) return;
-              lastSeq = event.seq;
-              delivered = true;
-              failures = 0;
-              subscription.onEvent(event);
-            },
-            (ms) => {
-              serverRetry = Math.max(minBackoff, ms);
-            },
-          );
-          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-          for (;;) {
-            const { done, value } = await reader.read();
-            if (done) break;
-            parser.push(value);
-          }
-          // The server ends streams after their lifetime: resume at once if this one
-          // was useful, otherwise back off so a server that closes at once is not hammered.
-          if (delivered) continue;
-        } catch (error) {
-          if (signal?.aborted) return;
-          if (error instanceof ArtifactsApiError) throw error;
-          subscription.onError?.(error instanceof RetryableError ? error.cause : error);
-        }
-        failures++;
-        const ceiling = Math.min(maxBackoff, serverRetry * 2 ** Math.min(failures - 1, 10));
-        await delay(serverRetry + Math.random() * (ceiling - serverRetry), signal);
-      }
+      return follow(`${threadPath(threadId)}/events`, () => String(lastSeq), subscription, (message) => {
+        const event = JSON.parse(message.data) as ArtifactEvent;
+        // Never deliver a seq twice, even if a proxy replays part of a stream.
+        if (event.seq <= lastSeq) return false;
+        lastSeq = event.seq;
+        subscription.onEvent(event);
+        return true;
+      });
+    },
+
+    /**
+     * Follows up to 100 threads on one connection (`GET /v1/events`): a page that watches
+     * a thread list needs one of the browser's six HTTP/1.1 connections, not one per
+     * thread. Each thread's events reach `onEvent` once, in its seq order; a reconnect
+     * resumes every thread with the server's resume token. Threads are ids, or
+     * `{ threadId, since }` to start one after a seq.
+     */
+    subscribeMany(
+      threads: ReadonlyArray<string | { threadId: string; since?: number }>,
+      subscription: Omit<SubscribeOptions, "since">,
+    ): Promise<void> {
+      const lastSeq = new Map(
+        threads.map((t) => (typeof t === "string" ? [t, 0] : [t.threadId, t.since ?? 0] as [string, number])),
+      );
+      // Ids ending in ":<digits>" take an explicit ":0" so the server does not read a seq into them.
+      const list = [...lastSeq].map(([id, since]) => (since > 0 || /:\d+$/.test(id) ? `${id}:${since}` : id));
+      const path = `/v1/events?threads=${list.map(encodeURIComponent).join(",")}`;
+      let token = "";
+      return follow(path, () => token, subscription, (message) => {
+        const event = JSON.parse(message.data) as ArtifactEvent;
+        if (message.id) token = message.id;
+        const seen = lastSeq.get(event.threadId);
+        if (seen === undefined || event.seq <= seen) return false;
+        lastSeq.set(event.threadId, event.seq);
+        subscription.onEvent(event);
+        return true;
+      });
     },
   };
+
+  /**
+   * One SSE subscription, kept up: connect with `lastEventId()` as Last-Event-ID, hand
+   * every `artifact-updated` message to `deliver` (true: it was new), and on an end or
+   * a failure reconnect after the server's `retry:` with jittered exponential backoff.
+   */
+  async function follow(
+    path: string,
+    lastEventId: () => string,
+    subscription: Omit<SubscribeOptions, "since" | "onEvent">,
+    deliver: (message: SseMessage) => boolean,
+  ): Promise<void> {
+    const { signal } = subscription;
+    const minBackoff = subscription.minBackoffMs ?? 250;
+    const maxBackoff = subscription.maxBackoffMs ?? 10_000;
+    let serverRetry = minBackoff;
+    let failures = 0;
+    while (!signal?.aborted) {
+      try {
+        const resumeFrom = lastEventId();
+        const response = await doFetch(`${baseUrl}${path}`, {
+          headers: { ...auth, accept: "text/event-stream", ...(resumeFrom ? { "last-event-id": resumeFrom } : {}) },
+          ...(signal ? { signal } : {}),
+        });
+        if (!response.ok || !response.body) {
+          const error = await toError(response);
+          if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
+            throw error;
+          }
+          throw new RetryableError(error);
+        }
+        let delivered = false;
+        const parser = new SseParser(
+          (message) => {
+            if (message.event !== "artifact-updated") return;
+            if (deliver(message)) {
+              delivered = true;
+              failures = 0;
+            }
+          },
+          (ms) => {
+            serverRetry = Math.max(minBackoff, ms);
+          },
+        );
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          parser.push(value);
+        }
+        // The server ends streams after their lifetime: resume at once if this one
+        // was useful, otherwise back off so a server that closes at once is not hammered.
+        if (delivered) continue;
+      } catch (error) {
+        if (signal?.aborted) return;
+        if (error instanceof ArtifactsApiError) throw error;
+        subscription.onError?.(error instanceof RetryableError ? error.cause : error);
+      }
+      failures++;
+      const ceiling = Math.min(maxBackoff, serverRetry * 2 ** Math.min(failures - 1, 10));
+      await delay(serverRetry + Math.random() * (ceiling - serverRetry), signal);
+    }
+  }
 }
 
 export type ArtifactsClient = ReturnType<typeof createArtifactsClient>;

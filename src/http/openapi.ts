@@ -186,6 +186,30 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      "/v1/events": {
+        get: {
+          operationId: "manyThreadEvents",
+          description:
+            "artifact-updated Server-Sent Events of up to 100 threads on one connection, each thread's in seq order, gapless; every event's id is a resume token for the whole set.",
+          parameters: [
+            {
+              name: "threads",
+              in: "query",
+              required: true,
+              description: "comma-separated thread ids, each optionally id:seq (start after seq); at most 100",
+              schema: { type: "string" },
+            },
+            { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
+          ],
+          responses: {
+            "200": {
+              description: "the event stream",
+              content: { "text/event-stream": { schema: { type: "string" } } },
+            },
+            ...errors,
+          },
+        },
+      },
       "/healthz": {
         get: {
           operationId: "health",

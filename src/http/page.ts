@@ -1,6 +1,7 @@
 /**
  * The live page at `/`: a thread's artifacts, kept current through EventSource, and a
- * form to create one. No build step: plain HTML and one module script. Everything
+ * form to create one; or, with `?threads=a,b,c` (or `?threads=*`: the tenant's latest
+ * threads), a list of threads kept current through ONE EventSource on `/v1/events`. No build step: plain HTML and one module script. Everything
  * from the API is put in the DOM as text, never as markup.
  */
 export const LIVE_PAGE = `<!doctype html>
@@ -22,6 +23,8 @@ export const LIVE_PAGE = `<!doctype html>
   li pre { margin: .3rem 0 0; white-space: pre-wrap; word-break: break-word; font-size: 13px; }
   #status[data-state="live"] { color: #1a7f37; }
   #status[data-state="error"] { color: #b42318; }
+  #threads section { border-top: 1px solid #d2d2d7; margin-top: 1rem; }
+  #threads h2 { font-size: 1.05rem; margin: .6rem 0 0; }
 </style>
 </head>
 <body>
@@ -35,6 +38,7 @@ export const LIVE_PAGE = `<!doctype html>
   <output id="error" class="wide" role="alert"></output>
 </form>
 <ol id="artifacts"></ol>
+<div id="threads"></div>
 <script type="module">
 const params = new URLSearchParams(location.search);
 const threadId = params.get("thread") || "demo";
@@ -51,9 +55,8 @@ $("thread").addEventListener("change", (e) => {
   location.search = params.toString();
 });
 
-function render() {
-  const list = $("artifacts");
-  list.replaceChildren(...[...artifacts.values()].map((a) => {
+function artifactItems(map) {
+  return [...map.values()].map((a) => {
     const li = document.createElement("li");
     li.dataset.id = a.id;
     const head = document.createElement("strong");
@@ -65,7 +68,11 @@ function render() {
     body.textContent = JSON.stringify(a.payload, null, 2);
     li.append(head, meta, body);
     return li;
-  }));
+  });
+}
+
+function render() {
+  $("artifacts").replaceChildren(...artifactItems(artifacts));
   $("seq").textContent = String(seq);
 }
 
@@ -126,7 +133,67 @@ $("create").addEventListener("submit", async (e) => {
   }
 });
 
-start();
+/** List mode: every thread of the list in its own section, all on one EventSource. */
+async function startList(listed) {
+  $("create").hidden = true;
+  $("thread").closest("p").hidden = true;
+  let ids = listed.split(",").filter(Boolean).slice(0, 100);
+  if (listed === "*") {
+    const response = await fetch("/v1/threads?limit=100", { headers: auth });
+    ids = response.ok ? (await response.json()).threads.map((t) => t.id) : [];
+  }
+  const threads = new Map(ids.map((id) => [id, { seq: 0, artifacts: new Map() }]));
+  const sections = new Map();
+  for (const id of ids) {
+    const section = document.createElement("section");
+    section.dataset.thread = id;
+    const title = document.createElement("h2");
+    const list = document.createElement("ol");
+    section.append(title, list);
+    sections.set(id, { title, list });
+    $("threads").append(section);
+  }
+  const draw = (id) => {
+    const thread = threads.get(id);
+    const { title, list } = sections.get(id);
+    title.textContent = id + " · " + thread.artifacts.size + " artifacts · seq " + thread.seq;
+    list.replaceChildren(...artifactItems(thread.artifacts));
+  };
+  await Promise.all(ids.map(async (id) => {
+    const response = await fetch("/v1/threads/" + encodeURIComponent(id), { headers: auth });
+    if (response.ok) {
+      const { thread } = await response.json();
+      const state = threads.get(id);
+      for (const a of thread.artifacts) state.artifacts.set(a.id, a);
+      state.seq = thread.rolloutSeq;
+    }
+    draw(id);
+  }));
+  // id:seq resumes each thread after what was read; an id ending in ":digits" needs its ":0".
+  const entries = ids.map((id) => {
+    const since = threads.get(id).seq;
+    return since > 0 || /:\\d+$/.test(id) ? id + ":" + since : id;
+  });
+  const query = new URLSearchParams({ threads: entries.join(",") });
+  if (token) query.set("access_token", token);
+  source = new EventSource("/v1/events?" + query);
+  source.addEventListener("open", () => setStatus("live", "live"));
+  source.addEventListener("error", () => setStatus("error", "reconnecting…"));
+  source.addEventListener("artifact-updated", (e) => {
+    const event = JSON.parse(e.data);
+    const thread = threads.get(event.threadId);
+    if (!thread || event.seq <= thread.seq) return;
+    if (event.op === "remove") thread.artifacts.delete(event.artifact.id);
+    else thread.artifacts.set(event.artifact.id, event.artifact);
+    thread.seq = event.seq;
+    draw(event.threadId);
+  });
+}
+
+if (params.has("threads")) {
+  $("threads").before($("status"));
+  startList(params.get("threads"));
+} else start();
 </script>
 </body>
 </html>

@@ -9,9 +9,13 @@ import { type ServerProcess, startDenoFunction, startDenoServer } from "../suppo
 // Deno.serve exactly as `deno task serve` does, with the Node server's env contract.
 describeHttpContract("Deno: deno task serve", async (env) => {
   const dir = mkdtempSync(join(tmpdir(), "artifacts-deno-contract-"));
-  const server = await startDenoServer({ DATA_DIR: dir, ...env });
+  let server = await startDenoServer({ DATA_DIR: dir, ...env });
   return {
     fetch: (path, init) => fetch(`${server.url}${path}`, init),
+    restart: async () => {
+      await server.stop();
+      server = await startDenoServer({ DATA_DIR: dir, ...env });
+    },
     close: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -21,9 +21,15 @@ function withToken(init: RequestInit = {}): RequestInit {
 describeHttpContract("Worker in workerd (R2 + libSQL over HTTP)", async (env) => {
   const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-contract-"));
   const hrana = await startHranaServer({ path: join(dir, "cache.db") });
-  const worker = await startWorker({ LIBSQL_URL: hrana.url, AUTH_TOKENS: `${WORKER_TOKEN}:local`, ...env });
+  const vars = { LIBSQL_URL: hrana.url, AUTH_TOKENS: `${WORKER_TOKEN}:local`, ...env };
+  let worker = await startWorker(vars);
   return {
     fetch: (path, init) => fetch(`${worker.url}${path}`, withToken(init)),
+    // workerd as a whole goes (its Durable Objects with it) and comes back on the same R2 and DO storage.
+    restart: async () => {
+      await worker.stop();
+      worker = await startWorker(vars, { persist: worker.persist });
+    },
     close: async () => {
       await worker.stop();
       await hrana.close();

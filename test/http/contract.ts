@@ -2,6 +2,8 @@
 import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJsonResult } from "../support/http.ts";
+import { describeManyThreadStreams } from "./contract-many.ts";
+import { describeMergePatches } from "./contract-merge.ts";
 
 /**
  * The HTTP contract of API.md (everything but authentication), spoken
@@ -12,6 +14,35 @@ import { readJsonResult } from "../support/http.ts";
 export interface HttpTarget {
   fetch: (path: string, init?: RequestInit) => Promise<Response>;
   close: () => Promise<void>;
+  /**
+   * Stops the server (as a deploy would: streams end, the process goes) and starts it
+   * again on the same stores; `fetch` then reaches the new one.
+   */
+  restart: () => Promise<void>;
+}
+
+/** One `artifact-updated` event as a stream sent it: its SSE id and its data. */
+export interface StreamedEvent {
+  id: string;
+  threadId: string;
+  seq: number;
+  op: string;
+  artifact: any;
+}
+
+/** What the parts of the contract suite share: the target and the calls every test makes. */
+export interface ContractContext {
+  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<HttpResult>;
+  create(threadId: string, body: Record<string, unknown>, expected?: number): Promise<HttpResult>;
+  headSeq(threadId: string): Promise<number>;
+  /** The first `count` events of one thread's stream. */
+  readEvents(threadId: string, count: number): Promise<StreamedEvent[]>;
+  /** Opens an event stream (`path` with its query) and reads until `count` events arrived. */
+  readSse(path: string, count: number, headers?: Record<string, string>, on?: HttpTarget): Promise<StreamedEvent[]>;
+  target(): HttpTarget;
+  restart(): Promise<void>;
+  /** Another target of the same kind, e.g. with authentication configured (the caller closes it). */
+  makeTarget: MakeHttpTarget;
 }
 
 export type MakeHttpTarget = (env: Record<string, string>) => Promise<HttpTarget>;
@@ -153,6 +184,52 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
       expect(result.status).toBe(200);
       return result.json.thread.rolloutSeq as number;
     }
+
+    /** Reads a stream with a parser written from the SSE spec until `count` artifact-updated events arrived. */
+    async function readSse(
+      path: string,
+      count: number,
+      headers: Record<string, string> = {},
+      on: HttpTarget | undefined = target,
+    ): Promise<StreamedEvent[]> {
+      if (!on) throw new Error("target not started");
+      const controller = new AbortController();
+      const response = await on.fetch(path, {
+        headers: { accept: "text/event-stream", ...headers },
+        signal: controller.signal,
+      });
+      expect({ status: response.status, path }).toEqual({ status: 200, path });
+      expect(response.headers.get("content-type") ?? "").toMatch(/^text\/event-stream\b/);
+      const parser = new SpecSseParser();
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      const updates = () => parser.events.filter((e) => e.type === "artifact-updated");
+      try {
+        while (updates().length < count) {
+          const { done, value } = await reader.read();
+          if (done) throw new Error(`stream ended after ${updates().length} of ${count} events`);
+          parser.push(decoder.decode(value, { stream: true }));
+        }
+      } finally {
+        controller.abort();
+        await reader.cancel().catch(() => {});
+      }
+      return updates().slice(0, count).map((e) => ({ id: e.lastEventId, ...JSON.parse(e.data) }));
+    }
+
+    const ctx: ContractContext = {
+      call,
+      create,
+      headSeq,
+      readEvents: (threadId, count) => readSse(`/v1/threads/${threadId}/events`, count),
+      readSse,
+      target: () => {
+        if (!target) throw new Error("target not started");
+        return target;
+      },
+      restart: () => ctx.target().restart(),
+      makeTarget,
+    };
 
     describe("create-artifact", () => {
       it("answers 201 with the exact Location, the artifact and the thread", async () => {
@@ -708,6 +785,9 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
       });
     });
 
+    describeMergePatches(ctx);
+    describeManyThreadStreams(ctx);
+
     describe("service routes and errors", () => {
       it("/healthz reports the stores", async () => {
         const health = await call("GET", "/healthz");
@@ -727,6 +807,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
           expect.arrayContaining(["get", "patch", "delete"]),
         );
         expect(Object.keys(paths["/v1/threads"])).toContain("get");
+        expect(Object.keys(paths["/v1/events"])).toContain("get");
+        expect(Object.keys(paths["/v1/threads/{threadId}/artifacts/{artifactId}"].patch.requestBody.content)).toEqual([
+          "application/json",
+          "application/merge-patch+json",
+        ]);
         expect(Object.keys(paths["/healthz"])).toContain("get");
       });
 

@@ -1,10 +1,23 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createTestApp } from "../support/in-process.ts";
 import { describeHttpContract } from "./contract.ts";
 
 describeHttpContract("in-process app", async (env) => {
-  const t = createTestApp({ env });
+  const dir = mkdtempSync(join(tmpdir(), "artifacts-inprocess-contract-"));
+  let t = createTestApp({ env, dir });
   return {
     fetch: async (path, init) => t.app.request(path, init),
-    close: async () => t.close(),
+    // As a process would: streams end (their clients reconnect), then a new app on the same folder.
+    restart: async () => {
+      t.hub.drain();
+      await t.close();
+      t = createTestApp({ env, dir });
+    },
+    close: async () => {
+      await t.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 });

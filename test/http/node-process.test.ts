@@ -6,9 +6,13 @@ import { describeHttpContract } from "./contract.ts";
 
 describeHttpContract("Node server process", async (env) => {
   const dir = mkdtempSync(join(tmpdir(), "artifacts-node-contract-"));
-  const server = await startServer({ DATA_DIR: dir, ...env });
+  let server = await startServer({ DATA_DIR: dir, ...env });
   return {
     fetch: (path, init) => fetch(`${server.url}${path}`, init),
+    restart: async () => {
+      await server.stop();
+      server = await startServer({ DATA_DIR: dir, ...env });
+    },
     close: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,13 @@ import { ProblemError } from "../../src/model/errors.ts";
 import { utf8Bytes } from "../../src/model/json.ts";
 import { uuidv7 } from "../../src/model/ids.ts";
 
-const options = { threadId: "t", at: "2026-11-25T00:00:00.000Z", newId: () => "new-id", maxArtifactsPerThread: 2, maxPayloadBytes: 65536 };
+const options = {
+  threadId: "t",
+  at: "2026-11-25T00:00:00.000Z",
+  newId: () => "new-id",
+  maxArtifactsPerThread: 2,
+  maxPayloadBytes: 65536,
+};
 const existing: Artifact = {
   id: "a1",
   threadId: "t",

@@ -79,6 +79,11 @@ let app: TestApp;
 let store: RecordingStore;
 let sent = 0;
 let accepted = 0;
+/** Answers by status, per kind of request the last two properties aim at (so each is seen both accepted and refused). */
+const outcomes = { merge: new Map<number, number>(), many: new Map<number, number>() };
+function count(kind: keyof typeof outcomes, status: number): void {
+  outcomes[kind].set(status, (outcomes[kind].get(status) ?? 0) + 1);
+}
 /** Keys written by accepted (2xx) requests. */
 const acceptedKeys = new Set<string>();
 /** Artifacts created so far, for updates and removes to aim at. */
@@ -163,10 +168,14 @@ function describeRequest(req: FuzzRequest): string {
 /** Sends one generated request and checks every invariant that holds for any request. */
 async function exercise(req: FuzzRequest): Promise<void> {
   sent++;
+  // A merge patch's result depends on the payload before it: read it first (reads write nothing).
+  const before = isMergePatch(req) ? await payloadBefore(req) : undefined;
   store.take();
   const init: RequestInit = { method: req.method, headers: req.headers };
   if (req.body !== undefined) init.body = req.body;
   const response = await app.app.request(req.path, init);
+  if (isMergePatch(req)) count("merge", response.status);
+  if (req.path.startsWith("/v1/events?")) count("many", response.status);
   const what = describeRequest(req);
   const contentType = response.headers.get("content-type") ?? "";
 
@@ -207,8 +216,10 @@ async function exercise(req: FuzzRequest): Promise<void> {
         acceptedKeys.add(key);
       }
       if (req.method !== "DELETE") {
-        // The payload comes back exactly as sent, `__proto__` keys as plain data.
-        const sentValue = parseJson(bodyText(req.body) as string).payload;
+        // The payload comes back exactly as sent (a merge patch: merged into the one before,
+        // by the RFC's own algorithm), `__proto__` keys as plain data.
+        const patchValue = parseJson(bodyText(req.body) as string).payload;
+        const sentValue = before === undefined ? patchValue : referenceMerge(before.value, patchValue);
         const sentPayload = JSON.stringify(sentValue);
         // A number JSON.parse could only read as ±Infinity would come back as null: refused instead.
         expect(hasNonFiniteNumber(sentValue), what).toBe(false);
@@ -251,6 +262,45 @@ async function exercise(req: FuzzRequest): Promise<void> {
     expect(status, what).toBe(401);
     expect(response.headers.get("www-authenticate"), what).toMatch(/^Bearer/);
   }
+}
+
+function isMergePatch(req: FuzzRequest): boolean {
+  const type = Object.entries(req.headers).find(([name]) => name.toLowerCase() === "content-type")?.[1] ?? "";
+  return req.method === "PATCH" && type.split(";")[0]?.trim().toLowerCase() === "application/merge-patch+json";
+}
+
+/** The target artifact's payload as its tenant reads it, or undefined when there is none to read. */
+async function payloadBefore(req: FuzzRequest): Promise<{ value: unknown } | undefined> {
+  if (req.tenant === null) return undefined;
+  const response = await app.app.request(new URL(req.path, "http://localhost").pathname, {
+    headers: { authorization: `Bearer ${TOKENS[req.tenant]}` },
+  });
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    return undefined;
+  }
+  return { value: (await response.json()).artifact.payload };
+}
+
+/** RFC 7396 section 2's MergePatch pseudocode, written out independently of src/model/merge-patch.ts. */
+function referenceMerge(target: unknown, patch: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === "object" && !Array.isArray(v);
+  if (!isObject(patch)) return patch;
+  const result: Record<string, unknown> = {};
+  if (isObject(target)) {
+    for (const key of Object.keys(target)) {
+      Object.defineProperty(result, key, { value: target[key], enumerable: true, writable: true, configurable: true });
+    }
+  }
+  for (const key of Object.keys(patch)) {
+    if (patch[key] === null) delete result[key];
+    else {
+      const merged = referenceMerge(Object.hasOwn(result, key) ? result[key] : undefined, patch[key]);
+      Object.defineProperty(result, key, { value: merged, enumerable: true, writable: true, configurable: true });
+    }
+  }
+  return result;
 }
 
 // ---------- generators ----------
@@ -476,6 +526,49 @@ const updateBody = fc.oneof(
 );
 
 /** Invalid UTF-8 sequences (overlong, surrogate, truncated, stray continuation, out of range). */
+/** Merge patch bodies: nested patches with nulls, tricky keys, sizes around the bound, and the refused shapes. */
+const mergePatchValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+    { weight: 1, arbitrary: fc.constant(null) },
+    {
+      weight: 3,
+      arbitrary: fc.array(fc.tuple(fc.oneof(trickyKey, fc.constantFrom("a", "b", "steps")), tie("value")), {
+        maxLength: 4,
+      }).map((entries) => {
+        const object: Record<string, unknown> = {};
+        for (const [key, value] of entries) {
+          Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+        }
+        return object;
+      }),
+    },
+  ),
+})).value;
+
+const mergeBody = fc.oneof(
+  { weight: 6, arbitrary: mergePatchValue.map((patch) => JSON.stringify({ payload: patch })) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: MAX_PAYLOAD_BYTES - 40, max: MAX_PAYLOAD_BYTES + 40 }).map((n) =>
+      JSON.stringify({ payload: { big: "x".repeat(n) } })
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '{"payload":null}',
+      "{}",
+      "null",
+      '"text"',
+      "[]",
+      '{"payload":{},"version":2}',
+      '{"payload":{"a":1},"artifactType":"x"}',
+      '{"__proto__":{"payload":1}}',
+    ),
+  },
+);
+
 const invalidUtf8 = fc.constantFrom(
   [0xff],
   [0xfe],
@@ -649,9 +742,38 @@ function headersOf(entries: Record<string, string | undefined>): Record<string, 
   return headers;
 }
 
+/** `threads=` lists: valid and invalid ids, `:seq` suffixes, repeats, empty entries, up to past the bound. */
+const threadListEntry = fc.oneof(
+  { weight: 6, arbitrary: validThreadId },
+  {
+    weight: 2,
+    arbitrary: fc.tuple(validThreadId, fc.oneof(fc.nat({ max: 50 }).map(String), queryValue)).map(([t, q]) =>
+      `${t}:${q}`
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ maxLength: 12 }) },
+  { weight: 1, arbitrary: fc.constantFrom("", ":", ":5", "a::", "-x", "x:-1", "x:01", "x:1e3", "%00") },
+);
+const threadList = fc.oneof(
+  { weight: 4, arbitrary: fc.array(threadListEntry, { maxLength: 8 }).map((e) => e.join(",")) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 98, max: 102 }).map((n) => Array.from({ length: n }, (_, i) => `fuzz-${i}`).join(",")),
+  },
+);
+
+/** Last-Event-ID values for the multi-thread stream: never a valid token, in many shapes. */
+const resumeTokenLike = fc.oneof(
+  fc.tuple(fc.base64String({ maxLength: 40 }), fc.base64String({ maxLength: 30 })).map(([a, b]) =>
+    `${a.replace(/=/g, "")}.${b.replace(/=/g, "")}`
+  ),
+  fc.constantFrom("", "5", "AQ.", ".AQ", "AQ.AQ.AQ", "%%", "AYzs.LdjqnF9UBt9f-yHEIEhiUQ"),
+  lastEventId,
+);
+
 // ---------- properties ----------
 
-const RUNS = { create: 3000, update: 2000, paths: 2500, headers: 2500 };
+const RUNS = { create: 3000, update: 2000, merge: 1000, many: 800, paths: 2500, headers: 2500 };
 
 describe("fuzz: generated requests against the app", () => {
   it(`create-artifact with arbitrary bodies, content types and tokens (${RUNS.create} requests)`, async () => {
@@ -705,6 +827,65 @@ describe("fuzz: generated requests against the app", () => {
       ),
       { numRuns: RUNS.update },
     );
+  });
+
+  it(`merge patches with arbitrary patches, sizes and If-Match, across tenants (${RUNS.merge} requests)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        artifactSegment,
+        fc.boolean(),
+        withByteVariants(mergeBody),
+        fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: preconditionValue }),
+        authorization,
+        async (ref, sameTenant, body, ifMatch, auth) => {
+          const target = resolveArtifact(ref);
+          let tenantAuth = auth;
+          if (target.tenant && auth.tenant !== null) {
+            const tenant = sameTenant ? target.tenant : (TENANTS.find((t) => t !== target.tenant) as Tenant);
+            tenantAuth = { header: `Bearer ${TOKENS[tenant]}`, tenant };
+          }
+          await exercise({
+            method: "PATCH",
+            path: `/v1/threads/${target.threadId ?? "fuzz-1"}/artifacts/${target.id}`,
+            headers: headersOf({
+              "content-type": "application/merge-patch+json",
+              authorization: tenantAuth.header,
+              "if-match": ifMatch,
+            }),
+            body,
+            tenant: tenantAuth.tenant,
+          });
+        },
+      ),
+      { numRuns: RUNS.merge },
+    );
+    expect(outcomes.merge.get(200) ?? 0).toBeGreaterThan(20);
+    for (const status of [400, 404, 412, 413]) expect(outcomes.merge.get(status) ?? 0, `${status}`).toBeGreaterThan(0);
+  });
+
+  it(`the many-threads stream with arbitrary thread lists, resume tokens and query tokens (${RUNS.many} requests)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        threadList,
+        fc.option(resumeTokenLike, { nil: undefined }),
+        fc.boolean(),
+        authorization,
+        async (list, token, inQuery, auth) => {
+          const bearer = auth.header?.startsWith("Bearer ") ? auth.header.slice("Bearer ".length) : undefined;
+          const query = `threads=${encodeURIComponent(list)}${
+            inQuery && bearer ? `&access_token=${encodeURIComponent(bearer)}` : ""
+          }`;
+          await exercise({
+            method: "GET",
+            path: `/v1/events?${query}`,
+            headers: headersOf({ authorization: inQuery ? undefined : auth.header, "last-event-id": token }),
+            tenant: auth.tenant,
+          });
+        },
+      ),
+      { numRuns: RUNS.many },
+    );
+    for (const status of [200, 400, 401]) expect(outcomes.many.get(status) ?? 0, `${status}`).toBeGreaterThan(10);
   });
 
   it(`every route with arbitrary path parameters (${RUNS.paths} requests)`, async () => {

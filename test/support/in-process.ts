@@ -15,6 +15,8 @@ export interface InProcessOptions {
   blobStore?: BlobStore | "memory";
   /** Default: a real libSQL file in the temp folder. */
   libsqlUrl?: string;
+  /** The data folder (kept on close: its owner removes it); default: a fresh temp folder, removed on close. */
+  dir?: string;
 }
 
 /**
@@ -22,7 +24,7 @@ export interface InProcessOptions {
  * in this process, served through `app.request`.
  */
 export function createTestApp(options: InProcessOptions = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "artifacts-test-"));
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "artifacts-test-"));
   const config = loadConfig({
     DATA_DIR: dir,
     ...(options.libsqlUrl ? { LIBSQL_URL: options.libsqlUrl } : {}),
@@ -49,7 +51,7 @@ export function createTestApp(options: InProcessOptions = {}) {
   const close = async () => {
     await wired.service.idle();
     wired.cache.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (!options.dir) rmSync(dir, { recursive: true, force: true });
   };
   return { ...wired, dir, config, blobStore, request, close };
 }
