@@ -131,4 +131,44 @@ describe("live page", () => {
       await Promise.all([one.close(), two.close()]);
     }
   });
+
+  it("?threads= shows a list of 8 threads updating live through one EventSource (past the 6 connections of HTTP/1.1)", async () => {
+    const client = createArtifactsClient({ baseUrl: server.url });
+    const threads = Array.from({ length: 8 }, (_, i) => `browser-list-${Date.now().toString(36)}-${i}`);
+    // One thread already has an artifact: the page reads it, then follows from its seq.
+    await client.createArtifact(threads[0] as string, { artifactType: "note", payload: { text: "before the page" } });
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on("pageerror", (error) => problems.push(String(error)));
+    // Count the EventSources the page opens.
+    await page.addInitScript(() => {
+      const Native = window.EventSource;
+      const opened: string[] = [];
+      (window as unknown as { openedSources: string[] }).openedSources = opened;
+      window.EventSource = class extends Native {
+        constructor(url: string | URL, init?: EventSourceInit) {
+          super(url, init);
+          opened.push(String(url));
+        }
+      };
+    });
+    try {
+      await page.goto(`${server.url}/?threads=${threads.join(",")}`);
+      await page.locator('#status[data-state="live"]').waitFor(WAIT);
+      await page.locator(`section[data-thread="${threads[0]}"] li`, { hasText: "before the page" }).waitFor(WAIT);
+      for (const [i, threadId] of threads.entries()) {
+        await client.createArtifact(threadId, { artifactType: "note", payload: { text: `live in ${i}` } });
+      }
+      for (const [i, threadId] of threads.entries()) {
+        await page.locator(`section[data-thread="${threadId}"] li`, { hasText: `live in ${i}` }).waitFor(WAIT);
+      }
+      await page.locator(`section[data-thread="${threads[0]}"] h2`, { hasText: "2 artifacts · seq 2" }).waitFor(WAIT);
+      const opened = await page.evaluate(() => (window as unknown as { openedSources: string[] }).openedSources);
+      expect(opened).toHaveLength(1);
+      expect(opened[0]).toContain("/v1/events?threads=");
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
 });
