@@ -32,9 +32,10 @@ import { type ColdThread, type ColdThreadSpec, prepareColdRollouts } from "./lib
 import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { percentile } from "./lib/stats.ts";
 import { benchEdge, type EdgeResult } from "./edge.ts";
+import { benchMany, type ManyResult, reportMany } from "./many.ts";
 
 const quick = process.argv.includes("--quick");
-const SCENARIOS = ["create", "read", "sse", "cold", "rss", "edge"] as const;
+const SCENARIOS = ["create", "read", "sse", "many", "cold", "rss", "edge"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
@@ -86,6 +87,13 @@ const COLD_THREADS: ColdThreadSpec[] = [
   { name: "10k-commits", updates: 9000, burst: 1 },
 ];
 const IDLE_STREAMS = 1000;
+const manyParams = {
+  writes: P.sseWrites,
+  warmupWrites: P.sseWarmup,
+  ratePerS: P.sseRate,
+  drainMs: P.sseDrainMs,
+  settleMs: P.rssSettleMs,
+};
 
 const OURS = "src/runtime/node.ts";
 const FLOOR = "bench/servers/floor.ts";
@@ -381,10 +389,12 @@ async function benchSse(sse: LoadWorker): Promise<SseRow[]> {
         log(`sse: ${contender.server}, ${subscribers} subscriber(s)`);
         const thread = `sse-${subscribers}`;
         if (contender.server === "durable-streams") await dsCreateStreams(s.url, [thread]);
+        const { streamUrl, writeUrl } = contender.urls(s.url, thread);
         const result = await sse.request<SseResult>(
           {
-            ...contender.urls(s.url, thread),
-            subscribers,
+            streamUrls: new Array<string>(subscribers).fill(streamUrl),
+            writeUrls: [writeUrl],
+            perWrite: subscribers,
             writes: P.sseWrites,
             warmupWrites: P.sseWarmup,
             ratePerS: P.sseRate,
@@ -561,6 +571,7 @@ function report(
   create: CreateRow[],
   read: ReadRow[],
   sse: SseRow[],
+  many: ManyResult | null,
   cold: ColdRow[],
   rss: RssRow[],
   edge: EdgeResult[],
@@ -723,6 +734,13 @@ function report(
   }
   lines.push("");
 
+  // many threads on one stream
+  if (many) {
+    const section = reportMany(many, manyParams);
+    lines.push(...section.lines);
+    goals.push(...section.goals);
+  }
+
   // cold
   lines.push(
     `## cold read, libSQL down (fresh server process per sample, first GET; ${P.coldProcesses} processes each)`,
@@ -873,12 +891,20 @@ async function main() {
     const create = only.has("create") ? await benchCreate(http) : [];
     const read = only.has("read") ? await benchRead(http) : [];
     const sse = only.has("sse") ? await benchSse(sseWorker) : [];
+    const many = only.has("many")
+      ? await benchMany(manyParams, {
+        sse: sseWorker,
+        idle,
+        withOurs: (name, body) => withServer(`ours (${name})`, OURS, oursEnv(name), body),
+        log,
+      })
+      : null;
     const cold = only.has("cold") ? await benchCold(probe) : [];
     const rss = only.has("rss") ? await benchRss(idle) : [];
     const edge = only.has("edge") ? await benchEdge(P.edge, log) : [];
     await Promise.all(removing);
     const seconds = (performance.now() - t0) / 1000;
-    const markdown = report(create, read, sse, cold, rss, edge, seconds);
+    const markdown = report(create, read, sse, many, cold, rss, edge, seconds);
     const results = join(ROOT, "bench/results");
     mkdirSync(results, { recursive: true });
     if (!onlyArg) writeFileSync(join(results, "latest.md"), markdown);
@@ -901,6 +927,7 @@ async function main() {
           create,
           read,
           sse,
+          many,
           cold,
           rss,
           edge,

@@ -1,19 +1,25 @@
 /**
  * Load process for memory: opens N SSE streams and keeps them idle. Requests:
- * `{op: "open", urls | url, count}` answers once all are open; `{op: "close"}` closes them.
+ * `{op: "open", url, count}` or `{op: "open", urls}` answers once all are open; `{op: "close"}` closes them.
  */
 import { openMany, type SseConnection } from "../lib/sse-client.ts";
 import { serveRequests } from "../lib/worker.ts";
 
-type IdleRequest = { op: "open"; url: string; count: number; distinctThreads?: boolean } | { op: "close" };
+type IdleRequest =
+  | { op: "open"; url: string; count: number }
+  | { op: "open"; urls: string[] }
+  | { op: "close" };
 
 let open: SseConnection[] = [];
 
 serveRequests<IdleRequest, { open: number; ended: number; ms: number }>(async (req) => {
   const start = performance.now();
   if (req.op === "open") {
-    // `{i}` in the URL becomes the stream's index (one thread per stream).
-    open = await openMany(req.count, (i) => req.url.replace("{i}", String(i)), () => {}, {
+    // `{i}` in the URL becomes the stream's index (one thread per stream); or one URL per stream.
+    const urlOf = "urls" in req
+      ? (i: number) => req.urls[i] as string
+      : (i: number) => req.url.replace("{i}", String(i));
+    open = await openMany("urls" in req ? req.urls.length : req.count, urlOf, () => {}, {
       batch: 100,
       timeoutMs: 60_000,
     });

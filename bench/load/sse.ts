@@ -1,6 +1,7 @@
 /**
- * Load process for write-to-receive latency: opens N SSE subscribers on one thread,
- * then sends paced POSTs (fixed rate, fire-and-forget so a slow write does not slow the
+ * Load process for write-to-receive latency: opens one SSE connection per `streamUrls`
+ * entry (one thread's stream, or several threads' on `/v1/events`), then sends paced
+ * POSTs, write i to `writeUrls[i % length]`, (fixed rate, fire-and-forget so a slow write does not slow the
  * pace) whose payload carries `sentAt = performance.now()` taken just before the request.
  * Latency = the monotonic receive time of the chunk holding the event − sentAt, for every
  * (subscriber, write) pair; both clocks are this process's.
@@ -12,9 +13,12 @@ import { summarize } from "../lib/stats.ts";
 import { serveRequests } from "../lib/worker.ts";
 
 export interface SseConfig {
-  streamUrl: string;
-  writeUrl: string;
-  subscribers: number;
+  /** One connection per entry. */
+  streamUrls: string[];
+  /** Write i goes to entry i % length (one thread each). */
+  writeUrls: string[];
+  /** How many connections each write's event reaches (the expected (connection, write) pairs per write). */
+  perWrite: number;
   /** Writes measured, after `warmupWrites` unmeasured ones at the same pace. */
   writes: number;
   warmupWrites: number;
@@ -58,14 +62,15 @@ function post(url: string, body: string): Promise<number> {
 
 serveRequests<SseConfig, SseResult>(async (config) => {
   const total = config.warmupWrites + config.writes;
-  const seen = new Uint8Array(config.subscribers * total);
+  const connections = config.streamUrls.length;
+  const seen = new Uint8Array(connections * total);
   const latencies: number[] = [];
   let delivered = 0;
   let allDelivered: (() => void) | undefined;
-  const expected = config.subscribers * config.writes;
+  const expected = config.perWrite * config.writes;
 
   const openStart = performance.now();
-  const streams = await openMany(config.subscribers, () => config.streamUrl, (index, data, receivedAt) => {
+  const streams = await openMany(connections, (i) => config.streamUrls[i] as string, (index, data, receivedAt) => {
     const fields = timedFields(data);
     if (!fields || fields.i >= total) return;
     const slot = index * total + fields.i;
@@ -89,7 +94,7 @@ serveRequests<SseConfig, SseResult>(async (config) => {
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       const sentAt = performance.now();
       pending.push(
-        post(config.writeUrl, timedBody(i, sentAt)).then((status) => {
+        post(config.writeUrls[i % config.writeUrls.length] as string, timedBody(i, sentAt)).then((status) => {
           answered++;
           if (status < 200 || status >= 300) writeErrors++;
           else if (i >= config.warmupWrites) writeTimes.push(performance.now() - sentAt);
@@ -114,7 +119,7 @@ serveRequests<SseConfig, SseResult>(async (config) => {
     const finite = (n: number) => (Number.isFinite(n) ? n : null);
     const write = summarize(writeTimes);
     return {
-      subscribers: config.subscribers,
+      subscribers: config.perWrite,
       writes: config.writes,
       expected,
       delivered,
