@@ -113,7 +113,7 @@ async function send(
   const init: RequestInit = { method: call.method, headers };
   if (call.body !== undefined) {
     init.body = JSON.stringify(call.body);
-    headers["content-type"] = "application/json";
+    headers["content-type"] ??= "application/json";
   }
   const response = await t.fetch(call.path, init);
   if ((response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
@@ -162,8 +162,10 @@ type RouteName =
   | "update"
   | "remove"
   | "list-threads"
+  | "merge"
   | "events"
-  | "events (access_token)";
+  | "events (access_token)"
+  | "events of many threads";
 const ROUTES: RouteName[] = [
   "create",
   "read-thread",
@@ -171,8 +173,10 @@ const ROUTES: RouteName[] = [
   "update",
   "remove",
   "list-threads",
+  "merge",
   "events",
   "events (access_token)",
+  "events of many threads",
 ];
 
 /** The request for `route` on the fixture, carrying `token` (or none), written as tenant `caller`. */
@@ -203,6 +207,13 @@ function requestFor(
         body: { payload: { owner: caller, n: 2 } },
         headers,
       };
+    case "merge":
+      return {
+        method: "PATCH",
+        path: `${thread}/artifacts/${fx.artifactId}`,
+        body: { payload: { owner: caller, n: 2 } },
+        headers: { ...headers, "content-type": "application/merge-patch+json" },
+      };
     case "remove":
       return { method: "DELETE", path: `${thread}/artifacts/${fx.artifactId}`, headers };
     case "list-threads":
@@ -215,6 +226,8 @@ function requestFor(
         path: `${thread}/events${token === undefined ? "" : `?access_token=${encodeURIComponent(token)}`}`,
         headers,
       };
+    case "events of many threads":
+      return { method: "GET", path: `/v1/events?threads=${fx.threadId},other-${fx.threadId}`, headers };
   }
 }
 
@@ -361,7 +374,8 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
                 break;
               }
               case "events":
-              case "events (access_token)": {
+              case "events (access_token)":
+              case "events of many threads": {
                 // A stream of a thread it does not have waits for its first artifact (isolation: below).
                 expect(result.status, what).toBe(200);
                 expect(result.headers.get("content-type")).toMatch(/^text\/event-stream/);
@@ -403,6 +417,14 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
               expect(result.status, what).toBe(200);
               expect(result.json.artifact).toMatchObject({ id: fx.artifactId, version: 2, payload: { owner, n: 2 } });
               break;
+            case "merge":
+              expect(result.status, what).toBe(200);
+              expect(result.json.artifact).toMatchObject({
+                id: fx.artifactId,
+                version: 2,
+                payload: { owner, marker: fx.marker, n: 2 },
+              });
+              break;
             case "remove":
               expect(result.status, what).toBe(200);
               expect(result.json.removed).toEqual({ id: fx.artifactId, seq: 2 });
@@ -418,6 +440,7 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
             }
             case "events":
             case "events (access_token)":
+            case "events of many threads":
               expect(result.status, what).toBe(200);
               expect(result.firstUpdate).toMatchObject({
                 threadId: fx.threadId,
@@ -428,7 +451,7 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
               break;
           }
           for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${owner}/threads/${fx.threadId}/`));
-          if (route === "create" || route === "update" || route === "remove") {
+          if (route === "create" || route === "update" || route === "merge" || route === "remove") {
             expect(diff.added.length).toBeGreaterThan(0);
           } else expect(diff.added).toEqual([]);
         }
