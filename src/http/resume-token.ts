@@ -59,6 +59,8 @@ export class ResumeTokenCodec {
     const payload = fromBase64url(payloadText);
     const mac = fromBase64url(macText);
     if (!payload || !mac || mac.length !== MAC_BYTES) throw badToken();
+    // Only the canonical text of those bytes: a last character that differs in unused bits is tampering too.
+    if (base64url(payload) !== payloadText || base64url(mac) !== macText) throw badToken();
     if (!equalBytes(mac, await this.#mac(tenant, payload))) throw badToken();
     if (payload[0] !== VERSION) throw badToken();
     const positions = new Map<ThreadTag, number>();

@@ -310,6 +310,34 @@ describe("limits and error codes", () => {
       expect((await send(small, "GET", path)).json.artifact.version).toBe(2);
     });
 
+    it("bounds a merge patch's merged payload: exactly MAX_PAYLOAD_BYTES merges, one byte more is 413 and writes nothing", async () => {
+      const threadId = uniqueThreadId("payload-merge");
+      // 50 bytes stored; the patch adds a member that brings the merged payload to MAX or MAX + 1.
+      const base = { a: "x".repeat(50 - utf8('{"a":""}')) };
+      expect(utf8(JSON.stringify(base))).toBe(50);
+      const created = await create(small, threadId, { artifactType: "t", payload: base });
+      const path = `/v1/threads/${threadId}/artifacts/${created.json.artifact.id}`;
+      const merge = { "content-type": "application/merge-patch+json" };
+      // {"a":"…","b":"…"}: the member adds `,"b":""` (7 bytes) plus its value.
+      const addingTo = (total: number) => ({ b: "y".repeat(total - 50 - utf8(',"b":""')) });
+      const over = addingTo(MAX + 1);
+      expect(utf8(JSON.stringify({ ...base, ...over }))).toBe(MAX + 1);
+      await expectRejected(
+        small,
+        threadId,
+        413,
+        "payload_too_large",
+        () => send(small, "PATCH", path, { payload: over }, merge),
+      );
+      const exact = addingTo(MAX);
+      const ok = await send(small, "PATCH", path, { payload: exact }, merge);
+      expect(ok.status).toBe(200);
+      expect(utf8(JSON.stringify(ok.json.artifact.payload))).toBe(MAX);
+      // A patch that shrinks it is checked on its result, not on its own size.
+      const shrunk = await send(small, "PATCH", path, { payload: { b: null } }, merge);
+      expect(shrunk.json.artifact.payload).toEqual(base);
+    });
+
     it("refuses a body far over the bound: declared by Content-Length (unread) or streamed without one", async () => {
       const threadId = uniqueThreadId("payload-body");
       await create(small, threadId, { artifactType: "t", payload: 1 });
@@ -441,6 +469,28 @@ describe("limits and error codes", () => {
         "invalid_request",
         () => send(t, "PATCH", path, `{"payload":${objects(513)}}`),
       );
+    });
+  });
+
+  describe("the many-threads stream", () => {
+    const stream = async (query: string) => {
+      const response = await t.app.request(`/v1/events?${query}`);
+      const status = response.status;
+      const type = response.headers.get("content-type") ?? "";
+      if (type.startsWith("text/event-stream")) await response.body?.cancel();
+      else await response.text();
+      return { status, type };
+    };
+    const ids = (n: number) => Array.from({ length: n }, (_, i) => `lim-${i}`).join(",");
+
+    it("takes 100 threads and refuses 101; takes a 128-char id (with :seq) and refuses 129", async () => {
+      expect(await stream(`threads=${ids(100)}`)).toMatchObject({ status: 200, type: "text/event-stream" });
+      expect(await stream(`threads=${ids(101)}`)).toMatchObject({ status: 400 });
+      expect(await stream(`threads=${"a".repeat(128)}:5`)).toMatchObject({ status: 200 });
+      expect(await stream(`threads=${"a".repeat(129)}`)).toMatchObject({ status: 400 });
+      expect(await stream(`threads=a:999999999999999`)).toMatchObject({ status: 200 });
+      // Past 15 digits the suffix is no seq, and "a:1000000000000000" is a valid thread id: followed from 0.
+      expect(await stream(`threads=a:1000000000000000`)).toMatchObject({ status: 200 });
     });
   });
 
