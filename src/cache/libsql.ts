@@ -1,5 +1,5 @@
 import type { InStatement } from "@libsql/client";
-import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
+import { type Artifact, type ForkRef, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
 import type { GroupContext } from "../model/decide.ts";
 import { type Commit, eventData, type Patch } from "../model/patch.ts";
 import {
@@ -9,7 +9,7 @@ import {
   type TargetLookup,
   type ThreadCursor,
 } from "./port.ts";
-import { SCHEMA } from "./schema.ts";
+import { ADDED_COLUMNS, SCHEMA } from "./schema.ts";
 
 /** One statement's rows, by column name (a write's are empty). */
 export interface SqlResult {
@@ -82,9 +82,16 @@ export class LibsqlCache implements ArtifactCache {
     const mine = `(SELECT installer FROM threads WHERE tenant = :t AND thread_id = :th) = :token`;
     const statements: InStatement[] = [
       {
-        sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, event_floor, installer)
-              VALUES (:t, :th, :created, :updated, :seq, :seq, :token) ON CONFLICT DO NOTHING`,
-        args: { ...key, created: state.createdAt, updated: state.updatedAt, seq: state.seq, token },
+        sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, event_floor, installer, forked_from)
+              VALUES (:t, :th, :created, :updated, :seq, :seq, :token, :fork) ON CONFLICT DO NOTHING`,
+        args: {
+          ...key,
+          created: state.createdAt,
+          updated: state.updatedAt,
+          seq: state.seq,
+          token,
+          fork: forkText(state.forkedFrom),
+        },
       },
       { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${mine}`, args: { ...key, token } },
       ...state.artifacts.map((artifact, index) => ({
@@ -118,7 +125,10 @@ export class LibsqlCache implements ArtifactCache {
     // body: ~10× slower on a 4,000-artifact thread).
     const [thread, artifacts] = await this.#batch(
       [
-        { sql: `SELECT created_at, updated_at, seq FROM threads WHERE tenant = :t AND thread_id = :th`, args },
+        {
+          sql: `SELECT created_at, updated_at, seq, forked_from FROM threads WHERE tenant = :t AND thread_id = :th`,
+          args,
+        },
         {
           sql: `SELECT '[' || coalesce(group_concat(body, ','), '') || ']' AS list
                 FROM (SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th ORDER BY position)`,
@@ -135,6 +145,7 @@ export class LibsqlCache implements ArtifactCache {
       updatedAt: String(row.updated_at),
       seq: Number(row.seq),
       artifactsJson: String(artifacts?.rows[0]?.list ?? "[]"),
+      ...forkOf(row),
     };
   }
 
@@ -198,7 +209,7 @@ export class LibsqlCache implements ArtifactCache {
     const [threads, artifacts] = await this.#batch(
       [
         {
-          sql: `SELECT thread_id, created_at, updated_at, seq FROM threads WHERE tenant = :t ${after}
+          sql: `SELECT thread_id, created_at, updated_at, seq, forked_from FROM threads WHERE tenant = :t ${after}
                 ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`,
           args,
         },
@@ -223,6 +234,7 @@ export class LibsqlCache implements ArtifactCache {
       updatedAt: String(row.updated_at),
       seq: Number(row.seq),
       artifacts: byThread.get(String(row.thread_id)) ?? [],
+      ...forkOf(row),
     }));
   }
 
@@ -305,8 +317,23 @@ export class LibsqlCache implements ArtifactCache {
       await withTimeout(client.execute("PRAGMA wal_autocheckpoint = 10000"), this.#options.callTimeoutMs);
     }
     await withTimeout(client.batch([...SCHEMA], "write"), this.#options.callTimeoutMs);
+    await withTimeout(addColumns(client), this.#options.callTimeoutMs);
     if (!this.#options.local) this.#options.schema.ready = true;
     return client;
+  }
+}
+
+/**
+ * Columns added after a table's first layout, for caches made before them: added if
+ * missing (a statement of its own: a "duplicate column" refusal must not undo the schema batch).
+ */
+async function addColumns(client: SqlClient): Promise<void> {
+  for (const { table, column, sql } of ADDED_COLUMNS) {
+    const [info] = await client.batch(
+      [{ sql: `SELECT 1 AS present FROM pragma_table_info(:table) WHERE name = :column`, args: { table, column } }],
+      "read",
+    );
+    if ((info?.rows.length ?? 0) === 0) await client.execute(sql);
   }
 }
 
@@ -328,6 +355,18 @@ function chunksOfCommits(commits: readonly Commit[], size: number): Commit[][] {
   return chunks;
 }
 
+/** A fork's origin as the threads row stores it (JSON), or null. */
+function forkText(fork: ForkRef | undefined): string | null {
+  return fork ? JSON.stringify({ threadId: fork.threadId, seq: fork.seq }) : null;
+}
+
+function forkOf(row: Record<string, unknown>): { forkedFrom?: ForkRef } {
+  const text = row.forked_from;
+  if (typeof text !== "string") return {};
+  const fork = JSON.parse(text) as ForkRef;
+  return { forkedFrom: { threadId: fork.threadId, seq: fork.seq } };
+}
+
 function applyStatements(tenant: string, patch: Patch): InStatement[] {
   const key = { t: tenant, th: patch.threadId, seq: patch.seq };
   const guard = `(SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th) = :seq`;
@@ -341,8 +380,8 @@ function applyStatements(tenant: string, patch: Patch): InStatement[] {
   if (patch.seq === 1) {
     statements.push({
       sql:
-        `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq) VALUES (:t, :th, :at, :at, 1) ON CONFLICT DO NOTHING`,
-      args: { t: tenant, th: patch.threadId, at: patch.at },
+        `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, forked_from) VALUES (:t, :th, :at, :at, 1, :fork) ON CONFLICT DO NOTHING`,
+      args: { t: tenant, th: patch.threadId, at: patch.at, fork: forkText(patch.fork) },
     });
   }
   // Every statement below is guarded by the thread row now being at this seq, and is

@@ -5,7 +5,8 @@
  * - threads: one row per thread; `seq` is the last patch applied (the cache holds
  *   exactly the rollout prefix 1..seq); events with seq <= `event_floor` are not in
  *   the event log (the thread was installed from a snapshot) and are read from the
- *   rollout instead; `installer` marks the row a snapshot install created.
+ *   rollout instead; `installer` marks the row a snapshot install created; `forked_from`
+ *   is a fork's origin.
  * - artifacts: the materialized latest list; `body` is the artifact's JSON, served as is;
  *   `position` orders creation.
  * - events: the durable event log the live stream reads, one row per patch.
@@ -25,6 +26,7 @@ export const SCHEMA: readonly string[] = [
     seq INTEGER NOT NULL,
     event_floor INTEGER NOT NULL DEFAULT 0,
     installer TEXT,
+    forked_from TEXT,
     PRIMARY KEY (tenant, thread_id)
   ) WITHOUT ROWID`,
   `CREATE INDEX IF NOT EXISTS threads_by_recency ON threads (tenant, updated_at DESC, thread_id DESC)`,
@@ -51,4 +53,10 @@ export const SCHEMA: readonly string[] = [
     data TEXT NOT NULL,
     PRIMARY KEY (tenant, thread_id, seq)
   )`,
+];
+
+/** Columns added to a table after caches with its first layout existed: added on first use when missing. */
+export const ADDED_COLUMNS: ReadonlyArray<{ table: string; column: string; sql: string }> = [
+  // A fork's origin (JSON {threadId, seq}), on the fork's thread row.
+  { table: "threads", column: "forked_from", sql: "ALTER TABLE threads ADD COLUMN forked_from TEXT" },
 ];

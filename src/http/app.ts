@@ -47,8 +47,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   if (options.corsOrigins.length > 0) app.use(corsFor(options.corsOrigins));
   app.use(bearerAuth(options.authenticator));
 
-  artifactRoutes(app, { service, limits: options.limits });
-  threadRoutes(app, { service, cursors: new CursorCodec(options.cursorSecret) });
+  const cursors = new CursorCodec(options.cursorSecret);
+  artifactRoutes(app, { service, limits: options.limits, cursors });
+  threadRoutes(app, { service, cursors });
   eventRoutes(app, {
     service,
     hub: options.live.hub,

@@ -3,6 +3,7 @@ import type { GenericSchema } from "valibot";
 import {
   ArtifactSchema,
   CreateArtifactBodySchema,
+  ForkBodySchema,
   GetArtifactResponseSchema,
   HealthSchema,
   ListThreadsResponseSchema,
@@ -12,6 +13,7 @@ import {
   RemoveResponseSchema,
   ThreadIdSchema,
   UpdateArtifactBodySchema,
+  VersionsResponseSchema,
   WriteResponseSchema,
 } from "../model/schemas.ts";
 
@@ -66,6 +68,8 @@ export function openApiDocument(): Record<string, unknown> {
         CreateArtifactBody: schema(CreateArtifactBodySchema),
         UpdateArtifactBody: schema(UpdateArtifactBodySchema),
         MergePatchBody: schema(MergePatchBodySchema),
+        VersionsResponse: schema(VersionsResponseSchema),
+        ForkBody: schema(ForkBodySchema),
         WriteResponse: schema(WriteResponseSchema),
         RemoveResponse: schema(RemoveResponseSchema),
         ReadThreadResponse: schema(ReadThreadResponseSchema),
@@ -103,6 +107,12 @@ export function openApiDocument(): Record<string, unknown> {
             threadIdParam,
             { name: "consistency", in: "query", schema: { enum: ["strong", "cache"], default: "strong" } },
             { name: "minSeq", in: "query", schema: { type: "integer", minimum: 0 } },
+            {
+              name: "atSeq",
+              in: "query",
+              description: "the thread as it was right after this seq (immutable; not with minSeq)",
+              schema: { type: "integer", minimum: 0 },
+            },
             { name: "If-None-Match", in: "header", schema: { type: "string" } },
           ],
           responses: {
@@ -153,6 +163,40 @@ export function openApiDocument(): Record<string, unknown> {
             "200": json("removed", "RemoveResponse"),
             "404": problem("thread_not_found or artifact_not_found"),
             "412": problem("version_conflict"),
+            ...errors,
+          },
+        },
+      },
+      "/v1/threads/{threadId}/fork": {
+        post: {
+          operationId: "forkThread",
+          parameters: [threadIdParam],
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: { $ref: "#/components/schemas/ForkBody" } } },
+          },
+          responses: {
+            "201": json("the new thread, with forkedFrom", "ReadThreadResponse", {
+              Location: { schema: { type: "string" } },
+            }),
+            "404": problem("thread_not_found (the source, or its atSeq)"),
+            "409": problem("thread_exists"),
+            ...errors,
+          },
+        },
+      },
+      "/v1/threads/{threadId}/artifacts/{artifactId}/versions": {
+        get: {
+          operationId: "artifactVersions",
+          parameters: [
+            threadIdParam,
+            artifactIdParam,
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 200, default: 50 } },
+            { name: "cursor", in: "query", schema: { type: "string" } },
+          ],
+          responses: {
+            "200": json("every version, oldest first (a remove is its own entry)", "VersionsResponse"),
+            "404": problem("thread_not_found or artifact_not_found"),
             ...errors,
           },
         },

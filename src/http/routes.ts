@@ -5,6 +5,8 @@
  */
 export const ROUTES = {
   createArtifact: { path: "/v1/threads/:threadId/artifacts", methods: ["POST"] },
+  fork: { path: "/v1/threads/:threadId/fork", methods: ["POST"] },
+  versions: { path: "/v1/threads/:threadId/artifacts/:artifactId/versions", methods: ["GET", "HEAD"] },
   artifact: { path: "/v1/threads/:threadId/artifacts/:artifactId", methods: ["GET", "HEAD", "PATCH", "DELETE"] },
   /** EventSource cannot set headers: its token may come in the query. */
   events: { path: "/v1/threads/:threadId/events", methods: ["GET"], queryToken: true },

@@ -15,6 +15,12 @@ export interface Artifact {
   seq: number;
 }
 
+/** Where a forked thread came from: the source thread and the seq it was forked at. */
+export interface ForkRef {
+  threadId: string;
+  seq: number;
+}
+
 /** The materialized state of one thread at `seq`; artifacts in creation order. */
 export interface ThreadState {
   threadId: string;
@@ -22,6 +28,8 @@ export interface ThreadState {
   updatedAt: string;
   seq: number;
   artifacts: Artifact[];
+  /** Only on a fork (absent, not null, elsewhere). */
+  forkedFrom?: ForkRef;
 }
 
 /** The `thread` object of write responses. */
@@ -37,6 +45,8 @@ export interface ThreadView {
   updatedAt: string;
   rolloutSeq: number;
   artifacts: Artifact[];
+  /** Only on a fork. */
+  forkedFrom?: ForkRef;
 }
 
 export function toThreadView(state: ThreadState): ThreadView {
@@ -46,6 +56,7 @@ export function toThreadView(state: ThreadState): ThreadView {
     updatedAt: state.updatedAt,
     rolloutSeq: state.seq,
     artifacts: state.artifacts,
+    ...(state.forkedFrom ? { forkedFrom: state.forkedFrom } : {}),
   };
 }
 
@@ -60,6 +71,7 @@ export interface ThreadJson {
   updatedAt: string;
   seq: number;
   artifactsJson: string;
+  forkedFrom?: ForkRef;
 }
 
 export function toThreadJson(state: ThreadState): ThreadJson {
@@ -75,7 +87,8 @@ export function parseThreadJson(thread: ThreadJson): ThreadState {
 /** The read-thread response body, `{"thread": ThreadView}`, around the stored artifact texts. */
 export function threadViewJson(thread: ThreadJson): string {
   const j = JSON.stringify;
+  const fork = thread.forkedFrom ? `,"forkedFrom":${j(thread.forkedFrom)}` : "";
   return `{"thread":{"id":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
     j(thread.updatedAt)
-  },"rolloutSeq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}}`;
+  },"rolloutSeq":${j(thread.seq)},"artifacts":${thread.artifactsJson}${fork}}}`;
 }

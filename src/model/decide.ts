@@ -1,4 +1,4 @@
-import type { Artifact } from "./artifact.ts";
+import type { Artifact, ForkRef } from "./artifact.ts";
 import { ProblemError } from "./errors.ts";
 import { jsonEqual, type JsonValue, utf8Bytes } from "./json.ts";
 import { mergePatch } from "./merge-patch.ts";
@@ -16,7 +16,12 @@ export type WriteCommand =
    * apply on top of the one before: none is lost.
    */
   | { kind: "merge"; artifactId: string; patch: JsonValue; precondition: VersionPrecondition }
-  | { kind: "remove"; artifactId: string; precondition: VersionPrecondition };
+  | { kind: "remove"; artifactId: string; precondition: VersionPrecondition }
+  /**
+   * A fork's first commit: the source's artifacts at `from.seq`, added one seq each to a
+   * thread that must have no commit yet (else 409 thread_exists).
+   */
+  | { kind: "fork"; from: ForkRef; artifacts: readonly Artifact[] };
 
 /** Which artifact a write decision needs: by identity (create) or by id (update/remove). */
 export type TargetLookup =
@@ -24,9 +29,15 @@ export type TargetLookup =
   | { by: "id"; artifactId: string };
 
 export function targetOf(command: WriteCommand): TargetLookup {
-  return command.kind === "create"
-    ? { by: "identity", artifactType: command.artifactType, identityKey: command.identityKey }
-    : { by: "id", artifactId: command.artifactId };
+  switch (command.kind) {
+    case "create":
+      return { by: "identity", artifactType: command.artifactType, identityKey: command.identityKey };
+    case "fork":
+      // Decided on the seq alone (it must be 0): nothing to look up.
+      return { by: "identity", artifactType: "", identityKey: null };
+    default:
+      return { by: "id", artifactId: command.artifactId };
+  }
 }
 
 /**
@@ -125,6 +136,8 @@ export function decideWrite(command: WriteCommand, context: WriteContext, option
       // The event carries the last state before removal, as API.md says.
       return { kind: "append", op: "remove", artifact: current };
     }
+    case "fork":
+      throw new RangeError("a fork is decided by decideGroup, on the thread's seq alone");
   }
 }
 
@@ -157,6 +170,8 @@ export type GroupOutcome =
   | { kind: "append"; patch: Patch }
   /** An idempotent create: nothing appended; `seq` is the thread's head when decided. */
   | { kind: "existing"; artifact: Artifact; seq: number }
+  /** A fork: its patches, one per artifact, from seq 1; the first carries the fork marker. */
+  | { kind: "fork"; patches: Patch[] }
   | { kind: "refused"; problem: ProblemError };
 
 /**
@@ -175,7 +190,35 @@ export function decideGroup(
   const byIdentity = new Map<string, Artifact>();
   let seq = context.seq;
   let artifactCount = context.artifactCount;
-  return commands.map((command, index) => {
+  return commands.map((command, index): GroupOutcome => {
+    if (command.kind === "fork") {
+      if (seq !== 0) {
+        return { kind: "refused", problem: new ProblemError("thread_exists", `thread ${options.threadId} exists`) };
+      }
+      const patches = command.artifacts.map((source, i): Patch => ({
+        seq: i + 1,
+        threadId: options.threadId,
+        at: options.at,
+        op: "add",
+        artifact: { ...source, threadId: options.threadId, seq: i + 1 },
+        ...(i === 0 ? { fork: command.from } : {}),
+      }));
+      if (patches.length === 0) {
+        return {
+          kind: "refused",
+          problem: new ProblemError("invalid_request", "the source has no artifacts at that seq: nothing to fork"),
+        };
+      }
+      seq = patches.length;
+      artifactCount = patches.length;
+      for (const patch of patches) {
+        byId.set(patch.artifact.id, patch.artifact);
+        if (patch.artifact.identityKey !== null) {
+          byIdentity.set(identityOf(patch.artifact.artifactType, patch.artifact.identityKey), patch.artifact);
+        }
+      }
+      return { kind: "fork", patches };
+    }
     const base = context.targets[index] ?? null;
     let target: Artifact | null;
     if (command.kind === "create") {

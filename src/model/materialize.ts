@@ -24,12 +24,14 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
   const threadId = base?.threadId ?? first.threadId;
   const createdAt = base?.createdAt ?? first.at;
   let updatedAt = base?.updatedAt ?? first.at;
+  let forkedFrom = base?.forkedFrom;
   for (const patch of patches) {
     if (patch.seq !== seq + 1) throw new PatchGapError(seq + 1, patch.seq);
     seq = patch.seq;
     updatedAt = patch.at;
+    if (patch.fork) forkedFrom = patch.fork;
     if (patch.op === "remove") byId.delete(patch.artifact.id);
     else byId.set(patch.artifact.id, patch.artifact);
   }
-  return { threadId, createdAt, updatedAt, seq, artifacts: [...byId.values()] };
+  return { threadId, createdAt, updatedAt, seq, artifacts: [...byId.values()], ...(forkedFrom ? { forkedFrom } : {}) };
 }

@@ -1,4 +1,4 @@
-import type { Artifact } from "./artifact.ts";
+import type { Artifact, ForkRef } from "./artifact.ts";
 
 export type PatchOp = "add" | "update" | "remove";
 
@@ -13,6 +13,8 @@ export interface Patch {
   at: string;
   op: PatchOp;
   artifact: Artifact;
+  /** Only on the first patch of a fork: where it came from (stored as the commit's `fork` marker). */
+  fork?: ForkRef;
 }
 
 /**

@@ -42,6 +42,11 @@ export const UpdateArtifactBodySchema = v.strictObject({
   payload: PayloadSchema,
 });
 
+export const ForkBodySchema = v.strictObject({
+  threadId: ThreadIdSchema,
+  atSeq: v.optional(v.pipe(v.number(), v.safeInteger("atSeq must be an integer"), v.minValue(1, "atSeq must be >= 1"))),
+});
+
 /**
  * An RFC 7396 merge patch of an artifact (`application/merge-patch+json`): it may touch
  * only `payload`, and may not remove it (a `null` payload would mean "delete the member").
@@ -62,22 +67,35 @@ const SeqString = v.pipe(
   v.transform(Number),
 );
 
-export const ReadThreadQuerySchema = v.object({
-  consistency: v.optional(v.picklist(["strong", "cache"], "consistency must be strong or cache"), "strong"),
-  minSeq: v.optional(SeqString),
+export const ReadThreadQuerySchema = v.pipe(
+  v.object({
+    consistency: v.optional(v.picklist(["strong", "cache"], "consistency must be strong or cache"), "strong"),
+    minSeq: v.optional(SeqString),
+    /** The thread as it was right after this seq (from the rollout; immutable). */
+    atSeq: v.optional(SeqString),
+  }),
+  v.check((q) => q.atSeq === undefined || q.minSeq === undefined, "atSeq and minSeq cannot be combined"),
+);
+
+/** A page limit of 1-200 (default 50), as list-threads and versions take it. */
+const PageLimit = v.optional(
+  v.pipe(
+    v.string(),
+    v.regex(/^[0-9]{1,4}$/, "limit must be an integer from 1 to 200"),
+    v.transform(Number),
+    v.minValue(1, "limit must be an integer from 1 to 200"),
+    v.maxValue(200, "limit must be an integer from 1 to 200"),
+  ),
+  "50",
+);
+
+export const VersionsQuerySchema = v.object({
+  limit: PageLimit,
+  cursor: v.optional(v.pipe(v.string(), v.maxLength(1024, "cursor is invalid"))),
 });
 
 export const ListThreadsQuerySchema = v.object({
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^[0-9]{1,4}$/, "limit must be an integer from 1 to 200"),
-      v.transform(Number),
-      v.minValue(1, "limit must be an integer from 1 to 200"),
-      v.maxValue(200, "limit must be an integer from 1 to 200"),
-    ),
-    "50",
-  ),
+  limit: PageLimit,
   cursor: v.optional(v.pipe(v.string(), v.maxLength(1024, "cursor is invalid"))),
 });
 
@@ -103,6 +121,8 @@ export const ThreadViewSchema = v.object({
   updatedAt: Timestamp,
   rolloutSeq: v.number(),
   artifacts: v.array(ArtifactSchema),
+  /** Only on a fork. */
+  forkedFrom: v.optional(v.object({ threadId: v.string(), seq: v.number() })),
 });
 
 export const WriteResponseSchema = v.object({ artifact: ArtifactSchema, thread: ThreadRefSchema });
@@ -111,6 +131,18 @@ export const RemoveResponseSchema = v.object({
   thread: ThreadRefSchema,
 });
 export const ReadThreadResponseSchema = v.object({ thread: ThreadViewSchema });
+export const VersionsResponseSchema = v.object({
+  versions: v.array(
+    v.object({
+      version: v.number(),
+      seq: v.number(),
+      op: v.picklist(["add", "update", "remove"]),
+      at: Timestamp,
+      artifact: ArtifactSchema,
+    }),
+  ),
+  nextCursor: v.nullable(v.string()),
+});
 export const GetArtifactResponseSchema = v.object({ artifact: ArtifactSchema });
 export const ListThreadsResponseSchema = v.object({
   threads: v.array(ThreadViewSchema),

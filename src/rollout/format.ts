@@ -26,12 +26,15 @@ const StoredPatchSchema = v.strictObject({
   artifact: ArtifactSchema,
 });
 
-/** A commit, and a compacted delta (the same shape: consecutive patches). */
+const ForkSchema = v.strictObject({ threadId: v.string(), seq: Seq });
+
+/** A commit, and a compacted delta (the same shape: consecutive patches); a fork's first commit is marked `fork`. */
 const CommitSchema = v.strictObject({
   v: v.literal(FORMAT),
   firstSeq: Seq,
   lastSeq: Seq,
   at: v.string(),
+  fork: v.optional(ForkSchema),
   patches: v.pipe(v.array(StoredPatchSchema), v.minLength(1)),
 });
 
@@ -42,6 +45,7 @@ const SnapshotSchema = v.strictObject({
   updatedAt: v.string(),
   seq: Seq,
   artifacts: v.array(ArtifactSchema),
+  forkedFrom: v.optional(ForkSchema),
 });
 
 const Bytes = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -76,25 +80,37 @@ export interface DeltaRef {
 /** `{"v":2,"firstSeq":n,"lastSeq":m,"at":..,"patches":[{"seq","op","at","artifact"}, ...]}` */
 export function serializeCommit(commit: Commit): string {
   const patches = commit.patches.map((p) => ({ seq: p.seq, op: p.op, at: p.at, artifact: p.artifact }));
-  return JSON.stringify({ v: FORMAT, firstSeq: commit.firstSeq, lastSeq: commit.lastSeq, at: commit.at, patches });
+  const fork = commit.patches[0]?.fork;
+  return JSON.stringify({
+    v: FORMAT,
+    firstSeq: commit.firstSeq,
+    lastSeq: commit.lastSeq,
+    at: commit.at,
+    ...(fork ? { fork } : {}),
+    patches,
+  });
 }
 
 /** A commit (or delta) of `threadId` as stored at `where`; its patches must be consecutive, its bounds true. */
 export function parseCommit(text: string, where: string, threadId: string): Commit {
   const result = v.safeParse(CommitSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
-  const { firstSeq, lastSeq, at, patches } = result.output;
+  const { firstSeq, lastSeq, at, patches, fork } = result.output;
   const consecutive = patches.every((p, i) => p.seq === firstSeq + i && p.artifact.threadId === threadId);
   if (!consecutive || lastSeq !== firstSeq + patches.length - 1) throw new CorruptRolloutError(where);
-  return { threadId, firstSeq, lastSeq, at, patches: patches.map((p) => ({ threadId, ...p }) as Patch) };
+  // Only a thread's first commit can be a fork.
+  if (fork && firstSeq !== 1) throw new CorruptRolloutError(where);
+  const parsed = patches.map((p, i) => ({ threadId, ...p, ...(fork && i === 0 ? { fork } : {}) }) as Patch);
+  return { threadId, firstSeq, lastSeq, at, patches: parsed };
 }
 
 /** A snapshot's stored text, around the artifact texts as they are (no parse, no re-serialization). */
 export function snapshotJson(thread: ThreadJson): string {
   const j = JSON.stringify;
+  const fork = thread.forkedFrom ? `,"forkedFrom":${j(thread.forkedFrom)}` : "";
   return `{"v":${FORMAT},"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
     j(thread.updatedAt)
-  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}}`;
+  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}${fork}}`;
 }
 
 export function parseSnapshot(text: string, where: string): ThreadState {

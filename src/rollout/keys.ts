@@ -50,6 +50,12 @@ export function snapshotKey(tenant: string, threadId: string, seq: number): stri
   return `${snapshotsPrefix(tenant, threadId)}${padSeq(seq)}.json`;
 }
 
+/** The seq a snapshot key is at, or null for a key that is not one. */
+export function seqOfSnapshotKey(key: string): number | null {
+  const match = /\/snapshots\/(\d{12})\.json$/.exec(key);
+  return match ? Number(match[1]) : null;
+}
+
 export function deltasPrefix(tenant: string, threadId: string): string {
   return `${threadPrefix(tenant, threadId)}deltas/`;
 }

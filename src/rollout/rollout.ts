@@ -20,7 +20,9 @@ import {
   deltasPrefix,
   firstSeqOfCommitKey,
   rangeOfDeltaKey,
+  seqOfSnapshotKey,
   snapshotKey,
+  snapshotsPrefix,
   TENANTS_PREFIX,
   threadsPrefix,
 } from "./keys.ts";
@@ -246,6 +248,18 @@ export class Rollout {
     const keys = await this.#listAll(deltasPrefix(tenant, threadId), undefined);
     const ranges = keys.map(rangeOfDeltaKey).filter((r): r is { firstSeq: number; lastSeq: number } => r !== null);
     return ranges.find((r) => r.firstSeq <= seq && seq <= r.lastSeq) ?? null;
+  }
+
+  /** Every delta's range, in key (seq) order: one listing per 1,000 deltas. */
+  async deltaRanges(tenant: string, threadId: string): Promise<Array<{ firstSeq: number; lastSeq: number }>> {
+    const keys = await this.#listAll(deltasPrefix(tenant, threadId), undefined);
+    return keys.map(rangeOfDeltaKey).filter((r): r is { firstSeq: number; lastSeq: number } => r !== null);
+  }
+
+  /** The seqs the thread has snapshots at, ascending: one listing. */
+  async snapshotSeqs(tenant: string, threadId: string): Promise<number[]> {
+    const keys = await this.#listAll(snapshotsPrefix(tenant, threadId), undefined);
+    return keys.map(seqOfSnapshotKey).filter((seq): seq is number => seq !== null);
   }
 
   async readPointer(tenant: string, threadId: string): Promise<CompactionPointer | null> {

@@ -1,5 +1,5 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
-import { type Artifact, type ThreadJson, toThreadJson } from "../model/artifact.ts";
+import { type Artifact, parseThreadJson, type ThreadJson, toThreadJson } from "../model/artifact.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { uuidv7 } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
@@ -8,6 +8,7 @@ import type { Rollout } from "../rollout/rollout.ts";
 import { CacheGuard, type ServiceLogger } from "./cache-guard.ts";
 import { CacheRepairer, type RepairResult } from "./cache-repairer.ts";
 import { type CommitListener, GroupWriter, type ServiceLimits, type WriteResult } from "./group-writer.ts";
+import { type ArtifactVersion, HistoryReader, type VersionPage } from "./history-reader.ts";
 import {
   type Consistency,
   type HeadSource,
@@ -23,6 +24,7 @@ export interface WritePath {
 }
 
 export type {
+  ArtifactVersion,
   CommitListener,
   Consistency,
   HeadSource,
@@ -32,6 +34,7 @@ export type {
   ServiceLimits,
   ServiceLogger,
   ThreadPage,
+  VersionPage,
   WriteResult,
 };
 
@@ -81,6 +84,7 @@ export class ArtifactService {
   readonly #writer: GroupWriter;
   readonly #writes: WritePath | undefined;
   readonly #reader: ThreadReader;
+  readonly #history: HistoryReader;
   readonly #repairer: CacheRepairer;
   readonly #guard: CacheGuard;
   readonly #rollout: Rollout;
@@ -101,6 +105,7 @@ export class ArtifactService {
     this.#writes = options.writes;
     this.#guard = guard;
     this.#repairer = repairer;
+    this.#history = new HistoryReader(rollout);
     this.#reader = new ThreadReader({ rollout, guard, repairer, ...(options.heads ? { heads: options.heads } : {}) });
     this.#writer = new GroupWriter({
       rollout,
@@ -145,6 +150,38 @@ export class ArtifactService {
     options: { consistency: Consistency; minSeq?: number },
   ): Promise<ReadResult> {
     return this.#reader.readThread(tenant, threadId, options);
+  }
+
+  /** The thread right after `seq` (from the rollout; never changes). */
+  readThreadAt(tenant: string, threadId: string, seq: number): Promise<ThreadJson> {
+    return this.#history.threadAt(tenant, threadId, seq).then(toThreadJson);
+  }
+
+  /**
+   * Forks `sourceId` at `atSeq` (default: its head, read strongly) into `targetId`: one
+   * write of the target thread (its first commit, so `409 thread_exists` if it has one),
+   * decided in its group like any other. Answers the new thread as a strong read sees it.
+   */
+  async fork(tenant: string, sourceId: string, targetId: string, atSeq?: number): Promise<ThreadJson> {
+    const source = atSeq === undefined
+      ? parseThreadJson((await this.readThread(tenant, sourceId, { consistency: "strong" })).thread)
+      : await this.#history.threadAt(tenant, sourceId, atSeq);
+    await this.write(tenant, targetId, {
+      kind: "fork",
+      from: { threadId: sourceId, seq: source.seq },
+      artifacts: source.artifacts,
+    });
+    return (await this.readThread(tenant, targetId, { consistency: "strong" })).thread;
+  }
+
+  /** Every version of one artifact, oldest first, a page at a time. */
+  artifactVersions(
+    tenant: string,
+    threadId: string,
+    artifactId: string,
+    page: { afterSeq: number; limit: number },
+  ): Promise<VersionPage> {
+    return this.#history.versions(tenant, threadId, artifactId, page);
   }
 
   getArtifact(

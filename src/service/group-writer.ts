@@ -159,7 +159,9 @@ export class GroupWriter {
         maxArtifactsPerThread: this.#o.limits.maxArtifactsPerThread,
         maxPayloadBytes: this.#o.limits.maxPayloadBytes,
       });
-      const patches = outcomes.flatMap((outcome) => (outcome.kind === "append" ? [outcome.patch] : []));
+      const patches = outcomes.flatMap((outcome) =>
+        outcome.kind === "append" ? [outcome.patch] : outcome.kind === "fork" ? outcome.patches : []
+      );
 
       if (patches.length === 0) {
         // Refusals and idempotent answers append nothing, so no put-if-absent would
@@ -370,6 +372,16 @@ function settle(group: readonly PendingWrite[], outcomes: readonly GroupOutcome[
           op: "none",
         });
         break;
+      case "fork": {
+        const last = outcome.patches[outcome.patches.length - 1] as Patch;
+        write.resolve({
+          created: true,
+          artifact: last.artifact,
+          thread: { id: threadId, rolloutSeq: last.seq },
+          op: "add",
+        });
+        break;
+      }
       case "refused":
         write.reject(outcome.problem);
         break;

@@ -237,6 +237,26 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect(await cache.readThread(T, t.threadId)).toEqual(t.state);
     });
 
+    it("keeps a fork's origin through apply, install and the thread list", async () => {
+      const t = mixed("thread-forked");
+      const fork = { threadId: "the-source", seq: 17 };
+      const patches = t.range(1, 6).map((p, i) => (i === 0 ? { ...p, fork } : p));
+      const expected = materialize(null, patches) as ThreadState;
+      expect(expected.forkedFrom).toEqual(fork);
+      expect(await cache.apply(T, asCommits(patches))).toBe(6);
+      expect(await cache.readThread(T, t.threadId)).toEqual(expected);
+      expect((await cache.listThreads(T, { after: null, limit: 10 })).find((x) => x.threadId === t.threadId))
+        .toEqual(expected);
+      // A snapshot of a fork installs with its origin.
+      const other = mixed("thread-forked-installed");
+      const installed = { ...other.stateAt(3), forkedFrom: fork };
+      expect(await cache.install(T, installed)).toBe(3);
+      expect(await cache.readThread(T, other.threadId)).toEqual(installed);
+      // Not a fork: no forkedFrom key at all.
+      expect(await cache.apply(T, asCommits(mixed("thread-plain").range(1, 2)))).toBe(2);
+      expect(await cache.readThread(T, "thread-plain")).not.toHaveProperty("forkedFrom");
+    });
+
     it("reads a thread with its artifacts in creation order; updates keep their place", async () => {
       const t = new History("thread-order");
       const x = t.add("plan", "x", { v: "x" });

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "libsql";
+import { describe, expect, it } from "vitest";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { LibsqlFileClient } from "../../src/runtime/libsql-file.ts";
 import { describeCacheContract } from "./cache-contract.ts";
@@ -51,4 +52,48 @@ describeCacheContract("file: URL, the prepared-statement file client of Node and
       rmSync(dir, { recursive: true, force: true });
     },
   };
+});
+
+describe("a cache made before forks", () => {
+  it("gains the forked_from column on first use and keeps its rows", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cache-old-"));
+    const path = join(dir, "cache.db");
+    try {
+      // The threads table as caches made before forks have it, with a row.
+      const db = new Database(path);
+      db.exec(`CREATE TABLE threads (tenant TEXT NOT NULL, thread_id TEXT NOT NULL, created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL, seq INTEGER NOT NULL, event_floor INTEGER NOT NULL DEFAULT 0, installer TEXT,
+        PRIMARY KEY (tenant, thread_id)) WITHOUT ROWID`);
+      db.exec(
+        `INSERT INTO threads VALUES ('t', 'old', '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z', 0, 0, NULL)`,
+      );
+      db.close();
+      const cache = new LibsqlCache({
+        local: true,
+        connect: () => new LibsqlFileClient(path, { busyTimeoutMs: 5000 }),
+      });
+      const fork = { threadId: "src", seq: 3 };
+      const state = {
+        threadId: "forked",
+        createdAt: "2024-01-01T00:00:00.000Z",
+        updatedAt: "2024-01-01T00:00:00.000Z",
+        seq: 1,
+        artifacts: [],
+        forkedFrom: fork,
+      };
+      expect(await cache.install("t", state)).toBe(1);
+      expect(await cache.readThread("t", "forked")).toEqual(state);
+      expect(await cache.seq("t", "old")).toBe(0);
+      cache.close();
+      // Opening it again finds the column in place.
+      const again = new LibsqlCache({
+        local: true,
+        connect: () => new LibsqlFileClient(path, { busyTimeoutMs: 5000 }),
+      });
+      expect((await again.readThread("t", "forked"))?.forkedFrom).toEqual(fork);
+      again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

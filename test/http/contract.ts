@@ -2,6 +2,7 @@
 import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJsonResult } from "../support/http.ts";
+import { describeHistory } from "./contract-history.ts";
 import { describeManyThreadStreams } from "./contract-many.ts";
 import { describeMergePatches } from "./contract-merge.ts";
 
@@ -54,6 +55,7 @@ export const PROBLEM_CODES = [
   "thread_not_found",
   "artifact_not_found",
   "identity_conflict",
+  "thread_exists",
   "version_conflict",
   "thread_full",
   "unauthorized",
@@ -106,7 +108,9 @@ export function expectArtifactShape(artifact: any): void {
 }
 
 export function expectThreadViewShape(thread: any): void {
-  expect(Object.keys(thread).sort()).toEqual(THREAD_VIEW_KEYS);
+  // `forkedFrom` only on a fork.
+  const keys = Object.keys(thread).filter((key) => key !== "forkedFrom" || "threadId" in thread.forkedFrom);
+  expect(keys.filter((key) => key !== "forkedFrom").sort()).toEqual(THREAD_VIEW_KEYS);
   expect(Number.isInteger(thread.rolloutSeq) && thread.rolloutSeq >= 1).toBe(true);
   expectTimestamp(thread.createdAt);
   expectTimestamp(thread.updatedAt);
@@ -787,6 +791,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
 
     describeMergePatches(ctx);
     describeManyThreadStreams(ctx);
+    describeHistory(ctx);
 
     describe("service routes and errors", () => {
       it("/healthz reports the stores", async () => {
@@ -808,6 +813,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         );
         expect(Object.keys(paths["/v1/threads"])).toContain("get");
         expect(Object.keys(paths["/v1/events"])).toContain("get");
+        expect(Object.keys(paths["/v1/threads/{threadId}/artifacts/{artifactId}/versions"])).toContain("get");
         expect(Object.keys(paths["/v1/threads/{threadId}/artifacts/{artifactId}"].patch.requestBody.content)).toEqual([
           "application/json",
           "application/merge-patch+json",

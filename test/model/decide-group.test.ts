@@ -146,6 +146,8 @@ describe("decideGroup", () => {
         ? `${o.patch.seq}:${o.patch.op}:${o.patch.artifact.id}:v${o.patch.artifact.version}`
         : o.kind === "existing"
         ? `existing@${o.seq}`
+        : o.kind === "fork"
+        ? `fork:${o.patches.length}`
         : o.problem.code)
       ),
     ).toEqual([

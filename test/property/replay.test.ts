@@ -3,7 +3,7 @@
  * writes go as groups of any size, one commit object each) with a random compaction
  * cadence: replay(commits + compaction objects) = replay(commits), and so do every
  * delta, every snapshot, every seq's event log read from the rollout (inside a commit
- * too), the cache written along the way and a fresh cache repaired from the rollout;
+ * too), the state right after every seq and the whole patch list (history.ts), the cache written along the way and a fresh cache repaired from the rollout;
  * and the rollout holds at most 3x the commits' own bytes.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -21,6 +21,7 @@ import { materialize } from "../../src/model/materialize.ts";
 import { patchesOf } from "../../src/model/patch.ts";
 import { parseCommit, parseSnapshot } from "../../src/rollout/format.ts";
 import { commitsPrefix, deltasPrefix, rangeOfDeltaKey, snapshotsPrefix, threadPrefix } from "../../src/rollout/keys.ts";
+import { allPatches, stateAt } from "../../src/rollout/history.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
 
@@ -140,6 +141,13 @@ describe("replay", () => {
             const read = await rollout.patchesAfter(T, threadId, after, 1000);
             expect(read).toEqual(patches.slice(after));
           }
+
+          // The past: the state right after every seq, and every patch, from compaction objects and commits.
+          for (let seq = 0; seq <= patches.length + 1; seq++) {
+            const expected = seq >= 1 && seq <= patches.length ? materialize(null, patches.slice(0, seq)) : null;
+            expect(await stateAt(rollout, T, threadId, seq)).toEqual(expected);
+          }
+          expect(await allPatches(rollout, T, threadId)).toEqual(patches);
 
           // At most 3x the commits' bytes in all.
           const bytesUnder = async (prefix: string) => {

@@ -206,6 +206,17 @@ async function exercise(req: FuzzRequest): Promise<void> {
       return;
     }
     const json = parseJson(text);
+    if (req.method === "POST" && pathname.endsWith("/fork")) {
+      // A fork writes its new thread, under the caller's tenant, and names its source.
+      expect(status, what).toBe(201);
+      expect(json.thread.forkedFrom?.threadId, what).toBe(decodeURIComponent(pathname.split("/")[3] as string));
+      expect(written.length, what).toBeGreaterThan(0);
+      for (const key of written) {
+        expect(key.startsWith(`tenants/${req.tenant}/threads/${json.thread.id}/`), `${key} for ${what}`).toBe(true);
+        acceptedKeys.add(key);
+      }
+      return;
+    }
     if (req.method === "POST" || req.method === "PATCH" || req.method === "DELETE") {
       const threadId = json.thread.id as string;
       // An idempotent create (200) appends nothing; every other accepted write appends.
@@ -714,6 +725,7 @@ const queryString = fc
         fc.constantFrom(
           "consistency",
           "minSeq",
+          "atSeq",
           "limit",
           "cursor",
           "since",
@@ -898,6 +910,8 @@ describe("fuzz: generated requests against the app", () => {
       "remove",
       "events",
       "list-threads",
+      "versions",
+      "fork",
       "raw",
     );
     await fc.assert(
@@ -922,6 +936,15 @@ describe("fuzz: generated requests against the app", () => {
             },
             remove: { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${artifact}` },
             events: { method: "GET", path: `/v1/threads/${thread}/events` },
+            versions: { method: "GET", path: `/v1/threads/${thread}/artifacts/${artifact}/versions` },
+            fork: {
+              method: "POST",
+              path: `/v1/threads/${thread}/fork`,
+              body: JSON.stringify({
+                threadId: `fork-${raw.length}`,
+                ...(raw.length % 2 ? { atSeq: raw.length } : {}),
+              }),
+            },
             "list-threads": { method: "GET", path: `/v1/threads/${thread}/../../threads` },
             raw: { method: "GET", path: `/v1/threads/${thread}/${raw}` },
           };
@@ -941,6 +964,7 @@ describe("fuzz: generated requests against the app", () => {
       "read-thread",
       "events",
       "list-threads",
+      "versions",
       "create",
       "update",
       "get-artifact",
@@ -987,6 +1011,9 @@ describe("fuzz: generated requests against the app", () => {
               break;
             case "list-threads":
               req = { method: "GET", path: `/v1/threads${h.query}` };
+              break;
+            case "versions":
+              req = { method: "GET", path: `/v1/threads/${thread}/artifacts/${target.id}/versions${h.query}` };
               break;
             case "create":
               req = { method: "POST", path: `/v1/threads/${thread}/artifacts${h.query}`, body: withBody(body) };

@@ -163,6 +163,9 @@ type RouteName =
   | "remove"
   | "list-threads"
   | "merge"
+  | "read-thread as of a seq"
+  | "versions"
+  | "fork"
   | "events"
   | "events (access_token)"
   | "events of many threads";
@@ -174,10 +177,16 @@ const ROUTES: RouteName[] = [
   "remove",
   "list-threads",
   "merge",
+  "read-thread as of a seq",
+  "versions",
+  "fork",
   "events",
   "events (access_token)",
   "events of many threads",
 ];
+
+/** Where the fork route puts its fork of a thread. */
+const forkOf = (threadId: string) => `fork-of-${threadId}`;
 
 /** The request for `route` on the fixture, carrying `token` (or none), written as tenant `caller`. */
 function requestFor(
@@ -228,6 +237,12 @@ function requestFor(
       };
     case "events of many threads":
       return { method: "GET", path: `/v1/events?threads=${fx.threadId},other-${fx.threadId}`, headers };
+    case "read-thread as of a seq":
+      return { method: "GET", path: `${thread}?atSeq=1`, headers };
+    case "versions":
+      return { method: "GET", path: `${thread}/artifacts/${fx.artifactId}/versions`, headers };
+    case "fork":
+      return { method: "POST", path: `${thread}/fork`, body: { threadId: forkOf(fx.threadId) }, headers };
   }
 }
 
@@ -417,6 +432,19 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
               expect(result.status, what).toBe(200);
               expect(result.json.artifact).toMatchObject({ id: fx.artifactId, version: 2, payload: { owner, n: 2 } });
               break;
+            case "read-thread as of a seq":
+              expect(result.status, what).toBe(200);
+              expect(result.json.thread.artifacts.map((a: any) => a.payload.marker)).toEqual([fx.marker]);
+              break;
+            case "versions":
+              expect(result.status, what).toBe(200);
+              expect(result.json.versions.map((v: any) => v.artifact.payload.marker)).toEqual([fx.marker]);
+              break;
+            case "fork":
+              expect(result.status, what).toBe(201);
+              expect(result.json.thread.forkedFrom).toEqual({ threadId: fx.threadId, seq: 1 });
+              expect(result.json.thread.artifacts.map((a: any) => a.payload.marker)).toEqual([fx.marker]);
+              break;
             case "merge":
               expect(result.status, what).toBe(200);
               expect(result.json.artifact).toMatchObject({
@@ -450,8 +478,10 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
               });
               break;
           }
-          for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${owner}/threads/${fx.threadId}/`));
-          if (route === "create" || route === "update" || route === "merge" || route === "remove") {
+          // A fork writes the new thread only, under the owner's tenant.
+          const written = route === "fork" ? forkOf(fx.threadId) : fx.threadId;
+          for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${owner}/threads/${written}/`));
+          if (route === "create" || route === "update" || route === "merge" || route === "remove" || route === "fork") {
             expect(diff.added.length).toBeGreaterThan(0);
           } else expect(diff.added).toEqual([]);
         }

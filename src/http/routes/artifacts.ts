@@ -1,16 +1,25 @@
 import type { Hono } from "hono";
 import type { WriteCommand } from "../../model/decide.ts";
-import { CreateArtifactBodySchema, MergePatchBodySchema, UpdateArtifactBodySchema } from "../../model/schemas.ts";
+import {
+  CreateArtifactBodySchema,
+  MergePatchBodySchema,
+  UpdateArtifactBodySchema,
+  VersionsQuerySchema,
+} from "../../model/schemas.ts";
 import type { ArtifactService, ServiceLimits, WriteResult } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
+import type { CursorCodec } from "../cursor.ts";
 import { BODY_OVERHEAD_BYTES, checkPayload, mediaTypeOf, MERGE_PATCH_MEDIA_TYPE, readJsonBody } from "../body.ts";
 import { parseIfMatch } from "../preconditions.ts";
 import { ROUTES } from "../routes.ts";
 import { artifactIdOf, parseOr400, threadIdOf } from "../validate.ts";
 
-/** create-artifact, get, update and remove. */
-export function artifactRoutes(app: Hono<AppEnv>, deps: { service: ArtifactService; limits: ServiceLimits }): void {
-  const { service, limits } = deps;
+/** create-artifact, get, update, remove, and an artifact's versions. */
+export function artifactRoutes(
+  app: Hono<AppEnv>,
+  deps: { service: ArtifactService; limits: ServiceLimits; cursors: CursorCodec },
+): void {
+  const { service, limits, cursors } = deps;
   const maxBodyBytes = limits.maxPayloadBytes + BODY_OVERHEAD_BYTES;
 
   app.post(ROUTES.createArtifact.path, async (c) => {
@@ -25,6 +34,21 @@ export function artifactRoutes(app: Hono<AppEnv>, deps: { service: ArtifactServi
     });
     if (result.created) c.header("location", `/v1/threads/${threadId}/artifacts/${result.artifact.id}`);
     return c.json(writeBody(result), result.created ? 201 : 200);
+  });
+
+  app.get(ROUTES.versions.path, async (c) => {
+    const tenant = c.get("tenant");
+    const threadId = threadIdOf(c);
+    const artifactId = artifactIdOf(c);
+    const query = parseOr400(VersionsQuerySchema, c.req.query(), "query");
+    const scope = `${threadId}/${artifactId}`;
+    const afterSeq = query.cursor === undefined ? 0 : await cursors.decodeVersions(tenant, scope, query.cursor);
+    const page = await service.artifactVersions(tenant, threadId, artifactId, { afterSeq, limit: query.limit });
+    c.header("cache-control", "no-cache");
+    return c.json({
+      versions: page.versions,
+      nextCursor: page.next === null ? null : await cursors.encodeVersions(tenant, scope, page.next),
+    });
   });
 
   app.get(ROUTES.artifact.path, async (c) => {

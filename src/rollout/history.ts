@@ -1,0 +1,103 @@
+import type { ThreadState } from "../model/artifact.ts";
+import { materialize } from "../model/materialize.ts";
+import { type Commit, type Patch, patchesOf } from "../model/patch.ts";
+import { CorruptRolloutError } from "./format.ts";
+import type { Rollout } from "./rollout.ts";
+
+/**
+ * A thread's past, from the rollout alone (the cache holds only the present): the state
+ * right after any seq, and every patch. Deltas are never deleted and chain from seq 1
+ * (every commit is in exactly one), and snapshots sit at delta ends, so both are read in
+ * three round trips at any history length: the listings of deltas and snapshots; the
+ * snapshot at or before the seq, the deltas after it and the listing of the commits
+ * past the last delta; those commits. A compaction object that is missing or corrupt
+ * (derived data: deleting one loses nothing) makes it replay the commits instead.
+ */
+
+interface Range {
+  firstSeq: number;
+  lastSeq: number;
+}
+
+/** The longest run of `ranges` that is consecutive from seq 1. */
+function chainFromStart(ranges: readonly Range[]): Range[] {
+  const chain: Range[] = [];
+  let at = 0;
+  for (const range of ranges) {
+    if (range.firstSeq !== at + 1) break;
+    chain.push(range);
+    at = range.lastSeq;
+  }
+  return chain;
+}
+
+/** The thread right after `seq` (its `seq` is exactly `seq`), or null when the rollout does not reach it. */
+export async function stateAt(
+  rollout: Rollout,
+  tenant: string,
+  threadId: string,
+  seq: number,
+): Promise<ThreadState | null> {
+  if (seq < 1) return null;
+  const fromCompaction = await compactedStateAt(rollout, tenant, threadId, seq);
+  const state = fromCompaction === undefined
+    ? materialize(null, upTo(patchesOf(await rollout.listCommits(tenant, threadId, 0, seq)), seq))
+    : fromCompaction;
+  return state && state.seq === seq ? state : null;
+}
+
+/** Every patch of the thread, in seq order (empty for a thread with none). */
+export async function allPatches(rollout: Rollout, tenant: string, threadId: string): Promise<Patch[]> {
+  const chain = chainFromStart(await rollout.deltaRanges(tenant, threadId));
+  const end = chain[chain.length - 1]?.lastSeq ?? 0;
+  const [deltas, tail] = await Promise.all([
+    readDeltas(rollout, tenant, threadId, chain),
+    rollout.tailAfter(tenant, threadId, end),
+  ]);
+  if (deltas === undefined) return patchesOf(await rollout.listCommits(tenant, threadId, 0));
+  return patchesOf([...deltas, ...tail]);
+}
+
+/** undefined: some compaction object is gone or unreadable (replay the commits instead). */
+async function compactedStateAt(
+  rollout: Rollout,
+  tenant: string,
+  threadId: string,
+  seq: number,
+): Promise<ThreadState | null | undefined> {
+  const [ranges, snapshots] = await Promise.all([
+    rollout.deltaRanges(tenant, threadId),
+    rollout.snapshotSeqs(tenant, threadId),
+  ]);
+  const chain = chainFromStart(ranges);
+  const ends = new Set(chain.map((range) => range.lastSeq));
+  const snapshotSeq = snapshots.filter((s) => s <= seq && ends.has(s)).pop() ?? 0;
+  const needed = chain.filter((range) => range.firstSeq > snapshotSeq && range.firstSeq <= seq);
+  const end = chain[chain.length - 1]?.lastSeq ?? 0;
+  try {
+    const [snapshot, deltas, tail] = await Promise.all([
+      snapshotSeq > 0 ? rollout.readSnapshot(tenant, threadId, snapshotSeq) : Promise.resolve(null),
+      readDeltas(rollout, tenant, threadId, needed),
+      seq > end ? rollout.listCommits(tenant, threadId, end, seq - end) : Promise.resolve([]),
+    ]);
+    if ((snapshotSeq > 0 && !snapshot) || deltas === undefined) return undefined;
+    return materialize(snapshot, upTo(patchesOf([...deltas, ...tail]), seq));
+  } catch (error) {
+    if (error instanceof CorruptRolloutError) return undefined;
+    throw error;
+  }
+}
+
+async function readDeltas(
+  rollout: Rollout,
+  tenant: string,
+  threadId: string,
+  ranges: readonly Range[],
+): Promise<Commit[] | undefined> {
+  const deltas = await Promise.all(ranges.map((r) => rollout.readDelta(tenant, threadId, r.firstSeq, r.lastSeq)));
+  return deltas.every((delta) => delta !== null) ? (deltas as Commit[]) : undefined;
+}
+
+function upTo(patches: readonly Patch[], seq: number): Patch[] {
+  return patches.filter((patch) => patch.seq <= seq);
+}
