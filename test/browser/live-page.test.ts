@@ -142,10 +142,10 @@ describe("live page", () => {
     page.on("pageerror", (error) => problems.push(String(error)));
     // Count the EventSources the page opens.
     await page.addInitScript(() => {
-      const Native = window.EventSource;
+      const Native = globalThis.EventSource;
       const opened: string[] = [];
-      (window as unknown as { openedSources: string[] }).openedSources = opened;
-      window.EventSource = class extends Native {
+      (globalThis as unknown as { openedSources: string[] }).openedSources = opened;
+      globalThis.EventSource = class extends Native {
         constructor(url: string | URL, init?: EventSourceInit) {
           super(url, init);
           opened.push(String(url));
@@ -163,7 +163,7 @@ describe("live page", () => {
         await page.locator(`section[data-thread="${threadId}"] li`, { hasText: `live in ${i}` }).waitFor(WAIT);
       }
       await page.locator(`section[data-thread="${threads[0]}"] h2`, { hasText: "2 artifacts · seq 2" }).waitFor(WAIT);
-      const opened = await page.evaluate(() => (window as unknown as { openedSources: string[] }).openedSources);
+      const opened = await page.evaluate(() => (globalThis as unknown as { openedSources: string[] }).openedSources);
       expect(opened).toHaveLength(1);
       expect(opened[0]).toContain("/v1/events?threads=");
       expect(problems).toEqual([]);
