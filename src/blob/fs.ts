@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type FileHandle, link, mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { type FileHandle, link, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import {
   assertValidKey,
@@ -72,6 +72,24 @@ export class FsBlobStore implements BlobStore {
       if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return false;
       throw error;
     }
+  }
+
+  /**
+   * Unlinks the file and fsyncs its folder (a deletion survives a crash too), then
+   * removes the folder if that left it empty (a writer that meets the folder gone makes
+   * it again: see #intoPlace).
+   */
+  async delete(key: string): Promise<void> {
+    const target = this.#path(key);
+    try {
+      await unlink(target);
+    } catch (error) {
+      if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return;
+      throw error;
+    }
+    const dir = dirname(target);
+    await syncDir(dir);
+    await rmdir(dir).then(() => this.#knownDirs.delete(dir), () => {});
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {

@@ -35,6 +35,11 @@ export class MemoryBlobStore implements BlobStore {
     return this.#objects.has(key);
   }
 
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    this.#objects.delete(key);
+  }
+
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
     const limit = options.limit ?? DEFAULT_LIST_LIMIT;
     const startAfter = options.startAfter ?? "";

@@ -10,6 +10,8 @@ export interface BlobStore {
   /** Overwrite (snapshots): readers see the old or the new object, never a mix. */
   put(key: string, body: string): Promise<void>;
   exists(key: string): Promise<boolean>;
+  /** Removes the object if it is there (a missing key is not an error). */
+  delete(key: string): Promise<void>;
   /** Keys starting with `prefix`, strictly after `startAfter`, ascending, at most `limit` (default 1000). */
   list(prefix: string, options?: ListOptions): Promise<string[]>;
   /**

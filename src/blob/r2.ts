@@ -17,6 +17,7 @@ export interface R2BucketLike {
   /** Resolves to null when an `onlyIf` precondition fails. */
   put(key: string, value: string, options?: R2PutOptionsLike): Promise<R2ObjectLike | null>;
   list(options?: R2ListOptionsLike): Promise<R2ObjectsLike>;
+  delete(key: string): Promise<void>;
 }
 
 export interface R2ObjectLike {
@@ -78,6 +79,11 @@ export class R2BlobStore implements BlobStore {
   async exists(key: string): Promise<boolean> {
     assertValidKey(key);
     return (await this.#bucket.head(key)) !== null;
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    await this.#bucket.delete(key);
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {

@@ -106,6 +106,13 @@ export class S3BlobStore implements BlobStore {
     throw new S3Error("HEAD", response.status, "");
   }
 
+  /** DELETE: 204 (or 200) when removed, and also when there was nothing to remove. */
+  async delete(key: string): Promise<void> {
+    const response = await this.#idempotent("DELETE", "DELETE", this.#objectUrl(key));
+    if (!response.ok && response.status !== 404) throw await failure("DELETE", response);
+    await discard(response);
+  }
+
   async put(key: string, body: string): Promise<void> {
     const url = this.#objectUrl(key);
     const bytes = utf8.encode(body) as Uint8Array<ArrayBuffer>;

@@ -117,6 +117,26 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
         expect(await store.get("t/threads/x/patches/000000000002.json")).toBeNull();
       });
 
+      it("delete removes one key: gone for get, exists and list, its siblings kept; a missing key is no error", async () => {
+        await store.put("t/threads/d/commits/000000000001.json", "one");
+        await store.putIfAbsent("t/threads/d/commits/000000000002.json", "two");
+        await store.put("t/threads/d/compaction.json", "{}");
+        await store.delete("t/threads/d/commits/000000000001.json");
+        expect(await store.get("t/threads/d/commits/000000000001.json")).toBeNull();
+        expect(await store.exists("t/threads/d/commits/000000000001.json")).toBe(false);
+        expect(await store.list("t/threads/d/")).toEqual([
+          "t/threads/d/commits/000000000002.json",
+          "t/threads/d/compaction.json",
+        ]);
+        await store.delete("t/threads/d/commits/000000000001.json");
+        await store.delete("t/threads/nothing/here.json");
+        // The last key of a folder: the folder's listing is empty, and a put-if-absent there creates again.
+        await store.delete("t/threads/d/commits/000000000002.json");
+        expect(await store.list("t/threads/d/commits/")).toEqual([]);
+        expect(await store.putIfAbsent("t/threads/d/commits/000000000002.json", "again")).toBe("created");
+        expect(await store.get("t/threads/d/commits/000000000002.json")).toBe("again");
+      });
+
       it("a folder-like prefix of stored keys is not itself an object", async () => {
         await store.put("t/threads/x/patches/000000000001.json", "{}");
         for (const folder of ["t", "t/threads", "t/threads/x", "t/threads/x/patches"]) {

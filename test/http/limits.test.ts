@@ -857,6 +857,11 @@ class SwitchableBlobStore implements BlobStore {
     this.#check();
     return this.inner.exists(key);
   }
+
+  async delete(key: string): Promise<void> {
+    this.#check();
+    return this.inner.delete(key);
+  }
   async list(prefix: string, options?: ListOptions): Promise<string[]> {
     this.#check();
     return this.inner.list(prefix, options);

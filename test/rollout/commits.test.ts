@@ -101,6 +101,9 @@ class CountingStore implements BlobStore {
   exists(key: string) {
     return this.#trip(() => this.inner.exists(key));
   }
+  delete(key: string) {
+    return this.#trip(() => this.inner.delete(key));
+  }
   list(prefix: string, options?: ListOptions) {
     return this.#trip(() => this.inner.list(prefix, options));
   }

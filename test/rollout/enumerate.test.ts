@@ -31,6 +31,9 @@ class CountingStore implements BlobStore {
   exists(key: string) {
     return this.inner.exists(key);
   }
+  delete(key: string) {
+    return this.inner.delete(key);
+  }
   async list(prefix: string, options?: ListOptions) {
     this.lists++;
     const keys = await this.inner.list(prefix, options);

@@ -59,6 +59,11 @@ class RecordingStore implements BlobStore {
     return this.inner.exists(key);
   }
 
+  async delete(key: string): Promise<void> {
+    await this.inner.delete(key);
+    this.#written.push(`delete ${key}`);
+  }
+
   list(prefix: string, options?: ListOptions): Promise<string[]> {
     return this.inner.list(prefix, options);
   }

@@ -246,6 +246,10 @@ class Delegating implements BlobStore {
     return this.inner.exists(key);
   }
 
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+
   list(prefix: string, options?: ListOptions): Promise<string[]> {
     return this.inner.list(prefix, options);
   }

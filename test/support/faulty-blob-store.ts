@@ -1,6 +1,6 @@
 import type { BlobStore, ListOptions, PutIfAbsentResult } from "../../src/blob/port.ts";
 
-export type BlobOp = "get" | "putIfAbsent" | "put" | "exists" | "list";
+export type BlobOp = "get" | "putIfAbsent" | "put" | "exists" | "delete" | "list";
 
 export interface FaultSettings {
   /** Share of calls (0..1) that fail before reaching the store: nothing happened. */
@@ -72,6 +72,10 @@ export class FaultyBlobStore implements BlobStore {
 
   exists(key: string): Promise<boolean> {
     return this.#call("exists", key, () => this.inner.exists(key));
+  }
+
+  delete(key: string): Promise<void> {
+    return this.#call("delete", key, () => this.inner.delete(key));
   }
 
   list(prefix: string, options?: ListOptions): Promise<string[]> {

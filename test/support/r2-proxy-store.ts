@@ -136,6 +136,10 @@ export class R2ProxyStore implements BlobStore {
     return (await this.worker.call("exists", [key])) as boolean;
   }
 
+  async delete(key: string): Promise<void> {
+    await this.worker.call("delete", [key]);
+  }
+
   async list(prefix: string, options?: ListOptions): Promise<string[]> {
     return (await this.worker.call("list", options === undefined ? [prefix] : [prefix, options])) as string[];
   }

@@ -3,7 +3,7 @@
  * Bundled with esbuild and started in Miniflare by test/support/r2-proxy-store.ts; the Node
  * side forwards every BlobStore call here, so the adapter code under test is what workerd runs.
  *
- *   POST /blob   {"method": "get" | "putIfAbsent" | "put" | "exists" | "list", "args": [...]}
+ *   POST /blob   {"method": "get" | "putIfAbsent" | "put" | "exists" | "delete" | "list", "args": [...]}
  *                → {"ok": true, "value": ...} | {"ok": false, "error": {"name", "message", "stack"}}
  *   POST /raw    {"key"} → the object as the bucket itself holds it (bypassing the adapter):
  *                {"object": {"body", "etag", "version", "size"} | null}
@@ -24,9 +24,9 @@ export interface Env {
   BUCKET: TestBucket;
 }
 
-export type BlobMethod = "get" | "putIfAbsent" | "put" | "exists" | "list";
+export type BlobMethod = "get" | "putIfAbsent" | "put" | "exists" | "delete" | "list";
 
-const METHODS: ReadonlySet<string> = new Set<BlobMethod>(["get", "putIfAbsent", "put", "exists", "list"]);
+const METHODS: ReadonlySet<string> = new Set<BlobMethod>(["get", "putIfAbsent", "put", "exists", "delete", "list"]);
 
 export interface BlobCall {
   method: BlobMethod;
