@@ -61,7 +61,7 @@ export async function prepareColdRollouts(
           payload: { i, text: FILLER },
         })
       ));
-      ids.push(...results.map((r) => r.artifact.id));
+      ids.push(...results.map((r) => (r.op === "delete" ? "" : r.artifact.id)));
     }
     for (let start = 0; start < spec.updates; start += spec.burst) {
       const burst = Array.from({ length: Math.min(spec.burst, spec.updates - start) }, (_, k) => start + k);

@@ -75,7 +75,7 @@ export class StateCache implements ArtifactCache {
   async events(tenant: string, threadId: string): Promise<EventPage> {
     const seq = await this.seq(tenant, threadId);
     // No log kept: everything up to the head is "below the floor", i.e. read from the rollout.
-    return { seq, floor: seq, events: [] };
+    return { seq, floor: seq, lifeStart: 0, events: [] };
   }
 
   async ping(): Promise<void> {}

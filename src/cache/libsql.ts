@@ -82,8 +82,9 @@ export class LibsqlCache implements ArtifactCache {
     const mine = `(SELECT installer FROM threads WHERE tenant = :t AND thread_id = :th) = :token`;
     const statements: InStatement[] = [
       {
-        sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, event_floor, installer, forked_from)
-              VALUES (:t, :th, :created, :updated, :seq, :seq, :token, :fork) ON CONFLICT DO NOTHING`,
+        sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, event_floor, installer, forked_from,
+                life_start)
+              VALUES (:t, :th, :created, :updated, :seq, :seq, :token, :fork, :since) ON CONFLICT DO NOTHING`,
         args: {
           ...key,
           created: state.createdAt,
@@ -91,6 +92,7 @@ export class LibsqlCache implements ArtifactCache {
           seq: state.seq,
           token,
           fork: forkText(state.forkedFrom),
+          since: state.since ?? 0,
         },
       },
       { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${mine}`, args: { ...key, token } },
@@ -126,7 +128,8 @@ export class LibsqlCache implements ArtifactCache {
     const [thread, artifacts] = await this.#batch(
       [
         {
-          sql: `SELECT created_at, updated_at, seq, forked_from FROM threads WHERE tenant = :t AND thread_id = :th`,
+          sql:
+            `SELECT created_at, updated_at, seq, forked_from, life_start FROM threads WHERE tenant = :t AND thread_id = :th`,
           args,
         },
         {
@@ -146,12 +149,16 @@ export class LibsqlCache implements ArtifactCache {
       seq: Number(row.seq),
       artifactsJson: String(artifacts?.rows[0]?.list ?? "[]"),
       ...forkOf(row),
+      ...lifeOf(row),
     };
   }
 
   async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext> {
     const args = { t: tenant, th: threadId };
-    const statements: InStatement[] = [seqStatement(tenant, threadId), {
+    const statements: InStatement[] = [{
+      sql: `SELECT seq, life_start FROM threads WHERE tenant = :t AND thread_id = :th`,
+      args,
+    }, {
       sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`,
       args,
     }];
@@ -172,8 +179,11 @@ export class LibsqlCache implements ArtifactCache {
       return slot;
     });
     const results = await this.#batch(statements, "read");
+    const thread = results[0]?.rows[0];
+    const seq = thread ? Number(thread.seq) : 0;
     return {
-      seq: seqFrom(results[0] as SqlResult),
+      seq,
+      ...(thread && Number(thread.life_start) > 0 && Number(thread.life_start) === seq ? { deleted: true } : {}),
       artifactCount: Number(results[1]?.rows[0]?.n ?? 0),
       targets: slotOf.map((slot) => {
         const row = slot < 0 ? undefined : results[slot]?.rows[0];
@@ -202,14 +212,17 @@ export class LibsqlCache implements ArtifactCache {
   }
 
   async listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]> {
-    const after = page.after ? `AND (updated_at < :u OR (updated_at = :u AND thread_id < :th))` : "";
+    // A deleted thread (at its tombstone) is listed as if it never existed.
+    const after = `AND NOT (life_start > 0 AND seq = life_start)` +
+      (page.after ? ` AND (updated_at < :u OR (updated_at = :u AND thread_id < :th))` : "");
     const args = { t: tenant, limit: page.limit, u: page.after?.updatedAt ?? null, th: page.after?.threadId ?? null };
     const pageSql =
       `SELECT thread_id FROM threads WHERE tenant = :t ${after} ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`;
     const [threads, artifacts] = await this.#batch(
       [
         {
-          sql: `SELECT thread_id, created_at, updated_at, seq, forked_from FROM threads WHERE tenant = :t ${after}
+          sql:
+            `SELECT thread_id, created_at, updated_at, seq, forked_from, life_start FROM threads WHERE tenant = :t ${after}
                 ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`,
           args,
         },
@@ -235,6 +248,7 @@ export class LibsqlCache implements ArtifactCache {
       seq: Number(row.seq),
       artifacts: byThread.get(String(row.thread_id)) ?? [],
       ...forkOf(row),
+      ...lifeOf(row),
     }));
   }
 
@@ -242,10 +256,10 @@ export class LibsqlCache implements ArtifactCache {
     const args = { t: tenant, th: threadId, after: afterSeq, limit };
     const [thread, events] = await this.#batch(
       [
-        { sql: `SELECT seq, event_floor FROM threads WHERE tenant = :t AND thread_id = :th`, args },
+        { sql: `SELECT seq, event_floor, life_start FROM threads WHERE tenant = :t AND thread_id = :th`, args },
         {
           sql:
-            `SELECT seq, data FROM events WHERE tenant = :t AND thread_id = :th AND seq > :after ORDER BY seq LIMIT :limit`,
+            `SELECT seq, data, event FROM events WHERE tenant = :t AND thread_id = :th AND seq > :after ORDER BY seq LIMIT :limit`,
           args,
         },
       ],
@@ -255,7 +269,12 @@ export class LibsqlCache implements ArtifactCache {
     return {
       seq: row ? Number(row.seq) : 0,
       floor: row ? Number(row.event_floor) : 0,
-      events: (events as SqlResult).rows.map((r) => ({ seq: Number(r.seq), data: String(r.data) })),
+      lifeStart: row ? Number(row.life_start) : 0,
+      events: (events as SqlResult).rows.map((r) =>
+        r.event === "thread-deleted"
+          ? { seq: Number(r.seq), data: String(r.data), event: "thread-deleted" as const }
+          : { seq: Number(r.seq), data: String(r.data) }
+      ),
     };
   }
 
@@ -360,6 +379,13 @@ function forkText(fork: ForkRef | undefined): string | null {
   return fork ? JSON.stringify({ threadId: fork.threadId, seq: fork.seq }) : null;
 }
 
+/** `deleted` and `since` of a threads row (a thread never deleted has neither). */
+function lifeOf(row: Record<string, unknown>): { deleted?: true; since?: number } {
+  const since = Number(row.life_start ?? 0);
+  if (!(since > 0)) return {};
+  return Number(row.seq) === since ? { deleted: true, since } : { since };
+}
+
 function forkOf(row: Record<string, unknown>): { forkedFrom?: ForkRef } {
   const text = row.forked_from;
   if (typeof text !== "string") return {};
@@ -370,18 +396,39 @@ function forkOf(row: Record<string, unknown>): { forkedFrom?: ForkRef } {
 function applyStatements(tenant: string, patch: Patch): InStatement[] {
   const key = { t: tenant, th: patch.threadId, seq: patch.seq };
   const guard = `(SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th) = :seq`;
+  if (patch.op === "delete") {
+    // The end of a life: the row stays as the tombstone (seq = life_start), nothing else of the thread.
+    return [
+      {
+        sql: `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL, life_start = :seq, forked_from = NULL
+              WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
+        args: { ...key, at: patch.at },
+      },
+      { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${guard}`, args: key },
+      { sql: `DELETE FROM events WHERE tenant = :t AND thread_id = :th AND seq < :seq AND ${guard}`, args: key },
+      {
+        sql: `INSERT OR IGNORE INTO events (tenant, thread_id, seq, data, event)
+              SELECT :t, :th, :seq, :data, 'thread-deleted' WHERE ${guard}`,
+        args: { ...key, data: eventData(patch) },
+      },
+    ];
+  }
+  const fork = forkText(patch.fork);
   const statements: InStatement[] = [
     {
-      sql:
-        `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
-      args: { ...key, at: patch.at },
+      // The first patch after a tombstone starts a new life: its createdAt, and a fork's origin.
+      sql: `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL,
+              created_at = CASE WHEN life_start > 0 AND seq = life_start THEN :at ELSE created_at END,
+              forked_from = coalesce(:fork, forked_from)
+            WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
+      args: { ...key, at: patch.at, fork },
     },
   ];
   if (patch.seq === 1) {
     statements.push({
       sql:
         `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, forked_from) VALUES (:t, :th, :at, :at, 1, :fork) ON CONFLICT DO NOTHING`,
-      args: { t: tenant, th: patch.threadId, at: patch.at, fork: forkText(patch.fork) },
+      args: { t: tenant, th: patch.threadId, at: patch.at, fork },
     });
   }
   // Every statement below is guarded by the thread row now being at this seq, and is

@@ -9,6 +9,8 @@ export interface EventPage {
   seq: number;
   /** Events with seq <= floor are not in the log: read them from the rollout. */
   floor: number;
+  /** The seq of the thread's latest delete (0: never deleted): nothing before it is in the log, nor anywhere. */
+  lifeStart: number;
   events: LogEvent[];
 }
 

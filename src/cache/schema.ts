@@ -6,7 +6,8 @@
  *   exactly the rollout prefix 1..seq); events with seq <= `event_floor` are not in
  *   the event log (the thread was installed from a snapshot) and are read from the
  *   rollout instead; `installer` marks the row a snapshot install created; `forked_from`
- *   is a fork's origin.
+ *   is a fork's origin; `life_start` the seq of its latest delete (the thread is deleted
+ *   while `seq = life_start`; its artifacts and earlier events are gone).
  * - artifacts: the materialized latest list; `body` is the artifact's JSON, served as is;
  *   `position` orders creation.
  * - events: the durable event log the live stream reads, one row per patch.
@@ -27,6 +28,7 @@ export const SCHEMA: readonly string[] = [
     event_floor INTEGER NOT NULL DEFAULT 0,
     installer TEXT,
     forked_from TEXT,
+    life_start INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, thread_id)
   ) WITHOUT ROWID`,
   `CREATE INDEX IF NOT EXISTS threads_by_recency ON threads (tenant, updated_at DESC, thread_id DESC)`,
@@ -51,6 +53,7 @@ export const SCHEMA: readonly string[] = [
     thread_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     data TEXT NOT NULL,
+    event TEXT,
     PRIMARY KEY (tenant, thread_id, seq)
   )`,
 ];
@@ -59,4 +62,12 @@ export const SCHEMA: readonly string[] = [
 export const ADDED_COLUMNS: ReadonlyArray<{ table: string; column: string; sql: string }> = [
   // A fork's origin (JSON {threadId, seq}), on the fork's thread row.
   { table: "threads", column: "forked_from", sql: "ALTER TABLE threads ADD COLUMN forked_from TEXT" },
+  // The seq of the thread's latest delete (its life starts there); the thread is deleted while seq = life_start.
+  {
+    table: "threads",
+    column: "life_start",
+    sql: "ALTER TABLE threads ADD COLUMN life_start INTEGER NOT NULL DEFAULT 0",
+  },
+  // An event's SSE name when it is not artifact-updated (thread-deleted).
+  { table: "events", column: "event", sql: "ALTER TABLE events ADD COLUMN event TEXT" },
 ];

@@ -10,7 +10,7 @@ export const ROUTES = {
   artifact: { path: "/v1/threads/:threadId/artifacts/:artifactId", methods: ["GET", "HEAD", "PATCH", "DELETE"] },
   /** EventSource cannot set headers: its token may come in the query. */
   events: { path: "/v1/threads/:threadId/events", methods: ["GET"], queryToken: true },
-  thread: { path: "/v1/threads/:threadId", methods: ["GET", "HEAD"] },
+  thread: { path: "/v1/threads/:threadId", methods: ["GET", "HEAD", "DELETE"] },
   /** Up to 100 threads on one stream; EventSource again, so the query token too. */
   manyEvents: { path: "/v1/events", methods: ["GET"], queryToken: true },
   threads: { path: "/v1/threads", methods: ["GET", "HEAD"] },

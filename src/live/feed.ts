@@ -276,10 +276,13 @@ export class ThreadFeed {
       // Closed meanwhile, or a contract breach (not the continuation of the head): drop it.
       if (this.#closed || !this.#state.known || this.#state.head !== head) return;
       if (events.length === 0) return;
-      if ((events[0] as LogEvent).seq !== head + 1) {
+      const first = events[0] as LogEvent;
+      // A tombstone may follow any earlier seq (the life before it is gone); anything else must continue the head.
+      if (first.seq !== head + 1 && !(first.event === "thread-deleted" && first.seq > head)) {
         throw new Error(`event log of ${this.#threadId} skipped from ${head} to ${(events[0] as LogEvent).seq}`);
       }
-      let buffer: LogEvent[] = this.#state.buffer.concat(events);
+      // The buffer is contiguous: after a jump to a tombstone it starts afresh there.
+      let buffer: LogEvent[] = first.seq === head + 1 ? this.#state.buffer.concat(events) : [...events];
       if (buffer.length > bufferSize) buffer = buffer.slice(-bufferSize);
       this.#state = { known: true, head: (events[events.length - 1] as LogEvent).seq, buffer };
       this.#wakeStreams();

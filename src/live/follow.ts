@@ -135,7 +135,9 @@ export class ThreadFollower {
     const start = events.findIndex((event) => event.seq > this.#cursor);
     if (start < 0) return [];
     const rest = events.slice(start);
-    if ((rest[0] as LogEvent).seq !== this.#cursor + 1) return [];
+    // A tombstone may follow any earlier seq: the life before it is gone from the log.
+    const first = rest[0] as LogEvent;
+    if (first.seq !== this.#cursor + 1 && first.event !== "thread-deleted") return [];
     for (let i = 1; i < rest.length; i++) {
       if ((rest[i] as LogEvent).seq !== (rest[i - 1] as LogEvent).seq + 1) return rest.slice(0, i);
     }

@@ -26,7 +26,7 @@ function frameOf(event: LogEvent): Uint8Array {
   let frame = frames.get(event);
   if (!frame) {
     // data is JSON.stringify output: one line, so no field can be injected.
-    frame = encoder.encode(`id: ${event.seq}\nevent: artifact-updated\ndata: ${event.data}\n\n`);
+    frame = encoder.encode(`id: ${event.seq}\nevent: ${eventName(event)}\ndata: ${event.data}\n\n`);
     frames.set(event, frame);
   }
   return frame;
@@ -62,12 +62,19 @@ export function streamThreadEvents(
     const session = new StreamSession(stream, c.req.raw, deps.options, () => follower.interrupt());
     try {
       await session.start();
-      while (!session.stopped && !hub.draining) {
+      let deleted = false;
+      while (!session.stopped && !hub.draining && !deleted) {
         const events = await follower.next();
         if (events.length > 0) readFailures.recovered();
         for (const event of events) {
           if (session.stopped) break;
           await session.write(frameOf(event));
+          // The thread's life ended: so does its stream (a client resuming after the
+          // tombstone's id waits for the thread's next life).
+          if (event.event === "thread-deleted") {
+            deleted = true;
+            break;
+          }
         }
         await session.pingIfDue();
       }
@@ -181,7 +188,11 @@ export function streamManyThreadEvents(
 
 function multiFrame(id: string, event: LogEvent): string {
   // The token is base64url and ".", the data one line of JSON: no field can be injected.
-  return `id: ${id}\nevent: artifact-updated\ndata: ${event.data}\n\n`;
+  return `id: ${id}\nevent: ${eventName(event)}\ndata: ${event.data}\n\n`;
+}
+
+function eventName(event: LogEvent): string {
+  return event.event ?? "artifact-updated";
 }
 
 function setStreamHeaders(c: Context): void {

@@ -30,6 +30,13 @@ export interface ThreadState {
   artifacts: Artifact[];
   /** Only on a fork (absent, not null, elsewhere). */
   forkedFrom?: ForkRef;
+  /**
+   * The thread's last patch deleted it: it has no artifacts and reads answer 404 as if
+   * it never existed; `seq` is the tombstone's, and the next patch starts a new life.
+   */
+  deleted?: true;
+  /** The seq the current life started at (its tombstone's); absent for a thread never deleted. */
+  since?: number;
 }
 
 /** The `thread` object of write responses. */
@@ -72,6 +79,8 @@ export interface ThreadJson {
   seq: number;
   artifactsJson: string;
   forkedFrom?: ForkRef;
+  deleted?: true;
+  since?: number;
 }
 
 export function toThreadJson(state: ThreadState): ThreadJson {

@@ -2,7 +2,7 @@ import type { Artifact, ForkRef } from "./artifact.ts";
 import { ProblemError } from "./errors.ts";
 import { jsonEqual, type JsonValue, utf8Bytes } from "./json.ts";
 import { mergePatch } from "./merge-patch.ts";
-import type { Patch, PatchOp } from "./patch.ts";
+import type { ArtifactOp, ArtifactPatch, DeletePatch } from "./patch.ts";
 
 /** `If-Match` parsed: absent, `*`, or a set of acceptable versions. */
 export type VersionPrecondition = { kind: "any" } | { kind: "exists" } | { kind: "versions"; versions: number[] };
@@ -21,7 +21,13 @@ export type WriteCommand =
    * A fork's first commit: the source's artifacts at `from.seq`, added one seq each to a
    * thread that must have no commit yet (else 409 thread_exists).
    */
-  | { kind: "fork"; from: ForkRef; artifacts: readonly Artifact[] };
+  | { kind: "fork"; from: ForkRef; artifacts: readonly Artifact[] }
+  /**
+   * Ends the thread's life with a delete at the next seq (`If-Match: "<rolloutSeq>"`: the
+   * versions of `precondition` are rolloutSeqs): everything before it is gone, and the
+   * next write starts a new life.
+   */
+  | { kind: "deleteThread"; precondition: VersionPrecondition };
 
 /** Which artifact a write decision needs: by identity (create) or by id (update/remove). */
 export type TargetLookup =
@@ -33,7 +39,8 @@ export function targetOf(command: WriteCommand): TargetLookup {
     case "create":
       return { by: "identity", artifactType: command.artifactType, identityKey: command.identityKey };
     case "fork":
-      // Decided on the seq alone (it must be 0): nothing to look up.
+    case "deleteThread":
+      // Decided on the seq alone: nothing to look up.
       return { by: "identity", artifactType: "", identityKey: null };
     default:
       return { by: "id", artifactId: command.artifactId };
@@ -51,7 +58,7 @@ export interface WriteContext {
 }
 
 export type WriteDecision =
-  | { kind: "append"; op: PatchOp; artifact: Artifact }
+  | { kind: "append"; op: ArtifactOp; artifact: Artifact }
   /** An idempotent create retry: nothing to append. */
   | { kind: "existing"; artifact: Artifact };
 
@@ -137,7 +144,8 @@ export function decideWrite(command: WriteCommand, context: WriteContext, option
       return { kind: "append", op: "remove", artifact: current };
     }
     case "fork":
-      throw new RangeError("a fork is decided by decideGroup, on the thread's seq alone");
+    case "deleteThread":
+      throw new RangeError(`${command.kind} is decided by decideGroup, on the thread's seq alone`);
   }
 }
 
@@ -163,15 +171,19 @@ export interface GroupContext {
   seq: number;
   artifactCount: number;
   targets: (Artifact | null)[];
+  /** The patch at `seq` deleted the thread (a tombstone): it has no artifacts and no life until the next write. */
+  deleted?: boolean;
 }
 
 /** One command's fate in a group, decided on the thread as the commands before it left it. */
 export type GroupOutcome =
-  | { kind: "append"; patch: Patch }
+  | { kind: "append"; patch: ArtifactPatch }
   /** An idempotent create: nothing appended; `seq` is the thread's head when decided. */
   | { kind: "existing"; artifact: Artifact; seq: number }
-  /** A fork: its patches, one per artifact, from seq 1; the first carries the fork marker. */
-  | { kind: "fork"; patches: Patch[] }
+  /** A fork: its patches, one per artifact, the first of a life; the first carries the fork marker. */
+  | { kind: "fork"; patches: ArtifactPatch[] }
+  /** The thread's delete (always alone in its group: see GroupWriter). */
+  | { kind: "deleted"; patch: DeletePatch }
   | { kind: "refused"; problem: ProblemError };
 
 /**
@@ -190,17 +202,40 @@ export function decideGroup(
   const byIdentity = new Map<string, Artifact>();
   let seq = context.seq;
   let artifactCount = context.artifactCount;
+  // After a delete in this group, nothing of the context's artifacts is there any more.
+  let wiped = false;
+  let deleted = context.deleted ?? false;
+  const live = () => seq > 0 && !deleted;
   return commands.map((command, index): GroupOutcome => {
+    if (command.kind === "deleteThread") {
+      if (!live()) {
+        return { kind: "refused", problem: new ProblemError("thread_not_found", `no thread ${options.threadId}`) };
+      }
+      if (command.precondition.kind === "versions" && !command.precondition.versions.includes(seq)) {
+        return {
+          kind: "refused",
+          problem: new ProblemError("version_conflict", `If-Match does not match: the thread is at seq ${seq}`),
+        };
+      }
+      seq += 1;
+      artifactCount = 0;
+      byId.clear();
+      byIdentity.clear();
+      wiped = true;
+      deleted = true;
+      return { kind: "deleted", patch: { seq, threadId: options.threadId, at: options.at, op: "delete" } };
+    }
     if (command.kind === "fork") {
-      if (seq !== 0) {
+      if (live()) {
         return { kind: "refused", problem: new ProblemError("thread_exists", `thread ${options.threadId} exists`) };
       }
-      const patches = command.artifacts.map((source, i): Patch => ({
-        seq: i + 1,
+      const start = seq;
+      const patches = command.artifacts.map((source, i): ArtifactPatch => ({
+        seq: start + i + 1,
         threadId: options.threadId,
         at: options.at,
         op: "add",
-        artifact: { ...source, threadId: options.threadId, seq: i + 1 },
+        artifact: { ...source, threadId: options.threadId, seq: start + i + 1 },
         ...(i === 0 ? { fork: command.from } : {}),
       }));
       if (patches.length === 0) {
@@ -209,8 +244,9 @@ export function decideGroup(
           problem: new ProblemError("invalid_request", "the source has no artifacts at that seq: nothing to fork"),
         };
       }
-      seq = patches.length;
+      seq = start + patches.length;
       artifactCount = patches.length;
+      deleted = false;
       for (const patch of patches) {
         byId.set(patch.artifact.id, patch.artifact);
         if (patch.artifact.identityKey !== null) {
@@ -219,7 +255,7 @@ export function decideGroup(
       }
       return { kind: "fork", patches };
     }
-    const base = context.targets[index] ?? null;
+    const base = wiped ? null : (context.targets[index] ?? null);
     let target: Artifact | null;
     if (command.kind === "create") {
       if (command.identityKey === null) target = null;
@@ -232,7 +268,7 @@ export function decideGroup(
     }
     let decision: WriteDecision;
     try {
-      if (command.kind !== "create" && seq === 0) {
+      if (command.kind !== "create" && !live()) {
         throw new ProblemError("thread_not_found", `no thread ${options.threadId}`);
       }
       decision = decideWrite(command, { seq, artifactCount, target }, options);
@@ -242,6 +278,7 @@ export function decideGroup(
     }
     if (decision.kind === "existing") return { kind: "existing", artifact: decision.artifact, seq };
     seq += 1;
+    deleted = false;
     const { artifact, op } = decision;
     if (op === "add") {
       artifactCount += 1;

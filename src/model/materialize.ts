@@ -20,18 +20,43 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
   // A Map keeps insertion order, which is creation order: updates replace in place.
   const byId = new Map<string, Artifact>();
   for (const artifact of base?.artifacts ?? []) byId.set(artifact.id, artifact);
-  let seq = base?.seq ?? 0;
+  // Without a base, a replay starts at seq 1, or at a tombstone (a life whose past was swept).
+  let seq = base?.seq ?? (first.op === "delete" ? first.seq - 1 : 0);
   const threadId = base?.threadId ?? first.threadId;
-  const createdAt = base?.createdAt ?? first.at;
+  let createdAt = base?.createdAt ?? first.at;
   let updatedAt = base?.updatedAt ?? first.at;
   let forkedFrom = base?.forkedFrom;
+  let deleted = base?.deleted ?? false;
+  let since = base?.since;
   for (const patch of patches) {
     if (patch.seq !== seq + 1) throw new PatchGapError(seq + 1, patch.seq);
     seq = patch.seq;
     updatedAt = patch.at;
+    if (patch.op === "delete") {
+      // The end of a life: nothing of it remains.
+      byId.clear();
+      forkedFrom = undefined;
+      deleted = true;
+      since = patch.seq;
+      continue;
+    }
+    if (deleted) {
+      // The first patch after a delete starts a new life.
+      deleted = false;
+      createdAt = patch.at;
+    }
     if (patch.fork) forkedFrom = patch.fork;
     if (patch.op === "remove") byId.delete(patch.artifact.id);
     else byId.set(patch.artifact.id, patch.artifact);
   }
-  return { threadId, createdAt, updatedAt, seq, artifacts: [...byId.values()], ...(forkedFrom ? { forkedFrom } : {}) };
+  return {
+    threadId,
+    createdAt,
+    updatedAt,
+    seq,
+    artifacts: [...byId.values()],
+    ...(forkedFrom ? { forkedFrom } : {}),
+    ...(deleted ? { deleted: true as const } : {}),
+    ...(since !== undefined ? { since } : {}),
+  };
 }

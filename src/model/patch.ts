@@ -1,21 +1,37 @@
 import type { Artifact, ForkRef } from "./artifact.ts";
 
-export type PatchOp = "add" | "update" | "remove";
+/** What a patch does to one artifact. */
+export type ArtifactOp = "add" | "update" | "remove";
+/** Every op a patch can have: an artifact's, or `delete`, which ends the thread's life. */
+export type PatchOp = ArtifactOp | "delete";
 
 /**
  * One change of one artifact at one seq. `artifact` is the full state after the op (for
  * `remove`, the last state before removal), so a replay needs nothing but the previous
  * state, and an event is the patch itself.
  */
-export interface Patch {
+export interface ArtifactPatch {
   seq: number;
   threadId: string;
   at: string;
-  op: PatchOp;
+  op: ArtifactOp;
   artifact: Artifact;
   /** Only on the first patch of a fork: where it came from (stored as the commit's `fork` marker). */
   fork?: ForkRef;
 }
+
+/**
+ * The end of a thread's life: every artifact before it is gone, and the next patch (if
+ * any) starts a new life. Always alone in its commit, which stays as the tombstone.
+ */
+export interface DeletePatch {
+  seq: number;
+  threadId: string;
+  at: string;
+  op: "delete";
+}
+
+export type Patch = ArtifactPatch | DeletePatch;
 
 /**
  * Consecutive patches of one thread committed together (one write group): the unit the
@@ -44,21 +60,32 @@ export function patchesOf(commits: readonly Commit[]): Patch[] {
   return commits.flatMap((commit) => commit.patches);
 }
 
-/** One entry of a thread's event log: the SSE `id` (the seq) and the one-line JSON `data`. */
+/** One entry of a thread's event log: the SSE `id` (the seq), the one-line JSON `data`, and its SSE event name. */
 export interface LogEvent {
   seq: number;
   data: string;
+  /** Absent: `artifact-updated`. */
+  event?: "thread-deleted";
 }
 
 /** The `data:` of an `artifact-updated` event. */
 export interface ArtifactEvent {
   threadId: string;
   seq: number;
-  op: PatchOp;
+  op: ArtifactOp;
   artifact: Artifact;
 }
 
-export function toEvent(patch: Patch): ArtifactEvent {
+/** The `data:` of a `thread-deleted` event. */
+export interface ThreadDeletedEvent {
+  threadId: string;
+  seq: number;
+}
+
+export function toEvent(patch: ArtifactPatch): ArtifactEvent;
+export function toEvent(patch: Patch): ArtifactEvent | ThreadDeletedEvent;
+export function toEvent(patch: Patch): ArtifactEvent | ThreadDeletedEvent {
+  if (patch.op === "delete") return { threadId: patch.threadId, seq: patch.seq };
   return { threadId: patch.threadId, seq: patch.seq, op: patch.op, artifact: patch.artifact };
 }
 
@@ -68,5 +95,12 @@ export function eventData(patch: Patch): string {
 }
 
 export function logEventOf(patch: Patch): LogEvent {
-  return { seq: patch.seq, data: eventData(patch) };
+  const event: LogEvent = { seq: patch.seq, data: eventData(patch) };
+  if (patch.op === "delete") event.event = "thread-deleted";
+  return event;
+}
+
+/** Whether the commit ends a life (its one patch is a delete). */
+export function isTombstone(commit: Commit): boolean {
+  return commit.patches[0]?.op === "delete";
 }

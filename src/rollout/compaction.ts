@@ -21,7 +21,7 @@
  * answered (off the write's critical path); racing compactors in two processes at worst
  * write a delta twice or leave one unreferenced, which costs bytes, never correctness.
  */
-import { type Commit, commitOf, patchesOf } from "../model/patch.ts";
+import { type Commit, commitOf, isTombstone, patchesOf } from "../model/patch.ts";
 import { materialize } from "../model/materialize.ts";
 import { toThreadJson } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
@@ -95,8 +95,23 @@ export class Compactor {
   /** One pass: the tail after the pointer becomes a delta, and a snapshot when due. */
   async compactOnce(tenant: string, threadId: string): Promise<CompactionResult> {
     const rollout = this.#rollout;
-    const pointer = (await rollout.readPointer(tenant, threadId)) ?? { seq: 0, snapshot: null, deltas: [] };
-    const tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
+    const [stored, life] = await Promise.all([
+      rollout.readPointer(tenant, threadId),
+      rollout.readLife(tenant, threadId),
+    ]);
+    // Each life is compacted on its own, from its tombstone: a pointer of an earlier life is started over.
+    const since = life?.since ?? 1;
+    let pointer: CompactionPointer = stored && (stored.since ?? 1) === since
+      ? stored
+      : { ...(since > 1 ? { since } : {}), seq: since - 1, snapshot: null, deltas: [] };
+    let tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
+    if (tail[0] && isTombstone(tail[0]) && tail[0].firstSeq > since) {
+      // A delete not marked yet: its life starts here.
+      pointer = { since: tail[0].firstSeq, seq: tail[0].firstSeq - 1, snapshot: null, deltas: [] };
+    }
+    // A delta never reaches past the next tombstone: that starts the next life (and pass).
+    const nextTombstone = tail.findIndex((commit, i) => i > 0 && isTombstone(commit));
+    if (nextTombstone > 0) tail = tail.slice(0, nextTombstone);
     if (tail.length === 0) return { delta: null, snapshot: null };
     const delta = commitOf(patchesOf(tail));
     const bytes = await rollout.writeDelta(tenant, delta);
@@ -108,7 +123,8 @@ export class Compactor {
       churn: Math.round((bytes * changes) / delta.patches.length),
     };
     const deltas = [...pointer.deltas, written];
-    let next: CompactionPointer = { seq: delta.lastSeq, snapshot: pointer.snapshot, deltas };
+    const lifeOf = pointer.since === undefined ? {} : { since: pointer.since };
+    let next: CompactionPointer = { ...lifeOf, seq: delta.lastSeq, snapshot: pointer.snapshot, deltas };
     let snapshot: CompactionResult["snapshot"] = null;
     if (this.#snapshotMayPay(pointer, deltas)) {
       const base = await rollout.baseAt(tenant, threadId, pointer);
@@ -119,7 +135,7 @@ export class Compactor {
         const sinceSnapshot = deltas.reduce((sum, d) => sum + d.bytes, 0);
         if (estimateBytes(thread.artifactsJson) + SNAPSHOT_ENVELOPE_BYTES <= sinceSnapshot) {
           snapshot = { seq: state.seq, bytes: await rollout.writeSnapshot(tenant, thread) };
-          next = { seq: state.seq, snapshot, deltas: [] };
+          next = { ...lifeOf, seq: state.seq, snapshot, deltas: [] };
         }
       }
     }

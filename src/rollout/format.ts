@@ -19,12 +19,16 @@ export class CorruptRolloutError extends Error {
 
 const Seq = v.pipe(v.number(), v.integer(), v.minValue(1));
 
-const StoredPatchSchema = v.strictObject({
-  seq: Seq,
-  op: v.picklist(["add", "update", "remove"]),
-  at: v.string(),
-  artifact: ArtifactSchema,
-});
+const StoredPatchSchema = v.union([
+  v.strictObject({
+    seq: Seq,
+    op: v.picklist(["add", "update", "remove"]),
+    at: v.string(),
+    artifact: ArtifactSchema,
+  }),
+  // The end of a life: no artifact.
+  v.strictObject({ seq: Seq, op: v.literal("delete"), at: v.string() }),
+]);
 
 const ForkSchema = v.strictObject({ threadId: v.string(), seq: Seq });
 
@@ -52,6 +56,8 @@ const Bytes = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 const CompactionSchema = v.strictObject({
   v: v.literal(FORMAT),
+  /** The life the pointer is of starts at this seq (a tombstone's); absent: at 1. */
+  since: v.optional(Seq),
   seq: Seq,
   snapshot: v.nullable(v.strictObject({ seq: Seq, bytes: Bytes })),
   deltas: v.array(v.strictObject({ firstSeq: Seq, lastSeq: Seq, bytes: Bytes, churn: Bytes })),
@@ -64,6 +70,8 @@ const CompactionSchema = v.strictObject({
  * makes a cold read list more commits, never read wrong ones.
  */
 export interface CompactionPointer {
+  /** The first seq of the life this pointer compacts (a tombstone's seq; absent: 1). */
+  since?: number;
   seq: number;
   snapshot: { seq: number; bytes: number } | null;
   /** `bytes` of each delta, of which about `churn` are updates and removes (what can make a snapshot pay off). */
@@ -79,8 +87,11 @@ export interface DeltaRef {
 
 /** `{"v":2,"firstSeq":n,"lastSeq":m,"at":..,"patches":[{"seq","op","at","artifact"}, ...]}` */
 export function serializeCommit(commit: Commit): string {
-  const patches = commit.patches.map((p) => ({ seq: p.seq, op: p.op, at: p.at, artifact: p.artifact }));
-  const fork = commit.patches[0]?.fork;
+  const patches = commit.patches.map((p) =>
+    p.op === "delete" ? { seq: p.seq, op: p.op, at: p.at } : { seq: p.seq, op: p.op, at: p.at, artifact: p.artifact }
+  );
+  const first = commit.patches[0];
+  const fork = first && first.op !== "delete" ? first.fork : undefined;
   return JSON.stringify({
     v: FORMAT,
     firstSeq: commit.firstSeq,
@@ -96,10 +107,15 @@ export function parseCommit(text: string, where: string, threadId: string): Comm
   const result = v.safeParse(CommitSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
   const { firstSeq, lastSeq, at, patches, fork } = result.output;
-  const consecutive = patches.every((p, i) => p.seq === firstSeq + i && p.artifact.threadId === threadId);
+  const consecutive = patches.every((p, i) =>
+    p.seq === firstSeq + i && (p.op === "delete" || p.artifact.threadId === threadId)
+  );
   if (!consecutive || lastSeq !== firstSeq + patches.length - 1) throw new CorruptRolloutError(where);
-  // Only a thread's first commit can be a fork.
-  if (fork && firstSeq !== 1) throw new CorruptRolloutError(where);
+  // A delete starts its commit (alone in it: the tombstone) or its delta (which then holds
+  // the new life after it): nothing before it in the same object. A fork's marker sits on an artifact patch.
+  if (patches.some((p, i) => p.op === "delete" && i > 0) || (fork && patches[0]?.op === "delete")) {
+    throw new CorruptRolloutError(where);
+  }
   const parsed = patches.map((p, i) => ({ threadId, ...p, ...(fork && i === 0 ? { fork } : {}) }) as Patch);
   return { threadId, firstSeq, lastSeq, at, patches: parsed };
 }
@@ -128,14 +144,31 @@ export function parseCompaction(text: string, where: string): CompactionPointer 
   const result = v.safeParse(CompactionSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
   const { v: _format, ...pointer } = result.output;
-  // The chain must be what it says: deltas consecutive after the snapshot, up to seq.
-  let at = pointer.snapshot?.seq ?? 0;
+  // The chain must be what it says: deltas consecutive after the snapshot (or the life's start), up to seq.
+  let at = pointer.snapshot?.seq ?? (pointer.since ?? 1) - 1;
   for (const delta of pointer.deltas) {
     if (delta.firstSeq !== at + 1 || delta.lastSeq < delta.firstSeq) throw new CorruptRolloutError(where);
     at = delta.lastSeq;
   }
   if (at !== pointer.seq) throw new CorruptRolloutError(where);
   return pointer;
+}
+
+/** `life.json`: the seq the thread's current life starts at (its latest tombstone). */
+export interface LifeMarker {
+  since: number;
+}
+
+const LifeSchema = v.strictObject({ v: v.literal(FORMAT), since: Seq });
+
+export function serializeLife(life: LifeMarker): string {
+  return JSON.stringify({ v: FORMAT, since: life.since });
+}
+
+export function parseLife(text: string, where: string): LifeMarker {
+  const result = v.safeParse(LifeSchema, safeJson(text, where));
+  if (!result.success) throw new CorruptRolloutError(where);
+  return { since: result.output.since };
 }
 
 function safeJson(text: string, where: string): unknown {

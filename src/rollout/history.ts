@@ -19,10 +19,10 @@ interface Range {
   lastSeq: number;
 }
 
-/** The longest run of `ranges` that is consecutive from seq 1. */
-function chainFromStart(ranges: readonly Range[]): Range[] {
+/** The longest run of `ranges` that is consecutive from `start` (1, or the current life's tombstone). */
+function chainFromStart(ranges: readonly Range[], start: number): Range[] {
   const chain: Range[] = [];
-  let at = 0;
+  let at = start - 1;
   for (const range of ranges) {
     if (range.firstSeq !== at + 1) break;
     chain.push(range);
@@ -38,24 +38,34 @@ export async function stateAt(
   threadId: string,
   seq: number,
 ): Promise<ThreadState | null> {
-  if (seq < 1) return null;
-  const fromCompaction = await compactedStateAt(rollout, tenant, threadId, seq);
+  // Before the current life (its tombstone included) there is nothing: it was deleted.
+  const boundary = await rollout.lifeBoundary(tenant, threadId);
+  if (seq <= boundary || seq < 1) return null;
+  const fromCompaction = await compactedStateAt(rollout, tenant, threadId, seq, boundary);
   const state = fromCompaction === undefined
-    ? materialize(null, upTo(patchesOf(await rollout.listCommits(tenant, threadId, 0, seq)), seq))
+    ? materialize(null, upTo(patchesOf(await rollout.listCommits(tenant, threadId, boundary, seq - boundary)), seq))
     : fromCompaction;
-  return state && state.seq === seq ? state : null;
+  return state && state.seq === seq && !state.deleted ? state : null;
 }
 
-/** Every patch of the thread, in seq order (empty for a thread with none). */
+/** Every patch of the thread's current life, in seq order, its tombstone first if it has one (empty: none). */
 export async function allPatches(rollout: Rollout, tenant: string, threadId: string): Promise<Patch[]> {
-  const chain = chainFromStart(await rollout.deltaRanges(tenant, threadId));
-  const end = chain[chain.length - 1]?.lastSeq ?? 0;
+  const [ranges, boundary] = await Promise.all([
+    rollout.deltaRanges(tenant, threadId),
+    rollout.lifeBoundary(tenant, threadId),
+  ]);
+  const chain = chainFromStart(ranges, boundary + 1);
+  const end = chain[chain.length - 1]?.lastSeq ?? boundary;
   const [deltas, tail] = await Promise.all([
     readDeltas(rollout, tenant, threadId, chain),
     rollout.tailAfter(tenant, threadId, end),
   ]);
-  if (deltas === undefined) return patchesOf(await rollout.listCommits(tenant, threadId, 0));
-  return patchesOf([...deltas, ...tail]);
+  const patches = deltas === undefined
+    ? patchesOf(await rollout.listCommits(tenant, threadId, boundary))
+    : patchesOf([...deltas, ...tail]);
+  // A life not marked yet (no life.json): what follows its last tombstone.
+  const lastDelete = patches.findLastIndex((patch) => patch.op === "delete");
+  return lastDelete > 0 ? patches.slice(lastDelete) : patches;
 }
 
 /** undefined: some compaction object is gone or unreadable (replay the commits instead). */
@@ -64,16 +74,17 @@ async function compactedStateAt(
   tenant: string,
   threadId: string,
   seq: number,
+  boundary: number,
 ): Promise<ThreadState | null | undefined> {
   const [ranges, snapshots] = await Promise.all([
     rollout.deltaRanges(tenant, threadId),
     rollout.snapshotSeqs(tenant, threadId),
   ]);
-  const chain = chainFromStart(ranges);
+  const chain = chainFromStart(ranges, boundary + 1);
   const ends = new Set(chain.map((range) => range.lastSeq));
-  const snapshotSeq = snapshots.filter((s) => s <= seq && ends.has(s)).pop() ?? 0;
+  const snapshotSeq = snapshots.filter((s) => s <= seq && s > boundary && ends.has(s)).pop() ?? 0;
   const needed = chain.filter((range) => range.firstSeq > snapshotSeq && range.firstSeq <= seq);
-  const end = chain[chain.length - 1]?.lastSeq ?? 0;
+  const end = chain[chain.length - 1]?.lastSeq ?? boundary;
   try {
     const [snapshot, deltas, tail] = await Promise.all([
       snapshotSeq > 0 ? rollout.readSnapshot(tenant, threadId, snapshotSeq) : Promise.resolve(null),

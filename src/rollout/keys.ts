@@ -71,6 +71,14 @@ export function rangeOfDeltaKey(key: string): { firstSeq: number; lastSeq: numbe
   return match ? { firstSeq: Number(match[1]), lastSeq: Number(match[2]) } : null;
 }
 
+/**
+ * The life marker: where the thread's current life starts (its latest tombstone), once
+ * a delete has been swept; readers start there, whatever is left below it.
+ */
+export function lifeKey(tenant: string, threadId: string): string {
+  return `${threadPrefix(tenant, threadId)}life.json`;
+}
+
 /** The compaction pointer: where a cold read of the thread starts (overwritten as compaction moves on). */
 export function compactionKey(tenant: string, threadId: string): string {
   return `${threadPrefix(tenant, threadId)}compaction.json`;

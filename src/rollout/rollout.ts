@@ -5,11 +5,14 @@ import type { BlobStore } from "../blob/port.ts";
 import {
   type CompactionPointer,
   CorruptRolloutError,
+  type LifeMarker,
   parseCommit,
   parseCompaction,
+  parseLife,
   parseSnapshot,
   serializeCommit,
   serializeCompaction,
+  serializeLife,
   snapshotJson,
 } from "./format.ts";
 import {
@@ -19,11 +22,13 @@ import {
   deltaKey,
   deltasPrefix,
   firstSeqOfCommitKey,
+  lifeKey,
   rangeOfDeltaKey,
   seqOfSnapshotKey,
   snapshotKey,
   snapshotsPrefix,
   TENANTS_PREFIX,
+  threadPrefix,
   threadsPrefix,
 } from "./keys.ts";
 import { afterFolder } from "./keys.ts";
@@ -158,7 +163,12 @@ export class Rollout {
    * through the compaction pointer and a listing.
    */
   async patchesAfter(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<Patch[]> {
-    const next = await this.commitAt(tenant, threadId, afterSeq + 1);
+    // Read together: what is left of earlier lives below the current one's tombstone (mid-sweep) is not the log.
+    const [next, boundary] = await Promise.all([
+      this.commitAt(tenant, threadId, afterSeq + 1),
+      this.lifeBoundary(tenant, threadId),
+    ]);
+    if (afterSeq < boundary) return this.patchesAfter(tenant, threadId, boundary, limit);
     if (next) {
       const patches = [...next.patches];
       if (patches.length < limit) {
@@ -178,6 +188,36 @@ export class Rollout {
     return rest.concat(await this.patchesAfter(tenant, threadId, containing.lastSeq, limit - rest.length));
   }
 
+  /** Where the thread's current life starts, once a delete has been marked (null: never deleted, or not marked yet). */
+  async readLife(tenant: string, threadId: string): Promise<LifeMarker | null> {
+    const key = lifeKey(tenant, threadId);
+    const text = await this.#store.get(key);
+    return text === null ? null : parseLife(text, key);
+  }
+
+  writeLife(tenant: string, threadId: string, life: LifeMarker): Promise<void> {
+    return this.#store.put(lifeKey(tenant, threadId), serializeLife(life));
+  }
+
+  /**
+   * The boundary the current life's commits follow: the seq before its tombstone once the
+   * life is marked (what is left below it, mid-sweep, is never read), else 0 (a chain from
+   * seq 1 replays through any delete it holds).
+   */
+  async lifeBoundary(tenant: string, threadId: string): Promise<number> {
+    const life = await this.readLife(tenant, threadId);
+    return life ? life.since - 1 : 0;
+  }
+
+  /** Every key under the thread's prefix, in order (the sweep of a delete). */
+  threadKeys(tenant: string, threadId: string): Promise<string[]> {
+    return this.#listAll(threadPrefix(tenant, threadId), undefined);
+  }
+
+  deleteKey(key: string): Promise<void> {
+    return this.#store.delete(key);
+  }
+
   /** The thread at its head (null: no commit). */
   async load(tenant: string, threadId: string): Promise<ThreadState | null> {
     const { base, tail } = await this.loadParts(tenant, threadId);
@@ -190,8 +230,10 @@ export class Rollout {
    * missing or corrupt makes this replay the commits from the start instead.
    */
   async loadParts(tenant: string, threadId: string): Promise<ThreadParts> {
-    const pointer = await this.readPointer(tenant, threadId);
-    if (pointer) {
+    const [pointer, life] = await Promise.all([this.readPointer(tenant, threadId), this.readLife(tenant, threadId)]);
+    const boundary = life ? life.since - 1 : 0;
+    // A pointer of an earlier life (left mid-sweep) is no shortcut into this one.
+    if (pointer && (pointer.since ?? 1) === boundary + 1) {
       try {
         const [base, tail] = await Promise.all([
           this.baseAt(tenant, threadId, pointer),
@@ -202,7 +244,7 @@ export class Rollout {
         if (!(error instanceof CorruptRolloutError)) throw error;
       }
     }
-    return { base: null, tail: await this.listCommits(tenant, threadId, 0) };
+    return { base: null, tail: await this.listCommits(tenant, threadId, boundary) };
   }
 
   /** The thread as the pointer's snapshot and deltas leave it (at `pointer.seq`); undefined if one of them is gone. */

@@ -141,7 +141,9 @@ export async function runRebuild(
       `rebuild: ${
         plural(summary.threads, "thread")
       } (${summary.repaired} rebuilt, ${summary.atHead} already at head, ${summary.failed.length} failed), ` +
-        `${plural(summary.applied, "patch", "patches")} applied, ${seconds} s\n`,
+        `${plural(summary.applied, "patch", "patches")} applied, ${
+          summary.swept > 0 ? `${plural(summary.swept, "object")} of deleted threads removed, ` : ""
+        }${seconds} s\n`,
     );
     if (summary.failed.length > 0) {
       io.stderr.write(

@@ -1,14 +1,21 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, toThreadJson } from "../model/artifact.ts";
-import type { WriteCommand } from "../model/decide.ts";
+import type { VersionPrecondition, WriteCommand } from "../model/decide.ts";
 import { uuidv7 } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
 import { type CompactionOptions, Compactor } from "../rollout/compaction.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import { CacheGuard, type ServiceLogger } from "./cache-guard.ts";
 import { CacheRepairer, type RepairResult } from "./cache-repairer.ts";
-import { type CommitListener, GroupWriter, type ServiceLimits, type WriteResult } from "./group-writer.ts";
+import {
+  type ArtifactWriteResult,
+  type CommitListener,
+  GroupWriter,
+  type ServiceLimits,
+  type WriteResult,
+} from "./group-writer.ts";
 import { type ArtifactVersion, HistoryReader, type VersionPage } from "./history-reader.ts";
+import { ThreadSweeper } from "./thread-sweeper.ts";
 import {
   type Consistency,
   type HeadSource,
@@ -25,6 +32,7 @@ export interface WritePath {
 
 export type {
   ArtifactVersion,
+  ArtifactWriteResult,
   CommitListener,
   Consistency,
   HeadSource,
@@ -85,6 +93,7 @@ export class ArtifactService {
   readonly #writes: WritePath | undefined;
   readonly #reader: ThreadReader;
   readonly #history: HistoryReader;
+  readonly #sweeper: ThreadSweeper;
   readonly #repairer: CacheRepairer;
   readonly #guard: CacheGuard;
   readonly #rollout: Rollout;
@@ -106,22 +115,32 @@ export class ArtifactService {
     this.#guard = guard;
     this.#repairer = repairer;
     this.#history = new HistoryReader(rollout);
-    this.#reader = new ThreadReader({ rollout, guard, repairer, ...(options.heads ? { heads: options.heads } : {}) });
+    const sweeper = new ThreadSweeper(rollout, logger);
+    this.#sweeper = sweeper;
+    const background = (work: Promise<void>) => {
+      const tracked = work.finally(() => this.#inFlight.delete(tracked));
+      this.#inFlight.add(tracked);
+      options.background?.(tracked);
+    };
+    this.#reader = new ThreadReader({
+      rollout,
+      guard,
+      repairer,
+      ...(options.heads ? { heads: options.heads } : {}),
+      touchedLife: (tenant, threadId, since) => sweeper.ensure(tenant, threadId, since, background),
+    });
     this.#writer = new GroupWriter({
       rollout,
       guard,
       repairer,
       compactor: new Compactor(rollout, options.compaction ?? DEFAULT_COMPACTION),
+      sweeper,
       limits: options.limits,
       onCommit: options.onCommit ?? (() => {}),
       onDurable: options.onDurable ?? (() => {}),
       resident: options.resident ?? false,
       logger,
-      background: (work) => {
-        const tracked = work.finally(() => this.#inFlight.delete(tracked));
-        this.#inFlight.add(tracked);
-        options.background?.(tracked);
-      },
+      background,
       now: options.now ?? (() => new Date()),
       newId: options.newId ?? (() => uuidv7()),
       maxAttempts: options.maxAttempts ?? 20,
@@ -131,6 +150,30 @@ export class ArtifactService {
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
     return (this.#writes ?? this.#writer).write(tenant, threadId, command);
+  }
+
+  /** A write of an artifact: create, update, merge or remove (never a thread's delete). */
+  async writeArtifact(
+    tenant: string,
+    threadId: string,
+    command: Extract<WriteCommand, { kind: "create" | "update" | "merge" | "remove" }>,
+  ): Promise<ArtifactWriteResult> {
+    const result = await this.write(tenant, threadId, command);
+    if (result.op === "delete") throw new Error("an artifact write answered as a delete");
+    return result;
+  }
+
+  /**
+   * Ends the thread's life: a delete at the next seq, decided in the thread's write group
+   * like any write (`precondition`: If-Match on its rolloutSeq). Answers the tombstone's seq.
+   */
+  async deleteThread(
+    tenant: string,
+    threadId: string,
+    precondition: VersionPrecondition,
+  ): Promise<{ threadId: string; seq: number }> {
+    const result = await this.write(tenant, threadId, { kind: "deleteThread", precondition });
+    return { threadId, seq: result.thread.rolloutSeq };
   }
 
   /** Resident mode: the thread as this service's writer holds it, as read-thread's JSON. */
@@ -203,6 +246,14 @@ export class ArtifactService {
 
   head(tenant: string, threadId: string): Promise<number> {
     return this.#reader.head(tenant, threadId);
+  }
+
+  /**
+   * Finishes the delete of a thread whose rollout has a tombstone (`rebuild`): marks its
+   * current life and removes its earlier lives' objects. Resolves with how many it removed.
+   */
+  sweepThread(tenant: string, threadId: string, since: number): Promise<number> {
+    return this.#sweeper.sweep(tenant, threadId, since);
   }
 
   /** Brings one thread's cache to its rollout head (`rebuild`); cache failures are thrown. */

@@ -9,11 +9,20 @@ export class GroupQueue<T> {
   readonly #queues = new Map<string, T[]>();
   readonly #maxGroup: number;
   readonly #commit: (key: string, group: T[]) => Promise<void>;
+  readonly #alone: (item: T) => boolean;
 
-  /** `commit` must settle every item of the group it is given; it is never run twice at once for one key. */
-  constructor(maxGroup: number, commit: (key: string, group: T[]) => Promise<void>) {
+  /**
+   * `commit` must settle every item of the group it is given; it is never run twice at
+   * once for one key. An item `alone` says must be alone goes as a group of its own.
+   */
+  constructor(
+    maxGroup: number,
+    commit: (key: string, group: T[]) => Promise<void>,
+    alone: (item: T) => boolean = () => false,
+  ) {
     this.#maxGroup = maxGroup;
     this.#commit = commit;
+    this.#alone = alone;
   }
 
   push(key: string, item: T): void {
@@ -31,8 +40,16 @@ export class GroupQueue<T> {
     while (queue.length > 0) {
       // A commit that throws has broken its promise to settle its group, but the
       // groups behind it still get their turn.
-      await this.#commit(key, queue.splice(0, this.#maxGroup)).catch(() => {});
+      await this.#commit(key, queue.splice(0, this.#groupSize(queue))).catch(() => {});
     }
     this.#queues.delete(key);
+  }
+
+  /** How many items from the head of `queue` go next: up to the bound, never past an item that must be alone. */
+  #groupSize(queue: readonly T[]): number {
+    if (queue[0] !== undefined && this.#alone(queue[0])) return 1;
+    const bound = Math.min(queue.length, this.#maxGroup);
+    for (let i = 1; i < bound; i++) if (this.#alone(queue[i] as T)) return i;
+    return bound;
   }
 }

@@ -10,11 +10,12 @@ import {
 import { describeError, ProblemError } from "../model/errors.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import { type Commit, commitOf, type Patch, patchesOf } from "../model/patch.ts";
+import { type ArtifactPatch, type Commit, commitOf, isTombstone, type Patch, patchesOf } from "../model/patch.ts";
 import type { Compactor } from "../rollout/compaction.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import type { CacheGuard, ServiceLogger } from "./cache-guard.ts";
 import type { CacheRepairer } from "./cache-repairer.ts";
+import type { ThreadSweeper } from "./thread-sweeper.ts";
 import { GroupQueue } from "./group-queue.ts";
 import { KnownHeads } from "./known-heads.ts";
 
@@ -26,7 +27,8 @@ export interface ServiceLimits {
 /** Called with every commit this writer made; must not throw. */
 export type CommitListener = (tenant: string, commit: Commit) => void;
 
-export interface WriteResult {
+/** What a write of an artifact (or a fork) answers. */
+export interface ArtifactWriteResult {
   /** 201 for a new artifact, 200 for an idempotent create or any update/remove. */
   created: boolean;
   artifact: Artifact;
@@ -34,11 +36,22 @@ export interface WriteResult {
   op: "add" | "update" | "remove" | "none";
 }
 
+/** What a thread's delete answers: the tombstone's seq. */
+export interface ThreadDeleteResult {
+  created: false;
+  thread: ThreadRef;
+  op: "delete";
+}
+
+export type WriteResult = ArtifactWriteResult | ThreadDeleteResult;
+
 export interface GroupWriterOptions {
   rollout: Rollout;
   guard: CacheGuard;
   repairer: CacheRepairer;
   compactor: Compactor;
+  /** Finishes deletes: marks a new life and removes the old ones' objects. */
+  sweeper: ThreadSweeper;
   limits: ServiceLimits;
   /** After a commit is durable and applied to the cache (live streams that read the cache log are hinted here). */
   onCommit: CommitListener;
@@ -103,7 +116,12 @@ const SHARED_THREAD_MS = 30_000;
  */
 export class GroupWriter {
   readonly #o: GroupWriterOptions;
-  readonly #groups = new GroupQueue<PendingWrite>(MAX_GROUP, (_key, group) => this.#commitGroup(group));
+  // A thread's delete goes alone: its commit is the tombstone, and nothing else shares it.
+  readonly #groups = new GroupQueue<PendingWrite>(
+    MAX_GROUP,
+    (_key, group) => this.#commitGroup(group),
+    (write) => write.command.kind === "deleteThread",
+  );
   readonly #heads: KnownHeads;
   /** Resident mode: each thread's state as of its last commit or check, and when the store last confirmed it. */
   readonly #resident = new Map<string, { state: ThreadState | null; confirmedAt: number }>();
@@ -149,7 +167,13 @@ export class GroupWriter {
         }
         await this.#o.backoff(attempt);
       }
-      const round = await this.#contextFor(tenant, threadId, lookups, basis);
+      const round = await this.#contextFor(
+        tenant,
+        threadId,
+        lookups,
+        basis,
+        commands.every((c) => c.kind === "create"),
+      );
       basis = round.basis;
       const { context } = round;
       const outcomes = decideGroup(commands, context, {
@@ -159,8 +183,12 @@ export class GroupWriter {
         maxArtifactsPerThread: this.#o.limits.maxArtifactsPerThread,
         maxPayloadBytes: this.#o.limits.maxPayloadBytes,
       });
-      const patches = outcomes.flatMap((outcome) =>
-        outcome.kind === "append" ? [outcome.patch] : outcome.kind === "fork" ? outcome.patches : []
+      const patches: Patch[] = outcomes.flatMap((outcome): Patch[] =>
+        outcome.kind === "append" || outcome.kind === "deleted"
+          ? [outcome.patch]
+          : outcome.kind === "fork"
+          ? outcome.patches
+          : []
       );
 
       if (patches.length === 0) {
@@ -189,8 +217,19 @@ export class GroupWriter {
       if (appended === "created") {
         this.#heads.remember(tenant, threadId, {
           seq: commit.lastSeq,
-          artifactCount: context.artifactCount + countDelta(patches),
+          artifactCount: countAfter(context.artifactCount, patches),
         });
+        if (isTombstone(commit)) {
+          // Readers start at the marked life before the delete is answered (an as-of read
+          // of the old life then 404s at once); the sweep of the old life follows.
+          await this.#o.sweeper.mark(tenant, threadId, commit.firstSeq).catch((error: unknown) =>
+            this.#o.logger.warn("marking a deleted thread's life failed", { threadId, error: describeError(error) })
+          );
+          this.#o.sweeper.ensure(tenant, threadId, commit.firstSeq, this.#o.background);
+        } else if (context.deleted) {
+          // The first write of a new life: whatever the old one left is swept (once per process).
+          this.#o.sweeper.ensure(tenant, threadId, context.seq, this.#o.background);
+        }
         this.#o.onDurable(tenant, commit);
         if (this.#o.compactor.isDue(commit)) this.#o.background(this.#compact(tenant, threadId));
         if (this.#o.resident && basis.from === "state") {
@@ -223,10 +262,12 @@ export class GroupWriter {
     threadId: string,
     lookups: readonly TargetLookup[],
     basis: Basis,
+    onlyCreates: boolean,
   ): Promise<{ context: GroupContext; basis: Basis; fromKnownHead: boolean }> {
     if (basis.from === "state") return { context: contextFromState(basis.state, lookups), basis, fromKnownHead: false };
     const known = this.#heads.get(tenant, threadId);
-    if (known && lookups.every(needsNoTarget)) {
+    // Forks and deletes look nothing up either, but are decided on whether the thread lives: read it.
+    if (known && onlyCreates && lookups.every(needsNoTarget)) {
       return { context: { ...known, targets: lookups.map(() => null) }, basis, fromKnownHead: true };
     }
     const cached = await this.#o.guard.try("writeContext", (cache) => cache.writeContext(tenant, threadId, lookups));
@@ -342,11 +383,13 @@ function needsNoTarget(lookup: TargetLookup): boolean {
   return lookup.by === "identity" && lookup.identityKey === null;
 }
 
-/** How the artifact count moves over committed patches. */
-function countDelta(patches: readonly Patch[]): number {
-  let delta = 0;
-  for (const patch of patches) delta += patch.op === "add" ? 1 : patch.op === "remove" ? -1 : 0;
-  return delta;
+/** The artifact count after committed patches, from `count` before them (a delete empties the thread). */
+function countAfter(count: number, patches: readonly Patch[]): number {
+  let after = count;
+  for (const patch of patches) {
+    after = patch.op === "delete" ? 0 : after + (patch.op === "add" ? 1 : patch.op === "remove" ? -1 : 0);
+  }
+  return after;
 }
 
 /** Answers (or refuses) every write of the group by its outcome. */
@@ -373,7 +416,7 @@ function settle(group: readonly PendingWrite[], outcomes: readonly GroupOutcome[
         });
         break;
       case "fork": {
-        const last = outcome.patches[outcome.patches.length - 1] as Patch;
+        const last = outcome.patches[outcome.patches.length - 1] as ArtifactPatch;
         write.resolve({
           created: true,
           artifact: last.artifact,
@@ -382,6 +425,9 @@ function settle(group: readonly PendingWrite[], outcomes: readonly GroupOutcome[
         });
         break;
       }
+      case "deleted":
+        write.resolve({ created: false, thread: { id: threadId, rolloutSeq: outcome.patch.seq }, op: "delete" });
+        break;
       case "refused":
         write.reject(outcome.problem);
         break;
@@ -391,6 +437,7 @@ function settle(group: readonly PendingWrite[], outcomes: readonly GroupOutcome[
 
 function contextFromState(state: ThreadState | null, lookups: readonly TargetLookup[]): GroupContext {
   if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
+  if (state.deleted) return { seq: state.seq, artifactCount: 0, targets: lookups.map(() => null), deleted: true };
   const targets = lookups.map((lookup) => {
     const found = lookup.by === "id"
       ? state.artifacts.find((a) => a.id === lookup.artifactId)

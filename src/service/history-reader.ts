@@ -1,6 +1,6 @@
 import type { Artifact, ThreadState } from "../model/artifact.ts";
 import { ProblemError } from "../model/errors.ts";
-import type { PatchOp } from "../model/patch.ts";
+import type { ArtifactOp, ArtifactPatch } from "../model/patch.ts";
 import { allPatches, stateAt } from "../rollout/history.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 
@@ -8,7 +8,7 @@ import type { Rollout } from "../rollout/rollout.ts";
 export interface ArtifactVersion {
   version: number;
   seq: number;
-  op: PatchOp;
+  op: ArtifactOp;
   at: string;
   artifact: Artifact;
 }
@@ -46,8 +46,10 @@ export class HistoryReader {
     page: { afterSeq: number; limit: number },
   ): Promise<VersionPage> {
     const patches = await allPatches(this.#rollout, tenant, threadId);
-    if (patches.length === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
-    const mine = patches.filter((patch) => patch.artifact.id === artifactId);
+    // The current life's: a deleted thread has none (its tombstone is all that is left).
+    const artifactPatches = patches.filter((patch): patch is ArtifactPatch => patch.op !== "delete");
+    if (artifactPatches.length === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+    const mine = artifactPatches.filter((patch) => patch.artifact.id === artifactId);
     if (mine.length === 0) throw new ProblemError("artifact_not_found", `no artifact ${artifactId} in this thread`);
     const after = mine.filter((patch) => patch.seq > page.afterSeq);
     const shown = after.slice(0, page.limit);

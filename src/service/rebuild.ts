@@ -60,6 +60,8 @@ export interface RebuildSummary {
   atHead: number;
   /** Patches the cache moved forward by, over every thread. */
   applied: number;
+  /** Objects of deleted lives removed (deletes a killed process left unfinished). */
+  swept: number;
   failed: { tenant: string; threadId: string; error: string }[];
 }
 
@@ -110,7 +112,14 @@ export async function rebuildCache(deps: RebuildDeps, options: RebuildOptions = 
     throw new RebuildAbortedError("rollout", error);
   }
 
-  const summary: RebuildSummary = { threads: targets.length, repaired: 0, atHead: 0, applied: 0, failed: [] };
+  const summary: RebuildSummary = {
+    threads: targets.length,
+    repaired: 0,
+    atHead: 0,
+    applied: 0,
+    swept: 0,
+    failed: [],
+  };
   onEvent({ kind: "start", total: targets.length });
   let next = 0;
   let done = 0;
@@ -122,6 +131,9 @@ export async function rebuildCache(deps: RebuildDeps, options: RebuildOptions = 
       try {
         const { cachedSeq, seq } = await service.repairThread(tenant, threadId);
         if (seq === 0 && scope.threadId !== undefined) throw new Error("the rollout has no patch of this thread");
+        // A thread with a tombstone: finish its delete (a process killed mid-sweep leaves old lives behind).
+        const since = (await cache.readThread(tenant, threadId))?.since;
+        if (since !== undefined) summary.swept += await service.sweepThread(tenant, threadId, since);
         const applied = seq - cachedSeq;
         summary.applied += applied;
         if (applied > 0) summary.repaired++;

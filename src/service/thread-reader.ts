@@ -41,11 +41,21 @@ export class ThreadReader {
   readonly #repairer: CacheRepairer;
   readonly #heads: HeadSource | undefined;
 
-  constructor(options: { rollout: Rollout; guard: CacheGuard; repairer: CacheRepairer; heads?: HeadSource }) {
+  readonly #touchedLife: (tenant: string, threadId: string, since: number) => void;
+
+  constructor(options: {
+    rollout: Rollout;
+    guard: CacheGuard;
+    repairer: CacheRepairer;
+    heads?: HeadSource;
+    /** A read met a thread whose life started at a tombstone: its earlier lives may still need sweeping. */
+    touchedLife?: (tenant: string, threadId: string, since: number) => void;
+  }) {
     this.#rollout = options.rollout;
     this.#guard = options.guard;
     this.#repairer = options.repairer;
     this.#heads = options.heads;
+    this.#touchedLife = options.touchedLife ?? (() => {});
   }
 
   /**
@@ -64,6 +74,12 @@ export class ThreadReader {
     return head;
   }
 
+  /** The thread a read found, or its 404; a thread with a tombstone behind it gets its sweep finished. */
+  #require(tenant: string, thread: ThreadJson | null, threadId: string, minSeq: number | undefined): ThreadJson {
+    if (thread?.since !== undefined) this.#touchedLife(tenant, threadId, thread.since);
+    return requireThread(thread, threadId, minSeq);
+  }
+
   async readThread(
     tenant: string,
     threadId: string,
@@ -74,20 +90,24 @@ export class ThreadReader {
     const cached = await this.#guard.try("readThread", (cache) => cache.readThreadJson(tenant, threadId));
     if (!cached.ok) {
       const state = await this.#rollout.load(tenant, threadId);
-      return { thread: requireThread(jsonOf(state), threadId, options.minSeq), source: "rollout" };
+      return { thread: this.#require(tenant, jsonOf(state), threadId, options.minSeq), source: "rollout" };
     }
     const thread = cached.value;
     const satisfiesMinSeq = options.minSeq === undefined || (thread !== null && thread.seq >= options.minSeq);
-    if (options.consistency === "cache" && thread && satisfiesMinSeq) return { thread, source: "cache" };
+    if (options.consistency === "cache" && thread && satisfiesMinSeq) {
+      return { thread: this.#require(tenant, thread, threadId, options.minSeq), source: "cache" };
+    }
 
     const seq = thread?.seq ?? 0;
     if (!(await this.#behind(tenant, threadId, seq, head ?? this.#headFor(tenant, threadId)))) {
-      return { thread: requireThread(thread, threadId, options.minSeq), source: "cache" };
+      return { thread: this.#require(tenant, thread, threadId, options.minSeq), source: "cache" };
     }
     // The cache lags the head source (the sequencer applies it after answering): its state is the answer.
     if (this.#heads?.thread) {
       const ahead = await this.#heads.thread(tenant, threadId).catch(() => undefined);
-      if (ahead !== undefined) return { thread: requireThread(ahead, threadId, options.minSeq), source: "rollout" };
+      if (ahead !== undefined) {
+        return { thread: this.#require(tenant, ahead, threadId, options.minSeq), source: "rollout" };
+      }
     }
     // The cache is behind the rollout: answer from the rollout and repair on the way.
     const repaired = await this.#guard.try(
@@ -95,10 +115,10 @@ export class ThreadReader {
       () => this.#repairer.repair(tenant, threadId, thread && parseThreadJson(thread)),
     );
     if (repaired.ok) {
-      return { thread: requireThread(jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
+      return { thread: this.#require(tenant, jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
     }
     const fresh = await this.#rollout.load(tenant, threadId);
-    return { thread: requireThread(jsonOf(fresh), threadId, options.minSeq), source: "rollout" };
+    return { thread: this.#require(tenant, jsonOf(fresh), threadId, options.minSeq), source: "rollout" };
   }
 
   async getArtifact(
@@ -108,7 +128,12 @@ export class ThreadReader {
   ): Promise<{ artifact: Artifact; source: ReadSource }> {
     const head = this.#headFor(tenant, threadId);
     const cached = await this.#guard.try("getArtifact", (cache) => cache.getArtifact(tenant, threadId, artifactId));
-    if (cached.ok && !(await this.#behind(tenant, threadId, cached.value.seq, head))) {
+    // Found, or no thread at all: the cache answers. Not found in a thread: the thread read
+    // below tells an unknown artifact from a deleted thread (which is no thread).
+    if (
+      cached.ok && (cached.value.artifact !== null || cached.value.seq === 0) &&
+      !(await this.#behind(tenant, threadId, cached.value.seq, head))
+    ) {
       if (cached.value.seq === 0) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
       return { artifact: requireArtifact(cached.value.artifact, artifactId), source: "cache" };
     }
@@ -145,7 +170,9 @@ export class ThreadReader {
   async readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEvent[]> {
     const page = await this.#guard.try("events", (cache) => cache.events(tenant, threadId, afterSeq, limit));
     if (!page.ok) return this.#rolloutEvents(tenant, threadId, afterSeq, limit);
-    const { seq, floor, events } = page.value;
+    const { seq, floor, events, lifeStart } = page.value;
+    // Before the current life: its tombstone is the next event (the log holds nothing earlier).
+    if (afterSeq < lifeStart - 1) return this.readEvents(tenant, threadId, lifeStart - 1, limit);
     if (floor > afterSeq) {
       return (await this.#rolloutEvents(tenant, threadId, afterSeq, Math.min(limit, floor - afterSeq))).filter((e) =>
         e.seq <= floor
@@ -174,7 +201,8 @@ export class ThreadReader {
 }
 
 function requireThread(thread: ThreadJson | null, threadId: string, minSeq: number | undefined): ThreadJson {
-  if (!thread) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
+  // A deleted thread answers exactly as one that never existed.
+  if (!thread || thread.deleted) throw new ProblemError("thread_not_found", `no thread ${threadId}`);
   if (minSeq !== undefined && thread.seq < minSeq) {
     throw new ProblemError(
       "thread_not_found",

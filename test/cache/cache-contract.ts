@@ -11,7 +11,7 @@ import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
 import type { TargetLookup } from "../../src/model/decide.ts";
 import type { JsonValue } from "../../src/model/json.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { type Commit, commitOf, type Patch, type PatchOp, toEvent } from "../../src/model/patch.ts";
+import { type ArtifactPatch, type Commit, commitOf, type Patch, type PatchOp, toEvent } from "../../src/model/patch.ts";
 
 export interface CacheUnderTest {
   cache: LibsqlCache;
@@ -50,8 +50,8 @@ export class History {
     return materialize(null, this.patches.slice(0, seq)) as ThreadState;
   }
 
-  patch(seq: number): Patch {
-    return this.patches[seq - 1] as Patch;
+  patch(seq: number): ArtifactPatch {
+    return this.patches[seq - 1] as ArtifactPatch;
   }
 
   /** Patches from..to inclusive. */
@@ -421,11 +421,11 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       });
       expect((await cache.events(T, t.threadId, 1, 1)).events.map((e) => e.seq)).toEqual([2]);
       expect((await cache.events(T, t.threadId, 3, 10)).events).toEqual([]);
-      expect(await cache.events(T, "unknown", 0, 10)).toEqual({ seq: 0, floor: 0, events: [] });
+      expect(await cache.events(T, "unknown", 0, 10)).toEqual({ seq: 0, floor: 0, lifeStart: 0, events: [] });
 
       const installed = mixed("thread-installed-events");
       await cache.install(T, installed.stateAt(4));
-      expect(await cache.events(T, installed.threadId, 0, 10)).toEqual({ seq: 4, floor: 4, events: [] });
+      expect(await cache.events(T, installed.threadId, 0, 10)).toEqual({ seq: 4, floor: 4, lifeStart: 0, events: [] });
       await cache.apply(T, asCommits(installed.range(5, 6)));
       const after = await cache.events(T, installed.threadId, 0, 10);
       expect(after.floor).toBe(4);

@@ -2,6 +2,7 @@
 import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJsonResult } from "../support/http.ts";
+import { describeDeletion } from "./contract-delete.ts";
 import { describeHistory } from "./contract-history.ts";
 import { describeManyThreadStreams } from "./contract-many.ts";
 import { describeMergePatches } from "./contract-merge.ts";
@@ -792,6 +793,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
     describeMergePatches(ctx);
     describeManyThreadStreams(ctx);
     describeHistory(ctx);
+    describeDeletion(ctx);
 
     describe("service routes and errors", () => {
       it("/healthz reports the stores", async () => {
@@ -841,8 +843,8 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         const cases: Array<[string, string, string[]]> = [
           ["PUT", "/v1/threads/t1/artifacts", ["POST"]],
           ["GET", "/v1/threads/t1/artifacts", ["POST"]],
-          ["POST", "/v1/threads/t1", ["GET"]],
-          ["DELETE", "/v1/threads/t1", ["GET"]],
+          ["POST", "/v1/threads/t1", ["GET", "DELETE"]],
+          ["PUT", "/v1/threads/t1", ["GET", "DELETE"]],
           ["PUT", "/v1/threads/t1/artifacts/0190a000-0000-7000-8000-000000000000", ["GET", "PATCH", "DELETE"]],
           ["POST", "/v1/threads", ["GET"]],
           ["POST", "/healthz", ["GET"]],

@@ -148,6 +148,8 @@ describe("decideGroup", () => {
         ? `existing@${o.seq}`
         : o.kind === "fork"
         ? `fork:${o.patches.length}`
+        : o.kind === "deleted"
+        ? `deleted@${o.patch.seq}`
         : o.problem.code)
       ),
     ).toEqual([

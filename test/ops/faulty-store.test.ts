@@ -17,7 +17,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { type Patch, patchesOf } from "../../src/model/patch.ts";
+import { type ArtifactPatch, patchesOf } from "../../src/model/patch.ts";
 import { commitsPrefix, firstSeqOfCommitKey } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { range, threadView } from "../support/cluster.ts";
@@ -151,14 +151,14 @@ function expectProblem503(r: Result) {
   expect(r.text).not.toMatch(/injected|rollouts|\.json/);
 }
 
-async function allPatches(store: FsBlobStore, threadId: string): Promise<Patch[]> {
+async function allPatches(store: FsBlobStore, threadId: string): Promise<ArtifactPatch[]> {
   const commits = await new Rollout(store).listCommits("local", threadId, 0);
   const patches = patchesOf(commits);
   // Contiguous: the folder holds exactly the commits that listCommits chained, nothing beside them.
   const keys = await store.list(commitsPrefix("local", threadId), { limit: 100_000 });
   expect(keys.map(firstSeqOfCommitKey)).toEqual(commits.map((c) => c.firstSeq));
   expect(patches.map((p) => p.seq)).toEqual(range(patches.length));
-  return patches;
+  return patches as ArtifactPatch[];
 }
 
 const FAULT_PROFILES: { name: string; seed: number; settings: Partial<FaultSettings> }[] = [

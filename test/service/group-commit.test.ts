@@ -14,10 +14,10 @@ import type { BlobStore, ListOptions, PutIfAbsentResult } from "../../src/blob/p
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { parseThreadJson } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { patchesOf } from "../../src/model/patch.ts";
+import { type ArtifactPatch, patchesOf } from "../../src/model/patch.ts";
 import { commitKey } from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
-import { ArtifactService, type WriteResult } from "../../src/service/artifact-service.ts";
+import { ArtifactService, type ArtifactWriteResult } from "../../src/service/artifact-service.ts";
 
 const dirs: string[] = [];
 const caches: LibsqlCache[] = [];
@@ -49,7 +49,8 @@ function setup(store?: (fs: FsBlobStore) => BlobStore) {
     services.push(service);
     return { cache, service };
   };
-  const patches = (threadId: string) => rollout.listCommits("local", threadId, 0).then(patchesOf);
+  const patches = (threadId: string) =>
+    rollout.listCommits("local", threadId, 0).then((commits) => patchesOf(commits) as ArtifactPatch[]);
   return { fs, rollout, newService, patches };
 }
 
@@ -60,7 +61,9 @@ describe("group commit", () => {
     const { rollout, newService, patches } = setup();
     const { cache, service } = newService("a.db");
     const contextReads = vi.spyOn(cache, "writeContext");
-    const results = await Promise.all(Array.from({ length: 64 }, (_, n) => service.write("local", "busy", create(n))));
+    const results = await Promise.all(
+      Array.from({ length: 64 }, (_, n) => service.writeArtifact("local", "busy", create(n))),
+    );
     expect(results.map((r) => r.thread.rolloutSeq).sort((a, b) => a - b)).toEqual(
       Array.from({ length: 64 }, (_, i) => i + 1),
     );
@@ -78,7 +81,7 @@ describe("group commit", () => {
   it("writes that depend on each other in one group: identity retries, updates with If-Match and removes see the writes queued before them", async () => {
     const { newService } = setup();
     const { service } = newService("a.db");
-    const first = await service.write("local", "deps", {
+    const first = await service.writeArtifact("local", "deps", {
       kind: "create",
       artifactType: "cfg",
       identityKey: "k",
@@ -86,25 +89,25 @@ describe("group commit", () => {
     });
     const id = first.artifact.id;
     const settled = await Promise.allSettled([
-      service.write("local", "deps", {
+      service.writeArtifact("local", "deps", {
         kind: "update",
         artifactId: id,
         payload: 2,
         precondition: { kind: "versions", versions: [1] },
       }),
-      service.write("local", "deps", {
+      service.writeArtifact("local", "deps", {
         kind: "update",
         artifactId: id,
         payload: 3,
         precondition: { kind: "versions", versions: [1] },
       }),
-      service.write("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 2 }),
-      service.write("local", "deps", {
+      service.writeArtifact("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 2 }),
+      service.writeArtifact("local", "deps", {
         kind: "remove",
         artifactId: id,
         precondition: { kind: "versions", versions: [2] },
       }),
-      service.write("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 9 }),
+      service.writeArtifact("local", "deps", { kind: "create", artifactType: "cfg", identityKey: "k", payload: 9 }),
     ]);
     const summary = settled.map((
       s,
@@ -120,10 +123,10 @@ describe("group commit", () => {
     const a = newService("a.db");
     const b = newService("b.db");
     const [fromA, fromB] = await Promise.all([
-      Promise.all(Array.from({ length: 40 }, (_, n) => a.service.write("local", "shared", create(n)))),
-      Promise.all(Array.from({ length: 40 }, (_, n) => b.service.write("local", "shared", create(100 + n)))),
+      Promise.all(Array.from({ length: 40 }, (_, n) => a.service.writeArtifact("local", "shared", create(n)))),
+      Promise.all(Array.from({ length: 40 }, (_, n) => b.service.writeArtifact("local", "shared", create(100 + n)))),
     ]);
-    const all: WriteResult[] = [...fromA, ...fromB];
+    const all: ArtifactWriteResult[] = [...fromA, ...fromB];
     expect(all.map((r) => r.thread.rolloutSeq).sort((x, y) => x - y)).toEqual(
       Array.from({ length: 80 }, (_, i) => i + 1),
     );
@@ -143,15 +146,15 @@ describe("group commit", () => {
     let failing = "";
     const { newService, patches } = setup((fs) => new FailOnce(fs, () => failing));
     const { service } = newService("a.db");
-    await service.write("local", "flaky", create(-1));
+    await service.writeArtifact("local", "flaky", create(-1));
     failing = commitKey("local", "flaky", 2);
     const settled = await Promise.allSettled(
-      Array.from({ length: 8 }, (_, n) => service.write("local", "flaky", create(n))),
+      Array.from({ length: 8 }, (_, n) => service.writeArtifact("local", "flaky", create(n))),
     );
     expect(settled.map((s) => (s.status === "rejected" ? String(s.reason) : s.status))).toEqual(
       Array(8).fill("Error: injected put failure"),
     );
-    const next = await service.write("local", "flaky", create(8));
+    const next = await service.writeArtifact("local", "flaky", create(8));
     expect(next.thread.rolloutSeq).toBe(2);
     expect((await patches("flaky")).map((p) => p.seq)).toEqual([1, 2]);
   });
@@ -173,22 +176,22 @@ describe("the head this process last committed", () => {
     const serviceB = limited(b.cache);
     services.push(serviceA, serviceB);
     const contextReads = vi.spyOn(a.cache, "writeContext");
-    const first = await serviceA.write("local", "heads", create(1));
-    await serviceA.write("local", "heads", create(2));
-    await serviceA.write("local", "heads", create(3));
+    const first = await serviceA.writeArtifact("local", "heads", create(1));
+    await serviceA.writeArtifact("local", "heads", create(2));
+    await serviceA.writeArtifact("local", "heads", create(3));
     expect(contextReads).toHaveBeenCalledTimes(1);
 
     // Another process removes one: A's head (seq 3, 3 artifacts) is now stale.
-    await serviceB.write("local", "heads", {
+    await serviceB.writeArtifact("local", "heads", {
       kind: "remove",
       artifactId: first.artifact.id,
       precondition: { kind: "any" },
     });
-    const more = await Promise.all([4, 5, 6].map((n) => serviceA.write("local", "heads", create(n))));
+    const more = await Promise.all([4, 5, 6].map((n) => serviceA.writeArtifact("local", "heads", create(n))));
     expect(more.map((r) => r.thread.rolloutSeq).sort()).toEqual([5, 6, 7]);
     // 5 artifacts now: the next create is refused on the exact count, and so is B's.
-    await expect(serviceA.write("local", "heads", create(7))).rejects.toMatchObject({ code: "thread_full" });
-    await expect(serviceB.write("local", "heads", create(8))).rejects.toMatchObject({ code: "thread_full" });
+    await expect(serviceA.writeArtifact("local", "heads", create(7))).rejects.toMatchObject({ code: "thread_full" });
+    await expect(serviceB.writeArtifact("local", "heads", create(8))).rejects.toMatchObject({ code: "thread_full" });
     const state = materialize(null, await patches("heads"));
     expect(state?.artifacts).toHaveLength(5);
     expect(state?.seq).toBe(7);
@@ -214,8 +217,8 @@ describe("contention without progress", () => {
       backoff: async () => {},
     });
     const settled = await Promise.allSettled([
-      service.write("local", "hot", create(1)),
-      service.write("local", "hot", create(2)),
+      service.writeArtifact("local", "hot", create(1)),
+      service.writeArtifact("local", "hot", create(2)),
     ]);
     for (const s of settled) {
       expect(s.status).toBe("rejected");
@@ -302,14 +305,14 @@ describe("resident mode (the Workers sequencer's writer)", () => {
     services.push(resident);
     const reads = vi.spyOn(residentCache, "readThread");
     const contexts = vi.spyOn(residentCache, "writeContext");
-    const first = await resident.write("local", "held", create(1));
-    const updated = await resident.write("local", "held", {
+    const first = await resident.writeArtifact("local", "held", create(1));
+    const updated = await resident.writeArtifact("local", "held", {
       kind: "update",
       artifactId: first.artifact.id,
       payload: 2,
       precondition: { kind: "versions", versions: [1] },
     });
-    const removed = await resident.write("local", "held", {
+    const removed = await resident.writeArtifact("local", "held", {
       kind: "remove",
       artifactId: first.artifact.id,
       precondition: { kind: "any" },
@@ -338,9 +341,9 @@ describe("resident mode (the Workers sequencer's writer)", () => {
       backoff: async () => {},
     });
     services.push(resident);
-    const a = await resident.write("local", "shared-held", create(1));
+    const a = await resident.writeArtifact("local", "shared-held", create(1));
     // Another process updates it behind the resident writer's back.
-    await other.service.write("local", "shared-held", {
+    await other.service.writeArtifact("local", "shared-held", {
       kind: "update",
       artifactId: a.artifact.id,
       payload: "theirs",
@@ -348,14 +351,14 @@ describe("resident mode (the Workers sequencer's writer)", () => {
     });
     // The resident writer decides on version 1, loses the race, catches up and decides again: If-Match "1" now fails.
     await expect(
-      resident.write("local", "shared-held", {
+      resident.writeArtifact("local", "shared-held", {
         kind: "update",
         artifactId: a.artifact.id,
         payload: "mine",
         precondition: { kind: "versions", versions: [1] },
       }),
     ).rejects.toMatchObject({ code: "version_conflict" });
-    const next = await resident.write("local", "shared-held", create(3));
+    const next = await resident.writeArtifact("local", "shared-held", create(3));
     expect(next.thread.rolloutSeq).toBe(3);
     expect(await resident.writerHead("local", "shared-held")).toBe(3);
   });

@@ -14,7 +14,7 @@ import { onTestFailed } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
-import { type ArtifactEvent, type Patch, patchesOf, toEvent } from "../../src/model/patch.ts";
+import { type ArtifactEvent, type ArtifactPatch, patchesOf, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { type ServerProcess, startServer } from "./server-process.ts";
 import { readJsonResult } from "./http.ts";
@@ -144,9 +144,11 @@ export function snapshotFiles(rolloutDir: string, threadId: string, tenant = TEN
 }
 
 /** Every patch of the thread, read from the folder through the real FsBlobStore + Rollout. */
-export async function readRollout(rolloutDir: string, threadId: string, tenant = TENANT): Promise<Patch[]> {
+export async function readRollout(rolloutDir: string, threadId: string, tenant = TENANT): Promise<ArtifactPatch[]> {
   const rollout = new Rollout(new FsBlobStore(rolloutDir));
-  return patchesOf(await rollout.listCommits(tenant, threadId, 0));
+  const patches = patchesOf(await rollout.listCommits(tenant, threadId, 0));
+  if (patches.some((p) => p.op === "delete")) throw new Error(`${threadId} was deleted: use the rollout directly`);
+  return patches as ArtifactPatch[];
 }
 
 /** The thread replayed from commit 1, ignoring compaction objects: the truth the cache must equal. */
@@ -204,7 +206,7 @@ export async function readCacheFile(dbPath: string, threadId: string, tenant = T
 }
 
 /** What the cache rows of a thread must be after every patch was applied one by one. */
-export function expectedCacheRows(patches: readonly Patch[]): CacheRows {
+export function expectedCacheRows(patches: readonly ArtifactPatch[]): CacheRows {
   const state = materialize(null, patches);
   if (!state) throw new Error("no patches");
   return {

@@ -6,7 +6,7 @@ import {
   UpdateArtifactBodySchema,
   VersionsQuerySchema,
 } from "../../model/schemas.ts";
-import type { ArtifactService, ServiceLimits, WriteResult } from "../../service/artifact-service.ts";
+import type { ArtifactService, ArtifactWriteResult, ServiceLimits } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
 import type { CursorCodec } from "../cursor.ts";
 import { BODY_OVERHEAD_BYTES, checkPayload, mediaTypeOf, MERGE_PATCH_MEDIA_TYPE, readJsonBody } from "../body.ts";
@@ -26,7 +26,7 @@ export function artifactRoutes(
     const threadId = threadIdOf(c);
     const body = parseOr400(CreateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
     const payload = checkPayload(body.payload, limits.maxPayloadBytes);
-    const result = await service.write(c.get("tenant"), threadId, {
+    const result = await service.writeArtifact(c.get("tenant"), threadId, {
       kind: "create",
       artifactType: body.artifactType,
       identityKey: body.identityKey ?? null,
@@ -79,18 +79,18 @@ export function artifactRoutes(
         payload: checkPayload(parseOr400(UpdateArtifactBodySchema, json, "body").payload, limits.maxPayloadBytes),
         precondition,
       };
-    return c.json(writeBody(await service.write(c.get("tenant"), threadId, command)));
+    return c.json(writeBody(await service.writeArtifact(c.get("tenant"), threadId, command)));
   });
 
   app.delete(ROUTES.artifact.path, async (c) => {
     const threadId = threadIdOf(c);
     const artifactId = artifactIdOf(c);
     const precondition = parseIfMatch(c.req.header("if-match"));
-    const result = await service.write(c.get("tenant"), threadId, { kind: "remove", artifactId, precondition });
+    const result = await service.writeArtifact(c.get("tenant"), threadId, { kind: "remove", artifactId, precondition });
     return c.json({ removed: { id: result.artifact.id, seq: result.thread.rolloutSeq }, thread: result.thread });
   });
 }
 
-function writeBody(result: WriteResult) {
+function writeBody(result: ArtifactWriteResult) {
   return { artifact: result.artifact, thread: result.thread };
 }

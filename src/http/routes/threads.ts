@@ -5,7 +5,7 @@ import { readJsonBody } from "../body.ts";
 import type { ArtifactService } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
 import type { CursorCodec } from "../cursor.ts";
-import { matchesIfNoneMatch } from "../preconditions.ts";
+import { matchesIfNoneMatch, parseIfMatch } from "../preconditions.ts";
 import { ROUTES } from "../routes.ts";
 import { parseOr400, threadIdOf } from "../validate.ts";
 
@@ -49,6 +49,12 @@ export function threadRoutes(app: Hono<AppEnv>, deps: { service: ArtifactService
     c.header("location", `/v1/threads/${body.threadId}`);
     c.header("etag", `"${thread.seq}"`);
     return c.body(threadViewJson(thread), 201, { "content-type": "application/json" });
+  });
+
+  app.delete(ROUTES.thread.path, async (c) => {
+    const threadId = threadIdOf(c);
+    const precondition = parseIfMatch(c.req.header("if-match"));
+    return c.json({ deleted: await service.deleteThread(c.get("tenant"), threadId, precondition) });
   });
 
   app.get(ROUTES.threads.path, async (c) => {
