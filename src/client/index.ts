@@ -1,9 +1,9 @@
 import type { Artifact, ThreadRef, ThreadView } from "../model/artifact.ts";
-import type { ArtifactEvent } from "../model/patch.ts";
+import type { ArtifactEvent, ThreadDeletedEvent } from "../model/patch.ts";
 import type { JsonValue } from "../model/json.ts";
 import { type SseMessage, SseParser } from "./sse-parser.ts";
 
-export type { Artifact, ArtifactEvent, JsonValue, ThreadRef, ThreadView };
+export type { Artifact, ArtifactEvent, JsonValue, ThreadDeletedEvent, ThreadRef, ThreadView };
 
 export interface ClientOptions {
   /** Where the API is, e.g. `https://artifacts.example.com` (no trailing `/v1`). */
@@ -37,6 +37,11 @@ export interface SubscribeOptions {
   /** Resume after this seq (default 0: everything). */
   since?: number;
   onEvent: (event: ArtifactEvent) => void;
+  /**
+   * The thread was deleted (at `seq`): everything before it is gone. The subscription
+   * goes on after it, with the thread's next life.
+   */
+  onDeleted?: (event: ThreadDeletedEvent) => void;
   /** Called for each failed connection attempt before the client retries. */
   onError?: (error: unknown) => void;
   /** Abort to stop; the returned promise then resolves. */
@@ -157,11 +162,11 @@ export function createArtifactsClient(options: ClientOptions) {
     subscribe(threadId: string, subscription: SubscribeOptions): Promise<void> {
       let lastSeq = subscription.since ?? 0;
       return follow(`${threadPath(threadId)}/events`, () => String(lastSeq), subscription, (message) => {
-        const event = JSON.parse(message.data) as ArtifactEvent;
+        const event = JSON.parse(message.data) as ArtifactEvent | ThreadDeletedEvent;
         // Never deliver a seq twice, even if a proxy replays part of a stream.
         if (event.seq <= lastSeq) return false;
         lastSeq = event.seq;
-        subscription.onEvent(event);
+        deliverEvent(message.event, event, subscription);
         return true;
       });
     },
@@ -185,12 +190,12 @@ export function createArtifactsClient(options: ClientOptions) {
       const path = `/v1/events?threads=${list.map(encodeURIComponent).join(",")}`;
       let token = "";
       return follow(path, () => token, subscription, (message) => {
-        const event = JSON.parse(message.data) as ArtifactEvent;
+        const event = JSON.parse(message.data) as ArtifactEvent | ThreadDeletedEvent;
         if (message.id) token = message.id;
         const seen = lastSeq.get(event.threadId);
         if (seen === undefined || event.seq <= seen) return false;
         lastSeq.set(event.threadId, event.seq);
-        subscription.onEvent(event);
+        deliverEvent(message.event, event, subscription);
         return true;
       });
     },
@@ -229,7 +234,7 @@ export function createArtifactsClient(options: ClientOptions) {
         let delivered = false;
         const parser = new SseParser(
           (message) => {
-            if (message.event !== "artifact-updated") return;
+            if (message.event !== "artifact-updated" && message.event !== "thread-deleted") return;
             if (deliver(message)) {
               delivered = true;
               failures = 0;
@@ -261,6 +266,15 @@ export function createArtifactsClient(options: ClientOptions) {
 }
 
 export type ArtifactsClient = ReturnType<typeof createArtifactsClient>;
+
+function deliverEvent(
+  name: string,
+  event: ArtifactEvent | ThreadDeletedEvent,
+  subscription: Pick<SubscribeOptions, "onEvent" | "onDeleted">,
+): void {
+  if (name === "thread-deleted") subscription.onDeleted?.(event as ThreadDeletedEvent);
+  else subscription.onEvent(event as ArtifactEvent);
+}
 
 class RetryableError extends Error {
   constructor(cause: unknown) {

@@ -107,6 +107,12 @@ async function start() {
   source.addEventListener("open", () => setStatus("live", "live"));
   source.addEventListener("error", () => setStatus("error", "reconnecting…"));
   source.addEventListener("artifact-updated", (e) => apply(JSON.parse(e.data)));
+  // The thread was deleted: nothing of it is left; its next life (if any) follows on this source.
+  source.addEventListener("thread-deleted", (e) => {
+    artifacts.clear();
+    seq = JSON.parse(e.data).seq;
+    render();
+  });
 }
 
 $("create").addEventListener("submit", async (e) => {
@@ -185,6 +191,14 @@ async function startList(listed) {
     if (!thread || event.seq <= thread.seq) return;
     if (event.op === "remove") thread.artifacts.delete(event.artifact.id);
     else thread.artifacts.set(event.artifact.id, event.artifact);
+    thread.seq = event.seq;
+    draw(event.threadId);
+  });
+  source.addEventListener("thread-deleted", (e) => {
+    const event = JSON.parse(e.data);
+    const thread = threads.get(event.threadId);
+    if (!thread || event.seq <= thread.seq) return;
+    thread.artifacts.clear();
     thread.seq = event.seq;
     draw(event.threadId);
   });

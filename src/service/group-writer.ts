@@ -238,11 +238,18 @@ export class GroupWriter {
           // (and its state while the cache lags), and the cache follows in commit order
           // (a chain per thread) without holding anyone's answer.
           this.#setResident(tenant, threadId, materialize(basis.state, patches));
-          this.#chainApply(tenant, threadId, () => this.#applyCommitted(tenant, threadId, commit));
+          this.#chainApply(tenant, threadId, async () => void (await this.#applyCommitted(tenant, threadId, commit)));
           return settle(group, outcomes, threadId);
         }
-        await this.#applyCommitted(tenant, threadId, commit);
-        return settle(group, outcomes, threadId);
+        if ((await this.#applyCommitted(tenant, threadId, commit)) === "applied") {
+          return settle(group, outcomes, threadId);
+        }
+        // Below a delete that landed meanwhile: decide the group again on the thread as it is now,
+        // and sweep the orphan with the rest of the old life.
+        this.#heads.forget(tenant, threadId);
+        this.#o.background(this.#o.sweeper.sweep(tenant, threadId, commit.lastSeq + 1).then(() => {}, () => {}));
+        basis = { from: "cache" };
+        continue;
       }
       // Another writer took the seq after our context: learn what it wrote, then decide
       // again (after a remembered head, on the cache: the next round reads it).
@@ -356,8 +363,16 @@ export class GroupWriter {
    * Best effort, before the writes are answered (a `consistency=cache` read after a 2xx
    * sees the write): the commit is already durable, so nothing here may fail it.
    */
-  async #applyCommitted(tenant: string, threadId: string, commit: Commit): Promise<void> {
+  async #applyCommitted(tenant: string, threadId: string, commit: Commit): Promise<"applied" | "orphaned"> {
     const applied = await this.#o.guard.try("apply", (cache) => cache.apply(tenant, [commit]));
+    // The cache past our commit, or unreachable: a delete may have landed after the
+    // context we decided on, and its sweep freed the key we just created. Then our
+    // commit sits below the thread's current life, where nothing reads it: it did not
+    // happen (the group is decided again, in the new life).
+    if (!applied.ok || applied.value > commit.lastSeq) {
+      const life = await this.#o.rollout.readLife(tenant, threadId).catch(() => null);
+      if (life && life.since > commit.firstSeq) return "orphaned";
+    }
     let caughtUp = applied.ok && applied.value >= commit.lastSeq;
     if (applied.ok && !caughtUp) {
       // The cache was behind (another process wrote while it was down): catch it up now.
@@ -366,6 +381,7 @@ export class GroupWriter {
     }
     if (!caughtUp) this.#o.repairer.markBehind(tenant, threadId);
     this.#o.onCommit(tenant, commit);
+    return "applied";
   }
 
   /** Compaction after the answer: a failure only leaves cold reads longer until the next one. */

@@ -14,7 +14,12 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 // Through the package's own `./client` entry, as users import it.
-import { type ArtifactEvent, ArtifactsApiError, createArtifactsClient } from "thread-artifacts/client";
+import {
+  type ArtifactEvent,
+  ArtifactsApiError,
+  createArtifactsClient,
+  type ThreadDeletedEvent,
+} from "thread-artifacts/client";
 import { type SseMessage, SseParser } from "../../src/client/sse-parser.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
 import { type ServerProcess, startServer } from "../support/server-process.ts";
@@ -258,6 +263,45 @@ describe("merge patches and many threads", () => {
     // An id that ends in ":digits" is sent with an explicit start, so it is not read as id:seq.
     expect(decodeURIComponent(new URL(streams[0]?.url as string).search)).toBe(`?threads=${a}:1,${b}:0`);
     await expectApiError(client.subscribeMany(["bad id!"], { onEvent: () => {} }), 400, "invalid_request");
+  });
+});
+
+describe("a subscription across a thread's delete", () => {
+  let server: ServerProcess;
+  beforeAll(async () => {
+    server = await startServer({ DATA_DIR: tempDir() });
+  });
+  afterAll(() => server?.kill());
+
+  it("subscribe reports the delete, resumes after it (no replay of the tombstone), then follows the next life", async () => {
+    const recorder = recordingFetch();
+    const client = createArtifactsClient({ baseUrl: server.url, fetch: recorder.fetch });
+    const threadId = newThreadId("client-delete");
+    await client.createArtifact(threadId, { artifactType: "note", payload: 1 });
+    const events: ArtifactEvent[] = [];
+    const deletes: ThreadDeletedEvent[] = [];
+    const stop = new AbortController();
+    const done = client.subscribe(threadId, {
+      onEvent: (e) => events.push(e),
+      onDeleted: (e) => deletes.push(e),
+      signal: stop.signal,
+      minBackoffMs: 20,
+    });
+    await waitUntil(() => events.length === 1, "the first event");
+    const deleted = await fetch(`${server.url}/v1/threads/${threadId}`, { method: "DELETE" });
+    expect(await deleted.json()).toEqual({ deleted: { threadId, seq: 2 } });
+    await waitUntil(() => deletes.length === 1, "the delete");
+    await client.createArtifact(threadId, { artifactType: "note", payload: "next life" });
+    await waitUntil(() => events.length === 2, "the next life's first event");
+    stop.abort();
+    await done;
+    expect(deletes).toEqual([{ threadId, seq: 2 }]);
+    expect(events.map((e) => [e.seq, e.artifact.payload])).toEqual([[1, 1], [3, "next life"]]);
+    // The reconnect after the stream ended resumed after the tombstone.
+    const resumes = recorder.requests.filter((r) => r.url.endsWith("/events")).map((r) =>
+      r.headers.get("last-event-id")
+    );
+    expect(resumes.slice(0, 2)).toEqual(["0", "2"]);
   });
 });
 

@@ -1,0 +1,208 @@
+/**
+ * Deleting a thread with real processes on one DATA_DIR (the fs rollout, a libSQL file):
+ * - a delete interrupted between its tombstone and its sweep (the state `kill -9` leaves:
+ *   the delete commit durable, nothing marked, nothing removed, the cache not told) is
+ *   finished by the next read of the thread, and by `npm run rebuild`; so is one killed
+ *   mid-sweep (life marked, some old commits removed);
+ * - three processes writing one thread while a fourth deletes it: every acknowledged
+ *   write landed before the delete (and is gone) or after it (the new life); nothing of
+ *   the old life resurrects; afterwards the thread's folder holds its tombstone and the
+ *   new life only.
+ */
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { FsBlobStore } from "../../src/blob/fs.ts";
+import { commitOf } from "../../src/model/patch.ts";
+import { Rollout } from "../../src/rollout/rollout.ts";
+import { Cluster, http, range } from "../support/cluster.ts";
+import { runRebuildProcess, waitFor } from "../support/ops.ts";
+
+const cluster = new Cluster();
+afterEach(() => cluster.cleanup());
+
+/** Every file under the thread's rollout folder, relative to it, sorted. */
+function threadFiles(rolloutDir: string, threadId: string): string[] {
+  const root = join(rolloutDir, "tenants", "local", "threads", threadId);
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else files.push(relative(root, path));
+    }
+  };
+  walk(root);
+  return files.sort();
+}
+
+const seqName = (seq: number) => `${String(seq).padStart(12, "0")}.json`;
+
+/** The tombstone a killed process leaves: the delete commit in place, and nothing else done. */
+async function leaveTombstone(rolloutDir: string, threadId: string, seq: number): Promise<void> {
+  const rollout = new Rollout(new FsBlobStore(rolloutDir));
+  const at = new Date().toISOString();
+  expect(await rollout.append("local", commitOf([{ seq, threadId, at, op: "delete" }]))).toBe("created");
+}
+
+async function writeThread(url: string, threadId: string, n: number): Promise<void> {
+  for (const i of range(n)) {
+    const created = await http(url, "POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "n", payload: i });
+    expect(created.status).toBe(201);
+  }
+}
+
+describe("a delete interrupted midway", () => {
+  it("between the tombstone and the sweep: the next read finishes it", async () => {
+    const dir = cluster.tempDir();
+    const rolloutDir = join(dir, "rollouts");
+    const env = { DATA_DIR: dir, COMPACT_EVERY: "4" };
+    const first = await cluster.start(env);
+    await writeThread(first.url, "doomed", 10);
+    // Compaction objects exist: they are part of what the sweep removes.
+    expect(threadFiles(rolloutDir, "doomed").some((f) => f.startsWith("deltas/"))).toBe(true);
+    await first.kill();
+    await leaveTombstone(rolloutDir, "doomed", 11);
+
+    const second = await cluster.start(env);
+    // The cache still holds the old life; the strong read finds the tombstone after it.
+    const read = await http(second.url, "GET", "/v1/threads/doomed");
+    expect(read.status).toBe(404);
+    const left = await waitFor("the sweep the read started", async () => {
+      const files = threadFiles(rolloutDir, "doomed");
+      return files.some((f) => f.startsWith("commits/") && f !== `commits/${seqName(11)}`) ? undefined : files;
+    });
+    expect(left).toEqual([`commits/${seqName(11)}`, "life.json"]);
+    // And the thread starts its next life after the tombstone.
+    const next = await http(second.url, "POST", "/v1/threads/doomed/artifacts", { artifactType: "n", payload: "new" });
+    expect(next.json.artifact.seq).toBe(12);
+  });
+
+  it("before or during the sweep: npm run rebuild finishes it", async () => {
+    const dir = cluster.tempDir();
+    const rolloutDir = join(dir, "rollouts");
+    const env = { DATA_DIR: dir, COMPACT_EVERY: "4" };
+    const server = await cluster.start(env);
+    await writeThread(server.url, "unswept", 9);
+    await writeThread(server.url, "half-swept", 9);
+    await writeThread(server.url, "kept", 3);
+    await server.kill();
+    await leaveTombstone(rolloutDir, "unswept", 10);
+    // Killed mid-sweep: the life marked, the compaction objects and a few commits already gone.
+    await leaveTombstone(rolloutDir, "half-swept", 10);
+    const store = new FsBlobStore(rolloutDir);
+    const rollout = new Rollout(store);
+    await rollout.writeLife("local", "half-swept", { since: 10 });
+    for (const key of await rollout.threadKeys("local", "half-swept")) {
+      if (!key.includes("/commits/") || /0000000[0-3]\.json$/.test(key)) {
+        if (!key.endsWith("life.json") && !key.endsWith(seqName(10))) await store.delete(key);
+      }
+    }
+
+    const run = await runRebuildProcess({ DATA_DIR: dir });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/objects? of deleted threads removed/);
+    expect(threadFiles(rolloutDir, "unswept")).toEqual([`commits/${seqName(10)}`, "life.json"]);
+    expect(threadFiles(rolloutDir, "half-swept")).toEqual([`commits/${seqName(10)}`, "life.json"]);
+    expect(threadFiles(rolloutDir, "kept").filter((f) => f.startsWith("commits/"))).toHaveLength(3);
+
+    const restarted = await cluster.start(env);
+    for (const threadId of ["unswept", "half-swept"]) {
+      expect((await http(restarted.url, "GET", `/v1/threads/${threadId}`)).status).toBe(404);
+      expect((await http(restarted.url, "GET", `/v1/threads/${threadId}?consistency=cache`)).status).toBe(404);
+    }
+    expect((await http(restarted.url, "GET", "/v1/threads/kept")).json.thread.rolloutSeq).toBe(3);
+    const listed = await http(restarted.url, "GET", "/v1/threads");
+    expect(listed.json.threads.map((t: { id: string }) => t.id)).toEqual(["kept"]);
+  });
+});
+
+describe("writers racing a delete across processes", () => {
+  it("3 processes write while a 4th deletes: each write lands before the delete or after it; nothing of the old life is left", async () => {
+    const dir = cluster.tempDir();
+    const rolloutDir = join(dir, "rollouts");
+    const servers = await cluster.startMany(range(4).map(() => ({ DATA_DIR: dir, COMPACT_EVERY: "5" })));
+    const [deleter, ...writers] = servers as [(typeof servers)[0], ...typeof servers];
+    const threadId = "contested";
+    // The thread exists before the race.
+    await writeThread(deleter.url, threadId, 3);
+
+    const acks: Array<{ seq: number; id: string; payload: string }> = [];
+    const refusals: string[] = [];
+    let deleted: { seq: number } | undefined;
+    const writes = writers.flatMap((server, p) =>
+      range(15).map(async (i) => {
+        const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+          artifactType: "n",
+          payload: `p${p}-${i}`,
+        });
+        if (r.status === 201) acks.push({ seq: r.json.artifact.seq, id: r.json.artifact.id, payload: `p${p}-${i}` });
+        else refusals.push(`${r.status} ${r.text}`);
+        // The delete goes out once a few writes are in, while the rest are in flight.
+        if (acks.length === 6 && !deleted) {
+          const d = await http(deleter.url, "DELETE", `/v1/threads/${threadId}`);
+          expect(d.status).toBe(200);
+          deleted = d.json.deleted;
+        }
+      })
+    );
+    await Promise.all(writes);
+    // And writes sent once the delete was answered: they can only land in the new life.
+    for (const [p, server] of writers.entries()) {
+      for (const i of range(2)) {
+        const r = await http(server.url, "POST", `/v1/threads/${threadId}/artifacts`, {
+          artifactType: "n",
+          payload: `late-${p}-${i}`,
+        });
+        expect(r.status).toBe(201);
+        acks.push({ seq: r.json.artifact.seq, id: r.json.artifact.id, payload: `late-${p}-${i}` });
+      }
+    }
+    expect(refusals.filter((r) => !r.startsWith("503"))).toEqual([]);
+    const tombstone = (deleted as { seq: number }).seq;
+    const before = acks.filter((a) => a.seq < tombstone);
+    const after = acks.filter((a) => a.seq > tombstone);
+    expect(before.length + after.length).toBe(acks.length);
+    expect(before.length).toBeGreaterThanOrEqual(6);
+    expect(after.filter((a) => a.payload.startsWith("late-"))).toHaveLength(6);
+    // Seqs are unique: before the tombstone, 1..tombstone-1; after, contiguous from tombstone + 1.
+    expect(new Set(acks.map((a) => a.seq)).size).toBe(acks.length);
+    expect(after.map((a) => a.seq).sort((x, y) => x - y)).toEqual(range(after.length, tombstone + 1));
+
+    // Every process sees the same new life: exactly the writes acknowledged after the delete.
+    for (const server of servers) {
+      const read = await http(server.url, "GET", `/v1/threads/${threadId}`);
+      if (after.length === 0) {
+        expect(read.status).toBe(404);
+        continue;
+      }
+      expect(read.status).toBe(200);
+      expect(read.json.thread.artifacts.map((a: { id: string }) => a.id).sort()).toEqual(after.map((a) => a.id).sort());
+      for (const old of before) {
+        expect((await http(server.url, "GET", `/v1/threads/${threadId}/artifacts/${old.id}`)).status).toBe(404);
+      }
+    }
+    // The folder: the tombstone and the new life, nothing older (the sweep started by the
+    // delete, finished by now or by the reads above).
+    const files = await waitFor("the sweep", async () => {
+      const all = threadFiles(rolloutDir, threadId);
+      const old = all.filter((f) => {
+        const commit = /^commits\/(\d{12})\.json$/.exec(f);
+        const delta = /^deltas\/(\d{12})-\d{12}\.json$/.exec(f);
+        const snapshot = /^snapshots\/(\d{12})\.json$/.exec(f);
+        const seq = Number((commit ?? delta ?? snapshot)?.[1] ?? Number.POSITIVE_INFINITY);
+        return seq < tombstone;
+      });
+      return old.length === 0 ? all : undefined;
+    });
+    const commits = files.filter((f) => f.startsWith("commits/")).map((f) => Number(f.slice(8, 20)));
+    expect(commits[0]).toBe(tombstone);
+    expect(files).toContain("life.json");
+  });
+});
