@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EventSource } from "eventsource";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { patchesOf } from "../../src/model/patch.ts";
+import { commitOf, patchesOf } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { type FaultProxy, startFaultProxy } from "../support/fault-proxy.ts";
 import { type HranaServer, startHranaServer } from "../support/hrana-server.ts";
@@ -267,6 +267,38 @@ describe("strong reads with the cache lagging the sequencer", () => {
       }
     } finally {
       libsqlProxy.delayMs = 0;
+    }
+  });
+});
+
+describe("a delete interrupted midway, in workerd", () => {
+  it("the runtime dies between the tombstone and the sweep: the next read finishes the delete", async () => {
+    const persist = mkdtempSync(join(tmpdir(), "artifacts-sequencer-delete-"));
+    const threadId = newThreadId("interrupted");
+    const store = s3.store(bucket);
+    try {
+      const first = await worker({ persist }, { COMPACT_EVERY: "3" });
+      for (const i of range(6)) expect((await create(first.url, threadId, i)).status).toBe(201);
+      // Killed with the tombstone durable and nothing else done (not marked, not swept, cache not told).
+      await first.stop();
+      workers.splice(workers.indexOf(first), 1);
+      const at = new Date().toISOString();
+      expect(await new Rollout(store).append("acme", commitOf([{ seq: 7, threadId, at, op: "delete" }]))).toBe(
+        "created",
+      );
+      const prefix = `tenants/acme/threads/${threadId}/`;
+      expect((await store.list(prefix)).length).toBeGreaterThan(3);
+
+      const second = await worker({ persist });
+      const read = await fetch(`${second.url}/v1/threads/${threadId}`, { headers: AUTH });
+      expect(read.status).toBe(404);
+      await read.body?.cancel();
+      await waitUntil(async () => (await store.list(prefix)).length === 2, "the sweep the read started");
+      expect(await store.list(prefix)).toEqual([`${prefix}commits/000000000007.json`, `${prefix}life.json`]);
+      // The next life starts after the tombstone.
+      expect(await create(second.url, threadId, "new life")).toEqual({ status: 201, seq: 8 });
+    } finally {
+      rmSync(persist, { recursive: true, force: true });
     }
   });
 });
