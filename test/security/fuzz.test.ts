@@ -59,9 +59,11 @@ class RecordingStore implements BlobStore {
     return this.inner.exists(key);
   }
 
+  /** Deletes (a thread's sweep) are recorded as `-key`. */
   async delete(key: string): Promise<void> {
     await this.inner.delete(key);
-    this.#written.push(`delete ${key}`);
+    this.#written.push(`-${key}`);
+    this.everyKey.delete(key);
   }
 
   list(prefix: string, options?: ListOptions): Promise<string[]> {
@@ -211,6 +213,20 @@ async function exercise(req: FuzzRequest): Promise<void> {
       return;
     }
     const json = parseJson(text);
+    if (req.method === "DELETE" && pathname.split("/").length === 4) {
+      // A thread's delete: its tombstone and life marker written, its earlier objects removed, all its own.
+      expect(json.deleted?.threadId, what).toBe(decodeURIComponent(pathname.split("/")[3] as string));
+      expect(written.length, what).toBeGreaterThan(0);
+      for (const entry of written) {
+        const key = entry.startsWith("-") ? entry.slice(1) : entry;
+        expect(key.startsWith(`tenants/${req.tenant}/threads/${json.deleted.threadId}/`), `${key} for ${what}`).toBe(
+          true,
+        );
+        if (entry.startsWith("-")) acceptedKeys.delete(key);
+        else acceptedKeys.add(key);
+      }
+      return;
+    }
     if (req.method === "POST" && pathname.endsWith("/fork")) {
       // A fork writes its new thread, under the caller's tenant, and names its source.
       expect(status, what).toBe(201);
@@ -917,6 +933,7 @@ describe("fuzz: generated requests against the app", () => {
       "list-threads",
       "versions",
       "fork",
+      "delete-thread",
       "raw",
     );
     await fc.assert(
@@ -942,6 +959,7 @@ describe("fuzz: generated requests against the app", () => {
             remove: { method: "DELETE", path: `/v1/threads/${thread}/artifacts/${artifact}` },
             events: { method: "GET", path: `/v1/threads/${thread}/events` },
             versions: { method: "GET", path: `/v1/threads/${thread}/artifacts/${artifact}/versions` },
+            "delete-thread": { method: "DELETE", path: `/v1/threads/${thread}` },
             fork: {
               method: "POST",
               path: `/v1/threads/${thread}/fork`,

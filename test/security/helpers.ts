@@ -156,9 +156,12 @@ export async function allKeys(store: BlobStore): Promise<string[]> {
   throw new Error("more than 10M keys");
 }
 
-/** Every key the rollout writes (format 2): 1 tenant, 2 thread, 3 the object (a commit, a snapshot, a delta, the pointer). */
+/**
+ * Every key the rollout writes (format 2): 1 tenant, 2 thread, 3 the object (a commit, a
+ * snapshot, a delta, the pointer, a deleted thread's life marker).
+ */
 export const ROLLOUT_KEY =
-  /^tenants\/([^/]+)\/threads\/([^/]+)\/(commits\/\d{12}\.json|snapshots\/\d{12}\.json|deltas\/\d{12}-\d{12}\.json|compaction\.json)$/;
+  /^tenants\/([^/]+)\/threads\/([^/]+)\/(commits\/\d{12}\.json|snapshots\/\d{12}\.json|deltas\/\d{12}-\d{12}\.json|compaction\.json|life\.json)$/;
 
 export interface SseEvent {
   id: string;

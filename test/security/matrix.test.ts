@@ -166,6 +166,7 @@ type RouteName =
   | "read-thread as of a seq"
   | "versions"
   | "fork"
+  | "delete-thread"
   | "events"
   | "events (access_token)"
   | "events of many threads";
@@ -180,6 +181,7 @@ const ROUTES: RouteName[] = [
   "read-thread as of a seq",
   "versions",
   "fork",
+  "delete-thread",
   "events",
   "events (access_token)",
   "events of many threads",
@@ -243,6 +245,8 @@ function requestFor(
       return { method: "GET", path: `${thread}/artifacts/${fx.artifactId}/versions`, headers };
     case "fork":
       return { method: "POST", path: `${thread}/fork`, body: { threadId: forkOf(fx.threadId) }, headers };
+    case "delete-thread":
+      return { method: "DELETE", path: thread, headers };
   }
 }
 
@@ -355,7 +359,12 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
           });
           const diff = keyDiff(keysBefore, await allKeys(t.store));
           const what = `${route} with ${credential.name}`;
-          expect(diff.removed, what).toEqual([]);
+          // Only the owner's delete removes anything (its sweep, running after the answer): the owner's own thread.
+          if (route === "delete-thread" && credential.expect === "owner") {
+            for (const key of diff.removed) {
+              expect(key, what).toMatch(new RegExp(`^tenants/${owner}/threads/${fx.threadId}/`));
+            }
+          } else expect(diff.removed, what).toEqual([]);
 
           if (credential.expect === "unauthorized") {
             expectProblem(result, 401, "unauthorized");
@@ -440,6 +449,10 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
               expect(result.status, what).toBe(200);
               expect(result.json.versions.map((v: any) => v.artifact.payload.marker)).toEqual([fx.marker]);
               break;
+            case "delete-thread":
+              expect(result.status, what).toBe(200);
+              expect(result.json).toEqual({ deleted: { threadId: fx.threadId, seq: 2 } });
+              break;
             case "fork":
               expect(result.status, what).toBe(201);
               expect(result.json.thread.forkedFrom).toEqual({ threadId: fx.threadId, seq: 1 });
@@ -481,7 +494,10 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
           // A fork writes the new thread only, under the owner's tenant.
           const written = route === "fork" ? forkOf(fx.threadId) : fx.threadId;
           for (const key of diff.added) expect(key).toMatch(new RegExp(`^tenants/${owner}/threads/${written}/`));
-          if (route === "create" || route === "update" || route === "merge" || route === "remove" || route === "fork") {
+          if (
+            route === "create" || route === "update" || route === "merge" || route === "remove" || route === "fork" ||
+            route === "delete-thread"
+          ) {
             expect(diff.added.length).toBeGreaterThan(0);
           } else expect(diff.added).toEqual([]);
         }
@@ -690,7 +706,10 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
         if (other !== tenant) expect(body.includes(`"owner":"${other}"`), `${key} holds ${other}'s data`).toBe(false);
       }
       if ((match as RegExpExecArray)[3]?.startsWith("commits/")) {
-        for (const patch of JSON.parse(body).patches) expect(patch.artifact.payload.owner).toBe(tenant);
+        // A tombstone (a delete) carries no artifact.
+        for (const patch of JSON.parse(body).patches) {
+          if (patch.op !== "delete") expect(patch.artifact.payload.owner).toBe(tenant);
+        }
       }
     }
     expect([...tenantsSeen].sort()).toEqual([...TENANTS].sort());
@@ -704,7 +723,10 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
       expect(events.rows.length).toBeGreaterThan(0);
       for (const row of artifacts.rows) expect(JSON.parse(String(row.body)).payload.owner).toBe(String(row.tenant));
       for (const row of events.rows) {
-        expect(JSON.parse(String(row.data)).artifact.payload.owner).toBe(String(row.tenant));
+        const data = JSON.parse(String(row.data));
+        // A thread-deleted event names only its thread and seq.
+        if (data.artifact) expect(data.artifact.payload.owner).toBe(String(row.tenant));
+        else expect(Object.keys(data).sort()).toEqual(["seq", "threadId"]);
       }
       const threads = await client.execute("SELECT DISTINCT tenant FROM threads");
       expect(threads.rows.map((r) => String(r.tenant)).sort()).toEqual([...TENANTS].sort());
