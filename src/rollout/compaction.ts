@@ -95,18 +95,20 @@ export class Compactor {
   /** One pass: the tail after the pointer becomes a delta, and a snapshot when due. */
   async compactOnce(tenant: string, threadId: string): Promise<CompactionResult> {
     const rollout = this.#rollout;
-    const [stored, life] = await Promise.all([
-      rollout.readPointer(tenant, threadId),
-      rollout.readLife(tenant, threadId),
-    ]);
-    // Each life is compacted on its own, from its tombstone: a pointer of an earlier life is started over.
-    const since = life?.since ?? 1;
-    let pointer: CompactionPointer = stored && (stored.since ?? 1) === since
-      ? stored
-      : { ...(since > 1 ? { since } : {}), seq: since - 1, snapshot: null, deltas: [] };
+    const stored = await rollout.readPointer(tenant, threadId);
+    let pointer: CompactionPointer = stored ?? { seq: 0, snapshot: null, deltas: [] };
     let tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
-    if (tail[0] && isTombstone(tail[0]) && tail[0].firstSeq > since) {
-      // A delete not marked yet: its life starts here.
+    if (tail.length === 0) {
+      // Nothing after the pointer: the head, or a deleted thread whose past (this pointer's
+      // life) was swept. Each life is compacted on its own, from its tombstone.
+      const life = await rollout.readLife(tenant, threadId);
+      if (life && life.since > (pointer.since ?? 1)) {
+        pointer = { since: life.since, seq: life.since - 1, snapshot: null, deltas: [] };
+        tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
+      }
+    }
+    if (tail[0] && isTombstone(tail[0])) {
+      // A delete: its life starts here.
       pointer = { since: tail[0].firstSeq, seq: tail[0].firstSeq - 1, snapshot: null, deltas: [] };
     }
     // A delta never reaches past the next tombstone: that starts the next life (and pass).

@@ -163,12 +163,7 @@ export class Rollout {
    * through the compaction pointer and a listing.
    */
   async patchesAfter(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<Patch[]> {
-    // Read together: what is left of earlier lives below the current one's tombstone (mid-sweep) is not the log.
-    const [next, boundary] = await Promise.all([
-      this.commitAt(tenant, threadId, afterSeq + 1),
-      this.lifeBoundary(tenant, threadId),
-    ]);
-    if (afterSeq < boundary) return this.patchesAfter(tenant, threadId, boundary, limit);
+    const next = await this.commitAt(tenant, threadId, afterSeq + 1);
     if (next) {
       const patches = [...next.patches];
       if (patches.length < limit) {
@@ -180,6 +175,9 @@ export class Rollout {
       }
       return patches;
     }
+    // Nothing right after: a swept past (the current life's tombstone is next), the head, or inside a commit.
+    const boundary = await this.lifeBoundary(tenant, threadId);
+    if (afterSeq < boundary) return this.patchesAfter(tenant, threadId, boundary, limit);
     if (afterSeq === 0 || this.#isBoundary(tenant, threadId, afterSeq)) return [];
     const containing = await this.#containing(tenant, threadId, afterSeq + 1);
     if (!containing) return [];
@@ -230,21 +228,25 @@ export class Rollout {
    * missing or corrupt makes this replay the commits from the start instead.
    */
   async loadParts(tenant: string, threadId: string): Promise<ThreadParts> {
-    const [pointer, life] = await Promise.all([this.readPointer(tenant, threadId), this.readLife(tenant, threadId)]);
-    const boundary = life ? life.since - 1 : 0;
-    // A pointer of an earlier life (left mid-sweep) is no shortcut into this one.
-    if (pointer && (pointer.since ?? 1) === boundary + 1) {
+    const pointer = await this.readPointer(tenant, threadId);
+    if (pointer) {
       try {
         const [base, tail] = await Promise.all([
           this.baseAt(tenant, threadId, pointer),
           this.tailAfter(tenant, threadId, pointer.seq),
         ]);
+        // (A pointer of a life a delete ended still replays right: the tail runs through its tombstone.)
         if (base !== undefined) return { base, tail };
       } catch (error) {
         if (!(error instanceof CorruptRolloutError)) throw error;
       }
     }
-    return { base: null, tail: await this.listCommits(tenant, threadId, boundary) };
+    const fromStart = await this.listCommits(tenant, threadId, 0);
+    if (fromStart.length > 0) return { base: null, tail: fromStart };
+    // No chain from seq 1: nothing at all, or a deleted thread whose past was swept (the
+    // sweep removes commits oldest first, so a partial one never leaves seq 1 behind).
+    const boundary = await this.lifeBoundary(tenant, threadId);
+    return { base: null, tail: boundary > 0 ? await this.listCommits(tenant, threadId, boundary) : [] };
   }
 
   /** The thread as the pointer's snapshot and deltas leave it (at `pointer.seq`); undefined if one of them is gone. */
