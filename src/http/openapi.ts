@@ -44,6 +44,12 @@ const ifMatch = {
   schema: { type: "string" },
   description: 'Quoted artifact version, e.g. "3"',
 };
+/** The 200 of both event routes. */
+const eventStream = {
+  description: "the event stream",
+  content: { "text/event-stream": { schema: { type: "string" } } },
+};
+
 const errors = {
   "400": problem("invalid_request"),
   "401": problem("unauthorized"),
@@ -221,13 +227,7 @@ export function openApiDocument(): Record<string, unknown> {
             { name: "since", in: "query", schema: { type: "integer", minimum: 0 } },
             { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
           ],
-          responses: {
-            "200": {
-              description: "the event stream",
-              content: { "text/event-stream": { schema: { type: "string" } } },
-            },
-            ...errors,
-          },
+          responses: { "200": eventStream, ...errors },
         },
       },
       "/v1/events": {
@@ -245,13 +245,7 @@ export function openApiDocument(): Record<string, unknown> {
             },
             { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
           ],
-          responses: {
-            "200": {
-              description: "the event stream",
-              content: { "text/event-stream": { schema: { type: "string" } } },
-            },
-            ...errors,
-          },
+          responses: { "200": eventStream, ...errors },
         },
       },
       "/healthz": {

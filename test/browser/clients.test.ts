@@ -14,17 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { http } from "../support/cluster.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
 import { type ServerProcess, startServer } from "../support/server-process.ts";
+import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const TOKEN = "browser-token";
 const WAIT = { timeout: 30_000 };
 

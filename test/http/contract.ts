@@ -191,12 +191,12 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
     }
 
     /** Reads a stream with a parser written from the SSE spec until `count` artifact-updated events arrived. */
-    async function readSse(
+    async function readStreamed(
       path: string,
       count: number,
       headers: Record<string, string> = {},
       on: HttpTarget | undefined = target,
-    ): Promise<StreamedEvent[]> {
+    ): Promise<{ parser: SpecSseParser; events: StreamedEvent[] }> {
       if (!on) throw new Error("target not started");
       const controller = new AbortController();
       const response = await on.fetch(path, {
@@ -219,8 +219,11 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         controller.abort();
         await reader.cancel().catch(() => {});
       }
-      return updates().slice(0, count).map((e) => ({ id: e.lastEventId, ...JSON.parse(e.data) }));
+      return { parser, events: updates().slice(0, count).map((e) => ({ id: e.lastEventId, ...JSON.parse(e.data) })) };
     }
+
+    const readSse = async (path: string, count: number, headers?: Record<string, string>, on?: HttpTarget) =>
+      (await readStreamed(path, count, headers, on ?? target)).events;
 
     const ctx: ContractContext = {
       call,
@@ -698,35 +701,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         count: number,
         options: { query?: string; headers?: Record<string, string> } = {},
       ) {
-        if (!target) throw new Error("target not started");
-        const controller = new AbortController();
-        const response = await target.fetch(`/v1/threads/${threadId}/events${options.query ?? ""}`, {
-          headers: { accept: "text/event-stream", ...options.headers },
-          signal: controller.signal,
-        });
-        expect(response.status).toBe(200);
-        expect(response.headers.get("content-type") ?? "").toMatch(/^text\/event-stream\b/);
-        const parser = new SpecSseParser();
-        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-        const decoder = new TextDecoder();
-        const updates = () => parser.events.filter((e) => e.type === "artifact-updated");
-        try {
-          while (updates().length < count) {
-            const { done, value } = await reader.read();
-            if (done) throw new Error(`stream ended after ${updates().length} of ${count} events`);
-            parser.push(decoder.decode(value, { stream: true }));
-          }
-        } finally {
-          controller.abort();
-          await reader.cancel().catch(() => {});
-        }
-        return {
-          parser,
-          events: updates().slice(0, count).map((e) => ({
-            id: e.lastEventId,
-            ...(JSON.parse(e.data) as { seq: number; op: string; threadId: string; artifact: any }),
-          })),
-        };
+        return readStreamed(`/v1/threads/${threadId}/events${options.query ?? ""}`, count, options.headers);
       }
 
       it("sends every patch once, in seq order, as id/event/data, with retry first", async () => {

@@ -287,22 +287,28 @@ class FailOnce extends Delegating {
   }
 }
 
+/** A service in resident mode (as the Workers sequencer runs it) on the shared rollout, with a cache of its own. */
+function residentService(shared: { dir: string; rollout: Rollout }) {
+  const residentCache = new LibsqlCache({
+    connect: () => createClient({ url: `file:${join(shared.dir, "r.db")}`, concurrency: 1 }),
+    local: true,
+  });
+  caches.push(residentCache);
+  const resident = new ArtifactService({
+    rollout: shared.rollout,
+    cache: residentCache,
+    limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
+    resident: true,
+    backoff: async () => {},
+  });
+  services.push(resident);
+  return { residentCache, resident };
+}
+
 describe("resident mode (the Workers sequencer's writer)", () => {
   it("decides on the state it holds: the cache is read once to load the thread, never before a write; answers come before the cache has the commit", async () => {
     const { rollout: shared } = setupShared();
-    const residentCache = new LibsqlCache({
-      connect: () => createClient({ url: `file:${join(shared.dir, "r.db")}`, concurrency: 1 }),
-      local: true,
-    });
-    caches.push(residentCache);
-    const resident = new ArtifactService({
-      rollout: shared.rollout,
-      cache: residentCache,
-      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
-      resident: true,
-      backoff: async () => {},
-    });
-    services.push(resident);
+    const { residentCache, resident } = residentService(shared);
     const reads = vi.spyOn(residentCache, "readThread");
     const contexts = vi.spyOn(residentCache, "writeContext");
     const first = await resident.writeArtifact("local", "held", create(1));
@@ -328,19 +334,7 @@ describe("resident mode (the Workers sequencer's writer)", () => {
   it("another writer of the thread costs a lost race and a catch-up, never a wrong decision", async () => {
     const { rollout, newService } = setupShared();
     const other = newService("other.db");
-    const residentCache = new LibsqlCache({
-      connect: () => createClient({ url: `file:${join(rollout.dir, "r.db")}`, concurrency: 1 }),
-      local: true,
-    });
-    caches.push(residentCache);
-    const resident = new ArtifactService({
-      rollout: rollout.rollout,
-      cache: residentCache,
-      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
-      resident: true,
-      backoff: async () => {},
-    });
-    services.push(resident);
+    const { residentCache, resident } = residentService(rollout);
     const a = await resident.writeArtifact("local", "shared-held", create(1));
     // Another process updates it behind the resident writer's back.
     await other.service.writeArtifact("local", "shared-held", {
