@@ -3,6 +3,7 @@ import type { GenericSchema } from "valibot";
 import {
   ArtifactSchema,
   CreateArtifactBodySchema,
+  DeleteThreadResponseSchema,
   ForkBodySchema,
   GetArtifactResponseSchema,
   HealthSchema,
@@ -78,6 +79,7 @@ export function openApiDocument(): Record<string, unknown> {
         ForkBody: schema(ForkBodySchema),
         WriteResponse: schema(WriteResponseSchema),
         RemoveResponse: schema(RemoveResponseSchema),
+        DeleteThreadResponse: schema(DeleteThreadResponseSchema),
         ReadThreadResponse: schema(ReadThreadResponseSchema),
         GetArtifactResponse: schema(GetArtifactResponseSchema),
         ListThreadsResponse: schema(ListThreadsResponseSchema),
@@ -128,6 +130,18 @@ export function openApiDocument(): Record<string, unknown> {
             }),
             "304": { description: "not modified" },
             "404": problem("thread_not_found"),
+            ...errors,
+          },
+        },
+        delete: {
+          operationId: "deleteThread",
+          description:
+            "Ends the thread's life: a delete commit at the next seq, then its earlier objects are removed; reads answer 404, streams get thread-deleted.",
+          parameters: [threadIdParam, ifMatch],
+          responses: {
+            "200": json("deleted", "DeleteThreadResponse"),
+            "404": problem("thread_not_found"),
+            "412": problem("version_conflict"),
             ...errors,
           },
         },

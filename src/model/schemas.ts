@@ -126,6 +126,7 @@ export const ThreadViewSchema = v.object({
 });
 
 export const WriteResponseSchema = v.object({ artifact: ArtifactSchema, thread: ThreadRefSchema });
+export const DeleteThreadResponseSchema = v.object({ deleted: v.object({ threadId: v.string(), seq: v.number() }) });
 export const RemoveResponseSchema = v.object({
   removed: v.object({ id: v.string(), seq: v.number() }),
   thread: ThreadRefSchema,

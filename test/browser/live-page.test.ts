@@ -162,4 +162,25 @@ describe("live page", () => {
       await page.close();
     }
   });
+
+  it("a thread deleted elsewhere empties in the open page, which then shows its next life", async () => {
+    const threadId = `browser-del-${Date.now().toString(36)}`;
+    const client = createArtifactsClient({ baseUrl: server.url });
+    await client.createArtifact(threadId, { artifactType: "note", payload: { text: "old life" } });
+    const page = await openThread(threadId);
+    try {
+      await item(page, "old life").waitFor(WAIT);
+      const deleted = await fetch(`${server.url}/v1/threads/${threadId}`, { method: "DELETE" });
+      expect(deleted.status).toBe(200);
+      await item(page, "old life").waitFor({ state: "detached", ...WAIT });
+      await page.locator("#seq", { hasText: /^2$/ }).waitFor(WAIT);
+      // The EventSource reconnects after the tombstone's id and follows the next life.
+      await client.createArtifact(threadId, { artifactType: "note", payload: { text: "next life" } });
+      await item(page, "next life").waitFor(WAIT);
+      expect(await page.locator("#artifacts li").count()).toBe(1);
+      await page.locator("#seq", { hasText: /^3$/ }).waitFor(WAIT);
+    } finally {
+      await page.close();
+    }
+  });
 });

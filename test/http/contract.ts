@@ -784,7 +784,8 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         expect(doc.json.openapi).toMatch(/^3\.1\.\d+$/);
         const paths = doc.json.paths;
         expect(Object.keys(paths["/v1/threads/{threadId}/artifacts"])).toContain("post");
-        expect(Object.keys(paths["/v1/threads/{threadId}"])).toContain("get");
+        expect(Object.keys(paths["/v1/threads/{threadId}"])).toEqual(expect.arrayContaining(["get", "delete"]));
+        expect(Object.keys(paths["/v1/threads/{threadId}/fork"])).toContain("post");
         expect(Object.keys(paths["/v1/threads/{threadId}/artifacts/{artifactId}"])).toEqual(
           expect.arrayContaining(["get", "patch", "delete"]),
         );
