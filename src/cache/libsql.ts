@@ -347,12 +347,17 @@ export class LibsqlCache implements ArtifactCache {
  * missing (a statement of its own: a "duplicate column" refusal must not undo the schema batch).
  */
 async function addColumns(client: SqlClient): Promise<void> {
+  // One read for every table's columns; an ALTER only for a cache that lacks one.
+  const tables = [...new Set(ADDED_COLUMNS.map((c) => c.table))];
+  const results = await client.batch(
+    tables.map((table) => ({ sql: `SELECT name FROM pragma_table_info(:table)`, args: { table } })),
+    "read",
+  );
+  const present = new Set(
+    results.flatMap((result, i) => result.rows.map((row) => `${tables[i]}.${String(row.name)}`)),
+  );
   for (const { table, column, sql } of ADDED_COLUMNS) {
-    const [info] = await client.batch(
-      [{ sql: `SELECT 1 AS present FROM pragma_table_info(:table) WHERE name = :column`, args: { table, column } }],
-      "read",
-    );
-    if ((info?.rows.length ?? 0) === 0) await client.execute(sql);
+    if (!present.has(`${table}.${column}`)) await client.execute(sql);
   }
 }
 

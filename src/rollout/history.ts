@@ -38,10 +38,16 @@ export async function stateAt(
   threadId: string,
   seq: number,
 ): Promise<ThreadState | null> {
+  if (seq < 1) return null;
+  // One round trip: where the current life starts, and what compaction holds.
+  const [boundary, ranges, snapshots] = await Promise.all([
+    rollout.lifeBoundary(tenant, threadId),
+    rollout.deltaRanges(tenant, threadId),
+    rollout.snapshotSeqs(tenant, threadId),
+  ]);
   // Before the current life (its tombstone included) there is nothing: it was deleted.
-  const boundary = await rollout.lifeBoundary(tenant, threadId);
-  if (seq <= boundary || seq < 1) return null;
-  const fromCompaction = await compactedStateAt(rollout, tenant, threadId, seq, boundary);
+  if (seq <= boundary) return null;
+  const fromCompaction = await compactedStateAt(rollout, tenant, threadId, seq, { boundary, ranges, snapshots });
   const state = fromCompaction === undefined
     ? materialize(null, upTo(patchesOf(await rollout.listCommits(tenant, threadId, boundary, seq - boundary)), seq))
     : fromCompaction;
@@ -74,12 +80,9 @@ async function compactedStateAt(
   tenant: string,
   threadId: string,
   seq: number,
-  boundary: number,
+  listed: { boundary: number; ranges: readonly Range[]; snapshots: readonly number[] },
 ): Promise<ThreadState | null | undefined> {
-  const [ranges, snapshots] = await Promise.all([
-    rollout.deltaRanges(tenant, threadId),
-    rollout.snapshotSeqs(tenant, threadId),
-  ]);
+  const { boundary, ranges, snapshots } = listed;
   const chain = chainFromStart(ranges, boundary + 1);
   const ends = new Set(chain.map((range) => range.lastSeq));
   const snapshotSeq = snapshots.filter((s) => s <= seq && s > boundary && ends.has(s)).pop() ?? 0;

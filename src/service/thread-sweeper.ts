@@ -28,10 +28,15 @@ export class ThreadSweeper {
     this.#logger = logger;
   }
 
-  /** Marks the life as starting at `since` (the tombstone's seq), unless a later one is marked already. */
-  async mark(tenant: string, threadId: string, since: number): Promise<void> {
+  /**
+   * Marks the life as starting at `since` (the tombstone's seq), unless a later one is
+   * marked already; resolves with the marked life's start.
+   */
+  async mark(tenant: string, threadId: string, since: number): Promise<number> {
     const life = await this.#rollout.readLife(tenant, threadId);
-    if (!life || life.since < since) await this.#rollout.writeLife(tenant, threadId, { since });
+    if (life && life.since >= since) return life.since;
+    await this.#rollout.writeLife(tenant, threadId, { since });
+    return since;
   }
 
   /** `sweep`, once per life per process, in the background; failures are logged (the next touch tries again). */
@@ -58,8 +63,7 @@ export class ThreadSweeper {
   }
 
   async #sweep(tenant: string, threadId: string, since: number): Promise<number> {
-    await this.mark(tenant, threadId, since);
-    const life = (await this.#rollout.readLife(tenant, threadId))?.since ?? since;
+    const life = await this.mark(tenant, threadId, since);
     const [keys, pointer] = await Promise.all([
       this.#rollout.threadKeys(tenant, threadId),
       this.#rollout.readPointer(tenant, threadId),

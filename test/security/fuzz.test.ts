@@ -804,6 +804,20 @@ const resumeTokenLike = fc.oneof(
   lastEventId,
 );
 
+/**
+ * The artifact a request aims at, in its own thread; with a valid token, the owner's or
+ * (`sameTenant` false) the other tenant's.
+ */
+function aimAt(ref: ArtifactRef, sameTenant: boolean, auth: { header?: string; tenant: Tenant | null }) {
+  const target = resolveArtifact(ref);
+  let tenantAuth = auth;
+  if (target.tenant && auth.tenant !== null) {
+    const tenant = sameTenant ? target.tenant : (TENANTS.find((t) => t !== target.tenant) as Tenant);
+    tenantAuth = { header: `Bearer ${TOKENS[tenant]}`, tenant };
+  }
+  return { target, tenantAuth };
+}
+
 // ---------- properties ----------
 
 const RUNS = { create: 3000, update: 2000, merge: 1000, many: 800, paths: 2500, headers: 2500 };
@@ -842,13 +856,7 @@ describe("fuzz: generated requests against the app", () => {
         fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 2, arbitrary: preconditionValue }),
         authorization,
         async (ref, sameTenant, method, body, type, ifMatch, auth) => {
-          const target = resolveArtifact(ref);
-          // Aim at the artifact's own thread; with the other tenant's token half the time.
-          let tenantAuth = auth;
-          if (target.tenant && auth.tenant !== null) {
-            const tenant = sameTenant ? target.tenant : (TENANTS.find((t) => t !== target.tenant) as Tenant);
-            tenantAuth = { header: `Bearer ${TOKENS[tenant]}`, tenant };
-          }
+          const { target, tenantAuth } = aimAt(ref, sameTenant, auth);
           await exercise({
             method,
             path: `/v1/threads/${target.threadId ?? "fuzz-1"}/artifacts/${target.id}`,
@@ -871,12 +879,7 @@ describe("fuzz: generated requests against the app", () => {
         fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: preconditionValue }),
         authorization,
         async (ref, sameTenant, body, ifMatch, auth) => {
-          const target = resolveArtifact(ref);
-          let tenantAuth = auth;
-          if (target.tenant && auth.tenant !== null) {
-            const tenant = sameTenant ? target.tenant : (TENANTS.find((t) => t !== target.tenant) as Tenant);
-            tenantAuth = { header: `Bearer ${TOKENS[tenant]}`, tenant };
-          }
+          const { target, tenantAuth } = aimAt(ref, sameTenant, auth);
           await exercise({
             method: "PATCH",
             path: `/v1/threads/${target.threadId ?? "fuzz-1"}/artifacts/${target.id}`,

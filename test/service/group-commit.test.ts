@@ -34,7 +34,8 @@ function setup(store?: (fs: FsBlobStore) => BlobStore) {
   dirs.push(dir);
   const fs = new FsBlobStore(join(dir, "rollouts"));
   const rollout = new Rollout(store ? store(fs) : fs);
-  const newService = (name: string) => {
+  /** A service (a process) of its own cache over the shared rollout; `resident`: as the Workers sequencer runs it. */
+  const newService = (name: string, options: { resident?: boolean } = {}) => {
     const cache = new LibsqlCache({
       connect: () => createClient({ url: `file:${join(dir, name)}`, concurrency: 1 }),
       local: true,
@@ -45,6 +46,7 @@ function setup(store?: (fs: FsBlobStore) => BlobStore) {
       cache,
       limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
       backoff: async () => {},
+      ...(options.resident ? { resident: true } : {}),
     });
     services.push(service);
     return { cache, service };
@@ -287,28 +289,10 @@ class FailOnce extends Delegating {
   }
 }
 
-/** A service in resident mode (as the Workers sequencer runs it) on the shared rollout, with a cache of its own. */
-function residentService(shared: { dir: string; rollout: Rollout }) {
-  const residentCache = new LibsqlCache({
-    connect: () => createClient({ url: `file:${join(shared.dir, "r.db")}`, concurrency: 1 }),
-    local: true,
-  });
-  caches.push(residentCache);
-  const resident = new ArtifactService({
-    rollout: shared.rollout,
-    cache: residentCache,
-    limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
-    resident: true,
-    backoff: async () => {},
-  });
-  services.push(resident);
-  return { residentCache, resident };
-}
-
 describe("resident mode (the Workers sequencer's writer)", () => {
   it("decides on the state it holds: the cache is read once to load the thread, never before a write; answers come before the cache has the commit", async () => {
-    const { rollout: shared } = setupShared();
-    const { residentCache, resident } = residentService(shared);
+    const { newService } = setup();
+    const { cache: residentCache, service: resident } = newService("r.db", { resident: true });
     const reads = vi.spyOn(residentCache, "readThread");
     const contexts = vi.spyOn(residentCache, "writeContext");
     const first = await resident.writeArtifact("local", "held", create(1));
@@ -332,9 +316,9 @@ describe("resident mode (the Workers sequencer's writer)", () => {
   });
 
   it("another writer of the thread costs a lost race and a catch-up, never a wrong decision", async () => {
-    const { rollout, newService } = setupShared();
+    const { newService } = setup();
     const other = newService("other.db");
-    const { residentCache, resident } = residentService(rollout);
+    const { service: resident } = newService("r.db", { resident: true });
     const a = await resident.writeArtifact("local", "shared-held", create(1));
     // Another process updates it behind the resident writer's back.
     await other.service.writeArtifact("local", "shared-held", {
@@ -357,26 +341,3 @@ describe("resident mode (the Workers sequencer's writer)", () => {
     expect(await resident.writerHead("local", "shared-held")).toBe(3);
   });
 });
-
-/** A rollout folder and services over it, for the resident-mode tests. */
-function setupShared() {
-  const dir = mkdtempSync(join(tmpdir(), "artifacts-group-"));
-  dirs.push(dir);
-  const rollout = new Rollout(new FsBlobStore(join(dir, "rollouts")));
-  const newService = (name: string) => {
-    const cache = new LibsqlCache({
-      connect: () => createClient({ url: `file:${join(dir, name)}`, concurrency: 1 }),
-      local: true,
-    });
-    caches.push(cache);
-    const service = new ArtifactService({
-      rollout,
-      cache,
-      limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
-      backoff: async () => {},
-    });
-    services.push(service);
-    return { cache, service };
-  };
-  return { rollout: { rollout, dir }, newService };
-}

@@ -42,11 +42,7 @@ export function eventRoutes(
       reader: deps.service,
       options: deps.options,
       eventId: (positions) =>
-        deps.tokens.encode(tenant, mapEntries(positions, (threadId) => tags.get(threadId) as string)),
+        deps.tokens.encode(tenant, [...positions].map(([threadId, seq]) => [tags.get(threadId) as string, seq])),
     });
   });
-}
-
-function* mapEntries<V>(map: ReadonlyMap<string, V>, key: (k: string) => string): Iterable<[string, V]> {
-  for (const [k, v] of map) yield [key(k), v];
 }
