@@ -1,6 +1,5 @@
-import type { ArtifactCache, EventPage, TargetLookup } from "../../src/cache/port.ts";
+import type { ArtifactCache, CachedContext, EventPage, TargetLookup } from "../../src/cache/port.ts";
 import { type Artifact, type ThreadJson, type ThreadState, toThreadJson } from "../../src/model/artifact.ts";
-import type { GroupContext } from "../../src/model/decide.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import type { Commit } from "../../src/model/patch.ts";
 
@@ -46,9 +45,9 @@ export class StateCache implements ArtifactCache {
     return this.#threads.get(this.#key(tenant, threadId)) ?? null;
   }
 
-  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext> {
+  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<CachedContext> {
     const state = this.#threads.get(this.#key(tenant, threadId));
-    if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
+    if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null), updatedAt: null };
     const targets = lookups.map((target) => {
       if (target.by === "id") return state.artifacts.find((a) => a.id === target.artifactId) ?? null;
       if (target.identityKey === null) return null;
@@ -56,7 +55,7 @@ export class StateCache implements ArtifactCache {
         a.artifactType === target.artifactType && a.identityKey === target.identityKey
       ) ?? null;
     });
-    return { seq: state.seq, artifactCount: state.artifacts.length, targets };
+    return { seq: state.seq, artifactCount: state.artifacts.length, targets, updatedAt: state.updatedAt };
   }
 
   async getArtifact(

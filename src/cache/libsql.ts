@@ -1,9 +1,9 @@
 import type { InStatement } from "@libsql/client";
 import { type Artifact, type ForkRef, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
-import type { GroupContext } from "../model/decide.ts";
 import { type Commit, eventData, type Patch } from "../model/patch.ts";
 import {
   type ArtifactCache,
+  type CachedContext,
   CacheUnavailableError,
   type EventPage,
   type TargetLookup,
@@ -153,10 +153,10 @@ export class LibsqlCache implements ArtifactCache {
     };
   }
 
-  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext> {
+  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<CachedContext> {
     const args = { t: tenant, th: threadId };
     const statements: InStatement[] = [{
-      sql: `SELECT seq, life_start FROM threads WHERE tenant = :t AND thread_id = :th`,
+      sql: `SELECT seq, life_start, updated_at FROM threads WHERE tenant = :t AND thread_id = :th`,
       args,
     }, {
       sql: `SELECT count(*) AS n FROM artifacts WHERE tenant = :t AND thread_id = :th`,
@@ -183,6 +183,7 @@ export class LibsqlCache implements ArtifactCache {
     const seq = thread ? Number(thread.seq) : 0;
     return {
       seq,
+      updatedAt: thread ? String(thread.updated_at) : null,
       ...(thread && Number(thread.life_start) > 0 && Number(thread.life_start) === seq ? { deleted: true } : {}),
       artifactCount: Number(results[1]?.rows[0]?.n ?? 0),
       targets: slotOf.map((slot) => {
@@ -402,11 +403,16 @@ function applyStatements(tenant: string, patch: Patch): InStatement[] {
   const key = { t: tenant, th: patch.threadId, seq: patch.seq };
   const guard = `(SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th) = :seq`;
   if (patch.op === "delete") {
-    // The end of a life: the row stays as the tombstone (seq = life_start), nothing else of the thread.
+    // The end of a life: the row stays as the tombstone (seq = life_start), nothing else of
+    // the thread. It applies on top of any earlier seq, or of no row at all: a cache that
+    // missed the end of a life (the life's commits are stubs by then) goes straight to it.
     return [
       {
-        sql: `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL, life_start = :seq, forked_from = NULL
-              WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
+        sql:
+          `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, life_start) VALUES (:t, :th, :at, :at, :seq, :seq)
+              ON CONFLICT (tenant, thread_id) DO UPDATE SET seq = :seq, updated_at = :at, installer = NULL, life_start = :seq,
+                forked_from = NULL
+              WHERE threads.seq < :seq`,
         args: { ...key, at: patch.at },
       },
       { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${guard}`, args: key },

@@ -4,6 +4,15 @@ import type { Commit, LogEvent } from "../model/patch.ts";
 
 export type { TargetLookup };
 
+/** A write context from the cache, and how old it may be. */
+export interface CachedContext extends GroupContext {
+  /**
+   * The `at` of the cached head's last patch (null: the cache has no row for the thread):
+   * the head was the rollout's at least then, which bounds how stale the context can be.
+   */
+  updatedAt: string | null;
+}
+
 export interface EventPage {
   /** The thread's cached seq (0 if the cache has no row for it). */
   seq: number;
@@ -49,7 +58,7 @@ export interface ArtifactCache {
   /** `readThread` with the artifacts as the JSON text the cache holds: what reads serve. */
   readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null>;
   /** The context a group of writes is decided on: the seq, the artifact count and each lookup's target, read together. */
-  writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<GroupContext>;
+  writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<CachedContext>;
   getArtifact(
     tenant: string,
     threadId: string,

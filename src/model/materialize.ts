@@ -10,8 +10,8 @@ export class PatchGapError extends Error {
 }
 
 /**
- * Applies `patches` (contiguous, starting at `base.seq + 1`, or at 1 without a base)
- * to `base`. Pure and deterministic: the same inputs always give an equal state, and
+ * Applies `patches` (contiguous, starting at `base.seq + 1`, or at 1 without a base;
+ * only a delete may come later, since it ends whatever came before) to `base`. Pure and deterministic: the same inputs always give an equal state, and
  * `base` is not modified.
  */
 export function materialize(base: ThreadState | null, patches: readonly Patch[]): ThreadState | null {
@@ -29,7 +29,11 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
   let deleted = base?.deleted ?? false;
   let since = base?.since;
   for (const patch of patches) {
-    if (patch.seq !== seq + 1) throw new PatchGapError(seq + 1, patch.seq);
+    // A delete may follow any earlier state: a reader standing in a deleted life goes
+    // straight to the tombstone (the life's other commits are stubs by then).
+    if (patch.seq !== seq + 1 && !(patch.op === "delete" && patch.seq > seq)) {
+      throw new PatchGapError(seq + 1, patch.seq);
+    }
     seq = patch.seq;
     updatedAt = patch.at;
     if (patch.op === "delete") {

@@ -142,6 +142,19 @@ export class Compactor {
       }
     }
     await rollout.writePointer(tenant, threadId, next);
+    // A delete may have ended this life while it was compacted, its sweep listing the
+    // thread before these writes landed: then they go again, so no copy of a deleted
+    // life's content outlives its sweep. (A sweep that lists after them removes them
+    // itself: it marks the life before it lists, and this check reads the mark after.)
+    const life = await rollout.readLife(tenant, threadId);
+    if (life && life.since > delta.firstSeq) {
+      await rollout.removeCompaction(tenant, threadId, {
+        delta: written,
+        ...(snapshot ? { snapshotSeq: snapshot.seq } : {}),
+        pointer: true,
+      });
+      return { delta: null, snapshot: null };
+    }
     return { delta: written, snapshot };
   }
 

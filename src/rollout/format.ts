@@ -19,18 +19,21 @@ export class CorruptRolloutError extends Error {
 
 const Seq = v.pipe(v.number(), v.integer(), v.minValue(1));
 
+const ForkSchema = v.strictObject({ threadId: v.string(), seq: Seq });
+
 const StoredPatchSchema = v.union([
   v.strictObject({
     seq: Seq,
     op: v.picklist(["add", "update", "remove"]),
     at: v.string(),
     artifact: ArtifactSchema,
+    // A fork's first patch inside a delta that does not start with it (a delta that starts
+    // with a tombstone, the new life a fork): a commit marks its first patch at the top instead.
+    fork: v.optional(ForkSchema),
   }),
   // The end of a life: no artifact.
   v.strictObject({ seq: Seq, op: v.literal("delete"), at: v.string() }),
 ]);
-
-const ForkSchema = v.strictObject({ threadId: v.string(), seq: Seq });
 
 /** A commit, and a compacted delta (the same shape: consecutive patches); a fork's first commit is marked `fork`. */
 const CommitSchema = v.strictObject({
@@ -87,8 +90,16 @@ export interface DeltaRef {
 
 /** `{"v":2,"firstSeq":n,"lastSeq":m,"at":..,"patches":[{"seq","op","at","artifact"}, ...]}` */
 export function serializeCommit(commit: Commit): string {
-  const patches = commit.patches.map((p) =>
-    p.op === "delete" ? { seq: p.seq, op: p.op, at: p.at } : { seq: p.seq, op: p.op, at: p.at, artifact: p.artifact }
+  // The first patch's fork marker goes on the commit; one past the first (only in a delta
+  // that starts with a tombstone and goes on into a fork's new life) stays on its patch.
+  const patches = commit.patches.map((p, i) =>
+    p.op === "delete" ? { seq: p.seq, op: p.op, at: p.at } : {
+      seq: p.seq,
+      op: p.op,
+      at: p.at,
+      artifact: p.artifact,
+      ...(i > 0 && p.fork ? { fork: p.fork } : {}),
+    }
   );
   const first = commit.patches[0];
   const fork = first && first.op !== "delete" ? first.fork : undefined;
@@ -118,6 +129,43 @@ export function parseCommit(text: string, where: string, threadId: string): Comm
   }
   const parsed = patches.map((p, i) => ({ threadId, ...p, ...(fork && i === 0 ? { fork } : {}) }) as Patch);
   return { threadId, firstSeq, lastSeq, at, patches: parsed };
+}
+
+/**
+ * What a deleted life leaves at each of its commit keys: the key stays occupied (so no
+ * writer deciding on an old head can put a commit there and be told it succeeded) while
+ * the content is gone. It covers seqs `firstSeq..lastSeq` of lives that ended at or
+ * before the delete commit at `tombstone` (which may itself be a stub of a later delete:
+ * follow it). Stubs go only after the retention period (see service/thread-sweeper.ts).
+ */
+export interface CommitStub {
+  firstSeq: number;
+  lastSeq: number;
+  tombstone: number;
+}
+
+const StubSchema = v.strictObject({ v: v.literal(FORMAT), firstSeq: Seq, lastSeq: Seq, tombstone: Seq });
+
+/** `{"v":2,"firstSeq":k,"lastSeq":m,"tombstone":T}`: no user data at all. */
+export function serializeStub(stub: CommitStub): string {
+  return JSON.stringify({ v: FORMAT, firstSeq: stub.firstSeq, lastSeq: stub.lastSeq, tombstone: stub.tombstone });
+}
+
+export function isStub(stored: Commit | CommitStub): stored is CommitStub {
+  return "tombstone" in stored;
+}
+
+/** What a commit key holds: a commit, or the stub a delete left in its place. */
+export function parseCommitObject(text: string, where: string, threadId: string): Commit | CommitStub {
+  const json = safeJson(text, where);
+  if (json !== null && typeof json === "object" && "tombstone" in json) {
+    const result = v.safeParse(StubSchema, json);
+    if (!result.success) throw new CorruptRolloutError(where);
+    const { firstSeq, lastSeq, tombstone } = result.output;
+    if (lastSeq < firstSeq || tombstone <= lastSeq) throw new CorruptRolloutError(where);
+    return { firstSeq, lastSeq, tombstone };
+  }
+  return parseCommit(text, where, threadId);
 }
 
 /** A snapshot's stored text, around the artifact texts as they are (no parse, no re-serialization). */
@@ -154,21 +202,35 @@ export function parseCompaction(text: string, where: string): CompactionPointer 
   return pointer;
 }
 
-/** `life.json`: the seq the thread's current life starts at (its latest tombstone). */
+/**
+ * `life.json`: the seq the thread's current life starts at (its latest tombstone), when
+ * that delete was made, and how far the sweep of the earlier lives has gone: `content`
+ * once their commits are stubs and their compaction objects gone, `keys` once the
+ * stubs (but the first) are removed too, after the retention period.
+ */
 export interface LifeMarker {
   since: number;
+  /** The tombstone's `at` (absent in markers written before it was recorded: the sweep adds it). */
+  deletedAt?: string;
+  swept?: "content" | "keys";
 }
 
-const LifeSchema = v.strictObject({ v: v.literal(FORMAT), since: Seq });
+const LifeSchema = v.strictObject({
+  v: v.literal(FORMAT),
+  since: Seq,
+  deletedAt: v.optional(v.string()),
+  swept: v.optional(v.picklist(["content", "keys"])),
+});
 
 export function serializeLife(life: LifeMarker): string {
-  return JSON.stringify({ v: FORMAT, since: life.since });
+  return JSON.stringify({ v: FORMAT, ...life });
 }
 
 export function parseLife(text: string, where: string): LifeMarker {
   const result = v.safeParse(LifeSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
-  return { since: result.output.since };
+  const { since, deletedAt, swept } = result.output;
+  return { since, ...(deletedAt ? { deletedAt } : {}), ...(swept ? { swept } : {}) };
 }
 
 function safeJson(text: string, where: string): unknown {

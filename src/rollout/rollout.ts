@@ -3,16 +3,20 @@ import { materialize } from "../model/materialize.ts";
 import { type Commit, type Patch, patchesOf } from "../model/patch.ts";
 import type { BlobStore } from "../blob/port.ts";
 import {
+  type CommitStub,
   type CompactionPointer,
   CorruptRolloutError,
+  isStub,
   type LifeMarker,
   parseCommit,
+  parseCommitObject,
   parseCompaction,
   parseLife,
   parseSnapshot,
   serializeCommit,
   serializeCompaction,
   serializeLife,
+  serializeStub,
   snapshotJson,
 } from "./format.ts";
 import {
@@ -96,15 +100,31 @@ export class Rollout {
     return this.#store.exists(commitKey(tenant, threadId, seq + 1));
   }
 
-  /** The commit that starts at `firstSeq`, or null. */
+  /**
+   * The commit that starts at `firstSeq`, or null. A key whose life was deleted holds a
+   * stub: then the answer is the delete commit that ended that life (the tombstone the
+   * stub names, followed through later deletes), so a reader or writer standing in a
+   * deleted life moves straight to where the thread went on.
+   */
   async commitAt(tenant: string, threadId: string, firstSeq: number): Promise<Commit | null> {
+    const stored = await this.#commitObject(tenant, threadId, firstSeq);
+    if (stored === null || !isStub(stored)) return stored;
+    return this.commitAt(tenant, threadId, stored.tombstone);
+  }
+
+  /** What the key of `firstSeq` holds, as stored: a commit, a stub, or nothing. */
+  async #commitObject(tenant: string, threadId: string, firstSeq: number): Promise<Commit | CommitStub | null> {
     const key = commitKey(tenant, threadId, firstSeq);
     const text = await this.#store.get(key);
-    if (text === null) return null;
-    const commit = parseCommit(text, key, threadId);
-    if (commit.firstSeq !== firstSeq) throw new CorruptRolloutError(key);
-    this.#rememberBoundary(tenant, threadId, commit.lastSeq);
-    return commit;
+    return text === null ? null : this.#parseAt(tenant, threadId, firstSeq, text);
+  }
+
+  #parseAt(tenant: string, threadId: string, firstSeq: number, text: string): Commit | CommitStub {
+    const key = commitKey(tenant, threadId, firstSeq);
+    const stored = parseCommitObject(text, key, threadId);
+    if (stored.firstSeq !== firstSeq) throw new CorruptRolloutError(key);
+    if (!isStub(stored)) this.#rememberBoundary(tenant, threadId, stored.lastSeq);
+    return stored;
   }
 
   /**
@@ -136,11 +156,13 @@ export class Rollout {
     let at = afterSeq;
     for (const [index, text] of texts.entries()) {
       if (text === null || starts[index] !== at + 1) break;
-      const commit = parseCommit(text, commitKey(tenant, threadId, at + 1), threadId);
-      if (commit.firstSeq !== at + 1) throw new CorruptRolloutError(commitKey(tenant, threadId, at + 1));
-      this.#rememberBoundary(tenant, threadId, commit.lastSeq);
-      chain.push(commit);
-      at = commit.lastSeq;
+      const stored = this.#parseAt(tenant, threadId, at + 1, text);
+      if (isStub(stored)) {
+        // A deleted life: the thread goes on at the tombstone that ended it.
+        return chain.concat(await this.listCommits(tenant, threadId, stored.tombstone - 1, max - chain.length));
+      }
+      chain.push(stored);
+      at = stored.lastSeq;
     }
     return chain;
   }
@@ -207,13 +229,97 @@ export class Rollout {
     return life ? life.since - 1 : 0;
   }
 
-  /** Every key under the thread's prefix, in order (the sweep of a delete). */
-  threadKeys(tenant: string, threadId: string): Promise<string[]> {
-    return this.#listAll(threadPrefix(tenant, threadId), undefined);
+  /**
+   * Takes the content of every life before the one starting at `since` (a tombstone's
+   * seq) out of the rollout, keeping every commit key occupied: compaction objects below
+   * it are removed, and each commit below it is overwritten by a stub naming `since`. The
+   * stubs tile seqs 1..since-1 (each reaches to the next key), and seq 1's key always
+   * holds one (put if absent: a thread whose keys an older build freed gets its anchor
+   * back). Idempotent; resolves with the number of objects changed.
+   */
+  async stubPast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
+    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
+    const stubs = commits.map((firstSeq, i) => ({
+      firstSeq,
+      lastSeq: (commits[i + 1] ?? since) - 1,
+      tombstone: since,
+    }));
+    const anchor = commits[0] === 1 ? [] : [{ firstSeq: 1, lastSeq: (commits[0] ?? since) - 1, tombstone: since }];
+    // Derived objects first (they are the only other copies of the content), then the commits.
+    await inBatches(derived, concurrency, (key) => this.#store.delete(key));
+    await inBatches(
+      stubs,
+      concurrency,
+      (stub) => this.#store.put(this.#stubKey(tenant, threadId, stub), serializeStub(stub)),
+    );
+    await inBatches(
+      anchor,
+      1,
+      (stub) => this.#store.putIfAbsent(this.#stubKey(tenant, threadId, stub), serializeStub(stub)),
+    );
+    return derived.length + stubs.length + anchor.length;
   }
 
-  deleteKey(key: string): Promise<void> {
-    return this.#store.delete(key);
+  /**
+   * After the retention period: removes the stubs below `since` but the first (seq 1's
+   * key, which then covers 1..since-1: a writer that knows nothing of the thread finds
+   * its way to the current life from there), and any compaction object left below it.
+   * Resolves with the number of objects removed.
+   */
+  async freePast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
+    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
+    const anchor: CommitStub = { firstSeq: 1, lastSeq: since - 1, tombstone: since };
+    await this.#store.put(this.#stubKey(tenant, threadId, anchor), serializeStub(anchor));
+    const freed = commits.filter((seq) => seq > 1).map((seq) => commitKey(tenant, threadId, seq));
+    await inBatches([...derived, ...freed], concurrency, (key) => this.#store.delete(key));
+    return derived.length + freed.length;
+  }
+
+  /**
+   * Compaction objects written for a life a delete has ended meanwhile (a compactor
+   * that read the commits before the delete and wrote after its sweep): removed again.
+   */
+  async removeCompaction(
+    tenant: string,
+    threadId: string,
+    written: { delta?: { firstSeq: number; lastSeq: number }; snapshotSeq?: number; pointer: boolean },
+  ): Promise<void> {
+    const keys = [
+      ...(written.delta ? [deltaKey(tenant, threadId, written.delta.firstSeq, written.delta.lastSeq)] : []),
+      ...(written.snapshotSeq !== undefined ? [snapshotKey(tenant, threadId, written.snapshotSeq)] : []),
+      ...(written.pointer ? [compactionKey(tenant, threadId)] : []),
+    ];
+    await Promise.all(keys.map((key) => this.#store.delete(key)));
+  }
+
+  #stubKey(tenant: string, threadId: string, stub: CommitStub): string {
+    return commitKey(tenant, threadId, stub.firstSeq);
+  }
+
+  /** The commit keys (their first seqs) and compaction objects of the thread below the life starting at `since`. */
+  async #pastObjects(
+    tenant: string,
+    threadId: string,
+    since: number,
+  ): Promise<{ commits: number[]; derived: string[] }> {
+    const [keys, pointer] = await Promise.all([
+      this.#listAll(threadPrefix(tenant, threadId), undefined),
+      this.readPointer(tenant, threadId),
+    ]);
+    const commits: number[] = [];
+    const derived: string[] = [];
+    for (const key of keys) {
+      const commit = firstSeqOfCommitKey(key);
+      if (commit !== null) {
+        if (commit < since) commits.push(commit);
+        continue;
+      }
+      const delta = rangeOfDeltaKey(key);
+      const snapshot = seqOfSnapshotKey(key);
+      if ((delta && delta.firstSeq < since) || (snapshot !== null && snapshot < since)) derived.push(key);
+      else if (key === compactionKey(tenant, threadId) && (pointer?.since ?? 1) < since) derived.push(key);
+    }
+    return { commits, derived };
   }
 
   /** The thread at its head (null: no commit). */
@@ -228,8 +334,13 @@ export class Rollout {
    * missing or corrupt makes this replay the commits from the start instead.
    */
   async loadParts(tenant: string, threadId: string): Promise<ThreadParts> {
-    const pointer = await this.readPointer(tenant, threadId);
-    if (pointer) {
+    // One round trip: what compaction holds, and where the current life starts (no
+    // knowledge of a thread never means "a new thread": a deleted one goes on after its tombstone).
+    const [pointer, boundary] = await Promise.all([
+      this.readPointer(tenant, threadId),
+      this.lifeBoundary(tenant, threadId),
+    ]);
+    if (pointer && (pointer.since ?? 1) > boundary) {
       try {
         const [base, tail] = await Promise.all([
           this.baseAt(tenant, threadId, pointer),
@@ -241,12 +352,8 @@ export class Rollout {
         if (!(error instanceof CorruptRolloutError)) throw error;
       }
     }
-    const fromStart = await this.listCommits(tenant, threadId, 0);
-    if (fromStart.length > 0) return { base: null, tail: fromStart };
-    // No chain from seq 1: nothing at all, or a deleted thread whose past was swept (the
-    // sweep removes commits oldest first, so a partial one never leaves seq 1 behind).
-    const boundary = await this.lifeBoundary(tenant, threadId);
-    return { base: null, tail: boundary > 0 ? await this.listCommits(tenant, threadId, boundary) : [] };
+    // From the life's start: its tombstone (the key of seq 1, never removed, leads there too).
+    return { base: null, tail: await this.listCommits(tenant, threadId, boundary) };
   }
 
   /** The thread as the pointer's snapshot and deltas leave it (at `pointer.seq`); undefined if one of them is gone. */
@@ -421,6 +528,11 @@ export class Rollout {
   #isBoundary(tenant: string, threadId: string, seq: number): boolean {
     return this.#boundaries.has(`${threadKey(tenant, threadId)}\u0000${seq}`);
   }
+}
+
+/** `run` over `items` in waves of `size` (a big thread's sweep stays a few waves of requests). */
+async function inBatches<T>(items: readonly T[], size: number, run: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(run));
 }
 
 /** `run` over `items`, at most READ_CONCURRENCY at once, results in order. */

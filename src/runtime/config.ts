@@ -13,6 +13,11 @@ export interface Config {
   maxArtifactsPerThread: number;
   /** A compacted delta once the commits since the last cross a multiple of this many seqs (rollout/compaction.ts). */
   compactEvery: number;
+  /**
+   * How long the commit keys of a deleted thread's earlier lives stay occupied by stubs
+   * (ms; service/thread-sweeper.ts): far longer than any request lives.
+   */
+  deleteRetentionMs: number;
   corsOrigins: string[];
   auth: AuthSettings;
   cursorSecret: string;
@@ -51,6 +56,7 @@ export function loadConfig(env: Env): Config {
     maxPayloadBytes: integer(env, "MAX_PAYLOAD_BYTES", 65536, 2, 64 * 1024 * 1024),
     maxArtifactsPerThread: integer(env, "MAX_ARTIFACTS_PER_THREAD", 1000, 1, 1_000_000),
     compactEvery: integer(env, "COMPACT_EVERY", 64, 1, 1_000_000),
+    deleteRetentionMs: integer(env, "DELETE_RETENTION_HOURS", 168, 1, 24 * 3650) * 3600 * 1000,
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
     auth: {
       tokens: parseTokens(env.AUTH_TOKENS),

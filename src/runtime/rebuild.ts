@@ -128,6 +128,7 @@ export async function runRebuild(
       rollout,
       cache,
       limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
+      deleteRetentionMs: config.deleteRetentionMs,
       logger: { warn: (message, fields) => io.stderr.write(`rebuild: ${message} ${JSON.stringify(fields ?? {})}\n`) },
     });
     const summary = await rebuildCache({ service, rollout, cache }, {

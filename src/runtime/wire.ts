@@ -60,6 +60,7 @@ export function wire(wiring: Wiring) {
     cache,
     limits,
     compaction: { everyPatches: config.compactEvery },
+    deleteRetentionMs: config.deleteRetentionMs,
     onCommit: (tenant, commit) => notifier.notify(tenant, commit.threadId, commit.lastSeq),
     healEveryMs,
     ...(wiring.background ? { background: wiring.background } : {}),

@@ -15,7 +15,7 @@ import {
   type WriteResult,
 } from "./group-writer.ts";
 import { type ArtifactVersion, HistoryReader, type VersionPage } from "./history-reader.ts";
-import { ThreadSweeper } from "./thread-sweeper.ts";
+import { DEFAULT_DELETE_RETENTION_MS, ThreadSweeper } from "./thread-sweeper.ts";
 import {
   type Consistency,
   type HeadSource,
@@ -72,6 +72,8 @@ export interface ServiceOptions {
   newId?: () => string;
   /** Rounds in a row that lose the put-if-absent race before a write gives up with 503. */
   maxAttempts?: number;
+  /** How long a deleted life's commit keys stay occupied by stubs (default 7 days; see ThreadSweeper). */
+  deleteRetentionMs?: number;
   /** Waits between rounds; injectable so tests need no real sleeps. */
   backoff?: (attempt: number) => Promise<void>;
   /** See RepairerOptions.healEveryMs (default 0: off). */
@@ -115,7 +117,9 @@ export class ArtifactService {
     this.#guard = guard;
     this.#repairer = repairer;
     this.#history = new HistoryReader(rollout);
-    const sweeper = new ThreadSweeper(rollout, logger);
+    const now = options.now ?? (() => new Date());
+    const retentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
+    const sweeper = new ThreadSweeper({ rollout, logger, retentionMs, now });
     this.#sweeper = sweeper;
     const background = (work: Promise<void>) => {
       const tracked = work.finally(() => this.#inFlight.delete(tracked));
@@ -128,6 +132,8 @@ export class ArtifactService {
       repairer,
       ...(options.heads ? { heads: options.heads } : {}),
       touchedLife: (tenant, threadId, since) => sweeper.ensure(tenant, threadId, since, background),
+      freshMs: retentionMs / 4,
+      now,
     });
     this.#writer = new GroupWriter({
       rollout,
@@ -141,9 +147,10 @@ export class ArtifactService {
       resident: options.resident ?? false,
       logger,
       background,
-      now: options.now ?? (() => new Date()),
+      now,
       newId: options.newId ?? (() => uuidv7()),
       maxAttempts: options.maxAttempts ?? 20,
+      freshMs: retentionMs / 4,
       backoff: options.backoff ?? jitteredBackoff,
     });
   }

@@ -64,7 +64,7 @@ export class CacheRepairer {
   async advance(tenant: string, threadId: string, cachedSeq: number, known?: readonly Commit[]): Promise<void> {
     const cache = this.#guard.cache;
     if (cachedSeq > 0) {
-      const tail = known ?? (await this.#rollout.tailAfter(tenant, threadId, cachedSeq));
+      const tail = known ?? (await this.#tailAfter(tenant, threadId, cachedSeq));
       const last = tail[tail.length - 1];
       if (!last || (await cache.apply(tenant, tail)) >= last.lastSeq) return;
     }
@@ -74,11 +74,35 @@ export class CacheRepairer {
   /** `advance` for a reader that holds the cached thread, returning the thread at the head. */
   async repair(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
     if (cached && cached.seq > 0) {
-      const tail = await this.#rollout.tailAfter(tenant, threadId, cached.seq);
+      const tail = await this.#tailAfter(tenant, threadId, cached.seq);
       if (tail.length > 0) await this.#guard.cache.apply(tenant, tail);
       return materialize(cached, patchesOf(tail));
     }
     return this.#install(tenant, threadId);
+  }
+
+  /**
+   * The commits after a cached seq. A cache that missed a delete long ago finds nothing
+   * after its seq (that life's keys were freed after the retention): the life marker
+   * then says where the thread went on, and the tail starts at its tombstone.
+   */
+  async #tailAfter(tenant: string, threadId: string, cachedSeq: number): Promise<Commit[]> {
+    const tail = await this.#rollout.tailAfter(tenant, threadId, cachedSeq);
+    if (tail.length > 0) return tail;
+    const boundary = await this.#rollout.lifeBoundary(tenant, threadId);
+    return boundary > cachedSeq ? this.#rollout.tailAfter(tenant, threadId, boundary) : tail;
+  }
+
+  /**
+   * Whether the rollout has moved past a cached seq: one existence check, and the life
+   * marker alongside (a cache that missed a delete whose keys are freed by now).
+   */
+  async behind(tenant: string, threadId: string, seq: number): Promise<boolean> {
+    const [next, boundary] = await Promise.all([
+      this.#rollout.hasCommitAfter(tenant, threadId, seq),
+      this.#rollout.lifeBoundary(tenant, threadId),
+    ]);
+    return next || boundary > seq;
   }
 
   /** A thread the cache does not have: the compacted base, then the commits after it. */
@@ -101,11 +125,11 @@ export class CacheRepairer {
     let seq = cachedSeq;
     // Bounded: a concurrent installer or writer may move the row between our calls.
     for (let attempt = 0; attempt < REPAIR_ATTEMPTS; attempt++) {
-      if (!(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) return { cachedSeq, seq };
+      if (!(await this.behind(tenant, threadId, seq))) return { cachedSeq, seq };
       await this.advance(tenant, threadId, seq);
       seq = await cache.seq(tenant, threadId);
     }
-    if (!(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) return { cachedSeq, seq };
+    if (!(await this.behind(tenant, threadId, seq))) return { cachedSeq, seq };
     throw new Error(
       `the cache of thread ${threadId} stays behind the rollout (at seq ${seq}) after ${REPAIR_ATTEMPTS} repairs`,
     );

@@ -71,6 +71,14 @@ export interface GroupWriterOptions {
   newId: () => string;
   /** Rounds in a row that lose the race before a write gives up with 503. */
   maxAttempts: number;
+  /**
+   * The oldest basis a put may be made on (ms): a quarter of the delete retention (see
+   * ThreadSweeper). A deleted life's commit keys are freed only after the retention, so a
+   * writer whose head is younger than this can never aim at a freed key: remembered and
+   * resident heads older than it are forgotten, a cache row older than it is checked
+   * against the life marker, and a round that took longer is decided again.
+   */
+  freshMs: number;
   /** Waits between rounds; injectable so tests need no real sleeps. */
   backoff: (attempt: number) => Promise<void>;
 }
@@ -90,7 +98,7 @@ interface PendingWrite {
  * this writer holds: the resident one, or, once the cache has failed this group, the
  * one read from the rollout, carried from round to round.
  */
-type Basis = { from: "cache" } | { from: "state"; state: ThreadState | null };
+type Basis = { from: "cache" } | { from: "state"; state: ThreadState | null; at: number };
 
 /** How long a resident head counts as the rollout's without asking the store again (ms). */
 const RESIDENT_HEAD_FRESH_MS = 1000;
@@ -133,6 +141,7 @@ export class GroupWriter {
     this.#heads = new KnownHeads({
       max: MAX_KNOWN_HEADS,
       sharedForMs: SHARED_THREAD_MS,
+      freshForMs: options.freshMs,
       now: () => options.now().getTime(),
     });
   }
@@ -157,9 +166,7 @@ export class GroupWriter {
   async #writeGroup(tenant: string, threadId: string, group: PendingWrite[]): Promise<void> {
     const commands = group.map((write) => write.command);
     const lookups = commands.map(targetOf);
-    let basis: Basis = this.#o.resident
-      ? { from: "state", state: await this.#residentState(tenant, threadId) }
-      : { from: "cache" };
+    let basis: Basis = this.#o.resident ? await this.#residentBasis(tenant, threadId) : { from: "cache" };
     for (let attempt = 0;; attempt++) {
       if (attempt > 0) {
         if (attempt >= this.#o.maxAttempts) {
@@ -167,6 +174,7 @@ export class GroupWriter {
         }
         await this.#o.backoff(attempt);
       }
+      const roundAt = this.#o.now().getTime();
       const round = await this.#contextFor(
         tenant,
         threadId,
@@ -176,6 +184,7 @@ export class GroupWriter {
       );
       basis = round.basis;
       const { context } = round;
+      const basisAt = basis.from === "state" ? basis.at : roundAt;
       const outcomes = decideGroup(commands, context, {
         threadId,
         at: this.#o.now().toISOString(),
@@ -202,10 +211,17 @@ export class GroupWriter {
           continue;
         }
         this.#heads.remember(tenant, threadId, { seq: context.seq, artifactCount: context.artifactCount });
-        if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state);
+        if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state, basis.at);
         return settle(group, outcomes, threadId);
       }
 
+      if (this.#o.now().getTime() - basisAt > this.#o.freshMs) {
+        // Decided on a head too old to aim with (a process paused mid-round): decide again on a fresh one.
+        this.#heads.forget(tenant, threadId);
+        this.#resident.delete(threadKey(tenant, threadId));
+        basis = this.#o.resident ? await this.#residentBasis(tenant, threadId) : { from: "cache" };
+        continue;
+      }
       const commit = commitOf(patches);
       // A store failure leaves it unknown whether the commit landed: every write of the
       // group gets the error (a 503), and the next writer finds out by put-if-absent.
@@ -222,7 +238,7 @@ export class GroupWriter {
         if (isTombstone(commit)) {
           // Readers start at the marked life before the delete is answered (an as-of read
           // of the old life then 404s at once); the sweep of the old life follows.
-          await this.#o.sweeper.mark(tenant, threadId, commit.firstSeq).catch((error: unknown) =>
+          await this.#o.sweeper.mark(tenant, threadId, commit.firstSeq, commit.at).catch((error: unknown) =>
             this.#o.logger.warn("marking a deleted thread's life failed", { threadId, error: describeError(error) })
           );
           this.#o.sweeper.ensure(tenant, threadId, commit.firstSeq, this.#o.background);
@@ -238,24 +254,19 @@ export class GroupWriter {
           // (and its state while the cache lags), and the cache follows in commit order
           // (a chain per thread) without holding anyone's answer.
           this.#setResident(tenant, threadId, materialize(basis.state, patches));
-          this.#chainApply(tenant, threadId, async () => void (await this.#applyCommitted(tenant, threadId, commit)));
+          this.#chainApply(tenant, threadId, () => this.#applyCommitted(tenant, threadId, commit));
           return settle(group, outcomes, threadId);
         }
-        if ((await this.#applyCommitted(tenant, threadId, commit)) === "applied") {
-          return settle(group, outcomes, threadId);
-        }
-        // Below a delete that landed meanwhile: decide the group again on the thread as it is now,
-        // and sweep the orphan with the rest of the old life.
-        this.#heads.forget(tenant, threadId);
-        this.#o.background(this.#o.sweeper.sweep(tenant, threadId, commit.lastSeq + 1).then(() => {}, () => {}));
-        basis = { from: "cache" };
-        continue;
+        // A created commit is the thread's, whatever happens next: no key a writer can aim
+        // at is ever freed (see freshMs), so it landed in the life it was decided in.
+        await this.#applyCommitted(tenant, threadId, commit);
+        return settle(group, outcomes, threadId);
       }
       // Another writer took the seq after our context: learn what it wrote, then decide
       // again (after a remembered head, on the cache: the next round reads it).
       this.#heads.shared(tenant, threadId);
       if (!round.fromKnownHead) basis = await this.#catchUp(tenant, threadId, context.seq, basis);
-      if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state);
+      if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state, basis.at);
     }
   }
 
@@ -278,23 +289,46 @@ export class GroupWriter {
       return { context: { ...known, targets: lookups.map(() => null) }, basis, fromKnownHead: true };
     }
     const cached = await this.#o.guard.try("writeContext", (cache) => cache.writeContext(tenant, threadId, lookups));
-    if (cached.ok) return { context: cached.value, basis, fromKnownHead: false };
+    if (cached.ok) {
+      const { updatedAt, ...context } = cached.value;
+      // A row this old may predate a delete whose stubs are gone by now (a cache restored
+      // from a backup, or one that missed the delete): the life marker tells. No row needs
+      // no check: seq 1's key is never freed, so a put there finds any thread that was.
+      const old = updatedAt !== null && this.#o.now().getTime() - Date.parse(updatedAt) > this.#o.freshMs;
+      if (!old || !(await this.#missedDelete(tenant, threadId, context.seq))) {
+        return { context, basis, fromKnownHead: false };
+      }
+    }
     const state = await this.#o.rollout.load(tenant, threadId);
-    return { context: contextFromState(state, lookups), basis: { from: "state", state }, fromKnownHead: false };
+    const at = this.#o.now().getTime();
+    return { context: contextFromState(state, lookups), basis: { from: "state", state, at }, fromKnownHead: false };
+  }
+
+  /** Whether the thread's current life starts after `seq`: a head at `seq` missed a delete. */
+  async #missedDelete(tenant: string, threadId: string, seq: number): Promise<boolean> {
+    return (await this.#o.rollout.lifeBoundary(tenant, threadId)) > seq;
   }
 
   /** After a lost race at `seq`: the commits since, onto the cache (or onto the carried state once the cache failed). */
   async #catchUp(tenant: string, threadId: string, seq: number, basis: Basis): Promise<Basis> {
     if (basis.from === "state" && basis.state) {
       const tail = await this.#o.rollout.followCommits(tenant, threadId, basis.state.seq);
-      return { from: "state", state: materialize(basis.state, patchesOf(tail)) };
+      return { from: "state", state: materialize(basis.state, patchesOf(tail)), at: this.#o.now().getTime() };
     }
     if (basis.from === "cache") {
       const tail = seq > 0 ? await this.#o.rollout.followCommits(tenant, threadId, seq) : undefined;
       const caughtUp = await this.#o.guard.try("repair", () => this.#o.repairer.advance(tenant, threadId, seq, tail));
       if (caughtUp.ok) return basis;
     }
-    return { from: "state", state: await this.#o.rollout.load(tenant, threadId) };
+    const state = await this.#o.rollout.load(tenant, threadId);
+    return { from: "state", state, at: this.#o.now().getTime() };
+  }
+
+  /** Resident mode: a basis of the thread's state in memory, and when the store last confirmed it. */
+  async #residentBasis(tenant: string, threadId: string): Promise<Basis> {
+    const state = await this.#residentState(tenant, threadId);
+    const at = this.#resident.get(threadKey(tenant, threadId))?.confirmedAt ?? this.#o.now().getTime();
+    return { from: "state", state, at };
   }
 
   /** Resident mode: the thread as this writer holds it (at or past the cache, which follows it). */
@@ -322,7 +356,12 @@ export class GroupWriter {
    */
   async #residentState(tenant: string, threadId: string, confirm = false): Promise<ThreadState | null> {
     const key = threadKey(tenant, threadId);
-    const resident = this.#resident.get(key);
+    let resident = this.#resident.get(key);
+    if (resident && this.#o.now().getTime() - resident.confirmedAt > this.#o.freshMs) {
+      // Too old to follow from (the keys after it may have been freed since): load it again.
+      this.#resident.delete(key);
+      resident = undefined;
+    }
     if (resident && !confirm) return resident.state;
     let state: ThreadState | null;
     if (resident) {
@@ -352,27 +391,24 @@ export class GroupWriter {
   }
 
   /** Never moves a resident state back (a slow check finishing after a newer commit). */
-  #setResident(tenant: string, threadId: string, state: ThreadState | null): void {
+  #setResident(
+    tenant: string,
+    threadId: string,
+    state: ThreadState | null,
+    confirmedAt = this.#o.now().getTime(),
+  ): void {
     const key = threadKey(tenant, threadId);
     const current = this.#resident.get(key);
     if (current && (current.state?.seq ?? 0) > (state?.seq ?? 0)) return;
-    this.#resident.set(key, { state, confirmedAt: this.#o.now().getTime() });
+    this.#resident.set(key, { state, confirmedAt });
   }
 
   /**
    * Best effort, before the writes are answered (a `consistency=cache` read after a 2xx
    * sees the write): the commit is already durable, so nothing here may fail it.
    */
-  async #applyCommitted(tenant: string, threadId: string, commit: Commit): Promise<"applied" | "orphaned"> {
+  async #applyCommitted(tenant: string, threadId: string, commit: Commit): Promise<void> {
     const applied = await this.#o.guard.try("apply", (cache) => cache.apply(tenant, [commit]));
-    // The cache past our commit, or unreachable: a delete may have landed after the
-    // context we decided on, and its sweep freed the key we just created. Then our
-    // commit sits below the thread's current life, where nothing reads it: it did not
-    // happen (the group is decided again, in the new life).
-    if (!applied.ok || applied.value > commit.lastSeq) {
-      const life = await this.#o.rollout.readLife(tenant, threadId).catch(() => null);
-      if (life && life.since > commit.firstSeq) return "orphaned";
-    }
     let caughtUp = applied.ok && applied.value >= commit.lastSeq;
     if (applied.ok && !caughtUp) {
       // The cache was behind (another process wrote while it was down): catch it up now.
@@ -381,7 +417,6 @@ export class GroupWriter {
     }
     if (!caughtUp) this.#o.repairer.markBehind(tenant, threadId);
     this.#o.onCommit(tenant, commit);
-    return "applied";
   }
 
   /** Compaction after the answer: a failure only leaves cold reads longer until the next one. */

@@ -10,28 +10,39 @@ export interface ThreadHead {
  * The head of each thread as this process last committed (or confirmed) it, most
  * recently used first, bounded. Never the truth on its own: a write decided on it
  * appends put-if-absent at seq + 1, so a head another process has moved past shows
- * up as a lost race, and the writer asks the cache again.
+ * up as a lost race, and the writer asks the cache again. A head older than
+ * `freshForMs` is forgotten: the keys of a deleted life stay occupied only for a
+ * retention period, and a head that old may point into one.
  *
  * A thread other processes write too is not remembered for a while after such a race:
  * there a head is usually stale, and a stale guess costs a wasted put (its fsync
  * included), more than the cache read it saves.
  */
 export class KnownHeads {
-  readonly #heads = new Map<string, ThreadHead>();
+  readonly #heads = new Map<string, ThreadHead & { at: number }>();
   /** Threads found shared, until when (ms) their heads are not remembered. */
   readonly #shared = new Map<string, number>();
   readonly #max: number;
   readonly #sharedForMs: number;
+  readonly #freshForMs: number;
   readonly #now: () => number;
 
-  constructor(options: { max: number; sharedForMs: number; now?: () => number }) {
+  constructor(options: { max: number; sharedForMs: number; freshForMs?: number; now?: () => number }) {
     this.#max = options.max;
     this.#sharedForMs = options.sharedForMs;
+    this.#freshForMs = options.freshForMs ?? Infinity;
     this.#now = options.now ?? Date.now;
   }
 
   get(tenant: string, threadId: string): ThreadHead | undefined {
-    return this.#heads.get(threadKey(tenant, threadId));
+    const key = threadKey(tenant, threadId);
+    const head = this.#heads.get(key);
+    if (!head) return undefined;
+    if (this.#now() - head.at > this.#freshForMs) {
+      this.#heads.delete(key);
+      return undefined;
+    }
+    return { seq: head.seq, artifactCount: head.artifactCount };
   }
 
   remember(tenant: string, threadId: string, head: ThreadHead): void {
@@ -43,7 +54,7 @@ export class KnownHeads {
     }
     // Re-inserted at the end: Map order is the recency order.
     this.#heads.delete(key);
-    this.#heads.set(key, head);
+    this.#heads.set(key, { seq: head.seq, artifactCount: head.artifactCount, at: this.#now() });
     evictOldest(this.#heads, this.#max);
   }
 

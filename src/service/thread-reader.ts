@@ -42,6 +42,8 @@ export class ThreadReader {
   readonly #heads: HeadSource | undefined;
 
   readonly #touchedLife: (tenant: string, threadId: string, since: number) => void;
+  readonly #freshMs: number;
+  readonly #now: () => Date;
 
   constructor(options: {
     rollout: Rollout;
@@ -50,12 +52,17 @@ export class ThreadReader {
     heads?: HeadSource;
     /** A read met a thread whose life started at a tombstone: its earlier lives may still need sweeping. */
     touchedLife?: (tenant: string, threadId: string, since: number) => void;
+    /** A cached thread last written longer ago than this is checked against the life marker too (see GroupWriterOptions.freshMs). */
+    freshMs?: number;
+    now?: () => Date;
   }) {
     this.#rollout = options.rollout;
     this.#guard = options.guard;
     this.#repairer = options.repairer;
     this.#heads = options.heads;
     this.#touchedLife = options.touchedLife ?? (() => {});
+    this.#freshMs = options.freshMs ?? Infinity;
+    this.#now = options.now ?? (() => new Date());
   }
 
   /**
@@ -99,7 +106,12 @@ export class ThreadReader {
     }
 
     const seq = thread?.seq ?? 0;
-    if (!(await this.#behind(tenant, threadId, seq, head ?? this.#headFor(tenant, threadId)))) {
+    // A row this old may have missed a delete whose keys are freed by now: the life marker tells.
+    const old = thread !== null && this.#now().getTime() - Date.parse(thread.updatedAt) > this.#freshMs;
+    const behind = old
+      ? this.#repairer.behind(tenant, threadId, seq)
+      : this.#behind(tenant, threadId, seq, head ?? this.#headFor(tenant, threadId));
+    if (!(await behind)) {
       return { thread: this.#require(tenant, thread, threadId, options.minSeq), source: "cache" };
     }
     // The cache lags the head source (the sequencer applies it after answering): its state is the answer.

@@ -1,58 +1,88 @@
 import { threadKey } from "../model/ids.ts";
 import { describeError } from "../model/errors.ts";
-import { firstSeqOfCommitKey, rangeOfDeltaKey, seqOfSnapshotKey } from "../rollout/keys.ts";
+import type { LifeMarker } from "../rollout/format.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import type { ServiceLogger } from "./cache-guard.ts";
 
-/** Deletes at once at most this many objects (a big thread's sweep stays a few waves of requests). */
+/** Writes or deletes at once at most this many objects (a big thread's sweep stays a few waves of requests). */
 const SWEEP_CONCURRENCY = 16;
 /** Sweeps this process remembers having finished (so a touch of a swept thread costs nothing). */
 const MAX_REMEMBERED = 10_000;
 
+/** How long the keys of a deleted life stay occupied by stubs, by default: 7 days. */
+export const DEFAULT_DELETE_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+export interface SweeperOptions {
+  rollout: Rollout;
+  logger: ServiceLogger;
+  /**
+   * How long after a delete its earlier lives' commit keys stay occupied by stubs. Writers
+   * never decide on a head older than a quarter of it (see GroupWriter), so a key is freed
+   * only long after every writer that could aim at it has moved on.
+   */
+  retentionMs: number;
+  now: () => Date;
+}
+
+/** What this process last finished for a thread: the life, how far, and when the keys may go. */
+interface Swept {
+  since: number;
+  swept: "content" | "keys";
+  freeAt: number;
+}
+
 /**
- * Finishes a thread's delete: marks where its current life starts (`life.json`: readers
- * start there, whatever is left below it), then removes every object of its earlier
- * lives: compaction objects first, the commits below the tombstone last. Idempotent and
- * safe to run again at any point (a process killed mid-sweep leaves a state any later
- * sweep finishes); run after each delete, and again by whoever next finds the thread
- * with a life behind it (a read, a write, `npm run rebuild`).
+ * Finishes a thread's delete, in two steps, never freeing a commit key a writer could
+ * still aim at (put-if-absent orders writers only while a used key stays used):
+ * 1. at once: marks where the current life starts (`life.json`: readers start there),
+ *    removes the earlier lives' compaction objects and overwrites each of their commits
+ *    with a stub that holds no user data: the content is gone, the keys stay occupied;
+ * 2. after the retention period: removes the stubs but the first (seq 1's key, which
+ *    points at the current life, so a writer that knows nothing of the thread finds it).
+ * Like Delta Lake, which removes log files only after a retention period far beyond any
+ * writer's decision window. Idempotent and safe to run again at any point (a process
+ * killed mid-sweep leaves a state any later sweep finishes): run after each delete, and
+ * again by whoever next finds the thread with a life behind it (a read, a write,
+ * `npm run rebuild`).
  */
 export class ThreadSweeper {
-  readonly #rollout: Rollout;
-  readonly #logger: ServiceLogger;
-  readonly #done = new Map<string, number>();
+  readonly #o: SweeperOptions;
+  readonly #done = new Map<string, Swept>();
   readonly #running = new Map<string, Promise<number>>();
 
-  constructor(rollout: Rollout, logger: ServiceLogger) {
-    this.#rollout = rollout;
-    this.#logger = logger;
+  constructor(options: SweeperOptions) {
+    this.#o = options;
   }
 
   /**
-   * Marks the life as starting at `since` (the tombstone's seq), unless a later one is
-   * marked already; resolves with the marked life's start.
+   * Marks the life as starting at `since` (the tombstone's seq, deleted at `deletedAt`),
+   * unless a later one is marked already; resolves with the marker in force.
    */
-  async mark(tenant: string, threadId: string, since: number): Promise<number> {
-    const life = await this.#rollout.readLife(tenant, threadId);
-    if (life && life.since >= since) return life.since;
-    await this.#rollout.writeLife(tenant, threadId, { since });
-    return since;
+  async mark(tenant: string, threadId: string, since: number, deletedAt?: string): Promise<LifeMarker> {
+    const life = await this.#o.rollout.readLife(tenant, threadId);
+    if (life && life.since > since) return life;
+    if (life && life.since === since && life.deletedAt) return life;
+    // A marker without a time (written before it was recorded, or by a reader that only
+    // knows the seq): now, which only moves the keys' removal later.
+    const marked: LifeMarker = { since, deletedAt: deletedAt ?? life?.deletedAt ?? this.#o.now().toISOString() };
+    await this.#o.rollout.writeLife(tenant, threadId, marked);
+    return marked;
   }
 
-  /** `sweep`, once per life per process, in the background; failures are logged (the next touch tries again). */
+  /** `sweep` in the background when this process has not done what is due; failures are logged (the next touch tries again). */
   ensure(tenant: string, threadId: string, since: number, background: (work: Promise<void>) => void): void {
-    const key = threadKey(tenant, threadId);
-    if ((this.#done.get(key) ?? 0) >= since) return;
+    const done = this.#done.get(threadKey(tenant, threadId));
+    if (done && done.since >= since && (done.swept === "keys" || this.#o.now().getTime() < done.freeAt)) return;
     background(
       this.sweep(tenant, threadId, since).then(
         () => {},
         (error: unknown) =>
-          this.#logger.warn("sweep of a deleted thread failed", { threadId, error: describeError(error) }),
+          this.#o.logger.warn("sweep of a deleted thread failed", { threadId, error: describeError(error) }),
       ),
     );
   }
 
-  /** Marks the life at `since` and removes everything before it; resolves with the number of objects removed. */
+  /** Marks the life at `since` and does what is due below it; resolves with the number of objects changed. */
   sweep(tenant: string, threadId: string, since: number): Promise<number> {
     const key = threadKey(tenant, threadId);
     const running = this.#running.get(key);
@@ -63,33 +93,35 @@ export class ThreadSweeper {
   }
 
   async #sweep(tenant: string, threadId: string, since: number): Promise<number> {
-    const life = await this.mark(tenant, threadId, since);
-    const [keys, pointer] = await Promise.all([
-      this.#rollout.threadKeys(tenant, threadId),
-      this.#rollout.readPointer(tenant, threadId),
-    ]);
-    const compaction: string[] = [];
-    const commits: string[] = [];
-    for (const key of keys) {
-      const commit = firstSeqOfCommitKey(key);
-      if (commit !== null) {
-        if (commit < life) commits.push(key);
-        continue;
-      }
-      const delta = rangeOfDeltaKey(key);
-      const snapshot = seqOfSnapshotKey(key);
-      if ((delta && delta.firstSeq < life) || (snapshot !== null && snapshot < life)) compaction.push(key);
-      else if (key.endsWith("/compaction.json") && (pointer?.since ?? 1) < life) compaction.push(key);
+    const rollout = this.#o.rollout;
+    let life = await this.mark(tenant, threadId, since);
+    let changed = 0;
+    if (life.swept === undefined) {
+      changed += await rollout.stubPast(tenant, threadId, life.since, SWEEP_CONCURRENCY);
+      life = { ...life, swept: "content" };
+      await this.#record(tenant, threadId, life);
     }
-    // Derived objects first, then the commits, oldest first: whatever a kill leaves is below the marked life.
-    for (const batch of [compaction, commits]) {
-      for (let i = 0; i < batch.length; i += SWEEP_CONCURRENCY) {
-        await Promise.all(batch.slice(i, i + SWEEP_CONCURRENCY).map((key) => this.#rollout.deleteKey(key)));
-      }
+    const freeAt = Date.parse(life.deletedAt ?? "") + this.#o.retentionMs;
+    if (life.swept === "content" && this.#o.now().getTime() >= freeAt) {
+      changed += await rollout.freePast(tenant, threadId, life.since, SWEEP_CONCURRENCY);
+      life = { ...life, swept: "keys" };
+      await this.#record(tenant, threadId, life);
     }
-    const threadKeyOf = threadKey(tenant, threadId);
-    this.#done.set(threadKeyOf, life);
+    const key = threadKey(tenant, threadId);
+    this.#done.delete(key);
+    this.#done.set(key, { since: life.since, swept: life.swept ?? "content", freeAt });
     if (this.#done.size > MAX_REMEMBERED) this.#done.delete(this.#done.keys().next().value as string);
-    return compaction.length + commits.length;
+    return changed;
+  }
+
+  /**
+   * Records how far the sweep went, unless a later delete was marked meanwhile (read
+   * again just before: a marker never moves back to an earlier life but within that
+   * one round trip; the later life's own sweep then does its part).
+   */
+  async #record(tenant: string, threadId: string, life: LifeMarker): Promise<void> {
+    const current = await this.#o.rollout.readLife(tenant, threadId);
+    if (current && current.since !== life.since) return;
+    await this.#o.rollout.writeLife(tenant, threadId, life);
   }
 }

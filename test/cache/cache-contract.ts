@@ -308,8 +308,10 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       await cache.apply(T, asCommits(t.patches));
 
       const one = async (lookup: TargetLookup) => {
-        const { targets, ...rest } = await cache.writeContext(T, t.threadId, [lookup]);
+        const { targets, updatedAt, ...rest } = await cache.writeContext(T, t.threadId, [lookup]);
         expect(targets).toHaveLength(1);
+        // How old the context may be: the cached head's last patch.
+        expect(updatedAt).toBe(t.patches[t.patches.length - 1]?.at);
         return { ...rest, target: targets[0] };
       };
       const identity = (artifactType: string, identityKey: string | null) =>
@@ -334,9 +336,10 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
         seq: 0,
         artifactCount: 0,
         targets: [null],
+        updatedAt: null,
       });
       expect(await cache.writeContext(OTHER, t.threadId, [{ by: "identity", artifactType: "plan", identityKey: "k1" }]))
-        .toEqual({ seq: 0, artifactCount: 0, targets: [null] });
+        .toEqual({ seq: 0, artifactCount: 0, targets: [null], updatedAt: null });
     });
 
     it("gives a group of writes one context: every lookup's target in order, repeats included", async () => {
@@ -352,12 +355,14 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
         { by: "id", artifactId: b.id },
         { by: "identity", artifactType: "plan", identityKey: "k1" },
       ];
+      const updatedAt = t.patches[1]?.at;
       expect(await cache.writeContext(T, t.threadId, lookups)).toEqual({
         seq: 2,
         artifactCount: 2,
         targets: [b, a, null, null, b, a],
+        updatedAt,
       });
-      expect(await cache.writeContext(T, t.threadId, [])).toEqual({ seq: 2, artifactCount: 2, targets: [] });
+      expect(await cache.writeContext(T, t.threadId, [])).toEqual({ seq: 2, artifactCount: 2, targets: [], updatedAt });
     });
 
     it("gets one artifact with the thread's seq", async () => {

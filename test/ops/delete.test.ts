@@ -3,13 +3,14 @@
  * - a delete interrupted between its tombstone and its sweep (the state `kill -9` leaves:
  *   the delete commit durable, nothing marked, nothing removed, the cache not told) is
  *   finished by the next read of the thread, and by `npm run rebuild`; so is one killed
- *   mid-sweep (life marked, some old commits removed);
+ *   mid-sweep (life marked, some old commits stubbed);
+ * - a lost cache (kill -9, the libSQL files deleted) never restarts a deleted thread at 1;
  * - three processes writing one thread while a fourth deletes it: every acknowledged
  *   write landed before the delete (and is gone) or after it (the new life); nothing of
- *   the old life resurrects; afterwards the thread's folder holds its tombstone and the
- *   new life only.
+ *   the old life resurrects; afterwards the thread's folder holds stubs below the
+ *   tombstone (keys occupied, no content), the tombstone and the new life.
  */
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
@@ -44,6 +45,30 @@ function threadFiles(rolloutDir: string, threadId: string): string[] {
 
 const seqName = (seq: number) => `${String(seq).padStart(12, "0")}.json`;
 
+/**
+ * The thread's files once every life before the one starting at `tombstone` is swept:
+ * its commits below the tombstone are stubs that tile seqs 1..tombstone-1 and hold no
+ * user data (their keys stay occupied), no compaction object of theirs is left; or
+ * undefined while that is not so yet.
+ */
+function sweptBelow(rolloutDir: string, threadId: string, tombstone: number): string[] | undefined {
+  const root = join(rolloutDir, "tenants", "local", "threads", threadId);
+  const files = threadFiles(rolloutDir, threadId);
+  let next = 1;
+  for (const file of files) {
+    const commit = /^commits\/(\d{12})\.json$/.exec(file);
+    const derived = /^(?:deltas|snapshots)\/(\d{12})/.exec(file);
+    if (derived && Number(derived[1]) < tombstone) return undefined;
+    if (!commit || Number(commit[1]) >= tombstone) continue;
+    const stored = JSON.parse(readFileSync(join(root, file), "utf8"));
+    if (!("tombstone" in stored)) return undefined;
+    expect(stored).toEqual({ v: 2, firstSeq: next, lastSeq: stored.lastSeq, tombstone });
+    next = stored.lastSeq + 1;
+  }
+  expect(next).toBe(tombstone);
+  return files;
+}
+
 /** The tombstone a killed process leaves: the delete commit in place, and nothing else done. */
 async function leaveTombstone(rolloutDir: string, threadId: string, seq: number): Promise<void> {
   const rollout = new Rollout(new FsBlobStore(rolloutDir));
@@ -74,11 +99,9 @@ describe("a delete interrupted midway", () => {
     // The cache still holds the old life; the strong read finds the tombstone after it.
     const read = await http(second.url, "GET", "/v1/threads/doomed");
     expect(read.status).toBe(404);
-    const left = await waitFor("the sweep the read started", async () => {
-      const files = threadFiles(rolloutDir, "doomed");
-      return files.some((f) => f.startsWith("commits/") && f !== `commits/${seqName(11)}`) ? undefined : files;
-    });
-    expect(left).toEqual([`commits/${seqName(11)}`, "life.json"]);
+    const left = await waitFor("the sweep the read started", async () => sweptBelow(rolloutDir, "doomed", 11));
+    // Every key stays occupied (ten stubs and the tombstone); the content is gone.
+    expect(left).toEqual([...range(11).map((seq) => `commits/${seqName(seq)}`), "life.json"]);
     // And the thread starts its next life after the tombstone.
     const next = await http(second.url, "POST", "/v1/threads/doomed/artifacts", { artifactType: "n", payload: "new" });
     expect(next.json.artifact.seq).toBe(12);
@@ -99,17 +122,25 @@ describe("a delete interrupted midway", () => {
     const store = new FsBlobStore(rolloutDir);
     const rollout = new Rollout(store);
     await rollout.writeLife("local", "half-swept", { since: 10 });
-    for (const key of await rollout.threadKeys("local", "half-swept")) {
-      if (!key.includes("/commits/") || /0000000[0-3]\.json$/.test(key)) {
-        if (!key.endsWith("life.json") && !key.endsWith(seqName(10))) await store.delete(key);
-      }
+    for (const key of await store.list("tenants/local/threads/half-swept/")) {
+      if (/\/(?:deltas|snapshots)\//.test(key) || key.endsWith("compaction.json")) await store.delete(key);
+    }
+    for (const seq of range(3)) {
+      await store.put(
+        `tenants/local/threads/half-swept/commits/${seqName(seq)}`,
+        JSON.stringify({ v: 2, firstSeq: seq, lastSeq: seq, tombstone: 10 }),
+      );
     }
 
     const run = await runRebuildProcess({ DATA_DIR: dir });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/objects? of deleted threads removed/);
-    expect(threadFiles(rolloutDir, "unswept")).toEqual([`commits/${seqName(10)}`, "life.json"]);
-    expect(threadFiles(rolloutDir, "half-swept")).toEqual([`commits/${seqName(10)}`, "life.json"]);
+    for (const threadId of ["unswept", "half-swept"]) {
+      expect(sweptBelow(rolloutDir, threadId, 10)).toEqual([
+        ...range(10).map((seq) => `commits/${seqName(seq)}`),
+        "life.json",
+      ]);
+    }
     expect(threadFiles(rolloutDir, "kept").filter((f) => f.startsWith("commits/"))).toHaveLength(3);
 
     const restarted = await cluster.start(env);
@@ -120,6 +151,39 @@ describe("a delete interrupted midway", () => {
     expect((await http(restarted.url, "GET", "/v1/threads/kept")).json.thread.rolloutSeq).toBe(3);
     const listed = await http(restarted.url, "GET", "/v1/threads");
     expect(listed.json.threads.map((t: { id: string }) => t.id)).toEqual(["kept"]);
+  });
+});
+
+describe("a lost cache after a delete", () => {
+  it("never restarts the thread: a write after kill -9 and the libSQL files deleted goes on in the current life", async () => {
+    const dir = cluster.tempDir();
+    const rolloutDir = join(dir, "rollouts");
+    const env = { DATA_DIR: dir };
+    const first = await cluster.start(env);
+    const post = (url: string, payload: string) =>
+      http(url, "POST", "/v1/threads/t/artifacts", { artifactType: "n", payload });
+    expect((await post(first.url, "a")).json.artifact.seq).toBe(1);
+    expect((await post(first.url, "b")).json.artifact.seq).toBe(2);
+    expect((await http(first.url, "DELETE", "/v1/threads/t")).json.deleted.seq).toBe(3);
+    const c = await post(first.url, "c");
+    expect(c.json.artifact.seq).toBe(4);
+    await waitFor("the sweep", async () => sweptBelow(rolloutDir, "t", 3));
+    await first.kill();
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dir, `artifacts.db${suffix}`), { force: true });
+
+    const second = await cluster.start(env);
+    const d = await post(second.url, "d");
+    expect(d.status).toBe(201);
+    expect(d.json.artifact.seq).toBe(5);
+    const read = await http(second.url, "GET", "/v1/threads/t");
+    expect(read.json.thread.rolloutSeq).toBe(5);
+    expect(read.json.thread.artifacts.map((a: { payload: string }) => a.payload)).toEqual(["c", "d"]);
+    expect(read.json.thread.artifacts[0]).toEqual(c.json.artifact);
+    // One life after the other in one key space: stubs 1-2, the tombstone, then c and d.
+    expect(sweptBelow(rolloutDir, "t", 3)).toEqual([...range(5).map((seq) => `commits/${seqName(seq)}`), "life.json"]);
+    const run = await runRebuildProcess(env);
+    expect(run.code, run.stderr).toBe(0);
+    expect((await http(second.url, "GET", "/v1/threads/t?consistency=cache")).json.thread).toEqual(read.json.thread);
   });
 });
 
@@ -188,21 +252,11 @@ describe("writers racing a delete across processes", () => {
         expect((await http(server.url, "GET", `/v1/threads/${threadId}/artifacts/${old.id}`)).status).toBe(404);
       }
     }
-    // The folder: the tombstone and the new life, nothing older (the sweep started by the
-    // delete, finished by now or by the reads above).
-    const files = await waitFor("the sweep", async () => {
-      const all = threadFiles(rolloutDir, threadId);
-      const old = all.filter((f) => {
-        const commit = /^commits\/(\d{12})\.json$/.exec(f);
-        const delta = /^deltas\/(\d{12})-\d{12}\.json$/.exec(f);
-        const snapshot = /^snapshots\/(\d{12})\.json$/.exec(f);
-        const seq = Number((commit ?? delta ?? snapshot)?.[1] ?? Number.POSITIVE_INFINITY);
-        return seq < tombstone;
-      });
-      return old.length === 0 ? all : undefined;
-    });
+    // The folder: stubs below the tombstone (keys occupied, content gone), the tombstone
+    // and the new life (the sweep started by the delete, finished by now or by the reads above).
+    const files = await waitFor("the sweep", async () => sweptBelow(rolloutDir, threadId, tombstone));
     const commits = files.filter((f) => f.startsWith("commits/")).map((f) => Number(f.slice(8, 20)));
-    expect(commits[0]).toBe(tombstone);
+    expect(commits.find((seq) => seq >= tombstone)).toBe(tombstone);
     expect(files).toContain("life.json");
   });
 });
