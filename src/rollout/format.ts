@@ -155,6 +155,16 @@ export function isStub(stored: Commit | CommitStub): stored is CommitStub {
   return "tombstone" in stored;
 }
 
+/** Whether stored text is a stub (without judging anything else it may be). */
+export function isStubText(text: string): boolean {
+  try {
+    const json: unknown = JSON.parse(text);
+    return json !== null && typeof json === "object" && "tombstone" in json;
+  } catch {
+    return false;
+  }
+}
+
 /** What a commit key holds: a commit, or the stub a delete left in its place. */
 export function parseCommitObject(text: string, where: string, threadId: string): Commit | CommitStub {
   const json = safeJson(text, where);

@@ -7,6 +7,7 @@ import {
   type CompactionPointer,
   CorruptRolloutError,
   isStub,
+  isStubText,
   type LifeMarker,
   parseCommit,
   parseCommitObject,
@@ -88,7 +89,9 @@ export class Rollout {
       result = await this.#store.putIfAbsent(key, text);
     } catch (error) {
       const stored = await this.#store.get(key).catch(() => null);
-      if (stored === null) throw error;
+      // A stub there: some commit landed and its life was deleted since; whether it was
+      // ours, its content no longer tells, so the outcome stays unknown (the error stands).
+      if (stored === null || isStubText(stored)) throw error;
       result = stored === text ? "created" : "exists";
     }
     if (result === "created") this.#rememberBoundary(tenant, commit.threadId, commit.lastSeq);

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore } from "../../src/blob/port.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
+import type { JsonValue } from "../../src/model/json.ts";
 import { type ArtifactPatch, commitOf, patchesOf } from "../../src/model/patch.ts";
 import { Compactor } from "../../src/rollout/compaction.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
@@ -75,14 +76,16 @@ function setup(options: { compactEvery?: number } = {}) {
     const prefix = `tenants/${T}/threads/${threadId}/commits/`;
     return Promise.all((await store.list(prefix)).map(async (key) => JSON.parse((await store.get(key)) as string)))
       .then((objects) =>
-        objects.map((o) => "tombstone" in o ? `stub ${o.firstSeq}-${o.lastSeq}>${o.tombstone}` : `${o.firstSeq}-${o.lastSeq}`)
+        objects.map((o) =>
+          "tombstone" in o ? `stub ${o.firstSeq}-${o.lastSeq}>${o.tombstone}` : `${o.firstSeq}-${o.lastSeq}`
+        )
       );
   };
   return { store, rollout, now, advance, process, keys, dir };
 }
 
-const note = (payload: unknown) => ({ kind: "create" as const, artifactType: "note", identityKey: null, payload });
-const keyed = (payload: unknown) => ({ kind: "create" as const, artifactType: "note", identityKey: "k", payload });
+const note = (payload: JsonValue) => ({ kind: "create" as const, artifactType: "note", identityKey: null, payload });
+const keyed = (payload: JsonValue) => ({ kind: "create" as const, artifactType: "note", identityKey: "k", payload });
 const anyVersion = { kind: "any" } as const;
 
 describe("a delete keeps its life's keys occupied", () => {
@@ -267,6 +270,24 @@ describe("readers through stubs", () => {
       expect((await rollout.load(T, "t"))?.seq).toBe(5);
     });
   }
+});
+
+describe("a commit whose put answer was lost", () => {
+  it("read back as a stub (its life deleted meanwhile) stays unknown: the error stands, never a lost race", async () => {
+    const inner = new MemoryBlobStore();
+    const lost: BlobStore = {
+      ...remote(inner),
+      putIfAbsent: async (key, body) => {
+        await inner.putIfAbsent(key, body);
+        // The commit landed; a delete and its sweep stubbed it before the writer could read it back.
+        await inner.put(key, JSON.stringify({ v: 2, firstSeq: 1, lastSeq: 1, tombstone: 2 }));
+        throw new Error("response lost");
+      },
+    };
+    const at = "2026-12-01T00:00:00.000Z";
+    const commit = commitOf([{ seq: 1, threadId: "t", at, op: "delete" }]);
+    await expect(new Rollout(lost).append(T, commit)).rejects.toThrow("response lost");
+  });
 });
 
 describe("compaction and deletion", () => {
