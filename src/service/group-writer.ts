@@ -202,16 +202,19 @@ export class GroupWriter {
 
       if (patches.length === 0) {
         // Refusals and idempotent answers append nothing, so no put-if-absent would
-        // reveal a stale context: one decided on the cache is checked against the head
-        // (the cache may have missed commits made while it was down, or by a process
-        // without it). Behind: catch up and decide again.
-        if (basis.from === "cache" && (await this.#o.rollout.hasCommitAfter(tenant, threadId, context.seq))) {
+        // reveal a stale context: it is checked against the head, whatever it was decided
+        // on (the cache may have missed commits made while it was down, or by a process
+        // without it; a resident state learns of another writer only this way or by
+        // losing a race). Behind: catch up and decide again. One existence check, on
+        // answers that write nothing.
+        if (await this.#o.rollout.hasCommitAfter(tenant, threadId, context.seq)) {
           this.#heads.shared(tenant, threadId);
           if (!round.fromKnownHead) basis = await this.#catchUp(tenant, threadId, context.seq, basis);
+          if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state, basis.at);
           continue;
         }
         this.#heads.remember(tenant, threadId, { seq: context.seq, artifactCount: context.artifactCount });
-        if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state, basis.at);
+        if (this.#o.resident && basis.from === "state") this.#setResident(tenant, threadId, basis.state);
         return settle(group, outcomes, threadId);
       }
 
