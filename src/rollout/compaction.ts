@@ -95,7 +95,7 @@ export class Compactor {
   /** One pass: the tail after the pointer becomes a delta, and a snapshot when due. */
   async compactOnce(tenant: string, threadId: string): Promise<CompactionResult> {
     const rollout = this.#rollout;
-    const stored = await rollout.readPointer(tenant, threadId);
+    const stored = await rollout.compaction.readPointer(tenant, threadId);
     let pointer: CompactionPointer = stored ?? { seq: 0, snapshot: null, deltas: [] };
     let tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
     if (tail.length === 0) {
@@ -116,7 +116,7 @@ export class Compactor {
     if (nextTombstone > 0) tail = tail.slice(0, nextTombstone);
     if (tail.length === 0) return { delta: null, snapshot: null };
     const delta = commitOf(patchesOf(tail));
-    const bytes = await rollout.writeDelta(tenant, delta);
+    const bytes = await rollout.compaction.writeDelta(tenant, delta);
     const changes = delta.patches.filter((patch) => patch.op !== "add").length;
     const written: DeltaRef = {
       firstSeq: delta.firstSeq,
@@ -136,19 +136,19 @@ export class Compactor {
         // Weighed before writing: a snapshot larger than the deltas it replaces would break the byte bound.
         const sinceSnapshot = deltas.reduce((sum, d) => sum + d.bytes, 0);
         if (estimateBytes(thread.artifactsJson) + SNAPSHOT_ENVELOPE_BYTES <= sinceSnapshot) {
-          snapshot = { seq: state.seq, bytes: await rollout.writeSnapshot(tenant, thread) };
+          snapshot = { seq: state.seq, bytes: await rollout.compaction.writeSnapshot(tenant, thread) };
           next = { ...lifeOf, seq: state.seq, snapshot, deltas: [] };
         }
       }
     }
-    await rollout.writePointer(tenant, threadId, next);
+    await rollout.compaction.writePointer(tenant, threadId, next);
     // A delete may have ended this life while it was compacted, its sweep listing the
     // thread before these writes landed: then they go again, so no copy of a deleted
     // life's content outlives its sweep. (A sweep that lists after them removes them
     // itself: it marks the life before it lists, and this check reads the mark after.)
     const life = await rollout.readLife(tenant, threadId);
     if (life && life.since > delta.firstSeq) {
-      await rollout.removeCompaction(tenant, threadId, {
+      await rollout.compaction.remove(tenant, threadId, {
         delta: written,
         ...(snapshot ? { snapshotSeq: snapshot.seq } : {}),
         pointer: true,

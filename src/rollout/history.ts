@@ -42,8 +42,8 @@ export async function stateAt(
   // One round trip: where the current life starts, and what compaction holds.
   const [boundary, ranges, snapshots] = await Promise.all([
     rollout.lifeBoundary(tenant, threadId),
-    rollout.deltaRanges(tenant, threadId),
-    rollout.snapshotSeqs(tenant, threadId),
+    rollout.compaction.deltaRanges(tenant, threadId),
+    rollout.compaction.snapshotSeqs(tenant, threadId),
   ]);
   // Before the current life (its tombstone included) there is nothing: it was deleted.
   if (seq <= boundary) return null;
@@ -57,7 +57,7 @@ export async function stateAt(
 /** Every patch of the thread's current life, in seq order, its tombstone first if it has one (empty: none). */
 export async function allPatches(rollout: Rollout, tenant: string, threadId: string): Promise<Patch[]> {
   const [ranges, boundary] = await Promise.all([
-    rollout.deltaRanges(tenant, threadId),
+    rollout.compaction.deltaRanges(tenant, threadId),
     rollout.lifeBoundary(tenant, threadId),
   ]);
   const chain = chainFromStart(ranges, boundary + 1);
@@ -90,7 +90,7 @@ async function compactedStateAt(
   const end = chain[chain.length - 1]?.lastSeq ?? boundary;
   try {
     const [snapshot, deltas, tail] = await Promise.all([
-      snapshotSeq > 0 ? rollout.readSnapshot(tenant, threadId, snapshotSeq) : Promise.resolve(null),
+      snapshotSeq > 0 ? rollout.compaction.readSnapshot(tenant, threadId, snapshotSeq) : Promise.resolve(null),
       readDeltas(rollout, tenant, threadId, needed),
       seq > end ? rollout.listCommits(tenant, threadId, end, seq - end) : Promise.resolve([]),
     ]);
@@ -108,7 +108,9 @@ async function readDeltas(
   threadId: string,
   ranges: readonly Range[],
 ): Promise<Commit[] | undefined> {
-  const deltas = await Promise.all(ranges.map((r) => rollout.readDelta(tenant, threadId, r.firstSeq, r.lastSeq)));
+  const deltas = await Promise.all(
+    ranges.map((r) => rollout.compaction.readDelta(tenant, threadId, r.firstSeq, r.lastSeq)),
+  );
   return deltas.every((delta) => delta !== null) ? (deltas as Commit[]) : undefined;
 }
 

@@ -9,44 +9,17 @@ import {
   isStub,
   isStubText,
   type LifeMarker,
-  parseCommit,
   parseCommitObject,
-  parseCompaction,
   parseLife,
-  parseSnapshot,
   serializeCommit,
-  serializeCompaction,
   serializeLife,
-  serializeStub,
-  snapshotJson,
 } from "./format.ts";
-import {
-  commitKey,
-  commitsPrefix,
-  compactionKey,
-  deltaKey,
-  deltasPrefix,
-  firstSeqOfCommitKey,
-  lifeKey,
-  rangeOfDeltaKey,
-  seqOfSnapshotKey,
-  snapshotKey,
-  snapshotsPrefix,
-  TENANTS_PREFIX,
-  threadPrefix,
-  threadsPrefix,
-} from "./keys.ts";
-import { afterFolder } from "./keys.ts";
-import type { ThreadJson } from "../model/artifact.ts";
+import { commitKey, commitsPrefix, firstSeqOfCommitKey, lifeKey, TENANTS_PREFIX, threadsPrefix } from "./keys.ts";
 import { threadKey } from "../model/ids.ts";
+import { CompactionObjects } from "./compaction-objects.ts";
+import { folders, inParallel, listAll } from "./listing.ts";
+import { PastLives } from "./past-lives.ts";
 
-/**
- * Gets run at most this many at a time: a cold read's tail (under ~COMPACT_EVERY commits)
- * and its deltas each fit in one wave, while memory stays bounded. (Workers hold at most
- * six subrequests open per request; there the runtime queues the rest.)
- */
-const READ_CONCURRENCY = 64;
-const LIST_PAGE = 1000;
 /** Commit boundaries remembered (see `patchesAfter`), over every thread of the process. */
 const MAX_REMEMBERED_BOUNDARIES = 10_000;
 
@@ -69,11 +42,16 @@ export interface ThreadParts {
  */
 export class Rollout {
   readonly #store: BlobStore;
+  /** The thread's compaction objects (deltas, snapshots, the pointer): derived from the commits. */
+  readonly compaction: CompactionObjects;
+  readonly #past: PastLives;
   /** Seqs known to end a commit, per thread (`threadKey/seq`): lets `patchesAfter` trust a miss. */
   readonly #boundaries = new Map<string, true>();
 
   constructor(store: BlobStore) {
     this.#store = store;
+    this.compaction = new CompactionObjects(store);
+    this.#past = new PastLives(store);
   }
 
   /**
@@ -151,7 +129,12 @@ export class Rollout {
    * rollout: commits are created put-if-absent at head + 1).
    */
   async listCommits(tenant: string, threadId: string, afterSeq: number, max = Infinity): Promise<Commit[]> {
-    const keys = await this.#listAll(commitsPrefix(tenant, threadId), commitKey(tenant, threadId, afterSeq), max);
+    const keys = await listAll(
+      this.#store,
+      commitsPrefix(tenant, threadId),
+      commitKey(tenant, threadId, afterSeq),
+      max,
+    );
     const starts = keys.map(firstSeqOfCommitKey).filter((seq): seq is number => seq !== null);
     // Fetched at once, parsed in order: what lies past a hole is never looked at.
     const texts = await inParallel(starts, (seq) => this.#store.get(commitKey(tenant, threadId, seq)));
@@ -232,97 +215,14 @@ export class Rollout {
     return life ? life.since - 1 : 0;
   }
 
-  /**
-   * Takes the content of every life before the one starting at `since` (a tombstone's
-   * seq) out of the rollout, keeping every commit key occupied: compaction objects below
-   * it are removed, and each commit below it is overwritten by a stub naming `since`. The
-   * stubs tile seqs 1..since-1 (each reaches to the next key), and seq 1's key always
-   * holds one (put if absent: a thread whose keys an older build freed gets its anchor
-   * back). Idempotent; resolves with the number of objects changed.
-   */
-  async stubPast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
-    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
-    const stubs = commits.map((firstSeq, i) => ({
-      firstSeq,
-      lastSeq: (commits[i + 1] ?? since) - 1,
-      tombstone: since,
-    }));
-    const anchor = commits[0] === 1 ? [] : [{ firstSeq: 1, lastSeq: (commits[0] ?? since) - 1, tombstone: since }];
-    // Derived objects first (they are the only other copies of the content), then the commits.
-    await inBatches(derived, concurrency, (key) => this.#store.delete(key));
-    await inBatches(
-      stubs,
-      concurrency,
-      (stub) => this.#store.put(this.#stubKey(tenant, threadId, stub), serializeStub(stub)),
-    );
-    await inBatches(
-      anchor,
-      1,
-      (stub) => this.#store.putIfAbsent(this.#stubKey(tenant, threadId, stub), serializeStub(stub)),
-    );
-    return derived.length + stubs.length + anchor.length;
+  /** See PastLives.stubPast: a deleted life's content goes, its commit keys stay occupied. */
+  stubPast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
+    return this.#past.stubPast(tenant, threadId, since, concurrency);
   }
 
-  /**
-   * After the retention period: removes the stubs below `since` but the first (seq 1's
-   * key, which then covers 1..since-1: a writer that knows nothing of the thread finds
-   * its way to the current life from there), and any compaction object left below it.
-   * Resolves with the number of objects removed.
-   */
-  async freePast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
-    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
-    const anchor: CommitStub = { firstSeq: 1, lastSeq: since - 1, tombstone: since };
-    await this.#store.put(this.#stubKey(tenant, threadId, anchor), serializeStub(anchor));
-    const freed = commits.filter((seq) => seq > 1).map((seq) => commitKey(tenant, threadId, seq));
-    await inBatches([...derived, ...freed], concurrency, (key) => this.#store.delete(key));
-    return derived.length + freed.length;
-  }
-
-  /**
-   * Compaction objects written for a life a delete has ended meanwhile (a compactor
-   * that read the commits before the delete and wrote after its sweep): removed again.
-   */
-  async removeCompaction(
-    tenant: string,
-    threadId: string,
-    written: { delta?: { firstSeq: number; lastSeq: number }; snapshotSeq?: number; pointer: boolean },
-  ): Promise<void> {
-    const keys = [
-      ...(written.delta ? [deltaKey(tenant, threadId, written.delta.firstSeq, written.delta.lastSeq)] : []),
-      ...(written.snapshotSeq !== undefined ? [snapshotKey(tenant, threadId, written.snapshotSeq)] : []),
-      ...(written.pointer ? [compactionKey(tenant, threadId)] : []),
-    ];
-    await Promise.all(keys.map((key) => this.#store.delete(key)));
-  }
-
-  #stubKey(tenant: string, threadId: string, stub: CommitStub): string {
-    return commitKey(tenant, threadId, stub.firstSeq);
-  }
-
-  /** The commit keys (their first seqs) and compaction objects of the thread below the life starting at `since`. */
-  async #pastObjects(
-    tenant: string,
-    threadId: string,
-    since: number,
-  ): Promise<{ commits: number[]; derived: string[] }> {
-    const [keys, pointer] = await Promise.all([
-      this.#listAll(threadPrefix(tenant, threadId), undefined),
-      this.readPointer(tenant, threadId),
-    ]);
-    const commits: number[] = [];
-    const derived: string[] = [];
-    for (const key of keys) {
-      const commit = firstSeqOfCommitKey(key);
-      if (commit !== null) {
-        if (commit < since) commits.push(commit);
-        continue;
-      }
-      const delta = rangeOfDeltaKey(key);
-      const snapshot = seqOfSnapshotKey(key);
-      if ((delta && delta.firstSeq < since) || (snapshot !== null && snapshot < since)) derived.push(key);
-      else if (key === compactionKey(tenant, threadId) && (pointer?.since ?? 1) < since) derived.push(key);
-    }
-    return { commits, derived };
+  /** See PastLives.freePast: after the retention, the stubs go but seq 1's. */
+  freePast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
+    return this.#past.freePast(tenant, threadId, since, concurrency);
   }
 
   /** The thread at its head (null: no commit). */
@@ -340,7 +240,7 @@ export class Rollout {
     // One round trip: what compaction holds, and where the current life starts (no
     // knowledge of a thread never means "a new thread": a deleted one goes on after its tombstone).
     const [pointer, boundary] = await Promise.all([
-      this.readPointer(tenant, threadId),
+      this.compaction.readPointer(tenant, threadId),
       this.lifeBoundary(tenant, threadId),
     ]);
     if (pointer && (pointer.since ?? 1) > boundary) {
@@ -365,10 +265,12 @@ export class Rollout {
       [-1, ...pointer.deltas.keys()],
       (index) => {
         if (index < 0) {
-          return pointer.snapshot ? this.readSnapshot(tenant, threadId, pointer.snapshot.seq) : Promise.resolve(null);
+          return pointer.snapshot
+            ? this.compaction.readSnapshot(tenant, threadId, pointer.snapshot.seq)
+            : Promise.resolve(null);
         }
         const range = pointer.deltas[index] as CompactionPointer["deltas"][number];
-        return this.readDelta(tenant, threadId, range.firstSeq, range.lastSeq);
+        return this.compaction.readDelta(tenant, threadId, range.firstSeq, range.lastSeq);
       },
     );
     if ((pointer.snapshot && !snapshot) || deltas.some((delta) => delta === null)) return undefined;
@@ -377,15 +279,15 @@ export class Rollout {
 
   /** The commit holding `seq`: after the pointer, among the listed commits; before it, in a delta. */
   async #containing(tenant: string, threadId: string, seq: number): Promise<Commit | null> {
-    const pointer = await this.readPointer(tenant, threadId);
+    const pointer = await this.compaction.readPointer(tenant, threadId);
     if (pointer && seq <= pointer.seq) {
       const range = pointer.deltas.find((d) => d.firstSeq <= seq && seq <= d.lastSeq) ??
         (await this.#olderDelta(tenant, threadId, seq));
-      const delta = range && (await this.readDelta(tenant, threadId, range.firstSeq, range.lastSeq));
+      const delta = range && (await this.compaction.readDelta(tenant, threadId, range.firstSeq, range.lastSeq));
       if (delta) return delta;
     }
     const from = pointer && seq > pointer.seq ? pointer.seq : 0;
-    const keys = await this.#listAll(commitsPrefix(tenant, threadId), commitKey(tenant, threadId, from));
+    const keys = await listAll(this.#store, commitsPrefix(tenant, threadId), commitKey(tenant, threadId, from));
     const starts = keys.map(firstSeqOfCommitKey).filter((s): s is number => s !== null && s <= seq);
     const start = starts[starts.length - 1];
     if (start === undefined) return null;
@@ -399,69 +301,8 @@ export class Rollout {
     threadId: string,
     seq: number,
   ): Promise<{ firstSeq: number; lastSeq: number } | null> {
-    const keys = await this.#listAll(deltasPrefix(tenant, threadId), undefined);
-    const ranges = keys.map(rangeOfDeltaKey).filter((r): r is { firstSeq: number; lastSeq: number } => r !== null);
+    const ranges = await this.compaction.deltaRanges(tenant, threadId);
     return ranges.find((r) => r.firstSeq <= seq && seq <= r.lastSeq) ?? null;
-  }
-
-  /** Every delta's range, in key (seq) order: one listing per 1,000 deltas. */
-  async deltaRanges(tenant: string, threadId: string): Promise<Array<{ firstSeq: number; lastSeq: number }>> {
-    const keys = await this.#listAll(deltasPrefix(tenant, threadId), undefined);
-    return keys.map(rangeOfDeltaKey).filter((r): r is { firstSeq: number; lastSeq: number } => r !== null);
-  }
-
-  /** The seqs the thread has snapshots at, ascending: one listing. */
-  async snapshotSeqs(tenant: string, threadId: string): Promise<number[]> {
-    const keys = await this.#listAll(snapshotsPrefix(tenant, threadId), undefined);
-    return keys.map(seqOfSnapshotKey).filter((seq): seq is number => seq !== null);
-  }
-
-  async readPointer(tenant: string, threadId: string): Promise<CompactionPointer | null> {
-    const key = compactionKey(tenant, threadId);
-    const text = await this.#store.get(key);
-    if (text === null) return null;
-    try {
-      return parseCompaction(text, key);
-    } catch (error) {
-      // Derived data: a corrupt pointer is as good as none.
-      if (error instanceof CorruptRolloutError) return null;
-      throw error;
-    }
-  }
-
-  writePointer(tenant: string, threadId: string, pointer: CompactionPointer): Promise<void> {
-    return this.#store.put(compactionKey(tenant, threadId), serializeCompaction(pointer));
-  }
-
-  /** Writes a delta (put-if-absent: one of two compactors racing over the same range wins; both wrote the same). */
-  async writeDelta(tenant: string, delta: Commit): Promise<number> {
-    const text = serializeCommit(delta);
-    await this.#store.putIfAbsent(deltaKey(tenant, delta.threadId, delta.firstSeq, delta.lastSeq), text);
-    return byteLength(text);
-  }
-
-  async readDelta(tenant: string, threadId: string, firstSeq: number, lastSeq: number): Promise<Commit | null> {
-    const key = deltaKey(tenant, threadId, firstSeq, lastSeq);
-    const text = await this.#store.get(key);
-    if (text === null) return null;
-    const delta = parseCommit(text, key, threadId);
-    if (delta.firstSeq !== firstSeq || delta.lastSeq !== lastSeq) throw new CorruptRolloutError(key);
-    return delta;
-  }
-
-  async writeSnapshot(tenant: string, thread: ThreadJson): Promise<number> {
-    const text = snapshotJson(thread);
-    await this.#store.put(snapshotKey(tenant, thread.threadId, thread.seq), text);
-    return byteLength(text);
-  }
-
-  async readSnapshot(tenant: string, threadId: string, seq: number): Promise<ThreadState | null> {
-    const key = snapshotKey(tenant, threadId, seq);
-    const text = await this.#store.get(key);
-    if (text === null) return null;
-    const state = parseSnapshot(text, key);
-    if (state.seq !== seq || state.threadId !== threadId) throw new CorruptRolloutError(key);
-    return state;
   }
 
   /** Whether the store answers (one listing of at most one key). */
@@ -474,7 +315,7 @@ export class Rollout {
 
   /** Every tenant with something in the rollout, in key order: one `list` call per tenant. */
   listTenants(): AsyncGenerator<string> {
-    return this.#folders(TENANTS_PREFIX);
+    return folders(this.#store, TENANTS_PREFIX);
   }
 
   /**
@@ -483,40 +324,7 @@ export class Rollout {
    * each holds.
    */
   listThreads(tenant: string): AsyncGenerator<string> {
-    return this.#folders(threadsPrefix(tenant));
-  }
-
-  /** The folder names right under `prefix`: list one key, then jump past its folder. */
-  async *#folders(prefix: string): AsyncGenerator<string> {
-    let startAfter: string | undefined;
-    for (;;) {
-      const [key] = await this.#store.list(prefix, startAfter === undefined ? { limit: 1 } : { startAfter, limit: 1 });
-      if (key === undefined) return;
-      const rest = key.slice(prefix.length);
-      const slash = rest.indexOf("/");
-      if (slash <= 0) {
-        // An object right under the prefix (none is written there): step over it.
-        startAfter = key;
-        continue;
-      }
-      const name = rest.slice(0, slash);
-      yield name;
-      startAfter = afterFolder(prefix, name);
-    }
-  }
-
-  /** Keys under `prefix` after `startAfter`, in order, page by page, at most `max`. */
-  async #listAll(prefix: string, startAfter: string | undefined, max = Infinity): Promise<string[]> {
-    const keys: string[] = [];
-    let after = startAfter;
-    while (keys.length < max) {
-      const limit = Math.min(LIST_PAGE, max - keys.length);
-      const page = await this.#store.list(prefix, after === undefined ? { limit } : { startAfter: after, limit });
-      keys.push(...page);
-      if (page.length < limit) break;
-      after = page[page.length - 1];
-    }
-    return keys;
+    return folders(this.#store, threadsPrefix(tenant));
   }
 
   #rememberBoundary(tenant: string, threadId: string, seq: number): void {
@@ -531,28 +339,4 @@ export class Rollout {
   #isBoundary(tenant: string, threadId: string, seq: number): boolean {
     return this.#boundaries.has(`${threadKey(tenant, threadId)}\u0000${seq}`);
   }
-}
-
-/** `run` over `items` in waves of `size` (a big thread's sweep stays a few waves of requests). */
-async function inBatches<T>(items: readonly T[], size: number, run: (item: T) => Promise<unknown>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(run));
-}
-
-/** `run` over `items`, at most READ_CONCURRENCY at once, results in order. */
-async function inParallel<T, R>(items: readonly T[], run: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await run(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, items.length) }, worker));
-  return results;
-}
-
-const encoder = new TextEncoder();
-function byteLength(text: string): number {
-  return encoder.encode(text).byteLength;
 }

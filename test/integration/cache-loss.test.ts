@@ -134,7 +134,7 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
       expect(first.child.exitCode).toBe(0);
       // Compaction (run after the answers, finished before the exit) got at least to the
       // last multiple of COMPACT_EVERY the writes crossed (a pass may take later commits too).
-      const pointer = await new Rollout(new FsBlobStore(rolloutDir)).readPointer("local", threadId);
+      const pointer = await new Rollout(new FsBlobStore(rolloutDir)).compaction.readPointer("local", threadId);
       if (c.compactedTo === null) expect(pointer).toBeNull();
       else expect(pointer?.seq).toBeGreaterThanOrEqual(c.compactedTo);
 
@@ -229,7 +229,7 @@ describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
     // Compaction ran from the rollout alone while the cache was down, and its base is right.
     const rollout = new Rollout(new FsBlobStore(rolloutDir));
     const compactedTo = await waitFor("compaction up to seq 9", async () => {
-      const seq = (await rollout.readPointer("local", threadId))?.seq ?? 0;
+      const seq = (await rollout.compaction.readPointer("local", threadId))?.seq ?? 0;
       return seq >= 9 ? seq : undefined;
     });
     const { base, tail } = await rollout.loadParts("local", threadId);

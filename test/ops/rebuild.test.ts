@@ -129,7 +129,7 @@ async function expectRebuiltRows(dbPath: string, rolloutDir: string, tenant: str
   expect(patches.map((p) => p.seq)).toEqual(range(n));
   const truth = await replay(rolloutDir, threadId, tenant);
   // The base a fresh cache is installed from: where the compaction pointer stands.
-  const floor = (await new Rollout(new FsBlobStore(rolloutDir)).readPointer(tenant, threadId))?.seq ?? 0;
+  const floor = (await new Rollout(new FsBlobStore(rolloutDir)).compaction.readPointer(tenant, threadId))?.seq ?? 0;
   expect(floor).toBeGreaterThanOrEqual(Math.floor(n / COMPACT_EVERY) * COMPACT_EVERY);
   const rows = await readCacheFile(dbPath, threadId, tenant);
   expect(rows.thread).toEqual({ createdAt: truth.createdAt, updatedAt: truth.updatedAt, seq: n });

@@ -202,7 +202,7 @@ describe("commits", () => {
     expect(await withoutDeltas.load(T, TH)).toEqual(truth);
 
     await fresh.put(compactionKey(T, TH), pointer.replace('"seq":40', '"seq":41'));
-    expect(await withoutDeltas.readPointer(T, TH)).toBeNull();
+    expect(await withoutDeltas.compaction.readPointer(T, TH)).toBeNull();
     expect(await withoutDeltas.load(T, TH)).toEqual(truth);
   });
 });

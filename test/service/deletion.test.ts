@@ -329,7 +329,7 @@ describe("compaction and deletion", () => {
     await service.writeArtifact(T, "t", note("after"));
     await service.idle();
     // One delta holds the tombstone (2) and the fork (3-4); the next write (5) is the tail.
-    expect(await rollout.deltaRanges(T, "t")).toEqual([{ firstSeq: 2, lastSeq: 4 }]);
+    expect(await rollout.compaction.deltaRanges(T, "t")).toEqual([{ firstSeq: 2, lastSeq: 4 }]);
     for (const seq of [3, 4, 5]) {
       expect((await service.readThreadAt(T, "t", seq)).forkedFrom).toEqual({ threadId: "source", seq: 2 });
     }

@@ -1,0 +1,102 @@
+import type { BlobStore } from "../blob/port.ts";
+import { type CommitStub, serializeStub } from "./format.ts";
+import {
+  commitKey,
+  compactionKey,
+  firstSeqOfCommitKey,
+  rangeOfDeltaKey,
+  seqOfSnapshotKey,
+  threadPrefix,
+} from "./keys.ts";
+import { CompactionObjects } from "./compaction-objects.ts";
+import { inBatches, listAll } from "./listing.ts";
+
+/**
+ * What a thread's delete leaves below its new life, in the rollout's own key layout:
+ * the sweep (service/thread-sweeper.ts) decides when, this knows which objects.
+ */
+export class PastLives {
+  readonly #store: BlobStore;
+  readonly #compaction: CompactionObjects;
+
+  constructor(store: BlobStore) {
+    this.#store = store;
+    this.#compaction = new CompactionObjects(store);
+  }
+
+  /**
+   * Takes the content of every life before the one starting at `since` (a tombstone's
+   * seq) out of the rollout, keeping every commit key occupied: compaction objects below
+   * it are removed, and each commit below it is overwritten by a stub naming `since`. The
+   * stubs tile seqs 1..since-1 (each reaches to the next key), and seq 1's key always
+   * holds one (put if absent: a thread whose keys an older build freed gets its anchor
+   * back). Idempotent; resolves with the number of objects changed.
+   */
+  async stubPast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
+    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
+    const stubs = commits.map((firstSeq, i) => ({
+      firstSeq,
+      lastSeq: (commits[i + 1] ?? since) - 1,
+      tombstone: since,
+    }));
+    const anchor = commits[0] === 1 ? [] : [{ firstSeq: 1, lastSeq: (commits[0] ?? since) - 1, tombstone: since }];
+    // Derived objects first (they are the only other copies of the content), then the commits.
+    await inBatches(derived, concurrency, (key) => this.#store.delete(key));
+    await inBatches(
+      stubs,
+      concurrency,
+      (stub) => this.#store.put(this.#stubKey(tenant, threadId, stub), serializeStub(stub)),
+    );
+    await inBatches(
+      anchor,
+      1,
+      (stub) => this.#store.putIfAbsent(this.#stubKey(tenant, threadId, stub), serializeStub(stub)),
+    );
+    return derived.length + stubs.length + anchor.length;
+  }
+
+  /**
+   * After the retention period: removes the stubs below `since` but the first (seq 1's
+   * key, which then covers 1..since-1: a writer that knows nothing of the thread finds
+   * its way to the current life from there), and any compaction object left below it.
+   * Resolves with the number of objects removed.
+   */
+  async freePast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
+    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
+    const anchor: CommitStub = { firstSeq: 1, lastSeq: since - 1, tombstone: since };
+    await this.#store.put(this.#stubKey(tenant, threadId, anchor), serializeStub(anchor));
+    const freed = commits.filter((seq) => seq > 1).map((seq) => commitKey(tenant, threadId, seq));
+    await inBatches([...derived, ...freed], concurrency, (key) => this.#store.delete(key));
+    return derived.length + freed.length;
+  }
+
+  #stubKey(tenant: string, threadId: string, stub: CommitStub): string {
+    return commitKey(tenant, threadId, stub.firstSeq);
+  }
+
+  /** The commit keys (their first seqs) and compaction objects of the thread below the life starting at `since`. */
+  async #pastObjects(
+    tenant: string,
+    threadId: string,
+    since: number,
+  ): Promise<{ commits: number[]; derived: string[] }> {
+    const [keys, pointer] = await Promise.all([
+      listAll(this.#store, threadPrefix(tenant, threadId), undefined),
+      this.#compaction.readPointer(tenant, threadId),
+    ]);
+    const commits: number[] = [];
+    const derived: string[] = [];
+    for (const key of keys) {
+      const commit = firstSeqOfCommitKey(key);
+      if (commit !== null) {
+        if (commit < since) commits.push(commit);
+        continue;
+      }
+      const delta = rangeOfDeltaKey(key);
+      const snapshot = seqOfSnapshotKey(key);
+      if ((delta && delta.firstSeq < since) || (snapshot !== null && snapshot < since)) derived.push(key);
+      else if (key === compactionKey(tenant, threadId) && (pointer?.since ?? 1) < since) derived.push(key);
+    }
+    return { commits, derived };
+  }
+}
