@@ -24,7 +24,7 @@ export interface AppOptions {
   /** Signs list cursors and multi-thread resume tokens. Processes serving one deployment must share it. */
   cursorSecret: string;
   /** The live stream's feeds and timing. */
-  live: { hub: FeedSource; options: StreamOptions };
+  live: { feeds: FeedSource; options: StreamOptions };
   /** Null: no authentication configured, everything is tenant `local` (loopback only: the runtime enforces it). */
   authenticator: Authenticator | null;
   /** Origins allowed by CORS (`*` for any); empty: no CORS headers at all. */
@@ -52,7 +52,7 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   threadRoutes(app, { service, cursors });
   eventRoutes(app, {
     service,
-    hub: options.live.hub,
+    feeds: options.live.feeds,
     options: options.live.options,
     tokens: new ResumeTokenCodec(options.cursorSecret),
   });

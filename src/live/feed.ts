@@ -1,3 +1,4 @@
+import { withDeadline } from "../model/deadline.ts";
 import { threadKey } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
 import type { Notifier } from "./notifier.ts";
@@ -40,6 +41,10 @@ export interface FeedSource {
   readonly readTimeoutMs: number;
   /** The process is shutting down: streams end. */
   readonly draining: boolean;
+  /** Ends every stream now (the process shuts down; clients resume elsewhere). */
+  drain(): void;
+  /** Feeds open now. */
+  readonly size: number;
 }
 
 /**
@@ -131,7 +136,7 @@ export class ThreadFeed {
   readonly #threadId: string;
   readonly #options: Required<FeedOptions>;
   readonly #onEmpty: () => void;
-  /** Whether the hub is draining: a stream that waits then is woken at once. */
+  /** Whether the feed source is draining: a stream that waits then is woken at once. */
   readonly #draining: () => boolean;
   #refs = 0;
   #state: FeedState = { known: false };
@@ -177,7 +182,7 @@ export class ThreadFeed {
     return this.#state.known ? this.#state.head : undefined;
   }
 
-  /** Released by its last stream, or its hub is draining: streams on it should end. */
+  /** Released by its last stream, or its feed source is draining: streams on it should end. */
   get ended(): boolean {
     return this.#closed || this.#draining();
   }
@@ -223,7 +228,7 @@ export class ThreadFeed {
     else this.#tickWaiters.add(wake);
   }
 
-  /** Wakes every waiting stream (new events, or the hub is draining). */
+  /** Wakes every waiting stream (new events, or the feed source is draining). */
   wakeAll(): void {
     wakeEach(this.#eventWaiters);
     wakeEach(this.#tickWaiters);
@@ -258,7 +263,7 @@ export class ThreadFeed {
   async #readNew(): Promise<void> {
     const { reader, batchSize, bufferSize, readTimeoutMs } = this.#options;
     if (!this.#state.known) {
-      const head = await withDeadline(reader.head(this.#tenant, this.#threadId), readTimeoutMs);
+      const head = await withDeadline(reader.head(this.#tenant, this.#threadId), readTimeoutMs, "event log read");
       if (this.#closed) return;
       // A push may have made the head known meanwhile: it is newer than this read.
       if (!this.#state.known) {
@@ -272,6 +277,7 @@ export class ThreadFeed {
       const events: LogEvent[] = await withDeadline(
         reader.readEvents(this.#tenant, this.#threadId, head, batchSize),
         readTimeoutMs,
+        "event log read",
       );
       // Closed meanwhile, or a contract breach (not the continuation of the head): drop it.
       if (this.#closed || !this.#state.known || this.#state.head !== head) return;
@@ -328,20 +334,4 @@ function wakeEach(waiters: Set<() => void>): void {
   const woken = [...waiters];
   waiters.clear();
   for (const wake of woken) wake();
-}
-
-export class ReadTimeoutError extends Error {
-  constructor(ms: number) {
-    super(`event log read took longer than ${ms} ms`);
-    this.name = "ReadTimeoutError";
-  }
-}
-
-/** `promise`, or a ReadTimeoutError after `ms`; the late result of an abandoned read is dropped. */
-export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ReadTimeoutError(ms)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

@@ -1,5 +1,6 @@
 import type { LogEvent } from "../model/patch.ts";
-import { type EventReader, type ThreadFeed, withDeadline } from "./feed.ts";
+import { withDeadline } from "../model/deadline.ts";
+import type { EventReader, ThreadFeed } from "./feed.ts";
 
 export interface FollowOptions {
   /** Events read per direct log query (a stream behind the feed's buffer). */
@@ -59,7 +60,7 @@ export class ThreadFollower {
   /**
    * The next events after the cursor (contiguous, at least one), or `[]` once
    * `interrupt` was called (a ping is due, or the stream ends) or the feed has ended
-   * (its hub is draining). Never rejects.
+   * (its feed source is draining). Never rejects.
    */
   async next(): Promise<LogEvent[]> {
     for (;;) {
@@ -117,7 +118,7 @@ export class ThreadFollower {
     });
     try {
       const read = this.#reader.readEvents(this.#tenant, this.#threadId, this.#cursor, this.#options.batchSize);
-      return await Promise.race([withDeadline(read, this.#options.readTimeoutMs), interrupted]);
+      return await Promise.race([withDeadline(read, this.#options.readTimeoutMs, "event log read"), interrupted]);
     } catch (error) {
       this.#options.onReadError?.(error);
       return null;

@@ -42,6 +42,7 @@ const NO_HINTS: Notifier = { notify() {}, subscribe: () => () => {}, close() {} 
  */
 export class PushedFeeds implements FeedSource {
   readonly #options: Required<PushedFeedsOptions>;
+  #open = 0;
 
   constructor(options: PushedFeedsOptions) {
     this.#options = { reconnectMs: 1000, batchSize: 100, readTimeoutMs: 10_000, onError: () => {}, ...options };
@@ -58,6 +59,13 @@ export class PushedFeeds implements FeedSource {
   /** Nothing outlives a request here: nothing to drain. */
   get draining(): boolean {
     return false;
+  }
+
+  drain(): void {}
+
+  /** Feeds acquired and not released yet (one per stream and thread). */
+  get size(): number {
+    return this.#open;
   }
 
   acquire(tenant: string, threadId: string): { feed: ThreadFeed; release: () => void } {
@@ -109,11 +117,13 @@ export class PushedFeeds implements FeedSource {
       }
     };
     void link();
+    this.#open++;
     return {
       feed,
       release: () => {
         if (released) return;
         released = true;
+        this.#open--;
         clearTimeout(retry);
         try {
           socket?.close(1000, "stream ended");

@@ -42,20 +42,20 @@ function frameOf(event: LogEvent): Uint8Array {
 export function streamThreadEvents(
   c: Context,
   target: { tenant: string; threadId: string; resumeAfter: number },
-  deps: { hub: FeedSource; reader: EventReader; options: StreamOptions },
+  deps: { feeds: FeedSource; reader: EventReader; options: StreamOptions },
 ): Response {
-  const { hub, reader } = deps;
+  const { feeds, reader } = deps;
   setStreamHeaders(c);
   return streamSSE(c, async (stream) => {
-    const { feed, release } = hub.acquire(target.tenant, target.threadId);
+    const { feed, release } = feeds.acquire(target.tenant, target.threadId);
     const readFailures = new FailureLog(target.threadId);
     const follower = new ThreadFollower(feed, reader, {
       tenant: target.tenant,
       threadId: target.threadId,
       after: target.resumeAfter,
     }, {
-      batchSize: hub.batchSize,
-      readTimeoutMs: hub.readTimeoutMs,
+      batchSize: feeds.batchSize,
+      readTimeoutMs: feeds.readTimeoutMs,
       onReadError: (error) => readFailures.failed(error),
     });
     // A due ping or the end interrupts the follower's wait; the loop then writes or stops.
@@ -63,7 +63,7 @@ export function streamThreadEvents(
     try {
       await session.start();
       let deleted = false;
-      while (!session.stopped && !hub.draining && !deleted) {
+      while (!session.stopped && !feeds.draining && !deleted) {
         const events = await follower.next();
         if (events.length > 0) readFailures.recovered();
         for (const event of events) {
@@ -106,13 +106,13 @@ export function streamManyThreadEvents(
   c: Context,
   target: { tenant: string; threads: readonly StreamedThread[] },
   deps: {
-    hub: FeedSource;
+    feeds: FeedSource;
     reader: EventReader;
     options: StreamOptions;
     eventId: (positions: ReadonlyMap<string, number>) => Promise<string>;
   },
 ): Response {
-  const { hub, reader } = deps;
+  const { feeds, reader } = deps;
   setStreamHeaders(c);
   return streamSSE(c, async (stream) => {
     const positions = new Map(target.threads.map((t) => [t.threadId, t.after]));
@@ -124,11 +124,11 @@ export function streamManyThreadEvents(
       resume?.();
     };
     const followed = target.threads.map(({ threadId, after }) => {
-      const { feed, release } = hub.acquire(target.tenant, threadId);
+      const { feed, release } = feeds.acquire(target.tenant, threadId);
       const readFailures = new FailureLog(threadId);
       const follower = new ThreadFollower(feed, reader, { tenant: target.tenant, threadId, after }, {
-        batchSize: hub.batchSize,
-        readTimeoutMs: hub.readTimeoutMs,
+        batchSize: feeds.batchSize,
+        readTimeoutMs: feeds.readTimeoutMs,
         onReadError: (error) => readFailures.failed(error),
       });
       return { threadId, follower, release, readFailures };
@@ -138,7 +138,7 @@ export function streamManyThreadEvents(
       wake();
     });
     const pumps = followed.map(async ({ threadId, follower, readFailures }) => {
-      while (!session.stopped && !hub.draining) {
+      while (!session.stopped && !feeds.draining) {
         const events = await follower.next();
         if (events.length === 0) continue;
         readFailures.recovered();
@@ -152,7 +152,7 @@ export function streamManyThreadEvents(
     });
     try {
       await session.start();
-      while (!session.stopped && !hub.draining) {
+      while (!session.stopped && !feeds.draining) {
         const batch = ready.shift();
         if (batch) {
           for (const event of batch.events) {

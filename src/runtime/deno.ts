@@ -22,7 +22,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
   const config = loadConfig(env);
   // Deno cannot tell a function where it listens: without auth, HOST must say loopback.
   assertAuthPolicy(config, env.HOST?.trim() || undefined);
-  const { app, hub } = wire({
+  const { app, feeds } = wire({
     config,
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
@@ -34,7 +34,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
   // their lifetime (Deno Deploy has no signals: there the platform ends them).
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     try {
-      deno.addSignalListener?.(signal, () => hub.drain());
+      deno.addSignalListener?.(signal, () => feeds.drain());
     } catch {
       // Signals not supported here.
     }

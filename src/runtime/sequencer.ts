@@ -26,7 +26,7 @@ import type { ThreadJson } from "../model/artifact.ts";
 import { type Commit, logEventOf } from "../model/patch.ts";
 import type { ArtifactService, HeadSource, WritePath, WriteResult } from "../service/artifact-service.ts";
 import { loadWorkerContext, type WorkerEnv } from "./workers-context.ts";
-import { wire } from "./wire.ts";
+import { wireService } from "./wire.ts";
 
 /** The parts of the Durable Object state API the sequencer uses, structurally (no workers-types dependency). */
 export interface DurableObjectStateLike {
@@ -123,13 +123,13 @@ export class ThreadSequencer {
   #serviceFor(): ArtifactService {
     if (this.#service) return this.#service;
     const context = loadWorkerContext(this.#env);
-    const { service } = wire({
+    // The service alone: the object serves no HTTP routes, only its writer and heads.
+    const { service } = wireService({
       ...context,
       // Long-lived, unlike a Worker's request: it repairs a cache it wrote past while
       // libSQL was down, once libSQL answers (a timer only while something is behind).
       healEveryMs: 1000,
-      resident: true,
-      onDurable: (tenant, commit) => this.#push(tenant, commit),
+      writeMode: { kind: "resident", onDurable: (tenant, commit) => this.#push(tenant, commit) },
       background: (work) => this.#state.waitUntil(work),
     });
     this.#service = service;

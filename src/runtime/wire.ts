@@ -5,84 +5,90 @@ import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
 import { FeedHub, type FeedSource } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { Rollout } from "../rollout/rollout.ts";
-import { ArtifactService, type CommitListener, type HeadSource, type WritePath } from "../service/artifact-service.ts";
+import { ArtifactService, type WriteMode } from "../service/artifact-service.ts";
 import type { Config } from "./config.ts";
 
-export interface Wiring {
+export type { WriteMode };
+
+/** What the service is built from, on every runtime. */
+export interface ServiceWiring {
   config: Config;
   blobStore: BlobStore;
   /** Opens the libSQL client (each runtime brings its own: native file client or the web client). */
   connectLibsql: () => SqlClient;
-  /** Wake-up hints between writers and streams; in-process unless the runtime has better. */
+  /** Who sequences the writes (default: this service's own writer, deciding on the cache). */
+  writeMode?: WriteMode;
+  /** Wake-up hints from writers to streams; in-process unless the runtime has better. */
   notifier?: Notifier;
-  /** Serve one edge function's route only. */
-  only?: EdgeFunction;
   /** See LibsqlCacheOptions.schema. */
   cacheSchema?: { ready: boolean };
+  /** See LibsqlCacheOptions.onReset: the cache was of another schema version and is empty now. */
+  onCacheReset?: () => void;
   /** See ServiceOptions.healEveryMs: on for long-lived processes (the default), off on Workers. */
   healEveryMs?: number;
   /** See ServiceOptions.background (Workers: the request's waitUntil). */
   background?: (work: Promise<void>) => void;
   /** See ServiceOptions.unref (Node and Deno each have their own). */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
-  /** See ServiceOptions.writes (Workers: the thread's sequencer). */
-  writes?: WritePath;
-  /** See ServiceOptions.heads (Workers: the thread's sequencer). */
-  heads?: HeadSource;
-  /** See ServiceOptions.resident (the sequencer itself). */
-  resident?: boolean;
-  /** See ServiceOptions.onDurable (the sequencer pushes events there). */
-  onDurable?: CommitListener;
-  /** Where streams get their feed (default: one FeedHub for the process, hinted by `notifier`). */
+}
+
+/** What the HTTP app adds. */
+export interface AppWiring extends ServiceWiring {
+  /** Serve one edge function's route only. */
+  only?: EdgeFunction;
+  /** Where streams get their feed (default: one FeedHub for the process, hinted by the notifier). */
   feeds?: (reader: ArtifactService) => FeedSource;
 }
 
-/** Builds the service and the Hono app the same way on every runtime. */
-export function wire(wiring: Wiring) {
-  const {
-    config,
-    blobStore,
-    connectLibsql,
-    notifier = new InProcessNotifier(),
-    only,
-    cacheSchema,
-    healEveryMs = 1000,
-  } = wiring;
+/** The service over its stores (the Workers sequencer needs nothing more). */
+export function wireService(wiring: ServiceWiring) {
+  const { config, notifier = new InProcessNotifier(), healEveryMs = 1000 } = wiring;
   const cache = new LibsqlCache({
-    connect: connectLibsql,
+    connect: wiring.connectLibsql,
     local: config.libsqlUrl.startsWith("file:"),
-    ...(cacheSchema ? { schema: cacheSchema } : {}),
+    ...(wiring.cacheSchema ? { schema: wiring.cacheSchema } : {}),
+    onReset: () => wiring.onCacheReset?.(),
   });
-  const rollout = new Rollout(blobStore);
-  const limits = { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread };
+  const rollout = new Rollout(wiring.blobStore);
   const service = new ArtifactService({
     rollout,
     cache,
-    limits,
+    limits: limitsOf(config),
     compaction: { everyPatches: config.compactEvery },
     deleteRetentionMs: config.deleteRetentionMs,
     onCommit: (tenant, commit) => notifier.notify(tenant, commit.threadId, commit.lastSeq),
     healEveryMs,
+    ...(wiring.writeMode ? { writeMode: wiring.writeMode } : {}),
     ...(wiring.background ? { background: wiring.background } : {}),
     ...(wiring.unref ? { unref: wiring.unref } : {}),
-    ...(wiring.writes ? { writes: wiring.writes } : {}),
-    ...(wiring.heads ? { heads: wiring.heads } : {}),
-    ...(wiring.resident ? { resident: true } : {}),
-    ...(wiring.onDurable ? { onDurable: wiring.onDurable } : {}),
   });
-  const hub = new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
-  const feeds = wiring.feeds ? wiring.feeds(service) : hub;
+  return { service, cache, rollout, notifier };
+}
+
+/** The service and the Hono app over it, the same way on every runtime. */
+export function wire(wiring: AppWiring) {
+  const stores = wireService(wiring);
+  const { service, notifier } = stores;
+  const { config } = wiring;
+  // Streams share one feed per thread in the process, unless the runtime feeds them itself.
+  const feeds = wiring.feeds
+    ? wiring.feeds(service)
+    : new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
   const app = createApp({
     service,
-    limits,
+    limits: limitsOf(config),
     cursorSecret: config.cursorSecret,
     authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
     corsOrigins: config.corsOrigins,
-    ...(only ? { only } : {}),
+    ...(wiring.only ? { only: wiring.only } : {}),
     live: {
-      hub: feeds,
+      feeds,
       options: { retryMs: 2000, pingMs: config.ssePingMs, maxLifetimeMs: config.sseMaxLifetimeMs },
     },
   });
-  return { app, service, cache, rollout, hub, notifier };
+  return { ...stores, app, feeds };
+}
+
+function limitsOf(config: Config) {
+  return { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread };
 }

@@ -4,6 +4,7 @@ import { PushedFeeds } from "../live/pushed-feeds.ts";
 import { ConfigError } from "./config.ts";
 import { type DurableObjectNamespaceLike, SequencerClient } from "./sequencer.ts";
 import { loadWorkerContext, type WorkerContext, type WorkerEnv } from "./workers-context.ts";
+import type { ArtifactService } from "../service/artifact-service.ts";
 import { wire } from "./wire.ts";
 
 export type { WorkerEnv };
@@ -46,9 +47,8 @@ export async function workerFetch(
     ...(ctx ? { background: (work: Promise<void>) => ctx.waitUntil(work) } : {}),
     ...(sequencer
       ? {
-        writes: sequencer,
-        heads: sequencer,
-        feeds: (reader) =>
+        writeMode: { kind: "forwarded", writes: sequencer, heads: sequencer } as const,
+        feeds: (reader: ArtifactService) =>
           new PushedFeeds({
             reader,
             connect: (tenant, threadId) => sequencer.connect(tenant, threadId),

@@ -54,17 +54,8 @@ export interface ServiceOptions {
   compaction?: CompactionOptions;
   /** See GroupWriterOptions.onCommit. */
   onCommit?: CommitListener;
-  /** See GroupWriterOptions.onDurable. */
-  onDurable?: CommitListener;
-  /** See GroupWriterOptions.resident (default false). */
-  resident?: boolean;
-  /**
-   * Where writes go instead of this service's own group writer (Workers: the thread's
-   * sequencer); the reads stay here.
-   */
-  writes?: WritePath;
-  /** See ThreadReaderOptions.heads. */
-  heads?: HeadSource;
+  /** Who sequences this service's writes (default: `{ kind: "local" }`). */
+  writeMode?: WriteMode;
   logger?: ServiceLogger;
   /** Keeps work that outlives the answer alive (Workers: `ctx.waitUntil`); default: let it run. */
   background?: (work: Promise<void>) => void;
@@ -82,6 +73,21 @@ export interface ServiceOptions {
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
 }
 
+/**
+ * Who sequences the writes of a service:
+ * - `local`: its own group writer, deciding on the cache (Node, Deno, a Worker without
+ *   the sequencer binding); processes coordinate through put-if-absent alone;
+ * - `resident`: its own group writer holding each thread's state in memory, for the one
+ *   writer of a thread (the Workers sequencer); `onDurable` gets each commit as soon as
+ *   it is durable (the sequencer pushes its events);
+ * - `forwarded`: writes go to `writes` (the thread's sequencer) and strong reads take the
+ *   head from `heads`; the service builds no writer of its own.
+ */
+export type WriteMode =
+  | { kind: "local" }
+  | { kind: "resident"; onDurable: CommitListener }
+  | { kind: "forwarded"; writes: WritePath; heads: HeadSource };
+
 /** Compaction's default: a delta every 64 seqs (the tail a cold read lists stays under ~64 commits). */
 export const DEFAULT_COMPACTION: CompactionOptions = { everyPatches: 64 };
 
@@ -91,13 +97,14 @@ export const DEFAULT_COMPACTION: CompactionOptions = { everyPatches: 64 };
  * writer (write path), the reader (read path) and the cache repairer they share.
  */
 export class ArtifactService {
-  readonly #writer: GroupWriter;
-  readonly #writes: WritePath | undefined;
+  /** Its own writer (local and resident modes); null when writes are forwarded. */
+  readonly #writer: GroupWriter | null;
+  readonly #writes: WritePath;
   readonly #reader: ThreadReader;
   readonly #history: HistoryReader;
   readonly #sweeper: ThreadSweeper;
   readonly #repairer: CacheRepairer;
-  readonly #guard: CacheGuard;
+  readonly #cache: ArtifactCache;
   readonly #rollout: Rollout;
   /** Work still running after its answer (compaction), so a shutdown or a test can wait for it. */
   readonly #inFlight = new Set<Promise<void>>();
@@ -108,16 +115,17 @@ export class ArtifactService {
     const guard = new CacheGuard(options.cache, logger);
     const repairer = new CacheRepairer({
       rollout,
+      cache: options.cache,
       guard,
       healEveryMs: options.healEveryMs ?? 0,
       ...(options.unref ? { unref: options.unref } : {}),
     });
     this.#rollout = rollout;
-    this.#writes = options.writes;
-    this.#guard = guard;
+    this.#cache = options.cache;
     this.#repairer = repairer;
     this.#history = new HistoryReader(rollout);
     const now = options.now ?? (() => new Date());
+    const mode = options.writeMode ?? { kind: "local" };
     const retentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
     const sweeper = new ThreadSweeper({ rollout, logger, retentionMs, now });
     this.#sweeper = sweeper;
@@ -130,12 +138,12 @@ export class ArtifactService {
       rollout,
       guard,
       repairer,
-      ...(options.heads ? { heads: options.heads } : {}),
+      ...(mode.kind === "forwarded" ? { heads: mode.heads } : {}),
       touchedLife: (tenant, threadId, since) => sweeper.ensure(tenant, threadId, since, background),
       freshMs: retentionMs / 4,
       now,
     });
-    this.#writer = new GroupWriter({
+    this.#writer = mode.kind === "forwarded" ? null : new GroupWriter({
       rollout,
       guard,
       repairer,
@@ -143,8 +151,8 @@ export class ArtifactService {
       sweeper,
       limits: options.limits,
       onCommit: options.onCommit ?? (() => {}),
-      onDurable: options.onDurable ?? (() => {}),
-      resident: options.resident ?? false,
+      onDurable: mode.kind === "resident" ? mode.onDurable : () => {},
+      resident: mode.kind === "resident",
       logger,
       background,
       now,
@@ -153,10 +161,11 @@ export class ArtifactService {
       freshMs: retentionMs / 4,
       backoff: options.backoff ?? jitteredBackoff,
     });
+    this.#writes = mode.kind === "forwarded" ? mode.writes : this.#writer as GroupWriter;
   }
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
-    return (this.#writes ?? this.#writer).write(tenant, threadId, command);
+    return this.#writes.write(tenant, threadId, command);
   }
 
   /** A write of an artifact: create, update, merge or remove (never a thread's delete). */
@@ -185,13 +194,18 @@ export class ArtifactService {
 
   /** Resident mode: the thread as this service's writer holds it, as read-thread's JSON. */
   async writerThread(tenant: string, threadId: string): Promise<ThreadJson | null> {
-    const state = await this.#writer.residentThread(tenant, threadId);
+    const state = await this.#ownWriter().residentThread(tenant, threadId);
     return state && toThreadJson(state);
   }
 
   /** The head as this service's own writer knows it (resident mode: from memory, confirmed at most a second ago). */
   writerHead(tenant: string, threadId: string): Promise<number> {
-    return this.#writer.head(tenant, threadId);
+    return this.#ownWriter().head(tenant, threadId);
+  }
+
+  #ownWriter(): GroupWriter {
+    if (!this.#writer) throw new Error("this service forwards its writes");
+    return this.#writer;
   }
 
   readThread(
@@ -275,7 +289,7 @@ export class ArtifactService {
 
   async health(): Promise<{ cache: "up" | "down"; rollout: "up" | "down" }> {
     const [cache, rollout] = await Promise.all([
-      this.#guard.cache.ping().then(
+      this.#cache.ping().then(
         () => "up" as const,
         () => "down" as const,
       ),

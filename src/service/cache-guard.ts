@@ -14,17 +14,17 @@ export type CacheAttempt<T> = { ok: true; value: T } | { ok: false };
  * a ProblemError is the client's answer and passes through.
  */
 export class CacheGuard {
-  readonly cache: ArtifactCache;
+  readonly #cache: ArtifactCache;
   readonly #logger: ServiceLogger;
 
   constructor(cache: ArtifactCache, logger: ServiceLogger) {
-    this.cache = cache;
+    this.#cache = cache;
     this.#logger = logger;
   }
 
   async try<T>(what: string, call: (cache: ArtifactCache) => Promise<T>): Promise<CacheAttempt<T>> {
     try {
-      return { ok: true, value: await call(this.cache) };
+      return { ok: true, value: await call(this.#cache) };
     } catch (error) {
       if (error instanceof ProblemError) throw error;
       if (!(error instanceof CacheUnavailableError && error.reported)) {

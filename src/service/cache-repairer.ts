@@ -2,6 +2,7 @@ import type { ThreadState } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
 import { type Commit, patchesOf } from "../model/patch.ts";
+import type { ArtifactCache } from "../cache/port.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import type { CacheGuard } from "./cache-guard.ts";
 
@@ -15,6 +16,9 @@ export interface RepairResult {
 
 export interface RepairerOptions {
   rollout: Rollout;
+  /** Repairs call the cache directly: their callers decide what a failure means. */
+  cache: ArtifactCache;
+  /** The background healer's calls go through it (a cache still down is logged once). */
   guard: CacheGuard;
   /**
    * How often threads whose cache fell behind during a libSQL outage are repaired in the
@@ -42,6 +46,7 @@ const REPAIR_ATTEMPTS = 3;
  */
 export class CacheRepairer {
   readonly #rollout: Rollout;
+  readonly #cache: ArtifactCache;
   readonly #guard: CacheGuard;
   readonly #healEveryMs: number;
   readonly #unref: (timer: ReturnType<typeof setTimeout>) => void;
@@ -51,6 +56,7 @@ export class CacheRepairer {
 
   constructor(options: RepairerOptions) {
     this.#rollout = options.rollout;
+    this.#cache = options.cache;
     this.#guard = options.guard;
     this.#healEveryMs = options.healEveryMs;
     this.#unref = options.unref ?? (() => {});
@@ -62,7 +68,7 @@ export class CacheRepairer {
    * `cachedSeq` the caller already read (a writer catching up after a lost race).
    */
   async advance(tenant: string, threadId: string, cachedSeq: number, known?: readonly Commit[]): Promise<void> {
-    const cache = this.#guard.cache;
+    const cache = this.#cache;
     if (cachedSeq > 0) {
       const tail = known ?? (await this.#tailAfter(tenant, threadId, cachedSeq));
       const last = tail[tail.length - 1];
@@ -75,7 +81,7 @@ export class CacheRepairer {
   async repair(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
     if (cached && cached.seq > 0) {
       const tail = await this.#tailAfter(tenant, threadId, cached.seq);
-      if (tail.length > 0) await this.#guard.cache.apply(tenant, tail);
+      if (tail.length > 0) await this.#cache.apply(tenant, tail);
       return materialize(cached, patchesOf(tail));
     }
     return this.#install(tenant, threadId);
@@ -107,7 +113,7 @@ export class CacheRepairer {
 
   /** A thread the cache does not have: the compacted base, then the commits after it. */
   async #install(tenant: string, threadId: string): Promise<ThreadState | null> {
-    const cache = this.#guard.cache;
+    const cache = this.#cache;
     const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
     if (base) await cache.install(tenant, base);
     if (tail.length > 0) await cache.apply(tenant, tail);
@@ -120,7 +126,7 @@ export class CacheRepairer {
    * existence check.
    */
   async repairThread(tenant: string, threadId: string): Promise<RepairResult> {
-    const cache = this.#guard.cache;
+    const cache = this.#cache;
     const cachedSeq = await cache.seq(tenant, threadId);
     let seq = cachedSeq;
     // Bounded: a concurrent installer or writer may move the row between our calls.

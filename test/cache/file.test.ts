@@ -54,24 +54,31 @@ describeCacheContract("file: URL, the prepared-statement file client of Node and
   };
 });
 
-describe("a cache made before forks", () => {
-  it("gains the forked_from column on first use and keeps its rows", async () => {
+describe("a cache of another schema version", () => {
+  it("is replaced on first use (its rows dropped, the runtime told to rebuild it), once", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cache-old-"));
     const path = join(dir, "cache.db");
     try {
-      // The threads table as caches made before forks have it, with a row.
+      // The threads table as an earlier build made it (no version), with a row.
       const db = new Database(path);
       db.exec(`CREATE TABLE threads (tenant TEXT NOT NULL, thread_id TEXT NOT NULL, created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL, seq INTEGER NOT NULL, event_floor INTEGER NOT NULL DEFAULT 0, installer TEXT,
         PRIMARY KEY (tenant, thread_id)) WITHOUT ROWID`);
       db.exec(
-        `INSERT INTO threads VALUES ('t', 'old', '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z', 0, 0, NULL)`,
+        `INSERT INTO threads VALUES ('t', 'old', '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z', 3, 0, NULL)`,
       );
       db.close();
-      const cache = new LibsqlCache({
-        local: true,
-        connect: () => new LibsqlFileClient(path, { busyTimeoutMs: 5000 }),
-      });
+      let resets = 0;
+      const open = () =>
+        new LibsqlCache({
+          local: true,
+          connect: () => new LibsqlFileClient(path, { busyTimeoutMs: 5000 }),
+          onReset: () => resets++,
+        });
+      const cache = open();
+      // Its rows are gone (rebuilt from the rollout later); the current schema is in place.
+      expect(await cache.seq("t", "old")).toBe(0);
+      expect(resets).toBe(1);
       const fork = { threadId: "src", seq: 3 };
       const state = {
         threadId: "forked",
@@ -82,15 +89,11 @@ describe("a cache made before forks", () => {
         forkedFrom: fork,
       };
       expect(await cache.install("t", state)).toBe(1);
-      expect(await cache.readThread("t", "forked")).toEqual(state);
-      expect(await cache.seq("t", "old")).toBe(0);
       cache.close();
-      // Opening it again finds the column in place.
-      const again = new LibsqlCache({
-        local: true,
-        connect: () => new LibsqlFileClient(path, { busyTimeoutMs: 5000 }),
-      });
-      expect((await again.readThread("t", "forked"))?.forkedFrom).toEqual(fork);
+      // Opening it again finds the current version: nothing replaced.
+      const again = open();
+      expect(await again.readThread("t", "forked")).toEqual(state);
+      expect(resets).toBe(1);
       again.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -102,9 +102,9 @@ describe("Worker cache path", () => {
 
 describe("Worker live path", () => {
   it("wakes an open stream through the ThreadHub Durable Object, long before the poll interval", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-hub-"));
+    const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-feeds-"));
     const hrana = await startHranaServer({ path: join(dir, "cache.db") });
-    // Polling alone would take a minute: an event that arrives in this test came by the hub's hint.
+    // Polling alone would take a minute: an event that arrives in this test came by the feeds's hint.
     const worker = await startWorker({
       LIBSQL_URL: hrana.url,
       AUTH_TOKENS: `${WORKER_TOKEN}:local`,
@@ -113,7 +113,7 @@ describe("Worker live path", () => {
     });
     const controller = new AbortController();
     try {
-      const threadId = `hub-${Date.now().toString(36)}`;
+      const threadId = `feeds-${Date.now().toString(36)}`;
       const stream = await fetch(
         `${worker.url}/v1/threads/${threadId}/events`,
         withToken({ signal: controller.signal }),
@@ -130,7 +130,7 @@ describe("Worker live path", () => {
       const ok = await fetch(`${worker.url}/v1/threads/${threadId}/artifacts`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${WORKER_TOKEN}` },
-        body: JSON.stringify({ artifactType: "plan", payload: { via: "hub" } }),
+        body: JSON.stringify({ artifactType: "plan", payload: { via: "feeds" } }),
       });
       expect(ok.status).toBe(201);
       while (!text.includes("event: artifact-updated")) {
@@ -139,7 +139,7 @@ describe("Worker live path", () => {
         text += decoder.decode(value, { stream: true });
       }
       expect(text).toContain("id: 1\nevent: artifact-updated\n");
-      expect(text).toContain('"via":"hub"');
+      expect(text).toContain('"via":"feeds"');
     } finally {
       controller.abort();
       await worker.stop();

@@ -11,7 +11,7 @@ describeHttpContract("in-process app", async (env) => {
     fetch: async (path, init) => t.app.request(path, init),
     // As a process would: streams end (their clients reconnect), then a new app on the same folder.
     restart: async () => {
-      t.hub.drain();
+      t.feeds.drain();
       await t.close();
       t = createTestApp({ env, dir });
     },

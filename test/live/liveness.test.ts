@@ -70,17 +70,17 @@ class ScriptedReader implements EventReader {
   }
 }
 
-/** A follower of THREAD on `hub`, collecting what it is given until the hub drains or `stop`. */
-function follow(hub: FeedHub, reader: EventReader, after = 0) {
-  const { feed, release } = hub.acquire(TENANT, THREAD);
+/** A follower of THREAD on `feeds`, collecting what it is given until the feeds drains or `stop`. */
+function follow(feeds: FeedHub, reader: EventReader, after = 0) {
+  const { feed, release } = feeds.acquire(TENANT, THREAD);
   const follower = new ThreadFollower(feed, reader, { tenant: TENANT, threadId: THREAD, after }, {
-    batchSize: hub.batchSize,
-    readTimeoutMs: hub.readTimeoutMs,
+    batchSize: feeds.batchSize,
+    readTimeoutMs: feeds.readTimeoutMs,
   });
   const seqs: number[] = [];
   let stopped = false;
   const done = (async () => {
-    while (!stopped && !hub.draining) for (const event of await follower.next()) seqs.push(event.seq);
+    while (!stopped && !feeds.draining) for (const event of await follower.next()) seqs.push(event.seq);
     follower.close();
     release();
   })();
@@ -111,12 +111,12 @@ describe("a feed or stream that could park", () => {
     const reader = new ScriptedReader();
     reader.append(2);
     reader.script.push("fail", "fail", "fail");
-    const hub = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
+    const feeds = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
     const app = new Hono().get(
       "/events",
       (c) =>
         streamThreadEvents(c, { tenant: TENANT, threadId: THREAD, resumeAfter: 0 }, {
-          hub,
+          feeds,
           reader,
           options: { retryMs: 2000, pingMs: 15_000, maxLifetimeMs: 60_000 },
         }),
@@ -147,13 +147,13 @@ describe("a feed or stream that could park", () => {
   it("a feed whose first read never settles is given up on, and the next tick reads again (it used to park for good)", async () => {
     const reader = new ScriptedReader();
     reader.script.push("hang");
-    const hub = new FeedHub({
+    const feeds = new FeedHub({
       reader,
       notifier: new InProcessNotifier(),
       pollMs: POLL_MS,
       readTimeoutMs: READ_TIMEOUT_MS,
     });
-    const stream = follow(hub, reader);
+    const stream = follow(feeds, reader);
     reader.append(3);
     await vi.advanceTimersByTimeAsync(READ_TIMEOUT_MS + POLL_MS);
     expect(stream.seqs).toEqual([1, 2, 3]);
@@ -168,13 +168,13 @@ describe("a feed or stream that could park", () => {
     reader.append(2);
     // The feed's head read answers; the stream (behind the empty buffer) reads itself and hangs.
     reader.script.push("stale", "hang");
-    const hub = new FeedHub({
+    const feeds = new FeedHub({
       reader,
       notifier: new InProcessNotifier(),
       pollMs: POLL_MS,
       readTimeoutMs: READ_TIMEOUT_MS,
     });
-    const stream = follow(hub, reader);
+    const stream = follow(feeds, reader);
     await vi.advanceTimersByTimeAsync(READ_TIMEOUT_MS + POLL_MS);
     expect(stream.seqs).toEqual([1, 2]);
     await stream.stop();
@@ -183,13 +183,13 @@ describe("a feed or stream that could park", () => {
   it("a stream whose read comes back empty while the feed is past it reads again on the next tick, not only on the next write", async () => {
     const reader = new ScriptedReader();
     reader.append(3);
-    const hub = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
+    const feeds = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
     // The feed learns head 3 first; the stream's own read of 1..3 then lags (a store behind).
-    const { feed, release } = hub.acquire(TENANT, THREAD);
+    const { feed, release } = feeds.acquire(TENANT, THREAD);
     await vi.advanceTimersByTimeAsync(0);
     expect(feed.head).toBe(3);
     reader.script.push("stale");
-    const stream = follow(hub, reader);
+    const stream = follow(feeds, reader);
     await vi.advanceTimersByTimeAsync(POLL_MS);
     expect(stream.seqs).toEqual([1, 2, 3]);
     await stream.stop();
@@ -199,8 +199,8 @@ describe("a feed or stream that could park", () => {
   it("a feed whose reads fail for a while keeps polling and delivers when they answer", async () => {
     const reader = new ScriptedReader();
     reader.down = true;
-    const hub = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
-    const stream = follow(hub, reader);
+    const feeds = new FeedHub({ reader, notifier: new InProcessNotifier(), pollMs: POLL_MS });
+    const stream = follow(feeds, reader);
     reader.append(2);
     await vi.advanceTimersByTimeAsync(5 * POLL_MS);
     expect(stream.seqs).toEqual([]);
@@ -208,13 +208,13 @@ describe("a feed or stream that could park", () => {
     await vi.advanceTimersByTimeAsync(POLL_MS);
     expect(stream.seqs).toEqual([1, 2]);
     await stream.stop();
-    expect(hub.size).toBe(0);
+    expect(feeds.size).toBe(0);
   });
 
   it("a feed that loses every hint still delivers on the poll tick", async () => {
     const reader = new ScriptedReader();
-    const hub = new FeedHub({ reader, notifier: new DroppingNotifier(() => true), pollMs: POLL_MS });
-    const stream = follow(hub, reader);
+    const feeds = new FeedHub({ reader, notifier: new DroppingNotifier(() => true), pollMs: POLL_MS });
+    const stream = follow(feeds, reader);
     await vi.advanceTimersByTimeAsync(0);
     reader.append(1);
     await vi.advanceTimersByTimeAsync(POLL_MS);
@@ -297,7 +297,7 @@ class Process {
   readonly readFaults: Array<"fail" | "hang"> = [];
   readonly held: Array<() => void>;
   readonly service: ArtifactService;
-  readonly hub: FeedHub;
+  readonly feeds: FeedHub;
   readonly cache: LibsqlCache;
   readonly reader: EventReader;
 
@@ -327,7 +327,7 @@ class Process {
       readEvents: (...args) => gate(() => this.service.readEvents(...args)),
       head: (...args) => gate(() => this.service.head(...args)),
     };
-    this.hub = new FeedHub({ reader: this.reader, notifier, pollMs: POLL_MS, readTimeoutMs: READ_TIMEOUT_MS });
+    this.feeds = new FeedHub({ reader: this.reader, notifier, pollMs: POLL_MS, readTimeoutMs: READ_TIMEOUT_MS });
   }
 }
 
@@ -368,12 +368,12 @@ describe("liveness property", () => {
                   // their last seq, as EventSource does with Last-Event-ID.
                   const index = step.process % processes.length;
                   const old = processes[index] as Process;
-                  old.hub.drain();
+                  old.feeds.drain();
                   const fresh = new Process(rollout, dbPath, held, cacheDownAtStart);
                   processes[index] = fresh;
                   for (const entry of streams.filter((s) => s.process === old)) {
                     await entry.stream.stop();
-                    const resumed = follow(fresh.hub, fresh.reader, entry.stream.cursor);
+                    const resumed = follow(fresh.feeds, fresh.reader, entry.stream.cursor);
                     streams.push({ process: fresh, stream: resumed, from: entry.stream.cursor });
                     resumed.seqs.unshift(...entry.stream.seqs);
                     streams.splice(streams.indexOf(entry), 1);
@@ -383,7 +383,7 @@ describe("liveness property", () => {
                 }
                 case "subscribe": {
                   const process = pick(step.process);
-                  streams.push({ process, stream: follow(process.hub, process.reader), from: 0 });
+                  streams.push({ process, stream: follow(process.feeds, process.reader), from: 0 });
                   break;
                 }
                 case "write":
@@ -439,7 +439,7 @@ describe("liveness property", () => {
             }
             for (const { stream } of streams) await stream.stop();
             for (const process of processes) {
-              process.hub.drain();
+              process.feeds.drain();
               process.cache.close();
             }
           },
@@ -456,11 +456,11 @@ describe("a feed fed by pushes (Workers: the sequencer's events)", () => {
   it("appends what continues the head, drops what it has, restarts its buffer after a gap, and streams behind read the log", async () => {
     const reader = new ScriptedReader();
     reader.append(2);
-    const hub = new FeedHub({ reader, notifier: new DroppingNotifier(() => true), pollMs: 60_000 });
-    const stream = follow(hub, reader);
+    const feeds = new FeedHub({ reader, notifier: new DroppingNotifier(() => true), pollMs: 60_000 });
+    const stream = follow(feeds, reader);
     await vi.advanceTimersByTimeAsync(0);
     expect(stream.seqs).toEqual([1, 2]);
-    const { feed, release } = hub.acquire(TENANT, THREAD);
+    const { feed, release } = feeds.acquire(TENANT, THREAD);
     reader.append(2);
     // A push of seqs 2..4: 2 is known, 3 and 4 continue the head; no log read needed.
     const readsBefore = reader.calls;

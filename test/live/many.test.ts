@@ -31,12 +31,12 @@ describe("many-threads streams on the process's feeds", () => {
     const closeFirst = await open(t, "/v1/events?threads=a,b");
     const closeSecond = await open(t, "/v1/events?threads=b,c");
     const closeSingle = await open(t, "/v1/threads/a/events");
-    expect(t.hub.size).toBe(3);
+    expect(t.feeds.size).toBe(3);
     await closeFirst();
     await closeSingle();
     // b and c still followed by the second stream.
-    await waitUntil(() => t.hub.size === 2, "a released");
+    await waitUntil(() => t.feeds.size === 2, "a released");
     await closeSecond();
-    await waitUntil(() => t.hub.size === 0, "every feed released");
+    await waitUntil(() => t.feeds.size === 0, "every feed released");
   });
 });

@@ -49,7 +49,7 @@ describe("many subscribers", () => {
         await stream.until((c) => c.parser.retries.length > 0, "retry");
       });
       expect(streams).toHaveLength(500);
-      expect(app.hub.size).toBe(1);
+      expect(app.feeds.size).toBe(1);
 
       const burst = 25;
       const written = await Promise.all(range(burst).map((n) => createInMemory(threadId, { n })));
@@ -64,7 +64,7 @@ describe("many subscribers", () => {
     } finally {
       await Promise.all(streams.map((s) => s.close()));
     }
-    await waitUntil(() => app.hub.size === 0, "every feed to be released");
+    await waitUntil(() => app.feeds.size === 0, "every feed to be released");
   });
 });
 
@@ -123,7 +123,7 @@ describe("resource hygiene", () => {
     const urlOf = (n: number) => `${app.url}/v1/threads/${threads[n % threads.length]}/events`;
     // Warm up lazily created resources (the stream path, the log reads) before the baseline.
     await churnOne(urlOf(0), 3);
-    await waitUntil(() => app.hub.size === 0, "the warm-up feed to be released");
+    await waitUntil(() => app.feeds.size === 0, "the warm-up feed to be released");
     await waitUntil(() => !resourceCounts().has("TCPSocketWrap"), "warm-up sockets to close");
     const baseline = resourceCounts();
     expect(baseline.get("TCPServerWrap")).toBeGreaterThanOrEqual(1);
@@ -136,7 +136,7 @@ describe("resource hygiene", () => {
       // Sampled while a stream is established, to show the measures see open streams.
       const sample = () => {
         peakSockets = Math.max(peakSockets, resourceCounts().get("TCPSocketWrap") ?? 0);
-        peakFeeds = Math.max(peakFeeds, app.hub.size);
+        peakFeeds = Math.max(peakFeeds, app.feeds.size);
       };
       if ((await churnOne(urlOf(n), stage, sample)).sawEvent) delivered++;
     });
@@ -146,7 +146,7 @@ describe("resource hygiene", () => {
     expect(peakFeeds).toBeLessThanOrEqual(threads.length);
     expect(delivered).toBe(range(1000).filter((n) => n % 4 === 3 && n % threads.length < 5).length);
 
-    await waitUntil(() => app.hub.size === 0, "every feed to be released");
+    await waitUntil(() => app.feeds.size === 0, "every feed to be released");
     await waitUntil(() => excess(baseline).length === 0, "active resources to return to baseline").catch((error) => {
       throw new Error(`${(error as Error).message}: ${excess(baseline).join(", ")}`);
     });
@@ -225,6 +225,6 @@ describe("slow readers", () => {
       stalled.destroy();
       await Promise.all(readers.map((r) => r.close()));
     }
-    await waitUntil(() => app.hub.size === 0, "every feed to be released");
+    await waitUntil(() => app.feeds.size === 0, "every feed to be released");
   });
 });

@@ -291,7 +291,7 @@ describe("maximum lifetime", () => {
     expect(stream.error).toBeUndefined();
     expect(stream.parser.retries).toEqual([2000]);
     expect(stream.seqs).toEqual([1]);
-    await waitUntil(() => shortLived.hub.size === 0, "the feed to be released");
+    await waitUntil(() => shortLived.feeds.size === 0, "the feed to be released");
   });
 
   it("the typed client resumes across lifetimes: every event once, in order", async () => {

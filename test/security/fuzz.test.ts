@@ -1087,8 +1087,8 @@ describe("fuzz: generated requests against the app", () => {
     expect(keys.some((k) => k.includes("/deltas/"))).toBe(true);
 
     // Every stream the fuzz opened and cancelled has been released.
-    for (let i = 0; i < 1000 && app.hub.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(app.hub.size).toBe(0);
+    for (let i = 0; i < 1000 && app.feeds.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(app.feeds.size).toBe(0);
 
     expect(({} as any).polluted).toBeUndefined();
     expect(Object.hasOwn(Object.prototype, "polluted")).toBe(false);

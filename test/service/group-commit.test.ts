@@ -46,7 +46,7 @@ function setup(store?: (fs: FsBlobStore) => BlobStore) {
       cache,
       limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
       backoff: async () => {},
-      ...(options.resident ? { resident: true } : {}),
+      ...(options.resident ? { writeMode: { kind: "resident" as const, onDurable: () => {} } } : {}),
     });
     services.push(service);
     return { cache, service };

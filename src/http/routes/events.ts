@@ -12,7 +12,7 @@ import { threadIdOf } from "../validate.ts";
 /** The `artifact-updated` stream of one thread, and of up to 100 on one connection. */
 export function eventRoutes(
   app: Hono<AppEnv>,
-  deps: { service: ArtifactService; hub: FeedSource; options: StreamOptions; tokens: ResumeTokenCodec },
+  deps: { service: ArtifactService; feeds: FeedSource; options: StreamOptions; tokens: ResumeTokenCodec },
 ): void {
   app.get(ROUTES.events.path, (c) => {
     const threadId = threadIdOf(c);
@@ -21,7 +21,7 @@ export function eventRoutes(
       throw new ProblemError("invalid_request", "Last-Event-ID and since must be a non-negative integer seq");
     }
     return streamThreadEvents(c, { tenant: c.get("tenant"), threadId, resumeAfter }, {
-      hub: deps.hub,
+      feeds: deps.feeds,
       reader: deps.service,
       options: deps.options,
     });
@@ -38,7 +38,7 @@ export function eventRoutes(
       for (const thread of threads) thread.after = resumed.get(tags.get(thread.threadId) as string) ?? thread.after;
     }
     return streamManyThreadEvents(c, { tenant, threads }, {
-      hub: deps.hub,
+      feeds: deps.feeds,
       reader: deps.service,
       options: deps.options,
       eventId: (positions) =>

@@ -1,0 +1,153 @@
+import type { InStatement } from "@libsql/client";
+import type { Artifact, ForkRef } from "../model/artifact.ts";
+import { type Commit, eventData, type Patch } from "../model/patch.ts";
+import type { TargetLookup } from "./port.ts";
+import type { SqlResult } from "./connection.ts";
+
+/*
+ * The statements the cache's batches are made of, and how their rows read back: the
+ * SQL of the cache (cache/libsql.ts puts them together, one batch per call).
+ */
+
+/** Whole commits in batches of about `size` patches. */
+export function chunksOfCommits(commits: readonly Commit[], size: number): Commit[][] {
+  const chunks: Commit[][] = [];
+  let current: Commit[] = [];
+  let patches = 0;
+  for (const commit of commits) {
+    if (current.length > 0 && patches + commit.patches.length > size) {
+      chunks.push(current);
+      current = [];
+      patches = 0;
+    }
+    current.push(commit);
+    patches += commit.patches.length;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** A fork's origin as the threads row stores it (JSON), or null. */
+export function forkText(fork: ForkRef | undefined): string | null {
+  return fork ? JSON.stringify({ threadId: fork.threadId, seq: fork.seq }) : null;
+}
+
+/** `deleted` and `since` of a threads row (a thread never deleted has neither). */
+export function lifeOf(row: Record<string, unknown>): { deleted?: true; since?: number } {
+  const since = Number(row.life_start ?? 0);
+  if (!(since > 0)) return {};
+  return Number(row.seq) === since ? { deleted: true, since } : { since };
+}
+
+export function forkOf(row: Record<string, unknown>): { forkedFrom?: ForkRef } {
+  const text = row.forked_from;
+  if (typeof text !== "string") return {};
+  const fork = JSON.parse(text) as ForkRef;
+  return { forkedFrom: { threadId: fork.threadId, seq: fork.seq } };
+}
+
+export function applyStatements(tenant: string, patch: Patch): InStatement[] {
+  const key = { t: tenant, th: patch.threadId, seq: patch.seq };
+  const guard = `(SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th) = :seq`;
+  if (patch.op === "delete") {
+    // The end of a life: the row stays as the tombstone (seq = life_start), nothing else of
+    // the thread. It applies on top of any earlier seq, or of no row at all: a cache that
+    // missed the end of a life (the life's commits are stubs by then) goes straight to it.
+    return [
+      {
+        sql:
+          `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, life_start) VALUES (:t, :th, :at, :at, :seq, :seq)
+              ON CONFLICT (tenant, thread_id) DO UPDATE SET seq = :seq, updated_at = :at, installer = NULL, life_start = :seq,
+                forked_from = NULL
+              WHERE threads.seq < :seq`,
+        args: { ...key, at: patch.at },
+      },
+      { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${guard}`, args: key },
+      { sql: `DELETE FROM events WHERE tenant = :t AND thread_id = :th AND seq < :seq AND ${guard}`, args: key },
+      {
+        sql: `INSERT OR IGNORE INTO events (tenant, thread_id, seq, data, event)
+              SELECT :t, :th, :seq, :data, 'thread-deleted' WHERE ${guard}`,
+        args: { ...key, data: eventData(patch) },
+      },
+    ];
+  }
+  const fork = forkText(patch.fork);
+  const statements: InStatement[] = [
+    {
+      // The first patch after a tombstone starts a new life: its createdAt, and a fork's origin.
+      sql: `UPDATE threads SET seq = :seq, updated_at = :at, installer = NULL,
+              created_at = CASE WHEN life_start > 0 AND seq = life_start THEN :at ELSE created_at END,
+              forked_from = coalesce(:fork, forked_from)
+            WHERE tenant = :t AND thread_id = :th AND seq = :seq - 1`,
+      args: { ...key, at: patch.at, fork },
+    },
+  ];
+  if (patch.seq === 1) {
+    statements.push({
+      sql:
+        `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, forked_from) VALUES (:t, :th, :at, :at, 1, :fork) ON CONFLICT DO NOTHING`,
+      args: { t: tenant, th: patch.threadId, at: patch.at, fork },
+    });
+  }
+  // Every statement below is guarded by the thread row now being at this seq, and is
+  // idempotent, so re-applying the head patch changes nothing and a gap applies nothing.
+  if (patch.op === "remove") {
+    statements.push({
+      sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id AND ${guard}`,
+      args: { ...key, id: patch.artifact.id },
+    });
+  } else {
+    statements.push({
+      sql: `INSERT INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
+            SELECT :t, :th, :id, :seq, :type, :identity, :version, :body WHERE ${guard}
+            ON CONFLICT (tenant, thread_id, id) DO UPDATE SET version = excluded.version, body = excluded.body`,
+      args: { ...key, ...artifactArgs(patch.artifact) },
+    });
+  }
+  statements.push({
+    sql: `INSERT OR IGNORE INTO events (tenant, thread_id, seq, data) SELECT :t, :th, :seq, :data WHERE ${guard}`,
+    args: { ...key, data: eventData(patch) },
+  });
+  return statements;
+}
+
+export function lookupStatement(
+  args: { t: string; th: string },
+  lookup: TargetLookup,
+): { sql: string; args: Record<string, string> } | null {
+  if (lookup.by === "id") {
+    return {
+      sql: `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND id = :id`,
+      args: { ...args, id: lookup.artifactId },
+    };
+  }
+  if (lookup.identityKey === null) return null;
+  return {
+    sql:
+      `SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th AND artifact_type = :type AND identity_key = :identity`,
+    args: { ...args, type: lookup.artifactType, identity: lookup.identityKey },
+  };
+}
+
+export function artifactArgs(artifact: Artifact) {
+  return {
+    id: artifact.id,
+    type: artifact.artifactType,
+    identity: artifact.identityKey,
+    version: artifact.version,
+    body: JSON.stringify(artifact),
+  };
+}
+
+export function seqStatement(tenant: string, threadId: string): InStatement {
+  return { sql: `SELECT seq FROM threads WHERE tenant = :t AND thread_id = :th`, args: { t: tenant, th: threadId } };
+}
+
+export function seqFrom(result: SqlResult): number {
+  const row = result.rows[0];
+  return row ? Number(row.seq) : 0;
+}
+
+export function parseBody(row: Record<string, unknown>): Artifact {
+  return JSON.parse(String(row.body)) as Artifact;
+}
