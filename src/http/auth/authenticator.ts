@@ -1,6 +1,6 @@
+import { jwtVerify, type JWTVerifyGetKey } from "jose";
 import { TENANT_PATTERN } from "../../model/ids.ts";
 import { JwksKeySet } from "./jwks.ts";
-import { checkTimes, decodeJwt, JwtError, verifySignature } from "./jwt.ts";
 
 export interface AuthSettings {
   /** Static bearer tokens and the tenant each one maps to. */
@@ -23,11 +23,13 @@ const keySets = new Map<string, JwksKeySet>();
 /**
  * Turns a bearer token into a tenant, or null. Never throws for a bad token and never
  * says why a token failed (the reason goes nowhere near the response or the logs).
+ * JWTs are verified by jose: signature, `crit`, `exp` / `nbf` with the configured skew.
  */
 export class Authenticator {
   readonly #tokenDigests: Promise<Map<string, string>>;
-  readonly #hmacKey: Promise<CryptoKey> | undefined;
-  readonly #jwks: JwksKeySet | undefined;
+  readonly #key: JWTVerifyGetKey;
+  /** HS256 with the secret, RS256/ES256 with the key set: never `none`, never another alg. */
+  readonly #algorithms: string[];
   readonly #skew: number;
   readonly #now: () => number;
 
@@ -38,29 +40,31 @@ export class Authenticator {
       for (const [token, tenant] of settings.tokens) map.set(await sha256Hex(token), tenant);
       return map;
     })();
-    this.#hmacKey = settings.jwtSecret
-      ? crypto.subtle.importKey(
-        "raw",
-        new TextEncoder().encode(settings.jwtSecret),
-        { name: "HMAC", hash: "SHA-256" },
-        false,
-        ["verify"],
-      )
-      : undefined;
+    const secret = settings.jwtSecret ? new TextEncoder().encode(settings.jwtSecret) : undefined;
+    let jwks: JwksKeySet | undefined;
     if (settings.jwksUrl) {
       const url = settings.jwksUrl;
       if (options.fetch || options.now) {
         // A caller-supplied fetch or clock gets its own key set, driven by that clock too.
-        this.#jwks = new JwksKeySet({
+        jwks = new JwksKeySet({
           url,
           ...(options.fetch ? { fetch: options.fetch } : {}),
           ...(options.now ? { now: options.now } : {}),
         });
       } else {
-        this.#jwks = keySets.get(url) ?? new JwksKeySet({ url });
-        keySets.set(url, this.#jwks);
+        jwks = keySets.get(url) ?? new JwksKeySet({ url });
+        keySets.set(url, jwks);
       }
     }
+    this.#algorithms = [...(secret ? ["HS256"] : []), ...(jwks ? ["RS256", "ES256"] : [])];
+    // jose checks the header's alg against #algorithms before asking for a key, and the
+    // key's type against the alg after: the secret is only ever an HMAC key, and a
+    // public key is never one (no algorithm confusion).
+    this.#key = (header, token) => {
+      if (header.alg === "HS256" && secret) return secret;
+      if (header.alg !== "HS256" && jwks) return jwks.keyFor(header, token);
+      throw new Error("no key for this algorithm");
+    };
     this.#skew = settings.clockSkewSeconds;
     this.#now = options.now ?? (() => Date.now());
   }
@@ -69,27 +73,21 @@ export class Authenticator {
     if (token.length === 0 || token.length > 8192) return null;
     const staticTenant = (await this.#tokenDigests).get(await sha256Hex(token));
     if (staticTenant !== undefined) return staticTenant;
-    if (!this.#hmacKey && !this.#jwks) return null;
+    if (this.#algorithms.length === 0) return null;
+    let claims: Record<string, unknown>;
     try {
-      const decoded = decodeJwt(token);
-      const alg = decoded.header.alg;
-      if (alg === "HS256" && this.#hmacKey) {
-        await verifySignature(decoded, await this.#hmacKey, "HS256");
-      } else if ((alg === "RS256" || alg === "ES256") && this.#jwks) {
-        const kid = typeof decoded.header.kid === "string" ? decoded.header.kid : undefined;
-        const key = await this.#jwks.keyFor(kid);
-        await verifySignature(decoded, key.key, key.alg);
-      } else {
-        return null;
-      }
-      checkTimes(decoded.claims, Math.floor(this.#now() / 1000), this.#skew);
-      // A `tenant` claim that is present but unusable is refused, never replaced by `sub`.
-      const tenant = decoded.claims.tenant !== undefined ? decoded.claims.tenant : decoded.claims.sub;
-      return typeof tenant === "string" && TENANT_PATTERN.test(tenant) ? tenant : null;
-    } catch (error) {
-      if (error instanceof JwtError) return null;
-      throw error;
+      ({ payload: claims } = await jwtVerify(token, this.#key, {
+        algorithms: this.#algorithms,
+        clockTolerance: this.#skew,
+        currentDate: new Date(this.#now()),
+      }));
+    } catch {
+      // Whatever failed (the token, its claims, its key, the issuer), it is a 401, never a 5xx.
+      return null;
     }
+    // A `tenant` claim that is present but unusable is refused, never replaced by `sub`.
+    const tenant = claims.tenant !== undefined ? claims.tenant : claims.sub;
+    return typeof tenant === "string" && TENANT_PATTERN.test(tenant) ? tenant : null;
   }
 }
 

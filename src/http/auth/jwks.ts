@@ -1,18 +1,4 @@
-import { JwtError, type VerifyAlgorithm } from "./jwt.ts";
-
-interface Jwk {
-  kid?: string;
-  kty?: string;
-  alg?: string;
-  use?: string;
-  crv?: string;
-  [member: string]: unknown;
-}
-
-interface UsableKey {
-  alg: VerifyAlgorithm;
-  key: CryptoKey;
-}
+import { createLocalJWKSet, errors, type FlattenedJWSInput, type JWK, type JWSHeaderParameters } from "jose";
 
 export interface JwksOptions {
   url: string;
@@ -25,13 +11,16 @@ export interface JwksOptions {
 }
 
 /**
- * A JSON Web Key Set from `url`, cached; an unknown `kid` re-fetches it (key
- * rotation), rate-limited. Only RSA keys (RS256) and P-256 EC keys (ES256) are used,
- * each only for its own algorithm.
+ * A JSON Web Key Set from `url`, cached, as a key resolver for jose's `jwtVerify`: jose
+ * picks the key (by `kid`, key type, `alg`, `use`, curve) and does all the cryptography;
+ * this class only decides when to fetch. An unknown `kid` re-fetches the set (key
+ * rotation), rate-limited. Not jose's `createRemoteJWKSet`: when a refetch of stale
+ * keys fails it fails every token, where we keep the keys we have while the issuer is
+ * down, and its clock (`Date.now()`) cannot be injected.
  */
 export class JwksKeySet {
   readonly #options: Required<JwksOptions>;
-  #keys = new Map<string, UsableKey>();
+  #keys: { resolve: ReturnType<typeof createLocalJWKSet>; size: number } | null = null;
   #fetchedAt = -Infinity;
   #inflight: Promise<void> | null = null;
 
@@ -45,23 +34,25 @@ export class JwksKeySet {
     };
   }
 
-  async keyFor(kid: string | undefined): Promise<UsableKey> {
+  /** The key for a token's header; throws (a bad token) when there is none. */
+  async keyFor(header: JWSHeaderParameters, token?: FlattenedJWSInput): Promise<CryptoKey> {
     const now = this.#options.now();
     // Stale keys are re-fetched; if the issuer is unreachable, the keys we have stay in use.
     if (now - this.#fetchedAt > this.#options.maxAgeMs) await this.#refresh().catch(() => {});
-    let found = this.#find(kid);
-    if (!found && this.#options.now() - this.#fetchedAt >= this.#options.minRefreshIntervalMs) {
-      await this.#refresh();
-      found = this.#find(kid);
+    try {
+      return await this.#find(header, token);
+    } catch (error) {
+      const mayRefresh = this.#options.now() - this.#fetchedAt >= this.#options.minRefreshIntervalMs;
+      if (!(error instanceof errors.JWKSNoMatchingKey) || !mayRefresh) throw error;
     }
-    if (!found) throw new JwtError("unknown signing key");
-    return found;
+    await this.#refresh();
+    return this.#find(header, token);
   }
 
-  #find(kid: string | undefined): UsableKey | undefined {
-    if (kid !== undefined) return this.#keys.get(kid);
-    // Without a kid, only an unambiguous set can be used.
-    return this.#keys.size === 1 ? [...this.#keys.values()][0] : undefined;
+  async #find(header: JWSHeaderParameters, token: FlattenedJWSInput | undefined): Promise<CryptoKey> {
+    // Without a kid, only an unambiguous set can be used (jose alone would take the one key of the token's type).
+    if (!this.#keys || (header.kid === undefined && this.#keys.size !== 1)) throw new errors.JWKSNoMatchingKey();
+    return this.#keys.resolve(header, token);
   }
 
   #refresh(): Promise<void> {
@@ -72,45 +63,34 @@ export class JwksKeySet {
   }
 
   async #load(): Promise<void> {
-    let body: { keys?: unknown };
     try {
       const response = await this.#options.fetch(this.#options.url, {
-        headers: { accept: "application/json" },
+        headers: { accept: "application/jwk-set+json, application/json" },
         signal: AbortSignal.timeout(5000),
       });
       if (!response.ok) throw new Error(`status ${response.status}`);
-      body = (await response.json()) as { keys?: unknown };
-    } catch {
-      // Keep the keys we have; try again no sooner than the refresh interval allows.
+      const body = (await response.json()) as { keys?: unknown } | null;
+      if (!Array.isArray(body?.keys)) throw new Error("not a JSON Web Key Set");
+      const keys = body.keys.filter(isSigningKey);
+      this.#keys = { resolve: createLocalJWKSet({ keys }), size: keys.length };
+    } catch (cause) {
+      // Keep the keys we have (even past their age); try again no sooner than the refresh interval allows.
+      throw new errors.JOSEError("signing keys unavailable", { cause });
+    } finally {
       this.#fetchedAt = this.#options.now();
-      throw new JwtError("signing keys unavailable");
     }
-    const keys = new Map<string, UsableKey>();
-    for (const jwk of Array.isArray(body.keys) ? (body.keys as Jwk[]) : []) {
-      const usable = await importJwk(jwk);
-      if (usable) keys.set(jwk.kid ?? `#${keys.size}`, usable);
-    }
-    this.#keys = keys;
-    this.#fetchedAt = this.#options.now();
   }
 }
 
-async function importJwk(jwk: Jwk): Promise<UsableKey | null> {
-  if (jwk.use !== undefined && jwk.use !== "sig") return null;
-  let alg: VerifyAlgorithm;
-  if (jwk.kty === "RSA" && (jwk.alg === undefined || jwk.alg === "RS256")) alg = "RS256";
-  else if (jwk.kty === "EC" && jwk.crv === "P-256" && (jwk.alg === undefined || jwk.alg === "ES256")) alg = "ES256";
-  else return null;
-  const params: RsaHashedImportParams | EcKeyImportParams = alg === "RS256"
-    ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
-    : { name: "ECDSA", namedCurve: "P-256" };
-  try {
-    const { d: _private, ...publicOnly } = jwk;
-    const key = await crypto.subtle.importKey("jwk", { ...publicOnly, ext: true } as JsonWebKey, params, false, [
-      "verify",
-    ]);
-    return { alg, key };
-  } catch {
-    return null;
-  }
+/**
+ * Only RSA keys (RS256) and P-256 EC keys (ES256) for signatures are kept: anything else
+ * (encryption or symmetric keys, other algorithms or curves, non-objects) never reaches
+ * jose, and never makes a set of one usable key ambiguous.
+ */
+function isSigningKey(jwk: unknown): jwk is JWK {
+  if (typeof jwk !== "object" || jwk === null || Array.isArray(jwk)) return false;
+  const { kty, alg, use, crv } = jwk as JWK;
+  if (use !== undefined && use !== "sig") return false;
+  if (kty === "RSA") return alg === undefined || alg === "RS256";
+  return kty === "EC" && crv === "P-256" && (alg === undefined || alg === "ES256");
 }
