@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { FeedSource } from "../live/feed.ts";
-import type { StreamOptions } from "../live/sse.ts";
+import type { StreamOptions } from "./sse.ts";
 import { describeError, ProblemError } from "../model/errors.ts";
 import type { ArtifactService, ServiceLimits } from "../service/artifact-service.ts";
 import type { Authenticator } from "./auth/authenticator.ts";

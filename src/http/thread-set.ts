@@ -1,4 +1,4 @@
-import type { StreamedThread } from "../live/sse.ts";
+import type { StreamedThread } from "./sse.ts";
 import { isThreadId } from "../model/ids.ts";
 import { invalid } from "./problem.ts";
 

@@ -35,10 +35,6 @@ const DEFAULT_READ_TIMEOUT_MS = 10_000;
 /** Where a stream gets its thread's feed: shared per process (FeedHub) or its own, fed by pushes (Workers). */
 export interface FeedSource {
   acquire(tenant: string, threadId: string): { feed: ThreadFeed; release: () => void };
-  /** Events a stream reads per direct log query. */
-  readonly batchSize: number;
-  /** A stream's direct read not settled after this long is given up on (ms). */
-  readonly readTimeoutMs: number;
   /** The process is shutting down: streams end. */
   readonly draining: boolean;
   /** Ends every stream now (the process shuts down; clients resume elsewhere). */

@@ -22,7 +22,7 @@ import { type EventReader, FeedHub } from "../../src/live/feed.ts";
 import type { LogEvent } from "../../src/model/patch.ts";
 import { ThreadFollower } from "../../src/live/follow.ts";
 import { InProcessNotifier, type Notifier } from "../../src/live/notifier.ts";
-import { streamThreadEvents } from "../../src/live/sse.ts";
+import { streamThreadEvents } from "../../src/http/sse.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { LibsqlFileClient } from "../../src/runtime/libsql-file.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";

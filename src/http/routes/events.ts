@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import type { FeedSource } from "../../live/feed.ts";
-import { resumePoint, streamManyThreadEvents, type StreamOptions, streamThreadEvents } from "../../live/sse.ts";
+import { resumePoint, streamManyThreadEvents, type StreamOptions, streamThreadEvents } from "../sse.ts";
 import { ProblemError } from "../../model/errors.ts";
 import type { ArtifactService } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";

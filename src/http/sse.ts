@@ -2,8 +2,8 @@ import type { Context } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { describeError } from "../model/errors.ts";
 import type { LogEvent } from "../model/patch.ts";
-import type { EventReader, FeedSource } from "./feed.ts";
-import { ThreadFollower } from "./follow.ts";
+import type { EventReader, FeedSource } from "../live/feed.ts";
+import { ThreadFollower } from "../live/follow.ts";
 
 export interface StreamOptions {
   /** `retry:` sent once: how long a disconnected EventSource waits before reconnecting (ms). */
@@ -12,7 +12,14 @@ export interface StreamOptions {
   pingMs: number;
   /** Every stream ends after this long, so a runtime that never reports a disconnect still frees it (ms). */
   maxLifetimeMs: number;
+  /** Events a stream reads per direct log query, when it is behind its feed (default 100). */
+  readBatchSize?: number;
+  /** A stream's direct read not settled after this long is given up on, and tried again (ms; default 10 s). */
+  readTimeoutMs?: number;
 }
+
+const DEFAULT_READ_BATCH = 100;
+const DEFAULT_READ_TIMEOUT_MS = 10_000;
 
 const encoder = new TextEncoder();
 /**
@@ -54,8 +61,8 @@ export function streamThreadEvents(
       threadId: target.threadId,
       after: target.resumeAfter,
     }, {
-      batchSize: feeds.batchSize,
-      readTimeoutMs: feeds.readTimeoutMs,
+      batchSize: deps.options.readBatchSize ?? DEFAULT_READ_BATCH,
+      readTimeoutMs: deps.options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
       onReadError: (error) => readFailures.failed(error),
     });
     // A due ping or the end interrupts the follower's wait; the loop then writes or stops.
@@ -127,8 +134,8 @@ export function streamManyThreadEvents(
       const { feed, release } = feeds.acquire(target.tenant, threadId);
       const readFailures = new FailureLog(threadId);
       const follower = new ThreadFollower(feed, reader, { tenant: target.tenant, threadId, after }, {
-        batchSize: feeds.batchSize,
-        readTimeoutMs: feeds.readTimeoutMs,
+        batchSize: deps.options.readBatchSize ?? DEFAULT_READ_BATCH,
+        readTimeoutMs: deps.options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS,
         onReadError: (error) => readFailures.failed(error),
       });
       return { threadId, follower, release, readFailures };
