@@ -62,7 +62,7 @@ export class LibsqlCache implements ArtifactCache {
       {
         sql: `INSERT INTO threads (tenant, thread_id, created_at, updated_at, seq, event_floor, installer, forked_from,
                 life_start)
-              VALUES (:t, :th, :created, :updated, :seq, :seq, :token, :fork, :since) ON CONFLICT DO NOTHING`,
+              VALUES (:t, :th, :created, :updated, :seq, :seq, :token, :fork, :lifeStart) ON CONFLICT DO NOTHING`,
         args: {
           ...key,
           created: state.createdAt,
@@ -70,7 +70,7 @@ export class LibsqlCache implements ArtifactCache {
           seq: state.seq,
           token,
           fork: forkText(state.forkedFrom),
-          since: state.since ?? 0,
+          lifeStart: state.lifeStart ?? 0,
         },
       },
       { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${mine}`, args: { ...key, token } },

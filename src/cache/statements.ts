@@ -33,10 +33,10 @@ export function forkText(fork: ForkRef | undefined): string | null {
 }
 
 /** `deleted` and `since` of a threads row (a thread never deleted has neither). */
-export function lifeOf(row: Record<string, unknown>): { deleted?: true; since?: number } {
-  const since = Number(row.life_start ?? 0);
-  if (!(since > 0)) return {};
-  return Number(row.seq) === since ? { deleted: true, since } : { since };
+export function lifeOf(row: Record<string, unknown>): { deleted?: true; lifeStart?: number } {
+  const lifeStart = Number(row.life_start ?? 0);
+  if (!(lifeStart > 0)) return {};
+  return Number(row.seq) === lifeStart ? { deleted: true, lifeStart } : { lifeStart };
 }
 
 export function forkOf(row: Record<string, unknown>): { forkedFrom?: ForkRef } {

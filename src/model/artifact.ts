@@ -36,7 +36,7 @@ export interface ThreadState {
    */
   deleted?: true;
   /** The seq the current life started at (its tombstone's); absent for a thread never deleted. */
-  since?: number;
+  lifeStart?: number;
 }
 
 /** The `thread` object of write responses. */
@@ -80,7 +80,7 @@ export interface ThreadJson {
   artifactsJson: string;
   forkedFrom?: ForkRef;
   deleted?: true;
-  since?: number;
+  lifeStart?: number;
 }
 
 export function toThreadJson(state: ThreadState): ThreadJson {

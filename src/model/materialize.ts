@@ -27,7 +27,7 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
   let updatedAt = base?.updatedAt ?? first.at;
   let forkedFrom = base?.forkedFrom;
   let deleted = base?.deleted ?? false;
-  let since = base?.since;
+  let lifeStart = base?.lifeStart;
   for (const patch of patches) {
     // A delete may follow any earlier state: a reader standing in a deleted life goes
     // straight to the tombstone (the life's other commits are stubs by then).
@@ -41,7 +41,7 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
       byId.clear();
       forkedFrom = undefined;
       deleted = true;
-      since = patch.seq;
+      lifeStart = patch.seq;
       continue;
     }
     if (deleted) {
@@ -61,6 +61,6 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
     artifacts: [...byId.values()],
     ...(forkedFrom ? { forkedFrom } : {}),
     ...(deleted ? { deleted: true as const } : {}),
-    ...(since !== undefined ? { since } : {}),
+    ...(lifeStart !== undefined ? { lifeStart } : {}),
   };
 }

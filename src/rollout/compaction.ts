@@ -102,14 +102,14 @@ export class Compactor {
       // Nothing after the pointer: the head, or a deleted thread whose past (this pointer's
       // life) was swept. Each life is compacted on its own, from its tombstone.
       const life = await rollout.readLife(tenant, threadId);
-      if (life && life.since > (pointer.since ?? 1)) {
-        pointer = { since: life.since, seq: life.since - 1, snapshot: null, deltas: [] };
+      if (life && life.lifeStart > (pointer.lifeStart ?? 1)) {
+        pointer = { lifeStart: life.lifeStart, seq: life.lifeStart - 1, snapshot: null, deltas: [] };
         tail = await rollout.tailAfter(tenant, threadId, pointer.seq);
       }
     }
     if (tail[0] && isTombstone(tail[0])) {
       // A delete: its life starts here.
-      pointer = { since: tail[0].firstSeq, seq: tail[0].firstSeq - 1, snapshot: null, deltas: [] };
+      pointer = { lifeStart: tail[0].firstSeq, seq: tail[0].firstSeq - 1, snapshot: null, deltas: [] };
     }
     // A delta never reaches past the next tombstone: that starts the next life (and pass).
     const nextTombstone = tail.findIndex((commit, i) => i > 0 && isTombstone(commit));
@@ -125,7 +125,7 @@ export class Compactor {
       churn: Math.round((bytes * changes) / delta.patches.length),
     };
     const deltas = [...pointer.deltas, written];
-    const lifeOf = pointer.since === undefined ? {} : { since: pointer.since };
+    const lifeOf = pointer.lifeStart === undefined ? {} : { lifeStart: pointer.lifeStart };
     let next: CompactionPointer = { ...lifeOf, seq: delta.lastSeq, snapshot: pointer.snapshot, deltas };
     let snapshot: CompactionResult["snapshot"] = null;
     if (this.#snapshotMayPay(pointer, deltas)) {
@@ -147,7 +147,7 @@ export class Compactor {
     // life's content outlives its sweep. (A sweep that lists after them removes them
     // itself: it marks the life before it lists, and this check reads the mark after.)
     const life = await rollout.readLife(tenant, threadId);
-    if (life && life.since > delta.firstSeq) {
+    if (life && life.lifeStart > delta.firstSeq) {
       await rollout.compaction.remove(tenant, threadId, {
         delta: written,
         ...(snapshot ? { snapshotSeq: snapshot.seq } : {}),

@@ -74,7 +74,7 @@ const CompactionSchema = v.strictObject({
  */
 export interface CompactionPointer {
   /** The first seq of the life this pointer compacts (a tombstone's seq; absent: 1). */
-  since?: number;
+  lifeStart?: number;
   seq: number;
   snapshot: { seq: number; bytes: number } | null;
   /** `bytes` of each delta, of which about `churn` are updates and removes (what can make a snapshot pay off). */
@@ -194,16 +194,21 @@ export function parseSnapshot(text: string, where: string): ThreadState {
   return state as ThreadState;
 }
 
+// Stored, a life's start is `since` (life.json and compaction.json keep their released
+// field names); in code it is `lifeStart`, since `since` is the SSE resume point.
+
 export function serializeCompaction(pointer: CompactionPointer): string {
-  return JSON.stringify({ v: FORMAT, ...pointer });
+  const { lifeStart, ...rest } = pointer;
+  return JSON.stringify({ v: FORMAT, ...(lifeStart === undefined ? {} : { since: lifeStart }), ...rest });
 }
 
 export function parseCompaction(text: string, where: string): CompactionPointer {
   const result = v.safeParse(CompactionSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
-  const { v: _format, ...pointer } = result.output;
+  const { v: _format, since, ...rest } = result.output;
+  const pointer: CompactionPointer = { ...(since === undefined ? {} : { lifeStart: since }), ...rest };
   // The chain must be what it says: deltas consecutive after the snapshot (or the life's start), up to seq.
-  let at = pointer.snapshot?.seq ?? (pointer.since ?? 1) - 1;
+  let at = pointer.snapshot?.seq ?? (pointer.lifeStart ?? 1) - 1;
   for (const delta of pointer.deltas) {
     if (delta.firstSeq !== at + 1 || delta.lastSeq < delta.firstSeq) throw new CorruptRolloutError(where);
     at = delta.lastSeq;
@@ -219,7 +224,7 @@ export function parseCompaction(text: string, where: string): CompactionPointer 
  * stubs (but the first) are removed too, after the retention period.
  */
 export interface LifeMarker {
-  since: number;
+  lifeStart: number;
   /** The tombstone's `at` (absent in markers written before it was recorded: the sweep adds it). */
   deletedAt?: string;
   swept?: "content" | "keys";
@@ -233,14 +238,15 @@ const LifeSchema = v.strictObject({
 });
 
 export function serializeLife(life: LifeMarker): string {
-  return JSON.stringify({ v: FORMAT, ...life });
+  const { lifeStart, ...rest } = life;
+  return JSON.stringify({ v: FORMAT, since: lifeStart, ...rest });
 }
 
 export function parseLife(text: string, where: string): LifeMarker {
   const result = v.safeParse(LifeSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
   const { since, deletedAt, swept } = result.output;
-  return { since, ...(deletedAt ? { deletedAt } : {}), ...(swept ? { swept } : {}) };
+  return { lifeStart: since, ...(deletedAt ? { deletedAt } : {}), ...(swept ? { swept } : {}) };
 }
 
 function safeJson(text: string, where: string): unknown {

@@ -32,14 +32,16 @@ export class PastLives {
    * holds one (put if absent: a thread whose keys an older build freed gets its anchor
    * back). Idempotent; resolves with the number of objects changed.
    */
-  async stubPast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
-    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
+  async stubPast(tenant: string, threadId: string, lifeStart: number, concurrency: number): Promise<number> {
+    const { commits, derived } = await this.#pastObjects(tenant, threadId, lifeStart);
     const stubs = commits.map((firstSeq, i) => ({
       firstSeq,
-      lastSeq: (commits[i + 1] ?? since) - 1,
-      tombstone: since,
+      lastSeq: (commits[i + 1] ?? lifeStart) - 1,
+      tombstone: lifeStart,
     }));
-    const anchor = commits[0] === 1 ? [] : [{ firstSeq: 1, lastSeq: (commits[0] ?? since) - 1, tombstone: since }];
+    const anchor = commits[0] === 1
+      ? []
+      : [{ firstSeq: 1, lastSeq: (commits[0] ?? lifeStart) - 1, tombstone: lifeStart }];
     // Derived objects first (they are the only other copies of the content), then the commits.
     await inBatches(derived, concurrency, (key) => this.#store.delete(key));
     await inBatches(
@@ -61,9 +63,9 @@ export class PastLives {
    * its way to the current life from there), and any compaction object left below it.
    * Resolves with the number of objects removed.
    */
-  async freePast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
-    const { commits, derived } = await this.#pastObjects(tenant, threadId, since);
-    const anchor: CommitStub = { firstSeq: 1, lastSeq: since - 1, tombstone: since };
+  async freePast(tenant: string, threadId: string, lifeStart: number, concurrency: number): Promise<number> {
+    const { commits, derived } = await this.#pastObjects(tenant, threadId, lifeStart);
+    const anchor: CommitStub = { firstSeq: 1, lastSeq: lifeStart - 1, tombstone: lifeStart };
     await this.#store.put(this.#stubKey(tenant, threadId, anchor), serializeStub(anchor));
     const freed = commits.filter((seq) => seq > 1).map((seq) => commitKey(tenant, threadId, seq));
     await inBatches([...derived, ...freed], concurrency, (key) => this.#store.delete(key));
@@ -78,7 +80,7 @@ export class PastLives {
   async #pastObjects(
     tenant: string,
     threadId: string,
-    since: number,
+    lifeStart: number,
   ): Promise<{ commits: number[]; derived: string[] }> {
     const [keys, pointer] = await Promise.all([
       listAll(this.#store, threadPrefix(tenant, threadId), undefined),
@@ -89,13 +91,13 @@ export class PastLives {
     for (const key of keys) {
       const commit = firstSeqOfCommitKey(key);
       if (commit !== null) {
-        if (commit < since) commits.push(commit);
+        if (commit < lifeStart) commits.push(commit);
         continue;
       }
       const delta = rangeOfDeltaKey(key);
       const snapshot = seqOfSnapshotKey(key);
-      if ((delta && delta.firstSeq < since) || (snapshot !== null && snapshot < since)) derived.push(key);
-      else if (key === compactionKey(tenant, threadId) && (pointer?.since ?? 1) < since) derived.push(key);
+      if ((delta && delta.firstSeq < lifeStart) || (snapshot !== null && snapshot < lifeStart)) derived.push(key);
+      else if (key === compactionKey(tenant, threadId) && (pointer?.lifeStart ?? 1) < lifeStart) derived.push(key);
     }
     return { commits, derived };
   }

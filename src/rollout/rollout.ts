@@ -212,17 +212,17 @@ export class Rollout {
    */
   async lifeBoundary(tenant: string, threadId: string): Promise<number> {
     const life = await this.readLife(tenant, threadId);
-    return life ? life.since - 1 : 0;
+    return life ? life.lifeStart - 1 : 0;
   }
 
   /** See PastLives.stubPast: a deleted life's content goes, its commit keys stay occupied. */
-  stubPast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
-    return this.#past.stubPast(tenant, threadId, since, concurrency);
+  stubPast(tenant: string, threadId: string, lifeStart: number, concurrency: number): Promise<number> {
+    return this.#past.stubPast(tenant, threadId, lifeStart, concurrency);
   }
 
   /** See PastLives.freePast: after the retention, the stubs go but seq 1's. */
-  freePast(tenant: string, threadId: string, since: number, concurrency: number): Promise<number> {
-    return this.#past.freePast(tenant, threadId, since, concurrency);
+  freePast(tenant: string, threadId: string, lifeStart: number, concurrency: number): Promise<number> {
+    return this.#past.freePast(tenant, threadId, lifeStart, concurrency);
   }
 
   /** The thread at its head (null: no commit). */
@@ -243,7 +243,7 @@ export class Rollout {
       this.compaction.readPointer(tenant, threadId),
       this.lifeBoundary(tenant, threadId),
     ]);
-    if (pointer && (pointer.since ?? 1) > boundary) {
+    if (pointer && (pointer.lifeStart ?? 1) > boundary) {
       try {
         const [base, tail] = await Promise.all([
           this.baseAt(tenant, threadId, pointer),

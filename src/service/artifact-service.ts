@@ -139,7 +139,7 @@ export class ArtifactService {
       guard,
       repairer,
       ...(mode.kind === "forwarded" ? { heads: mode.heads } : {}),
-      touchedLife: (tenant, threadId, since) => sweeper.ensure(tenant, threadId, since, background),
+      touchedLife: (tenant, threadId, lifeStart) => sweeper.ensure(tenant, threadId, lifeStart, background),
       freshMs: retentionMs / 4,
       now,
     });
@@ -273,8 +273,8 @@ export class ArtifactService {
    * Finishes the delete of a thread whose rollout has a tombstone (`rebuild`): marks its
    * current life and removes its earlier lives' objects. Resolves with how many it removed.
    */
-  sweepThread(tenant: string, threadId: string, since: number): Promise<number> {
-    return this.#sweeper.sweep(tenant, threadId, since);
+  sweepThread(tenant: string, threadId: string, lifeStart: number): Promise<number> {
+    return this.#sweeper.sweep(tenant, threadId, lifeStart);
   }
 
   /** Brings one thread's cache to its rollout head (`rebuild`); cache failures are thrown. */

@@ -132,8 +132,8 @@ export async function rebuildCache(deps: RebuildDeps, options: RebuildOptions = 
         const { cachedSeq, seq } = await service.repairThread(tenant, threadId);
         if (seq === 0 && scope.threadId !== undefined) throw new Error("the rollout has no patch of this thread");
         // A thread with a tombstone: finish its delete (a process killed mid-sweep leaves old lives behind).
-        const since = (await cache.readThread(tenant, threadId))?.since;
-        if (since !== undefined) summary.swept += await service.sweepThread(tenant, threadId, since);
+        const lifeStart = (await cache.readThread(tenant, threadId))?.lifeStart;
+        if (lifeStart !== undefined) summary.swept += await service.sweepThread(tenant, threadId, lifeStart);
         const applied = seq - cachedSeq;
         summary.applied += applied;
         if (applied > 0) summary.repaired++;

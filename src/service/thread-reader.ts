@@ -41,7 +41,7 @@ export class ThreadReader {
   readonly #repairer: CacheRepairer;
   readonly #heads: HeadSource | undefined;
 
-  readonly #touchedLife: (tenant: string, threadId: string, since: number) => void;
+  readonly #touchedLife: (tenant: string, threadId: string, lifeStart: number) => void;
   readonly #freshMs: number;
   readonly #now: () => Date;
 
@@ -51,7 +51,7 @@ export class ThreadReader {
     repairer: CacheRepairer;
     heads?: HeadSource;
     /** A read met a thread whose life started at a tombstone: its earlier lives may still need sweeping. */
-    touchedLife?: (tenant: string, threadId: string, since: number) => void;
+    touchedLife?: (tenant: string, threadId: string, lifeStart: number) => void;
     /** A cached thread last written longer ago than this is checked against the life marker too (see GroupWriterOptions.freshMs). */
     freshMs?: number;
     now?: () => Date;
@@ -83,7 +83,7 @@ export class ThreadReader {
 
   /** The thread a read found, or its 404; a thread with a tombstone behind it gets its sweep finished. */
   #require(tenant: string, thread: ThreadJson | null, threadId: string, minSeq: number | undefined): ThreadJson {
-    if (thread?.since !== undefined) this.#touchedLife(tenant, threadId, thread.since);
+    if (thread?.lifeStart !== undefined) this.#touchedLife(tenant, threadId, thread.lifeStart);
     return requireThread(thread, threadId, minSeq);
   }
 

@@ -26,7 +26,7 @@ export interface SweeperOptions {
 
 /** What this process last finished for a thread: the life, how far, and when the keys may go. */
 interface Swept {
-  since: number;
+  lifeStart: number;
   swept: "content" | "keys";
   freeAt: number;
 }
@@ -58,23 +58,23 @@ export class ThreadSweeper {
    * Marks the life as starting at `since` (the tombstone's seq, deleted at `deletedAt`),
    * unless a later one is marked already; resolves with the marker in force.
    */
-  async mark(tenant: string, threadId: string, since: number, deletedAt?: string): Promise<LifeMarker> {
+  async mark(tenant: string, threadId: string, lifeStart: number, deletedAt?: string): Promise<LifeMarker> {
     const life = await this.#o.rollout.readLife(tenant, threadId);
-    if (life && life.since > since) return life;
-    if (life && life.since === since && life.deletedAt) return life;
+    if (life && life.lifeStart > lifeStart) return life;
+    if (life && life.lifeStart === lifeStart && life.deletedAt) return life;
     // A marker without a time (written before it was recorded, or by a reader that only
     // knows the seq): now, which only moves the keys' removal later.
-    const marked: LifeMarker = { since, deletedAt: deletedAt ?? life?.deletedAt ?? this.#o.now().toISOString() };
+    const marked: LifeMarker = { lifeStart, deletedAt: deletedAt ?? life?.deletedAt ?? this.#o.now().toISOString() };
     await this.#o.rollout.writeLife(tenant, threadId, marked);
     return marked;
   }
 
   /** `sweep` in the background when this process has not done what is due; failures are logged (the next touch tries again). */
-  ensure(tenant: string, threadId: string, since: number, background: (work: Promise<void>) => void): void {
+  ensure(tenant: string, threadId: string, lifeStart: number, background: (work: Promise<void>) => void): void {
     const done = this.#done.get(threadKey(tenant, threadId));
-    if (done && done.since >= since && (done.swept === "keys" || this.#o.now().getTime() < done.freeAt)) return;
+    if (done && done.lifeStart >= lifeStart && (done.swept === "keys" || this.#o.now().getTime() < done.freeAt)) return;
     background(
-      this.sweep(tenant, threadId, since).then(
+      this.sweep(tenant, threadId, lifeStart).then(
         () => {},
         (error: unknown) =>
           this.#o.logger.warn("sweep of a deleted thread failed", { threadId, error: describeError(error) }),
@@ -83,33 +83,33 @@ export class ThreadSweeper {
   }
 
   /** Marks the life at `since` and does what is due below it; resolves with the number of objects changed. */
-  sweep(tenant: string, threadId: string, since: number): Promise<number> {
+  sweep(tenant: string, threadId: string, lifeStart: number): Promise<number> {
     const key = threadKey(tenant, threadId);
     const running = this.#running.get(key);
     if (running) return running;
-    const run = this.#sweep(tenant, threadId, since).finally(() => this.#running.delete(key));
+    const run = this.#sweep(tenant, threadId, lifeStart).finally(() => this.#running.delete(key));
     this.#running.set(key, run);
     return run;
   }
 
-  async #sweep(tenant: string, threadId: string, since: number): Promise<number> {
+  async #sweep(tenant: string, threadId: string, lifeStart: number): Promise<number> {
     const rollout = this.#o.rollout;
-    let life = await this.mark(tenant, threadId, since);
+    let life = await this.mark(tenant, threadId, lifeStart);
     let changed = 0;
     if (life.swept === undefined) {
-      changed += await rollout.stubPast(tenant, threadId, life.since, SWEEP_CONCURRENCY);
+      changed += await rollout.stubPast(tenant, threadId, life.lifeStart, SWEEP_CONCURRENCY);
       life = { ...life, swept: "content" };
       await this.#record(tenant, threadId, life);
     }
     const freeAt = Date.parse(life.deletedAt ?? "") + this.#o.retentionMs;
     if (life.swept === "content" && this.#o.now().getTime() >= freeAt) {
-      changed += await rollout.freePast(tenant, threadId, life.since, SWEEP_CONCURRENCY);
+      changed += await rollout.freePast(tenant, threadId, life.lifeStart, SWEEP_CONCURRENCY);
       life = { ...life, swept: "keys" };
       await this.#record(tenant, threadId, life);
     }
     const key = threadKey(tenant, threadId);
     this.#done.delete(key);
-    this.#done.set(key, { since: life.since, swept: life.swept ?? "content", freeAt });
+    this.#done.set(key, { lifeStart: life.lifeStart, swept: life.swept ?? "content", freeAt });
     if (this.#done.size > MAX_REMEMBERED) this.#done.delete(this.#done.keys().next().value as string);
     return changed;
   }
@@ -121,7 +121,7 @@ export class ThreadSweeper {
    */
   async #record(tenant: string, threadId: string, life: LifeMarker): Promise<void> {
     const current = await this.#o.rollout.readLife(tenant, threadId);
-    if (current && current.since !== life.since) return;
+    if (current && current.lifeStart !== life.lifeStart) return;
     await this.#o.rollout.writeLife(tenant, threadId, life);
   }
 }

@@ -121,7 +121,7 @@ describe("a delete interrupted midway", () => {
     await leaveTombstone(rolloutDir, "half-swept", 10);
     const store = new FsBlobStore(rolloutDir);
     const rollout = new Rollout(store);
-    await rollout.writeLife("local", "half-swept", { since: 10 });
+    await rollout.writeLife("local", "half-swept", { lifeStart: 10 });
     for (const key of await store.list("tenants/local/threads/half-swept/")) {
       if (/\/(?:deltas|snapshots)\//.test(key) || key.endsWith("compaction.json")) await store.delete(key);
     }

@@ -249,7 +249,7 @@ describe("readers through stubs", () => {
       await rollout.append(T, commitOf([add(3)]));
       await rollout.append(T, commitOf([{ seq: 4, threadId: "t", at, op: "delete" }]));
       await rollout.append(T, commitOf([add(5)]));
-      await rollout.writeLife(T, "t", { since: 4, deletedAt: at });
+      await rollout.writeLife(T, "t", { lifeStart: 4, deletedAt: at });
       expect(await rollout.stubPast(T, "t", 4, 4)).toBe(2);
 
       expect((await rollout.commitAt(T, "t", 3))?.firstSeq).toBe(4);
