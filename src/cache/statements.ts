@@ -32,7 +32,7 @@ export function forkText(fork: ForkRef | undefined): string | null {
   return fork ? JSON.stringify({ threadId: fork.threadId, seq: fork.seq }) : null;
 }
 
-/** `deleted` and `since` of a threads row (a thread never deleted has neither). */
+/** `deleted` and `lifeStart` of a threads row (a thread never deleted has neither). */
 export function lifeOf(row: Record<string, unknown>): { deleted?: true; lifeStart?: number } {
   const lifeStart = Number(row.life_start ?? 0);
   if (!(lifeStart > 0)) return {};

@@ -25,9 +25,9 @@ export class PastLives {
   }
 
   /**
-   * Takes the content of every life before the one starting at `since` (a tombstone's
+   * Takes the content of every life before the one starting at `lifeStart` (a tombstone's
    * seq) out of the rollout, keeping every commit key occupied: compaction objects below
-   * it are removed, and each commit below it is overwritten by a stub naming `since`. The
+   * it are removed, and each commit below it is overwritten by a stub naming `lifeStart`. The
    * stubs tile seqs 1..since-1 (each reaches to the next key), and seq 1's key always
    * holds one (put if absent: a thread whose keys an older build freed gets its anchor
    * back). Idempotent; resolves with the number of objects changed.
@@ -58,7 +58,7 @@ export class PastLives {
   }
 
   /**
-   * After the retention period: removes the stubs below `since` but the first (seq 1's
+   * After the retention period: removes the stubs below `lifeStart` but the first (seq 1's
    * key, which then covers 1..since-1: a writer that knows nothing of the thread finds
    * its way to the current life from there), and any compaction object left below it.
    * Resolves with the number of objects removed.
@@ -76,7 +76,7 @@ export class PastLives {
     return commitKey(tenant, threadId, stub.firstSeq);
   }
 
-  /** The commit keys (their first seqs) and compaction objects of the thread below the life starting at `since`. */
+  /** The commit keys (their first seqs) and compaction objects of the thread below the life starting at `lifeStart`. */
   async #pastObjects(
     tenant: string,
     threadId: string,

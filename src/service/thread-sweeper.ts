@@ -55,7 +55,7 @@ export class ThreadSweeper {
   }
 
   /**
-   * Marks the life as starting at `since` (the tombstone's seq, deleted at `deletedAt`),
+   * Marks the life as starting at `lifeStart` (the tombstone's seq, deleted at `deletedAt`),
    * unless a later one is marked already; resolves with the marker in force.
    */
   async mark(tenant: string, threadId: string, lifeStart: number, deletedAt?: string): Promise<LifeMarker> {
@@ -82,7 +82,7 @@ export class ThreadSweeper {
     );
   }
 
-  /** Marks the life at `since` and does what is due below it; resolves with the number of objects changed. */
+  /** Marks the life at `lifeStart` and does what is due below it; resolves with the number of objects changed. */
   sweep(tenant: string, threadId: string, lifeStart: number): Promise<number> {
     const key = threadKey(tenant, threadId);
     const running = this.#running.get(key);
