@@ -42,9 +42,6 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: Env): Config {
-  // Format 1's snapshot cadence; snapshots are now size-proportional (COMPACT_EVERY sets
-  // the delta cadence). Still validated, so a typo is caught, but it sets nothing.
-  integer(env, "SNAPSHOT_EVERY", 100, 1, 1_000_000);
   const dataDir = nonEmpty(env.DATA_DIR) ?? "./data";
   return {
     port: integer(env, "PORT", 8787, 0, 65535),

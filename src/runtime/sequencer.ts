@@ -128,7 +128,7 @@ export class ThreadSequencer {
       ...context,
       // Long-lived, unlike a Worker's request: it repairs a cache it wrote past while
       // libSQL was down, once libSQL answers (a timer only while something is behind).
-      healEveryMs: 1000,
+      repairBehindEveryMs: 1000,
       writeMode: { kind: "resident", onDurable: (tenant, commit) => this.#push(tenant, commit) },
       background: (work) => this.#state.waitUntil(work),
     });

@@ -24,8 +24,8 @@ export interface ServiceWiring {
   cacheSchema?: { ready: boolean };
   /** See LibsqlCacheOptions.onReset: the cache was of another schema version and is empty now. */
   onCacheReset?: () => void;
-  /** See ServiceOptions.healEveryMs: on for long-lived processes (the default), off on Workers. */
-  healEveryMs?: number;
+  /** See ServiceOptions.repairBehindEveryMs: on for long-lived processes (the default), off on Workers. */
+  repairBehindEveryMs?: number;
   /** See ServiceOptions.background (Workers: the request's waitUntil). */
   background?: (work: Promise<void>) => void;
   /** See ServiceOptions.unref (Node and Deno each have their own). */
@@ -42,7 +42,7 @@ export interface AppWiring extends ServiceWiring {
 
 /** The service over its stores (the Workers sequencer needs nothing more). */
 export function wireService(wiring: ServiceWiring) {
-  const { config, notifier = new InProcessNotifier(), healEveryMs = 1000 } = wiring;
+  const { config, notifier = new InProcessNotifier(), repairBehindEveryMs = 1000 } = wiring;
   const cache = new LibsqlCache({
     connect: wiring.connectLibsql,
     local: config.libsqlUrl.startsWith("file:"),
@@ -57,7 +57,7 @@ export function wireService(wiring: ServiceWiring) {
     compaction: { everyPatches: config.compactEvery },
     deleteRetentionMs: config.deleteRetentionMs,
     onCommit: (tenant, commit) => notifier.notify(tenant, commit.threadId, commit.lastSeq),
-    healEveryMs,
+    repairBehindEveryMs,
     ...(wiring.writeMode ? { writeMode: wiring.writeMode } : {}),
     ...(wiring.background ? { background: wiring.background } : {}),
     ...(wiring.unref ? { unref: wiring.unref } : {}),

@@ -42,7 +42,7 @@ export async function workerFetch(
   const { app } = wire({
     ...context,
     // Nothing outlives a request here: the next write or strong read repairs a cache left behind.
-    healEveryMs: 0,
+    repairBehindEveryMs: 0,
     // Compaction runs after the answer; the request's waitUntil keeps the isolate for it.
     ...(ctx ? { background: (work: Promise<void>) => ctx.waitUntil(work) } : {}),
     ...(sequencer

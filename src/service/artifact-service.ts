@@ -67,8 +67,8 @@ export interface ServiceOptions {
   deleteRetentionMs?: number;
   /** Waits between rounds; injectable so tests need no real sleeps. */
   backoff?: (attempt: number) => Promise<void>;
-  /** See RepairerOptions.healEveryMs (default 0: off). */
-  healEveryMs?: number;
+  /** See RepairerOptions.repairBehindEveryMs (default 0: off). */
+  repairBehindEveryMs?: number;
   /** See RepairerOptions.unref. */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
 }
@@ -117,7 +117,7 @@ export class ArtifactService {
       rollout,
       cache: options.cache,
       guard,
-      healEveryMs: options.healEveryMs ?? 0,
+      repairBehindEveryMs: options.repairBehindEveryMs ?? 0,
       ...(options.unref ? { unref: options.unref } : {}),
     });
     this.#rollout = rollout;

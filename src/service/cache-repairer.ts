@@ -18,19 +18,19 @@ export interface RepairerOptions {
   rollout: Rollout;
   /** Repairs call the cache directly: their callers decide what a failure means. */
   cache: ArtifactCache;
-  /** The background healer's calls go through it (a cache still down is logged once). */
+  /** The background repair's calls go through it (a cache still down is logged once). */
   guard: CacheGuard;
   /**
    * How often threads whose cache fell behind during a libSQL outage are repaired in the
    * background (ms); 0 turns it off (Workers: nothing outlives a request there, and the
    * next write or strong read repairs instead).
    */
-  healEveryMs: number;
-  /** Lets the healer's timer not keep the process alive (the runtime knows how). */
+  repairBehindEveryMs: number;
+  /** Lets the background repair's timer not keep the process alive (the runtime knows how). */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
 }
 
-/** Threads the background healer remembers at most (past it, rebuild or the next read repairs). */
+/** Threads the background repair remembers at most (past it, rebuild or the next read repairs). */
 const MAX_BEHIND = 10_000;
 
 /** Repairs `repairThread` tries before it reports a cache that will not catch up. */
@@ -48,17 +48,17 @@ export class CacheRepairer {
   readonly #rollout: Rollout;
   readonly #cache: ArtifactCache;
   readonly #guard: CacheGuard;
-  readonly #healEveryMs: number;
+  readonly #repairBehindEveryMs: number;
   readonly #unref: (timer: ReturnType<typeof setTimeout>) => void;
   /** Threads this process wrote while the cache could not take the commits. */
   readonly #behind = new Map<string, { tenant: string; threadId: string }>();
-  #healTimer: ReturnType<typeof setTimeout> | undefined;
+  #repairTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: RepairerOptions) {
     this.#rollout = options.rollout;
     this.#cache = options.cache;
     this.#guard = options.guard;
-    this.#healEveryMs = options.healEveryMs;
+    this.#repairBehindEveryMs = options.repairBehindEveryMs;
     this.#unref = options.unref ?? (() => {});
   }
 
@@ -67,24 +67,24 @@ export class CacheRepairer {
    * the cached thread, whose size grows with the thread: `known` are commits after
    * `cachedSeq` the caller already read (a writer catching up after a lost race).
    */
-  async advance(tenant: string, threadId: string, cachedSeq: number, known?: readonly Commit[]): Promise<void> {
+  async repairFrom(tenant: string, threadId: string, cachedSeq: number, known?: readonly Commit[]): Promise<void> {
     const cache = this.#cache;
     if (cachedSeq > 0) {
       const tail = known ?? (await this.#tailAfter(tenant, threadId, cachedSeq));
       const last = tail[tail.length - 1];
       if (!last || (await cache.apply(tenant, tail)) >= last.lastSeq) return;
     }
-    await this.#install(tenant, threadId);
+    await this.#repairUncached(tenant, threadId);
   }
 
-  /** `advance` for a reader that holds the cached thread, returning the thread at the head. */
-  async repair(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
+  /** `repairFrom` for a reader that holds the cached thread, returning the thread at the head. */
+  async repairRead(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
     if (cached && cached.seq > 0) {
       const tail = await this.#tailAfter(tenant, threadId, cached.seq);
       if (tail.length > 0) await this.#cache.apply(tenant, tail);
       return materialize(cached, patchesOf(tail));
     }
-    return this.#install(tenant, threadId);
+    return this.#repairUncached(tenant, threadId);
   }
 
   /**
@@ -112,7 +112,7 @@ export class CacheRepairer {
   }
 
   /** A thread the cache does not have: the compacted base, then the commits after it. */
-  async #install(tenant: string, threadId: string): Promise<ThreadState | null> {
+  async #repairUncached(tenant: string, threadId: string): Promise<ThreadState | null> {
     const cache = this.#cache;
     const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
     if (base) await cache.install(tenant, base);
@@ -132,7 +132,7 @@ export class CacheRepairer {
     // Bounded: a concurrent installer or writer may move the row between our calls.
     for (let attempt = 0; attempt < REPAIR_ATTEMPTS; attempt++) {
       if (!(await this.behind(tenant, threadId, seq))) return { cachedSeq, seq };
-      await this.advance(tenant, threadId, seq);
+      await this.repairFrom(tenant, threadId, seq);
       seq = await cache.seq(tenant, threadId);
     }
     if (!(await this.behind(tenant, threadId, seq))) return { cachedSeq, seq };
@@ -141,17 +141,17 @@ export class CacheRepairer {
     );
   }
 
-  /** Remembers a thread whose cache missed commits, for the background healer. */
+  /** Remembers a thread whose cache missed commits, for the background repair. */
   markBehind(tenant: string, threadId: string): void {
-    if (this.#healEveryMs <= 0) return;
+    if (this.#repairBehindEveryMs <= 0) return;
     if (this.#behind.size < MAX_BEHIND) this.#behind.set(threadKey(tenant, threadId), { tenant, threadId });
-    this.#scheduleHeal();
+    this.#scheduleRepair();
   }
 
-  #scheduleHeal(): void {
-    if (this.#healTimer !== undefined) return;
-    this.#healTimer = setTimeout(() => void this.#heal(), this.#healEveryMs);
-    this.#unref(this.#healTimer);
+  #scheduleRepair(): void {
+    if (this.#repairTimer !== undefined) return;
+    this.#repairTimer = setTimeout(() => void this.#repairBehind(), this.#repairBehindEveryMs);
+    this.#unref(this.#repairTimer);
   }
 
   /**
@@ -160,13 +160,13 @@ export class CacheRepairer {
    * strong read of each thread. Stops at the first failure (libSQL still down) and tries
    * again later.
    */
-  async #heal(): Promise<void> {
+  async #repairBehind(): Promise<void> {
     for (const [key, { tenant, threadId }] of this.#behind) {
       const repaired = await this.#guard.try("repair", () => this.repairThread(tenant, threadId));
       if (!repaired.ok) break;
       this.#behind.delete(key);
     }
-    this.#healTimer = undefined;
-    if (this.#behind.size > 0) this.#scheduleHeal();
+    this.#repairTimer = undefined;
+    if (this.#behind.size > 0) this.#scheduleRepair();
   }
 }

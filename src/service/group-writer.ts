@@ -264,7 +264,7 @@ export class GroupWriter {
     if (applied.ok && !caughtUp) {
       // The cache was behind (another process wrote while it was down): catch it up now.
       caughtUp = (await this.#o.guard.try("repair", () =>
-        this.#o.repairer.advance(tenant, threadId, applied.value))).ok;
+        this.#o.repairer.repairFrom(tenant, threadId, applied.value))).ok;
     }
     if (!caughtUp) this.#o.repairer.markBehind(tenant, threadId);
     this.#o.onCommit(tenant, commit);

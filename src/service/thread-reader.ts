@@ -124,7 +124,7 @@ export class ThreadReader {
     // The cache is behind the rollout: answer from the rollout and repair on the way.
     const repaired = await this.#guard.try(
       "repair",
-      () => this.#repairer.repair(tenant, threadId, thread && parseThreadJson(thread)),
+      () => this.#repairer.repairRead(tenant, threadId, thread && parseThreadJson(thread)),
     );
     if (repaired.ok) {
       return { thread: this.#require(tenant, jsonOf(repaired.value), threadId, options.minSeq), source: "repaired" };
@@ -192,7 +192,7 @@ export class ThreadReader {
     }
     // The cache stands at a commit boundary: one existence check tells whether it is behind.
     if (events.length > 0 || !(await this.#rollout.hasCommitAfter(tenant, threadId, seq))) return events;
-    const repaired = await this.#guard.try("repair", () => this.#repairer.advance(tenant, threadId, seq));
+    const repaired = await this.#guard.try("repair", () => this.#repairer.repairFrom(tenant, threadId, seq));
     if (repaired.ok) {
       const again = await this.#guard.try("events", (cache) => cache.events(tenant, threadId, afterSeq, limit));
       if (again.ok && again.value.floor <= afterSeq && again.value.events.length > 0) return again.value.events;

@@ -102,7 +102,10 @@ export class WriteBasis {
     }
     if (basis.from === "cache") {
       const tail = seq > 0 ? await this.#o.rollout.followCommits(tenant, threadId, seq) : undefined;
-      const caughtUp = await this.#o.guard.try("repair", () => this.#o.repairer.advance(tenant, threadId, seq, tail));
+      const caughtUp = await this.#o.guard.try(
+        "repair",
+        () => this.#o.repairer.repairFrom(tenant, threadId, seq, tail),
+      );
       if (caughtUp.ok) return basis;
     }
     const state = await this.#o.rollout.load(tenant, threadId);

@@ -101,10 +101,10 @@ describe("Worker cache path", () => {
 });
 
 describe("Worker live path", () => {
-  it("wakes an open stream through the ThreadHub Durable Object, long before the poll interval", async () => {
+  it("wakes an open stream through its thread's sequencer, long before the poll interval", async () => {
     const dir = mkdtempSync(join(tmpdir(), "artifacts-worker-feeds-"));
     const hrana = await startHranaServer({ path: join(dir, "cache.db") });
-    // Polling alone would take a minute: an event that arrives in this test came by the feeds's hint.
+    // Polling alone would take a minute: an event that arrives in this test came by the sequencer's push.
     const worker = await startWorker({
       LIBSQL_URL: hrana.url,
       AUTH_TOKENS: `${WORKER_TOKEN}:local`,
