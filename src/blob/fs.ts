@@ -88,7 +88,10 @@ export class FsBlobStore implements BlobStore {
       throw error;
     }
     const dir = dirname(target);
-    await syncDir(dir);
+    // A concurrent delete may have removed the emptied folder already: the entry is gone with it.
+    await syncDir(dir).catch((error: unknown) => {
+      if (!isCode(error, "ENOENT")) throw error;
+    });
     await rmdir(dir).then(() => this.#knownDirs.delete(dir), () => {});
   }
 
@@ -177,17 +180,22 @@ export class FsBlobStore implements BlobStore {
     return temp;
   }
 
-  /** Runs `move` after making the target's folder; once more if the folder vanished meanwhile. */
+  /**
+   * Runs `move` after making the target's folder; again if the folder vanished meanwhile
+   * (a delete in another process or call removes a folder it emptied), a few times: each
+   * round is a race lost to a delete of the last object there, which ends.
+   */
   async #intoPlace(target: string, move: () => Promise<void>): Promise<void> {
     const dir = dirname(target);
-    await this.#ensureDir(dir);
-    try {
-      await move();
-    } catch (error) {
-      if (!isCode(error, "ENOENT")) throw error;
-      this.#knownDirs.clear();
-      await this.#ensureDir(dir);
-      await move();
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#ensureDir(dir);
+        await move();
+        return;
+      } catch (error) {
+        if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
+        this.#knownDirs.clear();
+      }
     }
   }
 
@@ -197,6 +205,9 @@ export class FsBlobStore implements BlobStore {
     this.#knownDirs.add(dir);
   }
 }
+
+/** Rounds `#intoPlace` tries before an ENOENT stands. */
+const MOVE_ATTEMPTS = 8;
 
 async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, "r");

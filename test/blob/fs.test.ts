@@ -142,3 +142,28 @@ describe("FsBlobStore specifics", () => {
     expect(await store.list("shared/")).toEqual(["shared/p.json", "shared/s.json"]);
   });
 });
+
+describe("FsBlobStore, deletes and puts racing in one folder", () => {
+  it("16 deletes at once emptying a folder, and puts into it meanwhile, never fail (the folder comes and goes)", async () => {
+    const root = await mkdtemp(join(tmpdir(), "blob-fs-race-"));
+    try {
+      const store = new FsBlobStore(root);
+      // Each round empties the folder by 16 concurrent deletes while 4 puts (two stores,
+      // as two processes) land in it: the last delete removes the folder under the others.
+      for (let round = 0; round < 30; round++) {
+        const other = new FsBlobStore(root);
+        const keys = Array.from({ length: 16 }, (_, i) => `t/deltas/${round}-${i}.json`);
+        await Promise.all(keys.map((key) => store.put(key, "{}")));
+        const puts = Array.from({ length: 4 }, (_, i) => `t/deltas/${round}-new-${i}.json`);
+        await Promise.all([
+          ...keys.map((key) => store.delete(key)),
+          ...puts.map((key, i) => (i % 2 ? other.putIfAbsent(key, "{}") : other.put(key, "{}"))),
+        ]);
+        expect(await store.list(`t/deltas/${round}-`)).toEqual(puts.sort());
+        await Promise.all(puts.map((key) => other.delete(key)));
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
