@@ -228,6 +228,8 @@ export interface LifeMarker {
   /** The tombstone's `at` (absent in markers written before it was recorded: the sweep adds it). */
   deletedAt?: string;
   swept?: "content" | "keys";
+  /** Every commit key below this seq is a stub already (an earlier delete's sweep): a sweep need not rewrite them. */
+  sweptBelow?: number;
 }
 
 const LifeSchema = v.strictObject({
@@ -235,6 +237,7 @@ const LifeSchema = v.strictObject({
   since: Seq,
   deletedAt: v.optional(v.string()),
   swept: v.optional(v.picklist(["content", "keys"])),
+  sweptBelow: v.optional(Seq),
 });
 
 export function serializeLife(life: LifeMarker): string {
@@ -245,8 +248,13 @@ export function serializeLife(life: LifeMarker): string {
 export function parseLife(text: string, where: string): LifeMarker {
   const result = v.safeParse(LifeSchema, safeJson(text, where));
   if (!result.success) throw new CorruptRolloutError(where);
-  const { since, deletedAt, swept } = result.output;
-  return { lifeStart: since, ...(deletedAt ? { deletedAt } : {}), ...(swept ? { swept } : {}) };
+  const { since, deletedAt, swept, sweptBelow } = result.output;
+  return {
+    lifeStart: since,
+    ...(deletedAt ? { deletedAt } : {}),
+    ...(swept ? { swept } : {}),
+    ...(sweptBelow ? { sweptBelow } : {}),
+  };
 }
 
 function safeJson(text: string, where: string): unknown {

@@ -28,17 +28,23 @@ export class PastLives {
    * Takes the content of every life before the one starting at `lifeStart` (a tombstone's
    * seq) out of the rollout, keeping every commit key occupied: compaction objects below
    * it are removed, and each commit below it is overwritten by a stub naming `lifeStart`. The
-   * stubs tile seqs 1..since-1 (each reaches to the next key), and seq 1's key always
-   * holds one (put if absent: a thread whose keys an older build freed gets its anchor
-   * back). Idempotent; resolves with the number of objects changed.
+   * stubs tile seqs 1..lifeStart-1 (each reaches to the next key). Keys below
+   * `sweptBelow` are stubs of an earlier delete already and stay as they are (they name
+   * an older tombstone, itself a stub naming this one), but seq 1's, which always names
+   * the latest life (put if absent when missing: a thread whose keys an older build
+   * freed gets its anchor back). Idempotent; resolves with the number of objects changed.
    */
-  async stubPast(tenant: string, threadId: string, lifeStart: number, concurrency: number): Promise<number> {
+  async stubPast(
+    tenant: string,
+    threadId: string,
+    lifeStart: number,
+    options: { sweptBelow: number; concurrency: number },
+  ): Promise<number> {
+    const { concurrency } = options;
     const { commits, derived } = await this.#pastObjects(tenant, threadId, lifeStart);
-    const stubs = commits.map((firstSeq, i) => ({
-      firstSeq,
-      lastSeq: (commits[i + 1] ?? lifeStart) - 1,
-      tombstone: lifeStart,
-    }));
+    const stubs = commits
+      .map((firstSeq, i) => ({ firstSeq, lastSeq: (commits[i + 1] ?? lifeStart) - 1, tombstone: lifeStart }))
+      .filter((stub) => stub.firstSeq >= options.sweptBelow || stub.firstSeq === 1);
     const anchor = commits[0] === 1
       ? []
       : [{ firstSeq: 1, lastSeq: (commits[0] ?? lifeStart) - 1, tombstone: lifeStart }];

@@ -216,8 +216,13 @@ export class Rollout {
   }
 
   /** See PastLives.stubPast: a deleted life's content goes, its commit keys stay occupied. */
-  stubPast(tenant: string, threadId: string, lifeStart: number, concurrency: number): Promise<number> {
-    return this.#past.stubPast(tenant, threadId, lifeStart, concurrency);
+  stubPast(
+    tenant: string,
+    threadId: string,
+    lifeStart: number,
+    options: { sweptBelow: number; concurrency: number },
+  ): Promise<number> {
+    return this.#past.stubPast(tenant, threadId, lifeStart, options);
   }
 
   /** See PastLives.freePast: after the retention, the stubs go but seq 1's. */

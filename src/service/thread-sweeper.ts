@@ -64,7 +64,15 @@ export class ThreadSweeper {
     if (life && life.lifeStart === lifeStart && life.deletedAt) return life;
     // A marker without a time (written before it was recorded, or by a reader that only
     // knows the seq): now, which only moves the keys' removal later.
-    const marked: LifeMarker = { lifeStart, deletedAt: deletedAt ?? life?.deletedAt ?? this.#o.now().toISOString() };
+    const at = deletedAt ?? life?.deletedAt ?? this.#o.now().toISOString();
+    let marked: LifeMarker;
+    if (life && life.lifeStart === lifeStart) {
+      marked = { ...life, deletedAt: at };
+    } else {
+      // A new life: what the previous marker says is swept stays swept (its sweep need not be redone).
+      const sweptBelow = life?.swept ? life.lifeStart : life?.sweptBelow;
+      marked = { lifeStart, deletedAt: at, ...(sweptBelow ? { sweptBelow } : {}) };
+    }
     await this.#o.rollout.writeLife(tenant, threadId, marked);
     return marked;
   }
@@ -97,7 +105,10 @@ export class ThreadSweeper {
     let life = await this.mark(tenant, threadId, lifeStart);
     let changed = 0;
     if (life.swept === undefined) {
-      changed += await rollout.stubPast(tenant, threadId, life.lifeStart, SWEEP_CONCURRENCY);
+      changed += await rollout.stubPast(tenant, threadId, life.lifeStart, {
+        sweptBelow: life.sweptBelow ?? 1,
+        concurrency: SWEEP_CONCURRENCY,
+      });
       life = { ...life, swept: "content" };
       await this.#record(tenant, threadId, life);
     }

@@ -130,6 +130,23 @@ describe("a delete keeps its life's keys occupied", () => {
     ]);
   });
 
+  it("a second delete rewrites only the life it ends (and seq 1's key, which names the latest life)", async () => {
+    const { process, keys, rollout } = setup();
+    const { service } = process("a.db");
+    for (const n of [1, 2, 3]) await service.writeArtifact(T, "t", note(n));
+    await service.deleteThread(T, "t", anyVersion);
+    await service.idle();
+    await service.writeArtifact(T, "t", note(5));
+    expect((await service.deleteThread(T, "t", anyVersion)).seq).toBe(6);
+    await service.idle();
+    // Keys 2-3 keep the first delete's stubs (they lead to 4, itself a stub leading to 6).
+    expect(await keys("t")).toEqual(["stub 1-1>6", "stub 2-2>4", "stub 3-3>4", "stub 4-4>6", "stub 5-5>6", "6-6"]);
+    expect((await rollout.commitAt(T, "t", 2))?.firstSeq).toBe(6);
+    expect((await service.writeArtifact(T, "t", note(7))).thread.rolloutSeq).toBe(7);
+    const fresh = process("fresh.db").service;
+    expect((await fresh.writeArtifact(T, "t", note(8))).thread.rolloutSeq).toBe(8);
+  });
+
   it("a writer whose remembered head is older than a quarter of the retention does not aim with it", async () => {
     const { advance, process, keys } = setup();
     const a = process("a.db").service;
@@ -250,7 +267,7 @@ describe("readers through stubs", () => {
       await rollout.append(T, commitOf([{ seq: 4, threadId: "t", at, op: "delete" }]));
       await rollout.append(T, commitOf([add(5)]));
       await rollout.writeLife(T, "t", { lifeStart: 4, deletedAt: at });
-      expect(await rollout.stubPast(T, "t", 4, 4)).toBe(2);
+      expect(await rollout.stubPast(T, "t", 4, { sweptBelow: 1, concurrency: 4 })).toBe(2);
 
       expect((await rollout.commitAt(T, "t", 3))?.firstSeq).toBe(4);
       expect((await rollout.followCommits(T, "t", 0)).map((c) => c.firstSeq)).toEqual([4, 5]);
