@@ -88,10 +88,7 @@ export class FsBlobStore implements BlobStore {
       throw error;
     }
     const dir = dirname(target);
-    // A concurrent delete may have removed the emptied folder already: the entry is gone with it.
-    await syncDir(dir).catch((error: unknown) => {
-      if (!isCode(error, "ENOENT")) throw error;
-    });
+    await syncDir(dir);
     await rmdir(dir).then(() => this.#knownDirs.delete(dir), () => {});
   }
 
@@ -209,8 +206,16 @@ export class FsBlobStore implements BlobStore {
 /** Rounds `#intoPlace` tries before an ENOENT stands. */
 const MOVE_ATTEMPTS = 8;
 
+/**
+ * Makes a folder's entries durable. A folder that is gone already was emptied and removed
+ * by a concurrent delete (the entry this call made, or removed, went with it): nothing to sync.
+ */
 async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
+  const handle = await open(dir, "r").catch((error: unknown) => {
+    if (isCode(error, "ENOENT")) return null;
+    throw error;
+  });
+  if (!handle) return;
   try {
     await handle.sync();
   } finally {
