@@ -4,10 +4,7 @@
  * short pages). Every test gets a fresh bucket.
  */
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoggedRequest } from "../support/s3rver-proxy.ts";
@@ -18,7 +15,7 @@ import {
   type S3rverHarness,
   startS3rver,
 } from "../support/s3rver.ts";
-import { startServer } from "../support/server-process.ts";
+import { useCluster } from "../support/cluster.ts";
 import { describeBlobStoreContract } from "./contract.ts";
 
 /** The proxy answers at most this many keys per list page, so every longer listing follows continuation tokens. */
@@ -213,6 +210,8 @@ describe("S3BlobStore over s3rver", () => {
 });
 
 describe("Node server with BLOB_STORE=s3://", () => {
+  const cluster = useCluster();
+
   it("writes each commit to the bucket (one conditional PUT), and a server with an empty cache reads the thread back from it", async () => {
     const bucket = await s3.createBucket();
     const env = {
@@ -220,92 +219,81 @@ describe("Node server with BLOB_STORE=s3://", () => {
       AWS_ACCESS_KEY_ID: S3_ACCESS_KEY_ID,
       AWS_SECRET_ACCESS_KEY: S3_SECRET_ACCESS_KEY,
     };
-    const dirs = [mkdtempSync(join(tmpdir(), "s3-node-a-")), mkdtempSync(join(tmpdir(), "s3-node-b-"))];
+    const threadId = "s3-thread-1";
+    const first = await cluster.start({ ...env, DATA_DIR: cluster.tempDir("s3-node-a-") });
+    let artifactId: string;
     try {
-      const threadId = "s3-thread-1";
-      const first = await startServer({ ...env, DATA_DIR: dirs[0] as string });
-      let artifactId: string;
-      try {
-        const created = await fetch(`${first.url}/v1/threads/${threadId}/artifacts`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({
-            artifactType: "plan",
-            identityKey: "plan:main",
-            payload: { steps: ["a", "b"], note: "héllo" },
-          }),
-        });
-        expect(created.status).toBe(201);
-        artifactId = ((await created.json()) as { artifact: { id: string } }).artifact.id;
-        const read = await fetch(`${first.url}/v1/threads/${threadId}`);
-        expect(read.status).toBe(200);
-        const thread =
-          ((await read.json()) as { thread: { artifacts: Array<{ id: string; payload: unknown }> } }).thread;
-        expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, {
-          steps: ["a", "b"],
-          note: "héllo",
-        }]]);
-      } finally {
-        await first.stop();
-      }
-
-      const store = s3.store(bucket);
-      const commitKey = `tenants/local/threads/${threadId}/commits/000000000001.json`;
-      expect(await store.exists(commitKey)).toBe(true);
-      const commit = JSON.parse((await store.get(commitKey)) as string) as {
-        v: number;
-        firstSeq: number;
-        lastSeq: number;
-        patches: { seq: number; op: string; artifact: { id: string; threadId: string } }[];
-      };
-      expect(commit).toMatchObject({
-        v: 2,
-        firstSeq: 1,
-        lastSeq: 1,
-        patches: [{ seq: 1, op: "add", artifact: { id: artifactId, threadId } }],
+      const created = await fetch(`${first.url}/v1/threads/${threadId}/artifacts`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          artifactType: "plan",
+          identityKey: "plan:main",
+          payload: { steps: ["a", "b"], note: "héllo" },
+        }),
       });
-      expect(await store.list(`tenants/local/threads/${threadId}/commits/`)).toEqual([commitKey]);
-      const commitPuts = requestsTo(bucket).filter((request) =>
-        request.method === "PUT" && request.path === `/${bucket}/${commitKey}`
-      );
-      expect(commitPuts).toHaveLength(1);
-      expect(commitPuts[0]?.headers["if-none-match"]).toBe("*");
-      expect(commitPuts[0]?.status).toBe(200);
-
-      // A fresh DATA_DIR means an empty libSQL cache: the thread must come from the bucket.
-      const second = await startServer({ ...env, DATA_DIR: dirs[1] as string });
-      try {
-        const read = await fetch(`${second.url}/v1/threads/${threadId}`);
-        expect(read.status).toBe(200);
-        const thread = ((await read.json()) as {
-          thread: { rolloutSeq: number; artifacts: Array<{ id: string; payload: unknown }> };
-        }).thread;
-        expect(thread.rolloutSeq).toBe(1);
-        expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, {
-          steps: ["a", "b"],
-          note: "héllo",
-        }]]);
-      } finally {
-        await second.stop();
-      }
+      expect(created.status).toBe(201);
+      artifactId = ((await created.json()) as { artifact: { id: string } }).artifact.id;
+      const read = await fetch(`${first.url}/v1/threads/${threadId}`);
+      expect(read.status).toBe(200);
+      const thread = ((await read.json()) as { thread: { artifacts: Array<{ id: string; payload: unknown }> } }).thread;
+      expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, {
+        steps: ["a", "b"],
+        note: "héllo",
+      }]]);
     } finally {
-      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+      await first.stop();
+    }
+
+    const store = s3.store(bucket);
+    const commitKey = `tenants/local/threads/${threadId}/commits/000000000001.json`;
+    expect(await store.exists(commitKey)).toBe(true);
+    const commit = JSON.parse((await store.get(commitKey)) as string) as {
+      v: number;
+      firstSeq: number;
+      lastSeq: number;
+      patches: { seq: number; op: string; artifact: { id: string; threadId: string } }[];
+    };
+    expect(commit).toMatchObject({
+      v: 2,
+      firstSeq: 1,
+      lastSeq: 1,
+      patches: [{ seq: 1, op: "add", artifact: { id: artifactId, threadId } }],
+    });
+    expect(await store.list(`tenants/local/threads/${threadId}/commits/`)).toEqual([commitKey]);
+    const commitPuts = requestsTo(bucket).filter((request) =>
+      request.method === "PUT" && request.path === `/${bucket}/${commitKey}`
+    );
+    expect(commitPuts).toHaveLength(1);
+    expect(commitPuts[0]?.headers["if-none-match"]).toBe("*");
+    expect(commitPuts[0]?.status).toBe(200);
+
+    // A fresh DATA_DIR means an empty libSQL cache: the thread must come from the bucket.
+    const second = await cluster.start({ ...env, DATA_DIR: cluster.tempDir("s3-node-b-") });
+    try {
+      const read = await fetch(`${second.url}/v1/threads/${threadId}`);
+      expect(read.status).toBe(200);
+      const thread = ((await read.json()) as {
+        thread: { rolloutSeq: number; artifacts: Array<{ id: string; payload: unknown }> };
+      }).thread;
+      expect(thread.rolloutSeq).toBe(1);
+      expect(thread.artifacts.map((artifact) => [artifact.id, artifact.payload])).toEqual([[artifactId, {
+        steps: ["a", "b"],
+        note: "héllo",
+      }]]);
+    } finally {
+      await second.stop();
     }
   });
 
   it("refuses to start with BLOB_STORE=s3:// but no AWS keys", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "s3-node-nokeys-"));
-    try {
-      await expect(
-        startServer({
-          DATA_DIR: dir,
-          BLOB_STORE: `s3://some-bucket?endpoint=${s3.endpoint}&region=${S3_REGION}`,
-          AWS_ACCESS_KEY_ID: "",
-          AWS_SECRET_ACCESS_KEY: "",
-        }),
-      ).rejects.toThrow(/configuration error: .*AWS_ACCESS_KEY_ID/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await expect(
+      cluster.start({
+        DATA_DIR: cluster.tempDir("s3-node-nokeys-"),
+        BLOB_STORE: `s3://some-bucket?endpoint=${s3.endpoint}&region=${S3_REGION}`,
+        AWS_ACCESS_KEY_ID: "",
+        AWS_SECRET_ACCESS_KEY: "",
+      }),
+    ).rejects.toThrow(/configuration error: .*AWS_ACCESS_KEY_ID/);
   });
 });

@@ -6,30 +6,30 @@
  * stream opened right after a restart, `?since=`, `?access_token=` (the only way an
  * EventSource can authenticate), and a 401 that closes the source instead of retrying.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { http } from "../support/cluster.ts";
+import { http, useCluster } from "../support/cluster.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
-import { type ServerProcess, startServer } from "../support/server-process.ts";
+import type { ServerProcess } from "../support/server-process.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.ts";
 
 const TOKEN = "browser-token";
 const WAIT = { timeout: 30_000 };
 
-let dataDir: string;
+const cluster = useCluster("all");
 let env: Record<string, string>;
 let server: ServerProcess;
 let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "artifacts-browser-clients-"));
-  env = { DATA_DIR: dataDir, PORT: String(await freePort()), AUTH_TOKENS: `${TOKEN}:acme` };
+  env = {
+    DATA_DIR: cluster.tempDir("artifacts-browser-clients-"),
+    PORT: String(await freePort()),
+    AUTH_TOKENS: `${TOKEN}:acme`,
+  };
   [server, browser] = await Promise.all([
-    startServer(env),
+    cluster.start(env),
     chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
   ]);
   page = await browser.newPage();
@@ -45,8 +45,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await server?.kill();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 async function create(threadId: string, n: number): Promise<void> {
@@ -59,7 +57,7 @@ async function create(threadId: string, n: number): Promise<void> {
 
 async function restart(): Promise<void> {
   await server.stop();
-  server = await startServer(env);
+  server = await cluster.start(env);
 }
 
 /** Opens an EventSource named `name` in the page on `path` (with the token in the query unless told otherwise). */

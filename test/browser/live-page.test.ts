@@ -5,33 +5,28 @@
  * updates and removals made elsewhere show up live in both; after a reload both pages
  * still show the thread. Run with `npm run test:browser` (not part of `npm test`).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createArtifactsClient } from "../../src/client/index.ts";
-import { type ServerProcess, startServer } from "../support/server-process.ts";
+import { useCluster } from "../support/cluster.ts";
+import type { ServerProcess } from "../support/server-process.ts";
 import { CHROMIUM, CHROMIUM_ARGS } from "../support/chromium.ts";
 
 const WAIT = { timeout: 20_000 };
 
-let dataDir: string;
+const cluster = useCluster("all");
 let server: ServerProcess;
 let browser: Browser;
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "artifacts-browser-"));
   [server, browser] = await Promise.all([
-    startServer({ DATA_DIR: dataDir }),
+    cluster.start({ DATA_DIR: cluster.tempDir("artifacts-browser-") }),
     chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
   ]);
 });
 
 afterAll(async () => {
   await browser?.close();
-  await server?.kill();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 async function openThread(threadId: string): Promise<Page> {

@@ -4,7 +4,7 @@
  * `materialize`, the model's own replay, so the cache is checked against the rollout's
  * meaning rather than against itself.
  */
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { LibsqlCache } from "../../src/cache/libsql.ts";
 import { CacheUnavailableError } from "../../src/cache/port.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
@@ -12,6 +12,7 @@ import type { TargetLookup } from "../../src/model/decide.ts";
 import type { JsonValue } from "../../src/model/json.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { type ArtifactPatch, type Commit, commitOf, type Patch, type PatchOp, toEvent } from "../../src/model/patch.ts";
+import { waitFor } from "../support/wait.ts";
 
 export interface CacheUnderTest {
   cache: LibsqlCache;
@@ -483,7 +484,10 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
 
       await h.restore();
       // The breaker lets calls through again after retryAfterMs.
-      await vi.waitFor(async () => expect(await cache.seq(T, t.threadId)).toBe(2), { timeout: 15_000, interval: 10 });
+      await waitFor("the cache to answer again", async () => {
+        expect(await cache.seq(T, t.threadId)).toBe(2);
+        return true;
+      }, { timeoutMs: 15_000, intervalMs: 10 });
       // Nothing from the outage landed; what was there before still is.
       expect(await cache.readThread(T, t.threadId)).toEqual(t.stateAt(2));
       expect(await cache.apply(T, asCommits(t.range(3, 6)))).toBe(6);

@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { type Client, createClient as createFileClient } from "@libsql/client";
 import { createClient, LibsqlBatchError, LibsqlError } from "@libsql/client/web";
 import Database from "libsql";
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type HranaServer, splitStatements, startHranaServer } from "../support/hrana-server.ts";
+import { waitFor } from "../support/wait.ts";
 
 const root = mkdtempSync(join(tmpdir(), "hrana-test-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -610,7 +611,10 @@ describe("Hrana over HTTP at the protocol level", () => {
     server = await startHranaServer({ path, streamExpiryMs: 25 });
     const open = await post("/v2/pipeline", { requests: [{ type: "execute", stmt: stmt("BEGIN IMMEDIATE") }] });
     expect(open.json.baton).toEqual(expect.any(String));
-    await vi.waitFor(() => expect(server.openConnections).toBe(0), { timeout: 10_000, interval: 10 });
+    await waitFor("the expired stream's connection to close", () => {
+      expect(server.openConnections).toBe(0);
+      return true;
+    }, { timeoutMs: 10_000, intervalMs: 10 });
     expect((await post("/v2/pipeline", { baton: open.json.baton, requests: [] })).json.code).toBe("STREAM_EXPIRED");
   });
 

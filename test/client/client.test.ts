@@ -8,11 +8,8 @@
  *   every event once, in order;
  * - SseParser on chunk boundaries, against the spec parser of test/support/sse.ts.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import fc from "fast-check";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 // Through the package's own `./client` entry, as users import it.
 import {
   type ArtifactEvent,
@@ -21,19 +18,11 @@ import {
   type ThreadDeletedEvent,
 } from "thread-artifacts/client";
 import { type SseMessage, SseParser } from "../../src/client/sse-parser.ts";
+import { useCluster } from "../support/cluster.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
-import { type ServerProcess, startServer } from "../support/server-process.ts";
-import { SpecSseParser, waitUntil } from "../support/sse.ts";
-
-const dirs: string[] = [];
-const tempDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), "artifacts-client-"));
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+import type { ServerProcess } from "../support/server-process.ts";
+import { SpecSseParser } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 
 /** A fetch that records each request's method, URL and headers before passing it on. */
 function recordingFetch() {
@@ -61,11 +50,11 @@ async function expectApiError(promise: Promise<unknown>, status: number, code: s
 }
 
 describe("requests", () => {
+  const cluster = useCluster("all");
   let server: ServerProcess;
   beforeAll(async () => {
-    server = await startServer({ DATA_DIR: tempDir() });
+    server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-client-") });
   });
-  afterAll(() => server?.kill());
 
   it("createArtifact, getArtifact, readThread, updateArtifact, removeArtifact", async () => {
     const client = createArtifactsClient({ baseUrl: `${server.url}/` });
@@ -184,7 +173,7 @@ describe("requests", () => {
     const stop = new AbortController();
     const events: ArtifactEvent[] = [];
     const done = client.subscribe(threadId, { onEvent: (e) => events.push(e), signal: stop.signal });
-    await waitUntil(() => events.length === 1, "the first event");
+    await waitFor("the first event", () => events.length === 1);
     stop.abort();
     await done;
     expect(events[0]?.artifact).toEqual(artifact);
@@ -203,7 +192,7 @@ describe("requests", () => {
     const events: ArtifactEvent[] = [];
     const done = client.subscribe(threadId, { since: 2, onEvent: (e) => events.push(e), signal: stop.signal });
     await client.createArtifact(threadId, { artifactType: "note", payload: 4 });
-    await waitUntil(() => events.length >= 2, "events 3 and 4");
+    await waitFor("events 3 and 4", () => events.length >= 2);
     stop.abort();
     await expect(done).resolves.toBeUndefined();
     expect(events.map((e) => e.seq)).toEqual([3, 4]);
@@ -214,11 +203,11 @@ describe("requests", () => {
 });
 
 describe("merge patches and many threads", () => {
+  const cluster = useCluster("all");
   let server: ServerProcess;
   beforeAll(async () => {
-    server = await startServer({ DATA_DIR: tempDir() });
+    server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-client-") });
   });
-  afterAll(() => server?.kill());
 
   it("mergeArtifact sends an RFC 7396 merge patch, with If-Match from ifVersion", async () => {
     const recorder = recordingFetch();
@@ -254,7 +243,7 @@ describe("merge patches and many threads", () => {
       signal: stop.signal,
     });
     await client.createArtifact(b, { artifactType: "note", payload: "b1" });
-    await waitUntil(() => events.length >= 2, "a's second event and b's first");
+    await waitFor("a's second event and b's first", () => events.length >= 2);
     stop.abort();
     await done;
     expect(events.map((e) => `${e.threadId}@${e.seq}`).sort()).toEqual([`${a}@2`, `${b}@1`].sort());
@@ -267,11 +256,11 @@ describe("merge patches and many threads", () => {
 });
 
 describe("a subscription across a thread's delete", () => {
+  const cluster = useCluster("all");
   let server: ServerProcess;
   beforeAll(async () => {
-    server = await startServer({ DATA_DIR: tempDir() });
+    server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-client-") });
   });
-  afterAll(() => server?.kill());
 
   it("subscribe reports the delete, resumes after it (no replay of the tombstone), then follows the next life", async () => {
     const recorder = recordingFetch();
@@ -287,12 +276,12 @@ describe("a subscription across a thread's delete", () => {
       signal: stop.signal,
       minBackoffMs: 20,
     });
-    await waitUntil(() => events.length === 1, "the first event");
+    await waitFor("the first event", () => events.length === 1);
     const deleted = await fetch(`${server.url}/v1/threads/${threadId}`, { method: "DELETE" });
     expect(await deleted.json()).toEqual({ deleted: { threadId, seq: 2 } });
-    await waitUntil(() => deletes.length === 1, "the delete");
+    await waitFor("the delete", () => deletes.length === 1);
     await client.createArtifact(threadId, { artifactType: "note", payload: "next life" });
-    await waitUntil(() => events.length === 2, "the next life's first event");
+    await waitFor("the next life's first event", () => events.length === 2);
     stop.abort();
     await done;
     expect(deletes).toEqual([{ threadId, seq: 2 }]);
@@ -306,16 +295,13 @@ describe("a subscription across a thread's delete", () => {
 });
 
 describe("subscribeMany across a server restart", () => {
-  const servers: ServerProcess[] = [];
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map((s) => s.kill()));
-  });
+  const cluster = useCluster();
 
   it("reconnects with the last resume token: every thread's events once, in order", async () => {
-    const env = { DATA_DIR: tempDir(), PORT: String(await freePort()) };
-    servers.push(await startServer(env));
+    const env = { DATA_DIR: cluster.tempDir("artifacts-client-"), PORT: String(await freePort()) };
+    const first = await cluster.start(env);
     const recorder = recordingFetch();
-    const client = createArtifactsClient({ baseUrl: (servers[0] as ServerProcess).url, fetch: recorder.fetch });
+    const client = createArtifactsClient({ baseUrl: first.url, fetch: recorder.fetch });
     const threads = [newThreadId("many-restart-a"), newThreadId("many-restart-b")];
     const events: ArtifactEvent[] = [];
     const stop = new AbortController();
@@ -327,11 +313,11 @@ describe("subscribeMany across a server restart", () => {
     });
     try {
       for (const t of threads) await client.createArtifact(t, { artifactType: "note", payload: 1 });
-      await waitUntil(() => events.length === 2, "one event per thread from the first server");
-      await (servers[0] as ServerProcess).stop();
-      servers.push(await startServer(env));
+      await waitFor("one event per thread from the first server", () => events.length === 2);
+      await first.stop();
+      await cluster.start(env);
       for (const t of threads) await client.createArtifact(t, { artifactType: "note", payload: 2 });
-      await waitUntil(() => events.length >= 4, "the second event of each thread");
+      await waitFor("the second event of each thread", () => events.length >= 4);
     } finally {
       stop.abort();
       await done;
@@ -348,11 +334,11 @@ describe("subscribeMany across a server restart", () => {
 });
 
 describe("against a server that requires a token", () => {
+  const cluster = useCluster("all");
   let server: ServerProcess;
   beforeAll(async () => {
-    server = await startServer({ DATA_DIR: tempDir(), AUTH_TOKENS: "secret-a:tenant-a" });
+    server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-client-"), AUTH_TOKENS: "secret-a:tenant-a" });
   });
-  afterAll(() => server?.kill());
 
   it("subscribe is authorised by the Authorization header it sends; without a token it rejects with 401", async () => {
     const threadId = newThreadId("client-authz");
@@ -361,7 +347,7 @@ describe("against a server that requires a token", () => {
     const events: ArtifactEvent[] = [];
     const done = client.subscribe(threadId, { onEvent: (e) => events.push(e), signal: stop.signal });
     const { artifact } = await client.createArtifact(threadId, { artifactType: "note", payload: "for tenant a" });
-    await waitUntil(() => events.length === 1, "the event, through the authorised stream");
+    await waitFor("the event, through the authorised stream", () => events.length === 1);
     stop.abort();
     await done;
     expect(events[0]?.artifact).toEqual(artifact);
@@ -375,17 +361,12 @@ describe("against a server that requires a token", () => {
 });
 
 describe("subscribe across a server restart", () => {
-  const servers: ServerProcess[] = [];
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map((s) => s.kill()));
-  });
+  const cluster = useCluster();
 
   it("backs off while the server is gone, then resumes from the last id: every event once, in order", async () => {
-    const dataDir = tempDir();
     const port = await freePort();
-    const env = { DATA_DIR: dataDir, PORT: String(port) };
-    const first = await startServer(env);
-    servers.push(first);
+    const env = { DATA_DIR: cluster.tempDir("artifacts-client-"), PORT: String(port) };
+    const first = await cluster.start(env);
     const recorder = recordingFetch();
     const client = createArtifactsClient({ baseUrl: first.url, token: "tok", fetch: recorder.fetch });
     const threadId = newThreadId("client-restart");
@@ -402,18 +383,17 @@ describe("subscribe across a server restart", () => {
     const streamRequests = () => recorder.requests.filter((r) => r.url.endsWith("/events"));
     try {
       for (const n of [1, 2, 3]) await client.createArtifact(threadId, { artifactType: "note", payload: n });
-      await waitUntil(() => events.length === 3, "three events from the first server");
+      await waitFor("three events from the first server", () => events.length === 3);
 
       await first.kill();
       const refused = (e: unknown) => (e as { cause?: { code?: string } })?.cause?.code === "ECONNREFUSED";
-      await waitUntil(() => errors.some(refused), "a reconnect refused while the server is down");
+      await waitFor("a reconnect refused while the server is down", () => errors.some(refused));
       expect(streamRequests().length).toBeGreaterThanOrEqual(2);
 
-      const second = await startServer(env);
-      servers.push(second);
+      const second = await cluster.start(env);
       expect(second.url).toBe(first.url);
       for (const n of [4, 5, 6]) await client.createArtifact(threadId, { artifactType: "note", payload: n });
-      await waitUntil(() => events.length >= 6, "three more events from the second server");
+      await waitFor("three more events from the second server", () => events.length >= 6);
     } finally {
       stop.abort();
       await done;

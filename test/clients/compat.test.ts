@@ -11,25 +11,23 @@
  * stayed silent for good.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type ServerProcess, startServer } from "../support/server-process.ts";
+import type { ServerProcess } from "../support/server-process.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
-import { http } from "../support/cluster.ts";
+import { Cluster, http } from "../support/cluster.ts";
 import { startFaultProxy } from "../support/fault-proxy.ts";
 import { S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY, startS3rver } from "../support/s3rver.ts";
-import { waitUntil } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 import { pooledFetch } from "../support/pooled-fetch.ts";
 import { PLAIN_FETCH_EVENT_SOURCE, SSE_CLIENTS, type Subscription } from "./sse-clients.ts";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 const TOKEN = "compat-token";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 /** One service: a data folder and a port it keeps across restarts, so clients reconnect to the same URL. */
 class Service {
-  readonly dir = mkdtempSync(join(tmpdir(), "compat-"));
+  readonly #cluster = new Cluster();
+  readonly dir = this.#cluster.tempDir("compat-");
   readonly env: Record<string, string>;
   server: ServerProcess | undefined;
 
@@ -42,7 +40,7 @@ class Service {
   }
 
   async start(): Promise<void> {
-    this.server = await startServer(this.env);
+    this.server = await this.#cluster.start(this.env);
   }
 
   /** SIGTERM, wait for the exit, start again on the same data and port. */
@@ -60,16 +58,16 @@ class Service {
     return r.json.thread.rolloutSeq;
   }
 
+  /** Kills every process it started and removes its data folder. */
   async stop(): Promise<void> {
-    await this.server?.kill();
-    rmSync(this.dir, { recursive: true, force: true });
+    await this.#cluster.cleanup();
   }
 }
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const seqsOf = (s: Subscription) => s.received.map((r) => r.event.seq);
 const untilSeqs = (s: Subscription, n: number, what: string) =>
-  waitUntil(() => s.received.length >= n || s.failure !== undefined, what, { timeoutMs: 30_000 });
+  waitFor(what, () => s.received.length >= n || s.failure !== undefined, { timeoutMs: 30_000 });
 
 const open: Subscription[] = [];
 afterEach(async () => {
@@ -159,7 +157,7 @@ for (const client of SSE_CLIENTS) {
 
     it("reports a 401 and gives up instead of retrying it", async () => {
       const stream = subscribe(newThreadId("compat-401"), { token: "not-a-token" });
-      await waitUntil(() => stream.failure !== undefined, "the client to give up");
+      await waitFor("the client to give up", () => stream.failure !== undefined);
       expect(stream.failure).toEqual({ status: 401 });
       expect(stream.received).toEqual([]);
       expect(stream.requests).toBe(1);
@@ -219,7 +217,7 @@ describe("the reproduction: restart, and at once a stream by fetch-event-source 
       // Long enough that the store client's own retries (4 attempts a read) give up: the
       // stream's first read and the feed's first read both fail.
       const before = proxy.count;
-      await waitUntil(() => proxy.count >= before + 8, "the stream's first reads to fail");
+      await waitFor("the stream's first reads to fail", () => proxy.count >= before + 8);
       proxy.failing = false;
       for (let n = 1; n <= 10; n++) await service.create(threadId, n);
       await untilSeqs(stream, 10, "10 events");

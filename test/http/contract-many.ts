@@ -1,7 +1,7 @@
 // deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitUntil } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 import type { ContractContext, HttpTarget, StreamedEvent } from "./contract.ts";
 import { expectProblem, uniqueThreadId } from "./contract.ts";
 
@@ -176,11 +176,11 @@ export function describeManyThreadStreams(ctx: ContractContext): void {
       try {
         await create(threads[1], { artifactType: "n", payload: "q1" });
         await create(threads[0], { artifactType: "n", payload: "p2" });
-        await waitUntil(() => received.length === 3, "3 events before the restart");
+        await waitFor("3 events before the restart", () => received.length === 3);
         await ctx.restart();
         await create(threads[1], { artifactType: "n", payload: "q2" });
         await create(threads[0], { artifactType: "n", payload: "p3" });
-        await waitUntil(() => received.length >= 5, "5 events after the restart");
+        await waitFor("5 events after the restart", () => received.length >= 5);
         expect(seqsByThread(received)).toEqual({ [threads[0]]: [1, 2, 3], [threads[1]]: [1, 2] });
         // It reconnected with the token of the last event it had.
         expect(lastEventIds[0]).toBe("");

@@ -7,20 +7,19 @@
  *   repaired by the next strong read and by the next write;
  * - minSeq gives read-your-writes across processes.
  */
-import { existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
+import { beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { patchesOf } from "../../src/model/patch.ts";
 import type { ServerProcess } from "../support/server-process.ts";
-import { waitFor } from "../support/ops.ts";
+import { waitFor } from "../support/wait.ts";
 import {
   closedPort,
-  Cluster,
   committedSeqs,
+  deleteCacheFile,
   expectedCacheRows,
   http,
   range,
@@ -28,10 +27,10 @@ import {
   readRollout,
   replay,
   threadView,
+  useCluster,
 } from "../support/cluster.ts";
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 let deadLibsqlUrl: string;
 beforeAll(async () => {
@@ -117,9 +116,7 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
 
   for (const c of cases) {
     it(`${c.name}: the thread reads back identical, repaired first, then from the cache`, async () => {
-      const dir = cluster.tempDir();
-      const rolloutDir = join(dir, "rollouts");
-      const dbPath = join(dir, "artifacts.db");
+      const { dir, rolloutDir, dbPath } = cluster.dataDir();
       const env = { DATA_DIR: dir, COMPACT_EVERY: c.compactEvery };
       const threadId = "survivor";
 
@@ -138,7 +135,7 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
       if (c.compactedTo === null) expect(pointer).toBeNull();
       else expect(pointer?.seq).toBeGreaterThanOrEqual(c.compactedTo);
 
-      for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(dbPath + suffix, { force: true });
+      deleteCacheFile(dbPath);
       expect(existsSync(dbPath)).toBe(false);
 
       const second = await cluster.start(env);
@@ -177,8 +174,7 @@ describe("the libSQL file is deleted between two server lifetimes", () => {
 
 describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
   it("starts, reports the cache down, and serves creates, reads, updates and removes from the rollout", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
+    const { dir, rolloutDir } = cluster.dataDir();
     const server = await cluster.start({ DATA_DIR: dir, LIBSQL_URL: deadLibsqlUrl, COMPACT_EVERY: "3" });
 
     const health = await http(server.url, "GET", "/healthz");
@@ -240,9 +236,7 @@ describe("libSQL unreachable (LIBSQL_URL at a closed port)", () => {
 
 describe("a cache that missed writes made by another process", () => {
   it("is repaired by the next strong read, and by the next write (put-if-absent conflict)", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const dbPath = join(dir, "artifacts.db");
+    const { dir, rolloutDir, dbPath } = cluster.dataDir();
     const [a, b] = (await cluster.startMany([
       { DATA_DIR: dir },
       // Same rollout folder, no reachable cache: its writes never reach A's libSQL file.
@@ -307,9 +301,7 @@ describe("a cache that missed writes made by another process", () => {
   });
 
   it("writes that append nothing (refusals, idempotent creates) are not decided on a cache that missed writes", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const dbPath = join(dir, "artifacts.db");
+    const { dir, rolloutDir, dbPath } = cluster.dataDir();
     const [a, b] = (await cluster.startMany([
       { DATA_DIR: dir },
       { DATA_DIR: dir, BLOB_STORE: `fs:${rolloutDir}`, LIBSQL_URL: deadLibsqlUrl },
@@ -364,8 +356,7 @@ describe("a cache that missed writes made by another process", () => {
   });
 
   it("minSeq: a write on B (cache down) is visible on A with minSeq = B's rolloutSeq", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
+    const { dir, rolloutDir } = cluster.dataDir();
     const [a, b] = (await cluster.startMany([
       { DATA_DIR: dir },
       { DATA_DIR: dir, BLOB_STORE: `fs:${rolloutDir}`, LIBSQL_URL: deadLibsqlUrl },

@@ -3,11 +3,9 @@
  * identityKey) created concurrently from two processes sharing one DATA_DIR gives
  * exactly one artifact and one patch; every caller learns its id.
  */
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ServerProcess } from "../support/server-process.ts";
 import {
-  Cluster,
   committedSeqs,
   expectedCacheRows,
   http,
@@ -16,25 +14,16 @@ import {
   readRollout,
   replay,
   threadView,
+  useCluster,
 } from "../support/cluster.ts";
 
 const CALLERS = 20;
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 describe("concurrent creates with one identity across processes", () => {
   it("give exactly one artifact, one 201, the same id to everyone, one patch; a different payload is 409", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const servers = await cluster.startMany([{ DATA_DIR: dir }, { DATA_DIR: dir }]);
-    // Warm both up on threads of their own so neither is still booting during the race.
-    for (const [p, server] of servers.entries()) {
-      expect(
-        (await http(server.url, "POST", `/v1/threads/warm-${p}/artifacts`, { artifactType: "warm", payload: p }))
-          .status,
-      ).toBe(201);
-    }
+    const { rolloutDir, dbPath, servers } = await cluster.shared(2);
 
     const threadId = "identity-thread";
     const path = `/v1/threads/${threadId}/artifacts`;
@@ -77,7 +66,7 @@ describe("concurrent creates with one identity across processes", () => {
     const patches = await readRollout(rolloutDir, threadId);
     expect(patches).toHaveLength(1);
     expect(patches[0]).toMatchObject({ seq: 1, op: "add", artifact: created.json.artifact });
-    expect(await readCacheFile(join(dir, "artifacts.db"), threadId)).toEqual(expectedCacheRows(patches));
+    expect(await readCacheFile(dbPath, threadId)).toEqual(expectedCacheRows(patches));
     const truth = await replay(rolloutDir, threadId);
     for (const server of servers) {
       const read = await http(server.url, "GET", `/v1/threads/${threadId}`);

@@ -5,12 +5,10 @@
  * gap or a duplicate, the folder must hold exactly those N patches, and the libSQL
  * cache must equal a replay of the rollout (rows, order, versions, payloads, events).
  */
-import { join } from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 import {
-  Cluster,
   committedSeqs,
   expectedCacheRows,
   http,
@@ -20,30 +18,16 @@ import {
   readRollout,
   replay,
   threadView,
+  useCluster,
 } from "../support/cluster.ts";
+import { waitFor } from "../support/wait.ts";
 
 const PROCESSES = 3;
 const CREATES_PER_PROCESS = 20;
+/** COMPACT_EVERY small so compaction races with commits too. */
+const ENV = { COMPACT_EVERY: "7" };
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
-
-async function sharedServers(
-  n: number,
-): Promise<{ dir: string; rolloutDir: string; dbPath: string; servers: ServerProcess[] }> {
-  const dir = cluster.tempDir();
-  // COMPACT_EVERY small so compaction races with commits too.
-  const servers = await cluster.startMany(range(n).map(() => ({ DATA_DIR: dir, COMPACT_EVERY: "7" })));
-  // Warm every process up (libSQL connection and schema, rollout folders) on a thread of its
-  // own, so none of them is still booting while the others race: more real contention.
-  const warm = await Promise.all(
-    servers.map((s, p) =>
-      http(s.url, "POST", `/v1/threads/warm-up-${p}/artifacts`, { artifactType: "warm", payload: p })
-    ),
-  );
-  expect(warm.map((r) => r.status)).toEqual(servers.map(() => 201));
-  return { dir, rolloutDir: join(dir, "rollouts"), dbPath: join(dir, "artifacts.db"), servers };
-}
+const cluster = useCluster();
 
 /** Fires every request before awaiting any of them. */
 function fireAll<T>(jobs: (() => Promise<T>)[]): Promise<T[]> {
@@ -75,13 +59,13 @@ async function cacheReadInStep(server: ServerProcess, threadId: string, n: numbe
   const first = await read();
   if (inStep(first)) return first;
   expect(reportedCacheFailure(), `cache behind (${first.headers.get("etag")}) without a reported failure`).toBe(true);
-  return await vi.waitFor(async () => {
+  return await waitFor(`the cache to catch up with seq ${n}`, async () => {
     const again = await read();
     if (!inStep(again)) {
       throw new Error(`still ${again.headers.get("x-artifacts-source")} at ${again.headers.get("etag")}`);
     }
     return again;
-  }, { timeout: 15_000, interval: 200 });
+  }, { timeoutMs: 15_000, intervalMs: 200 });
 }
 
 /** The cache, seen both through the API (consistency=cache) and straight from the file, equals a replay of the rollout. */
@@ -113,7 +97,7 @@ async function expectCacheEqualsReplay(
 
 describe("many writers on one thread across processes", () => {
   it(`${PROCESSES} processes x ${CREATES_PER_PROCESS} concurrent creates: seqs 1..N, no loss, no duplicate, cache = replay`, async () => {
-    const { rolloutDir, dbPath, servers } = await sharedServers(PROCESSES);
+    const { rolloutDir, dbPath, servers } = await cluster.shared(PROCESSES, ENV);
     const threadId = "shared-thread";
     const n = PROCESSES * CREATES_PER_PROCESS;
 
@@ -157,7 +141,7 @@ describe("many writers on one thread across processes", () => {
   });
 
   it("a concurrent mix of creates, updates and removes across processes: seqs contiguous, cache = replay", async () => {
-    const { rolloutDir, dbPath, servers } = await sharedServers(PROCESSES);
+    const { rolloutDir, dbPath, servers } = await cluster.shared(PROCESSES, ENV);
     const threadId = "mixed-thread";
 
     // Seed: 12 artifacts, created one at a time across the processes.

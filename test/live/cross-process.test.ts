@@ -7,26 +7,21 @@
  * delivers every patch, because readEvents checks the rollout past its cache and
  * repairs the cache it finds behind.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact } from "../../src/model/artifact.ts";
 import { type Patch, patchesOf, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
+import { useCluster } from "../support/cluster.ts";
 import { freePort, newThreadId } from "../support/live-server.ts";
-import { type ServerProcess, startServer } from "../support/server-process.ts";
+import type { ServerProcess } from "../support/server-process.ts";
 import { SseConnection } from "../support/sse.ts";
 
-const servers: ServerProcess[] = [];
-const dirs: string[] = [];
+const cluster = useCluster();
 const streams: SseConnection[] = [];
-
+// Registered after the cluster's hook, so it runs first: streams close before their servers stop.
 afterEach(async () => {
   await Promise.all(streams.splice(0).map((s) => s.close()));
-  await Promise.all(servers.splice(0).map((s) => s.kill()));
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 let deadLibsqlUrl: string;
@@ -34,13 +29,18 @@ beforeAll(async () => {
   deadLibsqlUrl = `http://127.0.0.1:${await freePort()}`;
 });
 
-async function pair(envB: Record<string, string> = {}): Promise<{ a: ServerProcess; b: ServerProcess; dir: string }> {
-  const dir = mkdtempSync(join(tmpdir(), "artifacts-live-xp-"));
-  dirs.push(dir);
+/** Processes A and B on one fresh DATA_DIR, each with its own env on top. */
+async function pair(
+  envA: Record<string, string> = {},
+  envB: Record<string, string> = {},
+): Promise<{ a: ServerProcess; b: ServerProcess; rolloutDir: string }> {
+  const { dir, rolloutDir } = cluster.dataDir("artifacts-live-xp-");
   const common = { DATA_DIR: dir, SSE_POLL_MS: "50" };
-  const [a, b] = await Promise.all([startServer(common), startServer({ ...common, ...envB })]);
-  servers.push(a, b);
-  return { a, b, dir };
+  const [a, b] = await cluster.startMany([{ ...common, ...envA }, { ...common, ...envB }]) as [
+    ServerProcess,
+    ServerProcess,
+  ];
+  return { a, b, rolloutDir };
 }
 
 async function openOn(
@@ -92,15 +92,15 @@ async function writeMix(threadId: string, writer: (i: number) => ServerProcess):
   return seq;
 }
 
-function rolloutPatches(dir: string, threadId: string): Promise<Patch[]> {
-  return new Rollout(new FsBlobStore(join(dir, "rollouts"))).listCommits("local", threadId, 0).then(patchesOf);
+function rolloutPatches(rolloutDir: string, threadId: string): Promise<Patch[]> {
+  return new Rollout(new FsBlobStore(rolloutDir)).listCommits("local", threadId, 0).then(patchesOf);
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 describe("streams across processes sharing one DATA_DIR", () => {
   it("a subscriber on A receives B's writes in order, by polling alone", async () => {
-    const { a, b, dir } = await pair();
+    const { a, b, rolloutDir } = await pair();
     const threadId = newThreadId("xp");
     // Subscribed before the thread exists, on the process that never writes.
     const stream = await openOn(a, threadId);
@@ -108,30 +108,30 @@ describe("streams across processes sharing one DATA_DIR", () => {
     await stream.untilSeq(total);
     expect(stream.seqs).toEqual(range(total));
     expect(stream.events.map((e) => e.id)).toEqual(range(total).map(String));
-    expect(stream.events.map((e) => e.event)).toEqual((await rolloutPatches(dir, threadId)).map(toEvent));
+    expect(stream.events.map((e) => e.event)).toEqual((await rolloutPatches(rolloutDir, threadId)).map(toEvent));
     expect(stream.events.map((e) => e.event.op)).toContain("update");
     expect(stream.events.map((e) => e.event.op)).toContain("remove");
   });
 
   it("writes alternating between A and B reach subscribers on both, each once, in order", async () => {
-    const { a, b, dir } = await pair();
+    const { a, b, rolloutDir } = await pair();
     const threadId = newThreadId("xp-alt");
     const onA = await openOn(a, threadId);
     const onB = await openOn(b, threadId);
     const total = await writeMix(threadId, (i) => (i % 2 === 0 ? a : b));
     await Promise.all([onA.untilSeq(total), onB.untilSeq(total)]);
-    const expected = (await rolloutPatches(dir, threadId)).map(toEvent);
+    const expected = (await rolloutPatches(rolloutDir, threadId)).map(toEvent);
     expect(onA.events.map((e) => e.event)).toEqual(expected);
     expect(onB.events.map((e) => e.event)).toEqual(expected);
   });
 
   it("B with an unreachable cache writes only to the rollout; A's stream still delivers every patch and A's cache is repaired", async () => {
-    const { a, b, dir } = await pair({ LIBSQL_URL: deadLibsqlUrl });
+    const { a, b, rolloutDir } = await pair({}, { LIBSQL_URL: deadLibsqlUrl });
     const threadId = newThreadId("xp-nocache");
     const stream = await openOn(a, threadId);
     const total = await writeMix(threadId, () => b);
     await stream.untilSeq(total);
-    const expected = (await rolloutPatches(dir, threadId)).map(toEvent);
+    const expected = (await rolloutPatches(rolloutDir, threadId)).map(toEvent);
     expect(stream.seqs).toEqual(range(total));
     expect(stream.events.map((e) => e.event)).toEqual(expected);
 
@@ -147,18 +147,12 @@ describe("streams across processes sharing one DATA_DIR", () => {
   });
 
   it("A with an unreachable cache tails the rollout: its stream still delivers B's writes", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "artifacts-live-xp-"));
-    dirs.push(dir);
-    const [a, b] = await Promise.all([
-      startServer({ DATA_DIR: dir, SSE_POLL_MS: "50", LIBSQL_URL: deadLibsqlUrl }),
-      startServer({ DATA_DIR: dir, SSE_POLL_MS: "50" }),
-    ]);
-    servers.push(a, b);
+    const { a, b, rolloutDir } = await pair({ LIBSQL_URL: deadLibsqlUrl });
     const threadId = newThreadId("xp-tail");
     const stream = await openOn(a, threadId);
     const total = await writeMix(threadId, () => b);
     await stream.untilSeq(total);
     expect(stream.seqs).toEqual(range(total));
-    expect(stream.events.map((e) => e.event)).toEqual((await rolloutPatches(dir, threadId)).map(toEvent));
+    expect(stream.events.map((e) => e.event)).toEqual((await rolloutPatches(rolloutDir, threadId)).map(toEvent));
   });
 });

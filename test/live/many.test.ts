@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestApp } from "../support/in-process.ts";
-import { waitUntil } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 
 const opened: Array<ReturnType<typeof createTestApp>> = [];
 afterEach(async () => {
@@ -35,8 +35,8 @@ describe("many-threads streams on the process's feeds", () => {
     await closeFirst();
     await closeSingle();
     // b and c still followed by the second stream.
-    await waitUntil(() => t.feeds.size === 2, "a released");
+    await waitFor("a released", () => t.feeds.size === 2);
     await closeSecond();
-    await waitUntil(() => t.feeds.size === 0, "every feed released");
+    await waitFor("every feed released", () => t.feeds.size === 0);
   });
 });

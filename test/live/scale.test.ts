@@ -13,7 +13,8 @@ import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
 import { type LiveApp, newThreadId, startLiveApp } from "../support/live-server.ts";
-import { SpecSseParser, SseConnection, waitUntil } from "../support/sse.ts";
+import { SpecSseParser, SseConnection } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 
 const BIG_PAYLOAD_BYTES = 1_000_000;
 let app: LiveApp;
@@ -64,7 +65,7 @@ describe("many subscribers", () => {
     } finally {
       await Promise.all(streams.map((s) => s.close()));
     }
-    await waitUntil(() => app.feeds.size === 0, "every feed to be released");
+    await waitFor("every feed to be released", () => app.feeds.size === 0);
   });
 });
 
@@ -123,8 +124,8 @@ describe("resource hygiene", () => {
     const urlOf = (n: number) => `${app.url}/v1/threads/${threads[n % threads.length]}/events`;
     // Warm up lazily created resources (the stream path, the log reads) before the baseline.
     await churnOne(urlOf(0), 3);
-    await waitUntil(() => app.feeds.size === 0, "the warm-up feed to be released");
-    await waitUntil(() => !resourceCounts().has("TCPSocketWrap"), "warm-up sockets to close");
+    await waitFor("the warm-up feed to be released", () => app.feeds.size === 0);
+    await waitFor("warm-up sockets to close", () => !resourceCounts().has("TCPSocketWrap"));
     const baseline = resourceCounts();
     expect(baseline.get("TCPServerWrap")).toBeGreaterThanOrEqual(1);
 
@@ -146,8 +147,8 @@ describe("resource hygiene", () => {
     expect(peakFeeds).toBeLessThanOrEqual(threads.length);
     expect(delivered).toBe(range(1000).filter((n) => n % 4 === 3 && n % threads.length < 5).length);
 
-    await waitUntil(() => app.feeds.size === 0, "every feed to be released");
-    await waitUntil(() => excess(baseline).length === 0, "active resources to return to baseline").catch((error) => {
+    await waitFor("every feed to be released", () => app.feeds.size === 0);
+    await waitFor("active resources to return to baseline", () => excess(baseline).length === 0).catch((error) => {
       throw new Error(`${(error as Error).message}: ${excess(baseline).join(", ")}`);
     });
   });
@@ -225,6 +226,6 @@ describe("slow readers", () => {
       stalled.destroy();
       await Promise.all(readers.map((r) => r.close()));
     }
-    await waitUntil(() => app.feeds.size === 0, "every feed to be released");
+    await waitFor("every feed to be released", () => app.feeds.size === 0);
   });
 });

@@ -16,7 +16,8 @@ import type { Artifact } from "../../src/model/artifact.ts";
 import { type ArtifactEvent, type Patch, patchesOf, toEvent } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { type LiveApp, newThreadId, startLiveApp } from "../support/live-server.ts";
-import { SseConnection, waitUntil } from "../support/sse.ts";
+import { SseConnection } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 
 const TENANT = "local";
 let app: LiveApp;
@@ -291,7 +292,7 @@ describe("maximum lifetime", () => {
     expect(stream.error).toBeUndefined();
     expect(stream.parser.retries).toEqual([2000]);
     expect(stream.seqs).toEqual([1]);
-    await waitUntil(() => shortLived.feeds.size === 0, "the feed to be released");
+    await waitFor("the feed to be released", () => shortLived.feeds.size === 0);
   });
 
   it("the typed client resumes across lifetimes: every event once, in order", async () => {
@@ -319,7 +320,7 @@ describe("maximum lifetime", () => {
         written++;
       }
       expect(requested.length).toBeGreaterThanOrEqual(3);
-      await waitUntil(() => received.length >= written, `${written} events`);
+      await waitFor(`${written} events`, () => received.length >= written);
       expect(received.map((e) => e.seq)).toEqual(range(1, written));
       expect(received).toEqual((await rolloutPatches(shortLived.dir, threadId)).map(toEvent));
       // Each reconnect resumed after the last event seen, so nothing was sent twice.

@@ -12,7 +12,6 @@
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  Cluster,
   committedSeqs,
   expectedCacheRows,
   http,
@@ -21,18 +20,19 @@ import {
   readRollout,
   replay,
   threadView,
+  useCluster,
 } from "../support/cluster.ts";
 import { type HranaServer, startHranaServer } from "../support/hrana-server.ts";
-import { waitFor } from "../support/ops.ts";
+import { waitFor } from "../support/wait.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 
-const cluster = new Cluster();
 let hrana: HranaServer | undefined;
 afterEach(async () => {
-  await cluster.cleanup();
   await hrana?.close();
   hrana = undefined;
 });
+// Registered after the hook above, so it runs before it: the server stops before libSQL does.
+const cluster = useCluster();
 
 const threadId = "outage";
 
@@ -53,8 +53,7 @@ function cacheAnswersAgain(server: ServerProcess) {
 
 describe("libSQL unavailable for a while (Hrana server stopped, then restarted on the same port)", () => {
   it("writes keep succeeding, reads come from the rollout; back up, the cache is repaired by the next strong read, the next write, or by itself", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
+    const { dir, rolloutDir } = cluster.dataDir();
     const dbPath = join(dir, "cache.db");
     hrana = await startHranaServer({ path: dbPath });
     const port = hrana.port;

@@ -5,11 +5,9 @@
  * answered, the rollout is contiguous from 1, and the cache (after a strong read)
  * equals the replay of the rollout, event log included.
  */
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
 import {
-  Cluster,
   committedSeqs,
   expectedCacheRows,
   http,
@@ -19,10 +17,10 @@ import {
   readRollout,
   replay,
   threadView,
+  useCluster,
 } from "../support/cluster.ts";
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 const BURST = 200;
 const KILL_AFTER_ACKS = 60;
@@ -31,15 +29,8 @@ const THREADS = ["burst-a", "burst-b", "burst-c", "burst-d"];
 
 describe("kill -9 during a write burst", () => {
   it(`${BURST} concurrent creates on ${THREADS.length} threads, SIGKILL after ${KILL_AFTER_ACKS} acknowledgements: every acknowledged write survives the restart`, async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const dbPath = join(dir, "artifacts.db");
-    const env = { DATA_DIR: dir, COMPACT_EVERY: "10" };
-    const server = await cluster.start(env);
-    // Warm the process up (libSQL schema, folders) so the burst is all writes.
-    expect(
-      (await http(server.url, "POST", "/v1/threads/warm-up/artifacts", { artifactType: "warm", payload: 0 })).status,
-    ).toBe(201);
+    // Warmed up (libSQL schema, folders) so the burst is all writes.
+    const { rolloutDir, dbPath, env, servers: [server] } = await cluster.shared(1, { COMPACT_EVERY: "10" });
 
     // Writes to one thread queue in the process; writes to different threads are in flight together.
     const acks: Artifact[] = [];

@@ -10,17 +10,17 @@
  *   the old life resurrects; afterwards the thread's folder holds stubs below the
  *   tombstone (keys occupied, no content), the tombstone and the new life.
  */
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { commitOf } from "../../src/model/patch.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
-import { Cluster, http, range } from "../support/cluster.ts";
-import { runRebuildProcess, waitFor } from "../support/ops.ts";
+import { deleteCacheFile, http, range, useCluster } from "../support/cluster.ts";
+import { runRebuildProcess } from "../support/ops.ts";
+import { waitFor } from "../support/wait.ts";
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 /** Every file under the thread's rollout folder, relative to it, sorted. */
 function threadFiles(rolloutDir: string, threadId: string): string[] {
@@ -85,8 +85,7 @@ async function writeThread(url: string, threadId: string, n: number): Promise<vo
 
 describe("a delete interrupted midway", () => {
   it("between the tombstone and the sweep: the next read finishes it", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
+    const { dir, rolloutDir } = cluster.dataDir();
     const env = { DATA_DIR: dir, COMPACT_EVERY: "4" };
     const first = await cluster.start(env);
     await writeThread(first.url, "doomed", 10);
@@ -108,8 +107,7 @@ describe("a delete interrupted midway", () => {
   });
 
   it("before or during the sweep: npm run rebuild finishes it", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
+    const { dir, rolloutDir } = cluster.dataDir();
     const env = { DATA_DIR: dir, COMPACT_EVERY: "4" };
     const server = await cluster.start(env);
     await writeThread(server.url, "unswept", 9);
@@ -156,8 +154,7 @@ describe("a delete interrupted midway", () => {
 
 describe("a lost cache after a delete", () => {
   it("never restarts the thread: a write after kill -9 and the libSQL files deleted goes on in the current life", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
+    const { dir, rolloutDir, dbPath } = cluster.dataDir();
     const env = { DATA_DIR: dir };
     const first = await cluster.start(env);
     const post = (url: string, payload: string) =>
@@ -169,7 +166,7 @@ describe("a lost cache after a delete", () => {
     expect(c.json.artifact.seq).toBe(4);
     await waitFor("the sweep", async () => sweptBelow(rolloutDir, "t", 3));
     await first.kill();
-    for (const suffix of ["", "-wal", "-shm"]) rmSync(join(dir, `artifacts.db${suffix}`), { force: true });
+    deleteCacheFile(dbPath);
 
     const second = await cluster.start(env);
     const d = await post(second.url, "d");
@@ -189,10 +186,8 @@ describe("a lost cache after a delete", () => {
 
 describe("writers racing a delete across processes", () => {
   it("3 processes write while a 4th deletes: each write lands before the delete or after it; nothing of the old life is left", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const servers = await cluster.startMany(range(4).map(() => ({ DATA_DIR: dir, COMPACT_EVERY: "5" })));
-    const [deleter, ...writers] = servers as [(typeof servers)[0], ...typeof servers];
+    const { rolloutDir, servers } = await cluster.shared(4, { COMPACT_EVERY: "5" }, { warm: false });
+    const [deleter, ...writers] = servers;
     const threadId = "contested";
     // The thread exists before the race.
     await writeThread(deleter.url, threadId, 3);

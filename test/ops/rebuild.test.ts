@@ -4,10 +4,9 @@
  * of every tenant, or one tenant, or one thread; a second run changes nothing; an
  * interrupted run is completed by the next one; an unreachable cache is a clear failure.
  */
-import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { toEvent } from "../../src/model/patch.ts";
@@ -16,19 +15,19 @@ import { runRebuild } from "../../src/runtime/rebuild.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
 import {
   closedPort,
-  Cluster,
+  deleteCacheFile,
   http,
   range,
   readCacheFile,
   readRollout,
   replay,
   threadView,
+  useCluster,
 } from "../support/cluster.ts";
 import { cachedSeqs, dumpCache, runRebuildProcess } from "../support/ops.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 let deadLibsqlUrl: string;
 beforeAll(async () => {
@@ -103,10 +102,6 @@ function env(dir: string, extra: Record<string, string> = {}): Record<string, st
   return { DATA_DIR: dir, COMPACT_EVERY: String(COMPACT_EVERY), AUTH_TOKENS, ...extra };
 }
 
-function deleteCacheFile(dbPath: string): void {
-  for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(dbPath + suffix, { force: true });
-}
-
 const SUMMARY =
   /^rebuild: (\d+) threads? \((\d+) rebuilt, (\d+) already at head, (\d+) failed\), (\d+) patch(?:es)? applied, \d+\.\d s$/;
 
@@ -139,9 +134,7 @@ async function expectRebuiltRows(dbPath: string, rolloutDir: string, tenant: str
 
 describe("npm run rebuild", () => {
   it("recreates a deleted cache for every thread of every tenant; a second run changes nothing", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const dbPath = join(dir, "artifacts.db");
+    const { dir, rolloutDir, dbPath } = cluster.dataDir();
     const first = await cluster.start(env(dir));
     for (const { tenant, threadId, n } of ALL_THREADS) await writePatches(first, tenant, threadId, 1, n);
     await first.stop();
@@ -218,9 +211,7 @@ describe("npm run rebuild", () => {
   });
 
   it("--thread rebuilds only that thread, --tenant only that tenant's threads, while a server runs", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const dbPath = join(dir, "artifacts.db");
+    const { dir, rolloutDir, dbPath } = cluster.dataDir();
     const withCache = await cluster.start(env(dir));
     const targets = [
       { tenant: "acme", threadId: "a-1" },
@@ -282,9 +273,7 @@ describe("npm run rebuild", () => {
   });
 
   it("an interrupted run (kill -9) is completed by the next one, which skips the threads already done", async () => {
-    const dir = cluster.tempDir();
-    const rolloutDir = join(dir, "rollouts");
-    const dbPath = join(dir, "artifacts.db");
+    const { dir, rolloutDir, dbPath } = cluster.dataDir();
     const THREADS = 200;
     const PATCHES = 5;
     // The rollout, written in this process by the real service (its scratch cache is thrown away).
@@ -382,7 +371,7 @@ describe("npm run rebuild", () => {
   });
 
   it("on a terminal: one progress line rewritten in place, then the summary", async () => {
-    const dir = cluster.tempDir();
+    const { dir, dbPath } = cluster.dataDir();
     const server = await cluster.start({ DATA_DIR: dir });
     for (const threadId of ["x", "y", "z"]) {
       for (const i of range(2)) {
@@ -393,7 +382,7 @@ describe("npm run rebuild", () => {
       }
     }
     await server.stop();
-    deleteCacheFile(join(dir, "artifacts.db"));
+    deleteCacheFile(dbPath);
 
     let stdout = "";
     let stderr = "";
@@ -415,6 +404,6 @@ describe("npm run rebuild", () => {
       /^rebuild: 3 threads \(3 rebuilt, 0 already at head, 0 failed\), 6 patches applied, \d+\.\d s$/,
     );
     expect(stdout).not.toMatch(/local\/[xyz]/);
-    expect(await cachedSeqs(join(dir, "artifacts.db"))).toEqual({ "local/x": 2, "local/y": 2, "local/z": 2 });
+    expect(await cachedSeqs(dbPath)).toEqual({ "local/x": 2, "local/y": 2, "local/z": 2 });
   });
 });

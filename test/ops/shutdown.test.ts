@@ -6,17 +6,12 @@
  */
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
-import { Cluster, http } from "../support/cluster.ts";
-import { type ServerProcess, startDenoServer, startServer } from "../support/server-process.ts";
+import { describe, expect, it } from "vitest";
+import { http, useCluster } from "../support/cluster.ts";
+import { startDenoServer, startServer } from "../support/server-process.ts";
 import { SseConnection } from "../support/sse.ts";
 
-const cluster = new Cluster();
-const started: ServerProcess[] = [];
-afterEach(async () => {
-  for (const server of started.splice(0)) await server.kill();
-  await cluster.cleanup();
-});
+const cluster = useCluster();
 
 const RUNTIMES = [
   { name: "Node server", start: startServer },
@@ -26,8 +21,7 @@ const RUNTIMES = [
 describe("SIGTERM with an event stream open", () => {
   for (const runtime of RUNTIMES) {
     it(`${runtime.name}: the stream ends cleanly and the process exits with 0`, async () => {
-      const server = await runtime.start({ DATA_DIR: cluster.tempDir(), SSE_MAX_LIFETIME_MS: "600000" });
-      started.push(server);
+      const server = await cluster.start({ DATA_DIR: cluster.tempDir(), SSE_MAX_LIFETIME_MS: "600000" }, runtime.start);
       const created = await http(server.url, "POST", "/v1/threads/closing/artifacts", {
         artifactType: "note",
         payload: 1,
@@ -60,8 +54,7 @@ function received(socket: Socket): Promise<string> {
 describe("SIGTERM with a client connection that has not sent a request yet (a pool's spare socket)", () => {
   for (const runtime of RUNTIMES) {
     it(`${runtime.name}: the draining process closes it instead of answering what comes on it`, async () => {
-      const server = await runtime.start({ DATA_DIR: cluster.tempDir(), SSE_MAX_LIFETIME_MS: "600000" });
-      started.push(server);
+      const server = await cluster.start({ DATA_DIR: cluster.tempDir(), SSE_MAX_LIFETIME_MS: "600000" }, runtime.start);
       const { port, hostname } = new URL(server.url);
       const spare = connect(Number(port), hostname);
       await once(spare, "connect");

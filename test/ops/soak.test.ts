@@ -9,10 +9,9 @@
  * `npm test` runs the full 3 x 32 x 200 = 19,200 creates (about 50 s on 2 cores);
  * SOAK_CREATES_PER_WRITER changes the 200 (`npm run test:soak` runs this file alone).
  */
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Artifact } from "../../src/model/artifact.ts";
-import { Cluster, committedSeqs, http, range, readRollout, replay, threadView } from "../support/cluster.ts";
+import { committedSeqs, http, range, readRollout, replay, threadView, useCluster } from "../support/cluster.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 
 const PROCESSES = 3;
@@ -22,8 +21,7 @@ const TOTAL = PROCESSES * WRITERS_PER_PROCESS * CREATES_PER_WRITER;
 /** A create retried more often than this is a failure (each retry already waited its Retry-After). */
 const MAX_RETRIES_PER_CREATE = 30;
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 interface WriterLog {
   acks: Artifact[];
@@ -58,21 +56,11 @@ describe("soak: many writers on one thread across processes", () => {
   it(
     `${PROCESSES} processes x ${WRITERS_PER_PROCESS} writers x ${CREATES_PER_WRITER} creates = ${TOTAL}: none lost, none twice, seqs 1..N, cache = replay`,
     async () => {
-      const dir = cluster.tempDir();
-      const rolloutDir = join(dir, "rollouts");
-      const env = {
-        DATA_DIR: dir,
+      const { rolloutDir, servers } = await cluster.shared(PROCESSES, {
         MAX_ARTIFACTS_PER_THREAD: String(TOTAL),
         // About 16 compactions over the run, written while the other processes race.
         COMPACT_EVERY: String(Math.max(10, Math.floor(TOTAL / 16))),
-      };
-      const servers = await cluster.startMany(range(PROCESSES).map(() => env));
-      const warm = await Promise.all(
-        servers.map((s, p) =>
-          http(s.url, "POST", `/v1/threads/warm-${p}/artifacts`, { artifactType: "warm", payload: p })
-        ),
-      );
-      expect(warm.map((r) => r.status)).toEqual(servers.map(() => 201));
+      });
       const threadId = "soak";
 
       const started = performance.now();

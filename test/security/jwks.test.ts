@@ -1,11 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../../src/http/auth/authenticator.ts";
 import { expectProblem } from "../http/contract.ts";
+import { useCluster } from "../support/cluster.ts";
 import { freePort } from "../support/live-server.ts";
-import { type ServerProcess, startServer } from "../support/server-process.ts";
+import type { ServerProcess } from "../support/server-process.ts";
 import {
   generateSigningKey,
   type JwksServer,
@@ -257,19 +255,17 @@ describe("JWKS end to end (Node server process)", () => {
   let ec: SigningKey;
   let jwksServer: JwksServer;
   let server: ServerProcess;
-  let dir: string;
+  const cluster = useCluster("all");
 
   beforeAll(async () => {
     [rsa, ec] = await Promise.all([generateSigningKey("RS256", "e2e-rsa"), generateSigningKey("ES256", "e2e-ec")]);
     jwksServer = await startJwksServer([rsa.jwk, ec.jwk]);
-    dir = mkdtempSync(join(tmpdir(), "artifacts-jwks-"));
-    server = await startServer({ DATA_DIR: dir, AUTH_JWKS_URL: jwksServer.url });
+    server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-jwks-"), AUTH_JWKS_URL: jwksServer.url });
   });
 
   afterAll(async () => {
     await server?.stop();
     await jwksServer?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   const exp = () => Math.floor(Date.now() / 1000) + 3600;
@@ -340,21 +336,15 @@ describe("JWKS end to end (Node server process)", () => {
   });
 
   it("answers 401, never 5xx, while the JWKS is unreachable", async () => {
-    const downDir = mkdtempSync(join(tmpdir(), "artifacts-jwks-down-"));
-    const down = await startServer({
-      DATA_DIR: downDir,
+    const down = await cluster.start({
+      DATA_DIR: cluster.tempDir("artifacts-jwks-down-"),
       AUTH_JWKS_URL: `http://127.0.0.1:${await freePort()}/.well-known/jwks.json`,
     });
-    try {
-      for (const key of [rsa, ec, rsa]) {
-        const result = await post(down.url, "down", await signWithKey(key, { tenant: "rs-tenant", exp: exp() }));
-        expectProblem(result, 401, "unauthorized");
-      }
-      const health = await fetch(`${down.url}/healthz`);
-      expect(health.status).toBe(200);
-    } finally {
-      await down.stop();
-      rmSync(downDir, { recursive: true, force: true });
+    for (const key of [rsa, ec, rsa]) {
+      const result = await post(down.url, "down", await signWithKey(key, { tenant: "rs-tenant", exp: exp() }));
+      expectProblem(result, 401, "unauthorized");
     }
+    const health = await fetch(`${down.url}/healthz`);
+    expect(health.status).toBe(200);
   });
 });

@@ -1,7 +1,4 @@
 // deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
@@ -10,7 +7,7 @@ import type { BlobStore } from "../../src/blob/port.ts";
 import { Authenticator } from "../../src/http/auth/authenticator.ts";
 import { expectProblem, type HttpResult } from "../http/contract.ts";
 import { createTestApp } from "../support/in-process.ts";
-import { startServer } from "../support/server-process.ts";
+import { Cluster } from "../support/cluster.ts";
 import {
   allKeys,
   base64url,
@@ -83,15 +80,16 @@ async function inProcessTarget(env: Record<string, string> = ENV): Promise<Targe
 }
 
 async function nodeProcessTarget(): Promise<Target> {
-  const dir = mkdtempSync(join(tmpdir(), "artifacts-matrix-"));
-  const server = await startServer({ DATA_DIR: dir, ...ENV });
+  const cluster = new Cluster();
+  const { dir, rolloutDir, dbPath } = cluster.dataDir("artifacts-matrix-");
+  const server = await cluster.start({ DATA_DIR: dir, ...ENV });
   return {
     fetch: (path, init) => fetch(`${server.url}${path}`, init),
-    store: new FsBlobStore(join(dir, "rollouts")),
-    libsqlUrl: `file:${join(dir, "artifacts.db")}`,
+    store: new FsBlobStore(rolloutDir),
+    libsqlUrl: `file:${dbPath}`,
     close: async () => {
       await server.stop();
-      rmSync(dir, { recursive: true, force: true });
+      await cluster.cleanup();
     },
   };
 }

@@ -1,7 +1,5 @@
 // deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
-import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { createClient } from "@libsql/client";
@@ -11,11 +9,12 @@ import { assertAuthPolicy, ConfigError, isLoopbackHost, loadConfig } from "../..
 import { s3FromConfig } from "../../src/runtime/s3-from-config.ts";
 import { wire } from "../../src/runtime/wire.ts";
 import { expectProblem, type HttpResult } from "../http/contract.ts";
+import { useCluster } from "../support/cluster.ts";
 import { startHranaServer } from "../support/hrana-server.ts";
 import { createTestApp } from "../support/in-process.ts";
 import { freePort, type LiveApp, startLiveApp } from "../support/live-server.ts";
 import { S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY, type S3rverHarness, startS3rver } from "../support/s3rver.ts";
-import { startDenoFunction, startServer } from "../support/server-process.ts";
+import { startDenoFunction } from "../support/server-process.ts";
 import { allKeys, generateSigningKey, nowSeconds, signHs256, signWithKey, unsignedJwt } from "./helpers.ts";
 import { readJsonResult } from "../support/http.ts";
 
@@ -33,71 +32,63 @@ async function read(response: Response): Promise<HttpResult> {
 }
 
 describe("no authentication only on loopback", () => {
+  const cluster = useCluster();
+
   it("refuses to start a Node server on 0.0.0.0 (or ::) without authentication, naming AUTH_TOKENS", async () => {
     for (const host of ["0.0.0.0", "::"]) {
-      const dir = mkdtempSync(join(tmpdir(), "artifacts-policy-"));
-      try {
-        const failure = await startServer({ ...NO_AUTH, HOST: host, DATA_DIR: dir, BLOB_STORE: "memory:" }).then(
-          async (server) => {
-            await server.stop();
-            return null;
-          },
-          (error: Error) => error.message,
-        );
-        expect(failure, `HOST=${host} started`).not.toBeNull();
-        expect(failure).toMatch(/exited with 1\b/);
-        expect(failure).toContain(`refusing to listen on ${host} without authentication`);
-        expect(failure).toContain("AUTH_TOKENS");
-        expect(failure).not.toMatch(/listening on/i);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      const dir = cluster.tempDir("artifacts-policy-");
+      const failure = await cluster.start({ ...NO_AUTH, HOST: host, DATA_DIR: dir, BLOB_STORE: "memory:" }).then(
+        async (server) => {
+          await server.stop();
+          return null;
+        },
+        (error: Error) => error.message,
+      );
+      expect(failure, `HOST=${host} started`).not.toBeNull();
+      expect(failure).toMatch(/exited with 1\b/);
+      expect(failure).toContain(`refusing to listen on ${host} without authentication`);
+      expect(failure).toContain("AUTH_TOKENS");
+      expect(failure).not.toMatch(/listening on/i);
     }
   });
 
   it("starts on 0.0.0.0 with AUTH_TOKENS, serves on 127.0.0.1 and requires the token", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "artifacts-policy-"));
-    const server = await startServer({
+    const server = await cluster.start({
       ...NO_AUTH,
       AUTH_TOKENS: "wide-open-host-token-77:tenant-wide",
       HOST: "0.0.0.0",
-      DATA_DIR: dir,
+      DATA_DIR: cluster.tempDir("artifacts-policy-"),
       BLOB_STORE: "memory:",
       CORS_ORIGINS: "https://app.example.com",
     });
-    try {
-      expect(server.url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
-      const base = server.url.replace("0.0.0.0", "127.0.0.1");
-      expect((await fetch(`${base}/healthz`)).status).toBe(200);
-      const anonymous = await read(await fetch(`${base}/v1/threads/wide`));
-      expectProblem(anonymous, 401, "unauthorized");
-      const created = await fetch(`${base}/v1/threads/wide/artifacts`, {
-        method: "POST",
-        headers: {
-          authorization: "Bearer wide-open-host-token-77",
-          "content-type": "application/json",
-          origin: "https://app.example.com",
-        },
-        body: JSON.stringify({ artifactType: "note", payload: 1 }),
-      });
-      expect(created.status).toBe(201);
-      expect(created.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-      // A preflight over a real socket: answered without a token.
-      const preflight = await fetch(`${base}/v1/threads/wide/artifacts/${crypto.randomUUID()}`, {
-        method: "OPTIONS",
-        headers: {
-          origin: "https://app.example.com",
-          "access-control-request-method": "PATCH",
-          "access-control-request-headers": "authorization, content-type, if-match, last-event-id",
-        },
-      });
-      expect(preflight.status).toBe(204);
-      expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-      expect(preflight.headers.get("access-control-allow-methods")).toContain("PATCH");
-    } finally {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect(server.url).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+    const base = server.url.replace("0.0.0.0", "127.0.0.1");
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const anonymous = await read(await fetch(`${base}/v1/threads/wide`));
+    expectProblem(anonymous, 401, "unauthorized");
+    const created = await fetch(`${base}/v1/threads/wide/artifacts`, {
+      method: "POST",
+      headers: {
+        authorization: "Bearer wide-open-host-token-77",
+        "content-type": "application/json",
+        origin: "https://app.example.com",
+      },
+      body: JSON.stringify({ artifactType: "note", payload: 1 }),
+    });
+    expect(created.status).toBe(201);
+    expect(created.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    // A preflight over a real socket: answered without a token.
+    const preflight = await fetch(`${base}/v1/threads/wide/artifacts/${crypto.randomUUID()}`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example.com",
+        "access-control-request-method": "PATCH",
+        "access-control-request-headers": "authorization, content-type, if-match, last-event-id",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(preflight.headers.get("access-control-allow-methods")).toContain("PATCH");
   });
 
   it("assertAuthPolicy: loopback hosts only, and no host at all (edge) requires authentication", () => {
@@ -147,22 +138,20 @@ describe("no authentication only on loopback", () => {
   });
 
   it("a Deno function without HOST and without authentication serves nothing: 503 problem+json, and says why once", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "artifacts-policy-deno-"));
+    const dir = cluster.tempDir("artifacts-policy-deno-");
     // HOST empty: `deno serve` does not tell the function where it listens.
-    const server = await startDenoFunction("app", { ...NO_AUTH, HOST: "", DATA_DIR: dir, BLOB_STORE: "memory:" });
-    try {
-      for (const path of ["/v1/threads/x", "/healthz", "/v1/threads"]) {
-        const result = await read(await fetch(`${server.url}${path}`));
-        expectProblem(result, 503, "unavailable");
-        expect(result.json.detail).toBe("the service is misconfigured");
-      }
-      const output = server.output();
-      expect(output).toContain("configuration error: authentication is required here: set AUTH_TOKENS");
-      expect(output.match(/configuration error/g)).toHaveLength(1);
-    } finally {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
+    const server = await cluster.start(
+      { ...NO_AUTH, HOST: "", DATA_DIR: dir, BLOB_STORE: "memory:" },
+      (env) => startDenoFunction("app", env),
+    );
+    for (const path of ["/v1/threads/x", "/healthz", "/v1/threads"]) {
+      const result = await read(await fetch(`${server.url}${path}`));
+      expectProblem(result, 503, "unavailable");
+      expect(result.json.detail).toBe("the service is misconfigured");
     }
+    const output = server.output();
+    expect(output).toContain("configuration error: authentication is required here: set AUTH_TOKENS");
+    expect(output.match(/configuration error/g)).toHaveLength(1);
   });
 });
 
@@ -328,7 +317,7 @@ function rawExchange(
         ),
       20_000,
     );
-    socket.on("data", (chunk) => {
+    socket.on("data", (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
       if (complete()) finish();
     });
@@ -494,9 +483,10 @@ describe("no secret in any log line or error body", () => {
   let s3: S3rverHarness;
   let hrana: Awaited<ReturnType<typeof startHranaServer>>;
   let dir: string;
+  const cluster = useCluster("all");
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "artifacts-secrets-"));
+    dir = cluster.tempDir("artifacts-secrets-");
     s3 = await startS3rver();
     // A libSQL server that wants another token: every cache call is refused (401).
     hrana = await startHranaServer({ path: join(dir, "cache.db"), authToken: "the-token-hrana-expects" });
@@ -505,7 +495,6 @@ describe("no secret in any log line or error body", () => {
   afterAll(async () => {
     await hrana?.close();
     await s3?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   /** Every failure we can provoke from outside; returns every secret-bearing string sent and every answer. */
@@ -599,7 +588,7 @@ describe("no secret in any log line or error body", () => {
       },
     ];
     for (const run of runs) {
-      const server = await startServer({
+      const server = await cluster.start({
         DATA_DIR: dir,
         AUTH_TOKENS: `${STATIC_TOKEN}:tenant-logs`,
         AUTH_JWT_SECRET: JWT_SECRET,

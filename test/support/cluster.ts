@@ -1,16 +1,18 @@
 // deno-lint-ignore-file no-explicit-any -- response bodies are whatever the server sent; the assertions check their shape
 /**
- * Helpers for the multi-process integration suites: fresh data folders, real child
- * server processes that are always stopped, a small JSON HTTP client, a closed TCP
- * port (a libSQL URL nobody answers), and direct views of what is on disk (the
- * rollout folder through FsBlobStore + Rollout, the libSQL file through @libsql/client).
+ * The fixture of every suite that runs real server processes: `useCluster()` gives a
+ * `Cluster` of fresh data folders and child servers that are always stopped and removed
+ * after each test (or after the suite); `shared(n)` starts n Node servers on one
+ * DATA_DIR. Also a small JSON HTTP client, a closed TCP port (a libSQL URL nobody
+ * answers), and direct views of what is on disk (the rollout folder through
+ * FsBlobStore + Rollout, the libSQL file through @libsql/client).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
-import { onTestFailed } from "vitest";
+import { afterAll, afterEach, expect, onTestFailed } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import type { Artifact, ThreadState } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
@@ -45,9 +47,22 @@ export async function http(
   return readJsonResult(response);
 }
 
+/** A DATA_DIR and where the Node runtime keeps its rollout folder and libSQL file in it. */
+export interface DataDir {
+  dir: string;
+  rolloutDir: string;
+  dbPath: string;
+}
+
+/** Servers on one DATA_DIR, and the env each was started with (DATA_DIR included), to restart one with. */
+export interface SharedServers extends DataDir {
+  env: Record<string, string>;
+  servers: [ServerProcess, ...ServerProcess[]];
+}
+
 /**
- * Tracks temp folders and child servers of one suite; `cleanup()` (afterEach) stops
- * every child still running and removes every folder, even when a test failed midway.
+ * Tracks temp folders and child servers of one suite; `cleanup()` stops every child
+ * still running and removes every folder, even when a test failed midway.
  */
 export class Cluster {
   readonly #servers: ServerProcess[] = [];
@@ -59,17 +74,53 @@ export class Cluster {
     return dir;
   }
 
-  async start(env: Record<string, string>): Promise<ServerProcess> {
-    const server = await startServer(env);
+  /** A fresh DATA_DIR, with the paths of its rollout folder and libSQL file. */
+  dataDir(prefix?: string): DataDir {
+    const dir = this.tempDir(prefix);
+    return { dir, rolloutDir: join(dir, "rollouts"), dbPath: join(dir, "artifacts.db") };
+  }
+
+  /** A server started by `spawn` (default: the Node server, src/runtime/node.ts), stopped by `cleanup()`. */
+  async start(
+    env: Record<string, string>,
+    spawn: (env: Record<string, string>) => Promise<ServerProcess> = startServer,
+  ): Promise<ServerProcess> {
+    const server = await spawn(env);
     this.#servers.push(server);
-    // What the server said is the first thing to read when a test of it fails.
-    onTestFailed(() => console.error(`--- output of the server at ${server.url}:\n${server.output()}`));
+    // What the server said is the first thing to read when a test of it fails (there
+    // is no test to hook into when the server is started in a beforeAll).
+    try {
+      onTestFailed(() => console.error(`--- output of the server at ${server.url}:\n${server.output()}`));
+    } catch {
+      // started outside a test
+    }
     return server;
   }
 
   /** Starts several servers at once (each waits for its own listening line). */
   startMany(envs: Record<string, string>[]): Promise<ServerProcess[]> {
     return Promise.all(envs.map((env) => this.start(env)));
+  }
+
+  /**
+   * `n` Node servers on one fresh DATA_DIR, `env` on top. `warm` (the default): each one
+   * first writes on a thread of its own (`warm-up-<i>`: libSQL connection and schema,
+   * rollout folders), so none is still booting while the test races them.
+   */
+  async shared(n: number, env: Record<string, string> = {}, { warm = true } = {}): Promise<SharedServers> {
+    if (n < 1) throw new Error("shared(n) starts at least one server");
+    const data = this.dataDir();
+    const serverEnv = { DATA_DIR: data.dir, ...env };
+    const servers = await this.startMany(Array.from({ length: n }, () => serverEnv));
+    if (warm) {
+      const answers = await Promise.all(
+        servers.map((s, i) =>
+          http(s.url, "POST", `/v1/threads/warm-up-${i}/artifacts`, { artifactType: "warm", payload: i })
+        ),
+      );
+      expect(answers.map((r) => r.status), "warm-up writes").toEqual(servers.map(() => 201));
+    }
+    return { ...data, env: serverEnv, servers: servers as SharedServers["servers"] };
   }
 
   /** What each server started since the last cleanup has printed so far. */
@@ -82,6 +133,23 @@ export class Cluster {
     await Promise.all(servers.map((s) => s.kill()));
     for (const dir of this.#dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The suite's cluster: everything it started is stopped and removed after each test
+ * (`"each"`), or once after the suite (`"all"`: for servers started in a beforeAll).
+ * Called inside a describe, the hook belongs to that describe.
+ */
+export function useCluster(scope: "each" | "all" = "each"): Cluster {
+  const cluster = new Cluster();
+  if (scope === "each") afterEach(() => cluster.cleanup());
+  else afterAll(() => cluster.cleanup());
+  return cluster;
+}
+
+/** Deletes the libSQL file and its companions (what a lost cache volume leaves). */
+export function deleteCacheFile(dbPath: string): void {
+  for (const suffix of ["", "-wal", "-shm", "-journal"]) rmSync(dbPath + suffix, { force: true });
 }
 
 /** A loopback port that was bound and then closed: connecting to it is refused. */

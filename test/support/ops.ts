@@ -1,6 +1,6 @@
 /**
  * Helpers for the operations suites (test/ops): the `rebuild` command as a real child
- * process, a whole-database dump of the libSQL file, and bounded condition waits.
+ * process and a whole-database dump of the libSQL file.
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -92,27 +92,5 @@ export async function cachedSeqs(dbPath: string): Promise<Record<string, number>
   }
 }
 
-/**
- * Re-evaluates `check` until it returns a value other than undefined, pausing `intervalMs`
- * between tries; fails after `timeoutMs`. A bounded wait on a condition, not a sleep.
- */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  { timeoutMs = 15_000, intervalMs = 50 } = {},
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
+/** @deprecated Import `waitFor` from test/support/wait.ts. Kept only for test/chaos/history.test.ts until it moves over. */
+export { waitFor } from "./wait.ts";

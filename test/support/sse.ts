@@ -5,9 +5,10 @@
  *   from the spec; it also records every raw line, comment and `retry:` field.
  * - `SseConnection`: one real HTTP stream read incrementally, with waits on
  *   conditions bounded by deadlines (never sleeps).
- * - `waitUntil`: polls a condition until it holds or a deadline passes.
+ * Any other wait is `waitFor` of test/support/wait.ts.
  */
 import type { ArtifactEvent } from "../../src/model/patch.ts";
+import { DEFAULT_TIMEOUT_MS, waitFor } from "./wait.ts";
 
 export interface SpecEvent {
   /** The last event ID buffer at dispatch time (the spec's `lastEventId`). */
@@ -108,20 +109,16 @@ export interface Deadline {
   timeoutMs?: number;
 }
 
-const DEFAULT_TIMEOUT_MS = 20_000;
-
-/** Polls `condition` until it holds; throws with `what` once the deadline passes. */
-export async function waitUntil(
+/**
+ * @deprecated `waitFor(what, check)` of test/support/wait.ts. Kept only for
+ * test/edge/sequencer.test.ts until it moves over.
+ */
+export function waitUntil(
   condition: () => boolean | Promise<boolean>,
   what: string,
-  { timeoutMs = DEFAULT_TIMEOUT_MS }: Deadline = {},
+  { timeoutMs }: Deadline = {},
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  return waitFor(what, condition, { timeoutMs }).then(() => undefined);
 }
 
 /** One `artifact-updated` event as received: the spec parser's view plus its parsed data. */
