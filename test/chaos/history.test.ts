@@ -17,8 +17,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { afterEach, describe, expect, it } from "vitest";
-import { Cluster } from "../support/cluster.ts";
+import { describe, expect, it } from "vitest";
+import { useCluster } from "../support/cluster.ts";
 import {
   checkFinalReads,
   checkHistory,
@@ -29,7 +29,8 @@ import {
   type Violation,
 } from "../support/history-check.ts";
 import { Lanes, ProcessPool, Recorder, type RunConfig, runFaults, StreamReader } from "../support/history.ts";
-import { runRebuildProcess, waitFor } from "../support/ops.ts";
+import { runRebuildProcess } from "../support/ops.ts";
+import { waitFor } from "../support/wait.ts";
 
 const envSeed = process.env.CHAOS_SEED;
 const envDuration = process.env.CHAOS_DURATION_MS;
@@ -48,8 +49,7 @@ const config: RunConfig = {
   faultGapMs: [1500, 3500],
 };
 
-const cluster = new Cluster();
-afterEach(() => cluster.cleanup());
+const cluster = useCluster();
 
 function summarize(requests: RequestRecord[]): Record<string, Record<string, number>> {
   const counts: Record<string, Record<string, number>> = {};

@@ -91,6 +91,3 @@ export async function cachedSeqs(dbPath: string): Promise<Record<string, number>
     client.close();
   }
 }
-
-/** @deprecated Import `waitFor` from test/support/wait.ts. Kept only for test/chaos/history.test.ts until it moves over. */
-export { waitFor } from "./wait.ts";
