@@ -1,5 +1,5 @@
 /**
- * The edge run: the Worker bundle in workerd (Miniflare 4), its rollout on S3 (the test
+ * The edge run: the Worker bundle in workerd (Miniflare 5), its rollout on S3 (the test
  * S3 server) and its cache on libSQL over HTTP (the Hrana test server), each behind a
  * loopback proxy that delays every request (20 ms by default, a store a region away) and
  * counts them. Measured twice: "before", the Worker without the SEQUENCER binding (every

@@ -1,5 +1,5 @@
 /**
- * R2BlobStore, executed inside workerd (Miniflare 4, local R2), through the shared BlobStore
+ * R2BlobStore, executed inside workerd (Miniflare 5, local R2), through the shared BlobStore
  * contract and a few R2-specific checks. The Node side only forwards calls: see
  * test/support/r2-proxy-store.ts and test/support/r2-worker.ts.
  */

@@ -1,5 +1,5 @@
 /**
- * The Workers sequencer (a Durable Object per thread), in workerd (Miniflare 4), with
+ * The Workers sequencer (a Durable Object per thread), in workerd (Miniflare 5), with
  * the rollout on S3 (the test S3 server) and the cache on libSQL over HTTP (the Hrana
  * test server), each behind a proxy that counts requests and can fail them:
  * - writes of one thread are grouped by the object: fewer commits than creates, no
@@ -40,7 +40,8 @@ import {
   type S3rverHarness,
   startS3rver,
 } from "../support/s3rver.ts";
-import { SseConnection, waitUntil } from "../support/sse.ts";
+import { SseConnection } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 import { startWorker, type WorkerServer } from "../support/worker-process.ts";
 
 const TOKEN = "sequencer-token";
@@ -395,11 +396,11 @@ describe("faults", () => {
     expect(((await read.json()) as { thread: { artifacts: unknown[] } }).thread.artifacts).toHaveLength(6);
     libsqlProxy.failing = false;
     expect((await create(w.url, threadId, 6)).status).toBe(201);
-    await waitUntil(async () => {
+    await waitFor("the cache to hold all 7", async () => {
       const cached = await fetch(`${w.url}/v1/threads/${threadId}?consistency=cache`, { headers: AUTH });
       const body = (await cached.json()) as { thread: { rolloutSeq: number } };
       return cached.headers.get("x-artifacts-source") === "cache" && body.thread.rolloutSeq === 7;
-    }, "the cache to hold all 7");
+    });
   });
 
   it("the runtime restarted in the middle of a burst (every object evicted), streams open across it: nothing acknowledged lost, each event once", async () => {
@@ -431,7 +432,7 @@ describe("faults", () => {
       for (const r of acked) expect(r.seq).toBeLessThanOrEqual(seqs.length);
       expect(new Set(acked.map((r) => r.seq)).size).toBe(acked.length);
       // The stream reconnected (Last-Event-ID) and has every committed event, each once, in order.
-      await waitUntil(() => received.length >= seqs.length, `the stream to receive all ${seqs.length} events`, {
+      await waitFor(`the stream to receive all ${seqs.length} events`, () => received.length >= seqs.length, {
         timeoutMs: 30_000,
       });
       expect(received).toEqual(seqs);
@@ -473,9 +474,9 @@ describe("a delete interrupted midway, in workerd", () => {
       const first = await worker({ persist }, { COMPACT_EVERY: "3" });
       for (const i of range(6)) expect((await create(first.url, threadId, { secret: i })).status).toBe(201);
       // Compaction objects exist: they are part of what the sweep removes.
-      await waitUntil(
-        async () => (await layout(objects, threadId)).includes("compaction.json"),
+      await waitFor(
         "compaction of the first life",
+        async () => (await layout(objects, threadId)).includes("compaction.json"),
       );
       // Killed with the tombstone durable and nothing else done (not marked, not swept, cache not told).
       await stopWorker(first);
@@ -488,7 +489,7 @@ describe("a delete interrupted midway, in workerd", () => {
       const read = await fetch(`${second.url}/v1/threads/${threadId}`, { headers: AUTH });
       expect(read.status).toBe(404);
       await read.body?.cancel();
-      await waitUntil(async () => (await lifeOf(objects, threadId))?.swept === "content", "the sweep the read started");
+      await waitFor("the sweep the read started", async () => (await lifeOf(objects, threadId))?.swept === "content");
       // Every commit key stays occupied: six stubs tiling seqs 1..6 up to the tombstone, which stays
       // too; the compaction objects are gone, and no object of the thread holds user data.
       expect(await layout(objects, threadId)).toEqual([...stubsBelow(7), "7-7 delete", "life.json"]);
@@ -527,7 +528,7 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
       const c = await post(first.url, threadId, "c");
       expect([c.status, c.seq]).toEqual([201, 4]);
       const r2 = await r2Objects(first);
-      await waitUntil(async () => contentGone(await layout(r2, threadId), 3), "the sweep of the deleted life on R2");
+      await waitFor("the sweep of the deleted life on R2", async () => contentGone(await layout(r2, threadId), 3));
 
       // Every object evicted (the sequencer's head in memory is gone) and the cache lost:
       // nothing but the rollout knows the thread.
@@ -545,7 +546,7 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
 
       // On R2: the deleted life's keys hold stubs (no user data) tiling 1..2 up to the tombstone.
       const after = await r2Objects(second);
-      await waitUntil(async () => (await lifeOf(after, threadId))?.swept === "content", "the sweep recorded");
+      await waitFor("the sweep recorded", async () => (await lifeOf(after, threadId))?.swept === "content");
       expect(await layout(after, threadId)).toEqual([...stubsBelow(3), "3-3 delete", "4-4", "5-5", "life.json"]);
       expect(await lifeOf(after, threadId)).toEqual({
         v: 2,
@@ -571,7 +572,7 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
     expect(await create(plain.url, threadId, "c")).toEqual({ status: 201, seq: 3 });
     expect(await create(plain.url, threadId, "d")).toEqual({ status: 201, seq: 4 });
     expect(await deleteThread(plain.url, threadId)).toEqual({ status: 200, seq: 5 });
-    await waitUntil(async () => contentGone(await layout(objects, threadId), 5), "the deleter's sweep");
+    await waitFor("the deleter's sweep", async () => contentGone(await layout(objects, threadId), 5));
 
     // The sequencer aims at 3 (its head + 1, never confirmed on the write path): a stub holds
     // that key, so it loses the race, catches up through the tombstone and writes at 6.
@@ -596,7 +597,7 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
       expect(await nodeCreate(node.service, threadId, "b")).toMatchObject({ status: 201, seq: 2 });
       expect(await create(sequenced.url, threadId, "c")).toEqual({ status: 201, seq: 3 });
       expect(await deleteThread(sequenced.url, threadId)).toEqual({ status: 200, seq: 4 });
-      await waitUntil(async () => contentGone(await layout(objects, threadId), 4), "the sequencer's sweep");
+      await waitFor("the sequencer's sweep", async () => contentGone(await layout(objects, threadId), 4));
       // The Node process aims at 3 (its remembered head + 1): a stub holds it; it goes on after the tombstone.
       expect(await nodeCreate(node.service, threadId, "d")).toMatchObject({ status: 201, seq: 5 });
       // The sequencer, on the tombstone in memory, loses the race at 5 and writes after it.
@@ -630,7 +631,7 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
       const written = [...early, ...late];
       for (const w of written) expect([201, 503]).toContain(w.status);
       const acked = written.filter((w) => w.status === 201);
-      await waitUntil(async () => contentGone(await layout(objects, threadId), tombstone), "the second sweep");
+      await waitFor("the second sweep", async () => contentGone(await layout(objects, threadId), tombstone));
 
       // The rollout from seq 1: the stubs lead to the tombstone, then the new life, contiguous.
       const { commits, seqs } = await committed(threadId);
@@ -648,11 +649,18 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
       }
       const entries = await layout(objects, threadId);
       const stubs = entries.filter((e) => e.startsWith("stub "));
+      // Each stub names the tombstone, or an earlier delete's tombstone whose key is a stub in turn leading there.
+      const parsed = stubs.map((stub) =>
+        (/^stub (\d+)-(\d+)>(\d+)$/.exec(stub) as RegExpExecArray).slice(1).map(Number)
+      );
+      const namedAt = new Map(parsed.map(([first, , named]) => [first as number, named as number]));
       let next = 1;
-      for (const stub of stubs) {
-        const [, first, last, named] = /^stub (\d+)-(\d+)>(\d+)$/.exec(stub) as RegExpExecArray;
-        expect([Number(first), Number(named)]).toEqual([next, tombstone]);
-        next = Number(last) + 1;
+      for (const [first, last, named] of parsed) {
+        expect(first).toBe(next);
+        let leadsTo = named as number;
+        while (namedAt.has(leadsTo)) leadsTo = namedAt.get(leadsTo) as number;
+        expect(leadsTo).toBe(tombstone);
+        next = (last as number) + 1;
       }
       expect(next).toBe(tombstone);
       expect(entries.slice(stubs.length)[0]).toBe(`${tombstone}-${tombstone} delete`);
@@ -691,7 +699,7 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
       expect(await deleteThread(first.url, threadId)).toEqual({ status: 200, seq: 2 });
       const b = await post(first.url, threadId, "b");
       expect([b.status, b.seq]).toEqual([201, 3]);
-      await waitUntil(async () => contentGone(await layout(objects, threadId), 2), "the sweep of the deleted life");
+      await waitFor("the sweep of the deleted life", async () => contentGone(await layout(objects, threadId), 2));
       await stopWorker(first);
       await before.close();
 

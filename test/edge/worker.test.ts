@@ -15,7 +15,7 @@ function withToken(init: RequestInit = {}): RequestInit {
   return { ...init, headers };
 }
 
-// The bundle `wrangler deploy` would upload, in workerd (Miniflare 4): rollout in local
+// The bundle `wrangler deploy` would upload, in workerd (Miniflare 5): rollout in local
 // R2 (`ROLLOUTS`), cache in a real libSQL file reached over HTTP (Hrana) with
 // `@libsql/client/web`, exactly the production path with Turso.
 describeHttpContract("Worker in workerd (R2 + libSQL over HTTP)", async (env) => {

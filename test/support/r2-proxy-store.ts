@@ -1,6 +1,6 @@
 /**
  * Runs `R2BlobStore` inside workerd: bundles test/support/r2-worker.ts with esbuild, starts it
- * in Miniflare with a local, in-memory R2 bucket bound as `BUCKET`, and gives Node a BlobStore
+ * in Miniflare 5 with a local, unpersisted R2 bucket bound as `BUCKET`, and gives Node a BlobStore
  * whose every call is forwarded to that Worker over `dispatchFetch` (loopback only).
  *
  * Errors thrown inside workerd come back as `{name, message}` and are rethrown here with the
@@ -12,11 +12,9 @@ import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { type BlobStore, InvalidKeyError, type ListOptions, type PutIfAbsentResult } from "../../src/blob/port.ts";
 import type { BlobCall, BlobMethod, BlobReply, RawObject } from "./r2-worker.ts";
+import { compatibilityDate, sharedOptions } from "./workerd.ts";
 
 const WORKER_ENTRY = fileURLToPath(new URL("./r2-worker.ts", import.meta.url));
-
-/** A date the bundled workerd supports; R2 conditional puts need nothing newer. */
-const COMPATIBILITY_DATE = "2025-01-01";
 
 /** Bundles the test Worker (and the adapter it imports) into one ES module for workerd. */
 export async function bundleR2Worker(): Promise<string> {
@@ -57,13 +55,17 @@ export class R2Worker {
   static async start(): Promise<R2Worker> {
     const script = await bundleR2Worker();
     const mf = new Miniflare({
-      modules: true,
-      script,
-      compatibilityDate: COMPATIBILITY_DATE,
-      r2Buckets: ["BUCKET"],
-      // No r2Persist: the bucket lives in Miniflare's temporary storage and goes with dispose().
-      host: "127.0.0.1",
-      port: 0,
+      ...sharedOptions(),
+      // No resourcePersistencePath: the bucket lives in Miniflare's temporary storage and goes with dispose().
+      workers: [{
+        config: {
+          name: "r2-worker",
+          // The deploy's date: the adapter is tested on the runtime behaviour it ships with.
+          compatibilityDate: compatibilityDate(),
+          manifest: { mainModule: "r2-worker.js", modules: { "r2-worker.js": { type: "esm", contents: script } } },
+          env: { BUCKET: { type: "r2", name: "BUCKET" } },
+        },
+      }],
     });
     await mf.ready;
     return new R2Worker(mf, script);

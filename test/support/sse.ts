@@ -8,7 +8,7 @@
  * Any other wait is `waitFor` of test/support/wait.ts.
  */
 import type { ArtifactEvent } from "../../src/model/patch.ts";
-import { DEFAULT_TIMEOUT_MS, waitFor } from "./wait.ts";
+import { DEFAULT_TIMEOUT_MS } from "./wait.ts";
 
 export interface SpecEvent {
   /** The last event ID buffer at dispatch time (the spec's `lastEventId`). */
@@ -107,18 +107,6 @@ export class SpecSseParser {
 
 export interface Deadline {
   timeoutMs?: number;
-}
-
-/**
- * @deprecated `waitFor(what, check)` of test/support/wait.ts. Kept only for
- * test/edge/sequencer.test.ts until it moves over.
- */
-export function waitUntil(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  { timeoutMs }: Deadline = {},
-): Promise<void> {
-  return waitFor(what, condition, { timeoutMs }).then(() => undefined);
 }
 
 /** One `artifact-updated` event as received: the spec parser's view plus its parsed data. */

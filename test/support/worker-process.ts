@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
+import { compatibilityDate, sharedOptions, type WorkerdEnv } from "./workerd.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -56,26 +57,38 @@ export interface WorkerOptions {
   port?: number;
 }
 
+/** The Worker's name in workerd (its Durable Object binding points at it). */
+const WORKER_NAME = "thread-artifacts";
+
 /**
- * The Worker bundle in workerd (Miniflare 4), with local R2 as `ROLLOUTS`, the
- * `ThreadSequencer` Durable Object as `SEQUENCER` and the given string vars, served on
- * a loopback port.
+ * The Worker bundle in workerd (Miniflare 5), with local R2 as `ROLLOUTS`, the
+ * `ThreadSequencer` Durable Object (SQLite-backed, as wrangler.toml declares it) as
+ * `SEQUENCER` and the given string vars, served on a loopback port.
  */
 export async function startWorker(vars: Record<string, string>, options: WorkerOptions = {}): Promise<WorkerServer> {
   const bundle = await buildWorkerBundle();
   const persist = options.persist ?? mkdtempSync(join(tmpdir(), "artifacts-worker-state-"));
+  const env: WorkerdEnv = { ROLLOUTS: { type: "r2", name: "ROLLOUTS" } };
+  for (const [name, value] of Object.entries(vars)) env[name] = { type: "text", value };
+  const sequencer = options.sequencer !== false;
+  if (sequencer) env.SEQUENCER = { type: "durable-object", worker: WORKER_NAME, exportName: "ThreadSequencer" };
   const mf = new Miniflare({
-    // Listed rather than discovered: Miniflare's module walker refuses the non-literal
-    // dynamic import that loads the Deno wiring (never taken on Workers).
-    modules: [{ type: "ESModule", path: "app.js", contents: readFileSync(bundle.main, "utf8") }],
-    compatibilityDate: "2026-04-01",
-    r2Buckets: ["ROLLOUTS"],
-    r2Persist: join(persist, "r2"),
-    durableObjects: options.sequencer === false ? {} : { SEQUENCER: "ThreadSequencer" },
-    durableObjectsPersist: join(persist, "do"),
-    bindings: vars,
-    host: "127.0.0.1",
-    port: options.port ?? 0,
+    ...sharedOptions(options.port),
+    // R2 and Durable Objects persist under it, one folder per plugin.
+    resourcePersistencePath: persist,
+    workers: [{
+      config: {
+        name: WORKER_NAME,
+        compatibilityDate: compatibilityDate(),
+        // The bundle as a deploy uploads it, one module (nothing is discovered from imports).
+        manifest: {
+          mainModule: "app.js",
+          modules: { "app.js": { type: "esm", contents: readFileSync(bundle.main, "utf8") } },
+        },
+        env,
+        ...(sequencer ? { exports: { ThreadSequencer: { type: "durable-object", storage: "sqlite" } } } : {}),
+      },
+    }],
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, mf, persist, stop: () => mf.dispose() };
