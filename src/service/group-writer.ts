@@ -73,6 +73,7 @@ interface PendingWrite {
   reject: (error: unknown) => void;
 }
 
+const CACHE_BASIS: Basis = { from: "cache" };
 /**
  * Writes of one thread committed together at most: enough to absorb every connection
  * of a busy client pool, small enough that one commit object and one cache batch stay small.
@@ -135,7 +136,7 @@ export class GroupWriter {
     const commands = group.map((write) => write.command);
     const lookups = commands.map(targetOf);
     const heads = this.#basis.heads;
-    let basis = await this.#firstBasis(tenant, threadId);
+    let basis = this.#resident ? await this.#residentBasis(tenant, threadId) : CACHE_BASIS;
     for (let attempt = 0;; attempt++) {
       if (attempt > 0) {
         if (attempt >= this.#o.maxAttempts) {
@@ -179,7 +180,7 @@ export class GroupWriter {
       if (this.#now() - basisAt > this.#o.freshMs) {
         // Decided on a head too old to aim with (a process paused mid-round): decide again on a fresh one.
         this.#forget(tenant, threadId);
-        basis = await this.#firstBasis(tenant, threadId);
+        basis = this.#resident ? await this.#residentBasis(tenant, threadId) : CACHE_BASIS;
         continue;
       }
       const commit = commitOf(patches);
@@ -194,7 +195,8 @@ export class GroupWriter {
           seq: commit.lastSeq,
           artifactCount: countAfter(context.artifactCount, patches),
         });
-        await this.#afterDurable(tenant, threadId, commit, context.deleted === true, context.seq);
+        if (isTombstone(commit)) await this.#markLife(tenant, threadId, commit);
+        this.#afterDurable(tenant, threadId, commit, context.deleted === true, context.seq);
         if (this.#resident && basis.from === "state") {
           // The thread's one writer answers as soon as the commit is durable: the next
           // group is decided on the state in memory, strong reads take the head from it
@@ -217,10 +219,9 @@ export class GroupWriter {
     }
   }
 
-  /** A group's first basis: the resident state, or the cache. */
-  async #firstBasis(tenant: string, threadId: string): Promise<Basis> {
-    if (!this.#resident) return { from: "cache" };
-    const { state, confirmedAt } = await this.#resident.held(tenant, threadId);
+  /** Resident mode: the state held, as a basis. */
+  async #residentBasis(tenant: string, threadId: string): Promise<Basis> {
+    const { state, confirmedAt } = await (this.#resident as ResidentThreads).held(tenant, threadId);
     return { from: "state", state, at: confirmedAt };
   }
 
@@ -234,22 +235,18 @@ export class GroupWriter {
     this.#resident?.forget(tenant, threadId);
   }
 
-  /**
-   * What follows a durable commit before its answer: a delete marks the new life (readers
-   * start there before the delete is answered) and starts the sweep of the old one; the
-   * first write of a new life makes sure the old one is swept; streams that need no log
-   * read get the events; compaction starts when due (after the answer).
-   */
-  async #afterDurable(tenant: string, threadId: string, commit: Commit, newLife: boolean, seq: number): Promise<void> {
+  /** A delete's commit: readers start at the marked life before the delete is answered (an as-of read of the old life then 404s). */
+  async #markLife(tenant: string, threadId: string, commit: Commit): Promise<void> {
+    await this.#o.sweeper.mark(tenant, threadId, commit.firstSeq, commit.at).catch((error: unknown) =>
+      this.#o.logger.warn("marking a deleted thread's life failed", { threadId, error: describeError(error) })
+    );
+  }
+
+  /** After a durable commit, not holding its answer: sweeps of ended lives, pushed events, compaction when due. */
+  #afterDurable(tenant: string, threadId: string, commit: Commit, newLife: boolean, seq: number): void {
     const { sweeper, background } = this.#o;
-    if (isTombstone(commit)) {
-      await sweeper.mark(tenant, threadId, commit.firstSeq, commit.at).catch((error: unknown) =>
-        this.#o.logger.warn("marking a deleted thread's life failed", { threadId, error: describeError(error) })
-      );
-      sweeper.ensure(tenant, threadId, commit.firstSeq, background);
-    } else if (newLife) {
-      sweeper.ensure(tenant, threadId, seq, background);
-    }
+    if (isTombstone(commit)) sweeper.ensure(tenant, threadId, commit.firstSeq, background);
+    else if (newLife) sweeper.ensure(tenant, threadId, seq, background);
     this.#o.onDurable(tenant, commit);
     if (this.#o.compactor.isDue(commit)) background(this.#compact(tenant, threadId));
   }

@@ -198,11 +198,15 @@ describe("a faulty rollout store under a mixed write load", () => {
       const results = await Promise.all(jobs.map((job) => job.run()));
       store.configure({ errorRate: 0, lostResponseRate: 0, delayRate: 0 });
 
-      // The faults really happened, and the load really got through some of the time.
+      // The faults really happened, and the load really got through some of the time:
+      // writes acknowledged and writes refused. (How many is a matter of timing: a store
+      // call that fails fails the whole group queued behind it, and how many writes queue
+      // there depends on the scheduler, so no share is asserted.)
       expect(store.stats.errors + store.stats.lostResponses).toBeGreaterThanOrEqual(3);
       const unavailable = results.filter((r) => r.status === 503);
       expect(unavailable.length).toBeGreaterThan(0);
-      expect(results.filter((r) => r.status < 300).length).toBeGreaterThan(jobs.length / 3);
+      const acknowledgedWrites = results.filter((r, i) => r.status < 300 && (jobs[i] as Job).kind !== "read");
+      expect(acknowledgedWrites.length).toBeGreaterThan(0);
 
       // Every answer is an allowed one for its request, or a proper 503.
       results.forEach((r, i) => {
