@@ -45,7 +45,6 @@ export async function prepareColdRollouts(
     rollout,
     cache: new StateCache(),
     limits: { maxPayloadBytes: 65_536, maxArtifactsPerThread: COLD_ARTIFACTS },
-    logger: { warn: (message, fields) => console.error(message, fields) },
   });
   const threads = new Map<string, ColdThread>();
   for (const spec of specs) {

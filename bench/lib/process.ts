@@ -54,7 +54,7 @@ export async function startServer(
       const onData = (chunk: Buffer) => {
         // Keep only the tail: a server that logs a lot must not grow this without bound.
         output = (output + chunk.toString()).slice(-20_000);
-        const match = /listening on (http:\/\/[^\s/]+)/i.exec(output);
+        const match = /listening on (http:\/\/[^\s/"]+)/i.exec(output);
         if (match) {
           clearTimeout(timer);
           resolve(match[1] as string);

@@ -2,14 +2,20 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { FeedSource } from "../live/feed.ts";
 import type { StreamOptions } from "./sse.ts";
+import { isReported } from "../logging/faults.ts";
+import { logger } from "../logging/logger.ts";
 import { describeError, ProblemError } from "../model/errors.ts";
+import { type Metrics, noMetrics } from "../model/metrics.ts";
 import type { ArtifactService, ServiceLimits } from "../service/artifact-service.ts";
 import type { Authenticator } from "./auth/authenticator.ts";
+import { accessLog } from "./access-log.ts";
 import { bearerAuth } from "./auth/middleware.ts";
 import { CursorCodec } from "./cursor.ts";
+import { observeRequests } from "./observe.ts";
 import { problemResponse } from "./problem.ts";
+import { REQUEST_ID_HEADER, requestId } from "./request-id.ts";
 import { ResumeTokenCodec } from "./resume-token.ts";
-import { EDGE_FUNCTIONS, type EdgeFunction, pathMatches, routeOf, ROUTES } from "./routes.ts";
+import { EDGE_FUNCTIONS, type EdgeFunction, pathMatches, PROBE_PATHS, routeOf, ROUTES } from "./routes.ts";
 import { artifactRoutes } from "./routes/artifacts.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { metaRoutes } from "./routes/meta.ts";
@@ -29,20 +35,27 @@ export interface AppOptions {
   authenticator: Authenticator | null;
   /** Origins allowed by CORS (`*` for any); empty: no CORS headers at all. */
   corsOrigins: readonly string[];
-  /** Serve only one edge function's route (and /healthz); default: the whole API. */
+  /** Serve only one edge function's route (and the probes); default: the whole API. */
   only?: EdgeFunction;
-  /** Where unexpected errors go; never sent to the client. */
-  logError?: (error: unknown) => void;
+  /** Where requests and streams are reported (default: nowhere). */
+  metrics?: Metrics;
 }
 
-export type AppEnv = { Variables: { tenant: string } };
+export type AppEnv = { Variables: { tenant: string; requestId: string } };
+
+const log = logger("http");
 
 /** The Hono app of API.md: middleware (one route only, CORS, authentication), the routes, and errors as problem+json. */
 export function createApp(options: AppOptions): Hono<AppEnv> {
   const { service } = options;
-  const logError = options.logError ?? ((error: unknown) => console.error("unexpected error", describeError(error)));
   const app = new Hono<AppEnv>();
+  const metrics = options.metrics ?? noMetrics;
 
+  // Outermost: every request timed, and its server span active for all that follows.
+  app.use(observeRequests(metrics));
+  // The request id around all the rest (every response and log line has it), then the access line.
+  app.use(requestId());
+  app.use(accessLog());
   if (options.only) app.use(onlyRoute(options.only));
   if (options.corsOrigins.length > 0) app.use(corsFor(options.corsOrigins));
   app.use(bearerAuth(options.authenticator));
@@ -55,8 +68,9 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     feeds: options.live.feeds,
     options: options.live.options,
     tokens: new ResumeTokenCodec(options.cursorSecret),
+    metrics,
   });
-  metaRoutes(app, { service });
+  metaRoutes(app, { service, feeds: options.live.feeds });
 
   for (const route of Object.values(ROUTES)) {
     app.all(route.path, () => {
@@ -67,28 +81,36 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   }
 
   app.notFound((c) =>
-    problemResponse(new ProblemError("invalid_request", `no route ${c.req.method} ${c.req.path}`, { status: 404 }))
+    problemResponse(
+      new ProblemError("invalid_request", `no route ${c.req.method} ${c.req.path}`, { status: 404 }),
+      {},
+      c.get("requestId"),
+    )
   );
 
   app.onError((error, c) => {
     if (error instanceof ProblemError) {
       const allow = error.status === 405 ? routeOf(c.req.path)?.methods.join(", ") : undefined;
-      return problemResponse(error, allow ? { allow } : {});
+      return problemResponse(error, allow ? { allow } : {}, c.get("requestId"));
     }
-    logError(error);
+    // A store fault was logged where it happened, once per burst: not again for every request it fails.
+    if (isReported(error)) log.debug("request failed on a store fault", { error: describeError(error) });
+    else log.error("unexpected error", { error: describeError(error) });
     return problemResponse(
       new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }),
+      {},
+      c.get("requestId"),
     );
   });
 
   return app;
 }
 
-/** An edge function serves its one route and /healthz; anything else is a 404. */
+/** An edge function serves its one route and the probes; anything else is a 404. */
 function onlyRoute(only: EdgeFunction) {
   const route = ROUTES[EDGE_FUNCTIONS[only]];
   return async function onlyRoute(c: { req: { path: string } }, next: () => Promise<void>) {
-    if (c.req.path === ROUTES.health.path || pathMatches(route.path, c.req.path)) return next();
+    if (PROBE_PATHS.has(c.req.path) || pathMatches(route.path, c.req.path)) return next();
     throw new ProblemError("invalid_request", `this function serves only ${route.methods[0]} ${route.path}`, {
       status: 404,
     });
@@ -100,8 +122,8 @@ function corsFor(origins: readonly string[]) {
   return cors({
     origin: (origin) => (origins.includes("*") ? "*" : origins.includes(origin) ? origin : null),
     allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Last-Event-ID"],
-    exposeHeaders: ["ETag", "Location", "X-Artifacts-Source", "Retry-After", "WWW-Authenticate"],
+    allowHeaders: ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Last-Event-ID", REQUEST_ID_HEADER],
+    exposeHeaders: ["ETag", "Location", "X-Artifacts-Source", "Retry-After", "WWW-Authenticate", REQUEST_ID_HEADER],
     maxAge: 600,
   });
 }

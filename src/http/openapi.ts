@@ -8,8 +8,10 @@ import {
   GetArtifactResponseSchema,
   HealthSchema,
   ListThreadsResponseSchema,
+  LivenessSchema,
   MergePatchBodySchema,
   ProblemSchema,
+  ReadinessSchema,
   ReadThreadResponseSchema,
   RemoveResponseSchema,
   ThreadIdSchema,
@@ -57,6 +59,28 @@ const errors = {
   "503": problem("unavailable (with Retry-After)"),
 };
 
+/** `X-Request-Id`, on every request (optional) and every response (always). */
+const REQUEST_ID_DESCRIPTION =
+  "The request's id: the caller's when it is 1-128 chars of [A-Za-z0-9._:-], else a generated UUID. In every log line of the request and every problem body (requestId).";
+const requestIdHeader = { $ref: "#/components/headers/RequestId" };
+const requestIdParam = { $ref: "#/components/parameters/RequestId" };
+
+/** Every operation takes `X-Request-Id` and every response carries it. */
+function withRequestIds(paths: Record<string, Record<string, Record<string, unknown>>>) {
+  for (const operations of Object.values(paths)) {
+    for (const operation of Object.values(operations)) {
+      operation.parameters = [...((operation.parameters as unknown[] | undefined) ?? []), requestIdParam];
+      for (const response of Object.values(operation.responses as Record<string, Record<string, unknown>>)) {
+        response.headers = {
+          ...(response.headers as Record<string, unknown> | undefined),
+          "X-Request-Id": requestIdHeader,
+        };
+      }
+    }
+  }
+  return paths;
+}
+
 let cached: Record<string, unknown> | undefined;
 
 /** The OpenAPI 3.1 document, generated from the same valibot schemas the handlers validate with. */
@@ -84,11 +108,25 @@ export function openApiDocument(): Record<string, unknown> {
         GetArtifactResponse: schema(GetArtifactResponseSchema),
         ListThreadsResponse: schema(ListThreadsResponseSchema),
         Health: schema(HealthSchema),
+        Liveness: schema(LivenessSchema),
+        Readiness: schema(ReadinessSchema),
         Problem: schema(ProblemSchema),
+      },
+      headers: {
+        RequestId: { description: REQUEST_ID_DESCRIPTION, schema: { type: "string", maxLength: 128 } },
+      },
+      parameters: {
+        RequestId: {
+          name: "X-Request-Id",
+          in: "header",
+          required: false,
+          description: REQUEST_ID_DESCRIPTION,
+          schema: { type: "string" },
+        },
       },
     },
     security: [{ bearer: [] }],
-    paths: {
+    paths: withRequestIds({
       "/v1/threads/{threadId}/artifacts": {
         post: {
           operationId: "createArtifact",
@@ -269,7 +307,27 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { "200": json("healthy", "Health"), "503": json("rollout store down", "Health") },
         },
       },
-    },
+      "/livez": {
+        get: {
+          operationId: "liveness",
+          description: "The process serves (no store is asked). Not logged per request.",
+          security: [],
+          responses: { "200": json("live", "Liveness") },
+        },
+      },
+      "/readyz": {
+        get: {
+          operationId: "readiness",
+          description:
+            "Ready for traffic: the rollout store answers within 2 s (the cache may be down: the service works without it) and no shutdown has started. Not logged per request.",
+          security: [],
+          responses: {
+            "200": json("ready", "Readiness"),
+            "503": json("the rollout store does not answer within 2 s, or a shutdown has started", "Readiness"),
+          },
+        },
+      },
+    }),
   };
   return cached;
 }

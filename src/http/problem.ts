@@ -1,4 +1,5 @@
 import { type ProblemCode, ProblemError } from "../model/errors.ts";
+import { REQUEST_ID_HEADER, requestIdOf } from "./request-id.ts";
 
 /** A ProblemError that must travel with HTTP headers of its own (`WWW-Authenticate` on a 401). */
 export class HttpProblem extends ProblemError {
@@ -14,8 +15,15 @@ export class HttpProblem extends ProblemError {
   }
 }
 
-/** An RFC 9457 problem+json response for `error`. */
-export function problemResponse(error: ProblemError, extraHeaders: Record<string, string> = {}): Response {
+/**
+ * An RFC 9457 problem+json response for `error`; with the request's id (`requestId`, API.md),
+ * which the request-id middleware also sets as the `X-Request-Id` header.
+ */
+export function problemResponse(
+  error: ProblemError,
+  extraHeaders: Record<string, string> = {},
+  requestId?: string,
+): Response {
   const headers: Record<string, string> = {
     "content-type": "application/problem+json",
     ...(error instanceof HttpProblem ? error.headers : {}),
@@ -28,6 +36,7 @@ export function problemResponse(error: ProblemError, extraHeaders: Record<string
     status: error.status,
     code: error.code,
     detail: error.detail,
+    ...(requestId !== undefined ? { requestId } : {}),
   };
   return new Response(JSON.stringify(body), { status: error.status, headers });
 }
@@ -35,10 +44,15 @@ export function problemResponse(error: ProblemError, extraHeaders: Record<string
 /**
  * What a runtime answers every request with when its configuration is unusable (a
  * Worker or a Deno function without authentication, a bad variable): the reason goes
- * to the log once, never to the client.
+ * to the log once, never to the client. No app runs then, so the request id is set here.
  */
-export function misconfiguredResponse(): Response {
-  return problemResponse(new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }));
+export function misconfiguredResponse(request: Request): Response {
+  const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
+  return problemResponse(
+    new ProblemError("unavailable", "the service is misconfigured", { retryAfterSeconds: 60 }),
+    { [REQUEST_ID_HEADER]: requestId },
+    requestId,
+  );
 }
 
 export function invalid(detail: string): ProblemError {

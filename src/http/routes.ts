@@ -15,7 +15,11 @@ export const ROUTES = {
   manyEvents: { path: "/v1/events", methods: ["GET"], queryToken: true },
   threads: { path: "/v1/threads", methods: ["GET", "HEAD"] },
   openapi: { path: "/v1/openapi.json", methods: ["GET", "HEAD"], public: true },
-  health: { path: "/healthz", methods: ["GET", "HEAD"], public: true },
+  health: { path: "/healthz", methods: ["GET", "HEAD"], public: true, probe: true },
+  /** The process serves (touches no store). */
+  livez: { path: "/livez", methods: ["GET", "HEAD"], public: true, probe: true },
+  /** The rollout store answers and no shutdown has started. */
+  readyz: { path: "/readyz", methods: ["GET", "HEAD"], public: true, probe: true },
   page: { path: "/", methods: ["GET", "HEAD"], public: true },
 } as const satisfies Record<string, Route>;
 
@@ -26,11 +30,18 @@ export interface Route {
   public?: boolean;
   /** Also takes the token as `?access_token=`. */
   queryToken?: boolean;
+  /** A health probe: asked every few seconds by the platform, so never logged per request. */
+  probe?: boolean;
 }
 
 export type RouteName = keyof typeof ROUTES;
 
-/** The single-route edge functions of functions/, and the route each serves (plus /healthz). */
+/** The probes' paths (/healthz, /livez, /readyz): every edge function serves them too. */
+export const PROBE_PATHS: ReadonlySet<string> = new Set(
+  Object.values(ROUTES as Record<string, Route>).filter((route) => route.probe).map((route) => route.path),
+);
+
+/** The single-route edge functions of functions/, and the route each serves (plus the probes). */
 export const EDGE_FUNCTIONS = {
   "create-artifact": "createArtifact",
   "read-thread": "thread",

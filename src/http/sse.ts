@@ -1,6 +1,8 @@
 import type { Context } from "hono";
 import { type SSEStreamingApi, streamSSE } from "hono/streaming";
-import { describeError } from "../model/errors.ts";
+import { warnUnlessReported } from "../logging/faults.ts";
+import { logger } from "../logging/logger.ts";
+import { type Metrics, noMetrics } from "../model/metrics.ts";
 import type { LogEvent } from "../model/patch.ts";
 import type { EventReader, FeedSource } from "../live/feed.ts";
 import { ThreadFollower } from "../live/follow.ts";
@@ -49,7 +51,7 @@ function frameOf(event: LogEvent): Uint8Array {
 export function streamThreadEvents(
   c: Context,
   target: { tenant: string; threadId: string; resumeAfter: number },
-  deps: { feeds: FeedSource; reader: EventReader; options: StreamOptions },
+  deps: { feeds: FeedSource; reader: EventReader; options: StreamOptions; metrics?: Metrics },
 ): Response {
   const { feeds, reader } = deps;
   setStreamHeaders(c);
@@ -67,6 +69,7 @@ export function streamThreadEvents(
     });
     // A due ping or the end interrupts the follower's wait; the loop then writes or stops.
     const session = new StreamSession(stream, c.req.raw, deps.options, () => follower.interrupt());
+    const measured = (deps.metrics ?? noMetrics).streamOpened("thread");
     try {
       await session.start();
       let deleted = false;
@@ -76,6 +79,7 @@ export function streamThreadEvents(
         for (const event of events) {
           if (session.stopped) break;
           await session.write(frameOf(event));
+          measured.eventsSent(1);
           // The thread's life ended: so does its stream (a client resuming after the
           // tombstone's id waits for the thread's next life).
           if (event.event === "thread-deleted") {
@@ -91,6 +95,7 @@ export function streamThreadEvents(
       session.close();
       follower.close();
       release();
+      measured.closed();
     }
   });
 }
@@ -117,6 +122,7 @@ export function streamManyThreadEvents(
     reader: EventReader;
     options: StreamOptions;
     eventId: (positions: ReadonlyMap<string, number>) => Promise<string>;
+    metrics?: Metrics;
   },
 ): Response {
   const { feeds, reader } = deps;
@@ -157,6 +163,7 @@ export function streamManyThreadEvents(
       // Draining: the writer must notice even if no thread has anything to say.
       wake();
     });
+    const measured = (deps.metrics ?? noMetrics).streamOpened("many");
     try {
       await session.start();
       while (!session.stopped && !feeds.draining) {
@@ -166,6 +173,7 @@ export function streamManyThreadEvents(
             if (session.stopped) break;
             positions.set(batch.threadId, event.seq);
             await session.write(multiFrame(await deps.eventId(positions), event));
+            measured.eventsSent(1);
           }
           batch.written();
           continue;
@@ -189,6 +197,7 @@ export function streamManyThreadEvents(
         follower.close();
         release();
       }
+      measured.closed();
     }
   });
 }
@@ -279,10 +288,12 @@ class StreamSession {
   }
 }
 
+const log = logger("sse");
+
 /**
  * One log line per streak of failed reads of a stream, not one per retry (a store
  * down for a minute would otherwise log every tick of every stream), and nothing
- * internal to the client.
+ * internal to the client; a debug line only when the store logged the fault itself.
  */
 class FailureLog {
   readonly #threadId: string;
@@ -295,8 +306,11 @@ class FailureLog {
   failed(error: unknown): void {
     if (this.#failing) return;
     this.#failing = true;
-    console.warn(
-      `event stream of ${this.#threadId}: the log cannot be read (${describeError(error)}); retrying on the next tick`,
+    warnUnlessReported(
+      log,
+      "event stream: the log cannot be read; retrying on the next tick",
+      { threadId: this.#threadId },
+      error,
     );
   }
 

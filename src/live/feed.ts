@@ -1,6 +1,7 @@
 import { withDeadline } from "../model/deadline.ts";
 import { threadKey } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
+import { detached } from "../model/tracing.ts";
 import type { Notifier } from "./notifier.ts";
 
 /** Where streams read the durable event log (the cache's log, or the rollout when the cache is down). */
@@ -76,7 +77,11 @@ export class FeedHub implements FeedSource {
     const key = threadKey(tenant, threadId);
     let feed = this.#feeds.get(key);
     if (!feed) {
-      feed = new ThreadFeed(tenant, threadId, this.#options, () => this.#feeds.delete(key), () => this.#draining);
+      // Shared by every stream of the thread and outliving the one that opened it: its
+      // polls are no part of that request's trace (nor are the reads hints start).
+      feed = detached(() =>
+        new ThreadFeed(tenant, threadId, this.#options, () => this.#feeds.delete(key), () => this.#draining)
+      );
       this.#feeds.set(key, feed);
     }
     feed.retain();
@@ -243,7 +248,7 @@ export class ThreadFeed {
       return;
     }
     this.#refreshing = true;
-    void this.#readNew()
+    void detached(() => this.#readNew())
       .catch((error: unknown) => this.#options.onError(error))
       .finally(() => {
         this.#refreshing = false;

@@ -154,12 +154,23 @@ export const HealthSchema = v.object({
   cache: v.picklist(["up", "down"]),
   rollout: v.picklist(["up", "down"]),
 });
+/** `/readyz`: ready for traffic (the rollout store answers within 2 s, no shutdown started); the cache may be down. */
+export const ReadinessSchema = v.object({
+  ready: v.boolean(),
+  /** A shutdown has started (the stores were not asked then). */
+  draining: v.boolean(),
+  cache: v.optional(v.picklist(["up", "down"])),
+  rollout: v.optional(v.picklist(["up", "down"])),
+});
+export const LivenessSchema = v.object({ live: v.literal(true) });
 export const ProblemSchema = v.object({
   type: v.string(),
   title: v.string(),
   status: v.number(),
   code: v.string(),
   detail: v.string(),
+  /** The request's id, as in its `X-Request-Id` response header: quote it when reporting a problem. */
+  requestId: v.string(),
 });
 
 export type CreateArtifactBody = v.InferOutput<typeof CreateArtifactBodySchema>;

@@ -1,5 +1,6 @@
 import { authConfigured, type AuthSettings } from "../http/auth/authenticator.ts";
 import { TENANT_PATTERN } from "../model/ids.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevelName } from "../logging/configure.ts";
 
 /** Configuration from the environment, as API.md lists it. Web-standard: every runtime passes its env in. */
 export interface Config {
@@ -25,6 +26,14 @@ export interface Config {
   ssePollMs: number;
   ssePingMs: number;
   sseMaxLifetimeMs: number;
+  /** `LOG_LEVEL`: the least severe level logged. */
+  logLevel: LogLevelName;
+  /** `LOG_FORMAT`; undefined: the runtime decides (JSON lines unless stdout is a terminal). */
+  logFormat: LogFormat | undefined;
+  /** `METRICS_TOKEN`: the bearer token `GET /metrics` needs; unset: served only on loopback without authentication. */
+  metricsToken: string | undefined;
+  /** `METRICS` (`on` | `off`): off records nothing and serves no `/metrics` (the benchmark's baseline). */
+  metricsEnabled: boolean;
 }
 
 export type BlobStoreConfig =
@@ -67,6 +76,10 @@ export function loadConfig(env: Env): Config {
     ssePollMs: integer(env, "SSE_POLL_MS", 1000, 10, 60_000),
     ssePingMs: integer(env, "SSE_PING_MS", 15_000, 10, 15_000),
     sseMaxLifetimeMs: integer(env, "SSE_MAX_LIFETIME_MS", 300_000, 1000, 3_600_000),
+    logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS) ?? "info",
+    logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS),
+    metricsToken: nonEmpty(env.METRICS_TOKEN),
+    metricsEnabled: oneOf(env, "METRICS", ["on", "off"] as const) !== "off",
   };
 }
 
@@ -157,6 +170,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`);
   }
   return Number(raw);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[]): T | undefined {
+  const raw = nonEmpty(env[name])?.toLowerCase();
+  if (raw === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")} (got ${JSON.stringify(env[name])})`);
+  }
+  return raw as T;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

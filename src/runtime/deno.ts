@@ -1,6 +1,12 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { EdgeFunction } from "../http/app.ts";
+import { authConfigured } from "../http/auth/authenticator.ts";
+import { withMetricsEndpoint } from "../http/metrics-endpoint.ts";
 import { BroadcastChannelNotifier, InProcessNotifier } from "../live/notifier.ts";
-import { assertAuthPolicy, loadConfig } from "./config.ts";
+import { configureLogging } from "../logging/configure.ts";
+import { LIFECYCLE, logger } from "../logging/logger.ts";
+import { assertAuthPolicy, type Config, isLoopbackHost, loadConfig } from "./config.ts";
+import { PrometheusMetrics } from "./prometheus.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
 
@@ -8,9 +14,34 @@ interface DenoLike {
   env: { toObject(): Record<string, string> };
   addSignalListener?(signal: "SIGTERM" | "SIGINT", handler: () => void): void;
   unrefTimer?(id: number): void;
+  stdout?: { isTerminal?(): boolean };
 }
 
 const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
+
+let loggingConfigured = false;
+
+/**
+ * LogTape for this Deno process, once (the first of `deno task serve` and the functions
+ * to ask): JSON lines on stdout unless it is a terminal (or as LOG_FORMAT says), request
+ * fields through node:async_hooks' AsyncLocalStorage, which Deno has.
+ */
+export function configureDenoLogging(config: Pick<Config, "logLevel" | "logFormat">): void {
+  if (loggingConfigured) return;
+  loggingConfigured = true;
+  configureLogging({
+    level: config.logLevel,
+    format: config.logFormat ?? (deno.stdout?.isTerminal?.() ? "pretty" : "json"),
+    write: (line) => console.log(line),
+    contextLocalStorage: new AsyncLocalStorage(),
+  });
+}
+
+/** Says once why the functions serve nothing (LOG_LEVEL itself may be what is wrong: with the defaults then). */
+export function logConfigError(error: Error): void {
+  configureDenoLogging({ logLevel: "info", logFormat: undefined });
+  logger("server").error("configuration error: {reason}", { reason: error.message });
+}
 
 /**
  * Deno wiring: one service per isolate (Deno has no per-request I/O rule), config from
@@ -20,10 +51,14 @@ const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
 export function createDenoFetch(only?: EdgeFunction): (request: Request) => Promise<Response> {
   const env = deno.env.toObject();
   const config = loadConfig(env);
+  configureDenoLogging(config);
   // Deno cannot tell a function where it listens: without auth, HOST must say loopback.
   assertAuthPolicy(config, env.HOST?.trim() || undefined);
+  // Prometheus at GET /metrics, as on Node. Spans go to Deno's own provider under OTEL_DENO=true.
+  const metrics = config.metricsEnabled ? new PrometheusMetrics({ runtimeMetrics: true }) : null;
   const { app, feeds } = wire({
     config,
+    ...(metrics ? { metrics } : {}),
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
     notifier: typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier(),
@@ -31,13 +66,25 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
     ...(only ? { only } : {}),
   });
   // On shutdown, end open event streams so the server's graceful close need not wait out
-  // their lifetime (Deno Deploy has no signals: there the platform ends them).
+  // their lifetime (Deno Deploy has no signals: there the platform ends them); from then
+  // on /readyz answers 503.
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     try {
-      deno.addSignalListener?.(signal, () => feeds.drain());
+      deno.addSignalListener?.(signal, () => {
+        logger(LIFECYCLE).info("{signal}: shutting down; draining", { signal });
+        feeds.drain();
+      });
     } catch {
       // Signals not supported here.
     }
   }
-  return async (request) => app.fetch(request);
+  const fetch = metrics
+    ? withMetricsEndpoint(app.fetch, {
+      token: config.metricsToken,
+      // Open only where the function may run without authentication: HOST says loopback.
+      openWithoutToken: !authConfigured(config.auth) && isLoopbackHost(env.HOST?.trim() ?? ""),
+      render: () => metrics.render(),
+    })
+    : app.fetch;
+  return async (request) => fetch(request);
 }

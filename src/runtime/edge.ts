@@ -22,14 +22,16 @@ export function edgeEntry(only?: EdgeFunction): EdgeEntry {
   return {
     fetch(request, envOrInfo, ctx) {
       if (isDeno()) {
-        deno ??= loadDenoRuntime()
-          .then((runtime) => runtime.createDenoFetch(only))
-          .catch((error: unknown) => {
+        deno ??= loadDenoRuntime().then((runtime) => {
+          try {
+            return runtime.createDenoFetch(only);
+          } catch (error) {
             if (!(error instanceof ConfigError)) throw error;
             // As on Workers: say why once, and answer every request with a problem, not a bare 500.
-            console.error(`configuration error: ${error.message}`);
-            return async () => misconfiguredResponse();
-          });
+            runtime.logConfigError(error);
+            return async (request: Request) => misconfiguredResponse(request);
+          }
+        });
         return deno.then((handle) => handle(request));
       }
       return workerFetch(

@@ -1,19 +1,47 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
-import { assertAuthPolicy, ConfigError, loadConfig } from "./config.ts";
+import { assertAuthPolicy, type Config, ConfigError, isLoopbackHost, loadConfig } from "./config.ts";
 import { trackConnections } from "./node-close.ts";
+import { type NodeTracing, startNodeTracing } from "./node-tracing.ts";
+import { PrometheusMetrics } from "./prometheus.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
-import { describeError } from "../model/errors.ts";
+import { authConfigured } from "../http/auth/authenticator.ts";
+import { withMetricsEndpoint } from "../http/metrics-endpoint.ts";
+import { configureLogging } from "../logging/configure.ts";
+import { LIFECYCLE, logger } from "../logging/logger.ts";
 import { rebuildCache } from "../service/rebuild.ts";
 
-export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
+const log = logger("server");
+/** Start and shutdown: logged whatever LOG_LEVEL says. */
+const lifecycle = logger(LIFECYCLE);
+
+/**
+ * LogTape for this process: JSON lines on stdout unless it is a terminal (or as
+ * LOG_FORMAT says), request fields through an AsyncLocalStorage.
+ */
+export function configureNodeLogging(config: Pick<Config, "logLevel" | "logFormat">): void {
+  configureLogging({
+    level: config.logLevel,
+    format: config.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
+    write: (line) => process.stdout.write(`${line}\n`),
+    contextLocalStorage: new AsyncLocalStorage(),
+  });
+}
+
+/** `tracing`: what `startNodeTracing` registered, flushed before the process exits. */
+export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: NodeTracing | null = null) {
   const config = loadConfig(env);
+  configureNodeLogging(config);
   assertAuthPolicy(config, config.host);
+  // Prometheus at GET /metrics, the process's own families (CPU, memory, event loop) included.
+  const metrics = config.metricsEnabled ? new PrometheusMetrics({ runtimeMetrics: true }) : null;
   const { app, cache, feeds, service, rollout } = wire({
     config,
+    ...(metrics ? { metrics } : {}),
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
     unref: (timer) => (timer as NodeJS.Timeout).unref(),
@@ -22,19 +50,35 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
     onCacheReset: () => void rebuildInBackground(),
   });
   const rebuildInBackground = async () => {
-    console.log("the libSQL cache was of another schema version and was replaced; rebuilding it from the rollout");
+    log.info("the libSQL cache was of another schema version and was replaced; rebuilding it from the rollout");
     try {
       const summary = await rebuildCache({ service, rollout, cache });
-      console.log(`cache rebuilt: ${summary.threads} threads, ${summary.failed.length} failed`);
+      log.info("cache rebuilt: {threads} threads, {failed} failed", {
+        threads: summary.threads,
+        failed: summary.failed.length,
+      });
     } catch (error) {
-      console.error("cache rebuild failed; run npm run rebuild", describeError(error));
+      log.error("cache rebuild failed; run npm run rebuild", { error });
     }
   };
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
-    console.log(`thread-artifacts listening on http://${config.host}:${info.port} (data: ${resolve(config.dataDir)})`);
+  const fetch = metrics
+    ? withMetricsEndpoint(app.fetch, {
+      token: config.metricsToken,
+      openWithoutToken: !authConfigured(config.auth) && isLoopbackHost(config.host),
+      render: () => metrics.render(),
+    })
+    : app.fetch;
+  const server = serve({ fetch, port: config.port, hostname: config.host }, (info) => {
+    // test/support/server-process.ts and bench/lib/process.ts wait for this line: keep "listening on http://…".
+    lifecycle.info("thread-artifacts listening on {url} (data: {dataDir})", {
+      url: `http://${config.host}:${info.port}`,
+      dataDir: resolve(config.dataDir),
+    });
   });
   const connections = trackConnections(server as Server);
-  const shutdown = () => {
+  const shutdown = (signal: NodeJS.Signals) => {
+    // From here /readyz answers 503 (the feeds are draining).
+    lifecycle.info("{signal}: shutting down; draining", { signal });
     // Open event streams end now (clients resume on the next process), so closing waits
     // only for the requests in flight; no new request is served on an open connection.
     feeds.drain();
@@ -43,6 +87,8 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
       // reads, but one left half done would be redone by the next writer).
       await service.idle();
       cache.close();
+      // The last spans (this shutdown's requests) go out before the process does (at most 2 s).
+      await tracing?.shutdown();
       process.exit(0);
     });
     // A request that never finishes must not hold the process forever.
@@ -55,10 +101,12 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env) {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   try {
-    startNodeServer();
+    startNodeServer(process.env, await startNodeTracing(process.env));
   } catch (error) {
     if (error instanceof ConfigError) {
-      console.error(`configuration error: ${error.message}`);
+      // LOG_LEVEL or LOG_FORMAT may be what is wrong: say it with the defaults.
+      configureNodeLogging({ logLevel: "info", logFormat: undefined });
+      log.error("configuration error: {reason}", { reason: error.message });
       process.exit(1);
     }
     throw error;

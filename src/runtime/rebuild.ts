@@ -16,6 +16,7 @@ import { ArtifactService } from "../service/artifact-service.ts";
 import { RebuildAbortedError, rebuildCache, type RebuildEvent, type RebuildScope } from "../service/rebuild.ts";
 import { type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
+import { configureLogging, jsonLine } from "../logging/configure.ts";
 
 export interface Output {
   write(text: string): unknown;
@@ -129,7 +130,6 @@ export async function runRebuild(
       cache,
       limits: { maxPayloadBytes: config.maxPayloadBytes, maxArtifactsPerThread: config.maxArtifactsPerThread },
       deleteRetentionMs: config.deleteRetentionMs,
-      logger: { warn: (message, fields) => io.stderr.write(`rebuild: ${message} ${JSON.stringify(fields ?? {})}\n`) },
     });
     const summary = await rebuildCache({ service, rollout, cache }, {
       scope: args.scope,
@@ -246,6 +246,13 @@ function blobStoreName(config: Config): string {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  // The service's warnings (a compaction or sweep that failed) as the command's own lines.
+  configureLogging({
+    level: "warn",
+    format: ({ msg, time: _time, level: _level, logger: _logger, ...fields }) =>
+      `rebuild: ${String(msg)} ${jsonLine(fields)}`,
+    write: (line) => process.stderr.write(`${line}\n`),
+  });
   process.once("SIGINT", () => {
     process.stderr.write(
       "\nrebuild: interrupted; run it again to finish (threads already at head are skipped cheaply)\n",

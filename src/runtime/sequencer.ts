@@ -18,13 +18,18 @@
  * (its wall-clock is billed) nor cost store requests.
  */
 import { problemResponse } from "../http/problem.ts";
+import { requestParentContext, withTraceHeaders } from "../http/trace-context.ts";
 import type { PushMessage, PushSocket } from "../live/pushed-feeds.ts";
 import type { WriteCommand } from "../model/decide.ts";
-import { describeError, type ProblemCode, ProblemError } from "../model/errors.ts";
+import { type ProblemCode, ProblemError } from "../model/errors.ts";
+import { FaultBurst, isReported } from "../logging/faults.ts";
+import { logger } from "../logging/logger.ts";
 import { TENANT_PATTERN, THREAD_ID_PATTERN, threadKey } from "../model/ids.ts";
 import type { ThreadJson } from "../model/artifact.ts";
 import { type Commit, logEventOf } from "../model/patch.ts";
+import { type Context, endSpan, SpanKind, tracer, withSpan } from "../model/tracing.ts";
 import type { ArtifactService, HeadSource, WritePath, WriteResult } from "../service/artifact-service.ts";
+import { AnalyticsEngineMetrics, isAnalyticsEngineDataset } from "./analytics-engine.ts";
 import { loadWorkerContext, type WorkerEnv } from "./workers-context.ts";
 import { wireService } from "./wire.ts";
 
@@ -51,6 +56,10 @@ interface WebSocketLike extends PushSocket {
 
 declare const WebSocketPair: { new (): { 0: WebSocket; 1: WebSocket } };
 
+const log = logger("sequencer");
+/** The isolate's calls to sequencers that could not be made, logged once per burst. */
+const unreachable = new FaultBurst({ store: "sequencer", log });
+
 /** The Durable Object class bound as `SEQUENCER` (wrangler.toml). */
 export class ThreadSequencer {
   readonly #state: DurableObjectStateLike;
@@ -62,7 +71,27 @@ export class ThreadSequencer {
     this.#env = env;
   }
 
+  /**
+   * Each call runs in a server span, the child of the Worker's context the call carries
+   * (`traceparent`, see SequencerClient), so the object's commit and store spans join the
+   * request's trace wherever a tracer provider is registered.
+   */
   async fetch(request: Request): Promise<Response> {
+    const parent = requestParentContext(request.headers);
+    // Named by the call (`sequencer /write`, `/head`, `/thread`, `/events`): the ids stay in the query.
+    const span = tracer.startSpan(`sequencer ${new URL(request.url).pathname}`, { kind: SpanKind.SERVER }, parent);
+    try {
+      const response = await withSpan(span, () => this.#serve(request), parent);
+      span.setAttribute("http.response.status_code", response.status);
+      endSpan(span);
+      return response;
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+  }
+
+  async #serve(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const tenant = url.searchParams.get("tenant") ?? "";
     const threadId = url.searchParams.get("thread") ?? "";
@@ -99,7 +128,9 @@ export class ThreadSequencer {
       }
     } catch (error) {
       if (error instanceof ProblemError) return problemResponse(error);
-      console.error("sequencer failed", describeError(error));
+      // A store fault was logged by the store, once per burst: not again per call.
+      if (isReported(error)) log.debug("sequencer call failed on a store fault", { error });
+      else log.error("sequencer failed", { error });
       return problemResponse(
         new ProblemError("unavailable", "a storage backend failed; retry", { retryAfterSeconds: 1 }),
       );
@@ -131,6 +162,10 @@ export class ThreadSequencer {
       repairBehindEveryMs: 1000,
       writeMode: { kind: "resident", onDurable: (tenant, commit) => this.#push(tenant, commit) },
       background: (work) => this.#state.waitUntil(work),
+      // Long-lived, so no per-recorder budget: past the platform's per-invocation limit a point is dropped.
+      ...(isAnalyticsEngineDataset(this.#env.METRICS)
+        ? { metrics: new AnalyticsEngineMetrics(this.#env.METRICS, Infinity) }
+        : {}),
     });
     this.#service = service;
     return service;
@@ -156,9 +191,17 @@ export class ThreadSequencer {
  */
 export class SequencerClient implements WritePath, HeadSource {
   readonly #namespace: DurableObjectNamespaceLike;
+  readonly #traceContext: Context | undefined;
 
-  constructor(namespace: DurableObjectNamespaceLike) {
+  /**
+   * `traceContext`: the trace context of the request this client serves, carried to the
+   * object on every call (W3C `traceparent`) when no span is active: workerd registers no
+   * context manager, so the caller's context is all there is to carry. Where a span is
+   * active (a traced Worker, tests on Node) the calls carry that span instead.
+   */
+  constructor(namespace: DurableObjectNamespaceLike, options: { traceContext?: Context } = {}) {
     this.#namespace = namespace;
+    this.#traceContext = options.traceContext;
   }
 
   async write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
@@ -179,7 +222,7 @@ export class SequencerClient implements WritePath, HeadSource {
   /** Opens the thread's push link (a WebSocket to its sequencer). */
   async connect(tenant: string, threadId: string): Promise<PushSocket> {
     const response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, "/events"), {
-      headers: { upgrade: "websocket" },
+      headers: withTraceHeaders({ upgrade: "websocket" }, this.#traceContext),
     });
     const socket = response.webSocket;
     if (response.status !== 101 || !socket) {
@@ -202,9 +245,13 @@ export class SequencerClient implements WritePath, HeadSource {
   async #call(tenant: string, threadId: string, path: string, init: RequestInit): Promise<Response> {
     let response: Response;
     try {
-      response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, path), init);
+      response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, path), {
+        ...init,
+        headers: withTraceHeaders({ ...(init.headers as Record<string, string> | undefined) }, this.#traceContext),
+      });
+      unreachable.succeeded();
     } catch (error) {
-      console.error("sequencer unreachable", describeError(error));
+      unreachable.failed(path.slice(1), error);
       throw new ProblemError("unavailable", "the thread's sequencer is unreachable; retry", { retryAfterSeconds: 1 });
     }
     if (response.ok) return response;

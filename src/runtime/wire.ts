@@ -1,9 +1,13 @@
+import type { FaultBurst } from "../logging/faults.ts";
+import { instrumentBlobStore } from "../blob/instrumented.ts";
 import type { BlobStore } from "../blob/port.ts";
+import { instrumentCache } from "../cache/instrumented.ts";
 import { LibsqlCache, type SqlClient } from "../cache/libsql.ts";
 import { createApp, type EdgeFunction } from "../http/app.ts";
 import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
 import { FeedHub, type FeedSource } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
+import { type Metrics, noMetrics } from "../model/metrics.ts";
 import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService, type WriteMode } from "../service/artifact-service.ts";
 import type { Config } from "./config.ts";
@@ -30,6 +34,13 @@ export interface ServiceWiring {
   background?: (work: Promise<void>) => void;
   /** See ServiceOptions.unref (Node and Deno each have their own). */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
+  /** Where requests, commits, store calls, streams and the cache's state are reported (default: nowhere). */
+  metrics?: Metrics;
+  /**
+   * The stores' fault logs (once per burst), when they must outlive this wiring: Workers
+   * wire per request, so they keep one per isolate. Default: this wiring's own.
+   */
+  storeFaults?: { blob: FaultBurst; libsql: FaultBurst };
 }
 
 /** What the HTTP app adds. */
@@ -42,14 +53,19 @@ export interface AppWiring extends ServiceWiring {
 
 /** The service over its stores (the Workers sequencer needs nothing more). */
 export function wireService(wiring: ServiceWiring) {
-  const { config, notifier = new InProcessNotifier(), repairBehindEveryMs = 1000 } = wiring;
-  const cache = new LibsqlCache({
-    connect: wiring.connectLibsql,
-    local: config.libsqlUrl.startsWith("file:"),
-    ...(wiring.cacheSchema ? { schema: wiring.cacheSchema } : {}),
-    onReset: () => wiring.onCacheReset?.(),
-  });
-  const rollout = new Rollout(wiring.blobStore);
+  const { config, notifier = new InProcessNotifier(), repairBehindEveryMs = 1000, metrics = noMetrics } = wiring;
+  // Both stores measured (and traced) at their ports, whatever the adapter.
+  const cache = instrumentCache(
+    new LibsqlCache({
+      connect: wiring.connectLibsql,
+      local: config.libsqlUrl.startsWith("file:"),
+      ...(wiring.cacheSchema ? { schema: wiring.cacheSchema } : {}),
+      onReset: () => wiring.onCacheReset?.(),
+    }),
+    metrics,
+  );
+  // Measured, traced and its faults logged once per burst, in one wrapper (blob/instrumented.ts).
+  const rollout = new Rollout(instrumentBlobStore(wiring.blobStore, metrics, wiring.storeFaults?.blob));
   const service = new ArtifactService({
     rollout,
     cache,
@@ -61,6 +77,8 @@ export function wireService(wiring: ServiceWiring) {
     ...(wiring.writeMode ? { writeMode: wiring.writeMode } : {}),
     ...(wiring.background ? { background: wiring.background } : {}),
     ...(wiring.unref ? { unref: wiring.unref } : {}),
+    ...(wiring.storeFaults ? { cacheFaults: wiring.storeFaults.libsql } : {}),
+    metrics,
   });
   return { service, cache, rollout, notifier };
 }
@@ -81,6 +99,7 @@ export function wire(wiring: AppWiring) {
     authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
     corsOrigins: config.corsOrigins,
     ...(wiring.only ? { only: wiring.only } : {}),
+    ...(wiring.metrics ? { metrics: wiring.metrics } : {}),
     live: {
       feeds,
       options: { retryMs: 2000, pingMs: config.ssePingMs, maxLifetimeMs: config.sseMaxLifetimeMs },

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createClient } from "@libsql/client/web";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
@@ -5,6 +6,7 @@ import { R2BlobStore, type R2BucketLike } from "../blob/r2.ts";
 import type { SqlClient } from "../cache/libsql.ts";
 import { assertAuthPolicy, type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
+import { configureLogging } from "../logging/configure.ts";
 
 /** The Worker's bindings: R2 `ROLLOUTS`, the Durable Object `SEQUENCER`, and string vars/secrets. */
 export interface WorkerEnv {
@@ -33,6 +35,7 @@ export interface WorkerContext {
 export function loadWorkerContext(env: WorkerEnv): WorkerContext {
   const vars = stringVars(env);
   const config = loadConfig(vars);
+  configureWorkerLogging(config);
   assertAuthPolicy(config, undefined);
   return {
     config,
@@ -41,6 +44,21 @@ export function loadWorkerContext(env: WorkerEnv): WorkerContext {
       createClient({ url: config.libsqlUrl, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) }),
     cacheSchema,
   };
+}
+
+let loggingConfigured = false;
+
+/**
+ * LogTape for this isolate, once (the Worker's first request or the sequencer object's
+ * first call): every record as one object to `console`, which Workers Logs indexes field
+ * by field (`[observability]` in wrangler.toml). Request fields travel in node:async_hooks'
+ * AsyncLocalStorage (Node.js compatibility is on by default from compatibility date
+ * 2026-08-04; wrangler.toml's is later).
+ */
+export function configureWorkerLogging(config: Pick<Config, "logLevel">): void {
+  if (loggingConfigured) return;
+  loggingConfigured = true;
+  configureLogging({ level: config.logLevel, format: "object", contextLocalStorage: new AsyncLocalStorage() });
 }
 
 function workerBlobStore(env: WorkerEnv, vars: Env, config: Config): BlobStore {

@@ -1,10 +1,15 @@
 import type { EdgeFunction } from "../http/app.ts";
 import { misconfiguredResponse } from "../http/problem.ts";
+import { traceContextOf } from "../http/trace-context.ts";
 import { PushedFeeds } from "../live/pushed-feeds.ts";
 import { ConfigError } from "./config.ts";
+import { AnalyticsEngineMetrics, isAnalyticsEngineDataset } from "./analytics-engine.ts";
 import { type DurableObjectNamespaceLike, SequencerClient } from "./sequencer.ts";
-import { loadWorkerContext, type WorkerContext, type WorkerEnv } from "./workers-context.ts";
+import { configureWorkerLogging, loadWorkerContext, type WorkerContext, type WorkerEnv } from "./workers-context.ts";
+import { blobFaults } from "../blob/instrumented.ts";
+import { logger } from "../logging/logger.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
+import { cacheFaults } from "../service/cache-guard.ts";
 import { wire } from "./wire.ts";
 
 export type { WorkerEnv };
@@ -15,6 +20,9 @@ export interface WaitUntil {
 
 /** With the sequencer, a stream reads its log only on this slow safety poll (pushes carry the events). */
 const SAFETY_POLL_MS = 60_000;
+
+/** The stores' faults, once per burst for the isolate (not once per request, each wired anew). */
+const storeFaults = { blob: blobFaults(), libsql: cacheFaults() };
 
 /**
  * Serves one request on Workers. Everything is wired per request: Workers forbid one
@@ -35,12 +43,20 @@ export async function workerFetch(
     context = loadWorkerContext(env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    console.error(`configuration error: ${error.message}`);
-    return misconfiguredResponse();
+    // LOG_LEVEL itself may be what is wrong: with the defaults then.
+    configureWorkerLogging({ logLevel: "info" });
+    logger("server").error("configuration error: {reason}", { reason: error.message });
+    return misconfiguredResponse(request);
   }
-  const sequencer = isNamespace(env.SEQUENCER) ? new SequencerClient(env.SEQUENCER) : undefined;
+  // The caller's trace context goes with every call to the thread's sequencer.
+  const sequencer = isNamespace(env.SEQUENCER)
+    ? new SequencerClient(env.SEQUENCER, { traceContext: traceContextOf(request.headers) })
+    : undefined;
   const { app } = wire({
     ...context,
+    storeFaults,
+    // The optional Analytics Engine binding `METRICS` gets the events /metrics has on Node and Deno.
+    ...(isAnalyticsEngineDataset(env.METRICS) ? { metrics: new AnalyticsEngineMetrics(env.METRICS) } : {}),
     // Nothing outlives a request here: the next write or strong read repairs a cache left behind.
     repairBehindEveryMs: 0,
     // Compaction runs after the answer; the request's waitUntil keeps the isolate for it.

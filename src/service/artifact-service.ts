@@ -1,11 +1,14 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, toThreadJson } from "../model/artifact.ts";
 import type { VersionPrecondition, WriteCommand } from "../model/decide.ts";
+import { withDeadline } from "../model/deadline.ts";
 import { uuidv7 } from "../model/ids.ts";
+import { type Metrics, noMetrics } from "../model/metrics.ts";
 import type { LogEvent } from "../model/patch.ts";
 import { type CompactionOptions, Compactor } from "../rollout/compaction.ts";
 import type { Rollout } from "../rollout/rollout.ts";
-import { CacheGuard, type ServiceLogger } from "./cache-guard.ts";
+import type { FaultBurst } from "../logging/faults.ts";
+import { CacheGuard } from "./cache-guard.ts";
 import { CacheRepairer, type RepairResult } from "./cache-repairer.ts";
 import {
   type ArtifactWriteResult,
@@ -40,7 +43,6 @@ export type {
   ReadSource,
   RepairResult,
   ServiceLimits,
-  ServiceLogger,
   ThreadPage,
   VersionPage,
   WriteResult,
@@ -56,7 +58,6 @@ export interface ServiceOptions {
   onCommit?: CommitListener;
   /** Who sequences this service's writes (default: `{ kind: "local" }`). */
   writeMode?: WriteMode;
-  logger?: ServiceLogger;
   /** Keeps work that outlives the answer alive (Workers: `ctx.waitUntil`); default: let it run. */
   background?: (work: Promise<void>) => void;
   now?: () => Date;
@@ -71,6 +72,10 @@ export interface ServiceOptions {
   repairBehindEveryMs?: number;
   /** See RepairerOptions.unref. */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
+  /** Where commits, lost races and cache repairs are reported (default: nowhere). */
+  metrics?: Metrics;
+  /** libSQL's fault log (default: this service's own; Workers share one per isolate). See cacheFaults. */
+  cacheFaults?: FaultBurst;
 }
 
 /**
@@ -110,13 +115,14 @@ export class ArtifactService {
   readonly #inFlight = new Set<Promise<void>>();
 
   constructor(options: ServiceOptions) {
-    const logger = options.logger ?? { warn: (message, fields) => console.warn(message, fields ?? {}) };
     const rollout = options.rollout;
-    const guard = new CacheGuard(options.cache, logger);
+    const metrics = options.metrics ?? noMetrics;
+    const guard = new CacheGuard(options.cache, options.cacheFaults);
     const repairer = new CacheRepairer({
       rollout,
       cache: options.cache,
       guard,
+      metrics,
       repairBehindEveryMs: options.repairBehindEveryMs ?? 0,
       ...(options.unref ? { unref: options.unref } : {}),
     });
@@ -127,7 +133,7 @@ export class ArtifactService {
     const now = options.now ?? (() => new Date());
     const mode = options.writeMode ?? { kind: "local" };
     const retentionMs = options.deleteRetentionMs ?? DEFAULT_DELETE_RETENTION_MS;
-    const sweeper = new ThreadSweeper({ rollout, logger, retentionMs, now });
+    const sweeper = new ThreadSweeper({ rollout, retentionMs, now });
     this.#sweeper = sweeper;
     const background = (work: Promise<void>) => {
       const tracked = work.finally(() => this.#inFlight.delete(tracked));
@@ -153,13 +159,13 @@ export class ArtifactService {
       onCommit: options.onCommit ?? (() => {}),
       onDurable: mode.kind === "resident" ? mode.onDurable : () => {},
       resident: mode.kind === "resident",
-      logger,
       background,
       now,
       newId: options.newId ?? (() => uuidv7()),
       maxAttempts: options.maxAttempts ?? 20,
       freshMs: retentionMs / 4,
       backoff: options.backoff ?? jitteredBackoff,
+      metrics,
     });
     this.#writes = mode.kind === "forwarded" ? mode.writes : this.#writer as GroupWriter;
   }
@@ -287,15 +293,15 @@ export class ArtifactService {
     while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
   }
 
-  async health(): Promise<{ cache: "up" | "down"; rollout: "up" | "down" }> {
+  /** Whether each store answers; with `timeoutMs`, one that has not answered by then counts as down. */
+  async health(options: { timeoutMs?: number } = {}): Promise<{ cache: "up" | "down"; rollout: "up" | "down" }> {
+    const bounded = (check: Promise<boolean>, what: string) =>
+      options.timeoutMs === undefined ? check : withDeadline(check, options.timeoutMs, what).catch(() => false);
     const [cache, rollout] = await Promise.all([
-      this.#cache.ping().then(
-        () => "up" as const,
-        () => "down" as const,
-      ),
-      this.#rollout.reachable().then((up) => (up ? ("up" as const) : ("down" as const))),
+      bounded(this.#cache.ping().then(() => true, () => false), "cache ping"),
+      bounded(this.#rollout.reachable(), "rollout store check"),
     ]);
-    return { cache, rollout };
+    return { cache: cache ? "up" : "down", rollout: rollout ? "up" : "down" };
   }
 }
 

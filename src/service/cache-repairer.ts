@@ -1,7 +1,9 @@
 import type { ThreadState } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
+import type { Metrics } from "../model/metrics.ts";
 import { type Commit, patchesOf } from "../model/patch.ts";
+import { detached } from "../model/tracing.ts";
 import type { ArtifactCache } from "../cache/port.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import type { CacheGuard } from "./cache-guard.ts";
@@ -28,6 +30,8 @@ export interface RepairerOptions {
   repairBehindEveryMs: number;
   /** Lets the background repair's timer not keep the process alive (the runtime knows how). */
   unref?: (timer: ReturnType<typeof setTimeout>) => void;
+  /** Each repair that moved a thread's cache forward is counted here. */
+  metrics: Metrics;
 }
 
 /** Threads the background repair remembers at most (past it, rebuild or the next read repairs). */
@@ -50,6 +54,7 @@ export class CacheRepairer {
   readonly #guard: CacheGuard;
   readonly #repairBehindEveryMs: number;
   readonly #unref: (timer: ReturnType<typeof setTimeout>) => void;
+  readonly #metrics: Metrics;
   /** Threads this process wrote while the cache could not take the commits. */
   readonly #behind = new Map<string, { tenant: string; threadId: string }>();
   #repairTimer: ReturnType<typeof setTimeout> | undefined;
@@ -60,6 +65,7 @@ export class CacheRepairer {
     this.#guard = options.guard;
     this.#repairBehindEveryMs = options.repairBehindEveryMs;
     this.#unref = options.unref ?? (() => {});
+    this.#metrics = options.metrics;
   }
 
   /**
@@ -72,7 +78,11 @@ export class CacheRepairer {
     if (cachedSeq > 0) {
       const tail = known ?? (await this.#tailAfter(tenant, threadId, cachedSeq));
       const last = tail[tail.length - 1];
-      if (!last || (await cache.apply(tenant, tail)) >= last.lastSeq) return;
+      if (!last) return;
+      if ((await cache.apply(tenant, tail)) >= last.lastSeq) {
+        this.#metrics.cacheRepaired();
+        return;
+      }
     }
     await this.#repairUncached(tenant, threadId);
   }
@@ -81,7 +91,10 @@ export class CacheRepairer {
   async repairRead(tenant: string, threadId: string, cached: ThreadState | null): Promise<ThreadState | null> {
     if (cached && cached.seq > 0) {
       const tail = await this.#tailAfter(tenant, threadId, cached.seq);
-      if (tail.length > 0) await this.#cache.apply(tenant, tail);
+      if (tail.length > 0) {
+        await this.#cache.apply(tenant, tail);
+        this.#metrics.cacheRepaired();
+      }
       return materialize(cached, patchesOf(tail));
     }
     return this.#repairUncached(tenant, threadId);
@@ -117,6 +130,7 @@ export class CacheRepairer {
     const { base, tail } = await this.#rollout.loadParts(tenant, threadId);
     if (base) await cache.install(tenant, base);
     if (tail.length > 0) await cache.apply(tenant, tail);
+    if (base || tail.length > 0) this.#metrics.cacheRepaired();
     return materialize(base, patchesOf(tail));
   }
 
@@ -150,7 +164,8 @@ export class CacheRepairer {
 
   #scheduleRepair(): void {
     if (this.#repairTimer !== undefined) return;
-    this.#repairTimer = setTimeout(() => void this.#repairBehind(), this.#repairBehindEveryMs);
+    // Not under the request that fell behind: the repair may run for as long as libSQL is down.
+    this.#repairTimer = detached(() => setTimeout(() => void this.#repairBehind(), this.#repairBehindEveryMs));
     this.#unref(this.#repairTimer);
   }
 

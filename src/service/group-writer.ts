@@ -8,13 +8,27 @@ import {
   type WriteResult,
 } from "../model/answer.ts";
 import { decideGroup, type GroupOutcome, targetOf, type WriteCommand } from "../model/decide.ts";
-import { describeError, ProblemError } from "../model/errors.ts";
+import { ProblemError } from "../model/errors.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
+import type { Metrics } from "../model/metrics.ts";
 import { type Commit, commitOf, isTombstone } from "../model/patch.ts";
+import {
+  activeContext,
+  type Context,
+  detached,
+  endSpan,
+  type Link,
+  spanContextOf,
+  SpanKind,
+  startChildSpan,
+  withSpan,
+} from "../model/tracing.ts";
 import type { Compactor } from "../rollout/compaction.ts";
 import type { Rollout } from "../rollout/rollout.ts";
-import type { CacheGuard, ServiceLogger } from "./cache-guard.ts";
+import { warnUnlessReported } from "../logging/faults.ts";
+import { logger } from "../logging/logger.ts";
+import type { CacheGuard } from "./cache-guard.ts";
 import type { CacheRepairer } from "./cache-repairer.ts";
 import type { ThreadSweeper } from "./thread-sweeper.ts";
 import { GroupQueue } from "./group-queue.ts";
@@ -22,6 +36,8 @@ import { ResidentThreads } from "./resident-threads.ts";
 import { type Basis, WriteBasis } from "./write-basis.ts";
 
 export type { ArtifactWriteResult, ThreadDeleteResult, WriteResult };
+
+const log = logger("service");
 
 export interface ServiceLimits {
   maxPayloadBytes: number;
@@ -48,7 +64,6 @@ export interface GroupWriterOptions {
    * writer of its thread (the Workers sequencer); put-if-absent still checks every decision.
    */
   resident: boolean;
-  logger: ServiceLogger;
   /** Runs work that must not hold the answer (compaction); the runtime keeps it alive (Workers: waitUntil). */
   background: (work: Promise<void>) => void;
   now: () => Date;
@@ -62,6 +77,8 @@ export interface GroupWriterOptions {
   freshMs: number;
   /** Waits between rounds; injectable so tests need no real sleeps. */
   backoff: (attempt: number) => Promise<void>;
+  /** Commits, patches per commit and lost races are reported here. */
+  metrics: Metrics;
 }
 
 /** A write waiting for its thread's next group. */
@@ -69,6 +86,8 @@ interface PendingWrite {
   tenant: string;
   threadId: string;
   command: WriteCommand;
+  /** The trace context the write came in (the commit span of its group hangs under the first write's). */
+  context: Context;
   resolve: (result: WriteResult) => void;
   reject: (error: unknown) => void;
 }
@@ -107,7 +126,14 @@ export class GroupWriter {
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
     return new Promise((resolve, reject) =>
-      this.#groups.push(threadKey(tenant, threadId), { tenant, threadId, command, resolve, reject })
+      this.#groups.push(threadKey(tenant, threadId), {
+        tenant,
+        threadId,
+        command,
+        context: activeContext(),
+        resolve,
+        reject,
+      })
     );
   }
 
@@ -121,13 +147,28 @@ export class GroupWriter {
     return this.#residentOnly().head(tenant, threadId);
   }
 
-  /** Settles every write of the group: if something throws, every write gets the error. */
+  /**
+   * Settles every write of the group: if something throws, every write gets the error.
+   * Traced as one `commit` span under the first write's request (the group's other
+   * writes are linked), its store calls inside it.
+   */
   async #commitGroup(group: PendingWrite[]): Promise<void> {
     const first = group[0];
     if (!first) return;
+    const span = startChildSpan(
+      "commit",
+      SpanKind.INTERNAL,
+      { "artifacts.commit.writes": group.length },
+      first.context,
+    );
+    if (span && group.length > 1) span.addLinks(linksOf(group));
     try {
-      await this.#writeGroup(first.tenant, first.threadId, group);
+      await (span
+        ? withSpan(span, () => this.#writeGroup(first.tenant, first.threadId, group), first.context)
+        : this.#writeGroup(first.tenant, first.threadId, group));
+      if (span) endSpan(span);
     } catch (error) {
+      if (span) endSpan(span, error);
       for (const write of group) write.reject(error);
     }
   }
@@ -191,6 +232,7 @@ export class GroupWriter {
         throw error;
       });
       if (appended === "created") {
+        this.#o.metrics.committed(patches.length);
         heads.remember(tenant, threadId, {
           seq: commit.lastSeq,
           artifactCount: countAfter(context.artifactCount, patches),
@@ -213,6 +255,7 @@ export class GroupWriter {
       }
       // Another writer took the seq after our context: learn what it wrote, then decide
       // again (after a remembered head, on the cache: the next round reads it).
+      this.#o.metrics.commitConflict();
       heads.shared(tenant, threadId);
       if (!round.fromKnownHead) basis = await this.#basis.catchUp(tenant, threadId, context.seq, basis);
       this.#holdResident(tenant, threadId, basis);
@@ -238,7 +281,7 @@ export class GroupWriter {
   /** A delete's commit: readers start at the marked life before the delete is answered (an as-of read of the old life then 404s). */
   async #markLife(tenant: string, threadId: string, commit: Commit): Promise<void> {
     await this.#o.sweeper.mark(tenant, threadId, commit.firstSeq, commit.at).catch((error: unknown) =>
-      this.#o.logger.warn("marking a deleted thread's life failed", { threadId, error: describeError(error) })
+      warnUnlessReported(log, "marking a deleted thread's life failed", { threadId }, error)
     );
   }
 
@@ -248,7 +291,8 @@ export class GroupWriter {
     if (isTombstone(commit)) sweeper.ensure(tenant, threadId, commit.firstSeq, background);
     else if (newLife) sweeper.ensure(tenant, threadId, seq, background);
     this.#o.onDurable(tenant, commit);
-    if (this.#o.compactor.isDue(commit)) background(this.#compact(tenant, threadId));
+    // Compaction outlives the answer: it is no part of the request's trace.
+    if (this.#o.compactor.isDue(commit)) background(detached(() => this.#compact(tenant, threadId)));
   }
 
   /**
@@ -272,7 +316,7 @@ export class GroupWriter {
     try {
       await this.#o.compactor.compact(tenant, threadId);
     } catch (error) {
-      this.#o.logger.warn("compaction failed", { threadId, error: describeError(error) });
+      warnUnlessReported(log, "compaction failed", { threadId }, error);
     }
   }
 
@@ -284,6 +328,16 @@ export class GroupWriter {
   #now(): number {
     return this.#o.now().getTime();
   }
+}
+
+/** The trace contexts of a group's writes after the first, as links of its commit span. */
+function linksOf(group: readonly PendingWrite[]): Link[] {
+  const links: Link[] = [];
+  for (const write of group.slice(1)) {
+    const spanContext = spanContextOf(write.context);
+    if (spanContext) links.push({ context: spanContext });
+  }
+  return links;
 }
 
 /** Answers (or refuses) every write of the group by its outcome. */

@@ -1,8 +1,10 @@
 import { threadKey } from "../model/ids.ts";
-import { describeError } from "../model/errors.ts";
 import type { LifeMarker } from "../rollout/format.ts";
 import type { Rollout } from "../rollout/rollout.ts";
-import type { ServiceLogger } from "./cache-guard.ts";
+import { warnUnlessReported } from "../logging/faults.ts";
+import { logger } from "../logging/logger.ts";
+
+const log = logger("service");
 
 /** Writes or deletes at once at most this many objects (a big thread's sweep stays a few waves of requests). */
 const SWEEP_CONCURRENCY = 16;
@@ -14,7 +16,6 @@ export const DEFAULT_DELETE_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 export interface SweeperOptions {
   rollout: Rollout;
-  logger: ServiceLogger;
   /**
    * How long after a delete its earlier lives' commit keys stay occupied by stubs. Writers
    * never decide on a head older than a quarter of it (see GroupWriter), so a key is freed
@@ -84,8 +85,7 @@ export class ThreadSweeper {
     background(
       this.sweep(tenant, threadId, lifeStart).then(
         () => {},
-        (error: unknown) =>
-          this.#o.logger.warn("sweep of a deleted thread failed", { threadId, error: describeError(error) }),
+        (error: unknown) => warnUnlessReported(log, "sweep of a deleted thread failed", { threadId }, error),
       ),
     );
   }

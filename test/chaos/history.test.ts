@@ -76,7 +76,9 @@ function serverWarnings(outputs: string[]): string[] {
     // Folder names carry the run's temp dir: drop it so equal messages count together.
     let message = line.replace(/\/tmp\/artifacts-chaos-[^/]+/g, "<dir>").replace(/\s+/g, " ").slice(0, 300);
     try {
-      const parsed = JSON.parse(line) as { msg?: string; error?: string };
+      const parsed = JSON.parse(line) as { msg?: string; error?: string; level?: string };
+      // Access lines and other info: not warnings.
+      if (parsed.level === "info" || parsed.level === "debug") continue;
       if (parsed.msg) message = `${parsed.msg}${parsed.error ? `: ${String(parsed.error).slice(0, 200)}` : ""}`;
     } catch {
       // a plain line

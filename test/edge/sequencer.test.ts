@@ -270,7 +270,6 @@ function nodeProcess(): { service: ArtifactService; close: () => Promise<void> }
     rollout: new Rollout(s3.store(bucket)),
     cache,
     limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 1000 },
-    logger: { warn: () => {} },
   });
   return {
     service,

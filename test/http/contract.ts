@@ -64,6 +64,10 @@ export const PROBLEM_CODES = [
 ] as const;
 
 export const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A generated request id (crypto.randomUUID). */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** What a request id may be (API.md). */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const RFC3339_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const ARTIFACT_KEYS = [
   "artifactType",
@@ -130,11 +134,15 @@ export function expectProblem(result: HttpResult, status: number, code: (typeof 
     code,
   });
   expect(result.headers.get("content-type") ?? "").toMatch(/^application\/problem\+json\b/);
-  expectProblemBody(result.json, status);
+  expectProblemBody(result, status);
 }
 
-function expectProblemBody(body: any, status: number): void {
-  expect(Object.keys(body).sort()).toEqual(["code", "detail", "status", "title", "type"]);
+/** The problem body of API.md, its `requestId` the response's `X-Request-Id`. */
+function expectProblemBody(result: HttpResult, status: number): void {
+  const body = result.json;
+  expect(Object.keys(body).sort()).toEqual(["code", "detail", "requestId", "status", "title", "type"]);
+  expect(body.requestId).toMatch(REQUEST_ID);
+  expect(body.requestId).toBe(result.headers.get("x-request-id"));
   expect(body.type).toBe("about:blank");
   expect(body.status).toBe(status);
   expect(PROBLEM_CODES).toContain(body.code);
@@ -777,6 +785,70 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
         expect(health.json).toEqual({ ok: true, cache: "up", rollout: "up" });
       });
 
+      it("/livez and /readyz answer 200 while serving, without a token", async () => {
+        const live = await target!.fetch("/livez", { headers: { authorization: "" } });
+        expect(live.status).toBe(200);
+        expect(await live.json()).toEqual({ live: true });
+        const ready = await readJsonResult(await target!.fetch("/readyz", { headers: { authorization: "" } }));
+        expect(ready.status).toBe(200);
+        expect(ready.json).toEqual({ ready: true, draining: false, cache: "up", rollout: "up" });
+        expect((await target!.fetch("/readyz", { method: "HEAD" })).status).toBe(200);
+      });
+
+      it("every response carries X-Request-Id: the caller's when well-formed, else a generated one", async () => {
+        const threadId = uniqueThreadId("reqid");
+        const kept = await call("POST", `/v1/threads/${threadId}/artifacts`, { artifactType: "t", payload: 1 }, {
+          "x-request-id": "caller-id.1:A_b-9",
+        });
+        expect(kept.status).toBe(201);
+        expect(kept.headers.get("x-request-id")).toBe("caller-id.1:A_b-9");
+        for (const bad of ["", "has space", "x".repeat(129), "semi;colon", "ünïcode", "a/b"]) {
+          const replaced = await call("GET", `/v1/threads/${threadId}`, undefined, { "x-request-id": bad });
+          expect(replaced.status).toBe(200);
+          expect(replaced.headers.get("x-request-id"), JSON.stringify(bad)).toMatch(UUID);
+        }
+        const longest = "L".repeat(128);
+        expect((await call("GET", `/v1/threads/${threadId}`, undefined, { "x-request-id": longest })).headers
+          .get("x-request-id")).toBe(longest);
+        // Fresh ones differ; problems and probes carry theirs too.
+        const [a, b] = [await call("GET", "/livez"), await call("GET", "/livez")];
+        expect(a.headers.get("x-request-id")).toMatch(UUID);
+        expect(a.headers.get("x-request-id")).not.toBe(b.headers.get("x-request-id"));
+        const missing = await call("GET", "/v1/threads/no-such-thread-reqid", undefined, {
+          "x-request-id": "mine-404",
+        });
+        expectProblem(missing, 404, "thread_not_found");
+        expect(missing.json.requestId).toBe("mine-404");
+        const etag = (await call("GET", `/v1/threads/${threadId}`)).headers.get("etag");
+        expect(etag).toBeTruthy();
+        const notModified = await call("GET", `/v1/threads/${threadId}`, undefined, {
+          "if-none-match": etag as string,
+          "x-request-id": "mine-304",
+        });
+        expect(notModified.status).toBe(304);
+        expect(notModified.headers.get("x-request-id")).toBe("mine-304");
+      });
+
+      it("an event stream's response carries X-Request-Id", async () => {
+        const threadId = uniqueThreadId("reqid-sse");
+        await create(threadId, { artifactType: "t", payload: 1 });
+        for (const path of [`/v1/threads/${threadId}/events`, `/v1/events?threads=${threadId}`]) {
+          const controller = new AbortController();
+          const response = await target!.fetch(path, {
+            headers: { accept: "text/event-stream", "x-request-id": "stream-id-1" },
+            signal: controller.signal,
+          });
+          try {
+            expect(response.status).toBe(200);
+            expect(response.headers.get("content-type") ?? "").toMatch(/^text\/event-stream\b/);
+            expect(response.headers.get("x-request-id")).toBe("stream-id-1");
+          } finally {
+            controller.abort();
+            await response.body?.cancel().catch(() => {});
+          }
+        }
+      });
+
       it("/v1/openapi.json is an OpenAPI 3.1 document naming the routes", async () => {
         const doc = await call("GET", "/v1/openapi.json");
         expect(doc.status).toBe(200);
@@ -797,6 +869,10 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
           "application/merge-patch+json",
         ]);
         expect(Object.keys(paths["/healthz"])).toContain("get");
+        expect(Object.keys(paths["/livez"])).toContain("get");
+        expect(Object.keys(paths["/readyz"])).toContain("get");
+        expect(doc.json.components.schemas.Problem.required).toContain("requestId");
+        expect(paths["/v1/threads/{threadId}"].get.responses["404"].headers["X-Request-Id"]).toBeDefined();
       });
 
       it("answers 404 problem+json for an unknown route", async () => {
@@ -811,7 +887,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
           const result = await call("GET", path);
           expect({ path, status: result.status }).toEqual({ path, status: 404 });
           expect(result.headers.get("content-type") ?? "").toMatch(/^application\/problem\+json\b/);
-          expectProblemBody(result.json, 404);
+          expectProblemBody(result, 404);
         }
       });
 
@@ -830,7 +906,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
           const result = await call(method, path);
           expect({ method, path, status: result.status }).toEqual({ method, path, status: 405 });
           expect(result.headers.get("content-type") ?? "").toMatch(/^application\/problem\+json\b/);
-          expectProblemBody(result.json, 405);
+          expectProblemBody(result, 405);
           const allow = (result.headers.get("allow") ?? "").split(",").map((m) => m.trim());
           expect(allow).toEqual(expect.arrayContaining(allowed));
           expect(allow).not.toContain(method);

@@ -311,7 +311,6 @@ class Process {
       cache: switchable<ArtifactCache>(this.cache, () => this.cacheDown),
       limits: { maxPayloadBytes: 65536, maxArtifactsPerThread: 100_000 },
       onCommit: (tenant, commit) => notifier.notify(tenant, commit.threadId, commit.lastSeq),
-      logger: { warn: () => {} },
       repairBehindEveryMs: 1000,
     });
     // A slow read: held until the test releases it (or the feed gives up on it).

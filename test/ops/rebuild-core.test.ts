@@ -82,7 +82,6 @@ async function setup(threads: number, patches: number) {
     rollout,
     cache,
     limits: LIMITS,
-    logger: { warn: () => {} },
   });
   const deps = { service, rollout, cache };
   cleanups.push(() => {

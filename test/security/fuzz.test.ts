@@ -287,7 +287,8 @@ async function exercise(req: FuzzRequest): Promise<void> {
   expect(status, what).toBeGreaterThanOrEqual(400);
   expect(contentType, what).toMatch(/^application\/problem\+json/);
   const problem = parseJson(text);
-  expect(Object.keys(problem ?? {}).sort(), what).toEqual(["code", "detail", "status", "title", "type"]);
+  expect(Object.keys(problem ?? {}).sort(), what).toEqual(["code", "detail", "requestId", "status", "title", "type"]);
+  expect(problem.requestId, what).toBe(response.headers.get("x-request-id"));
   expect(PROBLEM_CODES, what).toContain(problem.code);
   expect(problem.status, what).toBe(status);
   if (req.tenant === null && !PUBLIC_PATHS.has(pathname)) {

@@ -413,7 +413,7 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
                   t,
                   requestFor(route, { threadId: ghost, artifactId: fx.artifactId }, token, intruder),
                 );
-                expect(result.text).toBe(absent.text.replaceAll(ghost, fx.threadId));
+                expect(blankRequestId(result.text)).toBe(blankRequestId(absent.text.replaceAll(ghost, fx.threadId)));
                 expect(headerNames(result.headers)).toEqual(headerNames(absent.headers));
               }
             }
@@ -629,7 +629,7 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
         const foreign = await call(fx.artifactId);
         const absent = await call(randomId);
         expectProblem(foreign, 404, "artifact_not_found");
-        expect(foreign.text).toBe(absent.text.replaceAll(randomId, fx.artifactId));
+        expect(blankRequestId(foreign.text)).toBe(blankRequestId(absent.text.replaceAll(randomId, fx.artifactId)));
         expect(headerNames(foreign.headers)).toEqual(headerNames(absent.headers));
         expect(foreign.text).not.toContain(fx.marker);
         expect(foreign.text).not.toContain("tenant-delta");
@@ -739,6 +739,11 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
     }
   });
 });
+
+/** A problem body with its request id (every request's own) blanked, to compare two answers. */
+function blankRequestId(text: string): string {
+  return text.replace(/"requestId":"[^"]*"/, '"requestId":"-"');
+}
 
 function headerNames(headers: Headers): string[] {
   return [...headers.keys()].filter((name) => name !== "date" && name !== "content-length").sort();

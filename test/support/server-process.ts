@@ -46,7 +46,8 @@ async function spawnServer(command: string, args: string[], env: Record<string, 
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = /[Ll]istening on (http:\/\/[^\s/]+)/.exec(output);
+      // The line is JSON (or text for people): the URL ends at a space, a slash or a quote.
+      const match = /[Ll]istening on (http:\/\/[^\s/"]+)/.exec(output);
       if (match) resolve(match[1] as string);
     };
     child.stdout.on("data", onData);

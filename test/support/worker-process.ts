@@ -55,6 +55,8 @@ export interface WorkerOptions {
   persist?: string;
   /** Listen here (default: any free port); a restart on the same port keeps clients' URLs. */
   port?: number;
+  /** Bind an Analytics Engine dataset as `METRICS` (default false: the Worker runs without it). */
+  analyticsEngine?: boolean;
 }
 
 /** The Worker's name in workerd (its Durable Object binding points at it). */
@@ -69,9 +71,12 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
   const bundle = await buildWorkerBundle();
   const persist = options.persist ?? mkdtempSync(join(tmpdir(), "artifacts-worker-state-"));
   const env: WorkerdEnv = { ROLLOUTS: { type: "r2", name: "ROLLOUTS" } };
-  for (const [name, value] of Object.entries(vars)) env[name] = { type: "text", value };
+  // Access lines at info would fill the test output (workerd's console goes to ours): warnings and errors only, unless asked.
+  for (const [name, value] of Object.entries({ LOG_LEVEL: "warn", ...vars })) env[name] = { type: "text", value };
   const sequencer = options.sequencer !== false;
   if (sequencer) env.SEQUENCER = { type: "durable-object", worker: WORKER_NAME, exportName: "ThreadSequencer" };
+  // Locally a dataset accepts data points and keeps none.
+  if (options.analyticsEngine) env.METRICS = { type: "analytics-engine-dataset", name: "thread_artifacts" };
   const mf = new Miniflare({
     ...sharedOptions(options.port),
     // R2 and Durable Objects persist under it, one folder per plugin.

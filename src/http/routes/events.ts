@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import type { FeedSource } from "../../live/feed.ts";
 import { resumePoint, streamManyThreadEvents, type StreamOptions, streamThreadEvents } from "../sse.ts";
 import { ProblemError } from "../../model/errors.ts";
+import type { Metrics } from "../../model/metrics.ts";
 import type { ArtifactService } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
 import { type ResumeTokenCodec, tagOf } from "../resume-token.ts";
@@ -12,7 +13,13 @@ import { threadIdOf } from "../validate.ts";
 /** The `artifact-updated` stream of one thread, and of up to 100 on one connection. */
 export function eventRoutes(
   app: Hono<AppEnv>,
-  deps: { service: ArtifactService; feeds: FeedSource; options: StreamOptions; tokens: ResumeTokenCodec },
+  deps: {
+    service: ArtifactService;
+    feeds: FeedSource;
+    options: StreamOptions;
+    tokens: ResumeTokenCodec;
+    metrics: Metrics;
+  },
 ): void {
   app.get(ROUTES.events.path, (c) => {
     const threadId = threadIdOf(c);
@@ -24,6 +31,7 @@ export function eventRoutes(
       feeds: deps.feeds,
       reader: deps.service,
       options: deps.options,
+      metrics: deps.metrics,
     });
   });
 
@@ -41,6 +49,7 @@ export function eventRoutes(
       feeds: deps.feeds,
       reader: deps.service,
       options: deps.options,
+      metrics: deps.metrics,
       eventId: (positions) =>
         deps.tokens.encode(tenant, [...positions].map(([threadId, seq]) => [tags.get(threadId) as string, seq])),
     });

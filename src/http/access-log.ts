@@ -1,0 +1,45 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { routePath } from "hono/route";
+import { logger } from "../logging/logger.ts";
+import type { AppEnv } from "./app.ts";
+import { PROBE_PATHS } from "./routes.ts";
+
+const log = logger("http");
+
+/**
+ * One access line per request, at `info`, once its response starts (for an event stream:
+ * when the stream opens, not when it ends; `durationMs` is the time to the response
+ * head): `method`, `route` (the route template; null for an unknown path), `status`,
+ * `durationMs` and `tenant` (once authenticated); the request id comes with every line of
+ * the request. Never the raw path or query: `?access_token=` travels in the query, and a
+ * misdirected token can end up in a path segment. Probes (/healthz, /livez, /readyz) are
+ * not logged.
+ *
+ * @example
+ * app.use(requestId());
+ * app.use(accessLog());
+ */
+export function accessLog(): MiddlewareHandler<AppEnv> {
+  return async function accessLog(c, next) {
+    if (PROBE_PATHS.has(c.req.path)) return next();
+    const started = performance.now();
+    await next();
+    log.info("request", {
+      method: c.req.method,
+      route: routeTemplate(c) ?? null,
+      status: c.res.status,
+      durationMs: Math.round((performance.now() - started) * 100) / 100,
+      tenant: c.get("tenant"),
+    });
+  };
+}
+
+/**
+ * The template of the route a request matched (`/v1/threads/:threadId/artifacts`), also
+ * when a middleware answered before its handler ran (a 401); undefined for an unknown path.
+ */
+export function routeTemplate(c: Context): string | undefined {
+  // The last route matched is the most specific one: the handler's (middleware paths are `*`).
+  const template = routePath(c, -1);
+  return template.startsWith("/") && !template.includes("*") ? template : undefined;
+}

@@ -1,0 +1,42 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { withLogContext } from "../logging/logger.ts";
+
+/** The header a request id travels in, both ways. */
+export const REQUEST_ID_HEADER = "X-Request-Id";
+
+/** What an incoming id must look like to be kept (API.md): 1-128 chars of `[A-Za-z0-9._:-]`. */
+const KEPT = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The request's id: the caller's `X-Request-Id` when it is well-formed, else a fresh UUID. */
+export function requestIdOf(incoming: string | null | undefined): string {
+  return incoming != null && KEPT.test(incoming) ? incoming : crypto.randomUUID();
+}
+
+/**
+ * Gives every request an id (`c.get("requestId")`): the caller's `X-Request-Id` when it is
+ * well-formed, else a fresh UUID. Every log line written while serving the request carries
+ * it (`requestId`), problem bodies carry it, and every response, whoever built it (a
+ * handler, a stream, the CORS preflight, a 401, the 404 of an unknown route), carries it
+ * back as `X-Request-Id`. Register it first, so it wraps everything else.
+ *
+ * @example
+ * app.use(requestId());
+ */
+export function requestId(): MiddlewareHandler<{ Variables: { requestId: string } }> {
+  return async function requestId(c, next) {
+    const id = requestIdOf(c.req.header(REQUEST_ID_HEADER));
+    c.set("requestId", id);
+    await withLogContext({ requestId: id }, next);
+    setResponseHeader(c, REQUEST_ID_HEADER, id);
+  };
+}
+
+/** Sets a header on the response already made, copying it first if its headers are immutable (a fetched response). */
+function setResponseHeader(c: Context, name: string, value: string): void {
+  try {
+    c.res.headers.set(name, value);
+  } catch {
+    c.res = new Response(c.res.body, c.res);
+    c.res.headers.set(name, value);
+  }
+}
