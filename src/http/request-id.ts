@@ -1,5 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
+import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { withLogContext } from "../logging/logger.ts";
+import { requestParentContext } from "./trace-context.ts";
 
 /** The header a request id travels in, both ways. */
 export const REQUEST_ID_HEADER = "X-Request-Id";
@@ -26,7 +28,10 @@ export function requestId(): MiddlewareHandler<{ Variables: { requestId: string 
   return async function requestId(c, next) {
     const id = requestIdOf(c.req.header(REQUEST_ID_HEADER));
     c.set("requestId", id);
-    await withLogContext({ requestId: id }, next);
+    // Without a tracer (nothing registered: no active span) the caller's trace id still
+    // belongs on the request's log lines; with one, the server span's (the same trace) wins.
+    const traceId = trace.getActiveSpan() ? undefined : callerTraceId(c.req.raw.headers);
+    await withLogContext(traceId ? { requestId: id, traceId } : { requestId: id }, next);
     setResponseHeader(c, REQUEST_ID_HEADER, id);
   };
 }
@@ -39,4 +44,11 @@ function setResponseHeader(c: Context, name: string, value: string): void {
     c.res = new Response(c.res.body, c.res);
     c.res.headers.set(name, value);
   }
+}
+
+/** The trace id of a valid `traceparent`, if the caller sent one. */
+function callerTraceId(headers: Headers): string | undefined {
+  if (!headers.has("traceparent")) return undefined;
+  const span = trace.getSpanContext(requestParentContext(headers));
+  return span && isSpanContextValid(span) ? span.traceId : undefined;
 }

@@ -84,6 +84,28 @@ describe("Node server process: JSON lines on stdout", () => {
     expect(access.filter((r) => r.requestId === "from-the-caller-1")).toHaveLength(1);
   });
 
+  it("without a tracer registered, a caller's traceparent still puts its trace id on the request's lines", async () => {
+    const server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-logs-") });
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const traced = await http(server.url, "GET", "/v1/threads/untraced", undefined, {
+      "x-request-id": "with-a-traceparent",
+      traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+    });
+    expect(traced.status).toBe(404);
+    const bad = await http(server.url, "GET", "/v1/threads/untraced", undefined, {
+      "x-request-id": "with-a-bad-traceparent",
+      traceparent: "00-not-a-trace",
+    });
+    expect(bad.status).toBe(404);
+    const lineOf = (requestId: string) =>
+      waitFor(
+        `the access line of ${requestId}`,
+        () => jsonLines(server.output()).find((r) => r.requestId === requestId && r.msg === "request"),
+      );
+    expect((await lineOf("with-a-traceparent")).traceId).toBe(traceId);
+    expect((await lineOf("with-a-bad-traceparent")).traceId).toBeUndefined();
+  });
+
   it("probes are not logged per request", async () => {
     const server = await cluster.start({ DATA_DIR: cluster.tempDir("artifacts-logs-") });
     for (const path of PROBES) {
