@@ -33,9 +33,10 @@ import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { percentile } from "./lib/stats.ts";
 import { benchEdge, type EdgeResult } from "./edge.ts";
 import { benchMany, type ManyResult, reportMany } from "./many.ts";
+import { benchObservability, type ObsRow } from "./obs.ts";
 
 const quick = process.argv.includes("--quick");
-const SCENARIOS = ["create", "read", "sse", "many", "cold", "rss", "edge"] as const;
+const SCENARIOS = ["create", "read", "sse", "many", "cold", "rss", "obs", "edge"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
@@ -574,6 +575,7 @@ function report(
   many: ManyResult | null,
   cold: ColdRow[],
   rss: RssRow[],
+  obs: ObsRow[],
   edge: EdgeResult[],
   seconds: number,
 ) {
@@ -812,6 +814,50 @@ function report(
   }
   lines.push("");
 
+  // obs
+  if (obs.length > 0) {
+    lines.push(
+      `## what operating it costs a write (create, ${MANY_THREADS} threads, ${P.connections} connections, ${P.durationS} s per round)`,
+      "",
+      "Variants alternate round by round, each on a fresh server; the OTLP exporter sends to a sink in the bench process. " +
+        "Median round of each; server CPU per request in parentheses.",
+      "",
+      "| variant | req/s (median) | rounds | server CPU ms/req | vs everything off | vs defaults |",
+      "| --- | ---: | --- | ---: | ---: | ---: |",
+    );
+    const [off, defaults] = obs;
+    for (const row of obs) {
+      lines.push(
+        `| ${row.variant} | ${f(row.median, 0)} | ${row.rounds.map((r) => f(r, 0)).join(", ")} | ${f(row.cpuMs, 2)} | ${
+          off ? fx(row.median / off.median) : "–"
+        } | ${defaults ? fx(row.median / defaults.median) : "–"} |`,
+      );
+    }
+    lines.push("");
+    const [, , everySpan, sampled] = obs;
+    if (off && defaults) {
+      goals.push({
+        goal: "metrics and logs at their defaults cost ≤ 5% of create throughput",
+        measured: fx(defaults.median / off.median),
+        met: defaults.median / off.median >= 0.95,
+      });
+    }
+    if (defaults && everySpan) {
+      goals.push({
+        goal: "the OTLP exporter (every span) costs ≤ 5% of create throughput",
+        measured: fx(everySpan.median / defaults.median),
+        met: everySpan.median / defaults.median >= 0.95,
+      });
+    }
+    if (defaults && sampled) {
+      goals.push({
+        goal: "the OTLP exporter (10% of traces) costs ≤ 5% of create throughput",
+        measured: fx(sampled.median / defaults.median),
+        met: sampled.median / defaults.median >= 0.95,
+      });
+    }
+  }
+
   // edge
   if (edge.length > 0) {
     lines.push(
@@ -901,10 +947,27 @@ async function main() {
       : null;
     const cold = only.has("cold") ? await benchCold(probe) : [];
     const rss = only.has("rss") ? await benchRss(idle) : [];
+    const obs = only.has("obs")
+      ? await benchObservability(
+        {
+          rounds: quick ? 3 : 5,
+          durationS: P.durationS,
+          warmupS: P.warmupS,
+          connections: P.connections,
+          threads: MANY_THREADS,
+          body: createBody(),
+        },
+        {
+          withOurs: (name, env, body) => withServer(`ours (${name})`, OURS, oursEnv(name, env), body),
+          measure: (server, run) => measureHttp(http, server, run),
+          log,
+        },
+      )
+      : [];
     const edge = only.has("edge") ? await benchEdge(P.edge, log) : [];
     await Promise.all(removing);
     const seconds = (performance.now() - t0) / 1000;
-    const markdown = report(create, read, sse, many, cold, rss, edge, seconds);
+    const markdown = report(create, read, sse, many, cold, rss, obs, edge, seconds);
     const results = join(ROOT, "bench/results");
     mkdirSync(results, { recursive: true });
     if (!onlyArg) writeFileSync(join(results, "latest.md"), markdown);
@@ -930,6 +993,7 @@ async function main() {
           many,
           cold,
           rss,
+          obs,
           edge,
         },
         null,

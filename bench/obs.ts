@@ -1,0 +1,104 @@
+/**
+ * What operating the service costs a write: create throughput (64 threads, 16
+ * connections) of our server with everything off (METRICS=off, LOG_LEVEL=warn: no
+ * access lines), with metrics and logs at their defaults, and with the OTLP exporter on
+ * (every span sampled, and 10% sampled) to a sink in this process. Variants alternate
+ * round by round, each on a fresh server and data folder, so drift in the machine
+ * touches them all alike; the median round of each is reported.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { HttpResult, HttpRun } from "./load/http.ts";
+import type { ServerProcess } from "./lib/process.ts";
+
+export interface ObsParams {
+  rounds: number;
+  durationS: number;
+  warmupS: number;
+  connections: number;
+  threads: number;
+  body: string;
+}
+
+export interface ObsRow {
+  variant: string;
+  /** req/s of each round, in order. */
+  rounds: number[];
+  median: number;
+  /** Median server CPU ms per request. */
+  cpuMs: number;
+}
+
+export interface ObsDeps {
+  withOurs: <T>(name: string, env: Record<string, string>, body: (server: ServerProcess) => Promise<T>) => Promise<T>;
+  measure: (server: ServerProcess, run: HttpRun) => Promise<HttpResult>;
+  log: (message: string) => void;
+}
+
+/** An OTLP/HTTP receiver that accepts every export (200) and counts what it got. */
+async function startSink(): Promise<{ url: string; requests: () => number; close: () => Promise<void> }> {
+  let requests = 0;
+  const server: Server = createServer((request, response) => {
+    request.resume();
+    request.on("end", () => {
+      requests++;
+      response.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests: () => requests,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] as number;
+};
+
+export async function benchObservability(params: ObsParams, deps: ObsDeps): Promise<ObsRow[]> {
+  const sink = await startSink();
+  try {
+    const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" };
+    const variants: Array<{ variant: string; env: Record<string, string> }> = [
+      { variant: "everything off (METRICS=off, LOG_LEVEL=warn)", env: { METRICS: "off", LOG_LEVEL: "warn" } },
+      { variant: "metrics and logs at their defaults", env: {} },
+      { variant: "defaults + OTLP exporter, every span", env: otlp },
+      {
+        variant: "defaults + OTLP exporter, 10% of traces",
+        env: { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" },
+      },
+    ];
+    const results = variants.map(() => ({ rps: [] as number[], cpu: [] as number[] }));
+    for (let round = 0; round < params.rounds; round++) {
+      for (const [index, { variant, env }] of variants.entries()) {
+        deps.log(`obs: round ${round + 1}, ${variant}`);
+        const run: HttpRun = {
+          name: "obs",
+          method: "POST",
+          path: "/v1/threads/{thread}/artifacts",
+          threads: params.threads,
+          threadPrefix: `obs-${round}-${index}-`,
+          body: params.body,
+          connections: params.connections,
+          durationS: params.durationS,
+          warmupS: params.warmupS,
+        };
+        const result = await deps.withOurs(`obs-${round}-${index}`, env, (server) => deps.measure(server, run));
+        const slot = results[index] as { rps: number[]; cpu: number[] };
+        slot.rps.push(result.rps);
+        slot.cpu.push(result.cpuMsPerRequest ?? Number.NaN);
+      }
+    }
+    deps.log(`obs: the OTLP sink took ${sink.requests()} exports`);
+    return variants.map(({ variant }, index) => {
+      const { rps, cpu } = results[index] as { rps: number[]; cpu: number[] };
+      return { variant, rounds: rps, median: median(rps), cpuMs: median(cpu) };
+    });
+  } finally {
+    await sink.close();
+  }
+}
