@@ -139,7 +139,13 @@ function stringify(value: unknown): string {
 }
 
 export function jsonLine(fields: Record<string, unknown>): string {
-  return stringify(fields);
+  // Plain JSON first (fieldsOf made the top-level values plain); the replacer only for
+  // what JSON refuses (a bigint deeper down) or would lose (an Error deeper down).
+  try {
+    return JSON.stringify(fields);
+  } catch {
+    return stringify(fields);
+  }
 }
 
 /** `2026-01-02T03:04:05.678Z INFO  request method=GET route=/v1/threads status=200 ...` */

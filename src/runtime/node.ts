@@ -27,9 +27,29 @@ export function configureNodeLogging(config: Pick<Config, "logLevel" | "logForma
   configureLogging({
     level: config.logLevel,
     format: config.logFormat ?? (process.stdout.isTTY ? "pretty" : "json"),
-    write: (line) => process.stdout.write(`${line}\n`),
+    write: bufferedStdout(),
     contextLocalStorage: new AsyncLocalStorage(),
   });
+}
+
+/**
+ * Log lines to stdout, one write per turn of the event loop rather than one per line: a
+ * write to a pipe is a system call, and under load a turn logs many requests. Whatever a
+ * turn logged is written before the process exits (a kill -9 loses at most that turn's).
+ */
+function bufferedStdout(): (line: string) => void {
+  let pending = "";
+  const flush = () => {
+    if (pending === "") return;
+    const chunk = pending;
+    pending = "";
+    process.stdout.write(chunk);
+  };
+  process.on("exit", flush);
+  return (line) => {
+    if (pending === "") setImmediate(flush);
+    pending += `${line}\n`;
+  };
 }
 
 /** `tracing`: what `startNodeTracing` registered, flushed before the process exits. */
