@@ -10,7 +10,7 @@
  */
 import { context, ROOT_CONTEXT, trace, TraceFlags } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +25,7 @@ import { wire } from "../../src/runtime/wire.ts";
 import { cacheFaults } from "../../src/service/cache-guard.ts";
 import { closedPort, http, useCluster } from "../support/cluster.ts";
 import { FaultyBlobStore } from "../support/faulty-blob-store.ts";
-import { createTestApp } from "../support/in-process.ts";
+import { createTestApp, useTestApps } from "../support/in-process.ts";
 import { captureLogs, jsonLines, type LogRecordJson } from "../support/logs.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -142,16 +142,7 @@ describe("Node server process: JSON lines on stdout", () => {
 });
 
 describe("logs in process", () => {
-  const cleanups: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0)) await cleanup();
-  });
-
-  function app(options: Parameters<typeof createTestApp>[0] = {}) {
-    const created = createTestApp({ blobStore: "memory", ...options });
-    cleanups.push(() => created.close());
-    return created;
-  }
+  const app = useTestApps();
 
   it("one access line per request, with the route template; 401s without a tenant, unknown routes without a route", async () => {
     const logs = captureLogs("info");
@@ -248,7 +239,7 @@ describe("logs in process", () => {
   it("wired per request (Workers), the stores' fault logs are the isolate's: one warning, not one per request", async () => {
     const logs = captureLogs("info");
     const dir = mkdtempSync(join(tmpdir(), "artifacts-logs-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const config = loadConfig({ DATA_DIR: dir, LIBSQL_URL: `http://127.0.0.1:${await closedPort()}` });
     const store = new FaultyBlobStore(new MemoryBlobStore(), 11, { down: true });
     const storeFaults = { blob: blobFaults(), libsql: cacheFaults() };

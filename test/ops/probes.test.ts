@@ -7,26 +7,17 @@
  */
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore } from "../../src/blob/port.ts";
 import { closedPort, http, useCluster } from "../support/cluster.ts";
 import { FaultyBlobStore } from "../support/faulty-blob-store.ts";
-import { createTestApp } from "../support/in-process.ts";
+import { createTestApp, useTestApps } from "../support/in-process.ts";
 import { jsonLines } from "../support/logs.ts";
 import { waitFor } from "../support/wait.ts";
 
 describe("probes in process", () => {
-  const cleanups: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0)) await cleanup();
-  });
-
-  function app(options: Parameters<typeof createTestApp>[0] = {}) {
-    const created = createTestApp({ blobStore: "memory", ...options });
-    cleanups.push(() => created.close());
-    return created;
-  }
+  const app = useTestApps();
 
   it("200 while serving, without a token (authentication configured)", async () => {
     const a = app({ env: { AUTH_TOKENS: "probe-token:tenant-probe" } });

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
+import { afterEach } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore } from "../../src/blob/port.ts";
@@ -54,4 +55,20 @@ export function createTestApp(options: InProcessOptions = {}) {
     if (!options.dir) rmSync(dir, { recursive: true, force: true });
   };
   return { ...wired, dir, config, blobStore, request, close };
+}
+
+/**
+ * In-process apps that are closed after each test of the calling describe: `app(options)`
+ * builds one (the memory rollout unless `options` say otherwise).
+ */
+export function useTestApps(): (options?: InProcessOptions) => ReturnType<typeof createTestApp> {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+  return (options = {}) => {
+    const created = createTestApp({ blobStore: "memory", ...options });
+    cleanups.push(() => created.close());
+    return created;
+  };
 }
