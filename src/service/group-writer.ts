@@ -11,75 +11,20 @@ import { decideGroup, type GroupOutcome, targetOf, type WriteCommand } from "../
 import { ProblemError } from "../model/errors.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import type { Metrics } from "../model/metrics.ts";
 import { type Commit, commitOf, isTombstone } from "../model/patch.ts";
-import {
-  activeContext,
-  type Context,
-  detached,
-  endSpan,
-  type Link,
-  spanContextOf,
-  SpanKind,
-  startChildSpan,
-  withSpan,
-} from "../model/tracing.ts";
-import type { Compactor } from "../rollout/compaction.ts";
-import type { Rollout } from "../rollout/rollout.ts";
+import { activeContext, type Context, detached } from "../model/tracing.ts";
 import { warnUnlessReported } from "../logging/faults.ts";
 import { logger } from "../logging/logger.ts";
-import type { CacheGuard } from "./cache-guard.ts";
-import type { CacheRepairer } from "./cache-repairer.ts";
-import type { ThreadSweeper } from "./thread-sweeper.ts";
+import { inCommitSpan } from "./commit-span.ts";
+import type { CommitListener, GroupWriterOptions, ServiceLimits } from "./group-writer-options.ts";
 import { GroupQueue } from "./group-queue.ts";
 import { ResidentThreads } from "./resident-threads.ts";
 import { type Basis, WriteBasis } from "./write-basis.ts";
 
 export type { ArtifactWriteResult, ThreadDeleteResult, WriteResult };
+export type { CommitListener, GroupWriterOptions, ServiceLimits };
 
 const log = logger("service");
-
-export interface ServiceLimits {
-  maxPayloadBytes: number;
-  maxArtifactsPerThread: number;
-}
-
-/** Called with every commit this writer made; must not throw. */
-export type CommitListener = (tenant: string, commit: Commit) => void;
-
-export interface GroupWriterOptions {
-  rollout: Rollout;
-  guard: CacheGuard;
-  repairer: CacheRepairer;
-  compactor: Compactor;
-  /** Finishes deletes: marks a new life and removes the old ones' objects. */
-  sweeper: ThreadSweeper;
-  limits: ServiceLimits;
-  /** After a commit is durable and applied to the cache (live streams that read the cache log are hinted here). */
-  onCommit: CommitListener;
-  /** As soon as a commit is durable, before the cache has it (events pushed to streams that need no log read). */
-  onDurable: CommitListener;
-  /**
-   * Keep each thread's state in memory and decide on it (ResidentThreads): for the one
-   * writer of its thread (the Workers sequencer); put-if-absent still checks every decision.
-   */
-  resident: boolean;
-  /** Runs work that must not hold the answer (compaction); the runtime keeps it alive (Workers: waitUntil). */
-  background: (work: Promise<void>) => void;
-  now: () => Date;
-  newId: () => string;
-  /** Rounds in a row that lose the race before a write gives up with 503. */
-  maxAttempts: number;
-  /**
-   * The oldest basis a put may be made on (ms): a quarter of the delete retention, so no
-   * writer aims at a freed key (see ThreadSweeper; docs/decisions.md "Deleting a thread").
-   */
-  freshMs: number;
-  /** Waits between rounds; injectable so tests need no real sleeps. */
-  backoff: (attempt: number) => Promise<void>;
-  /** Commits, patches per commit and lost races are reported here. */
-  metrics: Metrics;
-}
 
 /** A write waiting for its thread's next group. */
 interface PendingWrite {
@@ -147,28 +92,16 @@ export class GroupWriter {
     return this.#residentOnly().head(tenant, threadId);
   }
 
-  /**
-   * Settles every write of the group: if something throws, every write gets the error.
-   * Traced as one `commit` span under the first write's request (the group's other
-   * writes are linked), its store calls inside it.
-   */
+  /** Settles every write of the group (traced as one `commit` span): if something throws, every write gets the error. */
   async #commitGroup(group: PendingWrite[]): Promise<void> {
     const first = group[0];
     if (!first) return;
-    const span = startChildSpan(
-      "commit",
-      SpanKind.INTERNAL,
-      { "artifacts.commit.writes": group.length },
-      first.context,
-    );
-    if (span && group.length > 1) span.addLinks(linksOf(group));
     try {
-      await (span
-        ? withSpan(span, () => this.#writeGroup(first.tenant, first.threadId, group), first.context)
-        : this.#writeGroup(first.tenant, first.threadId, group));
-      if (span) endSpan(span);
+      await inCommitSpan(
+        group.map((write) => write.context),
+        () => this.#writeGroup(first.tenant, first.threadId, group),
+      );
     } catch (error) {
-      if (span) endSpan(span, error);
       for (const write of group) write.reject(error);
     }
   }
@@ -328,16 +261,6 @@ export class GroupWriter {
   #now(): number {
     return this.#o.now().getTime();
   }
-}
-
-/** The trace contexts of a group's writes after the first, as links of its commit span. */
-function linksOf(group: readonly PendingWrite[]): Link[] {
-  const links: Link[] = [];
-  for (const write of group.slice(1)) {
-    const spanContext = spanContextOf(write.context);
-    if (spanContext) links.push({ context: spanContext });
-  }
-  return links;
 }
 
 /** Answers (or refuses) every write of the group by its outcome. */
