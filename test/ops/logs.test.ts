@@ -25,7 +25,7 @@ import { wire } from "../../src/runtime/wire.ts";
 import { cacheFaults } from "../../src/service/cache-guard.ts";
 import { closedPort, http, useCluster } from "../support/cluster.ts";
 import { FaultyBlobStore } from "../support/faulty-blob-store.ts";
-import { createTestApp, useTestApps } from "../support/in-process.ts";
+import { useTestApps } from "../support/in-process.ts";
 import { captureLogs, jsonLines, type LogRecordJson } from "../support/logs.ts";
 import { waitFor } from "../support/wait.ts";
 

@@ -12,7 +12,7 @@ import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore } from "../../src/blob/port.ts";
 import { closedPort, http, useCluster } from "../support/cluster.ts";
 import { FaultyBlobStore } from "../support/faulty-blob-store.ts";
-import { createTestApp, useTestApps } from "../support/in-process.ts";
+import { useTestApps } from "../support/in-process.ts";
 import { jsonLines } from "../support/logs.ts";
 import { waitFor } from "../support/wait.ts";
 
