@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
-import { logger } from "../logging/logger.ts";
+import { isSpanContextValid, trace } from "@opentelemetry/api";
+import { logger, writeAccessLine } from "../logging/logger.ts";
 import type { AppEnv } from "./app.ts";
 import { PROBE_PATHS } from "./routes.ts";
 
@@ -24,13 +25,15 @@ export function accessLog(): MiddlewareHandler<AppEnv> {
     if (PROBE_PATHS.has(c.req.path)) return next();
     const started = performance.now();
     await next();
-    log.info("request", {
+    const fields = {
       method: c.req.method,
       route: routeTemplate(c) ?? null,
       status: c.res.status,
       durationMs: Math.round((performance.now() - started) * 100) / 100,
-      tenant: c.get("tenant"),
-    });
+      tenant: c.get("tenant") as string | undefined,
+    };
+    const traceId = activeTraceId() ?? c.get("traceId");
+    if (!writeAccessLine({ requestId: c.get("requestId"), traceId, ...fields })) log.info("request", fields);
   };
 }
 
@@ -42,4 +45,9 @@ export function routeTemplate(c: Context): string | undefined {
   // The last route matched is the most specific one: the handler's (middleware paths are `*`).
   const template = routePath(c, -1);
   return template.startsWith("/") && !template.includes("*") ? template : undefined;
+}
+
+function activeTraceId(): string | undefined {
+  const context = trace.getActiveSpan()?.spanContext();
+  return context && isSpanContextValid(context) ? context.traceId : undefined;
 }

@@ -41,7 +41,7 @@ export interface AppOptions {
   metrics?: Metrics;
 }
 
-export type AppEnv = { Variables: { tenant: string; requestId: string } };
+export type AppEnv = { Variables: { tenant: string; requestId: string; traceId?: string } };
 
 const log = logger("http");
 

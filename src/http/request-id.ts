@@ -24,13 +24,14 @@ export function requestIdOf(incoming: string | null | undefined): string {
  * @example
  * app.use(requestId());
  */
-export function requestId(): MiddlewareHandler<{ Variables: { requestId: string } }> {
+export function requestId(): MiddlewareHandler<{ Variables: { requestId: string; traceId?: string } }> {
   return async function requestId(c, next) {
     const id = requestIdOf(c.req.header(REQUEST_ID_HEADER));
     c.set("requestId", id);
     // Without a tracer (nothing registered: no active span) the caller's trace id still
     // belongs on the request's log lines; with one, the server span's (the same trace) wins.
     const traceId = trace.getActiveSpan() ? undefined : callerTraceId(c.req.raw.headers);
+    if (traceId) c.set("traceId", traceId);
     await withLogContext(traceId ? { requestId: id, traceId } : { requestId: id }, next);
     setResponseHeader(c, REQUEST_ID_HEADER, id);
   };

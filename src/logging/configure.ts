@@ -9,7 +9,7 @@
 import { configureSync, type ContextLocalStorage, type LogLevel, type LogRecord, type Sink } from "@logtape/logtape";
 import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { describeError } from "../model/errors.ts";
-import { LIFECYCLE, ROOT_CATEGORY, setImplicitContexts } from "./logger.ts";
+import { LIFECYCLE, ROOT_CATEGORY, setAccessLineWriter, setImplicitContexts } from "./logger.ts";
 
 /** `LOG_LEVEL`: the least severe level written. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -63,6 +63,10 @@ export function configureLogging(options: LoggingOptions): void {
     ...(options.contextLocalStorage ? { contextLocalStorage: options.contextLocalStorage } : {}),
   });
   setImplicitContexts(options.contextLocalStorage !== undefined);
+  // The access line, one per request, skips the record pipeline where it can: JSON lines
+  // at info. Same fields, same order, same sink (see writeAccessLine).
+  const infoOn = options.level === "debug" || options.level === "info";
+  setAccessLineWriter(options.format === "json" && infoOn ? (options.write ?? ((line) => console.log(line))) : null);
 }
 
 function sinkFor(options: LoggingOptions): Sink {
