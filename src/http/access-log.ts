@@ -1,7 +1,7 @@
-import type { Context, MiddlewareHandler } from "hono";
-import { routePath } from "hono/route";
-import { isSpanContextValid, trace } from "@opentelemetry/api";
+import type { MiddlewareHandler } from "hono";
 import { logger, writeAccessLine } from "../logging/logger.ts";
+import { activeTraceId } from "../model/tracing.ts";
+import { routeTemplate } from "./route-template.ts";
 import type { AppEnv } from "./app.ts";
 import { PROBE_PATHS } from "./routes.ts";
 
@@ -35,19 +35,4 @@ export function accessLog(): MiddlewareHandler<AppEnv> {
     const traceId = activeTraceId() ?? c.get("traceId");
     if (!writeAccessLine({ requestId: c.get("requestId"), traceId, ...fields })) log.info("request", fields);
   };
-}
-
-/**
- * The template of the route a request matched (`/v1/threads/:threadId/artifacts`), also
- * when a middleware answered before its handler ran (a 401); undefined for an unknown path.
- */
-export function routeTemplate(c: Context): string | undefined {
-  // The last route matched is the most specific one: the handler's (middleware paths are `*`).
-  const template = routePath(c, -1);
-  return template.startsWith("/") && !template.includes("*") ? template : undefined;
-}
-
-function activeTraceId(): string | undefined {
-  const context = trace.getActiveSpan()?.spanContext();
-  return context && isSpanContextValid(context) ? context.traceId : undefined;
 }

@@ -1,6 +1,6 @@
 import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { MiddlewareHandler } from "hono";
-import { routePath } from "hono/route";
+import { routeTemplate } from "./route-template.ts";
 import { methodLabel, type Metrics } from "../model/metrics.ts";
 import { activeContext, tracer, withSpan } from "../model/tracing.ts";
 import { requestParentContext } from "./trace-context.ts";
@@ -33,7 +33,8 @@ export function observeRequests(metrics: Metrics): MiddlewareHandler {
       // Untraced (no provider, no caller's context): no context to make, nothing to carry.
       await (span.isRecording() || isSpanContextValid(span.spanContext()) ? withSpan(span, next, parent) : next());
     } finally {
-      const route = routeTemplate(c);
+      // "" when no route matched (a 404).
+      const route = routeTemplate(c) ?? "";
       const status = c.res.status;
       metrics.requestEnded(method, route, status, (performance.now() - start) / 1000);
       if (span.isRecording()) {
@@ -48,11 +49,4 @@ export function observeRequests(metrics: Metrics): MiddlewareHandler {
       span.end();
     }
   };
-}
-
-/** The route template the request matched (`/v1/threads/:threadId`), or "" when none did (a 404). */
-function routeTemplate(c: Parameters<typeof routePath>[0]): string {
-  // The last route matched: a handler's, or the 405 fallback registered on the same template.
-  const path = routePath(c, -1);
-  return path === "*" || path === "/*" ? "" : path;
 }

@@ -7,8 +7,8 @@
  * - `object`: the same fields as one object to `console` (Workers Logs indexes them).
  */
 import { configureSync, type ContextLocalStorage, type LogLevel, type LogRecord, type Sink } from "@logtape/logtape";
-import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { describeError } from "../model/errors.ts";
+import { activeTraceId } from "../model/tracing.ts";
 import { LIFECYCLE, ROOT_CATEGORY, setAccessLineWriter, setImplicitContexts } from "./logger.ts";
 
 /** `LOG_LEVEL`: the least severe level written. */
@@ -110,11 +110,6 @@ export function fieldsOf(record: LogRecord): Record<string, unknown> {
   }
   fields.logger = record.category.join(".");
   return fields;
-}
-
-function activeTraceId(): string | undefined {
-  const context = trace.getActiveSpan()?.spanContext();
-  return context && isSpanContextValid(context) ? context.traceId : undefined;
 }
 
 /** The message with its placeholders filled: strings as they are, anything else as JSON. */
