@@ -10,6 +10,8 @@ import type { ArtifactService, ServiceLimits } from "../service/artifact-service
 import type { Authenticator } from "./auth/authenticator.ts";
 import { accessLog } from "./access-log.ts";
 import { bearerAuth } from "./auth/middleware.ts";
+import { rateLimits } from "./rate-limit.ts";
+import type { TenantAdmission } from "../limits/port.ts";
 import { CursorCodec } from "./cursor.ts";
 import { observeRequests } from "./observe.ts";
 import { problemResponse } from "./problem.ts";
@@ -39,9 +41,19 @@ export interface AppOptions {
   only?: EdgeFunction;
   /** Where requests and streams are reported (default: nowhere). */
   metrics?: Metrics;
+  /** Per-tenant rate limits and stream caps (http/rate-limit.ts); absent or null: none. */
+  admission?: TenantAdmission | null;
 }
 
-export type AppEnv = { Variables: { tenant: string; requestId: string; traceId?: string } };
+export type AppEnv = {
+  Variables: {
+    tenant: string;
+    requestId: string;
+    traceId?: string;
+    /** Set on an event stream's request: the stream calls it once when it ends (http/rate-limit.ts). */
+    streamClosed?: () => void;
+  };
+};
 
 const log = logger("http");
 
@@ -59,6 +71,8 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
   if (options.only) app.use(onlyRoute(options.only));
   if (options.corsOrigins.length > 0) app.use(corsFor(options.corsOrigins));
   app.use(bearerAuth(options.authenticator));
+  // Before any handler: a refused request touches no store.
+  if (options.admission) app.use(rateLimits(options.admission, metrics));
 
   const cursors = new CursorCodec(options.cursorSecret);
   artifactRoutes(app, { service, limits: options.limits, cursors });
@@ -123,7 +137,16 @@ function corsFor(origins: readonly string[]) {
     origin: (origin) => (origins.includes("*") ? "*" : origins.includes(origin) ? origin : null),
     allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
     allowHeaders: ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Last-Event-ID", REQUEST_ID_HEADER],
-    exposeHeaders: ["ETag", "Location", "X-Artifacts-Source", "Retry-After", "WWW-Authenticate", REQUEST_ID_HEADER],
+    exposeHeaders: [
+      "ETag",
+      "Location",
+      "X-Artifacts-Source",
+      "Retry-After",
+      "WWW-Authenticate",
+      "RateLimit",
+      "RateLimit-Policy",
+      REQUEST_ID_HEADER,
+    ],
     maxAge: 600,
   });
 }

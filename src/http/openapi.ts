@@ -53,9 +53,22 @@ const eventStream = {
   content: { "text/event-stream": { schema: { type: "string" } } },
 };
 
+/** Every tenant route is limited (API.md "Rate limits"): its 429 and the headers it carries. */
+const rateLimited = {
+  ...problem(
+    "rate_limited: the tenant's writes or reads bucket is empty, or (event streams) it has as many streams open as it may; nothing was written",
+  ),
+  headers: {
+    "Retry-After": { description: "Seconds until a retry can be admitted", schema: { type: "integer", minimum: 1 } },
+    "RateLimit-Policy": { $ref: "#/components/headers/RateLimitPolicy" },
+    "RateLimit": { $ref: "#/components/headers/RateLimit" },
+  },
+};
+
 const errors = {
   "400": problem("invalid_request"),
   "401": problem("unauthorized"),
+  "429": rateLimited,
   "503": problem("unavailable (with Retry-After)"),
 };
 
@@ -114,6 +127,16 @@ export function openApiDocument(): Record<string, unknown> {
       },
       headers: {
         RequestId: { description: REQUEST_ID_DESCRIPTION, schema: { type: "string", maxLength: 128 } },
+        RateLimitPolicy: {
+          description:
+            'The limit that applies (IETF draft-ietf-httpapi-ratelimit-headers): `"writes";q=200;w=2` is a bucket of 200 refilled in 2 s (100/s), `"streams";q=100` a cap of 100 open streams. On every answer of a limited route when limits are configured.',
+          schema: { type: "string" },
+        },
+        RateLimit: {
+          description:
+            'What is left of it: `"writes";r=57;t=1` (57 requests now; full again in 1 s), `"streams";r=3` (3 more streams).',
+          schema: { type: "string" },
+        },
       },
       parameters: {
         RequestId: {

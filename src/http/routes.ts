@@ -9,10 +9,10 @@ export const ROUTES = {
   versions: { path: "/v1/threads/:threadId/artifacts/:artifactId/versions", methods: ["GET", "HEAD"] },
   artifact: { path: "/v1/threads/:threadId/artifacts/:artifactId", methods: ["GET", "HEAD", "PATCH", "DELETE"] },
   /** EventSource cannot set headers: its token may come in the query. */
-  events: { path: "/v1/threads/:threadId/events", methods: ["GET"], queryToken: true },
+  events: { path: "/v1/threads/:threadId/events", methods: ["GET"], queryToken: true, stream: true },
   thread: { path: "/v1/threads/:threadId", methods: ["GET", "HEAD", "DELETE"] },
   /** Up to 100 threads on one stream; EventSource again, so the query token too. */
-  manyEvents: { path: "/v1/events", methods: ["GET"], queryToken: true },
+  manyEvents: { path: "/v1/events", methods: ["GET"], queryToken: true, stream: true },
   threads: { path: "/v1/threads", methods: ["GET", "HEAD"] },
   openapi: { path: "/v1/openapi.json", methods: ["GET", "HEAD"], public: true },
   health: { path: "/healthz", methods: ["GET", "HEAD"], public: true, probe: true },
@@ -32,6 +32,8 @@ export interface Route {
   queryToken?: boolean;
   /** A health probe: asked every few seconds by the platform, so never logged per request. */
   probe?: boolean;
+  /** An event stream: counts under its tenant's open-stream cap while it is open. */
+  stream?: boolean;
 }
 
 export type RouteName = keyof typeof ROUTES;

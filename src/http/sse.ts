@@ -1,8 +1,8 @@
 import type { Context } from "hono";
-import { type SSEStreamingApi, streamSSE } from "hono/streaming";
 import { warnUnlessReported } from "../logging/faults.ts";
 import { logger } from "../logging/logger.ts";
-import { type Metrics, noMetrics } from "../model/metrics.ts";
+import { describeError } from "../model/errors.ts";
+import { type Metrics, noMetrics, type StreamKind } from "../model/metrics.ts";
 import type { LogEvent } from "../model/patch.ts";
 import type { EventReader, FeedSource } from "../live/feed.ts";
 import { ThreadFollower } from "../live/follow.ts";
@@ -18,10 +18,16 @@ export interface StreamOptions {
   readBatchSize?: number;
   /** A stream's direct read not settled after this long is given up on, and tried again (ms; default 10 s). */
   readTimeoutMs?: number;
+  /**
+   * A write its client has not taken after this long ends the stream (ms; default 15 s):
+   * the client stopped reading, and resumes from its last event id once it reads again.
+   */
+  stallMs?: number;
 }
 
 const DEFAULT_READ_BATCH = 100;
 const DEFAULT_READ_TIMEOUT_MS = 10_000;
+const DEFAULT_STALL_MS = 15_000;
 
 const encoder = new TextEncoder();
 /**
@@ -46,16 +52,27 @@ function frameOf(event: LogEvent): Uint8Array {
  * seq order, without gaps: catch up from the log, then wait on the thread's feed (see
  * ThreadFollower). A log that cannot be read does not end the stream: it stays open
  * (pinged) and delivers once the log answers. Every exit path (client gone, runtime
- * abort, lifetime over, server draining) frees the same things once.
+ * abort, lifetime over, client stalled, server draining) frees the same things once.
+ *
+ * What a stream holds while its client is slow: the batch `follower.next()` returned
+ * (at most `readBatchSize` events; at the head these are the feed's own buffered events,
+ * no copy) and the one frame its write is handing over (see EventBody).
  */
 export function streamThreadEvents(
   c: Context,
   target: { tenant: string; threadId: string; resumeAfter: number },
-  deps: { feeds: FeedSource; reader: EventReader; options: StreamOptions; metrics?: Metrics },
+  deps: {
+    feeds: FeedSource;
+    reader: EventReader;
+    options: StreamOptions;
+    metrics?: Metrics;
+    /** Called once when the stream's loop ends (its place under the tenant's stream cap is given back). */
+    onClosed?: () => void;
+  },
 ): Response {
   const { feeds, reader } = deps;
-  setStreamHeaders(c);
-  return streamSSE(c, async (stream) => {
+  const metrics = deps.metrics ?? noMetrics;
+  return eventStream(c, async (body) => {
     const { feed, release } = feeds.acquire(target.tenant, target.threadId);
     const readFailures = new FailureLog(target.threadId);
     const follower = new ThreadFollower(feed, reader, {
@@ -68,8 +85,12 @@ export function streamThreadEvents(
       onReadError: (error) => readFailures.failed(error),
     });
     // A due ping or the end interrupts the follower's wait; the loop then writes or stops.
-    const session = new StreamSession(stream, c.req.raw, deps.options, () => follower.interrupt());
-    const measured = (deps.metrics ?? noMetrics).streamOpened("thread");
+    const session = new StreamSession(body, c.req.raw, deps.options, () => follower.interrupt(), {
+      kind: "thread",
+      metrics,
+      fields: { threadId: target.threadId },
+    });
+    const measured = metrics.streamOpened("thread");
     try {
       await session.start();
       let deleted = false;
@@ -90,12 +111,15 @@ export function streamThreadEvents(
         await session.pingIfDue();
       }
     } catch {
-      // A write to a client that is gone: nothing to tell anyone.
+      // A write to a client that is gone, or that stopped reading (logged by the session).
     } finally {
       session.close();
       follower.close();
       release();
       measured.closed();
+      // Before the body's last word: a stalled client may hold that for up to stallMs.
+      deps.onClosed?.();
+      await session.finish();
     }
   });
 }
@@ -112,7 +136,9 @@ export interface StreamedThread {
  * process on Node, pushed on Workers), merged as they come, each thread's in seq order
  * without gaps. Every event's `id:` is `eventId` of every thread's position after it, so
  * a reconnect resumes the whole set. A follower hands over its events and waits until
- * they are written (a slow client holds back its threads' reads, not memory).
+ * they are written (a slow client holds back its threads' reads, not memory): each
+ * thread has at most one batch out, waiting in `ready` or being written, so a stream
+ * holds at most one batch per thread it follows, plus the frame being handed over.
  */
 export function streamManyThreadEvents(
   c: Context,
@@ -123,11 +149,13 @@ export function streamManyThreadEvents(
     options: StreamOptions;
     eventId: (positions: ReadonlyMap<string, number>) => Promise<string>;
     metrics?: Metrics;
+    /** Called once when the stream's loop ends (its place under the tenant's stream cap is given back). */
+    onClosed?: () => void;
   },
 ): Response {
   const { feeds, reader } = deps;
-  setStreamHeaders(c);
-  return streamSSE(c, async (stream) => {
+  const metrics = deps.metrics ?? noMetrics;
+  return eventStream(c, async (body) => {
     const positions = new Map(target.threads.map((t) => [t.threadId, t.after]));
     const ready: { threadId: string; events: LogEvent[]; written: () => void }[] = [];
     let wakeWriter: (() => void) | null = null;
@@ -146,10 +174,10 @@ export function streamManyThreadEvents(
       });
       return { threadId, follower, release, readFailures };
     });
-    const session = new StreamSession(stream, c.req.raw, deps.options, () => {
+    const session = new StreamSession(body, c.req.raw, deps.options, () => {
       if (session.stopped) { for (const { follower } of followed) follower.interrupt(); }
       wake();
-    });
+    }, { kind: "many", metrics, fields: { threads: target.threads.length } });
     const pumps = followed.map(async ({ threadId, follower, readFailures }) => {
       while (!session.stopped && !feeds.draining) {
         const events = await follower.next();
@@ -163,19 +191,23 @@ export function streamManyThreadEvents(
       // Draining: the writer must notice even if no thread has anything to say.
       wake();
     });
-    const measured = (deps.metrics ?? noMetrics).streamOpened("many");
+    const measured = metrics.streamOpened("many");
     try {
       await session.start();
       while (!session.stopped && !feeds.draining) {
         const batch = ready.shift();
         if (batch) {
-          for (const event of batch.events) {
-            if (session.stopped) break;
-            positions.set(batch.threadId, event.seq);
-            await session.write(multiFrame(await deps.eventId(positions), event));
-            measured.eventsSent(1);
+          try {
+            for (const event of batch.events) {
+              if (session.stopped) break;
+              positions.set(batch.threadId, event.seq);
+              await session.write(multiFrame(await deps.eventId(positions), event));
+              measured.eventsSent(1);
+            }
+          } finally {
+            // Also when a write fails: its pump must not wait for good (the end awaits every pump).
+            batch.written();
           }
-          batch.written();
           continue;
         }
         if (session.pingDue) {
@@ -187,7 +219,7 @@ export function streamManyThreadEvents(
         });
       }
     } catch {
-      // A write to a client that is gone: nothing to tell anyone.
+      // A write to a client that is gone, or that stopped reading (logged by the session).
     } finally {
       session.close();
       for (const { follower } of followed) follower.interrupt();
@@ -198,6 +230,8 @@ export function streamManyThreadEvents(
         release();
       }
       measured.closed();
+      deps.onClosed?.();
+      await session.finish();
     }
   });
 }
@@ -211,9 +245,160 @@ function eventName(event: LogEvent): string {
   return event.event ?? "artifact-updated";
 }
 
-function setStreamHeaders(c: Context): void {
+/**
+ * The response of an event stream: `run` writes to `body` and ends it (StreamSession's
+ * `finish`); should it throw, the body ends here.
+ */
+function eventStream(c: Context, run: (body: EventBody) => Promise<void>): Response {
+  const body = new EventBody();
+  // What Hono's streamSSE sends; @hono/node-server reads a chunked body as it comes.
+  c.header("Content-Type", "text/event-stream");
   c.header("Cache-Control", "no-cache, no-transform");
+  c.header("Connection", "keep-alive");
+  c.header("Transfer-Encoding", "chunked");
   c.header("X-Accel-Buffering", "no");
+  run(body).catch((error: unknown) => {
+    log.error("event stream failed", { error: describeError(error) });
+    body.close();
+  });
+  return c.newResponse(body.readable);
+}
+
+/** Why a write gave up: the body ended while it waited (the stream is over either way). */
+class BodyEnded extends Error {
+  constructor() {
+    super("the event stream's body has ended");
+    this.name = "BodyEnded";
+  }
+}
+
+/**
+ * What a runtime that drops a stream's connection is told (and may print: Node's
+ * @hono/node-server and Deno write it to stderr once). Strings, so that is one line.
+ */
+const STALLED = "event stream ended: its client stopped reading (it resumes with Last-Event-ID)";
+const OVER_BEHIND = "event stream ended: its lifetime is over and its client is behind (it resumes with Last-Event-ID)";
+
+/**
+ * A stream's response body, handed over one chunk per read of whoever consumes it (the
+ * runtime, writing to the socket): nothing is queued here (high-water mark 0), `write`
+ * waits until the runtime asks for the next chunk. So what a slow client costs the
+ * process is bounded by:
+ * - the one chunk a `write` is waiting to hand over (here, at most one per stream);
+ * - what the runtime holds: on Node, @hono/node-server writes each chunk it reads to the
+ *   response and reads no more while the socket's writable buffer is past its high-water
+ *   mark (64 KiB) until 'drain', so at most that mark plus one chunk (≤ ~130 KiB with
+ *   frames of 64 KiB payloads);
+ * - the kernel's socket buffers, outside the process (a loopback socket whose client does
+ *   not read took ~4 MB before its writes backed up).
+ * Nothing else buffers between the stream and the socket (no TransformStream: Hono's
+ * streamSSE held up to two more chunks per stream, and could not drop a connection).
+ *
+ * The body ends cleanly (`finish`, at the runtime's next read; `close`, now), is given
+ * up by a client that went away (`cancel`, from the runtime), or fails (`fail`): a
+ * stalled client's connection is dropped, which is what frees the runtime's buffer (a
+ * clean end would wait behind the unread bytes).
+ */
+class EventBody {
+  readonly readable: ReadableStream<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  /** The runtime's pending read (its pull), answered by the next chunk. */
+  #wanted: (() => void) | null = null;
+  /** Wakes the write waiting for the next read. */
+  #writer: (() => void) | null = null;
+  #ended = false;
+  #onCancel: () => void = () => {};
+
+  constructor() {
+    this.readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: () =>
+        new Promise<void>((resolve) => {
+          this.#wanted = resolve;
+          this.#wakeWriter();
+        }),
+      cancel: () => {
+        this.#end();
+        this.#onCancel();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Called once if the runtime gives up the body (its client went away). */
+  onCancel(listener: () => void): void {
+    this.#onCancel = listener;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** True when the runtime is not asking for a chunk: a write now would wait. */
+  get backedUp(): boolean {
+    return this.#wanted === null;
+  }
+
+  /** Hands `chunk` to the runtime's next read; rejects (BodyEnded) if the body ends first. */
+  write(chunk: Uint8Array): Promise<void> {
+    return this.#handOver(chunk);
+  }
+
+  /**
+   * A clean end at the runtime's next read: it reads again only once it could write out
+   * what it held, so a clean end is not left queued behind bytes a client never reads.
+   */
+  finish(): Promise<void> {
+    return this.#handOver(null);
+  }
+
+  /** A clean end now (the runtime ends the response once it has sent what it has). */
+  close(): void {
+    if (this.#end()) this.#controller.close();
+  }
+
+  /** The body fails: the runtime drops the connection, and with it what it buffered. */
+  fail(reason: unknown): void {
+    if (this.#end()) this.#controller.error(reason);
+  }
+
+  async #handOver(chunk: Uint8Array | null): Promise<void> {
+    while (this.#wanted === null && !this.#ended) {
+      await new Promise<void>((resolve) => {
+        this.#writer = resolve;
+      });
+    }
+    if (this.#ended) throw new BodyEnded();
+    const answer = this.#wanted as () => void;
+    this.#wanted = null;
+    if (chunk) this.#controller.enqueue(chunk);
+    else this.close();
+    answer();
+  }
+
+  /** Ends the body once (true the first time); a waiting write gives up. */
+  #end(): boolean {
+    if (this.#ended) return false;
+    this.#ended = true;
+    this.#wakeWriter();
+    this.#wanted?.();
+    this.#wanted = null;
+    return true;
+  }
+
+  #wakeWriter(): void {
+    const resume = this.#writer;
+    this.#writer = null;
+    resume?.();
+  }
+}
+
+/** How a session reports a stream that stalled: its kind, and the fields of its log line. */
+interface StreamReport {
+  kind: StreamKind;
+  metrics: Metrics;
+  fields: Record<string, string | number>;
 }
 
 /**
@@ -221,30 +406,68 @@ function setStreamHeaders(c: Context): void {
  * was written for `pingMs` (one timer, re-armed only when it fires), an end after
  * `maxLifetimeMs` or when the client or the runtime aborts. `onWake` is called when a
  * ping falls due and when the stream stops, so a stream waiting for events can act.
+ *
+ * A write the client does not take within `stallMs` (its runtime asked for no more
+ * bytes: the socket's buffers are full) ends the stream: the body fails, so the runtime
+ * drops the connection and frees what it buffered, the pending write rejects and the
+ * stream's loop ends through its `finally` (feed released, gauge down). The end of the
+ * lifetime and a client that went away (the runtime cancels the body, or aborts the
+ * request) end a waiting write the same way, at once: a stream past its lifetime ends
+ * even if its client stopped reading. The lifetime fails the body (the connection and
+ * its buffer go); a client gone gets a clean end (nobody reads it). With no write
+ * waiting the loop ends between writes, and `finish` ends the body cleanly at the
+ * runtime's next read, under the same deadline.
  */
 class StreamSession {
-  readonly #stream: SSEStreamingApi;
+  readonly #body: EventBody;
   readonly #request: Request;
   readonly #options: StreamOptions;
+  readonly #stallMs: number;
   readonly #onWake: () => void;
+  readonly #report: StreamReport;
   readonly #lifetime: ReturnType<typeof setTimeout>;
   #pingTimer: ReturnType<typeof setTimeout> | undefined;
   #lastWrite = Date.now();
   #stopped = false;
   #pingDue = false;
+  /** A write is waiting for its client to take it. */
+  #waiting = false;
   readonly #stop = () => {
     this.#stopped = true;
     this.#onWake();
   };
+  /** The client is gone: nothing will be read, a waiting write gives up now. */
+  readonly #abandon = () => {
+    this.#body.close();
+    this.#stop();
+  };
+  /** The lifetime is over: a client that is behind is not waited for. */
+  readonly #expire = () => {
+    if (this.#waiting) this.#body.fail(OVER_BEHIND);
+    this.#stop();
+  };
+  readonly #stalled = () => {
+    if (this.#body.ended) return;
+    this.#report.metrics.streamStalled(this.#report.kind);
+    log.info("event stream ended: its client took nothing for {stallMs} ms; it resumes from its last event id", {
+      kind: this.#report.kind,
+      stallMs: this.#stallMs,
+      ...this.#report.fields,
+    });
+    this.#body.fail(STALLED);
+    this.#stop();
+  };
 
-  constructor(stream: SSEStreamingApi, request: Request, options: StreamOptions, onWake: () => void) {
-    this.#stream = stream;
+  constructor(body: EventBody, request: Request, options: StreamOptions, onWake: () => void, report: StreamReport) {
+    this.#body = body;
     this.#request = request;
     this.#options = options;
+    this.#stallMs = options.stallMs ?? DEFAULT_STALL_MS;
     this.#onWake = onWake;
-    stream.onAbort(this.#stop);
-    request.signal.addEventListener("abort", this.#stop, { once: true });
-    this.#lifetime = setTimeout(this.#stop, options.maxLifetimeMs);
+    this.#report = report;
+    body.onCancel(this.#stop);
+    request.signal.addEventListener("abort", this.#abandon, { once: true });
+    this.#lifetime = setTimeout(this.#expire, options.maxLifetimeMs);
     this.#armPing(options.pingMs);
   }
 
@@ -260,10 +483,44 @@ class StreamSession {
     return this.write(`retry: ${this.#options.retryMs}\n\n`);
   }
 
-  async write(chunk: string | Uint8Array): Promise<void> {
-    await this.#stream.write(chunk);
+  /** Resolves once the runtime took `chunk`; rejects if the stream ended first (gone, or stalled). */
+  write(chunk: string | Uint8Array): Promise<void> {
+    // Encoded here, so a waiting write holds the bytes only, not the text as well.
+    return this.#write(typeof chunk === "string" ? encoder.encode(chunk) : chunk);
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    await this.#handOver(() => this.#body.write(bytes));
     this.#pingDue = false;
     this.#lastWrite = Date.now();
+  }
+
+  /**
+   * The clean end, once the stream's loop is over (after `close`): at the runtime's next
+   * read, or dropped as stalled if that does not come within `stallMs` (a client that
+   * stopped reading just before the end). Never rejects.
+   */
+  async finish(): Promise<void> {
+    try {
+      await this.#handOver(() => this.#body.finish());
+    } catch {
+      // Ended otherwise meanwhile (gone, or stalled).
+    }
+  }
+
+  /** Waits for the runtime to read, under the stall deadline. */
+  async #handOver(handOver: () => Promise<void>): Promise<void> {
+    // Armed only when the client is behind (the runtime is not reading): a client that
+    // keeps up costs no timer per write.
+    if (!this.#body.backedUp) return await handOver();
+    const deadline = setTimeout(this.#stalled, this.#stallMs);
+    this.#waiting = true;
+    try {
+      await handOver();
+    } finally {
+      this.#waiting = false;
+      clearTimeout(deadline);
+    }
   }
 
   async pingIfDue(): Promise<void> {
@@ -274,7 +531,7 @@ class StreamSession {
     this.#stopped = true;
     clearTimeout(this.#lifetime);
     clearTimeout(this.#pingTimer);
-    this.#request.signal.removeEventListener("abort", this.#stop);
+    this.#request.signal.removeEventListener("abort", this.#abandon);
   }
 
   #armPing(ms: number): void {

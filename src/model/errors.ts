@@ -10,6 +10,7 @@ export const PROBLEM_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   thread_full: 422,
+  rate_limited: 429,
   unavailable: 503,
 } as const;
 
@@ -26,6 +27,7 @@ const TITLES: Record<ProblemCode, string> = {
   payload_too_large: "Payload too large",
   unsupported_media_type: "Unsupported media type",
   thread_full: "Thread full",
+  rate_limited: "Too many requests",
   unavailable: "Service unavailable",
 };
 

@@ -29,6 +29,10 @@ export interface Metrics {
   cacheUp(up: boolean): void;
   /** A thread's cache was brought up to its rollout (found behind, then repaired). */
   cacheRepaired(): void;
+  /** A request was refused with a 429 by this per-tenant limit (nothing was written). */
+  rateLimited(limit: LimitName): void;
+  /** A stream was ended because its client stopped reading (it resumes from its last event id). */
+  streamStalled(kind: StreamKind): void;
 }
 
 /** One open event stream. */
@@ -41,6 +45,8 @@ export interface StreamMetrics {
 export type StoreName = "blob" | "libsql";
 /** `timeout`: the call outlived its deadline (or its runtime's); `error`: anything else it threw. */
 export type StoreOutcome = "ok" | "error" | "timeout";
+/** The per-tenant limits of API.md "Rate limits": the write and read buckets, the open-stream cap. */
+export type LimitName = "writes" | "reads" | "streams";
 /** `thread`: one thread's stream; `many`: `GET /v1/events`. */
 export type StreamKind = "thread" | "many";
 
@@ -72,6 +78,8 @@ export const noMetrics: Metrics = {
   streamOpened: () => closedStream,
   cacheUp() {},
   cacheRepaired() {},
+  rateLimited() {},
+  streamStalled() {},
 };
 
 /**

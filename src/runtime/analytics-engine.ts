@@ -15,7 +15,7 @@
  * fail a request: the platform accepts 250 data points per invocation; past that (or on
  * any error) a point is dropped.
  */
-import type { Metrics, StoreName, StoreOutcome, StreamKind, StreamMetrics } from "../model/metrics.ts";
+import type { LimitName, Metrics, StoreName, StoreOutcome, StreamKind, StreamMetrics } from "../model/metrics.ts";
 
 /** The binding's shape (no workers-types dependency). */
 export interface AnalyticsEngineDatasetLike {
@@ -86,6 +86,14 @@ export class AnalyticsEngineMetrics implements Metrics {
 
   cacheRepaired(): void {
     this.#write("artifacts_cache_repairs_total", [], 1);
+  }
+
+  rateLimited(limit: LimitName): void {
+    this.#write("artifacts_rate_limited_total", [limit], 1);
+  }
+
+  streamStalled(kind: StreamKind): void {
+    this.#write("artifacts_sse_stalled_total", [kind], 1);
   }
 
   #write(family: string, labels: string[], value: number): void {

@@ -1,6 +1,7 @@
 import { authConfigured, type AuthSettings } from "../http/auth/authenticator.ts";
 import { TENANT_PATTERN } from "../model/ids.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevelName } from "../logging/configure.ts";
+import { parseRate, type Rate, type TenantLimits, UNLIMITED } from "../model/rate-limits.ts";
 
 /** Configuration from the environment, as API.md lists it. Web-standard: every runtime passes its env in. */
 export interface Config {
@@ -26,6 +27,8 @@ export interface Config {
   ssePollMs: number;
   ssePingMs: number;
   sseMaxLifetimeMs: number;
+  /** Live stream: a write its client has not taken after this long ends the stream (ms). */
+  sseStallMs: number;
   /** `LOG_LEVEL`: the least severe level logged. */
   logLevel: LogLevelName;
   /** `LOG_FORMAT`; undefined: the runtime decides (JSON lines unless stdout is a terminal). */
@@ -34,7 +37,25 @@ export interface Config {
   metricsToken: string | undefined;
   /** `METRICS` (`on` | `off`): off records nothing and serves no `/metrics` (the benchmark's baseline). */
   metricsEnabled: boolean;
+  /**
+   * Per-tenant limits (API.md "Rate limits"): `RATE_LIMIT_WRITES`, `RATE_LIMIT_READS`,
+   * `MAX_STREAMS_PER_TENANT`, each defaulting to `RATE_LIMIT_DEFAULTS` when authentication
+   * is configured and to unlimited when it is not; `RATE_LIMIT_TENANTS` overrides them per tenant.
+   */
+  rateLimits: { defaults: TenantLimits; overrides: Map<string, TenantLimits> };
 }
+
+/**
+ * The limits a deployed service starts with (docs/decisions.md "Rate limits": one Node
+ * process sustains ~1,500 creates/s over many threads, so ten tenants at their write
+ * limit still leave it room; reads cost a tenth of a write; a browser tab holds one or two
+ * streams, so 100 is a hundred tabs).
+ */
+export const RATE_LIMIT_DEFAULTS: TenantLimits = {
+  writes: { count: 100, periodMs: 1000, burst: 200 },
+  reads: { count: 500, periodMs: 1000, burst: 1000 },
+  streams: 100,
+};
 
 export type BlobStoreConfig =
   | { kind: "fs"; dir: string }
@@ -52,6 +73,12 @@ export class ConfigError extends Error {
 
 export function loadConfig(env: Env): Config {
   const dataDir = nonEmpty(env.DATA_DIR) ?? "./data";
+  const auth: AuthSettings = {
+    tokens: parseTokens(env.AUTH_TOKENS),
+    jwtSecret: nonEmpty(env.AUTH_JWT_SECRET),
+    jwksUrl: parseUrl("AUTH_JWKS_URL", env.AUTH_JWKS_URL),
+    clockSkewSeconds: integer(env, "AUTH_CLOCK_SKEW_SECONDS", 60, 0, 600),
+  };
   return {
     port: integer(env, "PORT", 8787, 0, 65535),
     host: nonEmpty(env.HOST) ?? "127.0.0.1",
@@ -64,23 +91,95 @@ export function loadConfig(env: Env): Config {
     compactEvery: integer(env, "COMPACT_EVERY", 64, 1, 1_000_000),
     deleteRetentionMs: integer(env, "DELETE_RETENTION_HOURS", 168, 1, 24 * 3650) * 3600 * 1000,
     corsOrigins: parseCorsOrigins(env.CORS_ORIGINS),
-    auth: {
-      tokens: parseTokens(env.AUTH_TOKENS),
-      jwtSecret: nonEmpty(env.AUTH_JWT_SECRET),
-      jwksUrl: parseUrl("AUTH_JWKS_URL", env.AUTH_JWKS_URL),
-      clockSkewSeconds: integer(env, "AUTH_CLOCK_SKEW_SECONDS", 60, 0, 600),
-    },
+    auth,
     // Only signs list positions (never trusted for access: every query is tenant-scoped);
     // set it per deployment so cursors cannot be minted by someone reading this source.
     cursorSecret: nonEmpty(env.CURSOR_SECRET) ?? "thread-artifacts-cursor-v1",
     ssePollMs: integer(env, "SSE_POLL_MS", 1000, 10, 60_000),
     ssePingMs: integer(env, "SSE_PING_MS", 15_000, 10, 15_000),
     sseMaxLifetimeMs: integer(env, "SSE_MAX_LIFETIME_MS", 300_000, 1000, 3_600_000),
+    sseStallMs: integer(env, "SSE_STALL_MS", 15_000, 100, 600_000),
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS) ?? "info",
     logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS),
     metricsToken: nonEmpty(env.METRICS_TOKEN),
     metricsEnabled: oneOf(env, "METRICS", ["on", "off"] as const) !== "off",
+    rateLimits: parseRateLimits(env, authConfigured(auth)),
   };
+}
+
+function parseRateLimits(env: Env, authenticated: boolean): Config["rateLimits"] {
+  // Limits protect a service others can reach; a loopback one without authentication has none.
+  const base = authenticated ? RATE_LIMIT_DEFAULTS : UNLIMITED;
+  const defaults: TenantLimits = {
+    writes: rateVar(env, "RATE_LIMIT_WRITES", base.writes),
+    reads: rateVar(env, "RATE_LIMIT_READS", base.reads),
+    streams: streamsVar(env.MAX_STREAMS_PER_TENANT, "MAX_STREAMS_PER_TENANT", base.streams),
+  };
+  return { defaults, overrides: parseTenantLimits(env.RATE_LIMIT_TENANTS, defaults) };
+}
+
+function rateVar(env: Env, name: string, fallback: Rate | null): Rate | null {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  try {
+    return parseRate(raw);
+  } catch (error) {
+    throw new ConfigError(`${name}: ${(error as Error).message}`);
+  }
+}
+
+function streamsVar(value: unknown, name: string, fallback: number | null): number | null {
+  if (value === undefined || (typeof value === "string" && value.trim() === "")) return fallback;
+  const text = String(value).trim();
+  if (!/^\d{1,9}$/.test(text)) {
+    throw new ConfigError(`${name} must be a count of streams, 0 for unlimited (got ${JSON.stringify(value)})`);
+  }
+  return Number(text) === 0 ? null : Number(text);
+}
+
+/**
+ * `RATE_LIMIT_TENANTS`: a JSON object from tenant to its own limits, any of `writes`,
+ * `reads` (rates as above) and `streams` (a count); what a tenant's entry leaves out
+ * is the default. `{"acme": {"writes": "1000/s", "streams": 500}, "batch": {"reads": "0"}}`.
+ */
+function parseTenantLimits(value: string | undefined, defaults: TenantLimits): Map<string, TenantLimits> {
+  const overrides = new Map<string, TenantLimits>();
+  const raw = nonEmpty(value);
+  if (raw === undefined) return overrides;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError("RATE_LIMIT_TENANTS must be a JSON object of tenant to {writes, reads, streams}");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError("RATE_LIMIT_TENANTS must be a JSON object of tenant to {writes, reads, streams}");
+  }
+  for (const [tenant, entry] of Object.entries(parsed)) {
+    const where = `RATE_LIMIT_TENANTS[${JSON.stringify(tenant)}]`;
+    if (!TENANT_PATTERN.test(tenant)) throw new ConfigError(`${where}: not a tenant id`);
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      throw new ConfigError(`${where} must be an object of writes, reads and streams`);
+    }
+    const fields = entry as Record<string, unknown>;
+    for (const key of Object.keys(fields)) {
+      if (key !== "writes" && key !== "reads" && key !== "streams") {
+        throw new ConfigError(`${where}: unknown limit ${JSON.stringify(key)} (writes, reads, streams)`);
+      }
+    }
+    const rate = (key: "writes" | "reads"): Rate | null => {
+      const v = fields[key];
+      if (v === undefined) return defaults[key];
+      if (typeof v !== "string") throw new ConfigError(`${where}.${key} must be a rate such as "100/s", or "0"`);
+      return rateVar({ [`${where}.${key}`]: v }, `${where}.${key}`, defaults[key]);
+    };
+    overrides.set(tenant, {
+      writes: rate("writes"),
+      reads: rate("reads"),
+      streams: streamsVar(fields.streams, `${where}.streams`, defaults.streams),
+    });
+  }
+  return overrides;
 }
 
 /** `AUTH_TOKENS="tokenA:tenantA,tokenB:tenantB"`; a token may itself contain `:` (split at the last one). */

@@ -8,7 +8,7 @@
  */
 import client from "prom-client";
 import type { Counter, Gauge, Histogram } from "prom-client";
-import type { Metrics, StoreName, StoreOutcome, StreamKind, StreamMetrics } from "../model/metrics.ts";
+import type { LimitName, Metrics, StoreName, StoreOutcome, StreamKind, StreamMetrics } from "../model/metrics.ts";
 
 /** OpenTelemetry's advice for `http.server.request.duration` (seconds). */
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
@@ -32,6 +32,8 @@ export class PrometheusMetrics implements Metrics {
   readonly #store: Histogram<string>;
   readonly #cacheUp: KnownGauge;
   readonly #repairs: Counter.Internal;
+  readonly #limited: Record<LimitName, Counter.Internal>;
+  readonly #stalled: Record<StreamKind, Counter.Internal>;
   readonly #streams: Record<StreamKind, { open: Gauge.Internal<string>; sent: Counter.Internal }>;
   /** method → route → status → child. */
   readonly #requestChildren = new Map<string, Map<string, Map<number, Histogram.Internal<string>>>>();
@@ -107,6 +109,27 @@ export class PrometheusMetrics implements Metrics {
       help: "Threads whose cache was found behind the rollout and brought up to it.",
       registers,
     }).labels();
+    const limited = new client.Counter({
+      name: "artifacts_rate_limited_total",
+      help:
+        "Requests refused with 429 by a per-tenant limit (writes, reads: token buckets; streams: the open-stream cap).",
+      labelNames: ["limit"],
+      registers,
+    });
+    this.#limited = {
+      writes: limited.labels("writes"),
+      reads: limited.labels("reads"),
+      streams: limited.labels("streams"),
+    };
+    const stalled = new client.Counter({
+      name: "artifacts_sse_stalled_total",
+      help: "Event streams ended because their client stopped reading (the client resumes from its last event id).",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.#stalled = { thread: stalled.labels("thread"), many: stalled.labels("many") };
+    // Every limit and kind shows from the start (0): "no refusal" is a value, not a missing series.
+    for (const child of [...Object.values(this.#limited), ...Object.values(this.#stalled)]) child.inc(0);
     if (options.runtimeMetrics) client.collectDefaultMetrics({ register: registry });
   }
 
@@ -169,6 +192,14 @@ export class PrometheusMetrics implements Metrics {
 
   cacheRepaired(): void {
     this.#repairs.inc();
+  }
+
+  rateLimited(limit: LimitName): void {
+    this.#limited[limit].inc();
+  }
+
+  streamStalled(kind: StreamKind): void {
+    this.#stalled[kind].inc();
   }
 }
 

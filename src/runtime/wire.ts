@@ -8,6 +8,8 @@ import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
 import { FeedHub, type FeedSource } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { type Metrics, noMetrics } from "../model/metrics.ts";
+import { InProcessAdmission, limitsFrom } from "../limits/in-process.ts";
+import type { TenantAdmission } from "../limits/port.ts";
 import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService, type WriteMode } from "../service/artifact-service.ts";
 import type { Config } from "./config.ts";
@@ -49,6 +51,11 @@ export interface AppWiring extends ServiceWiring {
   only?: EdgeFunction;
   /** Where streams get their feed (default: one FeedHub for the process, hinted by the notifier). */
   feeds?: (reader: ArtifactService) => FeedSource;
+  /**
+   * Who keeps the tenants' buckets and stream counts (default: this process, see
+   * `processAdmission`); null: no limits at all.
+   */
+  admission?: TenantAdmission | null;
 }
 
 /** The service over its stores (the Workers sequencer needs nothing more). */
@@ -100,12 +107,34 @@ export function wire(wiring: AppWiring) {
     corsOrigins: config.corsOrigins,
     ...(wiring.only ? { only: wiring.only } : {}),
     ...(wiring.metrics ? { metrics: wiring.metrics } : {}),
+    admission: wiring.admission === undefined ? processAdmission(config) : wiring.admission,
     live: {
       feeds,
-      options: { retryMs: 2000, pingMs: config.ssePingMs, maxLifetimeMs: config.sseMaxLifetimeMs },
+      options: {
+        retryMs: 2000,
+        pingMs: config.ssePingMs,
+        maxLifetimeMs: config.sseMaxLifetimeMs,
+        stallMs: config.sseStallMs,
+      },
     },
   });
   return { ...stores, app, feeds };
+}
+
+/**
+ * The tenants' limits kept in this process (Node, Deno: N processes admit up to N times
+ * a limit), or null when nothing is limited. A lease lapses a minute after the longest
+ * a stream lives, should its end never be seen.
+ */
+export function processAdmission(config: Config): TenantAdmission | null {
+  const { defaults, overrides } = config.rateLimits;
+  const limited = (limits: typeof defaults) =>
+    limits.writes !== null || limits.reads !== null || limits.streams !== null;
+  if (!limited(defaults) && ![...overrides.values()].some(limited)) return null;
+  return new InProcessAdmission({
+    limitsOf: limitsFrom(defaults, overrides),
+    leaseMs: config.sseMaxLifetimeMs + 60_000,
+  });
 }
 
 function limitsOf(config: Config) {

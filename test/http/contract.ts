@@ -2,6 +2,7 @@
 import { SpecSseParser } from "../support/sse.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readJsonResult } from "../support/http.ts";
+import { describeRateLimits } from "./contract-limits.ts";
 import { describeDeletion } from "./contract-delete.ts";
 import { describeHistory } from "./contract-history.ts";
 import { describeManyThreadStreams } from "./contract-many.ts";
@@ -60,6 +61,7 @@ export const PROBLEM_CODES = [
   "version_conflict",
   "thread_full",
   "unauthorized",
+  "rate_limited",
   "unavailable",
 ] as const;
 
@@ -777,6 +779,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
     describeManyThreadStreams(ctx);
     describeHistory(ctx);
     describeDeletion(ctx);
+    describeRateLimits(ctx);
 
     describe("service routes and errors", () => {
       it("/healthz reports the stores", async () => {

@@ -134,6 +134,39 @@ describe("GET /metrics on Node", () => {
     })).toBe(3);
   });
 
+  it("counts every 429 by the limit that refused it, and nothing of what it refused", async () => {
+    const data = cluster.dataDir();
+    const server = await cluster.start({
+      DATA_DIR: data.dir,
+      AUTH_TOKENS: "limited-token:limited",
+      METRICS_TOKEN: "scrape-secret",
+      RATE_LIMIT_WRITES: "1/h",
+      RATE_LIMIT_READS: "1/h",
+      MAX_STREAMS_PER_TENANT: "1",
+    });
+    const as = { authorization: "Bearer limited-token" };
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await create(server.url, "limited", i, as)).status);
+    expect(statuses).toEqual([201, 201, 429, 429]);
+    const reads = [];
+    for (let i = 0; i < 3; i++) {
+      reads.push((await http(server.url, "GET", "/v1/threads/limited", undefined, as)).status);
+    }
+    expect(reads).toEqual([200, 200, 429]);
+    const metrics = await scrape(server.url, { authorization: "Bearer scrape-secret" });
+    expect(metrics.value("artifacts_rate_limited_total", { limit: "writes" })).toBe(2);
+    expect(metrics.value("artifacts_rate_limited_total", { limit: "reads" })).toBe(1);
+    expect(metrics.value("artifacts_rate_limited_total", { limit: "streams" })).toBe(0);
+    expect(metrics.value("http_server_request_duration_seconds_count", {
+      http_request_method: "POST",
+      http_route: CREATE_ROUTE,
+      http_response_status_code: "429",
+    })).toBe(2);
+    // The refused writes wrote nothing: two commits on disk, two counted.
+    expect(committedSeqs(data.rolloutDir, "limited", "limited")).toEqual([1, 2]);
+    expect(metrics.value("artifacts_commits_total")).toBe(2);
+  });
+
   it("needs METRICS_TOKEN when it is set, and is a 404 where it may not be open", async () => {
     const data = cluster.dataDir();
     const tokenOnly = await cluster.start({ DATA_DIR: data.dir, METRICS_TOKEN: "scrape-secret" });

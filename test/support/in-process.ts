@@ -8,6 +8,8 @@ import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import type { BlobStore } from "../../src/blob/port.ts";
 import { loadConfig } from "../../src/runtime/config.ts";
 import { wire } from "../../src/runtime/wire.ts";
+import type { TenantAdmission } from "../../src/limits/port.ts";
+import type { Metrics } from "../../src/model/metrics.ts";
 import { readJsonResult } from "./http.ts";
 
 export interface InProcessOptions {
@@ -18,6 +20,10 @@ export interface InProcessOptions {
   libsqlUrl?: string;
   /** The data folder (kept on close: its owner removes it); default: a fresh temp folder, removed on close. */
   dir?: string;
+  /** Who keeps the tenants' limits (default: the process's, from the env, as the Node runtime wires it). */
+  admission?: TenantAdmission | null;
+  /** Where requests, streams and refusals are reported (default: nowhere). */
+  metrics?: Metrics;
 }
 
 /**
@@ -38,6 +44,8 @@ export function createTestApp(options: InProcessOptions = {}) {
     config,
     blobStore,
     connectLibsql: () => createClient({ url: config.libsqlUrl, timeout: 5000, concurrency: 1 }),
+    ...(options.admission !== undefined ? { admission: options.admission } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const init: RequestInit = { method, headers: { ...headers } };

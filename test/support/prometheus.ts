@@ -65,4 +65,6 @@ export const REQUIRED_FAMILIES: Record<string, string> = {
   artifacts_sse_events_sent_total: "counter",
   artifacts_cache_up: "gauge",
   artifacts_cache_repairs_total: "counter",
+  artifacts_rate_limited_total: "counter",
+  artifacts_sse_stalled_total: "counter",
 };

@@ -32,6 +32,7 @@ export function eventRoutes(
       reader: deps.service,
       options: deps.options,
       metrics: deps.metrics,
+      onClosed: c.get("streamClosed"),
     });
   });
 
@@ -50,6 +51,7 @@ export function eventRoutes(
       reader: deps.service,
       options: deps.options,
       metrics: deps.metrics,
+      onClosed: c.get("streamClosed"),
       eventId: (positions) =>
         deps.tokens.encode(tenant, [...positions].map(([threadId, seq]) => [tags.get(threadId) as string, seq])),
     });
