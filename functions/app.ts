@@ -4,7 +4,8 @@
  */
 import { edgeEntry } from "../src/runtime/edge.ts";
 
-// Workers need the Durable Object class exported from the main module.
+// Workers need the Durable Object classes exported from the main module.
 export { ThreadSequencer } from "../src/runtime/sequencer.ts";
+export { TenantLimiter } from "../src/runtime/tenant-limiter.ts";
 
 export default edgeEntry();

@@ -11,6 +11,7 @@ import { logger } from "../logging/logger.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { cacheFaults } from "../service/cache-guard.ts";
 import { wire } from "./wire.ts";
+import { workersAdmission } from "./workers-admission.ts";
 
 export type { WorkerEnv };
 
@@ -30,7 +31,7 @@ const storeFaults = { blob: blobFaults(), libsql: cacheFaults() };
  * or feed may outlive its request. With the `SEQUENCER` binding, the thread's Durable
  * Object sequences its writes, knows its head and pushes its events to the streams;
  * without it, writers in different isolates coordinate through the rollout's
- * put-if-absent alone and streams poll.
+ * put-if-absent alone and streams poll. Per-tenant limits: see workers-admission.ts.
  */
 export async function workerFetch(
   request: Request,
@@ -52,15 +53,18 @@ export async function workerFetch(
   const sequencer = isNamespace(env.SEQUENCER)
     ? new SequencerClient(env.SEQUENCER, { traceContext: traceContextOf(request.headers) })
     : undefined;
+  const background = ctx ? (work: Promise<unknown>) => ctx.waitUntil(work) : undefined;
   const { app } = wire({
     ...context,
     storeFaults,
+    // Per-tenant limits: the tenant's TenantLimiter object, the Rate Limiting bindings, or this isolate.
+    admission: workersAdmission(env, context.config, background),
     // The optional Analytics Engine binding `METRICS` gets the events /metrics has on Node and Deno.
     ...(isAnalyticsEngineDataset(env.METRICS) ? { metrics: new AnalyticsEngineMetrics(env.METRICS) } : {}),
     // Nothing outlives a request here: the next write or strong read repairs a cache left behind.
     repairBehindEveryMs: 0,
     // Compaction runs after the answer; the request's waitUntil keeps the isolate for it.
-    ...(ctx ? { background: (work: Promise<void>) => ctx.waitUntil(work) } : {}),
+    ...(background ? { background } : {}),
     ...(sequencer
       ? {
         writeMode: { kind: "forwarded", writes: sequencer, heads: sequencer } as const,

@@ -57,6 +57,14 @@ export interface WorkerOptions {
   port?: number;
   /** Bind an Analytics Engine dataset as `METRICS` (default false: the Worker runs without it). */
   analyticsEngine?: boolean;
+  /** Bind the `TENANT_LIMITER` Durable Object (default true): exact per-tenant limits; without it, per isolate. */
+  tenantLimiter?: boolean;
+  /**
+   * Bind Workers Rate Limiting bindings (default: none): `writes` as `WRITE_LIMITER`,
+   * `reads` as `READ_LIMITER`, each `limit` requests per `period` seconds (10 or 60) per key,
+   * in fixed windows aligned to the clock (Miniflare's local limiter).
+   */
+  rateLimits?: Partial<Record<"writes" | "reads", { limit: number; period: 10 | 60 }>>;
 }
 
 /** The Worker's name in workerd (its Durable Object binding points at it). */
@@ -65,7 +73,8 @@ const WORKER_NAME = "thread-artifacts";
 /**
  * The Worker bundle in workerd (Miniflare 5), with local R2 as `ROLLOUTS`, the
  * `ThreadSequencer` Durable Object (SQLite-backed, as wrangler.toml declares it) as
- * `SEQUENCER` and the given string vars, served on a loopback port.
+ * `SEQUENCER`, the `TenantLimiter` one as `TENANT_LIMITER`, optionally the Rate Limiting
+ * bindings, and the given string vars, served on a loopback port.
  */
 export async function startWorker(vars: Record<string, string>, options: WorkerOptions = {}): Promise<WorkerServer> {
   const bundle = await buildWorkerBundle();
@@ -75,6 +84,14 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
   for (const [name, value] of Object.entries({ LOG_LEVEL: "warn", ...vars })) env[name] = { type: "text", value };
   const sequencer = options.sequencer !== false;
   if (sequencer) env.SEQUENCER = { type: "durable-object", worker: WORKER_NAME, exportName: "ThreadSequencer" };
+  const tenantLimiter = options.tenantLimiter !== false;
+  if (tenantLimiter) {
+    env.TENANT_LIMITER = { type: "durable-object", worker: WORKER_NAME, exportName: "TenantLimiter" };
+  }
+  // Each binding its own namespace, as each needs its own namespace_id in wrangler.toml.
+  const { writes, reads } = options.rateLimits ?? {};
+  if (writes) env.WRITE_LIMITER = { type: "rate-limit", namespace: "1001", simple: writes };
+  if (reads) env.READ_LIMITER = { type: "rate-limit", namespace: "1002", simple: reads };
   // Locally a dataset accepts data points and keeps none.
   if (options.analyticsEngine) env.METRICS = { type: "analytics-engine-dataset", name: "thread_artifacts" };
   const mf = new Miniflare({
@@ -91,7 +108,10 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
           modules: { "app.js": { type: "esm", contents: readFileSync(bundle.main, "utf8") } },
         },
         env,
-        ...(sequencer ? { exports: { ThreadSequencer: { type: "durable-object", storage: "sqlite" } } } : {}),
+        exports: {
+          ...(sequencer ? { ThreadSequencer: { type: "durable-object", storage: "sqlite" } } : {}),
+          ...(tenantLimiter ? { TenantLimiter: { type: "durable-object", storage: "sqlite" } } : {}),
+        },
       },
     }],
   });
