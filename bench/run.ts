@@ -31,12 +31,14 @@ import {
 import { type ColdThread, type ColdThreadSpec, prepareColdRollouts } from "./lib/prepare-rollout.ts";
 import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { percentile } from "./lib/stats.ts";
-import { benchEdge, type EdgeResult } from "./edge.ts";
+import { benchEdge, edgeLimitsReport, type EdgeResult } from "./edge.ts";
 import { benchMany, type ManyResult, reportMany } from "./many.ts";
 import { benchObservability, type ObsRow } from "./obs.ts";
+import { benchSlowReaders, reportSlow, SLOW_PARAMS, type SlowRow } from "./slow-readers.ts";
+import { benchTenants, type TenantsParams, tenantsReport, type TenantsRow } from "./tenants.ts";
 
 const quick = process.argv.includes("--quick");
-const SCENARIOS = ["create", "read", "sse", "many", "cold", "rss", "obs", "edge"] as const;
+const SCENARIOS = ["create", "read", "sse", "many", "cold", "rss", "slow", "obs", "edge", "tenants"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
@@ -95,8 +97,16 @@ const manyParams = {
   drainMs: P.sseDrainMs,
   settleMs: P.rssSettleMs,
 };
+const slowParams = { ...SLOW_PARAMS, settleMs: P.rssSettleMs };
 
 const OURS = "src/runtime/node.ts";
+/** The tenants scenario: A's write limit is the default (100/s); A floods at 10× it. */
+const TENANTS: TenantsParams = {
+  durationS: quick ? 5 : 20,
+  limitPerS: 100,
+  connections: 16,
+  body: createBody(),
+};
 const FLOOR = "bench/servers/floor.ts";
 const DS = "bench/servers/durable-streams.ts";
 
@@ -575,8 +585,10 @@ function report(
   many: ManyResult | null,
   cold: ColdRow[],
   rss: RssRow[],
+  slow: SlowRow[],
   obs: ObsRow[],
   edge: EdgeResult[],
+  tenants: TenantsRow[],
   seconds: number,
 ) {
   const goals: Goal[] = [];
@@ -814,6 +826,13 @@ function report(
   }
   lines.push("");
 
+  // slow stream readers
+  if (slow.length > 0) {
+    const section = reportSlow(slow, slowParams);
+    lines.push(...section.lines);
+    goals.push(...section.goals);
+  }
+
   // obs
   if (obs.length > 0) {
     lines.push(
@@ -880,6 +899,7 @@ function report(
       );
     }
     lines.push("");
+    lines.push(...edgeLimitsReport(edge));
     const before = edge.find((r) => r.variant.startsWith("before"));
     const after = edge.find((r) => r.variant.startsWith("after"));
     if (after) {
@@ -919,6 +939,12 @@ function report(
     }
   }
 
+  if (tenants.length > 0) {
+    const section = tenantsReport(tenants, TENANTS);
+    lines.push(...section.lines);
+    goals.push(...section.goals);
+  }
+
   lines.push("## goals", "", "| goal | measured | met |", "| --- | --- | :---: |");
   for (const g of goals) lines.push(`| ${g.goal} | ${g.measured} | ${mark(g.met)} |`);
   lines.push("");
@@ -947,6 +973,12 @@ async function main() {
       : null;
     const cold = only.has("cold") ? await benchCold(probe) : [];
     const rss = only.has("rss") ? await benchRss(idle) : [];
+    const slow = only.has("slow")
+      ? await benchSlowReaders(slowParams, {
+        withOurs: (name, env, body) => withServer(`ours (${name})`, OURS, oursEnv(name, env), body),
+        log,
+      })
+      : [];
     const obs = only.has("obs")
       ? await benchObservability(
         {
@@ -965,9 +997,16 @@ async function main() {
       )
       : [];
     const edge = only.has("edge") ? await benchEdge(P.edge, log) : [];
+    const tenants = only.has("tenants")
+      ? await benchTenants(TENANTS, {
+        withOurs: (name, env, body) => withServer(`ours (${name})`, OURS, oursEnv(name, env), body),
+        flood: (server, run) => measureHttp(http, server, run),
+        log,
+      })
+      : [];
     await Promise.all(removing);
     const seconds = (performance.now() - t0) / 1000;
-    const markdown = report(create, read, sse, many, cold, rss, obs, edge, seconds);
+    const markdown = report(create, read, sse, many, cold, rss, slow, obs, edge, tenants, seconds);
     const results = join(ROOT, "bench/results");
     mkdirSync(results, { recursive: true });
     if (!onlyArg) writeFileSync(join(results, "latest.md"), markdown);
@@ -993,8 +1032,10 @@ async function main() {
           many,
           cold,
           rss,
+          slow,
           obs,
           edge,
+          tenants,
         },
         null,
         2,

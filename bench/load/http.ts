@@ -20,6 +20,8 @@ export interface HttpRun {
   connections: number;
   durationS: number;
   warmupS: number;
+  /** Requests per second over all connections (autocannon's overallRate); default: as fast as answers come. */
+  rate?: number;
 }
 
 /** One autocannon run: a warm-up (nothing recorded) or the measured run. */
@@ -62,6 +64,7 @@ async function once(baseUrl: string, run: HttpRun, durationS: number, record: bo
     // 127.0.0.1 only; one request per connection at a time.
     pipelining: 1,
     timeout: 10,
+    ...(run.rate ? { overallRate: run.rate } : {}),
     requests: [
       {
         method: run.method,
