@@ -19,6 +19,12 @@ export interface FeedOptions {
   pollMs: number;
   /** Events kept in memory per thread for subscribers at the head. */
   bufferSize?: number;
+  /**
+   * And at most this many characters of event data (the newest event always): with large
+   * payloads the count alone would keep tens of MiB per followed thread (each event is held
+   * as data and as its encoded frame). A stream behind the buffer reads the log itself.
+   */
+  bufferChars?: number;
   /** Events read per log query. */
   batchSize?: number;
   /**
@@ -49,6 +55,9 @@ export interface FeedSource {
  * poll tick makes ONE log read, and every stream at the head takes its events from
  * the shared buffer. Streams behind the buffer read the log themselves.
  */
+/** 2 Mi characters of event data per thread's buffer: ~34 events of 60 KB, every event of 8 KB. */
+export const DEFAULT_BUFFER_CHARS = 2 * 1024 * 1024;
+
 export class FeedHub implements FeedSource {
   readonly #options: Required<FeedOptions>;
   readonly #feeds = new Map<string, ThreadFeed>();
@@ -57,6 +66,7 @@ export class FeedHub implements FeedSource {
   constructor(options: FeedOptions) {
     this.#options = {
       bufferSize: 256,
+      bufferChars: DEFAULT_BUFFER_CHARS,
       batchSize: 100,
       readTimeoutMs: DEFAULT_READ_TIMEOUT_MS,
       onError: () => {},
@@ -290,7 +300,7 @@ export class ThreadFeed {
       }
       // The buffer is contiguous: after a jump to a tombstone it starts afresh there.
       let buffer: LogEvent[] = first.seq === head + 1 ? this.#state.buffer.concat(events) : [...events];
-      if (buffer.length > bufferSize) buffer = buffer.slice(-bufferSize);
+      buffer = bounded(buffer, bufferSize, this.#options.bufferChars);
       this.#state = { known: true, head: (events[events.length - 1] as LogEvent).seq, buffer };
       this.#wakeStreams();
       if (events.length < batchSize) return;
@@ -312,7 +322,7 @@ export class ThreadFeed {
     if (!first || !last) return;
     const continues = this.#state.known && first.seq === head + 1;
     let buffer: LogEvent[] = continues && this.#state.known ? this.#state.buffer.concat(fresh) : [...fresh];
-    if (buffer.length > this.#options.bufferSize) buffer = buffer.slice(-this.#options.bufferSize);
+    buffer = bounded(buffer, this.#options.bufferSize, this.#options.bufferChars);
     this.#state = { known: true, head: last.seq, buffer };
     this.#wakeStreams();
   }
@@ -335,4 +345,18 @@ function wakeEach(waiters: Set<() => void>): void {
   const woken = [...waiters];
   waiters.clear();
   for (const wake of woken) wake();
+}
+
+/** The newest events of `buffer` within `count` events and `chars` characters of data (the newest always). */
+function bounded(buffer: LogEvent[], count: number, chars: number): LogEvent[] {
+  let start = Math.max(0, buffer.length - count);
+  let total = 0;
+  for (let i = buffer.length - 1; i >= start; i--) {
+    total += (buffer[i] as LogEvent).data.length;
+    if (total > chars && i < buffer.length - 1) {
+      start = i + 1;
+      break;
+    }
+  }
+  return start === 0 ? buffer : buffer.slice(start);
 }

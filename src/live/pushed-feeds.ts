@@ -1,5 +1,5 @@
 import type { LogEvent } from "../model/patch.ts";
-import { type EventReader, type FeedSource, ThreadFeed } from "./feed.ts";
+import { DEFAULT_BUFFER_CHARS, type EventReader, type FeedSource, ThreadFeed } from "./feed.ts";
 import type { Notifier } from "./notifier.ts";
 
 /** The slice of a WebSocket a push link uses (a Workers WebSocket, a browser one). */
@@ -81,6 +81,7 @@ export class PushedFeeds implements FeedSource {
         notifier: NO_HINTS,
         pollMs: o.safetyPollMs,
         bufferSize: 256,
+        bufferChars: DEFAULT_BUFFER_CHARS,
         batchSize: o.batchSize,
         readTimeoutMs: o.readTimeoutMs,
         onError: o.onError,
