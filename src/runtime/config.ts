@@ -43,6 +43,14 @@ export interface Config {
    * is configured and to unlimited when it is not; `RATE_LIMIT_TENANTS` overrides them per tenant.
    */
   rateLimits: { defaults: TenantLimits; overrides: Map<string, TenantLimits> };
+  /** API.md "Webhooks": subscriptions a tenant may hold (`MAX_WEBHOOKS_PER_TENANT`). */
+  maxWebhooksPerTenant: number;
+  /** `WEBHOOK_ALLOW_HTTP_LOOPBACK=1`: `http://` URLs to loopback hosts allowed (development and tests). */
+  webhookAllowHttpLoopback: boolean;
+  /** How long one event is retried before its webhook turns `failing` (ms; `WEBHOOK_RETRY_HOURS`). */
+  webhookRetryMs: number;
+  /** The first retry's delay, doubling up to an hour (`WEBHOOK_RETRY_BASE_MS`). */
+  webhookRetryBaseMs: number;
 }
 
 /**
@@ -104,6 +112,10 @@ export function loadConfig(env: Env): Config {
     metricsToken: nonEmpty(env.METRICS_TOKEN),
     metricsEnabled: oneOf(env, "METRICS", ["on", "off"] as const) !== "off",
     rateLimits: parseRateLimits(env, authConfigured(auth)),
+    maxWebhooksPerTenant: integer(env, "MAX_WEBHOOKS_PER_TENANT", 20, 0, 10_000),
+    webhookAllowHttpLoopback: oneOf(env, "WEBHOOK_ALLOW_HTTP_LOOPBACK", ["0", "1"] as const) === "1",
+    webhookRetryMs: integer(env, "WEBHOOK_RETRY_HOURS", 24, 1, 24 * 30) * 3_600_000,
+    webhookRetryBaseMs: integer(env, "WEBHOOK_RETRY_BASE_MS", 1000, 10, 3_600_000),
   };
 }
 
