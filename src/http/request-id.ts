@@ -9,6 +9,11 @@ export const REQUEST_ID_HEADER = "X-Request-Id";
 /** What an incoming id must look like to be kept (API.md): 1-128 chars of `[A-Za-z0-9._:-]`. */
 const KEPT = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The caller's `X-Request-Id` if it is well-formed, else undefined. */
+export function keptRequestId(incoming: string | null | undefined): string | undefined {
+  return incoming != null && KEPT.test(incoming) ? incoming : undefined;
+}
+
 /** The request's id: the caller's `X-Request-Id` when it is well-formed, else a fresh UUID. */
 export function requestIdOf(incoming: string | null | undefined): string {
   return incoming != null && KEPT.test(incoming) ? incoming : crypto.randomUUID();

@@ -18,12 +18,13 @@
  * (its wall-clock is billed) nor cost store requests.
  */
 import { problemResponse } from "../http/problem.ts";
+import { keptRequestId, REQUEST_ID_HEADER } from "../http/request-id.ts";
 import { requestParentContext, withTraceHeaders } from "../http/trace-context.ts";
 import type { PushMessage, PushSocket } from "../live/pushed-feeds.ts";
 import type { WriteCommand } from "../model/decide.ts";
 import { type ProblemCode, ProblemError } from "../model/errors.ts";
 import { FaultBurst, isReported } from "../logging/faults.ts";
-import { logger } from "../logging/logger.ts";
+import { logger, withLogContext } from "../logging/logger.ts";
 import { TENANT_PATTERN, THREAD_ID_PATTERN, threadKey } from "../model/ids.ts";
 import type { ThreadJson } from "../model/artifact.ts";
 import { type Commit, logEventOf } from "../model/patch.ts";
@@ -81,7 +82,10 @@ export class ThreadSequencer {
     // Named by the call (`sequencer /write`, `/head`, `/thread`, `/events`): the ids stay in the query.
     const span = tracer.startSpan(`sequencer ${new URL(request.url).pathname}`, { kind: SpanKind.SERVER }, parent);
     try {
-      const response = await withSpan(span, () => this.#serve(request), parent);
+      // The Worker's request id on every log line the call writes (a well-formed one only).
+      const requestId = keptRequestId(request.headers.get(REQUEST_ID_HEADER));
+      const serve = () => this.#serve(request);
+      const response = await withSpan(span, () => (requestId ? withLogContext({ requestId }, serve) : serve()), parent);
       span.setAttribute("http.response.status_code", response.status);
       endSpan(span);
       return response;
@@ -192,16 +196,19 @@ export class ThreadSequencer {
 export class SequencerClient implements WritePath, HeadSource {
   readonly #namespace: DurableObjectNamespaceLike;
   readonly #traceContext: Context | undefined;
+  readonly #requestId: string | undefined;
 
   /**
    * `traceContext`: the trace context of the request this client serves, carried to the
    * object on every call (W3C `traceparent`) when no span is active: workerd registers no
    * context manager, so the caller's context is all there is to carry. Where a span is
    * active (a traced Worker, tests on Node) the calls carry that span instead.
+   * `requestId`: the request's id (`X-Request-Id`), so the object's log lines carry it too.
    */
-  constructor(namespace: DurableObjectNamespaceLike, options: { traceContext?: Context } = {}) {
+  constructor(namespace: DurableObjectNamespaceLike, options: { traceContext?: Context; requestId?: string } = {}) {
     this.#namespace = namespace;
     this.#traceContext = options.traceContext;
+    this.#requestId = options.requestId;
   }
 
   async write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
@@ -222,7 +229,7 @@ export class SequencerClient implements WritePath, HeadSource {
   /** Opens the thread's push link (a WebSocket to its sequencer). */
   async connect(tenant: string, threadId: string): Promise<PushSocket> {
     const response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, "/events"), {
-      headers: withTraceHeaders({ upgrade: "websocket" }, this.#traceContext),
+      headers: this.#headers({ upgrade: "websocket" }),
     });
     const socket = response.webSocket;
     if (response.status !== 101 || !socket) {
@@ -237,6 +244,12 @@ export class SequencerClient implements WritePath, HeadSource {
     return this.#namespace.get(this.#namespace.idFromName(threadKey(tenant, threadId)));
   }
 
+  /** A call's headers: the trace context and the request id it serves. */
+  #headers(headers: Record<string, string>): Record<string, string> {
+    if (this.#requestId) headers[REQUEST_ID_HEADER] = this.#requestId;
+    return withTraceHeaders(headers, this.#traceContext);
+  }
+
   #url(tenant: string, threadId: string, path: string): string {
     return `https://sequencer${path}?tenant=${encodeURIComponent(tenant)}&thread=${encodeURIComponent(threadId)}`;
   }
@@ -247,7 +260,7 @@ export class SequencerClient implements WritePath, HeadSource {
     try {
       response = await this.#stub(tenant, threadId).fetch(this.#url(tenant, threadId, path), {
         ...init,
-        headers: withTraceHeaders({ ...(init.headers as Record<string, string> | undefined) }, this.#traceContext),
+        headers: this.#headers({ ...(init.headers as Record<string, string> | undefined) }),
       });
       unreachable.succeeded();
     } catch (error) {

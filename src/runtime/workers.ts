@@ -1,5 +1,6 @@
 import type { EdgeFunction } from "../http/app.ts";
 import { misconfiguredResponse } from "../http/problem.ts";
+import { REQUEST_ID_HEADER, requestIdOf } from "../http/request-id.ts";
 import { traceContextOf } from "../http/trace-context.ts";
 import { PushedFeeds } from "../live/pushed-feeds.ts";
 import { ConfigError } from "./config.ts";
@@ -49,9 +50,16 @@ export async function workerFetch(
     logger("server").error("configuration error: {reason}", { reason: error.message });
     return misconfiguredResponse(request);
   }
-  // The caller's trace context goes with every call to the thread's sequencer.
+  // The request's id is decided here, before the app, so the calls to the thread's
+  // sequencer carry the same one the app answers with (with the caller's trace context).
+  const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
+  if (request.headers.get(REQUEST_ID_HEADER) !== requestId) {
+    const headers = new Headers(request.headers);
+    headers.set(REQUEST_ID_HEADER, requestId);
+    request = new Request(request, { headers });
+  }
   const sequencer = isNamespace(env.SEQUENCER)
-    ? new SequencerClient(env.SEQUENCER, { traceContext: traceContextOf(request.headers) })
+    ? new SequencerClient(env.SEQUENCER, { traceContext: traceContextOf(request.headers), requestId })
     : undefined;
   const background = ctx ? (work: Promise<unknown>) => ctx.waitUntil(work) : undefined;
   const { app } = wire({

@@ -139,6 +139,26 @@ describe("Workers, in process: the sequencer joins the request's trace; Analytic
     }
   });
 
+  it("carries the request's id into the object: the caller's, or the one the Worker answers with", async () => {
+    const { env, calls, settled } = workerEnv();
+    const given = await workerFetch(createRequest("w-request-id", { "x-request-id": "req-42.a" }), env, undefined);
+    expect([given.status, given.headers.get("x-request-id")]).toEqual([201, "req-42.a"]);
+    const ids = (path: string) => calls.filter((call) => call.path === path).map((c) => c.headers.get("x-request-id"));
+    expect(ids("/write")).toEqual(["req-42.a"]);
+    calls.length = 0;
+    const generated = await workerFetch(createRequest("w-request-id"), env, undefined);
+    expect(generated.status).toBe(201);
+    const id = generated.headers.get("x-request-id");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(ids("/write")).toEqual([id]);
+    // A malformed one is replaced, here and in the object alike.
+    calls.length = 0;
+    const replaced = await workerFetch(createRequest("w-request-id", { "x-request-id": "bad id!" }), env, undefined);
+    expect(replaced.headers.get("x-request-id")).not.toBe("bad id!");
+    expect(ids("/write")).toEqual([replaced.headers.get("x-request-id")]);
+    await settled();
+  });
+
   it("carries the caller's traceparent to the object where no span is active (workerd: no context manager)", async () => {
     const { namespace, calls } = workerEnv();
     const traceparent = `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
