@@ -1,9 +1,45 @@
 import type { Artifact, ThreadRef, ThreadView } from "../model/artifact.ts";
 import type { ArtifactEvent, ThreadDeletedEvent } from "../model/patch.ts";
 import type { JsonValue } from "../model/json.ts";
+import type { WebhookEventName, WebhookStatus, WebhookView } from "../model/webhook.ts";
+import type { DeliveryRecord } from "../webhooks/port.ts";
 import { type SseMessage, SseParser } from "./sse-parser.ts";
 
-export type { Artifact, ArtifactEvent, JsonValue, ThreadDeletedEvent, ThreadRef, ThreadView };
+export type {
+  Artifact,
+  ArtifactEvent,
+  DeliveryRecord,
+  JsonValue,
+  ThreadDeletedEvent,
+  ThreadRef,
+  ThreadView,
+  WebhookEventName,
+  WebhookStatus,
+  WebhookView,
+};
+
+/** A webhook as create and rotate-secret answer it: with its `whsec_` secret (shown only then). */
+export type WebhookWithSecret = WebhookView & { secret: string };
+
+export interface CreateWebhookInput {
+  /** `https://` (http:// to loopback hosts only where the server allows it). */
+  url: string;
+  /** Absent: every thread of the tenant. */
+  threads?: string[];
+  /** Absent: both. */
+  events?: WebhookEventName[];
+  description?: string;
+}
+
+export interface UpdateWebhookInput {
+  url?: string;
+  /** null: every thread again. */
+  threads?: string[] | null;
+  events?: WebhookEventName[];
+  description?: string;
+  /** `active` resumes a paused or failing webhook where its delivery stopped. */
+  status?: "active" | "paused";
+}
 
 export interface ClientOptions {
   /** Where the API is, e.g. `https://artifacts.example.com` (no trailing `/v1`). */
@@ -70,10 +106,12 @@ export function createArtifactsClient(options: ClientOptions) {
       ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
     });
     if (!response.ok) throw await toError(response);
+    if (response.status === 204) return undefined as T;
     return (await response.json()) as T;
   }
 
   const threadPath = (threadId: string) => `/v1/threads/${encodeURIComponent(threadId)}`;
+  const webhookPath = (id: string) => `/v1/webhooks/${encodeURIComponent(id)}`;
   const ifMatch = (
     version?: number,
   ): Record<string, string> => (version === undefined ? {} : { "if-match": `"${version}"` });
@@ -151,6 +189,55 @@ export function createArtifactsClient(options: ClientOptions) {
       if (query.limit !== undefined) params.set("limit", String(query.limit));
       if (query.cursor !== undefined) params.set("cursor", query.cursor);
       return call("GET", `/v1/threads${params.size > 0 ? `?${params}` : ""}`);
+    },
+
+    /**
+     * Webhook subscriptions (API.md "Webhooks"): the tenant's backends get each event as a
+     * signed `POST` (Standard Webhooks) without holding a stream open. The secret comes
+     * back from `create` and `rotateSecret` only: keep it then.
+     */
+    webhooks: {
+      async create(input: CreateWebhookInput): Promise<WebhookWithSecret> {
+        return (await call<{ webhook: WebhookWithSecret }>("POST", "/v1/webhooks", { body: input })).webhook;
+      },
+
+      list(
+        query: { limit?: number; cursor?: string } = {},
+      ): Promise<{ webhooks: WebhookView[]; nextCursor: string | null }> {
+        const params = new URLSearchParams();
+        if (query.limit !== undefined) params.set("limit", String(query.limit));
+        if (query.cursor !== undefined) params.set("cursor", query.cursor);
+        return call("GET", `/v1/webhooks${params.size > 0 ? `?${params}` : ""}`);
+      },
+
+      async get(id: string): Promise<WebhookView> {
+        return (await call<{ webhook: WebhookView }>("GET", webhookPath(id))).webhook;
+      },
+
+      async update(id: string, changes: UpdateWebhookInput): Promise<WebhookView> {
+        return (await call<{ webhook: WebhookView }>("PATCH", webhookPath(id), { body: changes })).webhook;
+      },
+
+      /** Deletes the subscription; nothing more is delivered to it. */
+      async remove(id: string): Promise<void> {
+        await call<void>("DELETE", webhookPath(id));
+      },
+
+      /** A new secret signs every attempt from now on (the old one no longer does). */
+      async rotateSecret(id: string): Promise<WebhookWithSecret> {
+        return (await call<{ webhook: WebhookWithSecret }>("POST", `${webhookPath(id)}/rotate-secret`)).webhook;
+      },
+
+      /** Its recent delivery attempts, newest first. */
+      async deliveries(id: string, query: { limit?: number } = {}): Promise<DeliveryRecord[]> {
+        const qs = query.limit === undefined ? "" : `?limit=${query.limit}`;
+        return (await call<{ deliveries: DeliveryRecord[] }>("GET", `${webhookPath(id)}/deliveries${qs}`)).deliveries;
+      },
+
+      /** Delivers `threadId`'s events after `since` again (accepted: `202`; delivery goes on from there). */
+      async replay(id: string, input: { threadId: string; since: number }): Promise<void> {
+        await call("POST", `${webhookPath(id)}/replay`, { body: input });
+      },
     },
 
     /**

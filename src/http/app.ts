@@ -17,13 +17,14 @@ import { observeRequests } from "./observe.ts";
 import { problemResponse } from "./problem.ts";
 import { REQUEST_ID_HEADER, requestId } from "./request-id.ts";
 import { ResumeTokenCodec } from "./resume-token.ts";
-import { EDGE_FUNCTIONS, type EdgeFunction, pathMatches, PROBE_PATHS, routeOf, ROUTES } from "./routes.ts";
+import { EDGE_FUNCTIONS, type EdgeFunction, pathMatches, PROBE_PATHS, type Route, routeOf, ROUTES } from "./routes.ts";
 import { artifactRoutes } from "./routes/artifacts.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { metaRoutes } from "./routes/meta.ts";
 import { threadRoutes } from "./routes/threads.ts";
+import { type WebhookOptions, webhookRoutes } from "./routes/webhooks.ts";
 
-export type { EdgeFunction };
+export type { EdgeFunction, WebhookOptions };
 
 export interface AppOptions {
   service: ArtifactService;
@@ -43,6 +44,11 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Per-tenant rate limits and stream caps (http/rate-limit.ts); absent or null: none. */
   admission?: TenantAdmission | null;
+  /**
+   * API.md "Webhooks": the subscriptions and where their deliveries are. Absent (Workers,
+   * for now): the webhook routes are not served, and answer the generic 404 of an unknown route.
+   */
+  webhooks?: WebhookOptions;
 }
 
 export type AppEnv = {
@@ -85,8 +91,10 @@ export function createApp(options: AppOptions): Hono<AppEnv> {
     metrics,
   });
   metaRoutes(app, { service, feeds: options.live.feeds });
+  if (options.webhooks) webhookRoutes(app, { ...options.webhooks, cursors });
 
-  for (const route of Object.values(ROUTES)) {
+  for (const route of Object.values(ROUTES) as Route[]) {
+    if (route.feature === "webhooks" && !options.webhooks) continue;
     app.all(route.path, () => {
       throw new ProblemError("invalid_request", `method not allowed; this route allows ${route.methods.join(", ")}`, {
         status: 405,

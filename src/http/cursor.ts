@@ -1,9 +1,10 @@
 import type { ThreadCursor } from "../cache/port.ts";
+import { isWebhookId } from "../model/webhook-ids.ts";
 import { base64url, fromBase64url, hmacKey } from "./base64url.ts";
 import { invalid } from "./problem.ts";
 
 /**
- * Opaque list cursors (the thread list, an artifact's versions): base64url(JSON
+ * Opaque list cursors (the thread list, an artifact's versions, the webhook list): base64url(JSON
  * position) + "." + HMAC-SHA256 over the tenant and the position. A tampered, truncated or other tenant's cursor fails closed (400).
  */
 export class CursorCodec {
@@ -39,6 +40,20 @@ export class CursorCodec {
       throw badCursor();
     }
     return seq as number;
+  }
+
+  /** A position in the webhook list: `["webhooks", afterId]` (ids ascending). */
+  encodeWebhooks(tenant: string, afterId: string): Promise<string> {
+    return this.#seal(tenant, ["webhooks", afterId]);
+  }
+
+  async decodeWebhooks(tenant: string, token: string): Promise<string> {
+    const position = await this.#open(tenant, token);
+    const [kind, afterId] = position;
+    if (position.length !== 2 || kind !== "webhooks" || typeof afterId !== "string" || !isWebhookId(afterId)) {
+      throw badCursor();
+    }
+    return afterId;
   }
 
   async #seal(tenant: string, position: unknown[]): Promise<string> {

@@ -3,20 +3,31 @@ import type { GenericSchema } from "valibot";
 import {
   ArtifactSchema,
   CreateArtifactBodySchema,
+  CreateWebhookBodySchema,
   DeleteThreadResponseSchema,
+  DeliveriesResponseSchema,
   ForkBodySchema,
   GetArtifactResponseSchema,
   HealthSchema,
   ListThreadsResponseSchema,
+  ListWebhooksResponseSchema,
   LivenessSchema,
   MergePatchBodySchema,
   ProblemSchema,
   ReadinessSchema,
   ReadThreadResponseSchema,
   RemoveResponseSchema,
+  ReplayBodySchema,
+  ReplayResponseSchema,
   ThreadIdSchema,
   UpdateArtifactBodySchema,
+  UpdateWebhookBodySchema,
   VersionsResponseSchema,
+  WebhookIdSchema,
+  WebhookResponseSchema,
+  WebhookSchema,
+  WebhookSecretResponseSchema,
+  WebhookWithSecretSchema,
   WriteResponseSchema,
 } from "../model/schemas.ts";
 
@@ -27,6 +38,21 @@ function schema(s: GenericSchema): Record<string, unknown> {
     unknown
   >;
   return rest;
+}
+
+/**
+ * A webhook body's JSON Schema with what its valibot checks say and JSON Schema can too:
+ * threads and events unique, the description's bound in bytes, a PATCH not empty.
+ */
+function webhookBody(s: GenericSchema, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const out = schema(s) as { properties: Record<string, Record<string, unknown>> };
+  for (const name of ["threads", "events"]) {
+    const property = out.properties[name];
+    const array = (property?.anyOf as Record<string, unknown>[] | undefined)?.[0] ?? property;
+    if (array) array.uniqueItems = true;
+  }
+  if (out.properties.description) out.properties.description.description = "at most 512 UTF-8 bytes";
+  return { ...out, ...extra };
 }
 
 const problem = (description: string) => ({
@@ -47,6 +73,16 @@ const ifMatch = {
   schema: { type: "string" },
   description: 'Quoted artifact version, e.g. "3"',
 };
+const webhookIdParam = { name: "webhookId", in: "path", required: true, schema: schema(WebhookIdSchema) };
+const jsonBody = (ref: string) => ({
+  required: true,
+  content: { "application/json": { schema: { $ref: `#/components/schemas/${ref}` } } },
+});
+/** Another tenant's webhook, and an id that is not one, answer exactly as an absent one. */
+const webhookNotFound = problem("webhook_not_found (also another tenant's webhook, and a malformed id)");
+/** The secret travels in these answers only: never cached. */
+const noStore = { "Cache-Control": { schema: { type: "string", const: "no-store" } } };
+
 /** The 200 of both event routes. */
 const eventStream = {
   description: "the event stream",
@@ -120,6 +156,16 @@ export function openApiDocument(): Record<string, unknown> {
         ReadThreadResponse: schema(ReadThreadResponseSchema),
         GetArtifactResponse: schema(GetArtifactResponseSchema),
         ListThreadsResponse: schema(ListThreadsResponseSchema),
+        Webhook: schema(WebhookSchema),
+        WebhookWithSecret: schema(WebhookWithSecretSchema),
+        CreateWebhookBody: webhookBody(CreateWebhookBodySchema),
+        UpdateWebhookBody: webhookBody(UpdateWebhookBodySchema, { minProperties: 1 }),
+        ReplayBody: schema(ReplayBodySchema),
+        WebhookResponse: schema(WebhookResponseSchema),
+        WebhookSecretResponse: schema(WebhookSecretResponseSchema),
+        ListWebhooksResponse: schema(ListWebhooksResponseSchema),
+        DeliveriesResponse: schema(DeliveriesResponseSchema),
+        ReplayResponse: schema(ReplayResponseSchema),
         Health: schema(HealthSchema),
         Liveness: schema(LivenessSchema),
         Readiness: schema(ReadinessSchema),
@@ -321,6 +367,107 @@ export function openApiDocument(): Record<string, unknown> {
             { name: "Last-Event-ID", in: "header", schema: { type: "string" } },
           ],
           responses: { "200": eventStream, ...errors },
+        },
+      },
+      "/v1/webhooks": {
+        post: {
+          operationId: "createWebhook",
+          description:
+            "Subscribes a URL to the tenant's events (threads absent: every thread; events absent: both). The URL must be https:// (http:// to loopback hosts only with WEBHOOK_ALLOW_HTTP_LOOPBACK=1) and reach no private, link-local or loopback address. The secret is shown here and on rotate-secret only.",
+          requestBody: jsonBody("CreateWebhookBody"),
+          responses: {
+            "201": json("created, with its secret", "WebhookSecretResponse", {
+              Location: { schema: { type: "string" } },
+              ...noStore,
+            }),
+            "413": problem("payload_too_large"),
+            "415": problem("unsupported_media_type"),
+            "422": problem("too_many_webhooks: the tenant holds MAX_WEBHOOKS_PER_TENANT"),
+            ...errors,
+          },
+        },
+        get: {
+          operationId: "listWebhooks",
+          parameters: [
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 200, default: 50 } },
+            { name: "cursor", in: "query", schema: { type: "string" } },
+          ],
+          responses: {
+            "200": json(
+              "the tenant's webhooks by id, i.e. in creation order (ids are time-ordered); no secrets",
+              "ListWebhooksResponse",
+            ),
+            ...errors,
+          },
+        },
+      },
+      "/v1/webhooks/{webhookId}": {
+        get: {
+          operationId: "getWebhook",
+          parameters: [webhookIdParam],
+          responses: { "200": json("the webhook (no secret)", "WebhookResponse"), "404": webhookNotFound, ...errors },
+        },
+        patch: {
+          operationId: "updateWebhook",
+          description:
+            'Changes any of url, threads (null: every thread), events, description, status. Status "active" resumes a paused or failing webhook where its delivery stopped.',
+          parameters: [webhookIdParam],
+          requestBody: jsonBody("UpdateWebhookBody"),
+          responses: {
+            "200": json("updated (no secret)", "WebhookResponse"),
+            "404": webhookNotFound,
+            "413": problem("payload_too_large"),
+            "415": problem("unsupported_media_type"),
+            ...errors,
+          },
+        },
+        delete: {
+          operationId: "deleteWebhook",
+          description: "Removes the subscription and its delivery cursors; nothing more is delivered.",
+          parameters: [webhookIdParam],
+          responses: { "204": { description: "deleted" }, "404": webhookNotFound, ...errors },
+        },
+      },
+      "/v1/webhooks/{webhookId}/rotate-secret": {
+        post: {
+          operationId: "rotateWebhookSecret",
+          description: "A new secret signs every delivery attempt from now on; the old one no longer does.",
+          parameters: [webhookIdParam],
+          responses: {
+            "200": json("the webhook with its new secret", "WebhookSecretResponse", noStore),
+            "404": webhookNotFound,
+            ...errors,
+          },
+        },
+      },
+      "/v1/webhooks/{webhookId}/deliveries": {
+        get: {
+          operationId: "webhookDeliveries",
+          parameters: [
+            webhookIdParam,
+            { name: "limit", in: "query", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+          ],
+          responses: {
+            "200": json("recent delivery attempts, newest first", "DeliveriesResponse"),
+            "404": webhookNotFound,
+            ...errors,
+          },
+        },
+      },
+      "/v1/webhooks/{webhookId}/replay": {
+        post: {
+          operationId: "replayWebhook",
+          description:
+            "Delivers the thread's events after since again (the webhook's cursor for the thread moves back to since).",
+          parameters: [webhookIdParam],
+          requestBody: jsonBody("ReplayBody"),
+          responses: {
+            "202": json("accepted: delivery resumes after since", "ReplayResponse"),
+            "404": webhookNotFound,
+            "413": problem("payload_too_large"),
+            "415": problem("unsupported_media_type"),
+            ...errors,
+          },
         },
       },
       "/healthz": {

@@ -14,6 +14,12 @@ export const ROUTES = {
   /** Up to 100 threads on one stream; EventSource again, so the query token too. */
   manyEvents: { path: "/v1/events", methods: ["GET"], queryToken: true, stream: true },
   threads: { path: "/v1/threads", methods: ["GET", "HEAD"] },
+  /** API.md "Webhooks": only where the runtime wires webhooks (Node, Deno); elsewhere the generic 404. */
+  webhookRotateSecret: { path: "/v1/webhooks/:webhookId/rotate-secret", methods: ["POST"], feature: "webhooks" },
+  webhookDeliveries: { path: "/v1/webhooks/:webhookId/deliveries", methods: ["GET", "HEAD"], feature: "webhooks" },
+  webhookReplay: { path: "/v1/webhooks/:webhookId/replay", methods: ["POST"], feature: "webhooks" },
+  webhook: { path: "/v1/webhooks/:webhookId", methods: ["GET", "HEAD", "PATCH", "DELETE"], feature: "webhooks" },
+  webhooks: { path: "/v1/webhooks", methods: ["GET", "HEAD", "POST"], feature: "webhooks" },
   openapi: { path: "/v1/openapi.json", methods: ["GET", "HEAD"], public: true },
   health: { path: "/healthz", methods: ["GET", "HEAD"], public: true, probe: true },
   /** The process serves (touches no store). */
@@ -34,6 +40,8 @@ export interface Route {
   probe?: boolean;
   /** An event stream: counts under its tenant's open-stream cap while it is open. */
   stream?: boolean;
+  /** Served only when the app is given this feature (`createApp`'s `webhooks`); otherwise the generic 404. */
+  feature?: "webhooks";
 }
 
 export type RouteName = keyof typeof ROUTES;

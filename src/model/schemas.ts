@@ -1,5 +1,7 @@
 import * as v from "valibot";
 import { THREAD_ID_PATTERN, UUID_PATTERN } from "./ids.ts";
+import { WEBHOOK_EVENTS } from "./webhook.ts";
+import { WEBHOOK_ID_PATTERN } from "./webhook-ids.ts";
 
 /**
  * The valibot schemas of API.md: the HTTP layer validates with them and the OpenAPI
@@ -175,3 +177,140 @@ export const ProblemSchema = v.object({
 
 export type CreateArtifactBody = v.InferOutput<typeof CreateArtifactBodySchema>;
 export type UpdateArtifactBody = v.InferOutput<typeof UpdateArtifactBodySchema>;
+
+// ---------- webhooks (API.md "Webhooks") ----------
+
+/** A path's webhook id. The routes answer a malformed one `404 webhook_not_found`, as any id the tenant does not hold. */
+export const WebhookIdSchema = v.pipe(
+  v.string(),
+  v.regex(WEBHOOK_ID_PATTERN, "webhook id must be wh_ and 32 hex digits"),
+);
+
+/** The URL's shape only; webhooks/url-policy.ts decides whether it may be called (scheme, host, addresses). */
+export const WebhookUrlSchema = v.pipe(
+  v.string(),
+  v.maxLength(2048, "url must be at most 2048 characters"),
+  v.url("url must be an absolute URL"),
+);
+
+const isUnique = <T>(items: T[]) => new Set(items).size === items.length;
+
+/** The threads a webhook follows: 1-100 distinct threadIds (absent or, on PATCH, null: every thread). */
+export const WebhookThreadsSchema = v.pipe(
+  v.array(ThreadIdSchema),
+  v.minLength(1, "threads must name at least one thread (leave it out for every thread)"),
+  v.maxLength(100, "threads may name at most 100 threads"),
+  v.check(isUnique, "threads must not name a thread twice"),
+);
+
+export const WebhookEventsSchema = v.pipe(
+  v.array(v.picklist(WEBHOOK_EVENTS, `events must be of ${WEBHOOK_EVENTS.join(", ")}`)),
+  v.minLength(1, "events must name at least one event"),
+  v.check(isUnique, "events must not name an event twice"),
+);
+
+export const WebhookDescriptionSchema = v.pipe(
+  v.string(),
+  v.maxBytes(512, "description must be at most 512 UTF-8 bytes"),
+);
+
+/** `POST /v1/webhooks`: `threads` absent = every thread, `events` absent = both. */
+export const CreateWebhookBodySchema = v.strictObject({
+  url: WebhookUrlSchema,
+  threads: v.optional(WebhookThreadsSchema),
+  events: v.optional(WebhookEventsSchema),
+  description: v.optional(WebhookDescriptionSchema),
+});
+
+/** `PATCH /v1/webhooks/{id}`: any of these, at least one; `threads: null` follows every thread again. */
+export const UpdateWebhookBodySchema = v.pipe(
+  v.strictObject({
+    url: v.optional(WebhookUrlSchema),
+    threads: v.optional(v.nullable(WebhookThreadsSchema)),
+    events: v.optional(WebhookEventsSchema),
+    description: v.optional(WebhookDescriptionSchema),
+    status: v.optional(v.picklist(["active", "paused"], "status must be active or paused")),
+  }),
+  v.check(
+    (body) => Object.keys(body).length > 0,
+    "the body must set at least one of url, threads, events, description, status",
+  ),
+);
+
+/** `POST /v1/webhooks/{id}/replay`: deliver `threadId`'s events after `since` again. */
+export const ReplayBodySchema = v.strictObject({
+  threadId: ThreadIdSchema,
+  since: v.pipe(
+    v.number("since must be an integer >= 0"),
+    v.safeInteger("since must be an integer >= 0"),
+    v.minValue(0, "since must be an integer >= 0"),
+  ),
+});
+
+export const ListWebhooksQuerySchema = v.object({
+  limit: PageLimit,
+  cursor: v.optional(v.pipe(v.string(), v.maxLength(1024, "cursor is invalid"))),
+});
+
+export const DeliveriesQuerySchema = v.object({
+  limit: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(/^[0-9]{1,4}$/, "limit must be an integer from 1 to 100"),
+      v.transform(Number),
+      v.minValue(1, "limit must be an integer from 1 to 100"),
+      v.maxValue(100, "limit must be an integer from 1 to 100"),
+    ),
+    "20",
+  ),
+});
+
+/** A subscription as the API shows it: never its secret (only on create and rotate). */
+export const WebhookSchema = v.object({
+  id: v.string(),
+  url: v.string(),
+  /** null: every thread of the tenant. */
+  threads: v.nullable(v.array(v.string())),
+  events: v.array(v.picklist(WEBHOOK_EVENTS)),
+  description: v.string(),
+  status: v.picklist(["active", "paused", "failing"]),
+  /** Why it is not active (a receiver's 410, retries exhausted). */
+  statusReason: v.optional(v.string()),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+export const WebhookWithSecretSchema = v.object({
+  ...WebhookSchema.entries,
+  /** `whsec_<base64>` (Standard Webhooks): shown on create and rotate only. */
+  secret: v.string(),
+});
+
+export const WebhookResponseSchema = v.object({ webhook: WebhookSchema });
+export const WebhookSecretResponseSchema = v.object({ webhook: WebhookWithSecretSchema });
+export const ListWebhooksResponseSchema = v.object({
+  webhooks: v.array(WebhookSchema),
+  nextCursor: v.nullable(v.string()),
+});
+export const DeliveriesResponseSchema = v.object({
+  deliveries: v.array(
+    v.object({
+      messageId: v.string(),
+      threadId: v.string(),
+      seq: v.number(),
+      attempt: v.number(),
+      outcome: v.picklist(["delivered", "failed", "gone"]),
+      responseStatus: v.optional(v.number()),
+      error: v.optional(v.string()),
+      at: Timestamp,
+      nextAttemptAt: v.optional(Timestamp),
+    }),
+  ),
+});
+export const ReplayResponseSchema = v.object({
+  replay: v.object({ webhookId: v.string(), threadId: v.string(), since: v.number() }),
+});
+
+export type CreateWebhookBody = v.InferOutput<typeof CreateWebhookBodySchema>;
+export type UpdateWebhookBody = v.InferOutput<typeof UpdateWebhookBodySchema>;
+export type ReplayBody = v.InferOutput<typeof ReplayBodySchema>;

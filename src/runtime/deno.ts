@@ -6,6 +6,7 @@ import { BroadcastChannelNotifier, InProcessNotifier } from "../live/notifier.ts
 import { configureLogging } from "../logging/configure.ts";
 import { LIFECYCLE, logger } from "../logging/logger.ts";
 import { assertAuthPolicy, type Config, isLoopbackHost, loadConfig } from "./config.ts";
+import { denoResolve } from "./deno-resolver.ts";
 import { PrometheusMetrics } from "./prometheus.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
@@ -63,6 +64,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
     connectLibsql: libsqlConnector(config),
     notifier: typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier(),
     unref: (timer) => deno.unrefTimer?.(timer as unknown as number),
+    webhooks: { resolve: denoResolve },
     ...(only ? { only } : {}),
   });
   // On shutdown, end open event streams so the server's graceful close need not wait out

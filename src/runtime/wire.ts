@@ -12,6 +12,10 @@ import { InProcessAdmission, limitsFrom } from "../limits/in-process.ts";
 import type { TenantAdmission } from "../limits/port.ts";
 import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService, type WriteMode } from "../service/artifact-service.ts";
+import { NoDeliveries } from "../webhooks/no-deliveries.ts";
+import type { WebhookDeliveries, WebhookRegistry } from "../webhooks/port.ts";
+import { BlobWebhookRegistry } from "../webhooks/registry.ts";
+import { checkWebhookUrl, type Resolver, type UrlCheck } from "../webhooks/url-policy.ts";
 import type { Config } from "./config.ts";
 
 export type { WriteMode };
@@ -56,6 +60,26 @@ export interface AppWiring extends ServiceWiring {
    * `processAdmission`); null: no limits at all.
    */
   admission?: TenantAdmission | null;
+  /** API.md "Webhooks" (Node, Deno); absent: no webhook routes (Workers, for now). */
+  webhooks?: WebhookWiring;
+}
+
+/** The runtime's part of webhooks: its DNS, and who delivers. */
+export interface WebhookWiring {
+  /** The URL policy's resolver; null where the runtime has no DNS API (literal addresses only). */
+  resolve: Resolver | null;
+  /** Who delivers (default: `NoDeliveries`, nobody yet). */
+  deliveries?: (context: DeliveriesContext) => WebhookDeliveries;
+}
+
+/** What a runtime's deliveries are built from. */
+export interface DeliveriesContext {
+  registry: WebhookRegistry;
+  /** The service and its stores (`blobStore`: the instrumented rollout store, shared by every process). */
+  stores: ReturnType<typeof wireService>;
+  config: Config;
+  /** The routes' URL policy (the same resolver and WEBHOOK_ALLOW_HTTP_LOOPBACK), to ask again before each attempt. */
+  checkUrl: (url: string) => Promise<UrlCheck>;
 }
 
 /** The service over its stores (the Workers sequencer needs nothing more). */
@@ -72,7 +96,8 @@ export function wireService(wiring: ServiceWiring) {
     metrics,
   );
   // Measured, traced and its faults logged once per burst, in one wrapper (blob/instrumented.ts).
-  const rollout = new Rollout(instrumentBlobStore(wiring.blobStore, metrics, wiring.storeFaults?.blob));
+  const blobStore = instrumentBlobStore(wiring.blobStore, metrics, wiring.storeFaults?.blob);
+  const rollout = new Rollout(blobStore);
   const service = new ArtifactService({
     rollout,
     cache,
@@ -87,7 +112,7 @@ export function wireService(wiring: ServiceWiring) {
     ...(wiring.storeFaults ? { cacheFaults: wiring.storeFaults.libsql } : {}),
     metrics,
   });
-  return { service, cache, rollout, notifier };
+  return { service, cache, rollout, notifier, blobStore };
 }
 
 /** The service and the Hono app over it, the same way on every runtime. */
@@ -99,6 +124,7 @@ export function wire(wiring: AppWiring) {
   const feeds = wiring.feeds
     ? wiring.feeds(service)
     : new FeedHub({ reader: service, notifier, pollMs: config.ssePollMs });
+  const webhooks = wiring.webhooks ? wireWebhooks(wiring.webhooks, stores, config) : undefined;
   const app = createApp({
     service,
     limits: limitsOf(config),
@@ -108,6 +134,16 @@ export function wire(wiring: AppWiring) {
     ...(wiring.only ? { only: wiring.only } : {}),
     ...(wiring.metrics ? { metrics: wiring.metrics } : {}),
     admission: wiring.admission === undefined ? processAdmission(config) : wiring.admission,
+    ...(webhooks
+      ? {
+        webhooks: {
+          ...webhooks,
+          resolve: wiring.webhooks?.resolve ?? null,
+          allowHttpLoopback: config.webhookAllowHttpLoopback,
+          maxPerTenant: config.maxWebhooksPerTenant,
+        },
+      }
+      : {}),
     live: {
       feeds,
       options: {
@@ -118,7 +154,21 @@ export function wire(wiring: AppWiring) {
       },
     },
   });
-  return { ...stores, app, feeds };
+  return { ...stores, app, feeds, webhooks };
+}
+
+/**
+ * The registry over the same instrumented blob store the rollout writes (subscriptions are
+ * durable like artifacts, and measured like every rollout call), and who delivers.
+ */
+function wireWebhooks(wiring: WebhookWiring, stores: ReturnType<typeof wireService>, config: Config) {
+  const registry = new BlobWebhookRegistry(stores.blobStore);
+  const policy = { allowHttpLoopback: config.webhookAllowHttpLoopback, resolve: wiring.resolve };
+  const checkUrl = (url: string) => checkWebhookUrl(url, policy);
+  const deliveries = wiring.deliveries
+    ? wiring.deliveries({ registry, stores, config, checkUrl })
+    : new NoDeliveries(registry);
+  return { registry, deliveries };
 }
 
 /**

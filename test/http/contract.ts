@@ -60,6 +60,8 @@ export const PROBLEM_CODES = [
   "thread_exists",
   "version_conflict",
   "thread_full",
+  "webhook_not_found",
+  "too_many_webhooks",
   "unauthorized",
   "rate_limited",
   "unavailable",

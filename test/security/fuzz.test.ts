@@ -12,7 +12,8 @@ import { ROLLOUT_KEY } from "./helpers.ts";
  * split over four properties). Every request is checked for: no 5xx; every error is
  * problem+json with a code of API.md; a rejected request stores nothing (the BlobStore
  * saw no write while it ran); an accepted write stores only under its own tenant and
- * thread; accepted payloads come back byte-for-byte as JSON (`__proto__` keys
+ * thread (a webhook call: only its tenant's registry keys, the secret shown only on
+ * create and rotate); accepted payloads come back byte-for-byte as JSON (`__proto__` keys
  * included, as plain data); and nothing touches Object.prototype.
  */
 
@@ -22,6 +23,10 @@ const TENANTS = Object.keys(TOKENS) as Tenant[];
 const MAX_PAYLOAD_BYTES = 4096;
 const BODY_BOUND = MAX_PAYLOAD_BYTES + 16 * 1024;
 const PUBLIC_PATHS = new Set(["/", "/healthz", "/v1/openapi.json"]);
+const MAX_WEBHOOKS = 5;
+/** The registry's keys: a subscription, a cursor, an index entry (src/webhooks/registry.ts). */
+const WEBHOOK_KEY =
+  /^(?:tenants\/([^/]+)\/webhooks\/wh_[0-9a-f]{32}(?:\.json|\/cursors\/[^/]+)|webhooks\/([^/]+)\/wh_[0-9a-f]{32})$/;
 
 /** Records every write, so "this request stored nothing" is exact. */
 class RecordingStore implements BlobStore {
@@ -87,7 +92,11 @@ let store: RecordingStore;
 let sent = 0;
 let accepted = 0;
 /** Answers by status, per kind of request the last two properties aim at (so each is seen both accepted and refused). */
-const outcomes = { merge: new Map<number, number>(), many: new Map<number, number>() };
+const outcomes = {
+  merge: new Map<number, number>(),
+  many: new Map<number, number>(),
+  webhooks: new Map<number, number>(),
+};
 function count(kind: keyof typeof outcomes, status: number): void {
   outcomes[kind].set(status, (outcomes[kind].get(status) ?? 0) + 1);
 }
@@ -95,6 +104,8 @@ function count(kind: keyof typeof outcomes, status: number): void {
 const acceptedKeys = new Set<string>();
 /** Artifacts created so far, for updates and removes to aim at. */
 const pool: Array<{ tenant: Tenant; threadId: string; id: string }> = [];
+/** Webhooks created so far (deleted ones stay: aiming at them is a 404). */
+const webhookPool: Array<{ tenant: Tenant; id: string }> = [];
 
 const protoBefore = {
   object: Object.getOwnPropertyNames(Object.prototype).sort(),
@@ -116,8 +127,16 @@ beforeAll(() => {
       RATE_LIMIT_WRITES: "0",
       RATE_LIMIT_READS: "0",
       MAX_STREAMS_PER_TENANT: "0",
+      // Low enough that the fuzz meets it, high enough that creates mostly land.
+      MAX_WEBHOOKS_PER_TENANT: String(MAX_WEBHOOKS),
     },
     blobStore: store,
+    // Names under example.com are public; every other name does not resolve (no DNS in tests).
+    resolve: async (hostname) => {
+      if (hostname === "hooks.example.com" || hostname.endsWith(".hooks.example.com")) return ["93.184.215.14"];
+      if (hostname === "internal.example.com") return ["10.0.0.7"];
+      throw new Error(`ENOTFOUND ${hostname}`);
+    },
   });
 });
 
@@ -187,6 +206,7 @@ async function exercise(req: FuzzRequest): Promise<void> {
   const response = await app.app.request(req.path, init);
   if (isMergePatch(req)) count("merge", response.status);
   if (req.path.startsWith("/v1/events?")) count("many", response.status);
+  if (req.path.startsWith("/v1/webhooks")) count("webhooks", response.status);
   const what = describeRequest(req);
   const contentType = response.headers.get("content-type") ?? "";
 
@@ -217,6 +237,10 @@ async function exercise(req: FuzzRequest): Promise<void> {
       return;
     }
     const json = parseJson(text);
+    if (pathname === "/v1/webhooks" || pathname.startsWith("/v1/webhooks/")) {
+      exerciseWebhookAccepted(req, pathname, status, json, written, what);
+      return;
+    }
     if (req.method === "DELETE" && pathname.split("/").length === 4) {
       // A thread's delete: its tombstone and life marker written, its earlier objects removed, all its own.
       expect(json.deleted?.threadId, what).toBe(decodeURIComponent(pathname.split("/")[3] as string));
@@ -301,9 +325,58 @@ async function exercise(req: FuzzRequest): Promise<void> {
   }
 }
 
+/**
+ * An accepted webhook call: it wrote only the caller's registry keys (a subscription, its
+ * cursors, its index entry), exactly what the route writes, and showed a secret only on
+ * create and rotate.
+ */
+function exerciseWebhookAccepted(
+  req: FuzzRequest,
+  pathname: string,
+  status: number,
+  json: any,
+  written: string[],
+  what: string,
+): void {
+  const tenant = req.tenant as Tenant;
+  const own = (key: string) => key.startsWith(`tenants/${tenant}/webhooks/`) || key.startsWith(`webhooks/${tenant}/`);
+  for (const entry of written) {
+    const key = entry.startsWith("-") ? entry.slice(1) : entry;
+    expect(own(key), `${key} for ${what}`).toBe(true);
+    expect(WEBHOOK_KEY.test(key), `${key} for ${what}`).toBe(true);
+    if (entry.startsWith("-")) acceptedKeys.delete(key);
+    else acceptedKeys.add(key);
+  }
+  const action = pathname.split("/")[4];
+  const showsSecret = (req.method === "POST" && pathname === "/v1/webhooks") || action === "rotate-secret";
+  if (json?.webhook) expect("secret" in json.webhook, what).toBe(showsSecret);
+  if (req.method === "GET" || req.method === "HEAD") {
+    expect(written, what).toEqual([]);
+  } else if (pathname === "/v1/webhooks") {
+    expect(status, what).toBe(201);
+    expect(json.webhook.secret, what).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/);
+    expect(written.sort(), what).toEqual(
+      [`tenants/${tenant}/webhooks/${json.webhook.id}.json`, `webhooks/${tenant}/${json.webhook.id}`].sort(),
+    );
+    webhookPool.push({ tenant, id: json.webhook.id });
+  } else if (req.method === "DELETE") {
+    expect(status, what).toBe(204);
+    expect(written.every((entry) => entry.startsWith("-")), what).toBe(true);
+  } else if (action === "replay") {
+    expect(status, what).toBe(202);
+    expect(written, what).toEqual([
+      `tenants/${tenant}/webhooks/${pathname.split("/")[3]}/cursors/${json.replay.threadId}`,
+    ]);
+  } else {
+    // PATCH and rotate-secret overwrite the subscription, nothing else.
+    expect(written, what).toEqual([`tenants/${tenant}/webhooks/${pathname.split("/")[3]}.json`]);
+  }
+}
+
 function isMergePatch(req: FuzzRequest): boolean {
   const type = Object.entries(req.headers).find(([name]) => name.toLowerCase() === "content-type")?.[1] ?? "";
-  return req.method === "PATCH" && type.split(";")[0]?.trim().toLowerCase() === "application/merge-patch+json";
+  return req.method === "PATCH" && req.path.startsWith("/v1/threads/") &&
+    type.split(";")[0]?.trim().toLowerCase() === "application/merge-patch+json";
 }
 
 /** The target artifact's payload as its tenant reads it, or undefined when there is none to read. */
@@ -823,9 +896,218 @@ function aimAt(ref: ArtifactRef, sameTenant: boolean, auth: { header?: string; t
   return { target, tenantAuth };
 }
 
+/** Webhook URLs: accepted ones, and each way one is refused (scheme, credentials, private hosts, size, garbage). */
+const webhookUrlText = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.string({ maxLength: 30 }).map((path) =>
+      JSON.stringify(`https://hooks.example.com/${encodeURIComponent(path)}`)
+    ),
+  },
+  { weight: 1, arbitrary: fc.constant('"https://93.184.215.14/in"') },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      '"https://10.0.0.1/"',
+      '"https://169.254.169.254/latest/meta-data/"',
+      '"https://[fd00::1]/"',
+      '"https://[::ffff:127.0.0.1]/"',
+      '"https://127.0.0.1/"',
+      '"https://0x7f.1/"',
+      '"https://internal.example.com/"',
+      '"https://nowhere.example.org/"',
+      '"https://metadata.google.internal/"',
+      '"https://localhost/"',
+      '"http://hooks.example.com/"',
+      '"http://127.0.0.1:9/"',
+      '"ftp://hooks.example.com/"',
+      '"javascript:alert(1)"',
+      '"https://user:pw@hooks.example.com/"',
+      '"//hooks.example.com/"',
+      '"https://"',
+      '""',
+      "null",
+      "7",
+      '["https://hooks.example.com/"]',
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 2030, max: 2060 }).map((n) =>
+      JSON.stringify(`https://hooks.example.com/${"a".repeat(n - "https://hooks.example.com/".length)}`)
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ unit: "grapheme", maxLength: 40 }).map((s) => JSON.stringify(s)) },
+);
+
+const webhookThreadsText = fc.oneof(
+  { weight: 4, arbitrary: fc.constant(undefined) },
+  { weight: 3, arbitrary: fc.uniqueArray(validThreadId, { minLength: 1, maxLength: 4 }).map((a) => JSON.stringify(a)) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      "[]",
+      "null",
+      '"fuzz-1"',
+      '["fuzz-1","fuzz-1"]',
+      '["-bad"]',
+      '["a/b"]',
+      "[1]",
+      JSON.stringify(Array.from({ length: 100 }, (_, i) => `t-${i}`)),
+      JSON.stringify(Array.from({ length: 101 }, (_, i) => `t-${i}`)),
+    ),
+  },
+);
+
+const webhookEventsText = fc.oneof(
+  { weight: 4, arbitrary: fc.constant(undefined) },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      '["artifact-updated"]',
+      '["thread-deleted"]',
+      '["thread-deleted","artifact-updated"]',
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      "[]",
+      "null",
+      '"artifact-updated"',
+      '["artifact.updated"]',
+      '["artifact-updated","artifact-updated"]',
+      '["nope"]',
+      "[0]",
+    ),
+  },
+);
+
+const webhookDescriptionText = fc.oneof(
+  { weight: 4, arbitrary: fc.constant(undefined) },
+  { weight: 3, arbitrary: fc.string({ unit: "grapheme", maxLength: 200 }).map((s) => JSON.stringify(s)) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 500, max: 520 }).map((n) => JSON.stringify("d".repeat(n))),
+  },
+  { weight: 1, arbitrary: fc.constantFrom("null", "5", "[]", '"é"') },
+);
+
+const webhookStatusText = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(undefined) },
+  { weight: 2, arbitrary: fc.constantFrom('"active"', '"paused"') },
+  { weight: 1, arbitrary: fc.constantFrom('"failing"', '"ACTIVE"', "null", "true") },
+);
+
+const webhookExtras = fc.oneof(
+  { weight: 5, arbitrary: fc.constant([] as Array<[string, unknown]>) },
+  { weight: 1, arbitrary: extraFields },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<Array<[string, unknown]>>(
+      [["secret", "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]],
+      [["id", "wh_00000000000000000000000000000000"]],
+      [["tenant", "tenant-b"]],
+      [["status", "active"]],
+    ),
+  },
+);
+
+const createWebhookBody = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.tuple(webhookUrlText, webhookThreadsText, webhookEventsText, webhookDescriptionText, webhookExtras)
+      .map(([url, threads, events, description, extras]) =>
+        objectText([
+          ["url", url],
+          ["threads", threads],
+          ["events", events],
+          ["description", description],
+          ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string]),
+        ])
+      ),
+  },
+  { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v)) },
+  { weight: 1, arbitrary: fc.constantFrom("", "{", "null", "[]", "{}", '{"url":"https://hooks.example.com/"}x') },
+);
+
+const updateWebhookBody = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.tuple(
+      fc.option(webhookUrlText, { nil: undefined, freq: 3 }),
+      webhookThreadsText,
+      webhookEventsText,
+      webhookDescriptionText,
+      webhookStatusText,
+      webhookExtras,
+    ).map(([url, threads, events, description, status, extras]) =>
+      objectText([
+        ["url", url],
+        ["threads", threads],
+        ["events", events],
+        ["description", description],
+        ["status", status],
+        ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string]),
+      ])
+    ),
+  },
+  { weight: 1, arbitrary: fc.constantFrom("", "{}", "null", '{"threads":null}', "[]") },
+);
+
+const replayBody = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.tuple(
+      fc.oneof(
+        { weight: 6, arbitrary: validThreadId.map((t) => JSON.stringify(t)) },
+        { weight: 1, arbitrary: fc.constantFrom('"-x"', "null", "1", undefined) },
+      ),
+      fc.oneof(
+        { weight: 6, arbitrary: fc.nat({ max: 100 }).map(String) },
+        { weight: 1, arbitrary: fc.constantFrom("-1", "1.5", '"3"', "null", "1e300", "9007199254740992", undefined) },
+      ),
+      fc.oneof({ weight: 6, arbitrary: fc.constant([] as Array<[string, unknown]>) }, {
+        weight: 1,
+        arbitrary: webhookExtras,
+      }),
+    ).map(([threadId, since, extras]) =>
+      objectText([
+        ["threadId", threadId],
+        ["since", since],
+        ...extras.map(([k, v]) => [k, JSON.stringify(v)] as [string, string]),
+      ])
+    ),
+  },
+  { weight: 1, arbitrary: fc.constantFrom("", "{}", "null", "[]") },
+);
+
+/** A webhook id: one created (the caller's or the other tenant's), a random one, or no id at all. */
+const webhookSegment = fc.oneof(
+  { weight: 6, arbitrary: fc.nat().map((i) => ({ poolIndex: i })) },
+  { weight: 1, arbitrary: fc.uuid().map((u) => ({ raw: `wh_${u.replaceAll("-", "")}` })) },
+  {
+    weight: 2,
+    arbitrary: fc.oneof(
+      fc.string({ maxLength: 40 }).map(encodeURIComponent),
+      fc.constantFrom(
+        "..",
+        "%2e%2e",
+        "wh_",
+        "WH_00000000000000000000000000000000",
+        "wh_0000000000000000000000000000000g",
+        "wh_000000000000000000000000000000000",
+        "wh_..%2F..%2Ftenants",
+        "%00",
+        "",
+      ),
+    ).map((raw) => ({ raw })),
+  },
+);
+
 // ---------- properties ----------
 
-const RUNS = { create: 3000, update: 2000, merge: 1000, many: 800, paths: 2500, headers: 2500 };
+const RUNS = { create: 3000, update: 2000, merge: 1000, many: 800, paths: 2500, headers: 2500, webhooks: 2000 };
 
 describe("fuzz: generated requests against the app", () => {
   it(`create-artifact with arbitrary bodies, content types and tokens (${RUNS.create} requests)`, async () => {
@@ -1069,6 +1351,74 @@ describe("fuzz: generated requests against the app", () => {
     );
   });
 
+  it(`webhook routes with arbitrary bodies, ids, queries and tokens, across tenants (${RUNS.webhooks} requests)`, async () => {
+    const route = fc.constantFrom(
+      "create",
+      "create",
+      "create",
+      "list",
+      "get",
+      "update",
+      "update",
+      "delete",
+      "rotate",
+      "deliveries",
+      "replay",
+      "replay",
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        route,
+        webhookSegment,
+        // Mostly the caller's own webhook (so updates, rotations and replays land), else the other tenant's.
+        fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+        fc.tuple(withByteVariants(createWebhookBody), withByteVariants(updateWebhookBody), replayBody),
+        fc.oneof({ weight: 8, arbitrary: fc.constant("application/json") }, { weight: 1, arbitrary: contentType }),
+        queryString,
+        authorization,
+        async (name, segment, sameTenant, [createBody, updateBody, replay], type, query, auth) => {
+          let id: string;
+          let tenantAuth = auth;
+          if ("raw" in segment) id = segment.raw;
+          else {
+            const target = webhookPool[segment.poolIndex % Math.max(webhookPool.length, 1)];
+            id = target?.id ?? `wh_${"0".repeat(32)}`;
+            if (target && auth.tenant !== null) {
+              const tenant = sameTenant ? target.tenant : (TENANTS.find((t) => t !== target.tenant) as Tenant);
+              tenantAuth = { header: `Bearer ${TOKENS[tenant]}`, tenant };
+            }
+          }
+          const path = `/v1/webhooks/${id}`;
+          const requests: Record<string, Omit<FuzzRequest, "tenant" | "headers">> = {
+            create: { method: "POST", path: "/v1/webhooks", body: createBody },
+            list: { method: "GET", path: `/v1/webhooks${query}` },
+            get: { method: "GET", path },
+            update: { method: "PATCH", path, body: updateBody },
+            delete: { method: "DELETE", path },
+            rotate: { method: "POST", path: `${path}/rotate-secret` },
+            deliveries: { method: "GET", path: `${path}/deliveries${query}` },
+            replay: { method: "POST", path: `${path}/replay`, body: replay },
+          };
+          const request = requests[name] as Omit<FuzzRequest, "tenant" | "headers">;
+          await exercise({
+            ...request,
+            headers: headersOf({
+              authorization: tenantAuth.header,
+              ...(request.body === undefined ? {} : { "content-type": type }),
+            }),
+            tenant: tenantAuth.tenant,
+          });
+        },
+      ),
+      { numRuns: RUNS.webhooks },
+    );
+    expect(webhookPool.length).toBeGreaterThan(20);
+    // Each kind of answer came up: accepted (every route), refused, the limit, another tenant's id.
+    for (const status of [200, 201, 202, 204, 400, 401, 404, 422]) {
+      expect(outcomes.webhooks.get(status) ?? 0, `${status}`).toBeGreaterThan(0);
+    }
+  });
+
   it("sent at least 10,000 requests, stored only what accepted writes stored, and touched no prototype", async () => {
     expect(sent).toBeGreaterThanOrEqual(10_000);
     expect(accepted).toBeGreaterThan(1000);
@@ -1085,10 +1435,11 @@ describe("fuzz: generated requests against the app", () => {
     expect(keys.sort()).toEqual([...acceptedKeys].sort());
     expect([...store.everyKey].sort()).toEqual([...acceptedKeys].sort());
     for (const key of keys) {
-      const match = ROLLOUT_KEY.exec(key);
+      const match = ROLLOUT_KEY.exec(key) ?? WEBHOOK_KEY.exec(key);
       expect(match, key).not.toBeNull();
-      expect(TENANTS).toContain((match as RegExpExecArray)[1]);
+      expect(TENANTS).toContain((match as RegExpExecArray)[1] ?? (match as RegExpExecArray)[2]);
     }
+    expect(keys.some((k) => k.startsWith("webhooks/"))).toBe(true);
     expect(keys.some((k) => k.includes("/deltas/"))).toBe(true);
 
     // Every stream the fuzz opened and cancelled has been released.

@@ -45,6 +45,8 @@ const ENV = {
   AUTH_JWT_SECRET: JWT_SECRET,
   // Compaction objects too must land under their tenant.
   COMPACT_EVERY: "3",
+  // Every webhook route x credential makes its own subscription.
+  MAX_WEBHOOKS_PER_TENANT: "1000",
 };
 
 /** Claims naming `tenant` the way its tokens do: gamma by the `tenant` claim, delta by `sub` alone. */
@@ -690,10 +692,122 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
     });
   });
 
+  describe("webhooks (API.md Webhooks): every route x every credential", () => {
+    it.each(WEBHOOK_ROUTES)(
+      "%s: 401 for bad credentials, 404 webhook_not_found for the other tenant (as for an absent id), 2xx for the owner",
+      async (route) => {
+        for (const { owner, intruder } of PAIRS) {
+          for (const credential of CREDENTIALS) {
+            const fx = await webhookFixture(t, owner);
+            const token = await credential.token(owner, intruder);
+            const what = `webhook ${route} with ${credential.name}`;
+            const before = await webhookObjects(t.store);
+            const result = await send(t, webhookRequest(route, fx.id, token, fx.threadId));
+            const after = await webhookObjects(t.store);
+            const added = Object.keys(after).filter((key) => !(key in before));
+            const changed = Object.keys(before).filter((key) => after[key] !== before[key]);
+            expectNoWebhookLeak(result, fx, credential.expect, what);
+
+            if (credential.expect === "unauthorized") {
+              expectProblem(result, 401, "unauthorized");
+              expect(result.headers.get("www-authenticate"), what).toBe(
+                token === undefined ? "Bearer" : 'Bearer error="invalid_token"',
+              );
+              expect({ added, changed }, what).toEqual({ added: [], changed: [] });
+              continue;
+            }
+
+            if (credential.expect === "intruder") {
+              if (route === "create") {
+                // Its own subscription, under its own tenant only.
+                expect(result.status, what).toBe(201);
+                expect(changed, what).toEqual([]);
+                expect(added.length, what).toBe(2);
+                for (const key of added) {
+                  expect(key, what).toMatch(new RegExp(`^(tenants/${intruder}/webhooks/|webhooks/${intruder}/)`));
+                }
+              } else if (route === "list") {
+                expect(result.status, what).toBe(200);
+                expect(result.json.webhooks.map((w: any) => w.id), what).not.toContain(fx.id);
+                expect({ added, changed }, what).toEqual({ added: [], changed: [] });
+              } else {
+                expectProblem(result, 404, "webhook_not_found");
+                expect({ added, changed }, what).toEqual({ added: [], changed: [] });
+                // Exactly as if it did not exist.
+                const ghost = `wh_${"f".repeat(32)}`;
+                const absent = await send(t, webhookRequest(route, ghost, token, fx.threadId));
+                expect(blankRequestId(result.text), what).toBe(blankRequestId(absent.text.replaceAll(ghost, fx.id)));
+                expect(headerNames(result.headers), what).toEqual(headerNames(absent.headers));
+              }
+              await expectWebhookUntouched(t, fx);
+              continue;
+            }
+
+            // The owner.
+            const ownKeys = new RegExp(`^(tenants/${owner}/webhooks/|webhooks/${owner}/)`);
+            for (const key of [...added, ...changed]) expect(key, what).toMatch(ownKeys);
+            switch (route) {
+              case "create":
+                expect(result.status, what).toBe(201);
+                expect(result.json.webhook.secret, what).toMatch(/^whsec_/);
+                expect(added.length, what).toBe(2);
+                break;
+              case "list":
+                expect(result.status, what).toBe(200);
+                expect(result.json.webhooks.map((w: any) => w.id), what).toContain(fx.id);
+                // Every one of them is the owner's own.
+                for (const w of result.json.webhooks) {
+                  expect(await t.store.exists(`tenants/${owner}/webhooks/${w.id}.json`), what).toBe(true);
+                }
+                expect([...added, ...changed], what).toEqual([]);
+                break;
+              case "get":
+                expect(result.status, what).toBe(200);
+                expect(result.json.webhook.description, what).toBe(fx.marker);
+                expect([...added, ...changed], what).toEqual([]);
+                break;
+              case "update":
+                expect(result.status, what).toBe(200);
+                expect(result.json.webhook).toMatchObject({ id: fx.id, status: "paused" });
+                expect(changed, what).toEqual([`tenants/${owner}/webhooks/${fx.id}.json`]);
+                break;
+              case "delete":
+                expect(result.status, what).toBe(204);
+                expect(Object.keys(after).filter((key) => key.includes(fx.id)), what).toEqual([]);
+                break;
+              case "rotate-secret":
+                expect(result.status, what).toBe(200);
+                expect(result.json.webhook.secret, what).toMatch(/^whsec_/);
+                expect(result.json.webhook.secret, what).not.toBe(fx.secret);
+                expect(changed, what).toEqual([`tenants/${owner}/webhooks/${fx.id}.json`]);
+                break;
+              case "deliveries":
+                expect(result.status, what).toBe(200);
+                expect(Array.isArray(result.json.deliveries), what).toBe(true);
+                expect([...added, ...changed], what).toEqual([]);
+                break;
+              case "replay":
+                expect(result.status, what).toBe(202);
+                expect(result.json.replay).toEqual({ webhookId: fx.id, threadId: fx.threadId, since: 0 });
+                break;
+            }
+          }
+        }
+      },
+    );
+  });
+
   it("keeps every tenant's rollout keys under tenants/<tenant>/ and its cache rows under its tenant", async () => {
     const keys = await allKeys(t.store);
     const tenantsSeen = new Set<string>();
     for (const key of keys) {
+      const webhook = WEBHOOK_KEY.exec(key);
+      if (webhook) {
+        // A subscription (or its cursor) under its own tenant, naming that tenant.
+        const body = (await t.store.get(key)) as string;
+        if (key.endsWith(".json")) expect(JSON.parse(body).tenant, key).toBe(webhook[1]);
+        continue;
+      }
       const match = ROLLOUT_KEY.exec(key);
       expect(match, key).not.toBeNull();
       const tenant = (match as RegExpExecArray)[1] as string;
@@ -739,6 +853,104 @@ describe.each(TARGETS)("auth matrix: %s", (_name, makeTarget) => {
     }
   });
 });
+
+type WebhookRoute = "create" | "list" | "get" | "update" | "delete" | "rotate-secret" | "deliveries" | "replay";
+const WEBHOOK_ROUTES: WebhookRoute[] = [
+  "create",
+  "list",
+  "get",
+  "update",
+  "delete",
+  "rotate-secret",
+  "deliveries",
+  "replay",
+];
+
+interface WebhookFixture {
+  owner: Tenant;
+  id: string;
+  secret: string;
+  threadId: string;
+  marker: string;
+  view: unknown;
+}
+
+/**
+ * A fresh subscription of `owner` whose description and URL carry a marker no one else
+ * knows. A literal public address (no DNS in tests), following one thread nothing writes
+ * to: no delivery is ever due.
+ */
+async function webhookFixture(t: Target, owner: Tenant): Promise<WebhookFixture> {
+  const marker = `marker-${owner}-${crypto.randomUUID()}`;
+  const threadId = `never-written-${crypto.randomUUID().slice(0, 8)}`;
+  const created = await send(t, {
+    method: "POST",
+    path: "/v1/webhooks",
+    body: { url: `https://93.184.215.14/${marker}`, threads: [threadId], description: marker },
+    headers: bearer(await tokenOf(owner)),
+  });
+  expect(created.status, created.text).toBe(201);
+  const { secret, ...view } = created.json.webhook;
+  return { owner, id: view.id, secret, threadId, marker, view };
+}
+
+function webhookRequest(route: WebhookRoute, id: string, token: string | undefined, threadId = "never-written"): Call {
+  const headers = token === undefined ? {} : bearer(token);
+  const path = `/v1/webhooks/${id}`;
+  switch (route) {
+    case "create":
+      return { method: "POST", path: "/v1/webhooks", body: { url: "https://93.184.215.14/intruder" }, headers };
+    case "list":
+      return { method: "GET", path: "/v1/webhooks?limit=200", headers };
+    case "get":
+      return { method: "GET", path, headers };
+    case "update":
+      return { method: "PATCH", path, body: { status: "paused" }, headers };
+    case "delete":
+      return { method: "DELETE", path, headers };
+    case "rotate-secret":
+      return { method: "POST", path: `${path}/rotate-secret`, headers };
+    case "deliveries":
+      return { method: "GET", path: `${path}/deliveries`, headers };
+    case "replay":
+      return { method: "POST", path: `${path}/replay`, body: { threadId, since: 0 }, headers };
+  }
+}
+
+/** The registry's objects (subscriptions, cursors, index), keys and bodies; dispatchers' leases left out. */
+async function webhookObjects(store: BlobStore): Promise<Record<string, string | null>> {
+  const keys = [
+    ...(await allKeys(store)).filter((key) => WEBHOOK_KEY.test(key)),
+    ...(await store.list("webhooks/", { limit: 10_000 })),
+  ];
+  const objects: Record<string, string | null> = {};
+  for (const key of keys) objects[key] = await store.get(key);
+  return objects;
+}
+
+/** No answer shows the fixture's secret; none but the owner's shows its marker or its tenant. */
+function expectNoWebhookLeak(result: HttpResult, fx: WebhookFixture, caller: Credential["expect"], what: string): void {
+  expect(result.text, what).not.toContain(fx.secret);
+  if (caller === "owner") return;
+  expect(result.text, what).not.toContain(fx.marker);
+  expect(result.text, what).not.toContain(fx.owner);
+}
+
+/** The fixture reads back exactly as created, secret included (nothing the call did reached it). */
+async function expectWebhookUntouched(t: Target, fx: WebhookFixture): Promise<void> {
+  const read = await send(t, {
+    method: "GET",
+    path: `/v1/webhooks/${fx.id}`,
+    headers: bearer(await tokenOf(fx.owner)),
+  });
+  expect(read.status).toBe(200);
+  expect(read.json.webhook).toEqual(fx.view);
+  const stored = JSON.parse((await t.store.get(`tenants/${fx.owner}/webhooks/${fx.id}.json`)) as string);
+  expect(stored.secret).toBe(fx.secret);
+}
+
+/** The registry's keys under `tenants/` (API.md "Webhooks": subscriptions are durable in the rollout store). */
+const WEBHOOK_KEY = /^tenants\/([^/]+)\/webhooks\/(wh_[0-9a-f]{32})(\.json|\/cursors\/[^/]+)$/;
 
 /** A problem body with its request id (every request's own) blanked, to compare two answers. */
 function blankRequestId(text: string): string {

@@ -10,6 +10,7 @@ import { loadConfig } from "../../src/runtime/config.ts";
 import { wire } from "../../src/runtime/wire.ts";
 import type { TenantAdmission } from "../../src/limits/port.ts";
 import type { Metrics } from "../../src/model/metrics.ts";
+import type { Resolver } from "../../src/webhooks/url-policy.ts";
 import { readJsonResult } from "./http.ts";
 
 export interface InProcessOptions {
@@ -24,7 +25,17 @@ export interface InProcessOptions {
   admission?: TenantAdmission | null;
   /** Where requests, streams and refusals are reported (default: nowhere). */
   metrics?: Metrics;
+  /**
+   * How webhook URL hosts resolve (default: no name resolves, so tests never ask real DNS;
+   * literal addresses need none).
+   */
+  resolve?: Resolver;
 }
+
+/** The in-process default: every name is unknown. */
+const noDns: Resolver = async (hostname) => {
+  throw new Error(`no DNS in tests (${hostname})`);
+};
 
 /**
  * The app wired as the Node runtime wires it (real libSQL file, real fs rollout),
@@ -46,6 +57,7 @@ export function createTestApp(options: InProcessOptions = {}) {
     connectLibsql: () => createClient({ url: config.libsqlUrl, timeout: 5000, concurrency: 1 }),
     ...(options.admission !== undefined ? { admission: options.admission } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
+    webhooks: { resolve: options.resolve ?? noDns },
   });
   const request = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const init: RequestInit = { method, headers: { ...headers } };
