@@ -33,6 +33,19 @@ export interface Metrics {
   rateLimited(limit: LimitName): void;
   /** A stream was ended because its client stopped reading (it resumes from its last event id). */
   streamStalled(kind: StreamKind): void;
+  /**
+   * A webhook delivery attempt ended (API.md "Webhooks"): `delivered` (a 2xx), `gone` (a
+   * 410: the webhook is paused) or `failed` (any other answer, or none), and the seconds
+   * it took (the URL check, the request and reading at most 64 KiB of the answer).
+   */
+  webhookDelivered(outcome: WebhookOutcome, seconds: number): void;
+  /** A delivery attempt was a retry (not the first attempt at its event). */
+  webhookRetried(): void;
+  /**
+   * What the process's webhook dispatcher knows is waiting: events not yet acknowledged
+   * over the webhooks it delivers, and how long ago the oldest of them became known (0: none).
+   */
+  webhookBacklog(events: number, oldestSeconds: number): void;
 }
 
 /** One open event stream. */
@@ -49,6 +62,8 @@ export type StoreOutcome = "ok" | "error" | "timeout";
 export type LimitName = "writes" | "reads" | "streams";
 /** `thread`: one thread's stream; `many`: `GET /v1/events`. */
 export type StreamKind = "thread" | "many";
+/** How a webhook delivery attempt ended. */
+export type WebhookOutcome = "delivered" | "failed" | "gone";
 
 /** The request methods a label may carry; any other is `_OTHER` (OpenTelemetry's rule: clients choose methods). */
 export const HTTP_METHODS: ReadonlySet<string> = new Set([
@@ -80,6 +95,9 @@ export const noMetrics: Metrics = {
   cacheRepaired() {},
   rateLimited() {},
   streamStalled() {},
+  webhookDelivered() {},
+  webhookRetried() {},
+  webhookBacklog() {},
 };
 
 /**

@@ -9,13 +9,23 @@
  *   double1 = the observed value (seconds, patches, +1/-1 for a stream opening/closing)
  *
  * What does not carry over: `http_server_active_requests` (a gauge of one isolate's
- * requests means nothing across a fleet; Workers' own analytics count requests), and
+ * requests means nothing across a fleet; Workers' own analytics count requests),
+ * `artifacts_webhook_deliveries_total` (the count of the points of
+ * `artifacts_webhook_delivery_duration_seconds` by outcome, as requests are counted), and
  * `artifacts_cache_up` is written when an isolate first learns the cache's state and
  * when it changes, not on every call. Labels hold no ids, as on Prometheus. Writes never
  * fail a request: the platform accepts 250 data points per invocation; past that (or on
  * any error) a point is dropped.
  */
-import type { LimitName, Metrics, StoreName, StoreOutcome, StreamKind, StreamMetrics } from "../model/metrics.ts";
+import type {
+  LimitName,
+  Metrics,
+  StoreName,
+  StoreOutcome,
+  StreamKind,
+  StreamMetrics,
+  WebhookOutcome,
+} from "../model/metrics.ts";
 
 /** The binding's shape (no workers-types dependency). */
 export interface AnalyticsEngineDatasetLike {
@@ -94,6 +104,20 @@ export class AnalyticsEngineMetrics implements Metrics {
 
   streamStalled(kind: StreamKind): void {
     this.#write("artifacts_sse_stalled_total", [kind], 1);
+  }
+
+  webhookDelivered(outcome: WebhookOutcome, seconds: number): void {
+    // One point per attempt: the count by outcome is the points' count, as for requests.
+    this.#write("artifacts_webhook_delivery_duration_seconds", [outcome], seconds);
+  }
+
+  webhookRetried(): void {
+    this.#write("artifacts_webhook_retries_total", [], 1);
+  }
+
+  webhookBacklog(events: number, oldestSeconds: number): void {
+    this.#write("artifacts_webhook_backlog_events", [], events);
+    this.#write("artifacts_webhook_oldest_undelivered_seconds", [], oldestSeconds);
   }
 
   #write(family: string, labels: string[], value: number): void {

@@ -51,6 +51,10 @@ export interface Config {
   webhookRetryMs: number;
   /** The first retry's delay, doubling up to an hour (`WEBHOOK_RETRY_BASE_MS`). */
   webhookRetryBaseMs: number;
+  /** How often a server looks for other processes' commits to deliver (ms; `WEBHOOK_SWEEP_MS`). */
+  webhookSweepMs: number;
+  /** A webhook's delivery lease (ms; `WEBHOOK_LEASE_MS`): a dead holder's webhooks wait at most this long. */
+  webhookLeaseMs: number;
 }
 
 /**
@@ -116,6 +120,8 @@ export function loadConfig(env: Env): Config {
     webhookAllowHttpLoopback: oneOf(env, "WEBHOOK_ALLOW_HTTP_LOOPBACK", ["0", "1"] as const) === "1",
     webhookRetryMs: integer(env, "WEBHOOK_RETRY_HOURS", 24, 1, 24 * 30) * 3_600_000,
     webhookRetryBaseMs: integer(env, "WEBHOOK_RETRY_BASE_MS", 1000, 10, 3_600_000),
+    webhookSweepMs: integer(env, "WEBHOOK_SWEEP_MS", 5000, 50, 600_000),
+    webhookLeaseMs: integer(env, "WEBHOOK_LEASE_MS", 30_000, 300, 3_600_000),
   };
 }
 

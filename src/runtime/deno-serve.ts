@@ -5,9 +5,11 @@
  */
 import { LIFECYCLE, logger } from "../logging/logger.ts";
 import { ConfigError, loadConfig } from "./config.ts";
-import { configureDenoLogging } from "./deno.ts";
+import { configureDenoLogging, deliverWebhooksInThisProcess } from "./deno.ts";
 import { edgeEntry } from "./edge.ts";
 
+// A long-lived process: it delivers webhooks (a Deploy function does not).
+deliverWebhooksInThisProcess();
 const app = edgeEntry();
 
 interface DenoServe {

@@ -9,6 +9,7 @@ import { assertAuthPolicy, type Config, isLoopbackHost, loadConfig } from "./con
 import { denoResolve } from "./deno-resolver.ts";
 import { PrometheusMetrics } from "./prometheus.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
+import { serverWebhooks } from "./server-webhooks.ts";
 import { wire } from "./wire.ts";
 
 interface DenoLike {
@@ -21,6 +22,17 @@ interface DenoLike {
 const deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
 
 let loggingConfigured = false;
+
+/**
+ * Set by `deno task serve` (a long-lived process): webhooks are delivered here. Deno
+ * Deploy functions keep the subscriptions and deliver none: an isolate that lives for its
+ * requests can hold neither a lease nor a retry timer.
+ */
+let deliverWebhooks = false;
+
+export function deliverWebhooksInThisProcess(): void {
+  deliverWebhooks = true;
+}
 
 /**
  * LogTape for this Deno process, once (the first of `deno task serve` and the functions
@@ -57,16 +69,26 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
   assertAuthPolicy(config, env.HOST?.trim() || undefined);
   // Prometheus at GET /metrics, as on Node. Spans go to Deno's own provider under OTEL_DENO=true.
   const metrics = config.metricsEnabled ? new PrometheusMetrics({ runtimeMetrics: true }) : null;
+  const unref = (timer: ReturnType<typeof setTimeout>) => deno.unrefTimer?.(timer as unknown as number);
+  const notifier = typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier();
+  const webhooks = deliverWebhooks
+    ? serverWebhooks({
+      ...(metrics ? { metrics } : {}),
+      unref,
+      tuning: { holder: `deno:${crypto.randomUUID().slice(0, 8)}` },
+    })
+    : null;
   const { app, feeds } = wire({
     config,
     ...(metrics ? { metrics } : {}),
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
-    notifier: typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier(),
-    unref: (timer) => deno.unrefTimer?.(timer as unknown as number),
-    webhooks: { resolve: denoResolve },
+    notifier: webhooks ? webhooks.notifier(notifier) : notifier,
+    unref,
+    webhooks: { resolve: denoResolve, ...(webhooks ? { deliveries: webhooks.deliveries } : {}) },
     ...(only ? { only } : {}),
   });
+  webhooks?.start();
   // On shutdown, end open event streams so the server's graceful close need not wait out
   // their lifetime (Deno Deploy has no signals: there the platform ends them); from then
   // on /readyz answers 503.
@@ -75,6 +97,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
       deno.addSignalListener?.(signal, () => {
         logger(LIFECYCLE).info("{signal}: shutting down; draining", { signal });
         feeds.drain();
+        void webhooks?.stop();
       });
     } catch {
       // Signals not supported here.

@@ -7,6 +7,9 @@ import { assertAuthPolicy, type Config, ConfigError, isLoopbackHost, loadConfig 
 import { trackConnections } from "./node-close.ts";
 import { type NodeTracing, startNodeTracing } from "./node-tracing.ts";
 import { PrometheusMetrics } from "./prometheus.ts";
+import { nodeResolve } from "./node-resolver.ts";
+import { serverWebhooks } from "./server-webhooks.ts";
+import { InProcessNotifier } from "../live/notifier.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
 import { authConfigured } from "../http/auth/authenticator.ts";
@@ -59,16 +62,27 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
   assertAuthPolicy(config, config.host);
   // Prometheus at GET /metrics, the process's own families (CPU, memory, event loop) included.
   const metrics = config.metricsEnabled ? new PrometheusMetrics({ runtimeMetrics: true }) : null;
+  // Webhook delivery in this process: hinted by its commits, swept for the others'.
+  const webhooks = serverWebhooks({
+    ...(metrics ? { metrics } : {}),
+    unref: (timer) => (timer as NodeJS.Timeout).unref(),
+    // The lease names its holder: this process, findable by its pid.
+    tuning: { holder: `node:${process.pid}:${crypto.randomUUID().slice(0, 8)}` },
+  });
   const { app, cache, feeds, service, rollout } = wire({
     config,
     ...(metrics ? { metrics } : {}),
     blobStore: blobStoreFor(config, env),
     connectLibsql: libsqlConnector(config),
     unref: (timer) => (timer as NodeJS.Timeout).unref(),
+    notifier: webhooks.notifier(new InProcessNotifier()),
+    // Webhook URLs are judged by the addresses getaddrinfo gives, as Node's fetch would connect.
+    webhooks: { resolve: nodeResolve, deliveries: webhooks.deliveries },
     // A cache of another schema version was replaced: fill it again from the rollout
     // (reads and writes repair their own threads meanwhile; the list fills as it goes).
     onCacheReset: () => void rebuildInBackground(),
   });
+  webhooks.start();
   const rebuildInBackground = async () => {
     log.info("the libSQL cache was of another schema version and was replaced; rebuilding it from the rollout");
     try {
@@ -102,7 +116,11 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
     // Open event streams end now (clients resume on the next process), so closing waits
     // only for the requests in flight; no new request is served on an open connection.
     feeds.drain();
+    // Attempts in flight are abandoned (redelivered by whoever takes the lease), cursors
+    // written, leases handed back.
+    const delivering = webhooks.stop();
     void connections.close().then(async () => {
+      await delivering;
       // Compaction started by the last writes finishes (it is only a shortcut for cold
       // reads, but one left half done would be redone by the next writer).
       await service.idle();

@@ -8,12 +8,22 @@
  */
 import client from "prom-client";
 import type { Counter, Gauge, Histogram } from "prom-client";
-import type { LimitName, Metrics, StoreName, StoreOutcome, StreamKind, StreamMetrics } from "../model/metrics.ts";
+import type {
+  LimitName,
+  Metrics,
+  StoreName,
+  StoreOutcome,
+  StreamKind,
+  StreamMetrics,
+  WebhookOutcome,
+} from "../model/metrics.ts";
 
 /** OpenTelemetry's advice for `http.server.request.duration` (seconds). */
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 /** Store calls are faster than requests: a local file's call is well under a millisecond. */
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** A delivery attempt ends within its 10 s deadline. */
+const WEBHOOK_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** A group holds at most 64 writes; a fork's one commit holds the whole source thread. */
 const PATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024];
 
@@ -35,6 +45,10 @@ export class PrometheusMetrics implements Metrics {
   readonly #limited: Record<LimitName, Counter.Internal>;
   readonly #stalled: Record<StreamKind, Counter.Internal>;
   readonly #streams: Record<StreamKind, { open: Gauge.Internal<string>; sent: Counter.Internal }>;
+  readonly #webhookDeliveries: Record<WebhookOutcome, { count: Counter.Internal; seconds: Histogram.Internal<string> }>;
+  readonly #webhookRetries: Counter.Internal;
+  readonly #webhookBacklog: Gauge.Internal<string>;
+  readonly #webhookOldest: Gauge.Internal<string>;
   /** method → route → status → child. */
   readonly #requestChildren = new Map<string, Map<string, Map<number, Histogram.Internal<string>>>>();
   /** store → operation → outcome → child. */
@@ -128,8 +142,45 @@ export class PrometheusMetrics implements Metrics {
       registers,
     });
     this.#stalled = { thread: stalled.labels("thread"), many: stalled.labels("many") };
-    // Every limit and kind shows from the start (0): "no refusal" is a value, not a missing series.
-    for (const child of [...Object.values(this.#limited), ...Object.values(this.#stalled)]) child.inc(0);
+    const deliveries = new client.Counter({
+      name: "artifacts_webhook_deliveries_total",
+      help:
+        "Webhook delivery attempts by outcome (delivered: a 2xx; gone: a 410, the webhook paused; failed: any other answer, or none).",
+      labelNames: ["outcome"],
+      registers,
+    });
+    const durations = new client.Histogram({
+      name: "artifacts_webhook_delivery_duration_seconds",
+      help: "Duration of webhook delivery attempts (URL check, request, at most 64 KiB of the answer), by outcome.",
+      labelNames: ["outcome"],
+      buckets: WEBHOOK_BUCKETS,
+      registers,
+    });
+    const outcome = (name: WebhookOutcome) => ({ count: deliveries.labels(name), seconds: durations.labels(name) });
+    this.#webhookDeliveries = { delivered: outcome("delivered"), failed: outcome("failed"), gone: outcome("gone") };
+    this.#webhookRetries = new client.Counter({
+      name: "artifacts_webhook_retries_total",
+      help: "Webhook delivery attempts that retried an event whose earlier attempt failed.",
+      registers,
+    }).labels();
+    this.#webhookBacklog = new client.Gauge({
+      name: "artifacts_webhook_backlog_events",
+      help:
+        "Events not yet acknowledged by their receivers, over the webhooks this process delivers (sum over processes).",
+      registers,
+    }).labels();
+    this.#webhookOldest = new client.Gauge({
+      name: "artifacts_webhook_oldest_undelivered_seconds",
+      help: "Age of the oldest event this process's webhooks have not delivered yet (0: none; max over processes).",
+      registers,
+    }).labels();
+    // Every limit, kind and outcome shows from the start (0): "no refusal" is a value, not a missing series.
+    const counters = [
+      ...Object.values(this.#limited),
+      ...Object.values(this.#stalled),
+      ...Object.values(this.#webhookDeliveries).map((o) => o.count),
+    ];
+    for (const child of counters) child.inc(0);
     if (options.runtimeMetrics) client.collectDefaultMetrics({ register: registry });
   }
 
@@ -200,6 +251,21 @@ export class PrometheusMetrics implements Metrics {
 
   streamStalled(kind: StreamKind): void {
     this.#stalled[kind].inc();
+  }
+
+  webhookDelivered(outcome: WebhookOutcome, seconds: number): void {
+    const { count, seconds: histogram } = this.#webhookDeliveries[outcome];
+    count.inc();
+    histogram.observe(seconds);
+  }
+
+  webhookRetried(): void {
+    this.#webhookRetries.inc();
+  }
+
+  webhookBacklog(events: number, oldestSeconds: number): void {
+    this.#webhookBacklog.set(events);
+    this.#webhookOldest.set(oldestSeconds);
   }
 }
 

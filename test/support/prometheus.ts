@@ -67,4 +67,9 @@ export const REQUIRED_FAMILIES: Record<string, string> = {
   artifacts_cache_repairs_total: "counter",
   artifacts_rate_limited_total: "counter",
   artifacts_sse_stalled_total: "counter",
+  artifacts_webhook_deliveries_total: "counter",
+  artifacts_webhook_delivery_duration_seconds: "histogram",
+  artifacts_webhook_retries_total: "counter",
+  artifacts_webhook_backlog_events: "gauge",
+  artifacts_webhook_oldest_undelivered_seconds: "gauge",
 };

@@ -2,7 +2,8 @@
  * The webhook routes as the Node server and `deno task serve` wire them (each with its
  * own resolver: getaddrinfo on Node, Deno.resolveDns on Deno): a subscription is created,
  * SSRF refusals hold, a name that cannot resolve is refused, and the subscription is still
- * there after a restart over the same data folder. URLs are literal addresses or names
+ * there after a restart over the same data folder, and the server delivers to a receiver
+ * on loopback (verified with standardwebhooks). URLs are literal addresses or names
  * under `.invalid` (RFC 6761: never resolves), so no test depends on the network.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,6 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type ServerProcess, startDenoServer, startServer } from "../support/server-process.ts";
+import { WebhookReceiver } from "../support/webhook-receiver.ts";
+import { waitFor } from "../support/wait.ts";
 
 const RUNTIMES: Array<[string, (env: Record<string, string>) => Promise<ServerProcess>]> = [
   ["Node server", startServer],
@@ -57,6 +60,31 @@ describe.each(RUNTIMES)("webhooks on the %s", (_name, start) => {
       expect((await read.json()).webhook).toEqual(view);
       const list = await (await fetch(`${server.url}/v1/webhooks`)).json();
       expect(list.webhooks).toHaveLength(2);
+
+      // The server delivers: a receiver on loopback gets each event of its thread, signed, in order.
+      const receiver = await WebhookReceiver.start();
+      try {
+        const hook = await post({ url: receiver.url("/r"), threads: ["delivered"] });
+        expect(hook.status).toBe(201);
+        receiver.secrets.set("/r", (await hook.json()).webhook.secret);
+        for (let i = 0; i < 3; i++) {
+          const created = await fetch(`${server.url}/v1/threads/delivered/artifacts`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ artifactType: "n", payload: i }),
+          });
+          expect(created.status).toBe(201);
+        }
+        await waitFor("three deliveries", () => receiver.to("/r", "delivered").length >= 3);
+        const delivered = receiver.to("/r", "delivered");
+        expect(delivered.map((r) => [r.seq, r.verified, r.message.type])).toEqual([
+          [1, true, "artifact.updated"],
+          [2, true, "artifact.updated"],
+          [3, true, "artifact.updated"],
+        ]);
+      } finally {
+        await receiver.close();
+      }
     } finally {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });
