@@ -6,6 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { expect } from "vitest";
 import { Webhook as StandardWebhook } from "standardwebhooks";
 
 export interface Received {
@@ -138,5 +139,18 @@ export class WebhookReceiver {
     }
     received.status = reply.status;
     response.writeHead(reply.status, reply.headers ?? {}).end();
+  }
+}
+
+/**
+ * API.md's order: a request for seq s of a thread is sent only after every earlier event
+ * of it the webhook follows was acknowledged (`expected`: those seqs, ascending).
+ */
+export function expectSentInOrder(requests: Received[], expected: number[]): void {
+  const acked = new Set<number>();
+  for (const request of requests) {
+    const missing = expected.filter((seq) => seq < request.seq && !acked.has(seq));
+    expect(missing, `seq ${request.seq} was sent before ${missing.join(",")} was acknowledged`).toEqual([]);
+    if (request.status >= 200 && request.status < 300) acked.add(request.seq);
   }
 }

@@ -28,7 +28,7 @@ import { BlobWebhookRegistry } from "../../src/webhooks/registry.ts";
 import { readJsonResult } from "../support/http.ts";
 import { parseExposition } from "../support/prometheus.ts";
 import { waitFor } from "../support/wait.ts";
-import { type Received, WebhookReceiver } from "../support/webhook-receiver.ts";
+import { expectSentInOrder, WebhookReceiver } from "../support/webhook-receiver.ts";
 
 const TENANT = "local";
 
@@ -132,19 +132,6 @@ async function write(node: Node, threadId: string, n: number): Promise<void> {
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
-
-/**
- * API.md's order: a request for seq s of a thread is sent only after every earlier event
- * of it the webhook follows was acknowledged (`expected`: those seqs, ascending).
- */
-function expectSentInOrder(requests: Received[], expected: number[]): void {
-  const acked = new Set<number>();
-  for (const request of requests) {
-    const missing = expected.filter((seq) => seq < request.seq && !acked.has(seq));
-    expect(missing, `seq ${request.seq} was sent before ${missing.join(",")} was acknowledged`).toEqual([]);
-    if (request.status >= 200 && request.status < 300) acked.add(request.seq);
-  }
 }
 
 async function webhookOf(node: Node, id: string): Promise<any> {

@@ -12,7 +12,7 @@ import { leaseKey } from "../../src/webhooks/lease.ts";
 import { http, useCluster } from "../support/cluster.ts";
 import type { ServerProcess } from "../support/server-process.ts";
 import { waitFor } from "../support/wait.ts";
-import { type Received, WebhookReceiver } from "../support/webhook-receiver.ts";
+import { expectSentInOrder, WebhookReceiver } from "../support/webhook-receiver.ts";
 
 const TENANT = "local";
 const THREADS = ["k1", "k2", "k3", "k4"];
@@ -140,12 +140,3 @@ describe("webhook delivery across processes", () => {
     }
   });
 });
-
-function expectSentInOrder(requests: Received[], expected: number[]): void {
-  const acked = new Set<number>();
-  for (const request of requests) {
-    const missing = expected.filter((seq) => seq < request.seq && !acked.has(seq));
-    expect(missing, `seq ${request.seq} was sent before ${missing.join(",")} was acknowledged`).toEqual([]);
-    if (request.status >= 200 && request.status < 300) acked.add(request.seq);
-  }
-}
