@@ -32,6 +32,8 @@ import { type Context, endSpan, SpanKind, tracer, withSpan } from "../model/trac
 import type { ArtifactService, HeadSource, WritePath, WriteResult } from "../service/artifact-service.ts";
 import { AnalyticsEngineMetrics, isAnalyticsEngineDataset } from "./analytics-engine.ts";
 import { loadWorkerContext, type WorkerEnv } from "./workers-context.ts";
+import { InProcessNotifier } from "../live/notifier.ts";
+import { type HintingNotifier, hintingNotifier, WebhookDelivererClient } from "./webhook-deliverer.ts";
 import { wireService } from "./wire.ts";
 
 /** The parts of the Durable Object state API the sequencer uses, structurally (no workers-types dependency). */
@@ -66,6 +68,8 @@ export class ThreadSequencer {
   readonly #state: DurableObjectStateLike;
   readonly #env: WorkerEnv;
   #service: ArtifactService | undefined;
+  /** With the `WEBHOOKS` binding: hints the tenant's webhooks after each commit. */
+  #hints: HintingNotifier | undefined;
 
   constructor(state: DurableObjectStateLike, env: WorkerEnv) {
     this.#state = state;
@@ -107,6 +111,8 @@ export class ThreadSequencer {
       const service = this.#serviceFor();
       switch (url.pathname) {
         case "/write": {
+          // The tenant's subscriptions, read while the write commits (its hint needs them after the answer).
+          this.#hints?.warm(tenant);
           const command = (await request.json()) as WriteCommand;
           return Response.json(await service.write(tenant, threadId, command));
         }
@@ -158,6 +164,16 @@ export class ThreadSequencer {
   #serviceFor(): ArtifactService {
     if (this.#service) return this.#service;
     const context = loadWorkerContext(this.#env);
+    const webhooks = this.#env.WEBHOOKS as DurableObjectNamespaceLike | undefined;
+    // After each commit (its cache apply, which follows the answer), the deliverers of the
+    // tenant's webhooks that follow the thread are hinted (webhook-deliverer.ts).
+    this.#hints = typeof webhooks?.idFromName === "function"
+      ? hintingNotifier(new InProcessNotifier(), {
+        blobStore: context.blobStore,
+        deliverers: new WebhookDelivererClient(webhooks),
+        background: (work) => this.#state.waitUntil(work),
+      })
+      : undefined;
     // The service alone: the object serves no HTTP routes, only its writer and heads.
     const { service } = wireService({
       ...context,
@@ -166,6 +182,7 @@ export class ThreadSequencer {
       repairBehindEveryMs: 1000,
       writeMode: { kind: "resident", onDurable: (tenant, commit) => this.#push(tenant, commit) },
       background: (work) => this.#state.waitUntil(work),
+      ...(this.#hints ? { notifier: this.#hints } : {}),
       // Long-lived, so no per-recorder budget: past the platform's per-invocation limit a point is dropped.
       ...(isAnalyticsEngineDataset(this.#env.METRICS)
         ? { metrics: new AnalyticsEngineMetrics(this.#env.METRICS, Infinity) }

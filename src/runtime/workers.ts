@@ -11,6 +11,8 @@ import { blobFaults } from "../blob/instrumented.ts";
 import { logger } from "../logging/logger.ts";
 import type { ArtifactService } from "../service/artifact-service.ts";
 import { cacheFaults } from "../service/cache-guard.ts";
+import { InProcessNotifier } from "../live/notifier.ts";
+import { hintingNotifier, WebhookDelivererClient, WorkerDeliveries } from "./webhook-deliverer.ts";
 import { wire } from "./wire.ts";
 import { workersAdmission } from "./workers-admission.ts";
 
@@ -33,6 +35,11 @@ const storeFaults = { blob: blobFaults(), libsql: cacheFaults() };
  * Object sequences its writes, knows its head and pushes its events to the streams;
  * without it, writers in different isolates coordinate through the rollout's
  * put-if-absent alone and streams poll. Per-tenant limits: see workers-admission.ts.
+ * Webhooks: with the `WEBHOOKS` binding, the routes are served and each webhook's
+ * `WebhookDeliverer` object delivers it (webhook-deliverer.ts); the sequencer hints it
+ * after each commit (without the sequencer, this Worker does). Workers have no DNS API:
+ * the URL policy checks literal addresses and names only (Cloudflare's fetch reaches no
+ * private network).
  */
 export async function workerFetch(
   request: Request,
@@ -62,6 +69,7 @@ export async function workerFetch(
     ? new SequencerClient(env.SEQUENCER, { traceContext: traceContextOf(request.headers), requestId })
     : undefined;
   const background = ctx ? (work: Promise<unknown>) => ctx.waitUntil(work) : undefined;
+  const deliverers = isNamespace(env.WEBHOOKS) ? new WebhookDelivererClient(env.WEBHOOKS) : undefined;
   const { app } = wire({
     ...context,
     storeFaults,
@@ -82,6 +90,22 @@ export async function workerFetch(
             connect: (tenant, threadId) => sequencer.connect(tenant, threadId),
             safetyPollMs: SAFETY_POLL_MS,
           }),
+      }
+      : {}),
+    ...(deliverers
+      ? {
+        webhooks: {
+          resolve: null,
+          deliveries: () => new WorkerDeliveries(deliverers, background),
+        },
+        // Writes that bypass the sequencer hint the deliverers from here, after the commit.
+        ...(sequencer ? {} : {
+          notifier: hintingNotifier(new InProcessNotifier(), {
+            blobStore: context.blobStore,
+            deliverers,
+            background: background ?? ((work) => void work),
+          }),
+        }),
       }
       : {}),
     ...(only ? { only } : {}),

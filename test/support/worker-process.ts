@@ -57,6 +57,8 @@ export interface WorkerOptions {
   port?: number;
   /** Bind an Analytics Engine dataset as `METRICS` (default false: the Worker runs without it). */
   analyticsEngine?: boolean;
+  /** Bind the `WEBHOOKS` Durable Object (default true): the webhook routes and their delivery; without it, 404. */
+  webhooks?: boolean;
   /** Bind the `TENANT_LIMITER` Durable Object (default true): exact per-tenant limits; without it, per isolate. */
   tenantLimiter?: boolean;
   /**
@@ -73,7 +75,8 @@ const WORKER_NAME = "thread-artifacts";
 /**
  * The Worker bundle in workerd (Miniflare 5), with local R2 as `ROLLOUTS`, the
  * `ThreadSequencer` Durable Object (SQLite-backed, as wrangler.toml declares it) as
- * `SEQUENCER`, the `TenantLimiter` one as `TENANT_LIMITER`, optionally the Rate Limiting
+ * `SEQUENCER`, the `TenantLimiter` one as `TENANT_LIMITER`, the `WebhookDeliverer` one as
+ * `WEBHOOKS`, optionally the Rate Limiting
  * bindings, and the given string vars, served on a loopback port.
  */
 export async function startWorker(vars: Record<string, string>, options: WorkerOptions = {}): Promise<WorkerServer> {
@@ -88,6 +91,8 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
   if (tenantLimiter) {
     env.TENANT_LIMITER = { type: "durable-object", worker: WORKER_NAME, exportName: "TenantLimiter" };
   }
+  const webhooks = options.webhooks !== false;
+  if (webhooks) env.WEBHOOKS = { type: "durable-object", worker: WORKER_NAME, exportName: "WebhookDeliverer" };
   // Each binding its own namespace, as each needs its own namespace_id in wrangler.toml.
   const { writes, reads } = options.rateLimits ?? {};
   if (writes) env.WRITE_LIMITER = { type: "rate-limit", namespace: "1001", simple: writes };
@@ -111,6 +116,7 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
         exports: {
           ...(sequencer ? { ThreadSequencer: { type: "durable-object", storage: "sqlite" } } : {}),
           ...(tenantLimiter ? { TenantLimiter: { type: "durable-object", storage: "sqlite" } } : {}),
+          ...(webhooks ? { WebhookDeliverer: { type: "durable-object", storage: "sqlite" } } : {}),
         },
       },
     }],
