@@ -36,9 +36,22 @@ import { benchMany, type ManyResult, reportMany } from "./many.ts";
 import { benchObservability, type ObsRow } from "./obs.ts";
 import { benchSlowReaders, reportSlow, SLOW_PARAMS, type SlowRow } from "./slow-readers.ts";
 import { benchTenants, type TenantsParams, tenantsReport, type TenantsRow } from "./tenants.ts";
+import { benchWebhooks, type WebhooksParams, webhooksReport, type WebhooksRows } from "./webhooks.ts";
 
 const quick = process.argv.includes("--quick");
-const SCENARIOS = ["create", "read", "sse", "many", "cold", "rss", "slow", "obs", "edge", "tenants"] as const;
+const SCENARIOS = [
+  "create",
+  "read",
+  "sse",
+  "many",
+  "cold",
+  "rss",
+  "slow",
+  "obs",
+  "edge",
+  "tenants",
+  "webhooks",
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
@@ -106,6 +119,21 @@ const TENANTS: TenantsParams = {
   limitPerS: 100,
   connections: 16,
   body: createBody(),
+};
+/** The webhooks scenario: latency at 50 writes/s with 1 and 20 webhooks, drain after an outage, the write path's cost. */
+const WEBHOOKS: WebhooksParams = {
+  ratePerS: 50,
+  latencyS: quick ? 5 : 20,
+  latencyWarmupS: quick ? 1 : 2,
+  fanouts: [1, 20],
+  outageS: quick ? 10 : 60,
+  retryBasesMs: [null, 100],
+  rounds: quick ? 3 : 5,
+  durationS: P.durationS,
+  warmupS: P.warmupS,
+  connections: P.connections,
+  threads: MANY_THREADS,
+  webhooks: 20,
 };
 const FLOOR = "bench/servers/floor.ts";
 const DS = "bench/servers/durable-streams.ts";
@@ -589,6 +617,7 @@ function report(
   obs: ObsRow[],
   edge: EdgeResult[],
   tenants: TenantsRow[],
+  webhooks: WebhooksRows | null,
   seconds: number,
 ) {
   const goals: Goal[] = [];
@@ -945,6 +974,12 @@ function report(
     goals.push(...section.goals);
   }
 
+  if (webhooks) {
+    const section = webhooksReport(webhooks, WEBHOOKS);
+    lines.push(...section.lines);
+    goals.push(...section.goals);
+  }
+
   lines.push("## goals", "", "| goal | measured | met |", "| --- | --- | :---: |");
   for (const g of goals) lines.push(`| ${g.goal} | ${g.measured} | ${mark(g.met)} |`);
   lines.push("");
@@ -1004,9 +1039,16 @@ async function main() {
         log,
       })
       : [];
+    const webhooks = only.has("webhooks")
+      ? await benchWebhooks(WEBHOOKS, {
+        withOurs: (name, env, body) => withServer(`ours (${name})`, OURS, oursEnv(name, env), body),
+        measure: (server, run) => measureHttp(http, server, run),
+        log,
+      })
+      : null;
     await Promise.all(removing);
     const seconds = (performance.now() - t0) / 1000;
-    const markdown = report(create, read, sse, many, cold, rss, slow, obs, edge, tenants, seconds);
+    const markdown = report(create, read, sse, many, cold, rss, slow, obs, edge, tenants, webhooks, seconds);
     const results = join(ROOT, "bench/results");
     mkdirSync(results, { recursive: true });
     if (!onlyArg) writeFileSync(join(results, "latest.md"), markdown);
@@ -1036,6 +1078,7 @@ async function main() {
           obs,
           edge,
           tenants,
+          webhooks,
         },
         null,
         2,
