@@ -10,6 +10,7 @@ import { denoResolve } from "./deno-resolver.ts";
 import { PrometheusMetrics } from "./prometheus.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { serverWebhooks } from "./server-webhooks.ts";
+import { WritesFirst } from "../webhooks/writes-first.ts";
 import { wire } from "./wire.ts";
 
 interface DenoLike {
@@ -71,11 +72,13 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
   const metrics = config.metricsEnabled ? new PrometheusMetrics({ runtimeMetrics: true }) : null;
   const unref = (timer: ReturnType<typeof setTimeout>) => deno.unrefTimer?.(timer as unknown as number);
   const notifier = typeof BroadcastChannel === "function" ? new BroadcastChannelNotifier() : new InProcessNotifier();
-  const webhooks = deliverWebhooks
+  // Deliveries yield to requests while the server is busy (webhooks/writes-first.ts).
+  const writesFirst = deliverWebhooks ? new WritesFirst({ unref }) : null;
+  const webhooks = writesFirst
     ? serverWebhooks({
       ...(metrics ? { metrics } : {}),
       unref,
-      tuning: { holder: `deno:${crypto.randomUUID().slice(0, 8)}` },
+      tuning: { holder: `deno:${crypto.randomUUID().slice(0, 8)}`, gate: writesFirst },
     })
     : null;
   const { app, feeds } = wire({
@@ -111,5 +114,7 @@ export function createDenoFetch(only?: EdgeFunction): (request: Request) => Prom
       render: () => metrics.render(),
     })
     : app.fetch;
-  return async (request) => fetch(request);
+  return writesFirst
+    ? (request) => writesFirst.track(() => Promise.resolve(fetch(request)))
+    : async (request) => fetch(request);
 }

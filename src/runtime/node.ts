@@ -9,6 +9,7 @@ import { type NodeTracing, startNodeTracing } from "./node-tracing.ts";
 import { PrometheusMetrics } from "./prometheus.ts";
 import { nodeResolve } from "./node-resolver.ts";
 import { serverWebhooks } from "./server-webhooks.ts";
+import { WritesFirst } from "../webhooks/writes-first.ts";
 import { InProcessNotifier } from "../live/notifier.ts";
 import { blobStoreFor, libsqlConnector } from "./server-stores.ts";
 import { wire } from "./wire.ts";
@@ -62,12 +63,15 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
   assertAuthPolicy(config, config.host);
   // Prometheus at GET /metrics, the process's own families (CPU, memory, event loop) included.
   const metrics = config.metricsEnabled ? new PrometheusMetrics({ runtimeMetrics: true }) : null;
-  // Webhook delivery in this process: hinted by its commits, swept for the others'.
+  // Webhook delivery in this process: hinted by its commits, swept for the others', and
+  // yielding to requests while the server is busy (webhooks/writes-first.ts).
+  const unref = (timer: ReturnType<typeof setTimeout>) => (timer as NodeJS.Timeout).unref();
+  const writesFirst = new WritesFirst({ unref });
   const webhooks = serverWebhooks({
     ...(metrics ? { metrics } : {}),
-    unref: (timer) => (timer as NodeJS.Timeout).unref(),
+    unref,
     // The lease names its holder: this process, findable by its pid.
-    tuning: { holder: `node:${process.pid}:${crypto.randomUUID().slice(0, 8)}` },
+    tuning: { holder: `node:${process.pid}:${crypto.randomUUID().slice(0, 8)}`, gate: writesFirst },
   });
   const { app, cache, feeds, service, rollout } = wire({
     config,
@@ -95,13 +99,14 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
       log.error("cache rebuild failed; run npm run rebuild", { error });
     }
   };
-  const fetch = metrics
+  const served = metrics
     ? withMetricsEndpoint(app.fetch, {
       token: config.metricsToken,
       openWithoutToken: !authConfigured(config.auth) && isLoopbackHost(config.host),
       render: () => metrics.render(),
     })
     : app.fetch;
+  const fetch = (request: Request) => writesFirst.track(() => Promise.resolve(served(request)));
   const server = serve({ fetch, port: config.port, hostname: config.host }, (info) => {
     // test/support/server-process.ts and bench/lib/process.ts wait for this line: keep "listening on http://…".
     lifecycle.info("thread-artifacts listening on {url} (data: {dataDir})", {

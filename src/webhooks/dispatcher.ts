@@ -32,6 +32,7 @@ import type { LogEvent } from "../model/patch.ts";
 import { eventNameOf, retryDelayMs, type Webhook, webhookFollows, webhookMessage } from "../model/webhook.ts";
 import type { ChangedThread, ChangedThreads } from "./changed-threads.ts";
 import { type AttemptResult, type CheckUrl, deliverOnce } from "./deliver.ts";
+import type { DeliveryGate } from "./writes-first.ts";
 import { DetachedLoop } from "./detached-loop.ts";
 import { advance, backlogOf, caughtUp, isIdle, type Lane, newLane, noteSeq, rewind } from "./lanes.ts";
 import { BlobLeases, type HeldLease, isHeld } from "./lease.ts";
@@ -88,6 +89,8 @@ export interface DispatcherOptions {
   scanPerSweep?: number;
   /** This process in lease objects (default: a random id). */
   holder?: string;
+  /** Asked before each log read and each attempt (default: always go; the server's: writes first). */
+  gate?: DeliveryGate;
   /** The wall clock (ms): retry windows, leases, signatures. */
   now?: () => number;
   random?: () => number;
@@ -141,6 +144,7 @@ export class WebhookDispatcher implements WebhookDeliveries {
   readonly #flushMs: number;
   readonly #flushEvents: number;
   readonly #concurrency: number;
+  readonly #gate: DeliveryGate | undefined;
   readonly #scanPerSweep: number;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -185,6 +189,7 @@ export class WebhookDispatcher implements WebhookDeliveries {
     this.#flushMs = options.cursorFlushMs ?? 1000;
     this.#flushEvents = options.cursorFlushEvents ?? 100;
     this.#concurrency = options.concurrency ?? 4;
+    this.#gate = options.gate;
     this.#scanPerSweep = options.scanPerSweep ?? 1000;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
@@ -612,6 +617,8 @@ export class WebhookDispatcher implements WebhookDeliveries {
       while (!held.stopped) {
         lane.dirty = false;
         const generation = lane.generation;
+        await this.#gate?.pass();
+        if (held.stopped) return;
         const events = await this.#events.readEvents(tenant, lane.threadId, lane.delivered as number, BATCH);
         if (held.stopped) return;
         if (generation !== lane.generation) continue;
@@ -659,6 +666,8 @@ export class WebhookDispatcher implements WebhookDeliveries {
       lane.failingSince = null;
     }
     const { message } = lane.message;
+    await this.#gate?.pass();
+    if (held.stopped) return false;
     lane.attempt++;
     if (lane.attempt > 1) this.#metrics.webhookRetried();
     const result = await deliverOnce(webhook, message, {

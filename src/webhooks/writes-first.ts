@@ -1,0 +1,75 @@
+/**
+ * Writes first: webhook deliveries run on the server's own event loop, and one costs about
+ * half a create (the message, its signature, a log read, the POST, a cursor). So while the
+ * server is busy serving requests (more than `busyAbove` in flight), deliveries pass one
+ * at a time at most every `floorMs` (50 a second by default: a few percent of a core), and
+ * at full speed again once it is not. Nothing is dropped: what waits is in the log, and
+ * `artifacts_webhook_backlog_events` / `artifacts_webhook_oldest_undelivered_seconds`
+ * show how far behind they are. A write never waits for a delivery either way.
+ */
+export interface DeliveryGate {
+  /** Resolves when a delivery may go (at once when the server is not busy). */
+  pass(): Promise<void>;
+}
+
+export interface WritesFirstOptions {
+  /** Requests in flight above which the server counts as busy (default 4). */
+  busyAbove?: number;
+  /** While busy, at most one delivery per this many ms (default 20). */
+  floorMs?: number;
+  unref?: (timer: ReturnType<typeof setTimeout>) => void;
+}
+
+export class WritesFirst implements DeliveryGate {
+  readonly #busyAbove: number;
+  readonly #floorMs: number;
+  readonly #unref: (timer: ReturnType<typeof setTimeout>) => void;
+  #inFlight = 0;
+  readonly #waiting: (() => void)[] = [];
+  #floorTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: WritesFirstOptions = {}) {
+    this.#busyAbove = options.busyAbove ?? 4;
+    this.#floorMs = options.floorMs ?? 20;
+    this.#unref = options.unref ?? (() => {});
+  }
+
+  get busy(): boolean {
+    return this.#inFlight > this.#busyAbove;
+  }
+
+  /** Counts `serve`'s request while it runs (until its response: a stream counts until its headers). */
+  async track<T>(serve: () => Promise<T>): Promise<T> {
+    this.#inFlight++;
+    try {
+      return await serve();
+    } finally {
+      this.#inFlight--;
+      if (!this.busy) this.#releaseAll();
+    }
+  }
+
+  pass(): Promise<void> {
+    if (!this.busy && this.#waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      this.#armFloor();
+    });
+  }
+
+  /** While busy, one waiting delivery every floorMs. */
+  #armFloor(): void {
+    if (this.#floorTimer !== undefined) return;
+    this.#floorTimer = setTimeout(() => {
+      this.#floorTimer = undefined;
+      if (!this.busy) return this.#releaseAll();
+      this.#waiting.shift()?.();
+      if (this.#waiting.length > 0) this.#armFloor();
+    }, this.#floorMs);
+    this.#unref(this.#floorTimer);
+  }
+
+  #releaseAll(): void {
+    for (const resolve of this.#waiting.splice(0)) resolve();
+  }
+}
