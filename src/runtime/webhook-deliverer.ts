@@ -35,7 +35,7 @@ import { eventNameOf, retryDelayMs, type Webhook, webhookFollows, webhookMessage
 import { isWebhookId } from "../model/webhook-ids.ts";
 import { type Metrics, noMetrics } from "../model/metrics.ts";
 import { AnalyticsEngineMetrics, isAnalyticsEngineDataset } from "./analytics-engine.ts";
-import { type AttemptResult, deliverOnce } from "../webhooks/deliver.ts";
+import { type AttemptResult, deliverOnce, deliveryRecord } from "../webhooks/deliver.ts";
 import type { DeliveryRecord, WebhookDeliveries } from "../webhooks/port.ts";
 import { BlobWebhookRegistry } from "../webhooks/registry.ts";
 import { checkWebhookUrl } from "../webhooks/url-policy.ts";
@@ -392,15 +392,7 @@ export class WebhookDeliverer {
     if (lane.attempt > 1) metrics.webhookRetried();
     metrics.webhookDelivered(result.outcome, result.seconds);
     const now = Date.now();
-    const record: DeliveryRecord = {
-      messageId: message.id,
-      threadId: lane.threadId,
-      seq: event.seq,
-      attempt: lane.attempt,
-      outcome: result.outcome,
-      ...("status" in result ? { responseStatus: result.status } : { error: result.error }),
-      at: new Date(now).toISOString(),
-    };
+    const record = deliveryRecord(message, lane.threadId, event.seq, lane.attempt, result, now);
     if (result.outcome === "delivered") {
       this.#record(record);
       // A replay moved the lane while this was in flight: it goes on from there.

@@ -6,6 +6,7 @@
  */
 import { Webhook as Signer } from "standardwebhooks";
 import type { WebhookMessage } from "../model/webhook.ts";
+import type { DeliveryRecord } from "./port.ts";
 
 /**
  * Whether a URL may be called now: the subscriptions side's `checkWebhookUrl` (https
@@ -22,6 +23,26 @@ export type AttemptResult =
   | { outcome: "delivered" | "gone"; status: number; seconds: number }
   | { outcome: "failed"; status: number; seconds: number }
   | { outcome: "failed"; error: AttemptError; detail: string; seconds: number };
+
+/** What `GET …/deliveries` lists of one attempt of `seq` of `threadId`, made at `at` (ms). */
+export function deliveryRecord(
+  message: WebhookMessage,
+  threadId: string,
+  seq: number,
+  attempt: number,
+  result: AttemptResult,
+  at: number,
+): DeliveryRecord {
+  return {
+    messageId: message.id,
+    threadId,
+    seq,
+    attempt,
+    outcome: result.outcome,
+    ...("status" in result ? { responseStatus: result.status } : { error: result.error }),
+    at: new Date(at).toISOString(),
+  };
+}
 
 export interface DeliverOptions {
   /** Asked before each attempt; a refusal fails the attempt with `refused_address` (it is retried). */

@@ -31,7 +31,7 @@ import { type Metrics, noMetrics } from "../model/metrics.ts";
 import type { LogEvent } from "../model/patch.ts";
 import { eventNameOf, retryDelayMs, type Webhook, webhookFollows, webhookMessage } from "../model/webhook.ts";
 import type { ChangedThread, ChangedThreads } from "./changed-threads.ts";
-import { type AttemptResult, type CheckUrl, deliverOnce } from "./deliver.ts";
+import { type AttemptResult, type CheckUrl, deliverOnce, deliveryRecord } from "./deliver.ts";
 import type { DeliveryGate } from "./writes-first.ts";
 import { DetachedLoop } from "./detached-loop.ts";
 import { advance, backlogOf, caughtUp, isIdle, type Lane, newLane, noteSeq, rewind } from "./lanes.ts";
@@ -680,15 +680,7 @@ export class WebhookDispatcher implements WebhookDeliveries {
     // Abandoned by a stop: not an attempt the receiver answered; it is made again later.
     if ("error" in result && result.error === "aborted") return false;
     this.#metrics.webhookDelivered(result.outcome, result.seconds);
-    const record: DeliveryRecord = {
-      messageId: message.id,
-      threadId: lane.threadId,
-      seq: event.seq,
-      attempt: lane.attempt,
-      outcome: result.outcome,
-      ...("status" in result ? { responseStatus: result.status } : { error: result.error }),
-      at: new Date(this.#now()).toISOString(),
-    };
+    const record = deliveryRecord(message, lane.threadId, event.seq, lane.attempt, result, this.#now());
     if (generation !== lane.generation) {
       // A replay moved the lane meanwhile: the run starts again from there.
       this.#record(held, record);

@@ -13,6 +13,8 @@ export interface FaultProxy {
   endpoint: string;
   /** Requests answered so far (failed ones included). */
   readonly count: number;
+  /** `METHOD path` of every request, in arrival order (not cleared by `resetCount`). */
+  readonly log: readonly string[];
   /** Milliseconds added before each request is forwarded. */
   delayMs: number;
   /** While true, every request is answered 503 at once. */
@@ -27,9 +29,11 @@ export async function startFaultProxy(
 ): Promise<FaultProxy> {
   const target = new URL(upstream);
   let count = 0;
+  const log: string[] = [];
   const state = { delayMs: options.delayMs ?? 0, failing: options.failing ?? false };
   const server = createServer((incoming, outgoing) => {
     count++;
+    log.push(`${incoming.method} ${decodeURIComponent(incoming.url ?? "")}`);
     if (state.failing) {
       incoming.resume();
       outgoing.writeHead(503, { "content-type": "text/plain", "retry-after": "1" }).end("injected failure");
@@ -63,6 +67,7 @@ export async function startFaultProxy(
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    log,
     get count() {
       return count;
     },
