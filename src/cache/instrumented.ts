@@ -64,8 +64,13 @@ class InstrumentedCache implements ArtifactCache {
     return this.#call(READ_THREAD_JSON, () => this.#cache.readThreadJson(tenant, threadId));
   }
 
-  writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<CachedContext> {
-    return this.#call(WRITE_CONTEXT, () => this.#cache.writeContext(tenant, threadId, lookups));
+  writeContext(
+    tenant: string,
+    threadId: string,
+    lookups: readonly TargetLookup[],
+    keys?: readonly (string | null)[],
+  ): Promise<CachedContext> {
+    return this.#call(WRITE_CONTEXT, () => this.#cache.writeContext(tenant, threadId, lookups, keys));
   }
 
   getArtifact(

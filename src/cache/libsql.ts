@@ -9,9 +9,13 @@ import {
   chunksOfCommits,
   forkOf,
   forkText,
+  keyLookupStatement,
+  keyRecordOf,
   lifeOf,
   lookupStatement,
   parseBody,
+  recentKeysOf,
+  recentKeysStatement,
   seqFrom,
   seqStatement,
 } from "./statements.ts";
@@ -74,6 +78,15 @@ export class LibsqlCache implements ArtifactCache {
         },
       },
       { sql: `DELETE FROM artifacts WHERE tenant = :t AND thread_id = :th AND ${mine}`, args: { ...key, token } },
+      {
+        sql: `DELETE FROM idempotency_keys WHERE tenant = :t AND thread_id = :th AND ${mine}`,
+        args: { ...key, token },
+      },
+      ...(state.recentKeys ?? []).map((record) => ({
+        sql: `INSERT OR REPLACE INTO idempotency_keys (tenant, key, thread_id, fingerprint, seq, at)
+              SELECT :t, :key, :th, :fp, :seq, :at WHERE ${mine}`,
+        args: { ...key, token, key: record.key, fp: record.fingerprint, seq: record.seq, at: record.at },
+      })),
       ...state.artifacts.map((artifact, index) => ({
         sql:
           `INSERT OR REPLACE INTO artifacts (tenant, thread_id, id, position, artifact_type, identity_key, version, body)
@@ -91,19 +104,24 @@ export class LibsqlCache implements ArtifactCache {
     return seqFrom(result as SqlResult);
   }
 
+  /** With the thread's recent Idempotency-Keys (a writer holding the thread decides on them). */
   async readThread(tenant: string, threadId: string): Promise<ThreadState | null> {
-    const thread = await this.readThreadJson(tenant, threadId);
+    const thread = await this.#readThreadJson(tenant, threadId, true);
     return thread && parseThreadJson(thread);
   }
 
-  async readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null> {
+  readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null> {
+    return this.#readThreadJson(tenant, threadId, false);
+  }
+
+  async #readThreadJson(tenant: string, threadId: string, withKeys: boolean): Promise<ThreadJson | null> {
     const args = { t: tenant, th: threadId };
     // One row: SQLite joins the stored bodies, so neither the client nor we touch them
     // one by one. The order comes from the subquery: SQLite never flattens an ordered
     // subquery into an aggregate, so group_concat sees its rows in position order
     // (`group_concat(... ORDER BY position)` says the same but sorts a copy of every
     // body: ~10× slower on a 4,000-artifact thread).
-    const [thread, artifacts] = await this.#db.batch(
+    const [thread, artifacts, keys] = await this.#db.batch(
       [
         {
           sql:
@@ -115,11 +133,13 @@ export class LibsqlCache implements ArtifactCache {
                 FROM (SELECT body FROM artifacts WHERE tenant = :t AND thread_id = :th ORDER BY position)`,
           args,
         },
+        ...(withKeys ? [recentKeysStatement(args)] : []),
       ],
       "read",
     );
     const row = thread?.rows[0];
     if (!row) return null;
+    const recentKeys = withKeys ? recentKeysOf(keys) : [];
     return {
       threadId,
       createdAt: String(row.created_at),
@@ -128,10 +148,16 @@ export class LibsqlCache implements ArtifactCache {
       artifactsJson: String(artifacts?.rows[0]?.list ?? "[]"),
       ...forkOf(row),
       ...lifeOf(row),
+      ...(recentKeys.length > 0 ? { recentKeys } : {}),
     };
   }
 
-  async writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<CachedContext> {
+  async writeContext(
+    tenant: string,
+    threadId: string,
+    lookups: readonly TargetLookup[],
+    keys: readonly (string | null)[] = [],
+  ): Promise<CachedContext> {
     const args = { t: tenant, th: threadId };
     const statements: InStatement[] = [{
       sql: `SELECT seq, life_start, updated_at FROM threads WHERE tenant = :t AND thread_id = :th`,
@@ -156,6 +182,11 @@ export class LibsqlCache implements ArtifactCache {
       }
       return slot;
     });
+    const keySlots = keys.map((key) => {
+      if (key === null) return -1;
+      statements.push(keyLookupStatement(args, key));
+      return statements.length - 1;
+    });
     const results = await this.#db.batch(statements, "read");
     const thread = results[0]?.rows[0];
     const seq = thread ? Number(thread.seq) : 0;
@@ -168,6 +199,9 @@ export class LibsqlCache implements ArtifactCache {
         const row = slot < 0 ? undefined : results[slot]?.rows[0];
         return row ? parseBody(row) : null;
       }),
+      ...(keySlots.some((slot) => slot >= 0)
+        ? { keys: keySlots.map((slot, i) => slot < 0 ? null : keyRecordOf(results[slot]?.rows[0], keys[i] as string)) }
+        : {}),
     };
   }
 

@@ -54,11 +54,20 @@ export interface ArtifactCache {
   install(tenant: string, state: ThreadState): Promise<number>;
   /** The cached seq of a thread, 0 if unknown. */
   seq(tenant: string, threadId: string): Promise<number>;
+  /** The thread with its recent Idempotency-Keys (`recentKeys`). */
   readThread(tenant: string, threadId: string): Promise<ThreadState | null>;
   /** `readThread` with the artifacts as the JSON text the cache holds: what reads serve. */
   readThreadJson(tenant: string, threadId: string): Promise<ThreadJson | null>;
-  /** The context a group of writes is decided on: the seq, the artifact count and each lookup's target, read together. */
-  writeContext(tenant: string, threadId: string, lookups: readonly TargetLookup[]): Promise<CachedContext>;
+  /**
+   * The context a group of writes is decided on: the seq, the artifact count, each
+   * lookup's target and each Idempotency-Key's record (null: none; absent: no key), read together.
+   */
+  writeContext(
+    tenant: string,
+    threadId: string,
+    lookups: readonly TargetLookup[],
+    keys?: readonly (string | null)[],
+  ): Promise<CachedContext>;
   getArtifact(
     tenant: string,
     threadId: string,

@@ -14,6 +14,8 @@
  * - artifacts: the materialized latest list; `body` is the artifact's JSON, served as is;
  *   `position` orders creation.
  * - events: the durable event log the live stream reads, one row per patch.
+ * - idempotency_keys: the `Idempotency-Key`s the current lives' patches recorded (the
+ *   commits hold them; this indexes them), pruned after KEY_RETENTION_MS.
  *
  * `threads` rows are small, so it is WITHOUT ROWID (the key is the row). `artifacts` and
  * `events` are rowid tables: their rows carry ~1 KiB+ of JSON, which overflows the
@@ -57,13 +59,25 @@ export const SCHEMA: readonly string[] = [
     event TEXT,
     PRIMARY KEY (tenant, thread_id, seq)
   )`,
+  // A key is looked up by tenant (a key reused on another thread is refused too), and
+  // pruned and listed by thread.
+  `CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (tenant, key, thread_id)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX IF NOT EXISTS idempotency_keys_by_thread ON idempotency_keys (tenant, thread_id, seq)`,
 ];
 
 /** Bump on any change to SCHEMA: a cache of another version is replaced, then rebuilt. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** The tables the schema owns (a replaced cache loses them all; their indexes go with them). */
-const TABLES = ["threads", "artifacts", "events"];
+const TABLES = ["threads", "artifacts", "events", "idempotency_keys"];
 
 /** The slice of a client `migrate` needs. */
 interface Migratable {

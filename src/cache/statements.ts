@@ -1,5 +1,6 @@
 import type { InStatement } from "@libsql/client";
 import type { Artifact, ForkRef } from "../model/artifact.ts";
+import { type IdempotencyRecord, KEY_RETENTION_MS, MAX_KEYS_PER_THREAD } from "../model/idempotency.ts";
 import { type Commit, eventData, type Patch } from "../model/patch.ts";
 import type { TargetLookup } from "./port.ts";
 import type { SqlResult } from "./connection.ts";
@@ -69,6 +70,12 @@ export function applyStatements(tenant: string, patch: Patch): InStatement[] {
               SELECT :t, :th, :seq, :data, 'thread-deleted' WHERE ${guard}`,
         args: { ...key, data: eventData(patch) },
       },
+      // The life's keys end with it (the delete's own is recorded below).
+      {
+        sql: `DELETE FROM idempotency_keys WHERE tenant = :t AND thread_id = :th AND seq < :seq AND ${guard}`,
+        args: key,
+      },
+      ...keyStatements(tenant, patch, guard),
     ];
   }
   const fork = forkText(patch.fork);
@@ -108,7 +115,74 @@ export function applyStatements(tenant: string, patch: Patch): InStatement[] {
     sql: `INSERT OR IGNORE INTO events (tenant, thread_id, seq, data) SELECT :t, :th, :seq, :data WHERE ${guard}`,
     args: { ...key, data: eventData(patch) },
   });
+  statements.push(...keyStatements(tenant, patch, guard));
   return statements;
+}
+
+/** Every this many seqs, a thread's keys older than KEY_RETENTION_MS are dropped (the apply that reaches it). */
+const PRUNE_KEYS_EVERY = 256;
+
+/** The patch's Idempotency-Key into the index (guarded like the rest of its apply), and a prune now and then. */
+function keyStatements(tenant: string, patch: Patch, guard: string): InStatement[] {
+  const statements: InStatement[] = [];
+  const mark = patch.idempotency;
+  const args = { t: tenant, th: patch.threadId, seq: patch.seq };
+  if (mark) {
+    statements.push({
+      sql: `INSERT INTO idempotency_keys (tenant, key, thread_id, fingerprint, seq, at)
+            SELECT :t, :key, :th, :fp, :seq, :at WHERE ${guard}
+            ON CONFLICT (tenant, key, thread_id) DO UPDATE SET fingerprint = excluded.fingerprint, seq = excluded.seq,
+              at = excluded.at`,
+      args: { ...args, key: mark.key, fp: mark.fingerprint, at: patch.at },
+    });
+  }
+  if (patch.seq % PRUNE_KEYS_EVERY === 0) {
+    statements.push({
+      sql: `DELETE FROM idempotency_keys WHERE tenant = :t AND thread_id = :th AND at < :cutoff`,
+      args: { t: tenant, th: patch.threadId, cutoff: new Date(Date.parse(patch.at) - KEY_RETENTION_MS).toISOString() },
+    });
+  }
+  return statements;
+}
+
+/**
+ * Each key's record: the thread's own first; else another thread's of the tenant (its
+ * fingerprint, which names its path, never matches: a key reused elsewhere is refused).
+ */
+export function keyLookupStatement(args: { t: string; th: string }, key: string): InStatement {
+  return {
+    sql: `SELECT fingerprint, seq, at, thread_id = :th AS here FROM idempotency_keys WHERE tenant = :t AND key = :key
+          ORDER BY here DESC LIMIT 1`,
+    args: { ...args, key },
+  };
+}
+
+export function keyRecordOf(row: Record<string, unknown> | undefined, key: string): IdempotencyRecord | null {
+  if (!row) return null;
+  return {
+    key,
+    fingerprint: Number(row.here) === 1 ? String(row.fingerprint) : `elsewhere:${String(row.fingerprint)}`,
+    seq: Number(row.seq),
+    at: String(row.at),
+  };
+}
+
+/** A thread's recent keys, oldest first (the newest MAX_KEYS_PER_THREAD). */
+export function recentKeysStatement(args: { t: string; th: string }): InStatement {
+  return {
+    sql: `SELECT key, fingerprint, seq, at FROM (SELECT key, fingerprint, seq, at FROM idempotency_keys
+            WHERE tenant = :t AND thread_id = :th ORDER BY seq DESC LIMIT ${MAX_KEYS_PER_THREAD}) ORDER BY seq`,
+    args,
+  };
+}
+
+export function recentKeysOf(result: SqlResult | undefined): IdempotencyRecord[] {
+  return (result?.rows ?? []).map((row) => ({
+    key: String(row.key),
+    fingerprint: String(row.fingerprint),
+    seq: Number(row.seq),
+    at: String(row.at),
+  }));
 }
 
 export function lookupStatement(

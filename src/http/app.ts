@@ -144,7 +144,15 @@ function corsFor(origins: readonly string[]) {
   return cors({
     origin: (origin) => (origins.includes("*") ? "*" : origins.includes(origin) ? origin : null),
     allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
-    allowHeaders: ["Authorization", "Content-Type", "If-Match", "If-None-Match", "Last-Event-ID", REQUEST_ID_HEADER],
+    allowHeaders: [
+      "Authorization",
+      "Content-Type",
+      "If-Match",
+      "If-None-Match",
+      "Idempotency-Key",
+      "Last-Event-ID",
+      REQUEST_ID_HEADER,
+    ],
     exposeHeaders: [
       "ETag",
       "Location",

@@ -28,7 +28,7 @@ export type Answer = { ok: true; result: WriteResult } | { ok: false; problem: P
  * The answer to one write of a group, from its outcome (see `decideGroup`), once what the
  * group appended is durable. Pure: the writer settles each write with it.
  */
-export function answerOf(outcome: GroupOutcome, threadId: string): Answer {
+export function answerOf(outcome: Exclude<GroupOutcome, { kind: "replay" }>, threadId: string): Answer {
   switch (outcome.kind) {
     case "append": {
       const { patch } = outcome;
@@ -67,6 +67,14 @@ export function answerOf(outcome: GroupOutcome, threadId: string): Answer {
     case "refused":
       return { ok: false, problem: outcome.problem };
   }
+}
+
+/**
+ * A keyed write's repeat: what the write whose patch is `patch` answered (a fork's
+ * answer names its last patch, which carries the key, like a plain add).
+ */
+export function replayAnswer(patch: Patch, threadId: string): Answer {
+  return answerOf(patch.op === "delete" ? { kind: "deleted", patch } : { kind: "append", patch }, threadId);
 }
 
 /** What the group's outcomes append, in order. */

@@ -1,3 +1,4 @@
+import type { IdempotencyRecord } from "./idempotency.ts";
 import type { JsonValue } from "./json.ts";
 
 /** The public artifact shape of API.md. */
@@ -37,6 +38,11 @@ export interface ThreadState {
   deleted?: true;
   /** The seq the current life started at (its tombstone's); absent for a thread never deleted. */
   lifeStart?: number;
+  /**
+   * The `Idempotency-Key`s the current life's recent patches recorded, oldest first
+   * (see model/idempotency.ts); absent when there are none. Never shown to clients.
+   */
+  recentKeys?: readonly IdempotencyRecord[];
 }
 
 /** The `thread` object of write responses. */
@@ -81,10 +87,13 @@ export interface ThreadJson {
   forkedFrom?: ForkRef;
   deleted?: true;
   lifeStart?: number;
+  /** As on ThreadState; only where asked for (snapshots, resident loads), never served. */
+  recentKeys?: readonly IdempotencyRecord[];
 }
 
+/** The thread as JSON text, without its keys (what reads serve and calls between processes carry). */
 export function toThreadJson(state: ThreadState): ThreadJson {
-  const { artifacts, ...head } = state;
+  const { artifacts, recentKeys: _keys, ...head } = state;
   return { ...head, artifactsJson: JSON.stringify(artifacts) };
 }
 

@@ -1,5 +1,6 @@
 import type { Artifact, ForkRef } from "./artifact.ts";
 import { ProblemError } from "./errors.ts";
+import type { IdempotencyMark, IdempotencyRecord } from "./idempotency.ts";
 import { jsonEqual, type JsonValue, utf8Bytes } from "./json.ts";
 import { mergePatch } from "./merge-patch.ts";
 import type { ArtifactOp, ArtifactPatch, DeletePatch } from "./patch.ts";
@@ -7,7 +8,13 @@ import type { ArtifactOp, ArtifactPatch, DeletePatch } from "./patch.ts";
 /** `If-Match` parsed: absent, `*`, or a set of acceptable versions. */
 export type VersionPrecondition = { kind: "any" } | { kind: "exists" } | { kind: "versions"; versions: number[] };
 
-export type WriteCommand =
+/**
+ * A write, decided in its thread's group. `idempotency`: its `Idempotency-Key` (a repeat
+ * of a write that changed the thread answers as that write did, and appends nothing).
+ */
+export type WriteCommand = WriteCommandOf & { idempotency?: IdempotencyMark };
+
+type WriteCommandOf =
   | { kind: "create"; artifactType: string; identityKey: string | null; payload: JsonValue }
   | { kind: "update"; artifactId: string; payload: JsonValue; precondition: VersionPrecondition }
   /**
@@ -173,6 +180,8 @@ export interface GroupContext {
   targets: (Artifact | null)[];
   /** The patch at `seq` deleted the thread (a tombstone): it has no artifacts and no life until the next write. */
   deleted?: boolean;
+  /** `keys[i]`: the record of command i's Idempotency-Key in the thread's current life, or null (absent: none looked up). */
+  keys?: (IdempotencyRecord | null)[];
 }
 
 /** One command's fate in a group, decided on the thread as the commands before it left it. */
@@ -184,6 +193,8 @@ export type GroupOutcome =
   | { kind: "fork"; patches: ArtifactPatch[] }
   /** The thread's delete (always alone in its group: see GroupWriter). */
   | { kind: "deleted"; patch: DeletePatch }
+  /** A repeat of the keyed write whose patch is at `seq`: answered as that one was, nothing appended. */
+  | { kind: "replay"; seq: number }
   | { kind: "refused"; problem: ProblemError };
 
 /**
@@ -206,7 +217,33 @@ export function decideGroup(
   let wiped = false;
   let deleted = context.deleted ?? false;
   const live = () => seq > 0 && !deleted;
+  // Keys recorded by this group's earlier writes (a delete ends the context's keys too).
+  const keyed = new Map<string, { fingerprint: string; seq: number }>();
   return commands.map((command, index): GroupOutcome => {
+    const mark = command.idempotency;
+    if (mark) {
+      const earlier = keyed.get(mark.key) ?? (wiped ? null : (context.keys?.[index] ?? null));
+      if (earlier) {
+        if (earlier.fingerprint === mark.fingerprint) return { kind: "replay", seq: earlier.seq };
+        return {
+          kind: "refused",
+          problem: new ProblemError(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for another request (another route or body)",
+          ),
+        };
+      }
+    }
+    const outcome = decideOne(command, index);
+    if (outcome.kind === "deleted") keyed.clear();
+    if (mark) {
+      const marked = markOutcome(outcome, mark);
+      if (marked) keyed.set(mark.key, { fingerprint: mark.fingerprint, seq: marked });
+    }
+    return outcome;
+  });
+
+  function decideOne(command: WriteCommand, index: number): GroupOutcome {
     if (command.kind === "deleteThread") {
       if (!live()) {
         return { kind: "refused", problem: new ProblemError("thread_not_found", `no thread ${options.threadId}`) };
@@ -289,7 +326,29 @@ export function decideGroup(
     if (op === "remove") artifactCount -= 1;
     byId.set(artifact.id, op === "remove" ? null : artifact);
     return { kind: "append", patch: { seq, threadId: options.threadId, at: options.at, op, artifact } };
-  });
+  }
+}
+
+/**
+ * Puts a keyed write's mark on the patch it appends (a fork's: on its last, whose seq
+ * its answer names); returns that seq, or null when the outcome appends nothing (a
+ * refusal, or an idempotent create by identity: neither is remembered).
+ */
+function markOutcome(outcome: GroupOutcome, mark: IdempotencyMark): number | null {
+  const idempotency = { key: mark.key, fingerprint: mark.fingerprint };
+  switch (outcome.kind) {
+    case "append":
+    case "deleted":
+      outcome.patch.idempotency = idempotency;
+      return outcome.patch.seq;
+    case "fork": {
+      const last = outcome.patches[outcome.patches.length - 1] as ArtifactPatch;
+      last.idempotency = idempotency;
+      return last.seq;
+    }
+    default:
+      return null;
+  }
 }
 
 function identityOf(artifactType: string, identityKey: string): string {

@@ -12,6 +12,7 @@ export const PROBLEM_STATUS = {
   unsupported_media_type: 415,
   thread_full: 422,
   too_many_webhooks: 422,
+  idempotency_key_reused: 422,
   rate_limited: 429,
   unavailable: 503,
 } as const;
@@ -31,6 +32,7 @@ const TITLES: Record<ProblemCode, string> = {
   unsupported_media_type: "Unsupported media type",
   thread_full: "Thread full",
   too_many_webhooks: "Too many webhooks",
+  idempotency_key_reused: "Idempotency key reused",
   rate_limited: "Too many requests",
   unavailable: "Service unavailable",
 };

@@ -1,4 +1,5 @@
 import type { Artifact, ThreadState } from "./artifact.ts";
+import { recordKeys } from "./idempotency.ts";
 import type { Patch } from "./patch.ts";
 
 /** Patches handed to `materialize` must continue the state without a hole. */
@@ -53,6 +54,7 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
     if (patch.op === "remove") byId.delete(patch.artifact.id);
     else byId.set(patch.artifact.id, patch.artifact);
   }
+  const recentKeys = recordKeys(base?.recentKeys ?? [], patches);
   return {
     threadId,
     createdAt,
@@ -62,5 +64,6 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
     ...(forkedFrom ? { forkedFrom } : {}),
     ...(deleted ? { deleted: true as const } : {}),
     ...(lifeStart !== undefined ? { lifeStart } : {}),
+    ...(recentKeys.length > 0 ? { recentKeys } : {}),
   };
 }

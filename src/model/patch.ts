@@ -1,4 +1,5 @@
 import type { Artifact, ForkRef } from "./artifact.ts";
+import type { IdempotencyMark } from "./idempotency.ts";
 
 /** What a patch does to one artifact. */
 export type ArtifactOp = "add" | "update" | "remove";
@@ -18,6 +19,8 @@ export interface ArtifactPatch {
   artifact: Artifact;
   /** Only on the first patch of a fork: where it came from (stored as the commit's `fork` marker). */
   fork?: ForkRef;
+  /** The `Idempotency-Key` of the write that made it (a fork's: on its last patch). */
+  idempotency?: IdempotencyMark;
 }
 
 /**
@@ -29,6 +32,8 @@ export interface DeletePatch {
   threadId: string;
   at: string;
   op: "delete";
+  /** The `Idempotency-Key` of the delete. */
+  idempotency?: IdempotencyMark;
 }
 
 export type Patch = ArtifactPatch | DeletePatch;

@@ -132,10 +132,13 @@ export class Compactor {
       const base = await rollout.baseAt(tenant, threadId, pointer);
       const state = base === undefined ? undefined : materialize(base, delta.patches);
       if (state) {
-        const thread = toThreadJson(state);
+        // The snapshot keeps the recent Idempotency-Keys, so a cold load still honours them.
+        const keys = state.recentKeys ?? [];
+        const thread = { ...toThreadJson(state), ...(keys.length > 0 ? { recentKeys: keys } : {}) };
         // Weighed before writing: a snapshot larger than the deltas it replaces would break the byte bound.
         const sinceSnapshot = deltas.reduce((sum, d) => sum + d.bytes, 0);
-        if (estimateBytes(thread.artifactsJson) + SNAPSHOT_ENVELOPE_BYTES <= sinceSnapshot) {
+        const keyBytes = keys.length > 0 ? estimateBytes(JSON.stringify(keys)) : 0;
+        if (estimateBytes(thread.artifactsJson) + keyBytes + SNAPSHOT_ENVELOPE_BYTES <= sinceSnapshot) {
           snapshot = { seq: state.seq, bytes: await rollout.compaction.writeSnapshot(tenant, thread) };
           next = { ...lifeOf, seq: state.seq, snapshot, deltas: [] };
         }

@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import type { ThreadJson, ThreadState } from "../model/artifact.ts";
+import { IDEMPOTENCY_KEY, type IdempotencyMark } from "../model/idempotency.ts";
 import type { Commit, Patch } from "../model/patch.ts";
 import { ArtifactSchema } from "../model/schemas.ts";
 
@@ -21,6 +22,9 @@ const Seq = v.pipe(v.number(), v.integer(), v.minValue(1));
 
 const ForkSchema = v.strictObject({ threadId: v.string(), seq: Seq });
 
+/** A keyed write's mark on its patch (see model/idempotency.ts). */
+const MarkSchema = v.strictObject({ key: v.pipe(v.string(), v.regex(IDEMPOTENCY_KEY)), fingerprint: v.string() });
+
 const StoredPatchSchema = v.union([
   v.strictObject({
     seq: Seq,
@@ -30,9 +34,10 @@ const StoredPatchSchema = v.union([
     // A fork's first patch inside a delta that does not start with it (a delta that starts
     // with a tombstone, the new life a fork): a commit marks its first patch at the top instead.
     fork: v.optional(ForkSchema),
+    idempotency: v.optional(MarkSchema),
   }),
   // The end of a life: no artifact.
-  v.strictObject({ seq: Seq, op: v.literal("delete"), at: v.string() }),
+  v.strictObject({ seq: Seq, op: v.literal("delete"), at: v.string(), idempotency: v.optional(MarkSchema) }),
 ]);
 
 /** A commit, and a compacted delta (the same shape: consecutive patches); a fork's first commit is marked `fork`. */
@@ -53,6 +58,13 @@ const SnapshotSchema = v.strictObject({
   seq: Seq,
   artifacts: v.array(ArtifactSchema),
   forkedFrom: v.optional(ForkSchema),
+  // The keys recent patches recorded, oldest first: a cold load keeps honouring them.
+  recentKeys: v.optional(v.array(v.strictObject({
+    key: v.pipe(v.string(), v.regex(IDEMPOTENCY_KEY)),
+    fingerprint: v.string(),
+    seq: Seq,
+    at: v.string(),
+  }))),
 });
 
 const Bytes = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -88,18 +100,26 @@ export interface DeltaRef {
   churn: number;
 }
 
+/** Only the mark's own members (a record passed as a mark carries more). */
+function markOf(mark: IdempotencyMark): IdempotencyMark {
+  return { key: mark.key, fingerprint: mark.fingerprint };
+}
+
 /** `{"v":2,"firstSeq":n,"lastSeq":m,"at":..,"patches":[{"seq","op","at","artifact"}, ...]}` */
 export function serializeCommit(commit: Commit): string {
   // The first patch's fork marker goes on the commit; one past the first (only in a delta
   // that starts with a tombstone and goes on into a fork's new life) stays on its patch.
   const patches = commit.patches.map((p, i) =>
-    p.op === "delete" ? { seq: p.seq, op: p.op, at: p.at } : {
-      seq: p.seq,
-      op: p.op,
-      at: p.at,
-      artifact: p.artifact,
-      ...(i > 0 && p.fork ? { fork: p.fork } : {}),
-    }
+    p.op === "delete"
+      ? { seq: p.seq, op: p.op, at: p.at, ...(p.idempotency ? { idempotency: markOf(p.idempotency) } : {}) }
+      : {
+        seq: p.seq,
+        op: p.op,
+        at: p.at,
+        artifact: p.artifact,
+        ...(i > 0 && p.fork ? { fork: p.fork } : {}),
+        ...(p.idempotency ? { idempotency: markOf(p.idempotency) } : {}),
+      }
   );
   const first = commit.patches[0];
   const fork = first && first.op !== "delete" ? first.fork : undefined;
@@ -182,9 +202,10 @@ export function parseCommitObject(text: string, where: string, threadId: string)
 export function snapshotJson(thread: ThreadJson): string {
   const j = JSON.stringify;
   const fork = thread.forkedFrom ? `,"forkedFrom":${j(thread.forkedFrom)}` : "";
+  const keys = thread.recentKeys && thread.recentKeys.length > 0 ? `,"recentKeys":${j(thread.recentKeys)}` : "";
   return `{"v":${FORMAT},"threadId":${j(thread.threadId)},"createdAt":${j(thread.createdAt)},"updatedAt":${
     j(thread.updatedAt)
-  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}${fork}}`;
+  },"seq":${j(thread.seq)},"artifacts":${thread.artifactsJson}${fork}${keys}}`;
 }
 
 export function parseSnapshot(text: string, where: string): ThreadState {

@@ -1,5 +1,6 @@
 import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, toThreadJson } from "../model/artifact.ts";
+import type { IdempotencyMark } from "../model/idempotency.ts";
 import type { VersionPrecondition, WriteCommand } from "../model/decide.ts";
 import { withDeadline } from "../model/deadline.ts";
 import { uuidv7 } from "../model/ids.ts";
@@ -193,8 +194,13 @@ export class ArtifactService {
     tenant: string,
     threadId: string,
     precondition: VersionPrecondition,
+    idempotency?: IdempotencyMark,
   ): Promise<{ threadId: string; seq: number }> {
-    const result = await this.write(tenant, threadId, { kind: "deleteThread", precondition });
+    const result = await this.write(tenant, threadId, {
+      kind: "deleteThread",
+      precondition,
+      ...(idempotency ? { idempotency } : {}),
+    });
     return { threadId, seq: result.thread.rolloutSeq };
   }
 
@@ -232,16 +238,24 @@ export class ArtifactService {
    * write of the target thread (its first commit, so `409 thread_exists` if it has one),
    * decided in its group like any other. Answers the new thread as a strong read sees it.
    */
-  async fork(tenant: string, sourceId: string, targetId: string, atSeq?: number): Promise<ThreadJson> {
+  async fork(
+    tenant: string,
+    sourceId: string,
+    targetId: string,
+    atSeq?: number,
+    idempotency?: IdempotencyMark,
+  ): Promise<ThreadJson> {
     const source = atSeq === undefined
       ? parseThreadJson((await this.readThread(tenant, sourceId, { consistency: "strong" })).thread)
       : await this.#history.threadAt(tenant, sourceId, atSeq);
-    await this.write(tenant, targetId, {
+    const result = await this.write(tenant, targetId, {
       kind: "fork",
       from: { threadId: sourceId, seq: source.seq },
       artifacts: source.artifacts,
+      ...(idempotency ? { idempotency } : {}),
     });
-    return (await this.readThread(tenant, targetId, { consistency: "strong" })).thread;
+    // As of the fork's own commit (never later writes): a repeat of a keyed fork answers the same.
+    return this.readThreadAt(tenant, targetId, result.thread.rolloutSeq);
   }
 
   /** Every version of one artifact, oldest first, a page at a time. */

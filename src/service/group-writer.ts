@@ -4,6 +4,7 @@ import {
   type ArtifactWriteResult,
   countAfter,
   patchesToAppend,
+  replayAnswer,
   type ThreadDeleteResult,
   type WriteResult,
 } from "../model/answer.ts";
@@ -11,7 +12,7 @@ import { decideGroup, type GroupOutcome, targetOf, type WriteCommand } from "../
 import { ProblemError } from "../model/errors.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import { type Commit, commitOf, isTombstone } from "../model/patch.ts";
+import { type Commit, commitOf, isTombstone, type Patch } from "../model/patch.ts";
 import { activeContext, type Context, detached } from "../model/tracing.ts";
 import { warnUnlessReported } from "../logging/faults.ts";
 import { logger } from "../logging/logger.ts";
@@ -109,6 +110,7 @@ export class GroupWriter {
   async #writeGroup(tenant: string, threadId: string, group: PendingWrite[]): Promise<void> {
     const commands = group.map((write) => write.command);
     const lookups = commands.map(targetOf);
+    const keys = commands.map((command) => command.idempotency?.key ?? null);
     const heads = this.#basis.heads;
     let basis = this.#resident ? await this.#residentBasis(tenant, threadId) : CACHE_BASIS;
     for (let attempt = 0;; attempt++) {
@@ -120,7 +122,7 @@ export class GroupWriter {
       }
       const roundAt = this.#now();
       const onlyCreates = commands.every((c) => c.kind === "create");
-      const round = await this.#basis.contextFor(tenant, threadId, lookups, basis, onlyCreates);
+      const round = await this.#basis.contextFor(tenant, threadId, lookups, keys, basis, onlyCreates);
       basis = round.basis;
       const { context } = round;
       const basisAt = basis.from === "state" ? basis.at : roundAt;
@@ -148,7 +150,7 @@ export class GroupWriter {
         }
         heads.remember(tenant, threadId, { seq: context.seq, artifactCount: context.artifactCount });
         if (basis.from === "state") this.#resident?.set(tenant, threadId, basis.state);
-        return settle(group, outcomes, threadId);
+        return this.#settle(tenant, threadId, group, outcomes, []);
       }
 
       if (this.#now() - basisAt > this.#o.freshMs) {
@@ -179,12 +181,12 @@ export class GroupWriter {
           // (a chain per thread) without holding anyone's answer.
           this.#resident.set(tenant, threadId, materialize(basis.state, patches));
           this.#resident.chainApply(tenant, threadId, () => this.#applyCommitted(tenant, threadId, commit));
-          return settle(group, outcomes, threadId);
+          return this.#settle(tenant, threadId, group, outcomes, patches);
         }
         // A created commit is the thread's, whatever happens next: no key a writer can aim
         // at is ever freed (see freshMs), so it landed in the life it was decided in.
         await this.#applyCommitted(tenant, threadId, commit);
-        return settle(group, outcomes, threadId);
+        return this.#settle(tenant, threadId, group, outcomes, patches);
       }
       // Another writer took the seq after our context: learn what it wrote, then decide
       // again (after a remembered head, on the cache: the next round reads it).
@@ -253,6 +255,50 @@ export class GroupWriter {
     }
   }
 
+  /**
+   * Answers (or refuses) every write of the group by its outcome; a repeat of a keyed
+   * write by the patch that write made: among the group's own, else read back (a rare
+   * path: a retry whose first answer was lost).
+   */
+  async #settle(
+    tenant: string,
+    threadId: string,
+    group: readonly PendingWrite[],
+    outcomes: readonly GroupOutcome[],
+    appended: readonly Patch[],
+  ): Promise<void> {
+    const replayed = new Map<number, Patch | null>();
+    for (const outcome of outcomes) {
+      if (outcome.kind !== "replay" || replayed.has(outcome.seq)) continue;
+      replayed.set(outcome.seq, appended.find((patch) => patch.seq === outcome.seq) ?? null);
+    }
+    for (const [seq, patch] of replayed) {
+      if (patch) continue;
+      const [found] = await this.#o.rollout.patchesAfter(tenant, threadId, seq - 1, 1).catch(() => []);
+      replayed.set(seq, found?.seq === seq ? found : null);
+    }
+    for (const [index, write] of group.entries()) {
+      const outcome = outcomes[index] as GroupOutcome;
+      let answer;
+      if (outcome.kind === "replay") {
+        const patch = replayed.get(outcome.seq);
+        if (!patch) {
+          write.reject(
+            new ProblemError("unavailable", "the write this key answered cannot be read back; retry", {
+              retryAfterSeconds: 1,
+            }),
+          );
+          continue;
+        }
+        answer = replayAnswer(patch, threadId);
+      } else {
+        answer = answerOf(outcome, threadId);
+      }
+      if (answer.ok) write.resolve(answer.result);
+      else write.reject(answer.problem);
+    }
+  }
+
   #residentOnly(): ResidentThreads {
     if (!this.#resident) throw new Error("only a resident writer holds threads");
     return this.#resident;
@@ -260,14 +306,5 @@ export class GroupWriter {
 
   #now(): number {
     return this.#o.now().getTime();
-  }
-}
-
-/** Answers (or refuses) every write of the group by its outcome. */
-function settle(group: readonly PendingWrite[], outcomes: readonly GroupOutcome[], threadId: string): void {
-  for (const [index, write] of group.entries()) {
-    const answer = answerOf(outcomes[index] as GroupOutcome, threadId);
-    if (answer.ok) write.resolve(answer.result);
-    else write.reject(answer.problem);
   }
 }

@@ -1,5 +1,6 @@
 import type { ThreadState } from "../model/artifact.ts";
 import type { GroupContext, TargetLookup } from "../model/decide.ts";
+import { findKey } from "../model/idempotency.ts";
 import { materialize } from "../model/materialize.ts";
 import { patchesOf } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
@@ -66,16 +67,23 @@ export class WriteBasis {
     tenant: string,
     threadId: string,
     lookups: readonly TargetLookup[],
+    keys: readonly (string | null)[],
     basis: Basis,
     onlyCreates: boolean,
   ): Promise<Round> {
-    if (basis.from === "state") return { context: contextFromState(basis.state, lookups), basis, fromKnownHead: false };
+    if (basis.from === "state") {
+      return { context: contextFromState(basis.state, lookups, keys), basis, fromKnownHead: false };
+    }
     const known = this.heads.get(tenant, threadId);
     // Forks and deletes look nothing up either, but are decided on whether the thread lives: read it.
-    if (known && onlyCreates && lookups.every(needsNoTarget)) {
+    // A keyed write looks its key up (in the cache), whoever wrote the thread last.
+    if (known && onlyCreates && lookups.every(needsNoTarget) && keys.every((key) => key === null)) {
       return { context: { ...known, targets: lookups.map(() => null) }, basis, fromKnownHead: true };
     }
-    const cached = await this.#o.guard.try("writeContext", (cache) => cache.writeContext(tenant, threadId, lookups));
+    const cached = await this.#o.guard.try(
+      "writeContext",
+      (cache) => cache.writeContext(tenant, threadId, lookups, keys),
+    );
     if (cached.ok) {
       const { updatedAt, ...context } = cached.value;
       // A row this old may predate a delete whose stubs are gone by now (a cache restored
@@ -88,7 +96,7 @@ export class WriteBasis {
     }
     const state = await this.#o.rollout.load(tenant, threadId);
     return {
-      context: contextFromState(state, lookups),
+      context: contextFromState(state, lookups, keys),
       basis: { from: "state", state, at: this.#now() },
       fromKnownHead: false,
     };
@@ -122,9 +130,16 @@ function needsNoTarget(lookup: TargetLookup): boolean {
   return lookup.by === "identity" && lookup.identityKey === null;
 }
 
-function contextFromState(state: ThreadState | null, lookups: readonly TargetLookup[]): GroupContext {
+function contextFromState(
+  state: ThreadState | null,
+  lookups: readonly TargetLookup[],
+  keys: readonly (string | null)[],
+): GroupContext {
   if (!state) return { seq: 0, artifactCount: 0, targets: lookups.map(() => null) };
-  if (state.deleted) return { seq: state.seq, artifactCount: 0, targets: lookups.map(() => null), deleted: true };
+  const found = keys.map((key) => key === null ? null : findKey(state.recentKeys, key));
+  if (state.deleted) {
+    return { seq: state.seq, artifactCount: 0, targets: lookups.map(() => null), deleted: true, keys: found };
+  }
   const targets = lookups.map((lookup) => {
     const found = lookup.by === "id"
       ? state.artifacts.find((a) => a.id === lookup.artifactId)
@@ -133,5 +148,5 @@ function contextFromState(state: ThreadState | null, lookups: readonly TargetLoo
       : state.artifacts.find((a) => a.artifactType === lookup.artifactType && a.identityKey === lookup.identityKey);
     return found ?? null;
   });
-  return { seq: state.seq, artifactCount: state.artifacts.length, targets };
+  return { seq: state.seq, artifactCount: state.artifacts.length, targets, keys: found };
 }

@@ -6,6 +6,7 @@ import { describeRateLimits } from "./contract-limits.ts";
 import { describeDeletion } from "./contract-delete.ts";
 import { describeHistory } from "./contract-history.ts";
 import { describeManyThreadStreams } from "./contract-many.ts";
+import { describeIdempotency } from "./contract-idempotency.ts";
 import { describeMergePatches } from "./contract-merge.ts";
 
 /**
@@ -62,6 +63,7 @@ export const PROBLEM_CODES = [
   "thread_full",
   "webhook_not_found",
   "too_many_webhooks",
+  "idempotency_key_reused",
   "unauthorized",
   "rate_limited",
   "unavailable",
@@ -782,6 +784,7 @@ export function describeHttpContract(name: string, makeTarget: MakeHttpTarget): 
     describeHistory(ctx);
     describeDeletion(ctx);
     describeRateLimits(ctx);
+    describeIdempotency(ctx);
 
     describe("service routes and errors", () => {
       it("/healthz reports the stores", async () => {

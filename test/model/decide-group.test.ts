@@ -150,6 +150,8 @@ describe("decideGroup", () => {
         ? `fork:${o.patches.length}`
         : o.kind === "deleted"
         ? `deleted@${o.patch.seq}`
+        : o.kind === "replay"
+        ? `replay@${o.seq}`
         : o.problem.code)
       ),
     ).toEqual([

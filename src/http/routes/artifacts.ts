@@ -10,6 +10,7 @@ import type { ArtifactService, ArtifactWriteResult, ServiceLimits } from "../../
 import type { AppEnv } from "../app.ts";
 import type { CursorCodec } from "../cursor.ts";
 import { BODY_OVERHEAD_BYTES, checkPayload, mediaTypeOf, MERGE_PATCH_MEDIA_TYPE, readJsonBody } from "../body.ts";
+import { idempotencyOf } from "../idempotency.ts";
 import { parseIfMatch } from "../preconditions.ts";
 import { ROUTES } from "../routes.ts";
 import { artifactIdOf, parseOr400, threadIdOf } from "../validate.ts";
@@ -26,11 +27,13 @@ export function artifactRoutes(
     const threadId = threadIdOf(c);
     const body = parseOr400(CreateArtifactBodySchema, await readJsonBody(c.req.raw, maxBodyBytes), "body");
     const payload = checkPayload(body.payload, limits.maxPayloadBytes);
+    const idempotency = await idempotencyOf(c, body);
     const result = await service.writeArtifact(c.get("tenant"), threadId, {
       kind: "create",
       artifactType: body.artifactType,
       identityKey: body.identityKey ?? null,
       payload,
+      ...(idempotency ? { idempotency } : {}),
     });
     if (result.created) c.header("location", `/v1/threads/${threadId}/artifacts/${result.artifact.id}`);
     return c.json(writeBody(result), result.created ? 201 : 200);
@@ -79,6 +82,8 @@ export function artifactRoutes(
         payload: checkPayload(parseOr400(UpdateArtifactBodySchema, json, "body").payload, limits.maxPayloadBytes),
         precondition,
       };
+    const idempotency = await idempotencyOf(c, json);
+    if (idempotency) command.idempotency = idempotency;
     return c.json(writeBody(await service.writeArtifact(c.get("tenant"), threadId, command)));
   });
 
@@ -86,7 +91,13 @@ export function artifactRoutes(
     const threadId = threadIdOf(c);
     const artifactId = artifactIdOf(c);
     const precondition = parseIfMatch(c.req.header("if-match"));
-    const result = await service.writeArtifact(c.get("tenant"), threadId, { kind: "remove", artifactId, precondition });
+    const idempotency = await idempotencyOf(c);
+    const result = await service.writeArtifact(c.get("tenant"), threadId, {
+      kind: "remove",
+      artifactId,
+      precondition,
+      ...(idempotency ? { idempotency } : {}),
+    });
     return c.json({ removed: { id: result.artifact.id, seq: result.thread.rolloutSeq }, thread: result.thread });
   });
 }

@@ -5,6 +5,7 @@ import { readJsonBody } from "../body.ts";
 import type { ArtifactService } from "../../service/artifact-service.ts";
 import type { AppEnv } from "../app.ts";
 import type { CursorCodec } from "../cursor.ts";
+import { idempotencyOf } from "../idempotency.ts";
 import { matchesIfNoneMatch, parseIfMatch } from "../preconditions.ts";
 import { ROUTES } from "../routes.ts";
 import { parseOr400, threadIdOf } from "../validate.ts";
@@ -45,7 +46,8 @@ export function threadRoutes(app: Hono<AppEnv>, deps: { service: ArtifactService
   app.post(ROUTES.fork.path, async (c) => {
     const sourceId = threadIdOf(c);
     const body = parseOr400(ForkBodySchema, await readJsonBody(c.req.raw, FORK_BODY_BYTES), "body");
-    const thread = await service.fork(c.get("tenant"), sourceId, body.threadId, body.atSeq);
+    const idempotency = await idempotencyOf(c, body);
+    const thread = await service.fork(c.get("tenant"), sourceId, body.threadId, body.atSeq, idempotency);
     c.header("location", `/v1/threads/${body.threadId}`);
     c.header("etag", `"${thread.seq}"`);
     return c.body(threadViewJson(thread), 201, { "content-type": "application/json" });
@@ -54,7 +56,8 @@ export function threadRoutes(app: Hono<AppEnv>, deps: { service: ArtifactService
   app.delete(ROUTES.thread.path, async (c) => {
     const threadId = threadIdOf(c);
     const precondition = parseIfMatch(c.req.header("if-match"));
-    return c.json({ deleted: await service.deleteThread(c.get("tenant"), threadId, precondition) });
+    const idempotency = await idempotencyOf(c);
+    return c.json({ deleted: await service.deleteThread(c.get("tenant"), threadId, precondition, idempotency) });
   });
 
   app.get(ROUTES.threads.path, async (c) => {
