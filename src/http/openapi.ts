@@ -114,11 +114,30 @@ const REQUEST_ID_DESCRIPTION =
 const requestIdHeader = { $ref: "#/components/headers/RequestId" };
 const requestIdParam = { $ref: "#/components/parameters/RequestId" };
 
-/** Every operation takes `X-Request-Id` and every response carries it. */
+const idempotencyKeyParam = { $ref: "#/components/parameters/IdempotencyKey" };
+const IDEMPOTENCY_KEY_DESCRIPTION =
+  "1-255 printable ASCII characters. A repeat of this write by the tenant (same route and body) answers what the first answer said and writes nothing, for at least 24 hours, across processes and restarts; the key with another route or body is 422 idempotency_key_reused; on webhook routes, a repeat while the first is still in flight is 409 idempotency_key_in_flight. A refused write does not take its key.";
+
+/**
+ * Every operation takes `X-Request-Id` and every response carries it; every write takes
+ * `Idempotency-Key`, and may answer 422 idempotency_key_reused.
+ */
 function withRequestIds(paths: Record<string, Record<string, Record<string, unknown>>>) {
   for (const operations of Object.values(paths)) {
-    for (const operation of Object.values(operations)) {
-      operation.parameters = [...((operation.parameters as unknown[] | undefined) ?? []), requestIdParam];
+    for (const [method, operation] of Object.entries(operations)) {
+      const write = method === "post" || method === "patch" || method === "delete";
+      operation.parameters = [
+        ...((operation.parameters as unknown[] | undefined) ?? []),
+        requestIdParam,
+        ...(write ? [idempotencyKeyParam] : []),
+      ];
+      if (write) {
+        const responses = operation.responses as Record<string, Record<string, unknown>>;
+        const reused = "idempotency_key_reused: the Idempotency-Key was used for another route or body";
+        responses["422"] = responses["422"]
+          ? { ...responses["422"], description: `${String(responses["422"].description)}; or ${reused}` }
+          : problem(reused);
+      }
       for (const response of Object.values(operation.responses as Record<string, Record<string, unknown>>)) {
         response.headers = {
           ...(response.headers as Record<string, unknown> | undefined),
@@ -185,6 +204,13 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       parameters: {
+        IdempotencyKey: {
+          name: "Idempotency-Key",
+          in: "header",
+          required: false,
+          description: IDEMPOTENCY_KEY_DESCRIPTION,
+          schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x20-\\x7e]+$" },
+        },
         RequestId: {
           name: "X-Request-Id",
           in: "header",

@@ -12,6 +12,7 @@ import { InProcessAdmission, limitsFrom } from "../limits/in-process.ts";
 import type { TenantAdmission } from "../limits/port.ts";
 import { Rollout } from "../rollout/rollout.ts";
 import { ArtifactService, type WriteMode } from "../service/artifact-service.ts";
+import { KeyedAnswers } from "../webhooks/keyed-answers.ts";
 import { NoDeliveries } from "../webhooks/no-deliveries.ts";
 import type { WebhookDeliveries, WebhookRegistry } from "../webhooks/port.ts";
 import { BlobWebhookRegistry } from "../webhooks/registry.ts";
@@ -168,7 +169,7 @@ function wireWebhooks(wiring: WebhookWiring, stores: ReturnType<typeof wireServi
   const deliveries = wiring.deliveries
     ? wiring.deliveries({ registry, stores, config, checkUrl })
     : new NoDeliveries(registry);
-  return { registry, deliveries };
+  return { registry, deliveries, answers: new KeyedAnswers(stores.blobStore) };
 }
 
 /**

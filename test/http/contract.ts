@@ -59,6 +59,7 @@ export const PROBLEM_CODES = [
   "artifact_not_found",
   "identity_conflict",
   "thread_exists",
+  "idempotency_key_in_flight",
   "version_conflict",
   "thread_full",
   "webhook_not_found",

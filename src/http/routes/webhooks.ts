@@ -9,11 +9,13 @@ import {
 } from "../../model/schemas.ts";
 import { type Webhook, WEBHOOK_EVENTS, webhookView } from "../../model/webhook.ts";
 import { isWebhookId, newWebhookId, newWebhookSecret } from "../../model/webhook-ids.ts";
+import type { KeptAnswer, KeyedAnswers } from "../../webhooks/keyed-answers.ts";
 import type { WebhookDeliveries, WebhookRegistry } from "../../webhooks/port.ts";
 import { checkWebhookUrl, type Resolver, type UrlPolicy } from "../../webhooks/url-policy.ts";
 import type { AppEnv } from "../app.ts";
 import { readJsonBody } from "../body.ts";
 import type { CursorCodec } from "../cursor.ts";
+import { idempotencyOf } from "../idempotency.ts";
 import { invalid } from "../problem.ts";
 import { ROUTES } from "../routes.ts";
 import { parseOr400 } from "../validate.ts";
@@ -22,6 +24,8 @@ import { parseOr400 } from "../validate.ts";
 export interface WebhookOptions {
   registry: WebhookRegistry;
   deliveries: WebhookDeliveries;
+  /** Where keyed writes keep their answers (`Idempotency-Key`). */
+  answers: KeyedAnswers;
   /** Resolves a URL's host for the SSRF check; null where the runtime has no DNS API (literal addresses only). */
   resolve: Resolver | null;
   /** `WEBHOOK_ALLOW_HTTP_LOOPBACK=1`. */
@@ -69,33 +73,59 @@ export function webhookRoutes(app: Hono<AppEnv>, deps: WebhookOptions & { cursor
 
   const withSecret = (webhook: Webhook) => ({ webhook: { ...webhookView(webhook), secret: webhook.secret } });
 
+  /**
+   * A write, once per `Idempotency-Key` when the request has one (see KeyedAnswers): its
+   * answer is kept, and a repeat gets it back. `token`: the first claim's (a create's id).
+   */
+  const keyed = async (
+    c: Context<AppEnv>,
+    body: unknown,
+    write: (token: string) => Promise<KeptAnswer>,
+  ): Promise<Response> => {
+    const mark = await idempotencyOf(c, body);
+    const answer = mark
+      ? await deps.answers.once(c.get("tenant"), mark, () => newWebhookId(), write)
+      : await write(newWebhookId());
+    for (const [name, value] of Object.entries(answer.headers)) c.header(name, value);
+    // deno-lint-ignore no-explicit-any -- the kept status is one a route answered
+    return answer.body === null ? c.body(null, answer.status as any) : c.json(answer.body, answer.status as any);
+  };
+
   app.post(ROUTES.webhooks.path, async (c) => {
     const tenant = c.get("tenant");
     const body = parseOr400(CreateWebhookBodySchema, await readJsonBody(c.req.raw, WEBHOOK_BODY_BYTES), "body");
     const url = await checkedUrl(body.url);
-    const at = now();
-    const webhook: Webhook = {
-      id: newWebhookId(),
-      tenant,
-      url,
-      threads: body.threads ?? null,
-      events: body.events ?? [...WEBHOOK_EVENTS],
-      description: body.description ?? "",
-      status: "active",
-      createdAt: at,
-      updatedAt: at,
-      secret: newWebhookSecret(),
-    };
-    if (!(await registry.create(webhook, maxPerTenant))) {
-      throw new ProblemError(
-        "too_many_webhooks",
-        `this tenant has ${maxPerTenant} webhooks, the most it may hold (MAX_WEBHOOKS_PER_TENANT); delete one first`,
-      );
-    }
-    deliveries.changed(tenant, webhook.id);
-    c.header("location", `/v1/webhooks/${webhook.id}`);
-    c.header("cache-control", "no-store");
-    return c.json(withSecret(webhook), 201);
+    return keyed(c, body, async (id) => {
+      const created = (webhook: Webhook): KeptAnswer => ({
+        status: 201,
+        body: withSecret(webhook),
+        headers: { location: `/v1/webhooks/${webhook.id}`, "cache-control": "no-store" },
+      });
+      // A keyed create run again (its first run's process died before keeping the answer) finds its webhook made.
+      const made = await registry.get(tenant, id);
+      if (made) return created(made);
+      const at = now();
+      const webhook: Webhook = {
+        id,
+        tenant,
+        url,
+        threads: body.threads ?? null,
+        events: body.events ?? [...WEBHOOK_EVENTS],
+        description: body.description ?? "",
+        status: "active",
+        createdAt: at,
+        updatedAt: at,
+        secret: newWebhookSecret(),
+      };
+      if (!(await registry.create(webhook, maxPerTenant))) {
+        throw new ProblemError(
+          "too_many_webhooks",
+          `this tenant has ${maxPerTenant} webhooks, the most it may hold (MAX_WEBHOOKS_PER_TENANT); delete one first`,
+        );
+      }
+      deliveries.changed(tenant, webhook.id);
+      return created(webhook);
+    });
   });
 
   app.get(ROUTES.webhooks.path, async (c) => {
@@ -116,37 +146,40 @@ export function webhookRoutes(app: Hono<AppEnv>, deps: WebhookOptions & { cursor
 
   app.patch(ROUTES.webhook.path, async (c) => {
     const body = parseOr400(UpdateWebhookBodySchema, await readJsonBody(c.req.raw, WEBHOOK_BODY_BYTES), "body");
-    const webhook = await owned(c);
-    const next: Webhook = { ...webhook, updatedAt: now() };
-    if (body.url !== undefined) next.url = await checkedUrl(body.url);
-    if (body.threads !== undefined) next.threads = body.threads;
-    if (body.events !== undefined) next.events = body.events;
-    if (body.description !== undefined) next.description = body.description;
-    if (body.status !== undefined) {
-      // "active" resumes a paused or failing webhook where its delivery stopped; the reason goes with the state.
-      next.status = body.status;
-      delete next.statusReason;
-    }
-    await registry.update(next);
-    deliveries.changed(next.tenant, next.id);
-    return c.json({ webhook: webhookView(next) });
+    return keyed(c, body, async () => {
+      const webhook = await owned(c);
+      const next: Webhook = { ...webhook, updatedAt: now() };
+      if (body.url !== undefined) next.url = await checkedUrl(body.url);
+      if (body.threads !== undefined) next.threads = body.threads;
+      if (body.events !== undefined) next.events = body.events;
+      if (body.description !== undefined) next.description = body.description;
+      if (body.status !== undefined) {
+        // "active" resumes a paused or failing webhook where its delivery stopped; the reason goes with the state.
+        next.status = body.status;
+        delete next.statusReason;
+      }
+      await registry.update(next);
+      deliveries.changed(next.tenant, next.id);
+      return { status: 200, body: { webhook: webhookView(next) }, headers: {} };
+    });
   });
 
-  app.delete(ROUTES.webhook.path, async (c) => {
-    const webhook = await owned(c);
-    await registry.delete(webhook.tenant, webhook.id);
-    deliveries.changed(webhook.tenant, webhook.id);
-    return c.body(null, 204);
-  });
+  app.delete(ROUTES.webhook.path, (c) =>
+    keyed(c, undefined, async () => {
+      const webhook = await owned(c);
+      await registry.delete(webhook.tenant, webhook.id);
+      deliveries.changed(webhook.tenant, webhook.id);
+      return { status: 204, body: null, headers: {} };
+    }));
 
-  app.post(ROUTES.webhookRotateSecret.path, async (c) => {
-    const webhook = await owned(c);
-    const next: Webhook = { ...webhook, secret: newWebhookSecret(), updatedAt: now() };
-    await registry.update(next);
-    deliveries.changed(next.tenant, next.id);
-    c.header("cache-control", "no-store");
-    return c.json(withSecret(next));
-  });
+  app.post(ROUTES.webhookRotateSecret.path, (c) =>
+    keyed(c, undefined, async () => {
+      const webhook = await owned(c);
+      const next: Webhook = { ...webhook, secret: newWebhookSecret(), updatedAt: now() };
+      await registry.update(next);
+      deliveries.changed(next.tenant, next.id);
+      return { status: 200, body: withSecret(next), headers: { "cache-control": "no-store" } };
+    }));
 
   app.get(ROUTES.webhookDeliveries.path, async (c) => {
     const query = parseOr400(DeliveriesQuerySchema, c.req.query(), "query");
@@ -156,11 +189,17 @@ export function webhookRoutes(app: Hono<AppEnv>, deps: WebhookOptions & { cursor
 
   app.post(ROUTES.webhookReplay.path, async (c) => {
     const body = parseOr400(ReplayBodySchema, await readJsonBody(c.req.raw, WEBHOOK_BODY_BYTES), "body");
-    const webhook = await owned(c);
-    if (webhook.threads !== null && !webhook.threads.includes(body.threadId)) {
-      throw invalid(`body threadId: webhook ${webhook.id} does not follow thread ${body.threadId}`);
-    }
-    await deliveries.replay(webhook.tenant, webhook.id, body.threadId, body.since);
-    return c.json({ replay: { webhookId: webhook.id, threadId: body.threadId, since: body.since } }, 202);
+    return keyed(c, body, async () => {
+      const webhook = await owned(c);
+      if (webhook.threads !== null && !webhook.threads.includes(body.threadId)) {
+        throw invalid(`body threadId: webhook ${webhook.id} does not follow thread ${body.threadId}`);
+      }
+      await deliveries.replay(webhook.tenant, webhook.id, body.threadId, body.since);
+      return {
+        status: 202,
+        body: { replay: { webhookId: webhook.id, threadId: body.threadId, since: body.since } },
+        headers: {},
+      };
+    });
   });
 }
