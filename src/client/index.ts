@@ -3,7 +3,16 @@ import type { ArtifactEvent, ThreadDeletedEvent } from "../model/patch.ts";
 import type { JsonValue } from "../model/json.ts";
 import type { WebhookEventName, WebhookStatus, WebhookView } from "../model/webhook.ts";
 import type { DeliveryRecord } from "../webhooks/port.ts";
+import { ArtifactsApiError, toError } from "./errors.ts";
 import { type SseMessage, SseParser } from "./sse-parser.ts";
+import {
+  type RemoveResponse,
+  type ThreadsStore,
+  type ThreadStore,
+  type WatchOptions,
+  watchThread,
+  watchThreads,
+} from "./thread-store.ts";
 
 export type {
   Artifact,
@@ -17,6 +26,20 @@ export type {
   WebhookStatus,
   WebhookView,
 };
+export { ArtifactsApiError };
+export type {
+  LiveArtifact,
+  LiveThread,
+  PendingCreate,
+  RemoveResponse,
+  StoreStatus,
+  ThreadSnapshot,
+  ThreadsSnapshot,
+  ThreadsStore,
+  ThreadStore,
+  WatchOptions,
+  WriteFailure,
+} from "./thread-store.ts";
 
 /** A webhook as create and rotate-secret answer it: with its `whsec_` secret (shown only then). */
 export type WebhookWithSecret = WebhookView & { secret: string };
@@ -49,24 +72,19 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-/** An RFC 9457 problem the API answered with. */
-export class ArtifactsApiError extends Error {
-  readonly status: number;
-  readonly code: string;
-  readonly detail: string;
-
-  constructor(status: number, code: string, detail: string) {
-    super(`${status} ${code}: ${detail}`);
-    this.name = "ArtifactsApiError";
-    this.status = status;
-    this.code = code;
-    this.detail = detail;
-  }
-}
-
 export interface WriteResponse {
   artifact: Artifact;
   thread: ThreadRef;
+}
+
+/**
+ * Options every write takes. `idempotencyKey` is sent as `Idempotency-Key` (1–255
+ * printable ASCII characters): the server answers a repeat of the same write (same
+ * route and body) with the first one's answer and writes nothing, so a write whose answer
+ * was lost can be sent again safely, with the same key. A fresh key per logical write.
+ */
+export interface WriteOptions {
+  idempotencyKey?: string;
 }
 
 export interface SubscribeOptions {
@@ -78,11 +96,13 @@ export interface SubscribeOptions {
    * goes on after it, with the thread's next life.
    */
   onDeleted?: (event: ThreadDeletedEvent) => void;
-  /** Called for each failed connection attempt before the client retries. */
+  /** Called for each failed connection attempt (or connection lost) before the client retries. */
   onError?: (error: unknown) => void;
+  /** Called each time a connection is accepted (`2xx`), before its events: the stream is up. */
+  onOpen?: () => void;
   /** Abort to stop; the returned promise then resolves. */
   signal?: AbortSignal;
-  /** Reconnect backoff bounds (ms); the server's `retry:` sets the floor. */
+  /** Reconnect backoff bounds (ms); the server's `retry:` raises the floor, up to `maxBackoffMs`. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
 }
@@ -115,13 +135,16 @@ export function createArtifactsClient(options: ClientOptions) {
   const ifMatch = (
     version?: number,
   ): Record<string, string> => (version === undefined ? {} : { "if-match": `"${version}"` });
+  const idempotency = (options: WriteOptions): Record<string, string> =>
+    options.idempotencyKey === undefined ? {} : { "idempotency-key": options.idempotencyKey };
 
-  return {
+  const client = {
     createArtifact(
       threadId: string,
       input: { artifactType: string; payload: JsonValue; identityKey?: string },
+      options: WriteOptions = {},
     ): Promise<WriteResponse> {
-      return call("POST", `${threadPath(threadId)}/artifacts`, { body: input });
+      return call("POST", `${threadPath(threadId)}/artifacts`, { body: input, headers: idempotency(options) });
     },
 
     async readThread(
@@ -146,11 +169,11 @@ export function createArtifactsClient(options: ClientOptions) {
       threadId: string,
       artifactId: string,
       payload: JsonValue,
-      options: { ifVersion?: number } = {},
+      options: { ifVersion?: number } & WriteOptions = {},
     ): Promise<WriteResponse> {
       return call("PATCH", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, {
         body: { payload },
-        headers: ifMatch(options.ifVersion),
+        headers: { ...ifMatch(options.ifVersion), ...idempotency(options) },
       });
     },
 
@@ -164,22 +187,52 @@ export function createArtifactsClient(options: ClientOptions) {
       threadId: string,
       artifactId: string,
       patch: JsonValue,
-      options: { ifVersion?: number } = {},
+      options: { ifVersion?: number } & WriteOptions = {},
     ): Promise<WriteResponse> {
       return call("PATCH", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, {
         body: { payload: patch },
-        headers: { ...ifMatch(options.ifVersion), "content-type": "application/merge-patch+json" },
+        headers: {
+          ...ifMatch(options.ifVersion),
+          ...idempotency(options),
+          "content-type": "application/merge-patch+json",
+        },
       });
     },
 
     removeArtifact(
       threadId: string,
       artifactId: string,
-      options: { ifVersion?: number } = {},
-    ): Promise<{ removed: { id: string; seq: number }; thread: ThreadRef }> {
+      options: { ifVersion?: number } & WriteOptions = {},
+    ): Promise<RemoveResponse> {
       return call("DELETE", `${threadPath(threadId)}/artifacts/${encodeURIComponent(artifactId)}`, {
-        headers: ifMatch(options.ifVersion),
+        headers: { ...ifMatch(options.ifVersion), ...idempotency(options) },
       });
+    },
+
+    /**
+     * Ends the thread's life (API.md "Thread history, forks and deletion"): its artifacts
+     * are gone, open streams get `thread-deleted`, and a later create starts a new life.
+     * `ifSeq` sends `If-Match: "<rolloutSeq>"` (412 if the thread moved on).
+     */
+    async deleteThread(
+      threadId: string,
+      options: { ifSeq?: number } & WriteOptions = {},
+    ): Promise<{ threadId: string; seq: number }> {
+      return (await call<{ deleted: { threadId: string; seq: number } }>("DELETE", threadPath(threadId), {
+        headers: { ...ifMatch(options.ifSeq), ...idempotency(options) },
+      })).deleted;
+    },
+
+    /** A new thread `target.threadId` with the source's artifacts at `target.atSeq` (default: its head). */
+    async forkThread(
+      threadId: string,
+      target: { threadId: string; atSeq?: number },
+      options: WriteOptions = {},
+    ): Promise<ThreadView> {
+      return (await call<{ thread: ThreadView }>("POST", `${threadPath(threadId)}/fork`, {
+        body: target,
+        headers: idempotency(options),
+      })).thread;
     },
 
     listThreads(
@@ -288,6 +341,22 @@ export function createArtifactsClient(options: ClientOptions) {
     },
   };
 
+  return Object.assign(client, {
+    /**
+     * A live, optimistic store of one thread for UIs (React's useSyncExternalStore):
+     * `getSnapshot()`, `subscribe(listener)`, `close()`, and writes that show at once and
+     * are confirmed or rolled back. See src/client/thread-store.ts.
+     */
+    watchThread(threadId: string, options?: WatchOptions): ThreadStore {
+      return watchThread(client, threadId, options);
+    },
+
+    /** A live store of up to 100 threads over one `/v1/events` connection (read-only). */
+    watchThreads(threadIds: readonly string[], options?: WatchOptions): ThreadsStore {
+      return watchThreads(client, threadIds, options);
+    },
+  });
+
   /**
    * One SSE subscription, kept up: connect with `lastEventId()` as Last-Event-ID, hand
    * every `artifact-updated` message to `deliver` (true: it was new), and on an end or
@@ -318,6 +387,7 @@ export function createArtifactsClient(options: ClientOptions) {
           }
           throw new RetryableError(error);
         }
+        subscription.onOpen?.();
         let delivered = false;
         const parser = new SseParser(
           (message) => {
@@ -328,7 +398,7 @@ export function createArtifactsClient(options: ClientOptions) {
             }
           },
           (ms) => {
-            serverRetry = Math.max(minBackoff, ms);
+            serverRetry = Math.min(maxBackoff, Math.max(minBackoff, ms));
           },
         );
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -367,19 +437,6 @@ class RetryableError extends Error {
   constructor(cause: unknown) {
     super("retryable stream failure", { cause });
   }
-}
-
-async function toError(response: Response): Promise<ArtifactsApiError> {
-  let code = "http_error";
-  let detail = response.statusText;
-  try {
-    const body = (await response.json()) as { code?: unknown; detail?: unknown };
-    if (typeof body.code === "string") code = body.code;
-    if (typeof body.detail === "string") detail = body.detail;
-  } catch {
-    // not a problem+json body
-  }
-  return new ArtifactsApiError(response.status, code, detail);
 }
 
 function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
