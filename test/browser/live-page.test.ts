@@ -1,9 +1,11 @@
 /**
- * The live page at `/` in a real browser (Debian's Chromium through playwright-core,
- * never a downloaded browser) against a real server process: two pages on one thread;
- * an artifact created through the form in page 1 appears in page 2 without a reload;
- * updates and removals made elsewhere show up live in both; after a reload both pages
- * still show the thread. Run with `npm run test:browser` (not part of `npm test`).
+ * The live page at `/` (the typed client's store, src/http/page-app.ts) in a real browser
+ * (Debian's Chromium through playwright-core, never a downloaded browser) against a real
+ * server process: two pages on one thread; an artifact created through the form in page
+ * 1 appears in page 2 without a reload; updates and removals made elsewhere show up live
+ * in both; after a reload both pages still show the thread; a create shows at once,
+ * marked pending, and a refused one is rolled back with its error. Run with
+ * `npm run test:browser` (not part of `npm test`).
  */
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -118,7 +120,50 @@ describe("live page", () => {
     }
   });
 
-  it("?threads= shows a list of 8 threads updating live through one EventSource (past the 6 connections of HTTP/1.1)", async () => {
+  it("a create shows at once, marked pending, until its answer; one the server refuses is rolled back with its error", async () => {
+    const threadId = `browser-opt-${Date.now().toString(36)}`;
+    const client = createArtifactsClient({ baseUrl: server.url });
+    await client.createArtifact(threadId, { artifactType: "note", identityKey: "k", payload: { text: "original" } });
+    const page = await openThread(threadId);
+    // The page's POSTs wait here until the test lets each one go.
+    const held: Array<() => void> = [];
+    await page.route(`${server.url}/v1/threads/${threadId}/artifacts`, (route) => {
+      held.push(() => void route.continue());
+    });
+    const release = async () => {
+      await expect.poll(() => held.length, WAIT).toBe(1);
+      held.shift()?.();
+    };
+    try {
+      await item(page, "original").waitFor(WAIT);
+      await page.locator('input[name="identityKey"]').fill("");
+      await page.locator('textarea[name="payload"]').fill('{"text": "optimistic"}');
+      await page.getByRole("button", { name: "Create artifact" }).click();
+      const pending = page.locator("#artifacts li[data-pending]", { hasText: "optimistic" });
+      await pending.waitFor(WAIT);
+      expect(await pending.locator(".muted").textContent()).toContain("pending");
+      expect(await page.locator("#seq").textContent()).toBe("1");
+      await release();
+      await page.locator("#artifacts li:not([data-pending])", { hasText: "optimistic" }).waitFor(WAIT);
+      await page.locator("#seq", { hasText: /^2$/ }).waitFor(WAIT);
+
+      // Same type and identity key, another payload: 409 identity_conflict.
+      await page.locator('input[name="identityKey"]').fill("k");
+      await page.locator('textarea[name="payload"]').fill('{"text": "conflicting"}');
+      await page.getByRole("button", { name: "Create artifact" }).click();
+      await page.locator("#artifacts li[data-pending]", { hasText: "conflicting" }).waitFor(WAIT);
+      await release();
+      await page.locator("#error", { hasText: "identity_conflict" }).waitFor(WAIT);
+      await item(page, "original").waitFor(WAIT);
+      expect(await item(page, "conflicting").count()).toBe(0);
+      expect(await page.locator("#artifacts li[data-pending]").count()).toBe(0);
+      expect(await page.locator("#artifacts li").count()).toBe(2);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("?threads= shows a list of 8 threads updating live through one connection (past the 6 connections of HTTP/1.1)", async () => {
     const client = createArtifactsClient({ baseUrl: server.url });
     const threads = Array.from({ length: 8 }, (_, i) => `browser-list-${Date.now().toString(36)}-${i}`);
     // One thread already has an artifact: the page reads it, then follows from its seq.
@@ -126,17 +171,10 @@ describe("live page", () => {
     const page = await browser.newPage();
     const problems: string[] = [];
     page.on("pageerror", (error) => problems.push(String(error)));
-    // Count the EventSources the page opens.
-    await page.addInitScript(() => {
-      const Native = globalThis.EventSource;
-      const opened: string[] = [];
-      (globalThis as unknown as { openedSources: string[] }).openedSources = opened;
-      globalThis.EventSource = class extends Native {
-        constructor(url: string | URL, init?: EventSourceInit) {
-          super(url, init);
-          opened.push(String(url));
-        }
-      };
+    // Count the event streams the page opens (the store's fetch, or an EventSource: any request).
+    const streams: string[] = [];
+    page.on("request", (request) => {
+      if (new URL(request.url()).pathname.endsWith("/events")) streams.push(request.url());
     });
     try {
       await page.goto(`${server.url}/?threads=${threads.join(",")}`);
@@ -149,9 +187,8 @@ describe("live page", () => {
         await page.locator(`section[data-thread="${threadId}"] li`, { hasText: `live in ${i}` }).waitFor(WAIT);
       }
       await page.locator(`section[data-thread="${threads[0]}"] h2`, { hasText: "2 artifacts · seq 2" }).waitFor(WAIT);
-      const opened = await page.evaluate(() => (globalThis as unknown as { openedSources: string[] }).openedSources);
-      expect(opened).toHaveLength(1);
-      expect(opened[0]).toContain("/v1/events?threads=");
+      expect(streams).toHaveLength(1);
+      expect(streams[0]).toContain("/v1/events?threads=");
       expect(problems).toEqual([]);
     } finally {
       await page.close();
