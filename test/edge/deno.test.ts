@@ -16,6 +16,10 @@ describeHttpContract("Deno: deno task serve", async (env) => {
       await server.stop();
       server = await startDenoServer({ DATA_DIR: dir, ...env });
     },
+    sibling: async () => {
+      const other = await startDenoServer({ DATA_DIR: dir, ...env });
+      return { fetch: (path, init) => fetch(`${other.url}${path}`, init), close: () => other.stop() };
+    },
     close: async () => {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

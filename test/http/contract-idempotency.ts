@@ -163,6 +163,64 @@ export function describeIdempotency(ctx: ContractContext): void {
       expect(await headSeq(threadId)).toBe(1);
     });
 
+    it("each write sent at once through two processes on one store (or twice at once to a Worker): one effect each", async () => {
+      const made = await ctx.target().sibling?.();
+      const second = made ?? ctx.target();
+      const through = async (
+        target: { fetch: typeof second.fetch },
+        method: string,
+        path: string,
+        body: unknown,
+        key: string,
+        headers: Record<string, string> = {},
+      ) => {
+        const init: RequestInit = { method, headers: { ...keyed(key), ...headers } };
+        if (body !== undefined) {
+          init.body = JSON.stringify(body);
+          (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+        }
+        const response = await target.fetch(path, init);
+        const text = await response.text();
+        return { status: response.status, json: text ? JSON.parse(text) : null };
+      };
+      const both = (method: string, path: string, body: unknown, key: string, headers?: Record<string, string>) =>
+        Promise.all([
+          through(ctx.target(), method, path, body, key, headers),
+          through(second, method, path, body, key, headers),
+        ]);
+      try {
+        const threadId = uniqueThreadId("idem-two");
+        const base = `/v1/threads/${threadId}`;
+        const created = await both(
+          "POST",
+          `${base}/artifacts`,
+          { artifactType: "note", payload: { n: 1 } },
+          newKey("c"),
+        );
+        expect(created.map((r) => r.status)).toEqual([201, 201]);
+        expect(created[1].json).toEqual(created[0].json);
+        const id = created[0].json.artifact.id as string;
+        const updated = await both("PATCH", `${base}/artifacts/${id}`, { payload: { n: 2 } }, newKey("u"));
+        expect(updated[1]).toEqual(updated[0]);
+        expect(updated[0].json.artifact.version).toBe(2);
+        const merged = await both("PATCH", `${base}/artifacts/${id}`, { payload: { m: 1 } }, newKey("m"), MERGE);
+        expect(merged[1]).toEqual(merged[0]);
+        expect(merged[0].json.artifact).toMatchObject({ version: 3, payload: { n: 2, m: 1 } });
+        const removed = await both("DELETE", `${base}/artifacts/${id}`, undefined, newKey("r"));
+        expect(removed[1]).toEqual(removed[0]);
+        expect(removed[0].status).toBe(200);
+        // One seq per write: create, update, merge, remove.
+        expect(await headSeq(threadId)).toBe(4);
+        const deleted = await both("DELETE", base, undefined, newKey("d"));
+        expect(deleted[1]).toEqual(deleted[0]);
+        expect(deleted[0]).toEqual({ status: 200, json: { deleted: { threadId, seq: 5 } } });
+        // The next life starts right after the one tombstone.
+        expect((await create(threadId, { artifactType: "note", payload: {} })).json.thread.rolloutSeq).toBe(6);
+      } finally {
+        await made?.close();
+      }
+    });
+
     it("concurrent repeats of one keyed create make one artifact, and every answer is its", async () => {
       const threadId = uniqueThreadId("idem-concurrent");
       const key = newKey("concurrent");

@@ -23,6 +23,13 @@ export interface HttpTarget {
    * again on the same stores; `fetch` then reaches the new one.
    */
   restart: () => Promise<void>;
+  /**
+   * Another server on the same stores, as a second process of a deployment is (absent
+   * where there is no such thing: a Worker's isolates all go through the thread's one
+   * sequencer, so concurrent requests to the one target are what "two at once" means).
+   * The caller closes it.
+   */
+  sibling?: () => Promise<{ fetch: HttpTarget["fetch"]; close: () => Promise<void> }>;
 }
 
 /** One `artifact-updated` event as a stream sent it: its SSE id and its data. */

@@ -15,6 +15,17 @@ describeHttpContract("in-process app", async (env) => {
       await t.close();
       t = createTestApp({ env, dir });
     },
+    // Another app on the same folder: its own writer, cache connection and feeds.
+    sibling: async () => {
+      const other = createTestApp({ env, dir });
+      return {
+        fetch: async (path, init) => other.app.request(path, init),
+        close: async () => {
+          other.feeds.drain();
+          await other.close();
+        },
+      };
+    },
     close: async () => {
       await t.close();
       rmSync(dir, { recursive: true, force: true });

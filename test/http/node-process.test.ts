@@ -11,6 +11,10 @@ describeHttpContract("Node server process", async (env) => {
       await server.stop();
       server = await cluster.start(serverEnv);
     },
+    sibling: async () => {
+      const other = await cluster.start(serverEnv);
+      return { fetch: (path, init) => fetch(`${other.url}${path}`, init), close: () => other.stop() };
+    },
     close: async () => {
       await server.stop();
       await cluster.cleanup();
