@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { type FileHandle, link, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { type FileOps, type FsOps, nodeFsOps } from "./fs-ops.ts";
 import {
   assertValidKey,
   type BlobStore,
@@ -23,15 +23,18 @@ export class FsBlobStore implements BlobStore {
   /** Gets are local: see BlobStore.localReads. */
   readonly localReads = true;
   readonly #root: string;
+  readonly #fs: FsOps;
   readonly #knownDirs = new Set<string>();
 
-  constructor(root: string) {
+  /** `fs`: the file system calls (the real ones; a simulated disk in the power-loss tests). */
+  constructor(root: string, fs: FsOps = nodeFsOps) {
     this.#root = root;
+    this.#fs = fs;
   }
 
   async get(key: string): Promise<string | null> {
     try {
-      return await readFile(this.#path(key), "utf8");
+      return await this.#fs.readFile(this.#path(key), "utf8");
     } catch (error) {
       if (isCode(error, "ENOENT") || isCode(error, "EISDIR") || isCode(error, "ENOTDIR")) return null;
       throw error;
@@ -42,14 +45,14 @@ export class FsBlobStore implements BlobStore {
     const target = this.#path(key);
     const temp = await this.#writeTemp(body);
     try {
-      await this.#intoPlace(target, () => link(temp, target));
+      await this.#intoPlace(target, () => this.#fs.link(temp, target));
     } catch (error) {
       if (isCode(error, "EEXIST")) return "exists";
       throw error;
     } finally {
-      await unlink(temp).catch(() => {});
+      await this.#fs.unlink(temp).catch(() => {});
     }
-    await syncDir(dirname(target));
+    await this.#syncDir(dirname(target));
     return "created";
   }
 
@@ -57,17 +60,17 @@ export class FsBlobStore implements BlobStore {
     const target = this.#path(key);
     const temp = await this.#writeTemp(body);
     try {
-      await this.#intoPlace(target, () => rename(temp, target));
+      await this.#intoPlace(target, () => this.#fs.rename(temp, target));
     } catch (error) {
-      await unlink(temp).catch(() => {});
+      await this.#fs.unlink(temp).catch(() => {});
       throw error;
     }
-    await syncDir(dirname(target));
+    await this.#syncDir(dirname(target));
   }
 
   async exists(key: string): Promise<boolean> {
     try {
-      return (await stat(this.#path(key))).isFile();
+      return (await this.#fs.stat(this.#path(key))).isFile();
     } catch (error) {
       if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return false;
       throw error;
@@ -82,14 +85,14 @@ export class FsBlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     const target = this.#path(key);
     try {
-      await unlink(target);
+      await this.#fs.unlink(target);
     } catch (error) {
       if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return;
       throw error;
     }
     const dir = dirname(target);
-    await syncDir(dir);
-    await rmdir(dir).then(() => this.#knownDirs.delete(dir), () => {});
+    await this.#syncDir(dir);
+    await this.#fs.rmdir(dir).then(() => this.#knownDirs.delete(dir), () => {});
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
@@ -115,7 +118,7 @@ export class FsBlobStore implements BlobStore {
   async #walk(dirKey: string, prefix: string, startAfter: string, limit: number, out: string[]): Promise<void> {
     let entries;
     try {
-      entries = await readdir(dirKey === "" ? this.#root : join(this.#root, dirKey), { withFileTypes: true });
+      entries = await this.#fs.readdir(dirKey === "" ? this.#root : join(this.#root, dirKey), { withFileTypes: true });
     } catch (error) {
       if (isCode(error, "ENOENT") || isCode(error, "ENOTDIR")) return;
       throw error;
@@ -156,20 +159,20 @@ export class FsBlobStore implements BlobStore {
     const tempDir = join(this.#root, TEMP_DIR);
     await this.#ensureDir(tempDir);
     const temp = join(tempDir, randomUUID());
-    let handle: FileHandle | undefined;
+    let handle: FileOps | undefined;
     try {
-      handle = await open(temp, "wx").catch(async (error: unknown) => {
+      handle = await this.#fs.open(temp, "wx").catch(async (error: unknown) => {
         if (!isCode(error, "ENOENT")) throw error;
         this.#knownDirs.clear();
         await this.#ensureDir(tempDir);
-        return open(temp, "wx");
+        return this.#fs.open(temp, "wx");
       });
       await handle.writeFile(body, "utf8");
       await handle.sync();
     } catch (error) {
       await handle?.close().catch(() => {});
       handle = undefined;
-      await unlink(temp).catch(() => {});
+      await this.#fs.unlink(temp).catch(() => {});
       throw error;
     } finally {
       await handle?.close();
@@ -198,30 +201,30 @@ export class FsBlobStore implements BlobStore {
 
   async #ensureDir(dir: string): Promise<void> {
     if (this.#knownDirs.has(dir)) return;
-    await mkdir(dir, { recursive: true });
+    await this.#fs.mkdir(dir, { recursive: true });
     this.#knownDirs.add(dir);
+  }
+
+  /**
+   * Makes a folder's entries durable. A folder that is gone already was emptied and removed
+   * by a concurrent delete (the entry this call made, or removed, went with it): nothing to sync.
+   */
+  async #syncDir(dir: string): Promise<void> {
+    const handle = await this.#fs.open(dir, "r").catch((error: unknown) => {
+      if (isCode(error, "ENOENT")) return null;
+      throw error;
+    });
+    if (!handle) return;
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   }
 }
 
 /** Rounds `#intoPlace` tries before an ENOENT stands. */
 const MOVE_ATTEMPTS = 8;
-
-/**
- * Makes a folder's entries durable. A folder that is gone already was emptied and removed
- * by a concurrent delete (the entry this call made, or removed, went with it): nothing to sync.
- */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r").catch((error: unknown) => {
-    if (isCode(error, "ENOENT")) return null;
-    throw error;
-  });
-  if (!handle) return;
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 function isCode(error: unknown, code: string): boolean {
   return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;

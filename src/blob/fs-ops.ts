@@ -1,0 +1,46 @@
+/**
+ * The file system calls FsBlobStore makes, as one seam: node:fs/promises in production
+ * (Node and Deno), and a simulated disk in the power-loss tests (test/support/power-loss-fs.ts),
+ * which keeps what was fsynced apart from what was only written, and can drop the latter.
+ */
+import * as fs from "node:fs/promises";
+
+/** An open file: what FsBlobStore does with one. */
+export interface FileOps {
+  writeFile(data: string, encoding: "utf8"): Promise<void>;
+  /** fsync: the file's data (a folder's: its entries) survive a power loss. */
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DirEntry {
+  name: string;
+  isFile(): boolean;
+  isDirectory(): boolean;
+}
+
+export interface FsOps {
+  readFile(path: string, encoding: "utf8"): Promise<string>;
+  /** `wx`: create, failing with EEXIST; `r`: open a folder to fsync it. */
+  open(path: string, flags: "wx" | "r"): Promise<FileOps>;
+  link(existing: string, path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, options: { recursive: true }): Promise<unknown>;
+  readdir(path: string, options: { withFileTypes: true }): Promise<DirEntry[]>;
+  rmdir(path: string): Promise<void>;
+  stat(path: string): Promise<{ isFile(): boolean }>;
+}
+
+/** The real file system. */
+export const nodeFsOps: FsOps = {
+  readFile: (path, encoding) => fs.readFile(path, encoding),
+  open: (path, flags) => fs.open(path, flags),
+  link: (existing, path) => fs.link(existing, path),
+  rename: (from, to) => fs.rename(from, to),
+  unlink: (path) => fs.unlink(path),
+  mkdir: (path, options) => fs.mkdir(path, options),
+  readdir: (path, options) => fs.readdir(path, options),
+  rmdir: (path) => fs.rmdir(path),
+  stat: (path) => fs.stat(path),
+};
