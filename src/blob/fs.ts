@@ -25,6 +25,8 @@ export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #fs: FsOps;
   readonly #knownDirs = new Set<string>();
+  /** Folders whose name in their parent this process made durable (see #nameDurably). */
+  readonly #namedDirs = new Set<string>();
 
   /** `fs`: the file system calls (the real ones; a simulated disk in the power-loss tests). */
   constructor(root: string, fs: FsOps = nodeFsOps) {
@@ -92,7 +94,10 @@ export class FsBlobStore implements BlobStore {
     }
     const dir = dirname(target);
     await this.#syncDir(dir);
-    await this.#fs.rmdir(dir).then(() => this.#knownDirs.delete(dir), () => {});
+    await this.#fs.rmdir(dir).then(() => {
+      this.#knownDirs.delete(dir);
+      this.#namedDirs.delete(dir);
+    }, () => {});
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
@@ -157,14 +162,14 @@ export class FsBlobStore implements BlobStore {
 
   async #writeTemp(body: string): Promise<string> {
     const tempDir = join(this.#root, TEMP_DIR);
-    await this.#ensureDir(tempDir);
+    await this.#ensureDir(tempDir, false);
     const temp = join(tempDir, randomUUID());
     let handle: FileOps | undefined;
     try {
       handle = await this.#fs.open(temp, "wx").catch(async (error: unknown) => {
         if (!isCode(error, "ENOENT")) throw error;
         this.#knownDirs.clear();
-        await this.#ensureDir(tempDir);
+        await this.#ensureDir(tempDir, false);
         return this.#fs.open(temp, "wx");
       });
       await handle.writeFile(body, "utf8");
@@ -195,14 +200,38 @@ export class FsBlobStore implements BlobStore {
       } catch (error) {
         if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
         this.#knownDirs.clear();
+        this.#namedDirs.clear();
       }
     }
   }
 
-  async #ensureDir(dir: string): Promise<void> {
+  async #ensureDir(dir: string, durable = true): Promise<void> {
     if (this.#knownDirs.has(dir)) return;
-    await this.#fs.mkdir(dir, { recursive: true });
+    const made = await this.#fs.mkdir(dir, { recursive: true });
+    // The root made now (a new DATA_DIR): its name, and the names above it this call made, too.
+    if (typeof made === "string" && (this.#root === made || this.#root.startsWith(`${made}/`))) {
+      await this.#nameDurably(this.#root, made);
+    }
+    if (durable) await this.#nameDurably(dir, this.#root);
     this.#knownDirs.add(dir);
+  }
+
+  /**
+   * A folder's name in its parent is durable only once the parent was fsynced (POSIX):
+   * without it, a new thread's `commits/` folder, and every commit acknowledged in it,
+   * could vanish in a power loss (test/integration/power-loss.test.ts). So the parent of
+   * each folder on the way from the root is fsynced once per process (it may have been
+   * made by a process that died before syncing it), all at once; up to the root, or above
+   * it where this call made the root too.
+   */
+  async #nameDurably(dir: string, top: string): Promise<void> {
+    const named: string[] = [];
+    for (let d = dir; (d === top || d.startsWith(`${top}/`)) && !this.#namedDirs.has(d); d = dirname(d)) {
+      named.push(d);
+    }
+    if (named.length === 0) return;
+    await Promise.all([...new Set(named.map((d) => dirname(d)))].map((parent) => this.#syncDir(parent)));
+    for (const d of named) this.#namedDirs.add(d);
   }
 
   /**
