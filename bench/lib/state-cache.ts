@@ -71,6 +71,10 @@ export class StateCache implements ArtifactCache {
     throw new Error("StateCache keeps no thread list");
   }
 
+  async changedThreads(): Promise<never[]> {
+    throw new Error("StateCache keeps no thread list");
+  }
+
   async events(tenant: string, threadId: string): Promise<EventPage> {
     const seq = await this.seq(tenant, threadId);
     // No log kept: everything up to the head is "below the floor", i.e. read from the rollout.

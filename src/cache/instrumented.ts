@@ -6,6 +6,7 @@ import {
   type ArtifactCache,
   type CachedContext,
   CacheUnavailableError,
+  type ChangedThread,
   type EventPage,
   type TargetLookup,
   type ThreadCursor,
@@ -19,6 +20,7 @@ const READ_THREAD_JSON = storeOperation("libsql", "readThreadJson");
 const WRITE_CONTEXT = storeOperation("libsql", "writeContext");
 const GET_ARTIFACT = storeOperation("libsql", "getArtifact");
 const LIST_THREADS = storeOperation("libsql", "listThreads");
+const CHANGED_THREADS = storeOperation("libsql", "changedThreads");
 const EVENTS = storeOperation("libsql", "events");
 const PING = storeOperation("libsql", "ping");
 
@@ -83,6 +85,13 @@ class InstrumentedCache implements ArtifactCache {
 
   listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]> {
     return this.#call(LIST_THREADS, () => this.#cache.listThreads(tenant, page));
+  }
+
+  changedThreads(
+    tenant: string,
+    page: { since: string; after: ThreadCursor | null; limit: number },
+  ): Promise<ChangedThread[]> {
+    return this.#call(CHANGED_THREADS, () => this.#cache.changedThreads(tenant, page));
   }
 
   events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage> {

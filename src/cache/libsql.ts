@@ -2,7 +2,7 @@ import type { InStatement } from "@libsql/client";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
 import type { Commit } from "../model/patch.ts";
 import { type LibsqlCacheOptions, LibsqlConnection, type SqlClient, type SqlResult } from "./connection.ts";
-import type { ArtifactCache, CachedContext, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
+import type { ArtifactCache, CachedContext, ChangedThread, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
 import {
   applyStatements,
   artifactArgs,
@@ -262,6 +262,30 @@ export class LibsqlCache implements ArtifactCache {
       artifacts: byThread.get(String(row.thread_id)) ?? [],
       ...forkOf(row),
       ...lifeOf(row),
+    }));
+  }
+
+  async changedThreads(
+    tenant: string,
+    page: { since: string; after: ThreadCursor | null; limit: number },
+  ): Promise<ChangedThread[]> {
+    // The thread rows alone, through threads_by_recency: no artifact is read.
+    const after = page.after ? ` AND (updated_at < :u OR (updated_at = :u AND thread_id < :th))` : "";
+    const [result] = await this.#db.batch([{
+      sql: `SELECT thread_id, seq, updated_at FROM threads WHERE tenant = :t AND updated_at >= :since${after}
+            ORDER BY updated_at DESC, thread_id DESC LIMIT :limit`,
+      args: {
+        t: tenant,
+        since: page.since,
+        limit: page.limit,
+        u: page.after?.updatedAt ?? null,
+        th: page.after?.threadId ?? null,
+      },
+    }], "read");
+    return (result as SqlResult).rows.map((row) => ({
+      threadId: String(row.thread_id),
+      seq: Number(row.seq),
+      updatedAt: String(row.updated_at),
     }));
   }
 

@@ -74,10 +74,25 @@ export interface ArtifactCache {
     artifactId: string,
   ): Promise<{ seq: number; artifact: Artifact | null }>;
   listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadState[]>;
+  /**
+   * The tenant's threads whose last patch is at or after `since` (an ISO time), newest
+   * first, deleted ones (at their tombstone) included: ids, heads and times only.
+   */
+  changedThreads(
+    tenant: string,
+    page: { since: string; after: ThreadCursor | null; limit: number },
+  ): Promise<ChangedThread[]>;
   events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage>;
   /** Throws unless the cache answers (and its schema is in place). */
   ping(): Promise<void>;
   close(): void;
+}
+
+/** A thread's head and when it was reached (see ArtifactCache.changedThreads). */
+export interface ChangedThread {
+  threadId: string;
+  seq: number;
+  updatedAt: string;
 }
 
 /** A keyset position in the thread list (updatedAt desc, threadId desc). */

@@ -1,4 +1,4 @@
-import type { ArtifactCache, ThreadCursor } from "../cache/port.ts";
+import type { ArtifactCache, ChangedThread, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, toThreadJson } from "../model/artifact.ts";
 import type { IdempotencyMark } from "../model/idempotency.ts";
 import type { VersionPrecondition, WriteCommand } from "../model/decide.ts";
@@ -278,6 +278,14 @@ export class ArtifactService {
 
   listThreads(tenant: string, page: { after: ThreadCursor | null; limit: number }): Promise<ThreadPage> {
     return this.#reader.listThreads(tenant, page);
+  }
+
+  /** Threads changed since `page.since`, newest first, deleted ones included: ids and heads only (webhook sweeps). */
+  changedThreads(
+    tenant: string,
+    page: { since: string; after: ThreadCursor | null; limit: number },
+  ): Promise<ChangedThread[]> {
+    return this.#reader.changedThreads(tenant, page);
   }
 
   /** The event log after `afterSeq` (the live path's EventReader). */

@@ -1,4 +1,4 @@
-import type { ThreadCursor } from "../cache/port.ts";
+import type { ChangedThread, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState, toThreadJson } from "../model/artifact.ts";
 import { ProblemError } from "../model/errors.ts";
 import { type LogEvent, logEventOf } from "../model/patch.ts";
@@ -170,6 +170,20 @@ export class ThreadReader {
       ? { updatedAt: last.updatedAt, threadId: last.threadId }
       : null;
     return { threads, next };
+  }
+
+  /** The tenant's threads changed since `page.since`, newest first, deleted ones included (the cache's rows only). */
+  async changedThreads(
+    tenant: string,
+    page: { since: string; after: ThreadCursor | null; limit: number },
+  ): Promise<ChangedThread[]> {
+    const listed = await this.#guard.try("changedThreads", (cache) => cache.changedThreads(tenant, page));
+    if (!listed.ok) {
+      throw new ProblemError("unavailable", "the changed threads need the cache, which is unreachable", {
+        retryAfterSeconds: 1,
+      });
+    }
+    return listed.value;
   }
 
   /**

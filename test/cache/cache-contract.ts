@@ -414,6 +414,50 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       expect(order).toEqual(["t-c", "t-a", "t-b", "t-d"]);
     });
 
+    it("lists changed threads since a time (heads only, newest first, deleted ones too), page by page", async () => {
+      const s = Date.UTC(2024, 6, 1);
+      const a = new History("c-a", s);
+      a.add("plan", null, { a: 1 }); // s+1s
+      const b = new History("c-b", s + 2000);
+      b.add("note", null, { b: 1 }); // s+3s
+      b.add("note", null, { b: 2 }); // s+4s
+      const c = new History("c-c", s + 4000);
+      c.add("plan", null, { c: 1 }); // s+5s
+      const elsewhere = new History("c-z", s + 9000);
+      elsewhere.add("plan", null, {});
+      for (const t of [a, b, c]) await cache.apply(T, asCommits(t.patches));
+      await cache.apply(OTHER, asCommits(elsewhere.patches));
+      // c's delete (its tombstone at s+6s) is listed: a webhook must see thread-deleted.
+      const tombstone = { seq: 2, threadId: "c-c", at: new Date(s + 6000).toISOString(), op: "delete" as const };
+      await cache.apply(T, [{ threadId: "c-c", firstSeq: 2, lastSeq: 2, at: tombstone.at, patches: [tombstone] }]);
+
+      const since = (ms: number) => new Date(s + ms).toISOString();
+      const all = await cache.changedThreads(T, { since: since(0), after: null, limit: 10 });
+      expect(all).toEqual([
+        { threadId: "c-c", seq: 2, updatedAt: since(6000) },
+        { threadId: "c-b", seq: 2, updatedAt: since(4000) },
+        { threadId: "c-a", seq: 1, updatedAt: since(1000) },
+      ]);
+      // At the edge: a thread updated exactly at `since` is in, 1 ms later it is not.
+      expect((await cache.changedThreads(T, { since: since(4000), after: null, limit: 10 })).map((t) => t.threadId))
+        .toEqual(["c-c", "c-b"]);
+      expect((await cache.changedThreads(T, { since: since(4001), after: null, limit: 10 })).map((t) => t.threadId))
+        .toEqual(["c-c"]);
+      const first = await cache.changedThreads(T, { since: since(0), after: null, limit: 2 });
+      expect(first).toEqual(all.slice(0, 2));
+      const last = first[1] as (typeof all)[number];
+      expect(
+        await cache.changedThreads(T, {
+          since: since(0),
+          after: { updatedAt: last.updatedAt, threadId: last.threadId },
+          limit: 2,
+        }),
+      ).toEqual(all.slice(2));
+      expect(await cache.changedThreads(OTHER, { since: since(0), after: null, limit: 10 })).toEqual([
+        { threadId: "c-z", seq: 1, updatedAt: since(10_000) },
+      ]);
+    });
+
     it("serves the event log after applies, and a floor after an install", async () => {
       const t = mixed("thread-events");
       await cache.apply(T, asCommits(t.range(1, 3)));

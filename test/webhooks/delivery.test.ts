@@ -65,12 +65,15 @@ function clock() {
  * One "process": the app wired as the Node server would be, with the dispatcher, on the
  * data folder `dir` (several nodes on one folder are several processes on one store).
  */
-function startNode(dir: string, options: { holder?: string; now?: () => number; metrics?: PrometheusMetrics } = {}) {
+function startNode(
+  dir: string,
+  options: { holder?: string; now?: () => number; metrics?: PrometheusMetrics; sweepMs?: number } = {},
+) {
   const config = loadConfig({ DATA_DIR: dir, WEBHOOK_ALLOW_HTTP_LOOPBACK: "1", WEBHOOK_RETRY_BASE_MS: "10" });
   const webhooks = serverWebhooks({
     ...(options.metrics ? { metrics: options.metrics } : {}),
     tuning: {
-      sweepMs: 50,
+      sweepMs: options.sweepMs ?? 50,
       // Renewed every 2 s: only an event loop stalled for 4 s would let the other process in.
       leaseMs: 6000,
       // Long enough that no answer of the receiver on loopback times out on a busy machine.
@@ -419,6 +422,32 @@ describe("webhook delivery", () => {
     expect(new Set(all).size).toBe(all.length);
     for (const threadId of ["p", "q"]) expect(to.acked("/every", threadId)).toEqual(range(1, 6));
     expect(await holderOf()).toBe(holder === "one" ? "two" : "one");
+  });
+});
+
+describe("a thread another process made and deleted, with no hint", () => {
+  it("reaches an every-thread webhook by its sweep, as its thread.deleted event", async () => {
+    const dir = dataDir();
+    // One's sweeps wait for the test (an hour apart): it learns of "gone" only when asked below.
+    const one = startNode(dir, { holder: "one", sweepMs: 3_600_000 });
+    const two = startNode(dir, { holder: "two" });
+    const to = await receiver();
+    const every = await subscribe(one, to, "/every");
+    await waitFor(
+      "one holds the webhook",
+      async () => JSON.parse((await one.blobStore.get(leaseKey(TENANT, every.id))) ?? "{}").holder === "one",
+    );
+    await write(two, "gone", 2);
+    const deleted = await two.request("DELETE", "/v1/threads/gone");
+    expect(deleted.status, deleted.text).toBe(200);
+    // One looks: the thread is listed at its tombstone, and its delete is delivered.
+    one.webhooks.dispatcher?.changed(TENANT, every.id);
+    await waitFor(
+      "thread.deleted delivered",
+      () => to.to("/every", "gone").some((r) => r.message.type === "thread.deleted"),
+    );
+    const got = to.to("/every", "gone");
+    expect(got.at(-1)).toMatchObject({ seq: 3, message: { type: "thread.deleted" } });
   });
 });
 
