@@ -302,11 +302,12 @@ export class WebhookDispatcher implements WebhookDeliveries {
   }
 
   #applyHint(tenant: string, threadId: string, seq: number): void {
+    const now = this.#now();
     for (const held of this.#byTenant.get(tenant) ?? []) {
       const threads = held.webhook.threads;
       if (held.stopped || (threads !== null && !threads.includes(threadId))) continue;
       const lane = this.#laneOf(held, threadId);
-      this.#note(lane, seq);
+      noteSeq(lane, seq, now, now - this.#skewMs);
       this.#schedule(held, lane);
     }
   }

@@ -9,6 +9,8 @@ type Timer = ReturnType<typeof setTimeout>;
 
 /** When seqs became known, kept per lane for the oldest-undelivered age (older marks merge, ageing conservatively). */
 const MAX_MARKS = 32;
+/** Seqs learned this close together share one mark (ms). */
+const MARK_GRAIN_MS = 100;
 
 export interface Lane {
   readonly threadId: string;
@@ -74,6 +76,13 @@ export function noteSeq(lane: Lane, seq: number, now: number, changedFrom: numbe
   lane.behindFrom = Math.min(lane.behindFrom, changedFrom);
   if (seq <= lane.known) return;
   lane.known = seq;
+  // Seqs learned within MARK_GRAIN_MS share a mark (its time, the earlier: ageing
+  // conservatively): a busy thread costs each of its lanes a comparison per commit, not a mark.
+  const last = lane.marks[lane.marks.length - 1];
+  if (last && now - last[1] < MARK_GRAIN_MS) {
+    last[0] = seq;
+    return;
+  }
   lane.marks.push([seq, now]);
   if (lane.marks.length > MAX_MARKS) {
     const [first, second] = lane.marks as [[number, number], [number, number]];
