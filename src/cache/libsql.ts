@@ -32,18 +32,29 @@ const APPLY_CHUNK = 200;
  */
 export class LibsqlCache implements ArtifactCache {
   readonly #db: LibsqlConnection;
+  readonly #batcher: ApplyBatcher | null;
 
-  constructor(options: LibsqlCacheOptions) {
+  /**
+   * `batchApplies`: how to run a flush after the I/O callbacks now due (Node and Deno:
+   * `setImmediate`). Then the applies asked for meanwhile (commits of different threads
+   * answered in the same turn) go in one batch, one transaction: one BEGIN/COMMIT and one
+   * write of the pages they share instead of one each. Absent: each apply is its own batch.
+   */
+  constructor(options: LibsqlCacheOptions & { batchApplies?: (flush: () => void) => void }) {
+    const { batchApplies, ...connection } = options;
     this.#db = new LibsqlConnection({
       callTimeoutMs: 5000,
       retryAfterMs: 1000,
       schema: { ready: false },
       onReset: () => {},
-      ...options,
+      ...connection,
     });
+    this.#batcher = batchApplies ? new ApplyBatcher(this.#db, batchApplies) : null;
   }
 
   async apply(tenant: string, commits: readonly Commit[]): Promise<number> {
+    const batcher = this.#batcher;
+    if (batcher && commits.length > 0 && patchCount(commits) <= APPLY_CHUNK) return batcher.add(tenant, commits);
     let seq = -1;
     for (const chunk of chunksOfCommits(commits, APPLY_CHUNK)) {
       const patches = chunk.flatMap((commit) => commit.patches);
@@ -321,5 +332,84 @@ export class LibsqlCache implements ArtifactCache {
 
   close(): void {
     this.#db.close();
+  }
+}
+
+function patchCount(commits: readonly Commit[]): number {
+  let count = 0;
+  for (const commit of commits) count += commit.patches.length;
+  return count;
+}
+
+interface PendingApply {
+  tenant: string;
+  commits: readonly Commit[];
+  resolve: (seq: number) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Applies asked for until the next flush, in batches of about APPLY_CHUNK patches: each
+ * item's statements (guarded as always: a commit lands only on top of its predecessor),
+ * then every item's thread's seq, so each caller learns where its thread stands after the
+ * batch, as from a batch of its own. A batch that fails fails each of its applies.
+ */
+class ApplyBatcher {
+  readonly #db: LibsqlConnection;
+  readonly #schedule: (flush: () => void) => void;
+  #pending: PendingApply[] = [];
+  #scheduled = false;
+
+  constructor(db: LibsqlConnection, schedule: (flush: () => void) => void) {
+    this.#db = db;
+    this.#schedule = schedule;
+  }
+
+  add(tenant: string, commits: readonly Commit[]): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ tenant, commits, resolve, reject });
+      if (this.#scheduled) return;
+      this.#scheduled = true;
+      this.#schedule(() => void this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    const items = this.#pending;
+    this.#pending = [];
+    let start = 0;
+    while (start < items.length) {
+      let end = start;
+      let patches = 0;
+      while (
+        end < items.length &&
+        (end === start || patches + patchCount((items[end] as PendingApply).commits) <= APPLY_CHUNK)
+      ) {
+        patches += patchCount((items[end] as PendingApply).commits);
+        end++;
+      }
+      await this.#run(items.slice(start, end));
+      start = end;
+    }
+  }
+
+  async #run(batch: PendingApply[]): Promise<void> {
+    const statements: InStatement[] = [];
+    for (const item of batch) {
+      for (const commit of item.commits) {
+        for (const patch of commit.patches) statements.push(...applyStatements(item.tenant, patch));
+      }
+    }
+    // Every thread's seq after the whole batch: where the cache stands when the caller hears.
+    const seqAt = batch.map((item) =>
+      statements.push(seqStatement(item.tenant, (item.commits[0] as Commit).threadId)) - 1
+    );
+    try {
+      const results = await this.#db.batch(statements, "write");
+      for (const [index, item] of batch.entries()) item.resolve(seqFrom(results[seqAt[index] as number] as SqlResult));
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+    }
   }
 }

@@ -54,6 +54,8 @@ export interface ServiceWiring {
 export interface AppWiring extends ServiceWiring {
   /** Serve one edge function's route only. */
   only?: EdgeFunction;
+  /** See AppOptions.onePerRequest (Workers wire per request). */
+  onePerRequest?: boolean;
   /** Where streams get their feed (default: one FeedHub for the process, hinted by the notifier). */
   feeds?: (reader: ArtifactService) => FeedSource;
   /**
@@ -93,6 +95,8 @@ export function wireService(wiring: ServiceWiring) {
       local: config.libsqlUrl.startsWith("file:"),
       ...(wiring.cacheSchema ? { schema: wiring.cacheSchema } : {}),
       onReset: () => wiring.onCacheReset?.(),
+      // Node and Deno: applies answered in one turn share a transaction (see LibsqlCache).
+      ...(typeof globalThis.setImmediate === "function" ? { batchApplies: (flush) => setImmediate(flush) } : {}),
     }),
     metrics,
   );
@@ -133,6 +137,7 @@ export function wire(wiring: AppWiring) {
     authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
     corsOrigins: config.corsOrigins,
     ...(wiring.only ? { only: wiring.only } : {}),
+    ...(wiring.onePerRequest ? { onePerRequest: true } : {}),
     ...(wiring.metrics ? { metrics: wiring.metrics } : {}),
     admission: wiring.admission === undefined ? processAdmission(config) : wiring.admission,
     ...(webhooks

@@ -5,9 +5,9 @@ import Database from "libsql";
 import { describe, expect, it } from "vitest";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { LibsqlFileClient } from "../../src/runtime/libsql-file.ts";
-import { describeCacheContract } from "./cache-contract.ts";
+import { asCommits, describeCacheContract, History } from "./cache-contract.ts";
 
-describeCacheContract("file: URL, the prepared-statement file client of Node and Deno", async ({ retryAfterMs }) => {
+const fileCache = (batched: boolean) => async ({ retryAfterMs }: { retryAfterMs: number }) => {
   const dir = mkdtempSync(join(tmpdir(), "cache-file-"));
   const path = join(dir, "cache.db");
   // While "down", connect() points into a folder that does not exist: SQLITE_CANTOPEN.
@@ -18,6 +18,7 @@ describeCacheContract("file: URL, the prepared-statement file client of Node and
   const cache = new LibsqlCache({
     local: true,
     retryAfterMs,
+    ...(batched ? { batchApplies: (flush: () => void) => setImmediate(flush) } : {}),
     connect: () => {
       connects++;
       const client = new LibsqlFileClient(down ? unreachable : path, { busyTimeoutMs: 5000 });
@@ -52,6 +53,67 @@ describeCacheContract("file: URL, the prepared-statement file client of Node and
       rmSync(dir, { recursive: true, force: true });
     },
   };
+};
+
+describeCacheContract("file: URL, the prepared-statement file client of Node and Deno", fileCache(false));
+describeCacheContract("file: URL, applies batched per turn as the Node server wires it", fileCache(true));
+
+describe("applies batched per turn", () => {
+  it("applies asked for in one turn go in one transaction, each answered with its thread's seq; a failing one fails them all", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cache-batched-"));
+    const batches: number[] = [];
+    let failNext = false;
+    const client = new LibsqlFileClient(join(dir, "cache.db"), { busyTimeoutMs: 5000 });
+    const counting = {
+      execute: (statement: Parameters<LibsqlFileClient["execute"]>[0]) => client.execute(statement),
+      batch: (statements: Parameters<LibsqlFileClient["batch"]>[0], mode: "read" | "write") => {
+        if (mode === "write" && statements.some((st) => typeof st !== "string" && /INTO events/.test(st.sql))) {
+          batches.push(statements.length);
+          if (failNext) {
+            failNext = false;
+            return Promise.reject(new Error("disk I/O error"));
+          }
+        }
+        return client.batch(statements, mode);
+      },
+      close: () => client.close(),
+    };
+    const cache = new LibsqlCache({
+      local: true,
+      connect: () => counting,
+      batchApplies: (flush) => setImmediate(flush),
+    });
+    try {
+      const threads = ["b-1", "b-2", "b-3"].map((id) => new History(id));
+      for (const t of threads) t.add("note", null, { n: 1 });
+      // b-2's second commit asked for before its first: it cannot land on top of nothing.
+      threads[1]?.add("note", null, { n: 2 });
+      const seqs = await Promise.all([
+        cache.apply("t", asCommits(threads[0]!.range(1, 1))),
+        cache.apply("t", asCommits(threads[1]!.range(2, 2))),
+        cache.apply("t", asCommits(threads[1]!.range(1, 1))),
+        cache.apply("t", asCommits(threads[2]!.range(1, 1))),
+      ]);
+      expect(batches).toHaveLength(1);
+      // Each caller learns where its thread stands after the whole batch: b-2 at 1 (its 2 did not land).
+      expect(seqs).toEqual([1, 1, 1, 1]);
+      expect(await cache.apply("t", asCommits(threads[1]!.range(2, 2)))).toBe(2);
+      expect(batches).toHaveLength(2);
+
+      failNext = true;
+      threads[0]?.add("note", null, { n: 2 });
+      threads[2]?.add("note", null, { n: 2 });
+      const failed = await Promise.allSettled([
+        cache.apply("t", asCommits(threads[0]!.range(2, 2))),
+        cache.apply("t", asCommits(threads[2]!.range(2, 2))),
+      ]);
+      expect(failed.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+      expect(batches).toHaveLength(3);
+    } finally {
+      cache.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("a cache of another schema version", () => {
