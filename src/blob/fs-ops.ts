@@ -8,8 +8,12 @@ import * as fs from "node:fs/promises";
 /** An open file: what FsBlobStore does with one. */
 export interface FileOps {
   writeFile(data: string, encoding: "utf8"): Promise<void>;
+  /** Appends (a file opened `a`). */
+  appendFile(data: string, encoding: "utf8"): Promise<void>;
   /** fsync: the file's data (a folder's: its entries) survive a power loss. */
   sync(): Promise<void>;
+  /** fdatasync: the file's data survive a power loss (what a journal needs). */
+  datasync(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -21,8 +25,8 @@ export interface DirEntry {
 
 export interface FsOps {
   readFile(path: string, encoding: "utf8"): Promise<string>;
-  /** `wx`: create, failing with EEXIST; `r`: open a folder to fsync it. */
-  open(path: string, flags: "wx" | "r"): Promise<FileOps>;
+  /** `wx`: create, failing with EEXIST; `a`: create or append; `r`: open to fsync it (a folder too). */
+  open(path: string, flags: "wx" | "a" | "r"): Promise<FileOps>;
   link(existing: string, path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;

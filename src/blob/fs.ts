@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
+import { FsJournal } from "./fs-journal.ts";
 import { type FileOps, type FsOps, nodeFsOps } from "./fs-ops.ts";
 import {
   assertValidKey,
@@ -12,12 +13,29 @@ import {
 
 /** Temp files live beside the keyspace on the same filesystem, so `link`/`rename` stay atomic. */
 const TEMP_DIR = ".tmp";
+/** The commit journals (see fs-journal.ts), beside the keyspace too. */
+const JOURNAL_DIR = ".journal";
+const RESERVED = [TEMP_DIR, JOURNAL_DIR];
+
+export interface FsBlobStoreOptions {
+  /**
+   * Keys whose put-if-absent is made durable through the process's journal (one shared
+   * fdatasync) instead of fsyncs of their own: the rollout's commit keys. Absent: none.
+   */
+  journaled?: (key: string) => boolean;
+  /** This process's id and whether another one still runs (journals are named by process). */
+  pid?: number;
+  isAlive?: (pid: number) => boolean;
+  unref?: (timer: ReturnType<typeof setInterval>) => void;
+}
 
 /**
  * A folder of files, one per key. Writes go to a temp file that is fsynced, then
  * linked (put-if-absent: `link` fails with EEXIST if the name exists, atomically,
  * across processes) or renamed (put) into place, and the folder is fsynced: a
  * reader never sees a half-written object and an acknowledged object survives a crash.
+ * Journaled keys (see FsBlobStoreOptions) skip the fsyncs of their own: the journal's
+ * shared one stands for them, and the first call replays what a power loss took.
  */
 export class FsBlobStore implements BlobStore {
   /** Gets are local: see BlobStore.localReads. */
@@ -28,13 +46,54 @@ export class FsBlobStore implements BlobStore {
   /** Folders whose name in their parent this process made durable (see #nameDurably). */
   readonly #namedDirs = new Set<string>();
 
+  readonly #journaled: ((key: string) => boolean) | null;
+  readonly #journal: FsJournal | null;
+  #recovered: Promise<void> | null = null;
+
   /** `fs`: the file system calls (the real ones; a simulated disk in the power-loss tests). */
-  constructor(root: string, fs: FsOps = nodeFsOps) {
+  constructor(root: string, fs: FsOps = nodeFsOps, options: FsBlobStoreOptions = {}) {
     this.#root = root;
     this.#fs = fs;
+    this.#journaled = options.journaled ?? null;
+    this.#journal = options.journaled
+      ? new FsJournal({
+        fs,
+        dir: join(root, JOURNAL_DIR),
+        pid: options.pid ?? 0,
+        isAlive: options.isAlive ?? (() => true),
+        ...(options.unref ? { unref: options.unref } : {}),
+        host: {
+          read: (key) => this.#read(key),
+          restore: (key, body) => this.#put(key, body),
+          makeDurable: (keys) => this.#makeDurable(keys),
+          syncDir: (dir) => this.#syncDir(dir),
+          durableDir: (dir) => this.#ensureDir(dir),
+        },
+      })
+      : null;
+  }
+
+  /** Journaled stores: stops the checkpoints and makes what the journal holds durable on its own. */
+  async close(): Promise<void> {
+    await this.#journal?.close();
+  }
+
+  /** Journaled stores: every call waits for the replay of the journals (once per process). */
+  #ready(): Promise<void> {
+    if (!this.#journal) return Promise.resolve();
+    this.#recovered ??= this.#journal.recover().then(() => {}, (error: unknown) => {
+      this.#recovered = null;
+      throw error;
+    });
+    return this.#recovered;
   }
 
   async get(key: string): Promise<string | null> {
+    await this.#ready();
+    return this.#read(key);
+  }
+
+  async #read(key: string): Promise<string | null> {
     try {
       return await this.#fs.readFile(this.#path(key), "utf8");
     } catch (error) {
@@ -44,21 +103,29 @@ export class FsBlobStore implements BlobStore {
   }
 
   async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
+    await this.#ready();
     const target = this.#path(key);
-    const temp = await this.#writeTemp(body);
+    const journaled = this.#journal !== null && (this.#journaled?.(key) ?? false);
+    const temp = await this.#writeTemp(body, !journaled);
     try {
-      await this.#intoPlace(target, () => this.#fs.link(temp, target));
+      await this.#intoPlace(target, () => this.#fs.link(temp, target), !journaled);
     } catch (error) {
       if (isCode(error, "EEXIST")) return "exists";
       throw error;
     } finally {
       await this.#fs.unlink(temp).catch(() => {});
     }
-    await this.#syncDir(dirname(target));
+    if (journaled) await this.#journal?.append(key, body);
+    else await this.#syncDir(dirname(target));
     return "created";
   }
 
   async put(key: string, body: string): Promise<void> {
+    await this.#ready();
+    await this.#put(key, body);
+  }
+
+  async #put(key: string, body: string): Promise<void> {
     const target = this.#path(key);
     const temp = await this.#writeTemp(body);
     try {
@@ -71,6 +138,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   async exists(key: string): Promise<boolean> {
+    await this.#ready();
     try {
       return (await this.#fs.stat(this.#path(key))).isFile();
     } catch (error) {
@@ -85,6 +153,7 @@ export class FsBlobStore implements BlobStore {
    * it again: see #intoPlace).
    */
   async delete(key: string): Promise<void> {
+    await this.#ready();
     const target = this.#path(key);
     try {
       await this.#fs.unlink(target);
@@ -101,13 +170,14 @@ export class FsBlobStore implements BlobStore {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
+    await this.#ready();
     const limit = options.limit ?? DEFAULT_LIST_LIMIT;
     const startAfter = options.startAfter ?? "";
     // Walk only the deepest folder the prefix names; the rest of the prefix filters names.
     const slash = prefix.lastIndexOf("/");
     const dirKey = slash >= 0 ? prefix.slice(0, slash) : "";
     if (dirKey !== "") assertValidKey(dirKey);
-    if (dirKey === TEMP_DIR || dirKey.startsWith(`${TEMP_DIR}/`)) return [];
+    if (RESERVED.some((name) => dirKey === name || dirKey.startsWith(`${name}/`))) return [];
     const keys: string[] = [];
     if (limit > 0) await this.#walk(dirKey, prefix, startAfter, limit, keys);
     return keys;
@@ -132,7 +202,7 @@ export class FsBlobStore implements BlobStore {
     // a folder of 10,000 commits sorts only what lies after `startAfter`.
     const visits: { key: string; order: string; dir: boolean }[] = [];
     for (const entry of entries) {
-      if (dirKey === "" && entry.name === TEMP_DIR) continue;
+      if (dirKey === "" && RESERVED.includes(entry.name)) continue;
       const key = dirKey === "" ? entry.name : `${dirKey}/${entry.name}`;
       if (entry.isDirectory()) {
         const below = `${key}/`;
@@ -156,11 +226,14 @@ export class FsBlobStore implements BlobStore {
 
   #path(key: string): string {
     assertValidKey(key);
-    if (key === TEMP_DIR || key.startsWith(`${TEMP_DIR}/`)) throw new Error(`reserved blob key: ${key}`);
+    if (RESERVED.some((name) => key === name || key.startsWith(`${name}/`))) {
+      throw new Error(`reserved blob key: ${key}`);
+    }
     return join(this.#root, key);
   }
 
-  async #writeTemp(body: string): Promise<string> {
+  /** `sync`: fsynced before it is linked (not for journaled keys: the journal holds their text). */
+  async #writeTemp(body: string, sync = true): Promise<string> {
     const tempDir = join(this.#root, TEMP_DIR);
     await this.#ensureDir(tempDir, false);
     const temp = join(tempDir, randomUUID());
@@ -173,7 +246,7 @@ export class FsBlobStore implements BlobStore {
         return this.#fs.open(temp, "wx");
       });
       await handle.writeFile(body, "utf8");
-      await handle.sync();
+      if (sync) await handle.sync();
     } catch (error) {
       await handle?.close().catch(() => {});
       handle = undefined;
@@ -190,11 +263,11 @@ export class FsBlobStore implements BlobStore {
    * (a delete in another process or call removes a folder it emptied), a few times: each
    * round is a race lost to a delete of the last object there, which ends.
    */
-  async #intoPlace(target: string, move: () => Promise<void>): Promise<void> {
+  async #intoPlace(target: string, move: () => Promise<void>, durable = true): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 1;; attempt++) {
       try {
-        await this.#ensureDir(dir);
+        await this.#ensureDir(dir, durable);
         await move();
         return;
       } catch (error) {
@@ -205,15 +278,17 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  /** Makes the folder (once per process); `durable`: its name too (a journaled commit's waits for a checkpoint). */
   async #ensureDir(dir: string, durable = true): Promise<void> {
-    if (this.#knownDirs.has(dir)) return;
-    const made = await this.#fs.mkdir(dir, { recursive: true });
-    // The root made now (a new DATA_DIR): its name, and the names above it this call made, too.
-    if (typeof made === "string" && (this.#root === made || this.#root.startsWith(`${made}/`))) {
-      await this.#nameDurably(this.#root, made);
+    if (!this.#knownDirs.has(dir)) {
+      const made = await this.#fs.mkdir(dir, { recursive: true });
+      // The root made now (a new DATA_DIR): its name, and the names above it this call made, too.
+      if (typeof made === "string" && (this.#root === made || this.#root.startsWith(`${made}/`))) {
+        await this.#nameDurably(this.#root, made);
+      }
+      this.#knownDirs.add(dir);
     }
-    if (durable) await this.#nameDurably(dir, this.#root);
-    this.#knownDirs.add(dir);
+    if (durable && !this.#namedDirs.has(dir)) await this.#nameDurably(dir, this.#root);
   }
 
   /**
@@ -234,6 +309,29 @@ export class FsBlobStore implements BlobStore {
     for (const d of named) this.#namedDirs.add(d);
   }
 
+  /** A checkpoint: each object named fsynced, then the folders naming them (and their names). */
+  async #makeDurable(keys: readonly string[]): Promise<void> {
+    const paths = [...new Set(keys)].map((key) => this.#path(key));
+    await inBatches(paths, SYNC_BATCH, async (path) => {
+      const handle = await this.#fs.open(path, "r").catch((error: unknown) => {
+        // Replaced or removed since: whatever stands there now was made durable by its own writer.
+        if (isCode(error, "ENOENT")) return null;
+        throw error;
+      });
+      if (!handle) return;
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    });
+    const dirs = [...new Set(paths.map((path) => dirname(path)))];
+    await inBatches(dirs, SYNC_BATCH, async (dir) => {
+      await this.#syncDir(dir);
+      await this.#nameDurably(dir, this.#root);
+    });
+  }
+
   /**
    * Makes a folder's entries durable. A folder that is gone already was emptied and removed
    * by a concurrent delete (the entry this call made, or removed, went with it): nothing to sync.
@@ -250,6 +348,13 @@ export class FsBlobStore implements BlobStore {
       await handle.close();
     }
   }
+}
+
+/** fsyncs a checkpoint runs at once. */
+const SYNC_BATCH = 32;
+
+async function inBatches<T>(items: readonly T[], size: number, work: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
 }
 
 /** Rounds `#intoPlace` tries before an ENOENT stands. */

@@ -73,10 +73,11 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
     // The lease names its holder: this process, findable by its pid.
     tuning: { holder: `node:${process.pid}:${crypto.randomUUID().slice(0, 8)}`, gate: writesFirst },
   });
+  const blobStore = blobStoreFor(config, env);
   const { app, cache, feeds, service, rollout } = wire({
     config,
     ...(metrics ? { metrics } : {}),
-    blobStore: blobStoreFor(config, env),
+    blobStore,
     connectLibsql: libsqlConnector(config),
     unref: (timer) => (timer as NodeJS.Timeout).unref(),
     notifier: webhooks.notifier(new InProcessNotifier()),
@@ -130,6 +131,8 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
       // reads, but one left half done would be redone by the next writer).
       await service.idle();
       cache.close();
+      // The commit journal's last checkpoint: the next process has nothing to replay.
+      await (blobStore as { close?: () => Promise<void> }).close?.().catch(() => {});
       // The last spans (this shutdown's requests) go out before the process does (at most 2 s).
       await tracing?.shutdown();
       process.exit(0);

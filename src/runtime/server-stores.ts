@@ -8,17 +8,26 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { createClient } from "@libsql/client";
 import type { SqlClient } from "../cache/libsql.ts";
+import process from "node:process";
 import { FsBlobStore } from "../blob/fs.ts";
+import { nodeFsOps } from "../blob/fs-ops.ts";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
 import type { Config, Env } from "./config.ts";
 import { LibsqlFileClient } from "./libsql-file.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
+import { firstSeqOfCommitKey } from "../rollout/keys.ts";
 
 export function blobStoreFor(config: Config, env: Env): BlobStore {
   switch (config.blobStore.kind) {
     case "fs":
-      return new FsBlobStore(resolve(config.blobStore.dir));
+      // Commits share one fdatasync of the process's journal (src/blob/fs-journal.ts).
+      return new FsBlobStore(resolve(config.blobStore.dir), nodeFsOps, {
+        journaled: (key) => firstSeqOfCommitKey(key) !== null,
+        pid: process.pid,
+        isAlive: processAlive,
+        unref: (timer) => (timer as { unref?: () => void }).unref?.(),
+      });
     case "memory":
       return new MemoryBlobStore();
     case "s3":
@@ -46,3 +55,13 @@ export function libsqlConnector(config: Config): () => SqlClient {
 }
 
 const BUSY_TIMEOUT_MS = 5000;
+
+/** Whether a process runs (signal 0 checks without sending; EPERM: it runs, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}

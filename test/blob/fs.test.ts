@@ -2,12 +2,27 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import process from "node:process";
 import { FsBlobStore } from "../../src/blob/fs.ts";
+import { nodeFsOps } from "../../src/blob/fs-ops.ts";
 import { describeBlobStoreContract } from "./contract.ts";
 
 describeBlobStoreContract("fs", async () => {
   const root = await mkdtemp(join(tmpdir(), "blob-contract-"));
   return { store: new FsBlobStore(root), cleanup: () => rm(root, { recursive: true, force: true }) };
+});
+
+// Every key through the commit journal, as the servers write commits.
+describeBlobStoreContract("fs, journaled", async () => {
+  const root = await mkdtemp(join(tmpdir(), "blob-contract-journal-"));
+  const store = new FsBlobStore(root, nodeFsOps, { journaled: () => true, pid: process.pid, isAlive: () => true });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
 });
 
 /** Files left in the store's temp folder (none if the folder does not exist). */

@@ -114,7 +114,11 @@ export class PowerLossDisk {
             return this.#handle(ino, path);
           }
           const { dir, name } = this.#parent(path);
-          if (this.#live.dirs.get(dir)?.has(name)) throw fsError("EEXIST", path);
+          const existing = this.#live.dirs.get(dir)?.get(name);
+          if (existing !== undefined && flags === "a" && !this.#live.dirs.has(existing)) {
+            return this.#handle(existing, path);
+          }
+          if (existing !== undefined) throw fsError("EEXIST", path);
           const ino = this.#next++;
           this.#live.files.set(ino, "");
           this.#live.dirs.get(dir)?.set(name, ino);
@@ -216,6 +220,12 @@ export class PowerLossDisk {
           if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
           this.#live.files.set(ino, data);
         }),
+      appendFile: (data) =>
+        call(() => {
+          if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
+          this.#live.files.set(ino, (this.#live.files.get(ino) ?? "") + data);
+        }),
+      datasync: () => call(() => void this.#durable.files.set(ino, this.#live.files.get(ino) ?? "")),
       sync: () =>
         call(() => {
           const entries = this.#live.dirs.get(ino);

@@ -1,0 +1,241 @@
+/**
+ * The fs store's commit journal: durability shared by every thread's commits instead of
+ * paid per commit. A commit object is written to a temp file and linked into place
+ * without an fsync of its own (the link keeps put-if-absent atomic across processes);
+ * then its key and text are appended to this process's journal, and one `fdatasync` of
+ * the journal, shared by every commit appended meanwhile, makes all of them durable at
+ * once. So a 2xx still means the commit survives a power loss: the journal holds it.
+ *
+ * - **Recovery** (the store's first call, in every process, before anything is read or
+ *   written): every journal in the folder is read; a record whose object is missing, or
+ *   holds less than the record's text (a power loss took the unsynced file or its name),
+ *   is written again, durably. An object that holds something else was replaced since (a
+ *   deleted thread's stub) and stays. A torn last line (the append the power cut) ends a
+ *   journal: nothing after it was acknowledged.
+ * - **Checkpoints**: every CHECKPOINT_MS the journal is rotated, the objects its records
+ *   name and their folders are fsynced (in the background, off every answer), and the old
+ *   journal is removed. A journal its process left (a crash) is checkpointed and removed
+ *   by the next process that starts, once its owner is gone.
+ * - **Bounds**: records older than MAX_RECORD_AGE_MS are never replayed: a live process
+ *   checkpoints within seconds, so such a record can only be in a journal left since
+ *   before a power loss recovered long ago, and replaying it could bring back a commit
+ *   that was deleted since (after its thread's delete retention).
+ */
+import type { FileOps, FsOps } from "./fs-ops.ts";
+
+/** How often the journal is rotated and its objects made durable on their own (ms). */
+export const CHECKPOINT_MS = 2000;
+/** Records older than this are never replayed (see above). */
+export const MAX_RECORD_AGE_MS = 24 * 60 * 60 * 1000;
+
+/** What the journal needs from its store. */
+export interface JournalHost {
+  /** The object's text, or null. */
+  read(key: string): Promise<string | null>;
+  /** Writes the object durably (its file and its name), replacing what is there. */
+  restore(key: string, body: string): Promise<void>;
+  /** fsyncs each object named and the folders naming them. */
+  makeDurable(keys: readonly string[]): Promise<void>;
+  /** fsyncs a folder (the journals' own). */
+  syncDir(dir: string): Promise<void>;
+  /** Makes the folder and its name durable (the journals' own, before the first journal in it). */
+  durableDir(dir: string): Promise<void>;
+}
+
+export interface JournalOptions {
+  fs: FsOps;
+  /** The journals' folder (inside the store's root, never a key). */
+  dir: string;
+  host: JournalHost;
+  /** This process's id, in its journals' names (`<pid>-<n>-<random>.log`). */
+  pid: number;
+  /** Whether the process of a journal is still running (it checkpoints its own). */
+  isAlive: (pid: number) => boolean;
+  now?: () => number;
+  checkpointMs?: number;
+  /** Keeps the checkpoint timer from holding the process open. */
+  unref?: (timer: ReturnType<typeof setInterval>) => void;
+}
+
+interface Record {
+  k: string;
+  b: string;
+  t: number;
+}
+
+interface OpenJournal {
+  name: string;
+  handle: FileOps;
+  /** The objects its durable records name. */
+  keys: string[];
+  /** Its last batch's write and sync (a checkpoint waits for it before closing). */
+  writes: Promise<void>;
+}
+
+export class FsJournal {
+  readonly #o: JournalOptions;
+  readonly #now: () => number;
+  #current: OpenJournal | null = null;
+  #opening: Promise<OpenJournal> | null = null;
+  #files = 0;
+  /** Lines waiting to be appended, and what their appends resolve. */
+  #queued: { line: string; key: string; done: { resolve: () => void; reject: (e: unknown) => void } }[] = [];
+  #flushing: Promise<void> | null = null;
+  #checkpointing: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(options: JournalOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Replays every journal in the folder (see above); removes those whose process is gone. */
+  async recover(): Promise<{ replayed: number; restored: number }> {
+    let names: string[];
+    try {
+      names = (await this.#o.fs.readdir(this.#o.dir, { withFileTypes: true }))
+        .filter((entry) => entry.isFile() && entry.name.endsWith(".log"))
+        .map((entry) => entry.name)
+        .sort();
+    } catch (error) {
+      if (isCode(error, "ENOENT")) return { replayed: 0, restored: 0 };
+      throw error;
+    }
+    let replayed = 0;
+    let restored = 0;
+    for (const name of names) {
+      const path = `${this.#o.dir}/${name}`;
+      let text: string;
+      try {
+        text = await this.#o.fs.readFile(path, "utf8");
+      } catch (error) {
+        if (isCode(error, "ENOENT")) continue;
+        throw error;
+      }
+      const records = parseRecords(text);
+      const keys: string[] = [];
+      for (const record of records) {
+        if (this.#now() - record.t > MAX_RECORD_AGE_MS) continue;
+        replayed++;
+        keys.push(record.k);
+        const current = await this.#o.host.read(record.k);
+        if (current === record.b) continue;
+        // Missing, empty or cut short: what the power loss took. Anything else replaced it since.
+        if (current === null || record.b.startsWith(current)) {
+          await this.#o.host.restore(record.k, record.b);
+          restored++;
+        }
+      }
+      const owner = Number(name.split("-")[0]);
+      if (owner !== this.#o.pid && this.#o.isAlive(owner)) continue;
+      await this.#o.host.makeDurable(keys);
+      await this.#o.fs.unlink(path).catch(() => {});
+    }
+    if (names.length > 0) await this.#o.host.syncDir(this.#o.dir);
+    return { replayed, restored };
+  }
+
+  /** Appends the object's record; resolves once an fdatasync covers it. */
+  append(key: string, body: string): Promise<void> {
+    const line = `${JSON.stringify({ k: key, b: body, t: this.#now() })}\n`;
+    const written = new Promise<void>((resolve, reject) => this.#queued.push({ line, key, done: { resolve, reject } }));
+    this.#flushing ??= this.#flush();
+    this.#startTimer();
+    return written;
+  }
+
+  /** Stops the checkpoint timer and makes what the journal holds durable on its own (a clean shutdown). */
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#flushing;
+    await this.checkpoint();
+  }
+
+  /** Rotates the journal, then fsyncs what the old one names and removes it. */
+  checkpoint(): Promise<void> {
+    const run = this.#checkpointing.then(async () => {
+      const old = this.#current;
+      if (!old) return;
+      // New appends go to a new journal from here; the batch in flight on the old one finishes first.
+      this.#current = null;
+      await old.writes;
+      await old.handle.close();
+      await this.#o.host.makeDurable(old.keys);
+      await this.#o.fs.unlink(`${this.#o.dir}/${old.name}`).catch(() => {});
+    });
+    this.#checkpointing = run.catch(() => {});
+    return run;
+  }
+
+  /** Writes every queued line in one append, then one fdatasync for all of them; again while more queued. */
+  async #flush(): Promise<void> {
+    try {
+      while (this.#queued.length > 0) {
+        const batch = this.#queued;
+        this.#queued = [];
+        try {
+          const journal = await this.#journal();
+          // Named before the write: a checkpoint of this journal fsyncs them whatever the write's outcome.
+          for (const entry of batch) journal.keys.push(entry.key);
+          const write = (async () => {
+            await journal.handle.appendFile(batch.map((entry) => entry.line).join(""), "utf8");
+            await journal.handle.datasync();
+          })();
+          journal.writes = write.catch(() => {});
+          await write;
+          for (const entry of batch) entry.done.resolve();
+        } catch (error) {
+          // Unknown whether they are durable: every write of the batch fails (a 503: the next writer finds out).
+          if (this.#current) this.#current = null;
+          for (const entry of batch) entry.done.reject(error);
+        }
+      }
+    } finally {
+      this.#flushing = null;
+    }
+  }
+
+  /** The journal appends go to: opened (and named durably) on first use after a rotation. */
+  #journal(): Promise<OpenJournal> {
+    if (this.#current) return Promise.resolve(this.#current);
+    this.#opening ??= (async () => {
+      const name = `${this.#o.pid}-${++this.#files}-${crypto.randomUUID().slice(0, 8)}.log`;
+      await this.#o.host.durableDir(this.#o.dir);
+      const handle = await this.#o.fs.open(`${this.#o.dir}/${name}`, "a");
+      // Its name must survive too, or a power loss takes the journal with the commits.
+      await this.#o.host.syncDir(this.#o.dir);
+      this.#current = { name, handle, keys: [], writes: Promise.resolve() };
+      return this.#current;
+    })().finally(() => {
+      this.#opening = null;
+    });
+    return this.#opening;
+  }
+
+  #startTimer(): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => void this.checkpoint().catch(() => {}), this.#o.checkpointMs ?? CHECKPOINT_MS);
+    this.#o.unref?.(this.#timer);
+  }
+}
+
+/** The records of a journal's text, up to a torn or foreign line. */
+function parseRecords(text: string): Record[] {
+  const records: Record[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    try {
+      const record = JSON.parse(line) as Partial<Record>;
+      if (typeof record.k !== "string" || typeof record.b !== "string" || typeof record.t !== "number") break;
+      records.push(record as Record);
+    } catch {
+      break;
+    }
+  }
+  return records;
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
+}
