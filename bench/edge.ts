@@ -22,6 +22,12 @@
  * and p99 per tenant. In Miniflare both the object and the binding are local (the binding
  * is itself a local Durable Object there, unlike production, where it is a counter in the
  * Worker's own location): the rows measure the code path and a local hop, not the network.
+ *
+ * Then "costs": one Worker under the subrequest counter (test/support/worker-subrequests.ts),
+ * each operation once (create, update, reads, history reads, a stream of one thread and of
+ * `manyThreads`, fork, remove, delete; a webhook's delivery on its deliverer's side): the
+ * subrequests its request made, by kind, beside the Workers plans' limits; and workerd's
+ * process CPU per operation over `cpuReps` repetitions (an upper bound on the Worker's).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,6 +36,9 @@ import { type FaultProxy, startFaultProxy } from "../test/support/fault-proxy.ts
 import { startHranaServer } from "../test/support/hrana-server.ts";
 import { S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY, startS3rver } from "../test/support/s3rver.ts";
 import { startWorker } from "../test/support/worker-process.ts";
+import { measureOperationCosts, type ObjectRow, type OperationCost } from "../test/support/worker-subrequests.ts";
+import { WebhookReceiver } from "../test/support/webhook-receiver.ts";
+import { childPids, cpuMs } from "./lib/process.ts";
 import { openSse } from "./lib/sse-client.ts";
 import { createBody, timedBody, timedFields } from "./lib/payload.ts";
 import { percentile } from "./lib/stats.ts";
@@ -42,6 +51,19 @@ export interface EdgeParams {
   idleStreams: number;
   idleMs: number;
   receives: number;
+  /** Threads of the many-threads stream whose subrequests are counted. */
+  manyThreads: number;
+  /** Repetitions of each operation whose CPU is measured. */
+  cpuReps: number;
+}
+
+/** What each operation costs the Worker's request (subrequests) and workerd (CPU). */
+export interface EdgeCosts {
+  rows: (OperationCost & { cpuMs: number | null })[];
+  /** A webhook's delivery, counted in its deliverer's alarm (an invocation of its own). */
+  delivery: ObjectRow | null;
+  manyThreads: number;
+  cpuReps: number;
 }
 
 export interface EdgeResult {
@@ -80,13 +102,17 @@ const LIMIT_TENANTS = [
  */
 const BENCH_WRITE_RATE = { env: "100000/s", binding: { limit: 1_000_000, period: 10 as const }, exact: "100001/s" };
 
-export async function benchEdge(params: EdgeParams, log: (message: string) => void): Promise<EdgeResult[]> {
+export async function benchEdge(
+  params: EdgeParams,
+  log: (message: string) => void,
+): Promise<{ variants: EdgeResult[]; costs: EdgeCosts | null }> {
   const s3 = await startS3rver();
   const dir = mkdtempSync(join(tmpdir(), "artifacts-edge-bench-"));
   const hrana = await startHranaServer({ path: join(dir, "cache.db") });
   const s3Proxy = await startFaultProxy(s3.endpoint, { delayMs: params.delayMs });
   const libsqlProxy = await startFaultProxy(hrana.url, { delayMs: params.delayMs });
   const results: EdgeResult[] = [];
+  let costs: EdgeCosts | null = null;
   try {
     for (const sequencer of [false, true]) {
       const variant = sequencer ? "after (sequencer)" : "before (no sequencer)";
@@ -124,6 +150,7 @@ export async function benchEdge(params: EdgeParams, log: (message: string) => vo
     );
     results.push(...limits);
     log(["", ...edgeLimitsReport(limits)].join("\n"));
+    costs = await operationCosts(await s3.createBucket(), { s3: s3Proxy, libsql: libsqlProxy }, params, log);
   } finally {
     await libsqlProxy.close();
     await s3Proxy.close();
@@ -131,7 +158,185 @@ export async function benchEdge(params: EdgeParams, log: (message: string) => vo
     await s3.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  return results;
+  return { variants: results, costs };
+}
+
+/**
+ * Subrequests and CPU per operation, on one Worker (sequencer, the tenant's limits in its
+ * TenantLimiter as deployed by default, webhooks) under the subrequest counter
+ * (test/support/worker-subrequests.ts): each operation once, its request's subrequests
+ * counted by kind; then each again `cpuReps` times, one after another, the workerd
+ * process's CPU (user + system, /proc) before and after divided by the repetitions. That
+ * is the Worker's request, the objects' invocations it causes and workerd's own HTTP work
+ * together: an upper bound on the Worker's CPU time (Workers Free: 10 ms).
+ */
+async function operationCosts(
+  bucket: string,
+  proxies: { s3: FaultProxy; libsql: FaultProxy },
+  params: EdgeParams,
+  log: (message: string) => void,
+): Promise<EdgeCosts> {
+  const receiver = await WebhookReceiver.start();
+  const before = new Set(childPids(process.pid, "workerd"));
+  const worker = await startWorker({
+    BLOB_STORE: `s3://${bucket}?endpoint=${encodeURIComponent(proxies.s3.endpoint)}&region=${S3_REGION}`,
+    AWS_ACCESS_KEY_ID: S3_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: S3_SECRET_ACCESS_KEY,
+    LIBSQL_URL: proxies.libsql.endpoint,
+    AUTH_TOKENS: `${TOKEN}:acme`,
+    WEBHOOK_ALLOW_HTTP_LOOPBACK: "1",
+    // Counted in the tenant's object, as by default, never reached here.
+    RATE_LIMIT_WRITES: "100000/s",
+    RATE_LIMIT_READS: "100000/s",
+    MAX_STREAMS_PER_TENANT: "100000",
+  }, { countSubrequests: true });
+  const workerd = childPids(process.pid, "workerd").find((pid) => !before.has(pid));
+  try {
+    log(`edge costs: subrequests per operation (a stream of ${params.manyThreads} threads among them)`);
+    const hostOf = (url: string) => new URL(url).host;
+    const { rows, delivery } = await measureOperationCosts({
+      base: worker.url,
+      token: TOKEN,
+      hosts: { s3: hostOf(proxies.s3.endpoint), libsql: hostOf(proxies.libsql.endpoint) },
+      manyThreads: params.manyThreads,
+      webhookUrl: receiver.url("/hook"),
+      webhookCreated: (secret) => receiver.secrets.set("/hook", secret),
+      webhookDelivered: async (n) => {
+        const deadline = Date.now() + 30_000;
+        while (receiver.received.filter((r) => r.status === 200).length < n) {
+          if (Date.now() > deadline) throw new Error(`webhook: ${n} deliveries not made`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      },
+    });
+    log(`edge costs: CPU per operation (${params.cpuReps} of each, workerd ${workerd ?? "not found"})`);
+    const cpu = workerd === undefined ? new Map<string, number>() : await cpuPerOperation(worker.url, workerd, params);
+    return {
+      rows: rows.map((row) => ({ ...row, cpuMs: cpu.get(cpuKey(row.operation)) ?? null })),
+      delivery,
+      manyThreads: params.manyThreads,
+      cpuReps: params.cpuReps,
+    };
+  } finally {
+    await worker.stop();
+    await receiver.close();
+    rmSync(worker.persist, { recursive: true, force: true });
+  }
+}
+
+/** The CPU rows are measured for the operations whose name starts with one of these. */
+const CPU_OPERATIONS = ["create", "read (strong)", "stream, one thread", "stream, many", "fork", "delete thread"];
+
+function cpuKey(operation: string): string {
+  if (operation === "create (a thread's first)") return "";
+  if (/^stream, \d+ threads/.test(operation)) return "stream, many";
+  return CPU_OPERATIONS.find((name) => operation.startsWith(name)) ?? "";
+}
+
+/** workerd's CPU per operation (ms), each repeated `cpuReps` times one after another (streams: a fifth as many). */
+async function cpuPerOperation(base: string, workerd: number, params: EdgeParams): Promise<Map<string, number>> {
+  const stamp = Date.now().toString(36);
+  const thread = `cpu-${stamp}`;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: { ...AUTH, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    await response.arrayBuffer();
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status}`);
+  };
+  const stream = async (path: string, events: number) => {
+    let seen = 0;
+    let resolve = () => {};
+    const done = new Promise<void>((r) => (resolve = r));
+    const sse = openSse(`${base}${path}`, () => {
+      if (++seen >= events) resolve();
+    }, AUTH);
+    await sse.ready;
+    await done;
+    sse.close();
+  };
+  const measured = new Map<string, number>();
+  const measure = async (name: string, reps: number, run: (i: number) => Promise<void>) => {
+    await run(-1);
+    const start = cpuMs(workerd);
+    for (let i = 0; i < reps; i++) await run(i);
+    measured.set(name, (cpuMs(workerd) - start) / reps);
+  };
+  const reps = params.cpuReps;
+  const streams = Math.max(2, Math.round(reps / 5));
+  await call("POST", `/v1/threads/${thread}/artifacts`, { artifactType: "n", payload: { i: 0 } });
+  await measure("create", reps, (i) => call("POST", `/v1/threads/${thread}/artifacts`, JSON.parse(createBody(i))));
+  await measure("read (strong)", reps, () => call("GET", `/v1/threads/${thread}`));
+  for (let i = 0; i < 3; i++) {
+    await call("POST", `/v1/threads/${thread}-s/artifacts`, { artifactType: "n", payload: { i } });
+  }
+  await measure("stream, one thread", streams, () => stream(`/v1/threads/${thread}-s/events?since=0`, 3));
+  const many = Array.from({ length: params.manyThreads }, (_, i) => `${thread}-m${i}`);
+  for (const id of many) await call("POST", `/v1/threads/${id}/artifacts`, { artifactType: "n", payload: {} });
+  await measure("stream, many", streams, () => stream(`/v1/events?threads=${many.join(",")}`, many.length));
+  await measure("fork", streams, (i) => call("POST", `/v1/threads/${thread}/fork`, { threadId: `${thread}-f${i}` }));
+  await measure("delete thread", streams, (i) => call("DELETE", `/v1/threads/${thread}-f${i}`));
+  return measured;
+}
+
+/** The subrequest table, beside the Workers plans' limits, and the CPU estimate (for the report). */
+export function edgeCostsReport(costs: EdgeCosts | null): string[] {
+  if (!costs) return [];
+  const kinds = ["S3", "libSQL", "SEQUENCER", "TENANT_LIMITER", "WEBHOOKS", "R2", "fetch"].filter((kind) =>
+    costs.rows.some((r) => (r.subrequests[kind] ?? 0) > 0)
+  );
+  const name = (kind: string) =>
+    ({ SEQUENCER: "sequencer", TENANT_LIMITER: "tenant limiter", WEBHOOKS: "deliverer", fetch: "other fetch" })[
+      kind
+    ] ?? kind;
+  const cell = (n: number) => (n === 0 ? "·" : String(n));
+  const ms = (n: number | null) => (n === null || !Number.isFinite(n) ? "–" : n.toFixed(1));
+  const scope = { single: "one thread", history: "one thread's history", many: "many threads" } as const;
+  const lines = [
+    "### edge: subrequests per operation, the Worker's request (Workers Free: 50 per request, Paid: 10,000)",
+    "",
+    "Counted in workerd by wrapping the bundle (test/support/worker-subrequests.ts): every `fetch` (S3, libSQL over HTTP), " +
+    "every call into a Durable Object (a WebSocket to one included) and every R2 call the Worker's request makes, until it " +
+    "ends (a stream: caught up, live a second, closed). The objects' own store calls are their invocations' (each its own " +
+    "request with its own limits), not the Worker's: a webhook's delivery is counted in its deliverer's alarm. The tenant's " +
+    "limits are counted in its TenantLimiter as deployed by default (one call per request; a stream's second call opens its " +
+    "place under the cap, and a third gives it back when the Worker sees the stream end, not counted here). CPU: the workerd " +
+    `process's (the Worker, the objects and workerd's own HTTP work together: an upper bound on the Worker's; Free allows 10 ms), ` +
+    `${costs.cpuReps} of each operation one after another (streams a fifth as many).`,
+    "",
+    `| operation | scope | ${kinds.map(name).join(" | ")} | total | of Free's 50 | workerd CPU ms/op |`,
+    `| --- | --- | ${kinds.map(() => "---:").join(" | ")} | ---: | ---: | ---: |`,
+    ...costs.rows.map((r) =>
+      `| ${r.operation} | ${scope[r.scope]} | ${
+        kinds.map((k) => cell(r.subrequests[k] ?? 0)).join(" | ")
+      } | ${r.total} | ${Math.round((r.total / 50) * 100)}% | ${ms(r.cpuMs)} |`
+    ),
+    "",
+  ];
+  if (costs.delivery) {
+    const d = costs.delivery;
+    lines.push(
+      `A webhook delivery (its deliverer's alarm, per event delivered): ${
+        Object.entries(d.subrequestsPer).map(([k, v]) =>
+          `${v.toFixed(1)} ${k === "fetch" ? "POST to the receiver" : k}`
+        )
+          .join(", ")
+      }; ${d.totalPer.toFixed(1)} subrequests of the alarm's own, in ${d.invocationsPer.toFixed(1)} alarm invocations.`,
+      "",
+    );
+  }
+  const many = costs.rows.find((r) => r.scope === "many" && r.operation.startsWith("stream"));
+  if (many) {
+    lines.push(
+      `A stream of N threads: N WebSockets to sequencers + 1 libSQL query for the catch-up of all of them + the tenant's ` +
+        `limiter (2, and 1 at the end) + 1 libSQL query per safety poll (once a minute, ≤ 5 in a stream's 5-minute life): ` +
+        `N + 9 at most, so Workers Free (50) takes MAX_STREAM_THREADS = 40 (measured here for N = ${costs.manyThreads}: ${many.total} at its start).`,
+      "",
+    );
+  }
+  return lines;
 }
 
 async function post(base: string, threadId: string, body: string): Promise<number> {

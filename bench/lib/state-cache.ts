@@ -81,6 +81,10 @@ export class StateCache implements ArtifactCache {
     return { seq, floor: seq, lifeStart: 0, events: [] };
   }
 
+  eventsMany(tenant: string, reads: readonly { threadId: string }[], _limit: number): Promise<EventPage[]> {
+    return Promise.all(reads.map((read) => this.events(tenant, read.threadId)));
+  }
+
   async ping(): Promise<void> {}
 
   close(): void {}

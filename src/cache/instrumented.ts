@@ -8,6 +8,7 @@ import {
   CacheUnavailableError,
   type ChangedThread,
   type EventPage,
+  type EventRead,
   type TargetLookup,
   type ThreadCursor,
 } from "./port.ts";
@@ -22,6 +23,7 @@ const GET_ARTIFACT = storeOperation("libsql", "getArtifact");
 const LIST_THREADS = storeOperation("libsql", "listThreads");
 const CHANGED_THREADS = storeOperation("libsql", "changedThreads");
 const EVENTS = storeOperation("libsql", "events");
+const EVENTS_MANY = storeOperation("libsql", "eventsMany");
 const PING = storeOperation("libsql", "ping");
 
 /**
@@ -96,6 +98,10 @@ class InstrumentedCache implements ArtifactCache {
 
   events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage> {
     return this.#call(EVENTS, () => this.#cache.events(tenant, threadId, afterSeq, limit));
+  }
+
+  eventsMany(tenant: string, reads: readonly EventRead[], limit: number): Promise<EventPage[]> {
+    return this.#call(EVENTS_MANY, () => this.#cache.eventsMany(tenant, reads, limit));
   }
 
   ping(): Promise<void> {

@@ -2,7 +2,15 @@ import type { InStatement } from "@libsql/client";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState } from "../model/artifact.ts";
 import type { Commit } from "../model/patch.ts";
 import { type LibsqlCacheOptions, LibsqlConnection, type SqlClient, type SqlResult } from "./connection.ts";
-import type { ArtifactCache, CachedContext, ChangedThread, EventPage, TargetLookup, ThreadCursor } from "./port.ts";
+import type {
+  ArtifactCache,
+  CachedContext,
+  ChangedThread,
+  EventPage,
+  EventRead,
+  TargetLookup,
+  ThreadCursor,
+} from "./port.ts";
 import {
   applyStatements,
   artifactArgs,
@@ -324,6 +332,63 @@ export class LibsqlCache implements ArtifactCache {
           : { seq: Number(r.seq), data: String(r.data) }
       ),
     };
+  }
+
+  /**
+   * Two statements in one read batch, one round trip, whatever the number of threads:
+   * their thread rows, and for each its first `limit` events after its seq (a correlated
+   * subquery with LIMIT walks each thread's primary key from `afterSeq`, so a thread far
+   * behind costs its page, not its whole tail). The reads travel as one JSON argument, so
+   * the SQL text is the same for any number of threads.
+   */
+  async eventsMany(tenant: string, reads: readonly EventRead[], limit: number): Promise<EventPage[]> {
+    if (reads.length === 0) return [];
+    const wanted = JSON.stringify(reads.map((r) => ({ id: r.threadId, after: r.afterSeq })));
+    const args = { t: tenant, wanted, limit };
+    const [threads, events] = await this.#db.batch(
+      [
+        {
+          sql: `SELECT thread_id, seq, event_floor, life_start FROM threads
+                WHERE tenant = :t AND thread_id IN (SELECT json_extract(value, '$.id') FROM json_each(:wanted))`,
+          args,
+        },
+        {
+          sql: `WITH wanted AS (
+                  SELECT key AS i, json_extract(value, '$.id') AS thread_id, json_extract(value, '$.after') AS after
+                  FROM json_each(:wanted)
+                )
+                SELECT w.i, e.seq, e.data, e.event FROM wanted w
+                JOIN events e ON e.tenant = :t AND e.thread_id = w.thread_id AND e.seq IN (
+                  SELECT seq FROM events WHERE tenant = :t AND thread_id = w.thread_id AND seq > w.after
+                  ORDER BY seq LIMIT :limit
+                )
+                ORDER BY w.i, e.seq`,
+          args,
+        },
+      ],
+      "read",
+    );
+    const rows = new Map<string, { seq: number; floor: number; lifeStart: number }>();
+    for (const row of (threads as SqlResult).rows) {
+      rows.set(String(row.thread_id), {
+        seq: Number(row.seq),
+        floor: Number(row.event_floor),
+        lifeStart: Number(row.life_start),
+      });
+    }
+    // By the read's index: one thread read twice (from two points) gets two pages.
+    const pages: EventPage["events"][] = reads.map(() => []);
+    for (const r of (events as SqlResult).rows) {
+      pages[Number(r.i)]?.push(
+        r.event === "thread-deleted"
+          ? { seq: Number(r.seq), data: String(r.data), event: "thread-deleted" as const }
+          : { seq: Number(r.seq), data: String(r.data) },
+      );
+    }
+    return reads.map((read, i) => {
+      const row = rows.get(read.threadId);
+      return { seq: row?.seq ?? 0, floor: row?.floor ?? 0, lifeStart: row?.lifeStart ?? 0, events: pages[i] ?? [] };
+    });
   }
 
   async ping(): Promise<void> {

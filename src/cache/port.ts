@@ -83,9 +83,21 @@ export interface ArtifactCache {
     page: { since: string; after: ThreadCursor | null; limit: number },
   ): Promise<ChangedThread[]>;
   events(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<EventPage>;
+  /**
+   * `events` of several threads of one tenant in one query (a many-threads stream's
+   * catch-up, or its safety poll, in one round trip): one page per read, in order, each
+   * of at most `limit` events.
+   */
+  eventsMany(tenant: string, reads: readonly EventRead[], limit: number): Promise<EventPage[]>;
   /** Throws unless the cache answers (and its schema is in place). */
   ping(): Promise<void>;
   close(): void;
+}
+
+/** One thread's read of `eventsMany`: its events after `afterSeq`. */
+export interface EventRead {
+  threadId: string;
+  afterSeq: number;
 }
 
 /** A thread's head and when it was reached (see ArtifactCache.changedThreads). */

@@ -381,7 +381,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           operationId: "manyThreadEvents",
           description:
-            "artifact-updated Server-Sent Events of up to 100 threads on one connection, each thread's in seq order, gapless; every event's id is a resume token for the whole set.",
+            "artifact-updated Server-Sent Events of up to 100 threads (MAX_STREAM_THREADS may allow fewer) on one connection, each thread's in seq order, gapless; every event's id is a resume token for the whole set.",
           parameters: [
             {
               name: "threads",

@@ -2,7 +2,7 @@ import type { StreamedThread } from "./sse.ts";
 import { isThreadId } from "../model/ids.ts";
 import { invalid } from "./problem.ts";
 
-/** The most threads one `GET /v1/events` stream may follow (API.md). */
+/** The most threads one `GET /v1/events` stream may follow (API.md); `MAX_STREAM_THREADS` may lower it. */
 export const MAX_THREADS_PER_STREAM = 100;
 
 const SEQ = /^(0|[1-9][0-9]{0,14})$/;
@@ -11,15 +11,15 @@ const SEQ = /^(0|[1-9][0-9]{0,14})$/;
  * `threads=a,b:12,c`: the threads of a multi-thread stream and where each starts. A
  * thread id may itself contain ":", so an entry is `id:seq` only when what follows its
  * last ":" is a seq; to follow `x:12` from the start, write `x:12:0`. Empty, malformed,
- * repeated or more than MAX_THREADS_PER_STREAM entries are a 400.
+ * repeated or more than `max` (MAX_STREAM_THREADS, at most 100) entries are a 400.
  */
-export function parseThreadSet(raw: string | undefined): StreamedThread[] {
+export function parseThreadSet(raw: string | undefined, max = MAX_THREADS_PER_STREAM): StreamedThread[] {
   if (raw === undefined || raw.trim() === "") {
-    throw invalid("query threads: list 1 to 100 thread ids, comma-separated, each optionally as id:seq");
+    throw invalid(`query threads: list 1 to ${max} thread ids, comma-separated, each optionally as id:seq`);
   }
   const entries = raw.split(",");
-  if (entries.length > MAX_THREADS_PER_STREAM) {
-    throw invalid(`query threads: at most ${MAX_THREADS_PER_STREAM} threads per stream (got ${entries.length})`);
+  if (entries.length > max) {
+    throw invalid(`query threads: at most ${max} threads per stream (got ${entries.length})`);
   }
   const threads: StreamedThread[] = [];
   const seen = new Set<string>();

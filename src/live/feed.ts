@@ -10,13 +10,28 @@ export interface EventReader {
   readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEvent[]>;
   /** The seq of the thread's last committed patch (0 for a thread with none). */
   head(tenant: string, threadId: string): Promise<number>;
+  /**
+   * Several threads' logs in one read of the cache, each page as `readEvents` gives it,
+   * but an empty page is trusted unless `head` (a head the thread's sequencer told)
+   * says the log goes further. Optional: readers without it are read thread by thread.
+   */
+  readEventsMany?(
+    tenant: string,
+    reads: readonly { threadId: string; afterSeq: number; head?: number }[],
+    limit: number,
+  ): Promise<LogEvent[][]>;
 }
 
 export interface FeedOptions {
   reader: EventReader;
   notifier: Notifier;
-  /** How often a thread with subscribers re-reads its log without a hint (ms). */
+  /** How often a thread with subscribers re-reads its log without a hint (ms); 0: never by itself (its owner refreshes it). */
   pollMs: number;
+  /**
+   * Read the head and the log at once when created (default true). False: the feed waits
+   * to be told its head (`learnHead`: the Workers sequencer's greeting) or pushed events.
+   */
+  readAtStart?: boolean;
   /** Events kept in memory per thread for subscribers at the head. */
   bufferSize?: number;
   /**
@@ -42,6 +57,8 @@ const DEFAULT_READ_TIMEOUT_MS = 10_000;
 /** Where a stream gets its thread's feed: shared per process (FeedHub) or its own, fed by pushes (Workers). */
 export interface FeedSource {
   acquire(tenant: string, threadId: string): { feed: ThreadFeed; release: () => void };
+  /** Where streams on these feeds read the log themselves (default: the service; PushedFeeds gathers reads). */
+  readonly reader?: EventReader;
   /** The process is shutting down: streams end. */
   readonly draining: boolean;
   /** Ends every stream now (the process shuts down; clients resume elsewhere). */
@@ -65,6 +82,7 @@ export class FeedHub implements FeedSource {
 
   constructor(options: FeedOptions) {
     this.#options = {
+      readAtStart: true,
       bufferSize: 256,
       bufferChars: DEFAULT_BUFFER_CHARS,
       batchSize: 100,
@@ -177,7 +195,7 @@ export class ThreadFeed {
     this.#draining = draining;
     this.#unsubscribe = options.notifier.subscribe(tenant, threadId, () => this.refresh());
     this.#schedulePoll();
-    this.refresh();
+    if (options.readAtStart !== false) this.refresh();
   }
 
   get generation(): number {
@@ -327,12 +345,26 @@ export class ThreadFeed {
     this.#wakeStreams();
   }
 
+  /**
+   * The thread's head as its sequencer knows it (Workers: the push link's greeting, sent
+   * once the link is up, so every commit after it is pushed). What is past the feed's head
+   * up to it was committed before the link: streams read it from the log (the buffer
+   * starts afresh after it). Never moves the head back.
+   */
+  learnHead(head: number): void {
+    if (this.#closed) return;
+    if (this.#state.known && this.#state.head >= head) return;
+    this.#state = { known: true, head, buffer: [] };
+    this.#wakeStreams();
+  }
+
   #wakeStreams(): void {
     this.#generation++;
     wakeEach(this.#eventWaiters);
   }
 
   #schedulePoll(): void {
+    if (this.#options.pollMs <= 0) return;
     this.#timer = setTimeout(() => {
       if (this.#closed) return;
       this.#schedulePoll();

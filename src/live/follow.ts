@@ -30,6 +30,8 @@ export class ThreadFollower {
   readonly #options: FollowOptions;
   #cursor: number;
   #interrupted = false;
+  /** The last log read came back short of a batch: the log had nothing more then. */
+  #readToEnd = false;
   #resume: (() => void) | null = null;
   /** One wake-up function for every reason to stop waiting: registered, never re-created. */
   readonly #wake = () => {
@@ -75,12 +77,19 @@ export class ThreadFollower {
       let events = this.#feed.fromBuffer(this.#cursor);
       let retryOnTick = false;
       if (events === null) {
+        if (this.#readToEnd && this.#feed.head === undefined) {
+          // The log was read to its end and the feed has not learnt its head yet: no
+          // second read before it does (one catch-up read per stream opened, not two).
+          await this.#wait(seenGeneration, seenTick, "either");
+          continue;
+        }
         events = await this.#readLog();
         if (this.#interrupted) continue;
         // Failed, or empty although the feed has read past the cursor (a stale or
         // lagging store): read again on the next refresh, not only on the next event.
         const head = this.#feed.head;
         retryOnTick = events === null || (events.length === 0 && head !== undefined && head > this.#cursor);
+        this.#readToEnd = events !== null && events.length < this.#options.batchSize;
       }
       const fresh = this.#continuation(events ?? []);
       if (fresh.length > 0) {
@@ -90,14 +99,22 @@ export class ThreadFollower {
       // Events came back but none continues the cursor (a gap): read again on the next refresh.
       if (events !== null && events.length > 0) retryOnTick = true;
       if (this.#interrupted) continue;
-      await new Promise<void>((resolve) => {
-        this.#resume = resolve;
-        if (retryOnTick) this.#feed.wakeOnTick(seenTick, this.#wake);
-        else this.#feed.wakeOnNext(seenGeneration, this.#wake);
-      });
-      // Woken by an interrupt, the feed may still hold the wake-up: drop it.
-      this.#feed.stopWaiting(this.#wake);
+      // A read that failed waits for the feed's next refresh; one that came back short of
+      // the feed's head (or with a gap) also for the feed's next news: what the feed learnt
+      // while it read (the sequencer's greeting, a push) may be what it needs.
+      await this.#wait(seenGeneration, seenTick, events === null ? "tick" : retryOnTick ? "either" : "events");
     }
+  }
+
+  /** Waits for new events, the feed's next refresh, or either; or an interrupt. */
+  async #wait(seenGeneration: number, seenTick: number, until: "events" | "tick" | "either"): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#resume = resolve;
+      if (until !== "events") this.#feed.wakeOnTick(seenTick, this.#wake);
+      if (until !== "tick") this.#feed.wakeOnNext(seenGeneration, this.#wake);
+    });
+    // Woken by an interrupt (or one of two wake-ups), the feed may still hold the other: drop it.
+    this.#feed.stopWaiting(this.#wake);
   }
 
   /** Makes a pending or the next `next` return `[]`. */

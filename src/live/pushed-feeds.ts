@@ -1,3 +1,4 @@
+import { threadKey } from "../model/ids.ts";
 import type { LogEvent } from "../model/patch.ts";
 import { DEFAULT_BUFFER_CHARS, type EventReader, type FeedSource, ThreadFeed } from "./feed.ts";
 import type { Notifier } from "./notifier.ts";
@@ -9,10 +10,12 @@ export interface PushSocket {
   close(code?: number, reason?: string): void;
 }
 
-/** One push message: the events of one commit, in seq order. */
-export interface PushMessage {
-  events: LogEvent[];
-}
+/**
+ * What the thread's sequencer sends over a push link: first its greeting, the thread's
+ * head once the link is up (every commit after it is pushed), then the events of each
+ * commit, in seq order.
+ */
+export type PushMessage = { head: number } | { events: LogEvent[] };
 
 export interface PushedFeedsOptions {
   reader: EventReader;
@@ -36,16 +39,32 @@ const NO_HINTS: Notifier = { notify() {}, subscribe: () => () => {}, close() {} 
 
 /**
  * Feeds for runtimes where every stream is on its own (Workers: a request may not touch
- * another's I/O): each stream gets its own ThreadFeed, fed by its thread's pushes, read
- * from the log only to catch up, after a gap or a lost link, and on a slow safety poll.
- * So an idle stream costs no store request but that poll.
+ * another's I/O): each stream gets its own ThreadFeed per thread, fed by its thread's
+ * pushes, told its head by the link's greeting (no store read for it), and read from the
+ * log only to catch up, after a gap or a lost link, and on a slow safety poll. The log
+ * reads of one stream's threads made in one turn go to the cache as ONE query
+ * (`GatheredReads`): a stream of N threads catches up, and polls, in one round trip.
+ * So an idle stream costs one libSQL request per safety poll, whatever its threads.
  */
 export class PushedFeeds implements FeedSource {
-  readonly #options: Required<PushedFeedsOptions>;
-  #open = 0;
+  readonly #options: Required<Omit<PushedFeedsOptions, "reader">>;
+  readonly #reads: GatheredReads;
+  /** The open feeds by thread (a stream follows each of its threads once). */
+  readonly #feeds = new Map<string, ThreadFeed[]>();
+  #poll: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: PushedFeedsOptions) {
-    this.#options = { reconnectMs: 1000, batchSize: 100, readTimeoutMs: 10_000, onError: () => {}, ...options };
+    const { reader, ...rest } = options;
+    this.#options = { reconnectMs: 1000, batchSize: 100, readTimeoutMs: 10_000, onError: () => {}, ...rest };
+    this.#reads = new GatheredReads(
+      reader,
+      (tenant, threadId) => this.#feeds.get(threadKey(tenant, threadId))?.[0]?.head,
+    );
+  }
+
+  /** The reader streams on these feeds read the log through: gathered per turn into one query. */
+  get reader(): EventReader {
+    return this.#reads;
   }
 
   get batchSize(): number {
@@ -65,11 +84,14 @@ export class PushedFeeds implements FeedSource {
 
   /** Feeds acquired and not released yet (one per stream and thread). */
   get size(): number {
-    return this.#open;
+    let open = 0;
+    for (const feeds of this.#feeds.values()) open += feeds.length;
+    return open;
   }
 
   acquire(tenant: string, threadId: string): { feed: ThreadFeed; release: () => void } {
     const o = this.#options;
+    const key = threadKey(tenant, threadId);
     let released = false;
     let socket: PushSocket | undefined;
     let retry: ReturnType<typeof setTimeout> | undefined;
@@ -77,9 +99,12 @@ export class PushedFeeds implements FeedSource {
       tenant,
       threadId,
       {
-        reader: o.reader,
+        reader: this.#reads,
         notifier: NO_HINTS,
-        pollMs: o.safetyPollMs,
+        // Polled with the others, together (one gathered read): see #schedulePoll.
+        pollMs: 0,
+        // The link's greeting tells the head; a link that cannot be made falls back to reading it.
+        readAtStart: false,
         bufferSize: 256,
         bufferChars: DEFAULT_BUFFER_CHARS,
         batchSize: o.batchSize,
@@ -90,6 +115,8 @@ export class PushedFeeds implements FeedSource {
       () => false,
     );
     feed.retain();
+    this.#feeds.set(key, [...(this.#feeds.get(key) ?? []), feed]);
+    this.#schedulePoll();
     const link = async () => {
       try {
         const opened = await o.connect(tenant, threadId);
@@ -97,7 +124,10 @@ export class PushedFeeds implements FeedSource {
         socket = opened;
         opened.addEventListener("message", (event) => {
           const message = parsePush(event.data);
-          if (message) feed.push(message.events);
+          if (!message) return;
+          // The greeting: whatever was committed before the link was up is read from the log by the streams behind it.
+          if ("head" in message) feed.learnHead(message.head);
+          else feed.push(message.events);
         });
         let dropped = false;
         const drop = () => {
@@ -110,21 +140,26 @@ export class PushedFeeds implements FeedSource {
         };
         opened.addEventListener("close", drop);
         opened.addEventListener("error", drop);
-        // Whatever was committed before the link was up is read once.
-        feed.refresh();
       } catch (error) {
         o.onError(error);
+        // No greeting: a head not known yet is read from the store; the link is tried again.
+        if (feed.head === undefined) feed.refresh();
         if (!released) retry = setTimeout(() => void link(), o.reconnectMs);
       }
     };
     void link();
-    this.#open++;
     return {
       feed,
       release: () => {
         if (released) return;
         released = true;
-        this.#open--;
+        const left = (this.#feeds.get(key) ?? []).filter((open) => open !== feed);
+        if (left.length > 0) this.#feeds.set(key, left);
+        else this.#feeds.delete(key);
+        if (this.#feeds.size === 0) {
+          clearTimeout(this.#poll);
+          this.#poll = undefined;
+        }
         clearTimeout(retry);
         try {
           socket?.close(1000, "stream ended");
@@ -135,15 +170,93 @@ export class PushedFeeds implements FeedSource {
       },
     };
   }
+
+  /**
+   * The safety poll: every `safetyPollMs` while a feed is open, every open feed reads
+   * past its head at once, so their reads are gathered into one query (not one per
+   * thread, as a timer per feed would make).
+   */
+  #schedulePoll(): void {
+    if (this.#poll !== undefined) return;
+    this.#poll = setTimeout(() => {
+      this.#poll = undefined;
+      if (this.#feeds.size === 0) return;
+      for (const feeds of this.#feeds.values()) for (const feed of feeds) feed.refresh();
+      this.#schedulePoll();
+    }, this.#options.safetyPollMs);
+  }
+}
+
+/**
+ * A request's log reads, gathered: the reads asked for in one turn (a stream's followers
+ * catching up together, its feeds' safety poll) go to the reader's `readEventsMany` as
+ * one query per tenant, each with the head its feed learnt from the sequencer (an empty
+ * page short of it is read from the rollout). A reader without `readEventsMany` is read
+ * thread by thread.
+ */
+export class GatheredReads implements EventReader {
+  readonly #reader: EventReader;
+  readonly #headOf: (tenant: string, threadId: string) => number | undefined;
+  #pending: PendingRead[] = [];
+
+  constructor(reader: EventReader, headOf: (tenant: string, threadId: string) => number | undefined) {
+    this.#reader = reader;
+    this.#headOf = headOf;
+  }
+
+  readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEvent[]> {
+    if (!this.#reader.readEventsMany) return this.#reader.readEvents(tenant, threadId, afterSeq, limit);
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ tenant, threadId, afterSeq, limit, resolve, reject });
+      if (this.#pending.length === 1) queueMicrotask(() => this.#flush());
+    });
+  }
+
+  head(tenant: string, threadId: string): Promise<number> {
+    return this.#reader.head(tenant, threadId);
+  }
+
+  #flush(): void {
+    const reads = this.#pending;
+    this.#pending = [];
+    const groups = new Map<string, PendingRead[]>();
+    for (const read of reads) {
+      const key = `${read.limit}\u0000${read.tenant}`;
+      const group = groups.get(key);
+      if (group) group.push(read);
+      else groups.set(key, [read]);
+    }
+    for (const group of groups.values()) {
+      const { tenant, limit } = group[0] as PendingRead;
+      const many = group.map(({ threadId, afterSeq }) => {
+        const head = this.#headOf(tenant, threadId);
+        return head === undefined ? { threadId, afterSeq } : { threadId, afterSeq, head };
+      });
+      (this.#reader.readEventsMany as NonNullable<EventReader["readEventsMany"]>)(tenant, many, limit).then(
+        (pages) => group.forEach((read, i) => read.resolve(pages[i] ?? [])),
+        (error: unknown) => group.forEach((read) => read.reject(error)),
+      );
+    }
+  }
+}
+
+interface PendingRead {
+  tenant: string;
+  threadId: string;
+  afterSeq: number;
+  limit: number;
+  resolve: (events: LogEvent[]) => void;
+  reject: (error: unknown) => void;
 }
 
 function parsePush(data: unknown): PushMessage | null {
   if (typeof data !== "string") return null;
   try {
-    const message = JSON.parse(data) as PushMessage;
+    const message = JSON.parse(data) as { head?: unknown; events?: unknown };
+    if (typeof message.head === "number" && Number.isSafeInteger(message.head)) return { head: message.head };
     const valid = Array.isArray(message.events) &&
-      message.events.every((e) => Number.isSafeInteger(e?.seq) && typeof e?.data === "string");
-    return valid ? message : null;
+      (message.events as Partial<LogEvent>[]).every((e) => Number.isSafeInteger(e?.seq) && typeof e?.data === "string");
+    return valid ? { events: message.events as LogEvent[] } : null;
   } catch {
     return null;
   }

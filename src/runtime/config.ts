@@ -1,4 +1,5 @@
 import { authConfigured, type AuthSettings } from "../http/auth/authenticator.ts";
+import { MAX_THREADS_PER_STREAM } from "../http/thread-set.ts";
 import { TENANT_PATTERN } from "../model/ids.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevelName } from "../logging/configure.ts";
 import { parseRate, type Rate, type TenantLimits, UNLIMITED } from "../model/rate-limits.ts";
@@ -29,6 +30,12 @@ export interface Config {
   sseMaxLifetimeMs: number;
   /** Live stream: a write its client has not taken after this long ends the stream (ms). */
   sseStallMs: number;
+  /**
+   * `MAX_STREAM_THREADS`: the most threads one `GET /v1/events` stream may follow (1–100,
+   * default 100, API.md's bound). On Workers each costs the stream's request a WebSocket
+   * to the thread's sequencer: Workers Free (50 subrequests) takes at most 44 (see README).
+   */
+  maxStreamThreads: number;
   /** `LOG_LEVEL`: the least severe level logged. */
   logLevel: LogLevelName;
   /** `LOG_FORMAT`; undefined: the runtime decides (JSON lines unless stdout is a terminal). */
@@ -111,6 +118,7 @@ export function loadConfig(env: Env): Config {
     ssePingMs: integer(env, "SSE_PING_MS", 15_000, 10, 15_000),
     sseMaxLifetimeMs: integer(env, "SSE_MAX_LIFETIME_MS", 300_000, 1000, 3_600_000),
     sseStallMs: integer(env, "SSE_STALL_MS", 15_000, 100, 600_000),
+    maxStreamThreads: integer(env, "MAX_STREAM_THREADS", MAX_THREADS_PER_STREAM, 1, MAX_THREADS_PER_STREAM),
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS) ?? "info",
     logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS),
     metricsToken: nonEmpty(env.METRICS_TOKEN),

@@ -129,6 +129,9 @@ export class ThreadSequencer {
           const pair = new WebSocketPair();
           // Hibernatable: the object may sleep while the socket stays open.
           this.#state.acceptWebSocket(pair[1], [threadKey(tenant, threadId)]);
+          // The greeting: the head once the socket is in (every commit after it is pushed
+          // to it), so the stream reads no head of its own and knows what to catch up.
+          this.#state.waitUntil(this.#greet(service, pair[1], tenant, threadId));
           return new Response(null, { status: 101, webSocket: pair[0] } as ResponseInit);
         }
         default:
@@ -190,6 +193,19 @@ export class ThreadSequencer {
     });
     this.#service = service;
     return service;
+  }
+
+  /**
+   * Sends a new link the thread's head (from memory, confirmed at most a second ago). A
+   * head that cannot be had sends nothing: the stream then reads it from the store.
+   */
+  async #greet(service: ArtifactService, socket: WebSocket, tenant: string, threadId: string): Promise<void> {
+    try {
+      const head = await service.writerHead(tenant, threadId);
+      socket.send(JSON.stringify({ head } satisfies PushMessage));
+    } catch (error) {
+      if (!isReported(error)) log.warn("the sequencer could not greet a stream with its head", { error });
+    }
   }
 
   /** A durable commit's events to every stream of the thread (before the cache has them: the events carry everything). */

@@ -152,6 +152,7 @@ export function wire(wiring: AppWiring) {
       : {}),
     live: {
       feeds,
+      maxStreamThreads: config.maxStreamThreads,
       options: {
         retryMs: 2000,
         pingMs: config.ssePingMs,

@@ -79,6 +79,8 @@ export async function workerFetch(
     ...(isAnalyticsEngineDataset(env.METRICS) ? { metrics: new AnalyticsEngineMetrics(env.METRICS) } : {}),
     // Nothing outlives a request here: the next write or strong read repairs a cache left behind.
     repairBehindEveryMs: 0,
+    // The app serves this request only: a router with nothing to build.
+    onePerRequest: true,
     // Compaction runs after the answer; the request's waitUntil keeps the isolate for it.
     ...(background ? { background } : {}),
     ...(sequencer

@@ -1,9 +1,10 @@
 import type { ArtifactCache, ChangedThread, ThreadCursor } from "../cache/port.ts";
-import { type Artifact, parseThreadJson, type ThreadJson, toThreadJson } from "../model/artifact.ts";
+import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState, toThreadJson } from "../model/artifact.ts";
 import type { IdempotencyMark } from "../model/idempotency.ts";
 import type { VersionPrecondition, WriteCommand } from "../model/decide.ts";
 import { withDeadline } from "../model/deadline.ts";
 import { uuidv7 } from "../model/ids.ts";
+import { materialize } from "../model/materialize.ts";
 import { type Metrics, noMetrics } from "../model/metrics.ts";
 import type { LogEvent } from "../model/patch.ts";
 import { type CompactionOptions, Compactor } from "../rollout/compaction.ts";
@@ -246,7 +247,7 @@ export class ArtifactService {
     idempotency?: IdempotencyMark,
   ): Promise<ThreadJson> {
     const source = atSeq === undefined
-      ? parseThreadJson((await this.readThread(tenant, sourceId, { consistency: "strong" })).thread)
+      ? parseThreadJson(await this.#reader.headThread(tenant, sourceId))
       : await this.#history.threadAt(tenant, sourceId, atSeq);
     const result = await this.write(tenant, targetId, {
       kind: "fork",
@@ -255,7 +256,51 @@ export class ArtifactService {
       ...(idempotency ? { idempotency } : {}),
     });
     // As of the fork's own commit (never later writes): a repeat of a keyed fork answers the same.
-    return this.readThreadAt(tenant, targetId, result.thread.rolloutSeq);
+    return this.#forkedThread(
+      tenant,
+      targetId,
+      { threadId: sourceId, seq: source.seq },
+      source.artifacts.length,
+      result,
+    );
+  }
+
+  /**
+   * The fork's answer: the new thread right after the fork's last patch, from the fork's
+   * commit alone (one get: it starts the thread's life, at 1 or right after a tombstone)
+   * when that commit is this fork's; else (a repeat of a keyed fork, answered by the
+   * first one's commit) read as of that seq like any as-of read.
+   */
+  async #forkedThread(
+    tenant: string,
+    targetId: string,
+    from: { threadId: string; seq: number },
+    count: number,
+    result: WriteResult,
+  ): Promise<ThreadJson> {
+    const lastSeq = result.thread.rolloutSeq;
+    const firstSeq = lastSeq - count + 1;
+    const commit = firstSeq >= 1 ? await this.#rollout.commitAt(tenant, targetId, firstSeq).catch(() => null) : null;
+    const first = commit?.patches[0];
+    const fork = first && first.op !== "delete" ? first.fork : undefined;
+    if (
+      commit && commit.firstSeq === firstSeq && commit.lastSeq >= lastSeq && fork?.threadId === from.threadId &&
+      fork.seq === from.seq
+    ) {
+      // A fork after a delete continues from the tombstone, which ended every earlier life.
+      const base: ThreadState | null = firstSeq === 1 ? null : {
+        threadId: targetId,
+        createdAt: commit.at,
+        updatedAt: commit.at,
+        seq: firstSeq - 1,
+        artifacts: [],
+        deleted: true,
+        lifeStart: firstSeq - 1,
+      };
+      const state = materialize(base, commit.patches.filter((patch) => patch.seq <= lastSeq));
+      if (state) return toThreadJson(state);
+    }
+    return this.readThreadAt(tenant, targetId, lastSeq);
   }
 
   /** Every version of one artifact, oldest first, a page at a time. */
@@ -291,6 +336,15 @@ export class ArtifactService {
   /** The event log after `afterSeq` (the live path's EventReader). */
   readEvents(tenant: string, threadId: string, afterSeq: number, limit: number): Promise<LogEvent[]> {
     return this.#reader.readEvents(tenant, threadId, afterSeq, limit);
+  }
+
+  /** Several threads' event logs, the cache's part in one query (see ThreadReader.readEventsMany). */
+  readEventsMany(
+    tenant: string,
+    reads: readonly { threadId: string; afterSeq: number; head?: number }[],
+    limit: number,
+  ): Promise<LogEvent[][]> {
+    return this.#reader.readEventsMany(tenant, reads, limit);
   }
 
   head(tenant: string, threadId: string): Promise<number> {

@@ -4,20 +4,25 @@
  * one thread in one process so share one context read, one ordered rollout append and
  * one cache batch instead of racing each other for the same seq; only other
  * processes cause put-if-absent conflicts.
+ *
+ * A group may hand the key over before it has finished (`release`): once what the next
+ * group depends on is settled (its commit durable, the state the next one is decided
+ * on in place), the next group starts while this one still answers its writers.
  */
 export class GroupQueue<T> {
   readonly #queues = new Map<string, T[]>();
   readonly #maxGroup: number;
-  readonly #commit: (key: string, group: T[]) => Promise<void>;
+  readonly #commit: (key: string, group: T[], release: () => void) => Promise<void>;
   readonly #alone: (item: T) => boolean;
 
   /**
-   * `commit` must settle every item of the group it is given; it is never run twice at
-   * once for one key. An item `alone` says must be alone goes as a group of its own.
+   * `commit` must settle every item of the group it is given; for one key, it is never
+   * run again before the previous run has called `release` or ended (whichever comes
+   * first). An item `alone` says must be alone goes as a group of its own.
    */
   constructor(
     maxGroup: number,
-    commit: (key: string, group: T[]) => Promise<void>,
+    commit: (key: string, group: T[], release: () => void) => Promise<void>,
     alone: (item: T) => boolean = () => false,
   ) {
     this.#maxGroup = maxGroup;
@@ -38,9 +43,12 @@ export class GroupQueue<T> {
 
   async #drain(key: string, queue: T[]): Promise<void> {
     while (queue.length > 0) {
-      // A commit that throws has broken its promise to settle its group, but the
-      // groups behind it still get their turn.
-      await this.#commit(key, queue.splice(0, this.#groupSize(queue))).catch(() => {});
+      const group = queue.splice(0, this.#groupSize(queue));
+      await new Promise<void>((released) => {
+        // A commit that throws has broken its promise to settle its group, but the
+        // groups behind it still get their turn.
+        this.#commit(key, group, released).catch(() => {}).finally(released);
+      });
     }
     this.#queues.delete(key);
   }

@@ -1,7 +1,7 @@
 import type { ThreadState } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import { patchesOf } from "../model/patch.ts";
+import { type Commit, patchesOf } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import type { CacheGuard } from "./cache-guard.ts";
 
@@ -16,6 +16,8 @@ export interface ResidentThreadsOptions {
   now: () => Date;
   /** Keeps the chained cache applies alive after the answer (Workers: waitUntil). */
   background: (work: Promise<void>) => void;
+  /** Patches of its own latest commits a thread keeps for compaction (see `committed`). */
+  keepPatches: number;
 }
 
 /**
@@ -29,6 +31,10 @@ export class ResidentThreads {
   readonly #states = new Map<string, { state: ThreadState | null; confirmedAt: number }>();
   /** Each thread's last cache apply still running, so the next one goes after it. */
   readonly #applying = new Map<string, Promise<void>>();
+  /** Each thread's latest commits this writer made, consecutive, up to `keepPatches` patches. */
+  readonly #recent = new Map<string, { commits: Commit[]; patches: number }>();
+  /** Each thread's work deferred to a later task (`later`), in the order it was asked for. */
+  readonly #later = new Map<string, (() => void)[]>();
 
   constructor(options: ResidentThreadsOptions) {
     this.#o = options;
@@ -75,9 +81,14 @@ export class ResidentThreads {
    * another writer moved it). Cheaper than a check per strong read.
    */
   async head(tenant: string, threadId: string): Promise<number> {
+    return (await this.confirmed(tenant, threadId))?.seq ?? 0;
+  }
+
+  /** The state at that head (what a strong read, or a fork's source, may answer). */
+  async confirmed(tenant: string, threadId: string): Promise<ThreadState | null> {
     const resident = this.#states.get(threadKey(tenant, threadId));
-    if (resident && this.#now() - resident.confirmedAt < HEAD_FRESH_MS) return resident.state?.seq ?? 0;
-    return (await this.state(tenant, threadId, true))?.seq ?? 0;
+    if (resident && this.#now() - resident.confirmedAt < HEAD_FRESH_MS) return resident.state;
+    return this.state(tenant, threadId, true);
   }
 
   /** Never moves a resident state back (a slow check finishing after a newer commit). */
@@ -91,6 +102,57 @@ export class ResidentThreads {
   /** Forgets the state (a put whose outcome is unknown, a round too old): the next use loads it again. */
   forget(tenant: string, threadId: string): void {
     this.#states.delete(threadKey(tenant, threadId));
+    this.#recent.delete(threadKey(tenant, threadId));
+  }
+
+  /**
+   * A commit this writer created: kept with the thread's latest ones while they stay
+   * consecutive (one after a gap, another writer's commits between, starts afresh), so
+   * compaction takes its tail from memory instead of listing and reading it back.
+   */
+  committed(tenant: string, threadId: string, commit: Commit): void {
+    const key = threadKey(tenant, threadId);
+    const recent = this.#recent.get(key);
+    const last = recent?.commits[recent.commits.length - 1];
+    const kept = recent && last && last.lastSeq + 1 === commit.firstSeq ? recent : { commits: [], patches: 0 };
+    kept.commits.push(commit);
+    kept.patches += commit.patches.length;
+    while (kept.commits.length > 1 && kept.patches > this.#o.keepPatches) {
+      kept.patches -= (kept.commits.shift() as Commit).patches.length;
+    }
+    this.#recent.set(key, kept);
+  }
+
+  /** The thread's latest commits this writer made (a copy), oldest first. */
+  recentCommits(tenant: string, threadId: string): readonly Commit[] {
+    return [...(this.#recent.get(threadKey(tenant, threadId))?.commits ?? [])];
+  }
+
+  /**
+   * Runs `work` in a later task, after the thread's earlier `later` work: what follows a
+   * commit but no next commit depends on (its events pushed, its cache apply started)
+   * goes after the next group's put has gone out, which it would otherwise hold up (the
+   * put leaves once the task that decided it ends), and in commit order all the same.
+   */
+  later(tenant: string, threadId: string, work: () => void): void {
+    const key = threadKey(tenant, threadId);
+    const queued = this.#later.get(key);
+    if (queued) {
+      queued.push(work);
+      return;
+    }
+    this.#later.set(key, [work]);
+    setTimeout(() => {
+      const due = this.#later.get(key) ?? [];
+      this.#later.delete(key);
+      for (const run of due) {
+        try {
+          run();
+        } catch {
+          // Each is its own: a push that throws stops nothing after it.
+        }
+      }
+    }, 0);
   }
 
   /** Runs `apply` after the thread's previous one (kept alive as background work). */

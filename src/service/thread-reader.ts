@@ -1,4 +1,4 @@
-import type { ChangedThread, ThreadCursor } from "../cache/port.ts";
+import type { ChangedThread, EventPage, ThreadCursor } from "../cache/port.ts";
 import { type Artifact, parseThreadJson, type ThreadJson, type ThreadState, toThreadJson } from "../model/artifact.ts";
 import { ProblemError } from "../model/errors.ts";
 import { type LogEvent, logEventOf } from "../model/patch.ts";
@@ -133,6 +133,19 @@ export class ThreadReader {
     return { thread: this.#require(tenant, jsonOf(fresh), threadId, options.minSeq), source: "rollout" };
   }
 
+  /**
+   * The thread at its head, as a strong read sees it (a fork's source): with a head source
+   * that holds the thread (Workers: its sequencer, confirmed against the rollout at most
+   * a second ago), from it alone, one call instead of a cache read and a head.
+   */
+  async headThread(tenant: string, threadId: string): Promise<ThreadJson> {
+    if (this.#heads?.thread) {
+      const held = await this.#heads.thread(tenant, threadId).catch(() => undefined);
+      if (held !== undefined) return this.#require(tenant, held, threadId, undefined);
+    }
+    return (await this.readThread(tenant, threadId, { consistency: "strong" })).thread;
+  }
+
   async getArtifact(
     tenant: string,
     threadId: string,
@@ -212,6 +225,36 @@ export class ThreadReader {
       if (again.ok && again.value.floor <= afterSeq && again.value.events.length > 0) return again.value.events;
     }
     return this.#rolloutEvents(tenant, threadId, afterSeq, limit);
+  }
+
+  /**
+   * The event logs of several threads of one tenant, the cache's part in ONE query (a
+   * many-threads stream's catch-up and safety poll on Workers): one page per read, as
+   * `readEvents` would give it, except that an empty page is taken at its word unless
+   * the read's `head` (the thread's head as its sequencer told it) says the log goes
+   * further, and then the missing commits are read from the rollout. So the reads of a
+   * stream whose heads come from the sequencer cost no existence check per thread. A
+   * page the cache does not hold (before its floor, or a life's start) is read as
+   * `readEvents` reads it; the cache down, every read goes to the rollout.
+   */
+  async readEventsMany(
+    tenant: string,
+    reads: readonly { threadId: string; afterSeq: number; head?: number }[],
+    limit: number,
+  ): Promise<LogEvent[][]> {
+    const pages = await this.#guard.try("eventsMany", (cache) => cache.eventsMany(tenant, reads, limit));
+    return Promise.all(reads.map((read, i) => {
+      if (!pages.ok) return this.#rolloutEvents(tenant, read.threadId, read.afterSeq, limit);
+      const { floor, lifeStart, events } = pages.value[i] as EventPage;
+      if (read.afterSeq < lifeStart - 1 || floor > read.afterSeq) {
+        return this.readEvents(tenant, read.threadId, read.afterSeq, limit);
+      }
+      if (events.length === 0 && read.head !== undefined && read.head > read.afterSeq) {
+        // The cache lags the sequencer (its apply follows the answer by a few ms, or libSQL failed it).
+        return this.#rolloutEvents(tenant, read.threadId, read.afterSeq, limit);
+      }
+      return events;
+    }));
   }
 
   /** The seq of the thread's last commit, 0 if it has none. */

@@ -486,6 +486,37 @@ export function describeCacheContract(name: string, makeCache: MakeCache): void 
       ]);
     });
 
+    it("reads the event logs of many threads in one call, each page as `events` gives it", async () => {
+      const a = mixed("many-a");
+      const b = mixed("many-b");
+      await cache.apply(T, asCommits(a.range(1, 5)));
+      await cache.apply(T, asCommits(b.range(1, 3)));
+      const installed = mixed("many-installed");
+      await cache.install(T, installed.stateAt(4));
+      await cache.apply(T, asCommits(installed.range(5, 6)));
+      const reads = [
+        { threadId: a.threadId, afterSeq: 1 },
+        { threadId: b.threadId, afterSeq: 0 },
+        { threadId: "many-unknown", afterSeq: 0 },
+        { threadId: installed.threadId, afterSeq: 0 },
+        // The same thread from another point: its own page.
+        { threadId: a.threadId, afterSeq: 3 },
+        { threadId: b.threadId, afterSeq: 3 },
+      ];
+      const pages = await cache.eventsMany(T, reads, 2);
+      const one = await Promise.all(reads.map((r) => cache.events(T, r.threadId, r.afterSeq, 2)));
+      expect(pages).toEqual(one);
+      expect(pages.map((page) => page.events.map((e) => e.seq))).toEqual([[2, 3], [1, 2], [], [5, 6], [4, 5], []]);
+      // Tenants stay apart; nothing to read is no query.
+      expect((await cache.eventsMany(OTHER, reads.slice(0, 1), 10))[0]).toEqual({
+        seq: 0,
+        floor: 0,
+        lifeStart: 0,
+        events: [],
+      });
+      expect(await cache.eventsMany(T, [], 10)).toEqual([]);
+    });
+
     it("applies more patches than one batch holds, stopping at a gap in a later batch", async () => {
       const long = new History("thread-long");
       const artifacts = [long.add("plan", "a", 0), long.add("plan", "b", 0), long.add("note", null, 0)];

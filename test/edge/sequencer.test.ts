@@ -326,6 +326,13 @@ describe("streams live on pushed events", () => {
       expect((await create(w.url, threadId, "pushed")).status).toBe(201);
       await stream.untilSeq(1);
       expect(stream.events[0]?.event.artifact.payload).toBe("pushed");
+      // The write's cache apply follows its event (in commit order, after the answer): idle
+      // means once the cache has it.
+      await waitFor("the cache has the write", async () => {
+        const read = await fetch(`${w.url}/v1/threads/${threadId}?consistency=cache`, { headers: AUTH });
+        return read.status === 200 &&
+          ((await read.json()) as { thread: { rolloutSeq: number } }).thread.rolloutSeq === 1;
+      });
       // Idle now: five more pings go by without a single store request.
       const pings = stream.parser.comments.length;
       libsqlProxy.resetCount();
@@ -459,6 +466,35 @@ describe("strong reads with the cache lagging the sequencer", () => {
       }
     } finally {
       libsqlProxy.delayMs = 0;
+    }
+  });
+});
+
+describe("a stream opened while the cache lags the sequencer", () => {
+  it("gets what the cache lacks at once (the sequencer's greeting says how far the log goes), not on a ping or the minute's poll", async () => {
+    const w = await worker();
+    const threadId = newThreadId("stream-lagging");
+    // The sequencer's applies fail: the cache has nothing of the thread until it repairs it.
+    libsqlProxy.failing = true;
+    try {
+      expect(await create(w.url, threadId, 0)).toEqual({ status: 201, seq: 1 });
+      expect(await create(w.url, threadId, 1)).toEqual({ status: 201, seq: 2 });
+    } finally {
+      libsqlProxy.failing = false;
+    }
+    // A slow cache: the stream's first read is still out when the sequencer's greeting
+    // (the head, 2) arrives, and comes back empty.
+    libsqlProxy.delayMs = 300;
+    const started = Date.now();
+    const stream = await SseConnection.open(`${w.url}/v1/threads/${threadId}/events?since=0`, AUTH);
+    try {
+      await stream.untilSeq(2, { timeoutMs: 5000 });
+      expect(stream.seqs).toEqual([1, 2]);
+      // Long before the first ping (15 s) or safety poll (60 s) could have brought them.
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      libsqlProxy.delayMs = 0;
+      await stream.close();
     }
   });
 });

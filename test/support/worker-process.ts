@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { compatibilityDate, sharedOptions, type WorkerdEnv } from "./workerd.ts";
+import { SUBREQUEST_COUNTER_MODULE } from "./worker-subrequests.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -67,6 +68,11 @@ export interface WorkerOptions {
    * in fixed windows aligned to the clock (Miniflare's local limiter).
    */
   rateLimits?: Partial<Record<"writes" | "reads", { limit: number; period: 10 | 60 }>>;
+  /**
+   * Run the bundle under the subrequest counter (test/support/worker-subrequests.ts): each
+   * request sent with `x-count-id` has its subrequests recorded (default false).
+   */
+  countSubrequests?: boolean;
 }
 
 /** The Worker's name in workerd (its Durable Object binding points at it). */
@@ -109,8 +115,13 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
         compatibilityDate: compatibilityDate(),
         // The bundle as a deploy uploads it, one module (nothing is discovered from imports).
         manifest: {
-          mainModule: "app.js",
-          modules: { "app.js": { type: "esm", contents: readFileSync(bundle.main, "utf8") } },
+          mainModule: options.countSubrequests ? "count-subrequests.js" : "app.js",
+          modules: {
+            "app.js": { type: "esm", contents: readFileSync(bundle.main, "utf8") },
+            ...(options.countSubrequests
+              ? { "count-subrequests.js": { type: "esm", contents: SUBREQUEST_COUNTER_MODULE } }
+              : {}),
+          },
         },
         env,
         exports: {

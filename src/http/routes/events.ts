@@ -19,6 +19,8 @@ export function eventRoutes(
     options: StreamOptions;
     tokens: ResumeTokenCodec;
     metrics: Metrics;
+    /** The most threads one many-threads stream may follow (MAX_STREAM_THREADS). */
+    maxStreamThreads: number;
   },
 ): void {
   app.get(ROUTES.events.path, (c) => {
@@ -29,7 +31,7 @@ export function eventRoutes(
     }
     return streamThreadEvents(c, { tenant: c.get("tenant"), threadId, resumeAfter }, {
       feeds: deps.feeds,
-      reader: deps.service,
+      reader: deps.feeds.reader ?? deps.service,
       options: deps.options,
       metrics: deps.metrics,
       onClosed: c.get("streamClosed"),
@@ -38,7 +40,7 @@ export function eventRoutes(
 
   app.get(ROUTES.manyEvents.path, async (c) => {
     const tenant = c.get("tenant");
-    const threads = parseThreadSet(c.req.query("threads"));
+    const threads = parseThreadSet(c.req.query("threads"), deps.maxStreamThreads);
     const tags = new Map(threads.map((t) => [t.threadId, tagOf(t.threadId)]));
     // A resume token (an event's id) wins over the list's `:seq` for every thread it names.
     const lastEventId = c.req.header("last-event-id")?.trim();
@@ -48,7 +50,7 @@ export function eventRoutes(
     }
     return streamManyThreadEvents(c, { tenant, threads }, {
       feeds: deps.feeds,
-      reader: deps.service,
+      reader: deps.feeds.reader ?? deps.service,
       options: deps.options,
       metrics: deps.metrics,
       onClosed: c.get("streamClosed"),
