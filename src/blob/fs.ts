@@ -312,19 +312,8 @@ export class FsBlobStore implements BlobStore {
   /** A checkpoint: each object named fsynced, then the folders naming them (and their names). */
   async #makeDurable(keys: readonly string[]): Promise<void> {
     const paths = [...new Set(keys)].map((key) => this.#path(key));
-    await inBatches(paths, SYNC_BATCH, async (path) => {
-      const handle = await this.#fs.open(path, "r").catch((error: unknown) => {
-        // Replaced or removed since: whatever stands there now was made durable by its own writer.
-        if (isCode(error, "ENOENT")) return null;
-        throw error;
-      });
-      if (!handle) return;
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-    });
+    // (One removed since is skipped: whatever stands there now was made durable by its own writer.)
+    await inBatches(paths, SYNC_BATCH, (path) => this.#sync(path));
     const dirs = [...new Set(paths.map((path) => dirname(path)))];
     await inBatches(dirs, SYNC_BATCH, async (dir) => {
       await this.#syncDir(dir);
@@ -336,8 +325,13 @@ export class FsBlobStore implements BlobStore {
    * Makes a folder's entries durable. A folder that is gone already was emptied and removed
    * by a concurrent delete (the entry this call made, or removed, went with it): nothing to sync.
    */
-  async #syncDir(dir: string): Promise<void> {
-    const handle = await this.#fs.open(dir, "r").catch((error: unknown) => {
+  #syncDir(dir: string): Promise<void> {
+    return this.#sync(dir);
+  }
+
+  /** fsyncs a file or a folder; one that is gone is skipped. */
+  async #sync(path: string): Promise<void> {
+    const handle = await this.#fs.open(path, "r").catch((error: unknown) => {
       if (isCode(error, "ENOENT")) return null;
       throw error;
     });
