@@ -113,6 +113,14 @@ const P = quick
   };
 /** Under the Durable Streams server's pool of 100 open stream files (past it, its appends start failing with 404s). */
 const MANY_THREADS = 64;
+/** Issue #23's second many-threads figure. */
+const HUNDRED_THREADS = 100;
+/** The create scenario's runs: name, threads, thread prefix. */
+const CREATE_RUNS = [
+  { name: "one", threads: 1, prefix: "create-one-" },
+  { name: "many", threads: MANY_THREADS, prefix: "create-many-" },
+  { name: "hundred", threads: HUNDRED_THREADS, prefix: "create-hundred-" },
+] as const;
 const READ_ARTIFACTS = 100;
 const SSE_SUBSCRIBERS = [1, 100, 1000];
 /** The cold threads: the same 1,000 artifacts at the end, histories of 4,000 patches in groups and of 10,000 commits. */
@@ -289,33 +297,24 @@ function commitsAndPatches(rolloutDir: string, prefix: string): { commits: numbe
 async function benchCreate(http: LoadWorker): Promise<CreateRow[]> {
   const body = createBody();
   // Quick mode warms each server up once, before its first run.
-  const runs = (path: string): HttpRun[] => [
-    {
-      name: "one",
+  const runs = (path: string): HttpRun[] =>
+    CREATE_RUNS.map((run, i) => ({
+      name: run.name,
       method: "POST",
       path,
-      threads: 1,
-      threadPrefix: "create-one-",
+      threads: run.threads,
+      threadPrefix: run.prefix,
       body,
       connections: P.connections,
       durationS: P.durationS,
-      warmupS: P.warmupS,
-    },
-    {
-      name: "many",
-      method: "POST",
-      path,
-      threads: MANY_THREADS,
-      threadPrefix: "create-many-",
-      body,
-      connections: P.connections,
-      durationS: P.durationS,
-      warmupS: P.warmEachRun ? P.warmupS : 0,
-    },
-  ];
+      warmupS: i === 0 || P.warmEachRun ? P.warmupS : 0,
+    }));
   const rows: CreateRow[] = [];
   const collect = (server: CreateServer, results: HttpResult[]) => {
-    for (const result of results) rows.push({ threads: result.name === "one" ? 1 : MANY_THREADS, server, result });
+    for (const result of results) {
+      const run = CREATE_RUNS.find((r) => r.name === result.name);
+      if (run) rows.push({ threads: run.threads, server, result });
+    }
   };
   log("create: ours");
   const oursCreate = oursEnv("create-ours");
@@ -325,7 +324,7 @@ async function benchCreate(http: LoadWorker): Promise<CreateRow[]> {
   for (const row of rows) {
     const { commits, patches } = commitsAndPatches(
       join(oursCreate.DATA_DIR, "rollouts"),
-      row.threads === 1 ? "create-one-" : "create-many-",
+      CREATE_RUNS.find((r) => r.threads === row.threads)?.prefix ?? "create-one-",
     );
     row.commitsPerCreate = commits / patches;
   }
@@ -339,10 +338,10 @@ async function benchCreate(http: LoadWorker): Promise<CreateRow[]> {
   });
   log("create: durable streams");
   await withServer("durable-streams", DS, { DS_DATA_DIR: dir("create-ds") }, async (s) => {
-    await dsCreateStreams(s.url, [
-      "create-one-0",
-      ...Array.from({ length: MANY_THREADS }, (_, i) => `create-many-${i}`),
-    ]);
+    await dsCreateStreams(
+      s.url,
+      CREATE_RUNS.flatMap((run) => Array.from({ length: run.threads }, (_, i) => `${run.prefix}${i}`)),
+    );
     collect("durable-streams", await measureAll(http, s, runs("/v1/stream/{thread}")));
   });
   return rows;
@@ -668,14 +667,14 @@ function report(
   lines.push(
     "Floor: parse + one libSQL INSERT (no fsync: WAL with synchronous=NORMAL commits without one). " +
       "Durable floor (not a goal, for the cause): the same after writing the body put-if-absent through our own `FsBlobStore` (temp file fsync, link, folder fsync), with no per-thread ordering. " +
-      `The ${MANY_THREADS}-thread runs spread requests round-robin over ${MANY_THREADS} threads (streams).`,
+      `The ${MANY_THREADS}- and ${HUNDRED_THREADS}-thread runs spread requests round-robin over their threads (streams).`,
     "",
   );
   lines.push(
     "| threads | server | req/s | p50 ms | p99 ms | non-2xx | server CPU ms/req | commit objects per create | vs floor | vs Durable Streams |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   );
-  for (const threads of [1, MANY_THREADS]) {
+  for (const threads of CREATE_RUNS.map((run) => run.threads)) {
     const rowOf = (server: CreateServer) => create.find((r) => r.threads === threads && r.server === server);
     const of = (server: CreateServer) => rowOf(server)?.result;
     const floor = of("floor");
@@ -713,6 +712,24 @@ function report(
         measured: fx(ours.rps / ds.rps),
         met: ours.rps >= 1.5 * ds.rps,
       });
+    }
+    // Issue #23's bars: many threads ≥ 1.2× Durable Streams and ≥ 0.7× the no-fsync floor; one thread ≥ 3×; CPU ≤ 1.0 ms.
+    if (ours && ds && floor) {
+      const many = threads > 1;
+      goals.push({
+        goal: `issue #23: create (${many ? `${threads} threads` : "one thread"}) ≥ ${
+          many ? "1.2" : "3"
+        }× Durable Streams${many ? " and ≥ 0.7× floor" : ""}`,
+        measured: `${fx(ours.rps / ds.rps)} Durable Streams, ${fx(ours.rps / floor.rps)} floor`,
+        met: many ? ours.rps >= 1.2 * ds.rps && ours.rps >= 0.7 * floor.rps : ours.rps >= 3 * ds.rps,
+      });
+      if (many && ours.cpuMsPerRequest !== undefined) {
+        goals.push({
+          goal: `issue #23: server CPU per create (${threads} threads) ≤ 1.0 ms`,
+          measured: `${f(ours.cpuMsPerRequest, 2)} ms`,
+          met: ours.cpuMsPerRequest <= 1.0,
+        });
+      }
     }
   }
   lines.push("");
