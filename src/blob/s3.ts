@@ -1,4 +1,5 @@
 import { AwsClient } from "aws4fetch";
+import { sha256Hex } from "../model/digest.ts";
 import {
   assertValidKey,
   type BlobStore,
@@ -235,9 +236,7 @@ function encodeSegment(segment: string): string {
 
 async function bodyHeaders(bytes: Uint8Array<ArrayBuffer>): Promise<Record<string, string>> {
   // A signed payload hash: S3 rejects a body that does not match it.
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return { "Content-Type": "application/json", "X-Amz-Content-Sha256": hex };
+  return { "Content-Type": "application/json", "X-Amz-Content-Sha256": await sha256Hex(bytes) };
 }
 
 function backoff(attempt: number): Promise<void> {

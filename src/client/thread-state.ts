@@ -5,7 +5,7 @@
  * no clock, no randomness; every function returns new values and modifies none.
  */
 import type { Artifact, ForkRef, ThreadView } from "../model/artifact.ts";
-import type { JsonValue } from "../model/json.ts";
+import { jsonEqual, type JsonValue } from "../model/json.ts";
 import { mergePatch } from "../model/merge-patch.ts";
 import type { ArtifactEvent, ThreadDeletedEvent } from "../model/patch.ts";
 
@@ -235,19 +235,6 @@ export function findCreated(
     !known.has(a.id) && !taken.has(a.id) && a.artifactType === write.artifactType &&
     a.identityKey === write.identityKey && jsonEqual(a.payload, write.payload)
   )?.id;
-}
-
-/** Structural equality of two JSON values (member order aside). */
-export function jsonEqual(a: JsonValue, b: JsonValue): boolean {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
-    return a.every((item, i) => jsonEqual(item, b[i] as JsonValue));
-  }
-  const keys = Object.keys(a);
-  if (keys.length !== Object.keys(b).length) return false;
-  return keys.every((key) => Object.hasOwn(b, key) && jsonEqual(a[key] as JsonValue, b[key] as JsonValue));
 }
 
 /** A thread view of `state` whose artifacts are `artifacts` (the optimistic ones). */

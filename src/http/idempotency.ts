@@ -26,11 +26,3 @@ export async function idempotencyOf(c: Context, body?: unknown): Promise<Idempot
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(request));
   return { key, fingerprint: base64url(new Uint8Array(digest)) };
 }
-
-/** The header checked before a body is read (so a bad key costs nothing). */
-export function checkIdempotencyKey(c: Context): void {
-  const key = c.req.header("idempotency-key");
-  if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
-    throw new ProblemError("invalid_request", "Idempotency-Key must be 1-255 printable ASCII characters");
-  }
-}

@@ -20,6 +20,7 @@
  * `tenants/<tenant>/idempotency/` may delete them).
  */
 import type { BlobStore } from "../blob/port.ts";
+import { sha256Hex } from "../model/digest.ts";
 import { ProblemError } from "../model/errors.ts";
 import { type IdempotencyMark, KEY_RETENTION_MS } from "../model/idempotency.ts";
 import { tenantPrefix } from "../rollout/keys.ts";
@@ -107,7 +108,5 @@ export class KeyedAnswers {
 
 /** The key's object: its SHA-256 in hex (any printable key, one safe segment). */
 async function answerKey(tenant: string, key: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
-  const hex = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  return `${tenantPrefix(tenant)}idempotency/${hex}.json`;
+  return `${tenantPrefix(tenant)}idempotency/${await sha256Hex(key)}.json`;
 }

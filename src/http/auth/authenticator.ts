@@ -1,4 +1,5 @@
 import { jwtVerify, type JWTVerifyGetKey } from "jose";
+import { sha256Hex } from "../../model/digest.ts";
 import { TENANT_PATTERN } from "../../model/ids.ts";
 import { JwksKeySet } from "./jwks.ts";
 
@@ -89,9 +90,4 @@ export class Authenticator {
     const tenant = claims.tenant !== undefined ? claims.tenant : claims.sub;
     return typeof tenant === "string" && TENANT_PATTERN.test(tenant) ? tenant : null;
   }
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
