@@ -19,7 +19,8 @@ import { PowerLossDisk } from "../support/power-loss-fs.ts";
 const ROOT = "/data/rollouts";
 const THREADS = ["p0", "p1", "p2"];
 const WRITES = 36;
-const TRIALS = 60;
+/** POWER_LOSS_TRIALS / POWER_LOSS_SEED: a longer run, other loss points. */
+const TRIALS = Number(process.env.POWER_LOSS_TRIALS ?? 60);
 
 interface Acknowledged {
   threadId: string;
@@ -104,7 +105,7 @@ for (const mode of ["plain", "journal"] as const) {
       expect(await check(dry, mode, all)).toBeGreaterThan(0);
       const calls = dry.calls;
 
-      let seed = 7;
+      let seed = Number(process.env.POWER_LOSS_SEED ?? 7);
       const random = () => {
         seed = (seed * 1103515245 + 12345) % 2 ** 31;
         return seed / 2 ** 31;

@@ -247,7 +247,11 @@ describe("fuzz: Idempotency-Key", () => {
           text: answer.text,
         });
       }),
-      { numRuns: 1500 },
+      // PROPERTY_SEED / PROPERTY_RUNS: a longer run with a chosen seed.
+      {
+        numRuns: Number(process.env.PROPERTY_RUNS ?? 1500),
+        ...(process.env.PROPERTY_SEED ? { seed: Number(process.env.PROPERTY_SEED) } : {}),
+      },
     );
     // The run exercised every branch of the model.
     expect(stats.replays).toBeGreaterThan(50);
