@@ -44,6 +44,8 @@ export async function startServer(
   });
   children.add(child);
   let output = "";
+  const tail: Buffer[] = [];
+  let tailBytes = 0;
   const exited = once(child, "exit");
   try {
     const url = await new Promise<string>((resolve, reject) => {
@@ -51,11 +53,21 @@ export async function startServer(
         () => reject(new Error(`${name} did not start within ${options.timeoutMs ?? 20_000} ms:\n${output}`)),
         options.timeoutMs ?? 20_000,
       );
+      let listening = false;
       const onData = (chunk: Buffer) => {
         // Keep only the tail: a server that logs a lot must not grow this without bound.
+        // Once it listens, only keep the last chunks: re-slicing 20 kB for each access line
+        // would spend the bench's CPU (a core the server's own work competes for).
+        if (listening) {
+          tail.push(chunk);
+          tailBytes += chunk.length;
+          while (tailBytes > 40_000 && tail.length > 1) tailBytes -= (tail.shift() as Buffer).length;
+          return;
+        }
         output = (output + chunk.toString()).slice(-20_000);
         const match = /listening on (http:\/\/[^\s/"]+)/i.exec(output);
         if (match) {
+          listening = true;
           clearTimeout(timer);
           resolve(match[1] as string);
         }
@@ -76,7 +88,8 @@ export async function startServer(
       }
       children.delete(child);
     };
-    return { name, url, pid: child.pid as number, child, output: () => output, stop };
+    const allOutput = () => (output + Buffer.concat(tail).toString()).slice(-20_000);
+    return { name, url, pid: child.pid as number, child, output: allOutput, stop };
   } catch (error) {
     child.kill("SIGKILL");
     children.delete(child);
@@ -179,6 +192,20 @@ const CLOCK_TICKS = (() => {
     return 100;
   }
 })();
+
+/**
+ * Pins every thread of `pid` (and the threads it starts later) to `cpus` ("0", "1",
+ * "0,1") with taskset. Returns false where taskset is missing or refuses, so a bench
+ * can say it ran unpinned.
+ */
+export function pinToCpus(pid: number, cpus: string): boolean {
+  try {
+    execFileSync("taskset", ["-a", "-pc", cpus, String(pid)], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat. */
 export function cpuMs(pid: number): number {
