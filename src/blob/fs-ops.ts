@@ -4,6 +4,7 @@
  * which keeps what was fsynced apart from what was only written, and can drop the latter.
  */
 import * as fs from "node:fs/promises";
+import { closeSync, linkSync, openSync, unlinkSync, writeFileSync } from "node:fs";
 
 /** An open file: what FsBlobStore does with one. */
 export interface FileOps {
@@ -34,6 +35,18 @@ export interface FsOps {
   readdir(path: string, options: { withFileTypes: true }): Promise<DirEntry[]>;
   rmdir(path: string): Promise<void>;
   stat(path: string): Promise<{ isFile(): boolean }>;
+  /**
+   * The journaled commit's steps, synchronous: none of them waits for the disk (no fsync:
+   * the journal's shared fdatasync makes the commit durable), so each is a few µs of
+   * page-cache work, cheaper done on the main thread than dispatched to the thread pool
+   * and resumed (bench: about half the CPU per commit file).
+   */
+  sync: {
+    /** Creates `path` (failing with EEXIST) holding `data`, and closes it. */
+    writeNew(path: string, data: string): void;
+    link(existing: string, path: string): void;
+    unlink(path: string): void;
+  };
 }
 
 /** The real file system. */
@@ -47,4 +60,16 @@ export const nodeFsOps: FsOps = {
   readdir: (path, options) => fs.readdir(path, options),
   rmdir: (path) => fs.rmdir(path),
   stat: (path) => fs.stat(path),
+  sync: {
+    writeNew(path, data) {
+      const fd = openSync(path, "wx");
+      try {
+        writeFileSync(fd, data, "utf8");
+      } finally {
+        closeSync(fd);
+      }
+    },
+    link: (existing, path) => linkSync(existing, path),
+    unlink: (path) => unlinkSync(path),
+  },
 };

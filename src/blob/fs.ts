@@ -105,19 +105,67 @@ export class FsBlobStore implements BlobStore {
   async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
     await this.#ready();
     const target = this.#path(key);
-    const journaled = this.#journal !== null && (this.#journaled?.(key) ?? false);
-    const temp = await this.#writeTemp(body, !journaled);
+    if (this.#journal !== null && (this.#journaled?.(key) ?? false)) {
+      if (!(await this.#linkNew(target, body))) return "exists";
+      await this.#journal.append(key, body);
+      return "created";
+    }
+    const temp = await this.#writeTemp(body);
     try {
-      await this.#intoPlace(target, () => this.#fs.link(temp, target), !journaled);
+      await this.#intoPlace(target, () => this.#fs.link(temp, target));
     } catch (error) {
       if (isCode(error, "EEXIST")) return "exists";
       throw error;
     } finally {
       await this.#fs.unlink(temp).catch(() => {});
     }
-    if (journaled) await this.#journal?.append(key, body);
-    else await this.#syncDir(dirname(target));
+    await this.#syncDir(dirname(target));
     return "created";
+  }
+
+  /**
+   * A journaled commit's file: written to a temp file and linked at `target` (false: it
+   * exists, another writer's), with the synchronous calls (FsOps.sync) and no fsync: the
+   * journal's record makes it durable. Folders as #intoPlace makes them, their names
+   * durable at the next checkpoint.
+   */
+  async #linkNew(target: string, body: string): Promise<boolean> {
+    const tempDir = join(this.#root, TEMP_DIR);
+    const dir = dirname(target);
+    const sync = this.#fs.sync;
+    for (let attempt = 1;; attempt++) {
+      if (!this.#knownDirs.has(tempDir)) await this.#ensureDir(tempDir, false);
+      if (!this.#knownDirs.has(dir)) await this.#ensureDir(dir, false);
+      const temp = join(tempDir, randomUUID());
+      try {
+        sync.writeNew(temp, body);
+      } catch (error) {
+        this.#removeTemp(temp);
+        if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
+        this.#knownDirs.clear();
+        continue;
+      }
+      try {
+        sync.link(temp, target);
+        return true;
+      } catch (error) {
+        if (isCode(error, "EEXIST")) return false;
+        // The folder vanished (a delete emptied it meanwhile): make it again, as #intoPlace.
+        if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
+        this.#knownDirs.clear();
+        this.#namedDirs.clear();
+      } finally {
+        this.#removeTemp(temp);
+      }
+    }
+  }
+
+  #removeTemp(temp: string): void {
+    try {
+      this.#fs.sync.unlink(temp);
+    } catch {
+      // Missing (never made), or left in .tmp: harmless, never read.
+    }
   }
 
   async put(key: string, body: string): Promise<void> {
@@ -232,8 +280,8 @@ export class FsBlobStore implements BlobStore {
     return join(this.#root, key);
   }
 
-  /** `sync`: fsynced before it is linked (not for journaled keys: the journal holds their text). */
-  async #writeTemp(body: string, sync = true): Promise<string> {
+  /** A temp file holding `body`, fsynced (journaled commits are written by #linkNew). */
+  async #writeTemp(body: string): Promise<string> {
     const tempDir = join(this.#root, TEMP_DIR);
     await this.#ensureDir(tempDir, false);
     const temp = join(tempDir, randomUUID());
@@ -246,7 +294,7 @@ export class FsBlobStore implements BlobStore {
         return this.#fs.open(temp, "wx");
       });
       await handle.writeFile(body, "utf8");
-      if (sync) await handle.sync();
+      await handle.sync();
     } catch (error) {
       await handle?.close().catch(() => {});
       handle = undefined;
@@ -263,11 +311,11 @@ export class FsBlobStore implements BlobStore {
    * (a delete in another process or call removes a folder it emptied), a few times: each
    * round is a race lost to a delete of the last object there, which ends.
    */
-  async #intoPlace(target: string, move: () => Promise<void>, durable = true): Promise<void> {
+  async #intoPlace(target: string, move: () => Promise<void>): Promise<void> {
     const dir = dirname(target);
     for (let attempt = 1;; attempt++) {
       try {
-        await this.#ensureDir(dir, durable);
+        await this.#ensureDir(dir);
         await move();
         return;
       } catch (error) {

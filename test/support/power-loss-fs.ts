@@ -124,15 +124,7 @@ export class PowerLossDisk {
           this.#live.dirs.get(dir)?.set(name, ino);
           return this.#handle(ino, path);
         }),
-      link: (existing, path) =>
-        call(() => {
-          const ino = this.#lookup(existing);
-          if (ino === undefined) throw fsError("ENOENT", existing);
-          const { dir, name } = this.#parent(path);
-          const entries = this.#live.dirs.get(dir) as Map<string, Ino>;
-          if (entries.has(name)) throw fsError("EEXIST", path);
-          entries.set(name, ino);
-        }),
+      link: (existing, path) => call(() => this.#link(existing, path)),
       rename: (from, to) =>
         call(() => {
           const source = this.#parent(from);
@@ -142,14 +134,7 @@ export class PowerLossDisk {
           this.#live.dirs.get(source.dir)?.delete(source.name);
           this.#live.dirs.get(target.dir)?.set(target.name, ino);
         }),
-      unlink: (path) =>
-        call(() => {
-          const { dir, name } = this.#parent(path);
-          const ino = this.#live.dirs.get(dir)?.get(name);
-          if (ino === undefined) throw fsError("ENOENT", path);
-          if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
-          this.#live.dirs.get(dir)?.delete(name);
-        }),
+      unlink: (path) => call(() => this.#unlink(path)),
       mkdir: (path) =>
         call(() => {
           let ino = ROOT;
@@ -196,7 +181,47 @@ export class PowerLossDisk {
           const dir = this.#live.dirs.has(ino);
           return { isFile: () => !dir };
         }),
+      // The same calls made synchronously: each a call that may be the one losing power.
+      sync: {
+        writeNew: (path, data) => {
+          this.#tick();
+          const { dir, name } = this.#parent(path);
+          const entries = this.#live.dirs.get(dir) as Map<string, Ino>;
+          if (entries.has(name)) throw fsError("EEXIST", path);
+          const ino = this.#next++;
+          this.#live.files.set(ino, "");
+          entries.set(name, ino);
+          this.#tick();
+          this.#live.files.set(ino, data);
+          this.#tick(); // close
+        },
+        link: (existing, path) => {
+          this.#tick();
+          this.#link(existing, path);
+        },
+        unlink: (path) => {
+          this.#tick();
+          this.#unlink(path);
+        },
+      },
     };
+  }
+
+  #link(existing: string, path: string): void {
+    const ino = this.#lookup(existing);
+    if (ino === undefined) throw fsError("ENOENT", existing);
+    const { dir, name } = this.#parent(path);
+    const entries = this.#live.dirs.get(dir) as Map<string, Ino>;
+    if (entries.has(name)) throw fsError("EEXIST", path);
+    entries.set(name, ino);
+  }
+
+  #unlink(path: string): void {
+    const { dir, name } = this.#parent(path);
+    const ino = this.#live.dirs.get(dir)?.get(name);
+    if (ino === undefined) throw fsError("ENOENT", path);
+    if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
+    this.#live.dirs.get(dir)?.delete(name);
   }
 
   #tick(): void {
