@@ -13,8 +13,10 @@
  *   deleted thread's stub) and stays. A torn last line (the append the power cut) ends a
  *   journal: nothing after it was acknowledged.
  * - **Checkpoints**: every CHECKPOINT_MS the journal is rotated, the objects its records
- *   name and their folders are fsynced (in the background, off every answer), and the old
- *   journal is removed. A journal its process left (a crash) is checkpointed and removed
+ *   name and their folders are made durable (in the background, off every answer: the
+ *   store flushes the whole file system at once, FsOps.syncFileSystem, and journals only
+ *   where it can), and the old journal is removed; one whose checkpoint failed stays
+ *   until one succeeds. A journal its process left (a crash) is checkpointed and removed
  *   by the next process that starts, once its owner is gone.
  * - **Bounds**: records older than MAX_RECORD_AGE_MS are never replayed: a live process
  *   checkpoints within seconds, so such a record can only be in a journal left since
@@ -76,6 +78,8 @@ export class FsJournal {
   readonly #o: JournalOptions;
   readonly #now: () => number;
   #current: OpenJournal | null = null;
+  /** Rotated journals not yet checkpointed (one whose checkpoint failed waits for the next). */
+  #unsettled: OpenJournal[] = [];
   #opening: Promise<OpenJournal> | null = null;
   #files = 0;
   /** Lines waiting to be appended, and what their appends resolve. */
@@ -152,17 +156,26 @@ export class FsJournal {
     await this.checkpoint();
   }
 
-  /** Rotates the journal, then fsyncs what the old one names and removes it. */
+  /**
+   * Rotates the journal, then makes what the old one names durable and removes it. A
+   * journal whose objects could not be made durable (an I/O error) stays, and the next
+   * checkpoint tries it again.
+   */
   checkpoint(): Promise<void> {
     const run = this.#checkpointing.then(async () => {
       const old = this.#current;
-      if (!old) return;
-      // New appends go to a new journal from here; the batch in flight on the old one finishes first.
-      this.#current = null;
-      await old.writes;
-      await old.handle.close();
-      await this.#o.host.makeDurable(old.keys);
-      await this.#o.fs.unlink(`${this.#o.dir}/${old.name}`).catch(() => {});
+      if (old) {
+        // New appends go to a new journal from here; the batch in flight on the old one finishes first.
+        this.#current = null;
+        this.#unsettled.push(old);
+        await old.writes;
+        await old.handle.close().catch(() => {});
+      }
+      const settling = this.#unsettled;
+      if (settling.length === 0) return;
+      await this.#o.host.makeDurable(settling.flatMap((journal) => journal.keys));
+      this.#unsettled = [];
+      for (const journal of settling) await this.#o.fs.unlink(`${this.#o.dir}/${journal.name}`).catch(() => {});
     });
     this.#checkpointing = run.catch(() => {});
     return run;

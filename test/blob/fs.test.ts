@@ -182,3 +182,79 @@ describe("FsBlobStore, deletes and puts racing in one folder", () => {
     }
   });
 });
+
+describe("FsBlobStore's commit journal on the real file system", () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), "blob-journal-"));
+  });
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  const journals = async () => {
+    try {
+      return (await readdir(join(root, ".journal"))).filter((name) => name.endsWith(".log"));
+    } catch (error) {
+      if ((error as { code?: unknown }).code === "ENOENT") return [];
+      throw error;
+    }
+  };
+  const journaledOn = (fs: typeof nodeFsOps) =>
+    new FsBlobStore(root, fs, { journaled: () => true, pid: process.pid, isAlive: () => true });
+
+  it("flushes the file system at once where it can (Linux: sync --file-system), so it journals there", async () => {
+    expect(await nodeFsOps.syncFileSystem(root)).toBe(process.platform === "linux");
+  });
+
+  it("journals commits, and a checkpoint flushes them and removes the journal", async () => {
+    const store = journaledOn(nodeFsOps);
+    try {
+      for (const n of [1, 2, 3]) expect(await store.putIfAbsent(`t/${n}.json`, `body ${n}`)).toBe("created");
+      expect(await store.putIfAbsent("t/2.json", "loses")).toBe("exists");
+      const [journal, ...others] = await journals();
+      expect(others).toEqual([]);
+      const records = (await readFile(join(root, ".journal", journal as string), "utf8")).trim().split("\n");
+      expect(records.map((line) => JSON.parse(line).k)).toEqual(["t/1.json", "t/2.json", "t/3.json"]);
+      await store.checkpoint();
+      expect(await journals()).toEqual([]);
+      for (const n of [1, 2, 3]) expect(await store.get(`t/${n}.json`)).toBe(`body ${n}`);
+      expect(await tempFiles(root)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("does not journal where the file system cannot be flushed at once: each commit is fsynced itself", async () => {
+    const store = journaledOn({ ...nodeFsOps, syncFileSystem: () => Promise.resolve(false) });
+    try {
+      expect(await store.putIfAbsent("t/1.json", "body")).toBe("created");
+      expect(await journals()).toEqual([]);
+      expect(await store.get("t/1.json")).toBe("body");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("keeps a journal whose checkpoint failed, and the next checkpoint settles it", async () => {
+    // The first flush (the store's probe) works, the next fails, then they work again.
+    const answers = [true, false];
+    const store = journaledOn({
+      ...nodeFsOps,
+      syncFileSystem: (path) =>
+        answers.length > 0 ? Promise.resolve(answers.shift() as boolean) : nodeFsOps.syncFileSystem(path),
+    });
+    try {
+      expect(await store.putIfAbsent("t/1.json", "one")).toBe("created");
+      const [first] = await journals();
+      await expect(store.checkpoint()).rejects.toThrow(/could not be synced/);
+      expect(await journals()).toEqual([first]);
+      expect(await store.putIfAbsent("t/2.json", "two")).toBe("created");
+      expect(await journals()).toHaveLength(2);
+      await store.checkpoint();
+      expect(await journals()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});

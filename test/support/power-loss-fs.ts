@@ -6,6 +6,7 @@
  * - a file's data is durable once the file was fsynced (`handle.sync()`), as of then;
  * - a folder's entries (names → inodes: creations, links, renames, unlinks, mkdirs) are
  *   durable once the folder was fsynced, as of then;
+ * - everything is, as of then, once the file system was synced (`syncFileSystem`);
  * - nothing else is: a file linked into a synced folder but never synced itself comes
  *   back empty (delayed allocation), a folder made but not named in a synced parent is
  *   gone with everything in it.
@@ -44,6 +45,8 @@ function fsError(code: string, path: string): Error {
 }
 
 export class PowerLossDisk {
+  /** Whether `syncFileSystem` works (syncfs(2) on Linux) or answers false (elsewhere). */
+  readonly #fileSystemSync: boolean;
   #next = ROOT + 1;
   /** What reads see: everything written. */
   #live: State = { dirs: new Map([[ROOT, new Map()]]), files: new Map() };
@@ -52,6 +55,10 @@ export class PowerLossDisk {
   #calls = 0;
   #lossAt: number | null = null;
   #off = false;
+  constructor(options: { fileSystemSync?: boolean } = {}) {
+    this.#fileSystemSync = options.fileSystemSync ?? true;
+  }
+
   /** Calls made so far (to pick loss points within a workload's length). */
   get calls(): number {
     return this.#calls;
@@ -180,6 +187,13 @@ export class PowerLossDisk {
           if (ino === undefined) throw fsError("ENOENT", path);
           const dir = this.#live.dirs.has(ino);
           return { isFile: () => !dir };
+        }),
+      // syncfs(2): everything written so far is durable.
+      syncFileSystem: () =>
+        call(() => {
+          if (!this.#fileSystemSync) return false;
+          this.#durable = clone(this.#live);
+          return true;
         }),
       // The same calls made synchronously: each a call that may be the one losing power.
       sync: {
