@@ -27,8 +27,6 @@ export interface FsBlobStoreOptions {
   pid?: number;
   isAlive?: (pid: number) => boolean;
   unref?: (timer: ReturnType<typeof setInterval>) => void;
-  /** How often the journal is checkpointed (ms; default CHECKPOINT_MS). */
-  checkpointMs?: number;
 }
 
 /**
@@ -74,7 +72,6 @@ export class FsBlobStore implements BlobStore {
         pid: options.pid ?? 0,
         isAlive: options.isAlive ?? (() => true),
         ...(options.unref ? { unref: options.unref } : {}),
-        ...(options.checkpointMs ? { checkpointMs: options.checkpointMs } : {}),
         host: {
           read: (key) => this.#read(key),
           restore: (key, body) => this.#put(key, body),
