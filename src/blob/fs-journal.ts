@@ -192,7 +192,7 @@ export class FsJournal {
           // Named before the write: a checkpoint of this journal fsyncs them whatever the write's outcome.
           for (const entry of batch) journal.keys.push(entry.key);
           const write = (async () => {
-            await journal.handle.appendFile(batch.map((entry) => entry.line).join(""), "utf8");
+            journal.handle.appendSync(batch.map((entry) => entry.line).join(""));
             await journal.handle.datasync();
           })();
           journal.writes = write.catch(() => {});

@@ -11,8 +11,11 @@ import { platform } from "node:os";
 /** An open file: what FsBlobStore does with one. */
 export interface FileOps {
   writeFile(data: string, encoding: "utf8"): Promise<void>;
-  /** Appends (a file opened `a`). */
-  appendFile(data: string, encoding: "utf8"): Promise<void>;
+  /**
+   * Appends (a file opened `a`), synchronously: page cache only, the caller's fdatasync
+   * makes it durable (a thread-pool round trip costs more than the write).
+   */
+  appendSync(data: string): void;
   /** fsync: the file's data (a folder's: its entries) survive a power loss. */
   sync(): Promise<void>;
   /** fdatasync: the file's data survive a power loss (what a journal needs). */
@@ -59,7 +62,16 @@ export interface FsOps {
 /** The real file system. */
 export const nodeFsOps: FsOps = {
   readFile: (path, encoding) => fs.readFile(path, encoding),
-  open: (path, flags) => fs.open(path, flags),
+  open: async (path, flags) => {
+    const handle = await fs.open(path, flags);
+    return {
+      writeFile: (data, encoding) => handle.writeFile(data, encoding),
+      appendSync: (data) => writeFileSync(handle.fd, data, "utf8"),
+      sync: () => handle.sync(),
+      datasync: () => handle.datasync(),
+      close: () => handle.close(),
+    };
+  },
   link: (existing, path) => fs.link(existing, path),
   rename: (from, to) => fs.rename(from, to),
   unlink: (path) => fs.unlink(path),

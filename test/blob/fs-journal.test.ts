@@ -62,8 +62,8 @@ describe("the commit journal", () => {
     const ops = disk.ops();
     const [live] = journals(disk);
     const handle = await ops.open(live as string, "a");
-    await handle.appendFile(`{"k":"tenants/t/threads/c/commits/000000000001.json","b":"old","t":${dayAgo}}\n`, "utf8");
-    await handle.appendFile(`{"k":"tenants/t/threads/d/commits/000000000001.json","b":"torn"`, "utf8");
+    handle.appendSync(`{"k":"tenants/t/threads/c/commits/000000000001.json","b":"old","t":${dayAgo}}\n`);
+    handle.appendSync(`{"k":"tenants/t/threads/d/commits/000000000001.json","b":"torn"`);
     await handle.datasync();
     disk.powerLossNow();
     disk.reboot();

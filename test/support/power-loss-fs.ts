@@ -259,11 +259,11 @@ export class PowerLossDisk {
           if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
           this.#live.files.set(ino, data);
         }),
-      appendFile: (data) =>
-        call(() => {
-          if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
-          this.#live.files.set(ino, (this.#live.files.get(ino) ?? "") + data);
-        }),
+      appendSync: (data) => {
+        this.#tick();
+        if (this.#live.dirs.has(ino)) throw fsError("EISDIR", path);
+        this.#live.files.set(ino, (this.#live.files.get(ino) ?? "") + data);
+      },
       datasync: () => call(() => void this.#durable.files.set(ino, this.#live.files.get(ino) ?? "")),
       sync: () =>
         call(() => {
