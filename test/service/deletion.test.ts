@@ -333,6 +333,31 @@ describe("compaction and deletion", () => {
     expect(everything.join("\n")).not.toContain("secret");
   });
 
+  it("a compactor killed after writing a delta of the deleted life, before its own check: the sweep removes it", async () => {
+    const { store, rollout, process } = setup();
+    const { service } = process("a.db");
+    for (const n of [1, 2, 3]) await service.writeArtifact(T, "t", note({ secret: n }));
+    // What a compactor read before the delete, and writes while the sweep runs (then dies).
+    const past = commitOf(patchesOf(await rollout.listCommits(T, "t", 0)));
+    const put = store.put.bind(store);
+    let written = false;
+    vi.spyOn(store, "put").mockImplementation(async (key, body) => {
+      if (key.includes("/commits/") && !written) {
+        // The sweep has listed the thread and removed what it found; now the dead compactor's delta lands.
+        written = true;
+        await rollout.compaction.writeDelta(T, past);
+      }
+      return put(key, body);
+    });
+    await service.deleteThread(T, "t", anyVersion);
+    await service.idle();
+    expect(written).toBe(true);
+    const left = await store.list(`tenants/${T}/threads/t/`);
+    expect(left.filter((k) => k.includes("/deltas/") || k.includes("/snapshots/"))).toEqual([]);
+    const everything = await Promise.all(left.map((k) => store.get(k)));
+    expect(everything.join("\n")).not.toContain("secret");
+  });
+
   it("forkedFrom survives an as-of read inside a delta that starts with a tombstone and goes on into a fork", async () => {
     const { rollout, process } = setup({ compactEvery: 4 });
     const { service } = process("a.db");
