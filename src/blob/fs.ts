@@ -371,16 +371,27 @@ export class FsBlobStore implements BlobStore {
    * it where this call made the root too.
    */
   async #nameDurably(dir: string, top: string): Promise<void> {
-    const named: string[] = [];
-    for (let d = dir; (d === top || d.startsWith(`${top}/`)) && !this.#namedDirs.has(d); d = dirname(d)) {
-      named.push(d);
-    }
+    const named = this.#unnamedUpTo(dir, top);
     if (named.length === 0) return;
     await Promise.all([...new Set(named.map((d) => dirname(d)))].map((parent) => this.#syncDir(parent)));
     for (const d of named) this.#namedDirs.add(d);
   }
 
-  /** A checkpoint: each object named fsynced, then the folders naming them (and their names). */
+  /** `dir` and the folders above it up to `top`, until one whose name is known durable. */
+  #unnamedUpTo(dir: string, top: string): string[] {
+    const unnamed: string[] = [];
+    for (let d = dir; (d === top || d.startsWith(`${top}/`)) && !this.#namedDirs.has(d); d = dirname(d)) {
+      unnamed.push(d);
+    }
+    return unnamed;
+  }
+
+  /**
+   * Makes the objects a journal names durable on their own, with their folders' names: a
+   * flush of the file system where this store journals (a checkpoint); else (a journal
+   * left by an earlier process, replayed by one that cannot flush at once) each object
+   * fsynced, then the folders naming them.
+   */
   async #makeDurable(keys: readonly string[]): Promise<void> {
     const paths = [...new Set(keys)].map((key) => this.#path(key));
     if (this.#journaling) {
@@ -389,10 +400,7 @@ export class FsBlobStore implements BlobStore {
       // Every object and folder name that existed when the flush began is durable: these,
       // their folders and the folders above them.
       for (const path of paths) {
-        for (let d = dirname(path); d === this.#root || d.startsWith(`${this.#root}/`); d = dirname(d)) {
-          if (this.#namedDirs.has(d)) break;
-          this.#namedDirs.add(d);
-        }
+        for (const d of this.#unnamedUpTo(dirname(path), this.#root)) this.#namedDirs.add(d);
       }
       return;
     }

@@ -14,6 +14,7 @@ import type {
 import {
   applyStatements,
   artifactArgs,
+  chunksBy,
   chunksOfCommits,
   forkOf,
   forkText,
@@ -443,20 +444,7 @@ class ApplyBatcher {
     this.#scheduled = false;
     const items = this.#pending;
     this.#pending = [];
-    let start = 0;
-    while (start < items.length) {
-      let end = start;
-      let patches = 0;
-      while (
-        end < items.length &&
-        (end === start || patches + patchCount((items[end] as PendingApply).commits) <= APPLY_CHUNK)
-      ) {
-        patches += patchCount((items[end] as PendingApply).commits);
-        end++;
-      }
-      await this.#run(items.slice(start, end));
-      start = end;
-    }
+    for (const batch of chunksBy(items, APPLY_CHUNK, (item) => patchCount(item.commits))) await this.#run(batch);
   }
 
   async #run(batch: PendingApply[]): Promise<void> {

@@ -12,17 +12,26 @@ import type { SqlResult } from "./connection.ts";
 
 /** Whole commits in batches of about `size` patches. */
 export function chunksOfCommits(commits: readonly Commit[], size: number): Commit[][] {
-  const chunks: Commit[][] = [];
-  let current: Commit[] = [];
-  let patches = 0;
-  for (const commit of commits) {
-    if (current.length > 0 && patches + commit.patches.length > size) {
+  return chunksBy(commits, size, (commit) => commit.patches.length);
+}
+
+/**
+ * `items` in order, in chunks whose `weight` sums to at most `size` (an item heavier than
+ * `size` is a chunk of its own).
+ */
+export function chunksBy<T>(items: readonly T[], size: number, weight: (item: T) => number): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let total = 0;
+  for (const item of items) {
+    const w = weight(item);
+    if (current.length > 0 && total + w > size) {
       chunks.push(current);
       current = [];
-      patches = 0;
+      total = 0;
     }
-    current.push(commit);
-    patches += commit.patches.length;
+    current.push(item);
+    total += w;
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
