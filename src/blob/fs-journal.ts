@@ -171,10 +171,11 @@ export class FsJournal {
         await old.writes;
         await old.handle.close().catch(() => {});
       }
-      const settling = this.#unsettled;
+      // A copy: a journal set aside meanwhile (a failed flush) waits for the next checkpoint.
+      const settling = [...this.#unsettled];
       if (settling.length === 0) return;
       await this.#o.host.makeDurable(settling.flatMap((journal) => journal.keys));
-      this.#unsettled = [];
+      this.#unsettled = this.#unsettled.filter((journal) => !settling.includes(journal));
       for (const journal of settling) await this.#o.fs.unlink(`${this.#o.dir}/${journal.name}`).catch(() => {});
     });
     this.#checkpointing = run.catch(() => {});
@@ -187,8 +188,9 @@ export class FsJournal {
       while (this.#queued.length > 0) {
         const batch = this.#queued;
         this.#queued = [];
+        let journal: OpenJournal | undefined;
         try {
-          const journal = await this.#journal();
+          journal = await this.#journal();
           // Named before the write: a checkpoint of this journal fsyncs them whatever the write's outcome.
           for (const entry of batch) journal.keys.push(entry.key);
           const write = (async () => {
@@ -200,7 +202,13 @@ export class FsJournal {
           for (const entry of batch) entry.done.resolve();
         } catch (error) {
           // Unknown whether they are durable: every write of the batch fails (a 503: the next writer finds out).
-          if (this.#current) this.#current = null;
+          // The journal is set aside like a rotated one: its earlier records were
+          // acknowledged, so the next checkpoint makes their objects durable and removes it.
+          if (journal && this.#current === journal) {
+            this.#current = null;
+            this.#unsettled.push(journal);
+            await journal.handle.close().catch(() => {});
+          }
           for (const entry of batch) entry.done.reject(error);
         }
       }

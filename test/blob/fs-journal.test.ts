@@ -8,6 +8,7 @@
 import { describe, expect, it } from "vitest";
 import { FsBlobStore, type FsBlobStoreOptions } from "../../src/blob/fs.ts";
 import { MAX_RECORD_AGE_MS } from "../../src/blob/fs-journal.ts";
+import type { FsOps } from "../../src/blob/fs-ops.ts";
 import { PowerLossDisk } from "../support/power-loss-fs.ts";
 
 const ROOT = "/data/rollouts";
@@ -38,6 +39,39 @@ describe("the commit journal", () => {
     disk.powerLossNow();
     disk.reboot();
     expect(disk.files().get(`${ROOT}/${KEY}`)).toBe('{"commit":1}');
+  });
+
+  it("a journal whose fdatasync failed is set aside and checkpointed: its earlier, acknowledged commits too", async () => {
+    const disk = new PowerLossDisk();
+    const ops = disk.ops();
+    let failNext = false;
+    const failing: FsOps = {
+      ...ops,
+      open: async (path, flags) => {
+        const handle = await ops.open(path, flags);
+        return {
+          ...handle,
+          datasync: () => {
+            if (!failNext) return handle.datasync();
+            failNext = false;
+            return Promise.reject(new Error("EIO"));
+          },
+        };
+      },
+    };
+    const s = new FsBlobStore(ROOT, failing, { journaled, pid: 100, isAlive: () => true });
+    expect(await s.putIfAbsent(KEY, "one")).toBe("created");
+    failNext = true;
+    await expect(s.putIfAbsent("tenants/t/threads/b/commits/000000000001.json", "two")).rejects.toThrow("EIO");
+    // The next commit goes to a new journal; the first stays until a checkpoint settles it.
+    expect(await s.putIfAbsent("tenants/t/threads/c/commits/000000000001.json", "three")).toBe("created");
+    expect(journals(disk)).toHaveLength(2);
+    await s.checkpoint();
+    expect(journals(disk)).toEqual([]);
+    disk.powerLossNow();
+    disk.reboot();
+    expect(disk.files().get(`${ROOT}/${KEY}`)).toBe("one");
+    expect(disk.files().get(`${ROOT}/tenants/t/threads/c/commits/000000000001.json`)).toBe("three");
   });
 
   it("a checkpoint makes the objects durable on their own and removes the journal", async () => {
