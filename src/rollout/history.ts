@@ -8,9 +8,9 @@ import type { Rollout } from "./rollout.ts";
  * A thread's past, from the rollout alone (the cache holds only the present): the state
  * right after any seq, and every patch. Deltas are never deleted and chain from seq 1
  * (every commit is in exactly one), and snapshots sit at delta ends, so both are read in
- * three round trips at any history length: the listings of deltas and snapshots; the
- * snapshot at or before the seq, the deltas after it and the listing of the commits
- * past the last delta; those commits. A compaction object that is missing or corrupt
+ * three round trips at any history length: the listing of the thread's compaction
+ * objects and life marker (`Rollout.historyIndex`); the snapshot at or before the seq,
+ * the deltas after it and the listing of the commits past the last delta; those commits. A compaction object that is missing or corrupt
  * (derived data: deleting one loses nothing) makes it replay the commits instead.
  */
 
@@ -40,11 +40,7 @@ export async function stateAt(
 ): Promise<ThreadState | null> {
   if (seq < 1) return null;
   // One round trip: where the current life starts, and what compaction holds.
-  const [boundary, ranges, snapshots] = await Promise.all([
-    rollout.lifeBoundary(tenant, threadId),
-    rollout.compaction.deltaRanges(tenant, threadId),
-    rollout.compaction.snapshotSeqs(tenant, threadId),
-  ]);
+  const { boundary, ranges, snapshots } = await rollout.historyIndex(tenant, threadId);
   // Before the current life (its tombstone included) there is nothing: it was deleted.
   if (seq <= boundary) return null;
   const fromCompaction = await compactedStateAt(rollout, tenant, threadId, seq, { boundary, ranges, snapshots });
@@ -56,10 +52,7 @@ export async function stateAt(
 
 /** Every patch of the thread's current life, in seq order, its tombstone first if it has one (empty: none). */
 export async function allPatches(rollout: Rollout, tenant: string, threadId: string): Promise<Patch[]> {
-  const [ranges, boundary] = await Promise.all([
-    rollout.compaction.deltaRanges(tenant, threadId),
-    rollout.lifeBoundary(tenant, threadId),
-  ]);
+  const { ranges, boundary } = await rollout.historyIndex(tenant, threadId);
   const chain = chainFromStart(ranges, boundary + 1);
   const end = chain[chain.length - 1]?.lastSeq ?? boundary;
   const [deltas, tail] = await Promise.all([

@@ -105,6 +105,23 @@ describe("Workers: subrequests per operation", () => {
     }
   });
 
+  it("a history read lists twice (the compaction objects and life marker in one listing, then the commits) and gets the tail's commits", () => {
+    const history = rows.filter((r) => r.scope === "history");
+    expect(history.map((r) => r.operation)).toEqual(["read as of a seq (atSeq)", "artifact versions"]);
+    for (const row of history) {
+      const s3 = row.lines.filter((line) => line.startsWith("fetch GET"));
+      const listings = s3.filter((line) => !line.includes("/tenants/"));
+      const commits = s3.filter((line) => /\/commits\/\d{12}\.json$/.test(line));
+      expect(listings, `${row.operation}: ${row.lines.join(", ")}`).toHaveLength(2);
+      expect(row.subrequests, `${row.operation}: ${row.lines.join(", ")}`).toEqual({
+        S3: 2 + commits.length,
+        TENANT_LIMITER: 1,
+      });
+    }
+    // As of seq 2: the two commits up to it (5 in all); every version: the thread's three (6).
+    expect(history.map((r) => r.total)).toEqual([5, 6]);
+  });
+
   it("a create is the sequencer's call and the tenant's count, nothing else", () => {
     const create = rows.find((r) => r.operation === "create");
     expect(create?.subrequests).toEqual({ SEQUENCER: 1, TENANT_LIMITER: 1 });

@@ -13,6 +13,7 @@ import { createClient } from "@libsql/client";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
+import type { BlobStore } from "../../src/blob/port.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { parseThreadJson, type ThreadState } from "../../src/model/artifact.ts";
 import type { WriteCommand } from "../../src/model/decide.ts";
@@ -57,6 +58,18 @@ function libsqlCache(name: string): LibsqlCache {
 }
 
 const sharedCache = libsqlCache("shared.db");
+
+/** The same objects through a store without local reads (as S3 and R2): the rollout lists instead of following keys. */
+function objectStoreView(store: BlobStore): BlobStore {
+  return {
+    get: (key) => store.get(key),
+    putIfAbsent: (key, body) => store.putIfAbsent(key, body),
+    put: (key, body) => store.put(key, body),
+    exists: (key) => store.exists(key),
+    delete: (key) => store.delete(key),
+    list: (prefix, options) => store.list(prefix, options),
+  };
+}
 let threadCounter = 0;
 const T = "local";
 const encoder = new TextEncoder();
@@ -142,12 +155,16 @@ describe("replay", () => {
             expect(read).toEqual(patches.slice(after));
           }
 
-          // The past: the state right after every seq, and every patch, from compaction objects and commits.
+          // The past: the state right after every seq, and every patch, from compaction objects and
+          // commits, read as from a local store and as from an object store (one listing finds them).
+          const far = new Rollout(objectStoreView(store));
           for (let seq = 0; seq <= patches.length + 1; seq++) {
             const expected = seq >= 1 && seq <= patches.length ? materialize(null, patches.slice(0, seq)) : null;
             expect(await stateAt(rollout, T, threadId, seq)).toEqual(expected);
+            expect(await stateAt(far, T, threadId, seq)).toEqual(expected);
           }
           expect(await allPatches(rollout, T, threadId)).toEqual(patches);
+          expect(await allPatches(far, T, threadId)).toEqual(patches);
 
           // At most 3x the commits' bytes in all.
           const bytesUnder = async (prefix: string) => {

@@ -16,6 +16,7 @@ import { LibsqlCache } from "../../src/cache/libsql.ts";
 import type { JsonValue } from "../../src/model/json.ts";
 import { type ArtifactPatch, commitOf, patchesOf } from "../../src/model/patch.ts";
 import { Compactor } from "../../src/rollout/compaction.ts";
+import { allPatches, stateAt } from "../../src/rollout/history.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
 
@@ -287,6 +288,68 @@ describe("readers through stubs", () => {
       expect((await rollout.load(T, "t"))?.seq).toBe(5);
     });
   }
+});
+
+describe("history reads on an object store", () => {
+  /** `remote(store)` that counts its calls by operation. */
+  function counted(store: BlobStore) {
+    const calls = { list: 0, get: 0 };
+    const inner = remote(store);
+    return {
+      calls,
+      store: {
+        ...inner,
+        get: (key: string) => (calls.get++, inner.get(key)),
+        list: (
+          prefix: string,
+          options?: Parameters<BlobStore["list"]>[1],
+        ) => (calls.list++, inner.list(prefix, options)),
+      } satisfies BlobStore,
+    };
+  }
+
+  it("one listing finds the life marker and the compaction objects; the past reads as from a local store", async () => {
+    const { store, rollout: local, process } = setup({ compactEvery: 2 });
+    const { service } = process("a.db");
+    for (const n of [1, 2, 3]) await service.writeArtifact(T, "t", note(n));
+    await service.deleteThread(T, "t", anyVersion);
+    for (const n of [5, 6, 7, 8]) await service.writeArtifact(T, "t", note(n));
+    await service.idle();
+    expect(await store.get(`tenants/${T}/threads/t/life.json`)).not.toBeNull();
+    expect(await store.list(`tenants/${T}/threads/t/deltas/`)).not.toEqual([]);
+
+    const { calls, store: objects } = counted(store);
+    const far = new Rollout(objects);
+    const index = await far.historyIndex(T, "t");
+    // The listing, and the life marker's get (it is listed: the thread was deleted).
+    expect(calls).toEqual({ list: 1, get: 1 });
+    expect(index.boundary).toBe(3);
+    expect(index).toEqual(await local.historyIndex(T, "t"));
+    for (let seq = 0; seq <= 9; seq++) {
+      expect(await stateAt(far, T, "t", seq)).toEqual(await stateAt(local, T, "t", seq));
+    }
+    expect((await stateAt(far, T, "t", 8))?.artifacts.map((a) => a.payload)).toEqual([5, 6, 7, 8]);
+    expect(await allPatches(far, T, "t")).toEqual(await allPatches(local, T, "t"));
+  });
+
+  it("a thread never deleted nor compacted: its index is one listing, an as-of read or its versions four requests with two commits", async () => {
+    const { store, process } = setup();
+    const { service } = process("a.db");
+    for (const n of [1, 2]) await service.writeArtifact(T, "u", note(n));
+    await service.idle();
+
+    const { calls, store: objects } = counted(store);
+    const far = new Rollout(objects);
+    expect(await far.historyIndex(T, "u")).toEqual({ boundary: 0, ranges: [], snapshots: [] });
+    expect(calls).toEqual({ list: 1, get: 0 });
+    // The index; the listing of the commits; the two commits.
+    calls.list = calls.get = 0;
+    expect((await stateAt(far, T, "u", 2))?.seq).toBe(2);
+    expect(calls).toEqual({ list: 2, get: 2 });
+    calls.list = calls.get = 0;
+    expect((await allPatches(far, T, "u")).map((p) => p.seq)).toEqual([1, 2]);
+    expect(calls).toEqual({ list: 2, get: 2 });
+  });
 });
 
 describe("a commit whose put answer was lost", () => {
