@@ -29,16 +29,15 @@
  * subrequests its request made, by kind, beside the Workers plans' limits; and workerd's
  * process CPU per operation over `cpuReps` repetitions (an upper bound on the Worker's).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { type FaultProxy, startFaultProxy } from "../test/support/fault-proxy.ts";
-import { startHranaServer } from "../test/support/hrana-server.ts";
-import { S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY, startS3rver } from "../test/support/s3rver.ts";
+import { S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY } from "../test/support/s3rver.ts";
 import { startWorker } from "../test/support/worker-process.ts";
 import { measureOperationCosts, type ObjectRow, type OperationCost } from "../test/support/worker-subrequests.ts";
 import { WebhookReceiver } from "../test/support/webhook-receiver.ts";
-import { childPids, cpuMs } from "./lib/process.ts";
+import { childPids, cpuMs, ROOT, startLoadWorker } from "./lib/process.ts";
+import type { StoresRequest } from "./load/stores.ts";
 import { openSse } from "./lib/sse-client.ts";
 import { createBody, timedBody, timedFields } from "./lib/payload.ts";
 import { percentile } from "./lib/stats.ts";
@@ -78,12 +77,16 @@ export interface EdgeResult {
     non2xx: number;
     s3PerCreate: number;
     libsqlPerCreate: number;
+    /** The S3 PUTs' time at the distance proxy (arrival to answer, the 20 ms included). */
+    putP50: number;
+    putP99: number;
   };
   single: { p50: number; p99: number; n: number };
   idle: { streams: number; seconds: number; storeRequestsPerStreamPerSecond: number };
   receive: { p50: number; createP50: number };
 }
 
+const STORE_ENTRY = join(ROOT, "bench", "load", "stores.ts");
 const TOKEN = "edge-bench";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 /** Every per-tenant limit off: the rows before limits existed, and the baseline. */
@@ -106,11 +109,18 @@ export async function benchEdge(
   params: EdgeParams,
   log: (message: string) => void,
 ): Promise<{ variants: EdgeResult[]; costs: EdgeCosts | null }> {
-  const s3 = await startS3rver();
-  const dir = mkdtempSync(join(tmpdir(), "artifacts-edge-bench-"));
-  const hrana = await startHranaServer({ path: join(dir, "cache.db") });
-  const s3Proxy = await startFaultProxy(s3.endpoint, { delayMs: params.delayMs });
-  const libsqlProxy = await startFaultProxy(hrana.url, { delayMs: params.delayMs });
+  // Each store runs in a process of its own (bench/load/stores.ts), off this one's event
+  // loop, which drives the load; the distance proxies stay here and count.
+  const stores = { s3: startLoadWorker(STORE_ENTRY), libsql: startLoadWorker(STORE_ENTRY) };
+  const startStore = async (store: "s3" | "libsql") =>
+    (await stores[store].request<{ endpoint: string }>({ op: "start", store } satisfies StoresRequest, 30_000))
+      .endpoint;
+  const s3 = {
+    createBucket: async () =>
+      (await stores.s3.request<{ bucket: string }>({ op: "createBucket" } satisfies StoresRequest, 10_000)).bucket,
+  };
+  const s3Proxy = await startFaultProxy(await startStore("s3"), { delayMs: params.delayMs, timed: true });
+  const libsqlProxy = await startFaultProxy(await startStore("libsql"), { delayMs: params.delayMs });
   const results: EdgeResult[] = [];
   let costs: EdgeCosts | null = null;
   try {
@@ -154,9 +164,10 @@ export async function benchEdge(
   } finally {
     await libsqlProxy.close();
     await s3Proxy.close();
-    await hrana.close();
-    await s3.close();
-    rmSync(dir, { recursive: true, force: true });
+    for (const store of Object.values(stores)) {
+      await store.request({ op: "close" } satisfies StoresRequest, 30_000).catch(() => undefined);
+      await store.close();
+    }
   }
   return { variants: results, costs };
 }
@@ -373,6 +384,7 @@ async function sixteenWriters(
   }));
   const seconds = (performance.now() - started) / 1000;
   const creates = latencies.length;
+  const puts = s3.timings.filter((t) => t.method === "PUT").map((t) => t.ms);
   return {
     creates,
     perSecond: creates / seconds,
@@ -381,6 +393,8 @@ async function sixteenWriters(
     non2xx,
     s3PerCreate: s3.count / Math.max(1, creates),
     libsqlPerCreate: libsql.count / Math.max(1, creates),
+    putP50: percentile(puts, 50),
+    putP99: percentile(puts, 99),
   };
 }
 
@@ -484,6 +498,8 @@ const NOT_MEASURED = {
     non2xx: 0,
     s3PerCreate: Number.NaN,
     libsqlPerCreate: Number.NaN,
+    putP50: Number.NaN,
+    putP99: Number.NaN,
   },
   idle: { streams: 0, seconds: 0, storeRequestsPerStreamPerSecond: Number.NaN },
   receive: { p50: Number.NaN, createP50: Number.NaN },

@@ -15,6 +15,11 @@ export interface FaultProxy {
   readonly count: number;
   /** `METHOD path` of every request, in arrival order (not cleared by `resetCount`). */
   readonly log: readonly string[];
+  /**
+   * With `timed`: each answered request's method and milliseconds from its arrival to its
+   * answer's last byte, the injected delay included (cleared by `resetCount`).
+   */
+  readonly timings: readonly { method: string; ms: number }[];
   /** Milliseconds added before each request is forwarded. */
   delayMs: number;
   /** While true, every request is answered 503 at once. */
@@ -25,15 +30,20 @@ export interface FaultProxy {
 
 export async function startFaultProxy(
   upstream: string,
-  options: { delayMs?: number; failing?: boolean } = {},
+  options: { delayMs?: number; failing?: boolean; timed?: boolean } = {},
 ): Promise<FaultProxy> {
   const target = new URL(upstream);
   let count = 0;
   const log: string[] = [];
+  const timings: { method: string; ms: number }[] = [];
   const state = { delayMs: options.delayMs ?? 0, failing: options.failing ?? false };
   const server = createServer((incoming, outgoing) => {
     count++;
     log.push(`${incoming.method} ${decodeURIComponent(incoming.url ?? "")}`);
+    if (options.timed) {
+      const arrived = performance.now();
+      outgoing.once("finish", () => timings.push({ method: incoming.method ?? "", ms: performance.now() - arrived }));
+    }
     if (state.failing) {
       incoming.resume();
       outgoing.writeHead(503, { "content-type": "text/plain", "retry-after": "1" }).end("injected failure");
@@ -68,6 +78,7 @@ export async function startFaultProxy(
   return {
     endpoint: `http://127.0.0.1:${port}`,
     log,
+    timings,
     get count() {
       return count;
     },
@@ -85,6 +96,7 @@ export async function startFaultProxy(
     },
     resetCount() {
       count = 0;
+      timings.length = 0;
     },
     close: () =>
       new Promise<void>((resolve) => {
