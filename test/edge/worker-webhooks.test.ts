@@ -41,6 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await worker?.stop();
+  if (worker) rmSync(worker.persist, { recursive: true, force: true });
   await to?.close();
   await hrana?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -180,7 +181,7 @@ describe("webhooks on the Worker", () => {
         () => to.to("/restart", "x").length >= 2 && to.to("/restart", "y").length >= 2,
       );
       // workerd goes as a whole (its objects and their alarms with it) and comes back on the same storage.
-      await worker.stop();
+      await worker.stop({ keepState: true });
       const before = to.to("/restart").length;
       worker = await startWorker(vars, { persist: worker.persist });
       failing = false;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -27,11 +27,12 @@ describeHttpContract("Worker in workerd (R2 + libSQL over HTTP)", async (env) =>
     fetch: (path, init) => fetch(`${worker.url}${path}`, withToken(init)),
     // workerd as a whole goes (its Durable Objects with it) and comes back on the same R2 and DO storage.
     restart: async () => {
-      await worker.stop();
+      await worker.stop({ keepState: true });
       worker = await startWorker(vars, { persist: worker.persist });
     },
     close: async () => {
       await worker.stop();
+      rmSync(worker.persist, { recursive: true, force: true });
       await hrana.close();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -56,7 +57,7 @@ describe("Worker bundle", () => {
     const bundle = await buildWorkerBundle();
     expect(bundle.bytes).toBeGreaterThan(0);
     expect(bundle.gzipBytes).toBeLessThan(bundle.bytes);
-    const code = readFileSync(bundle.main, "utf8");
+    const code = bundle.code;
     // The fs adapter, the Node runtime and the native libSQL client stay out of it.
     expect(code).not.toMatch(/from\s*["']node:(fs|path|child_process)/);
     expect(code).not.toContain("class FsBlobStore");

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,8 +11,8 @@ import { SUBREQUEST_COUNTER_MODULE } from "./worker-subrequests.ts";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface WorkerBundle {
-  dir: string;
-  main: string;
+  /** The bundle's one module, as a deploy uploads it. */
+  code: string;
   bytes: number;
   gzipBytes: number;
 }
@@ -35,8 +35,10 @@ export function buildWorkerBundle(): Promise<WorkerBundle> {
     if (code !== 0) throw new Error(`wrangler deploy --dry-run failed (${code}):\n${output}`);
     const main = readdirSync(dir).find((name) => name.endsWith(".js"));
     if (!main) throw new Error(`no bundle in ${dir}:\n${output}`);
-    const path = join(dir, main);
-    return { dir, main: path, bytes: statSync(path).size, gzipBytes: gzipSync(readFileSync(path)).length };
+    const bytes = readFileSync(join(dir, main));
+    // Kept in memory: the folder goes at once (a test process may end without an exit hook).
+    rmSync(dir, { recursive: true, force: true });
+    return { code: bytes.toString("utf8"), bytes: bytes.length, gzipBytes: gzipSync(bytes).length };
   })();
   return bundled;
 }
@@ -46,7 +48,11 @@ export interface WorkerServer {
   mf: Miniflare;
   /** Where its R2 and Durable Object state lives (a Worker started on it again finds them). */
   persist: string;
-  stop: () => Promise<void>;
+  /**
+   * Disposes of workerd; removes `persist` when startWorker made it, unless `keepState` (a
+   * restart on it follows, whose starter then owns it). A `persist` passed in stays.
+   */
+  stop: (options?: { keepState?: boolean }) => Promise<void>;
 }
 
 export interface WorkerOptions {
@@ -117,7 +123,7 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
         manifest: {
           mainModule: options.countSubrequests ? "count-subrequests.js" : "app.js",
           modules: {
-            "app.js": { type: "esm", contents: readFileSync(bundle.main, "utf8") },
+            "app.js": { type: "esm", contents: bundle.code },
             ...(options.countSubrequests
               ? { "count-subrequests.js": { type: "esm", contents: SUBREQUEST_COUNTER_MODULE } }
               : {}),
@@ -133,5 +139,13 @@ export async function startWorker(vars: Record<string, string>, options: WorkerO
     }],
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  return { url, mf, persist, stop: () => mf.dispose() };
+  return {
+    url,
+    mf,
+    persist,
+    stop: async ({ keepState = false } = {}) => {
+      await mf.dispose();
+      if (options.persist === undefined && !keepState) rmSync(persist, { recursive: true, force: true });
+    },
+  };
 }
