@@ -2,11 +2,14 @@
  * The edge run: the Worker bundle in workerd (Miniflare 5), its rollout on S3 (the test
  * S3 server) and its cache on libSQL over HTTP (the Hrana test server), each behind a
  * loopback proxy that delays every request (20 ms by default, a store a region away) and
- * counts them. Measured twice: "before", the Worker without the SEQUENCER binding (every
+ * counts them. Each store runs in a process of its own (bench/load/stores.ts); the proxies
+ * and the load run in the bench's. Measured twice: "before", the Worker without the SEQUENCER binding (every
  * request on its own, streams polling), and "after", with the thread's sequencer.
  *
- * - one thread, 16 concurrent writers for a while: creates/s, latency, non-2xx, and the
- *   S3 and libSQL requests per create (compaction included);
+ * - one thread, 16 concurrent writers for a while: creates/s, latency, non-2xx, the S3
+ *   and libSQL requests per create (compaction included), and the S3 puts' time at the
+ *   proxy (the injected distance plus the test server's own time: what a hot thread's
+ *   throughput is made of, about 16 / (2 × put));
  * - single creates one after another: p50 latency;
  * - idle streams: store requests per stream per second while nothing is written;
  * - write-to-receive: one stream, creates one at a time; the receive time of each event
