@@ -254,6 +254,9 @@ describe("thread store", () => {
               const head = await other.readThread(threadId).then((t) => t.rolloutSeq, () => null);
               if (head !== null && !paused) {
                 control.loseNextChunk(null);
+                // A lost last event shows no gap until a later event or a new stream (at the
+                // latest the stream's lifetime end): end this one, as that would.
+                if (control.lossUnrevealed) control.dropStreams();
                 await waitFor(`the store at ${head} before the held answers`, () => store.getSnapshot().seq >= head);
               }
               release();

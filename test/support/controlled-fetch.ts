@@ -37,6 +37,12 @@ export function controlledFetch(app: Requester) {
   let dropChunk: ((text: string) => boolean) | null = null;
   let onStreamRequest: ((headers: Headers) => void) | null = null;
   const decoder = new TextDecoder();
+  /** A chunk was lost and no event was delivered after it: nothing on the stream shows the gap yet. */
+  let lossUnrevealed = false;
+  const deliver = (controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array) => {
+    if (lossUnrevealed && decoder.decode(chunk).includes("event:")) lossUnrevealed = false;
+    controller.enqueue(chunk);
+  };
 
   const fetch: typeof globalThis.fetch = async (input, init) => {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
@@ -89,7 +95,7 @@ export function controlledFetch(app: Requester) {
           },
           flush() {
             if (ended) return;
-            for (const chunk of buffered.splice(0)) controller.enqueue(chunk);
+            for (const chunk of buffered.splice(0)) deliver(controller, chunk);
           },
         };
         streams.add(stream);
@@ -101,10 +107,11 @@ export function controlledFetch(app: Requester) {
               if (done) break;
               if (dropChunk?.(decoder.decode(value))) {
                 dropChunk = null;
+                lossUnrevealed = true;
                 continue;
               }
               if (paused) buffered.push(value);
-              else controller.enqueue(value);
+              else deliver(controller, value);
             }
             ended = true;
             streams.delete(stream);
@@ -176,6 +183,13 @@ export function controlledFetch(app: Requester) {
     resumeStreams(): void {
       paused = false;
       for (const stream of streams) stream.flush();
+    },
+    /**
+     * A chunk was lost (loseNextChunk) and no event has been delivered since: a reader has
+     * nothing to tell the gap by until the next event (or a new stream).
+     */
+    get lossUnrevealed(): boolean {
+      return lossUnrevealed;
     },
     /** The next chunk of any event stream whose text matches is never delivered (a lost event); null: none. */
     loseNextChunk(matches: ((text: string) => boolean) | null): void {
