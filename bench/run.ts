@@ -15,6 +15,7 @@ import { join } from "node:path";
 import type { HttpConfig, HttpResult, HttpRun } from "./load/http.ts";
 import type { ProbeResult } from "./load/probe.ts";
 import type { SseResult } from "./load/sse.ts";
+import { fsProbe } from "./lib/fs-probe.ts";
 import { createBody } from "./lib/payload.ts";
 import {
   closedPort,
@@ -168,6 +169,8 @@ const startedAt = new Date();
 const loadAtStart = loadavg();
 const t0 = performance.now();
 const work = mkdtempSync(join(tmpdir(), "thread-artifacts-bench-"));
+/** The disk's speed at making a commit-like file, at the start (see bench/lib/fs-probe.ts). */
+const diskAtStart = fsProbe(work);
 const log = (message: string) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1)}s] ${message}`);
 
 // The run stops by itself: a deadline, and Ctrl-C, end exactly the processes it started.
@@ -648,7 +651,10 @@ function report(
     } s · ` +
       `load average ${loadAtStart.map((n) => n.toFixed(1)).join("/")} at start, ${
         loadavg().map((n) => n.toFixed(1)).join("/")
-      } at end (1/5/15 min; anything well above the bench's own ~2 means other work shared the cores)`,
+      } at end (1/5/15 min; anything well above the bench's own ~2 means other work shared the cores) · ` +
+      `a commit-like file (1 KiB created, linked, first name removed) took ${
+        diskAtStart.microsPerFile.toFixed(0)
+      } µs at the start (healthy here: ~40 µs; several times that after a mass deletion: see bench/lib/fs-probe.ts)`,
     "",
   );
   lines.push(
@@ -1118,6 +1124,7 @@ async function main() {
             node: process.version,
             loadAtStart,
             loadAtEnd: loadavg(),
+            commitFileMicrosAtStart: diskAtStart.microsPerFile,
           },
           create,
           read,
