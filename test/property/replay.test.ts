@@ -13,7 +13,6 @@ import { createClient } from "@libsql/client";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
-import type { BlobStore } from "../../src/blob/port.ts";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { parseThreadJson, type ThreadState } from "../../src/model/artifact.ts";
 import type { WriteCommand } from "../../src/model/decide.ts";
@@ -25,6 +24,7 @@ import { commitsPrefix, deltasPrefix, rangeOfDeltaKey, snapshotsPrefix, threadPr
 import { allPatches, stateAt } from "../../src/rollout/history.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
+import { objectStoreView } from "../support/object-store-view.ts";
 
 /** A write chosen by the generator; `index` picks among the live artifacts at that point. */
 type Step =
@@ -58,18 +58,6 @@ function libsqlCache(name: string): LibsqlCache {
 }
 
 const sharedCache = libsqlCache("shared.db");
-
-/** The same objects through a store without local reads (as S3 and R2): the rollout lists instead of following keys. */
-function objectStoreView(store: BlobStore): BlobStore {
-  return {
-    get: (key) => store.get(key),
-    putIfAbsent: (key, body) => store.putIfAbsent(key, body),
-    put: (key, body) => store.put(key, body),
-    exists: (key) => store.exists(key),
-    delete: (key) => store.delete(key),
-    list: (prefix, options) => store.list(prefix, options),
-  };
-}
 let threadCounter = 0;
 const T = "local";
 const encoder = new TextEncoder();

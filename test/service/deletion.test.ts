@@ -19,6 +19,7 @@ import { Compactor } from "../../src/rollout/compaction.ts";
 import { allPatches, stateAt } from "../../src/rollout/history.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 import { ArtifactService } from "../../src/service/artifact-service.ts";
+import { objectStoreView } from "../support/object-store-view.ts";
 
 const T = "local";
 const HOUR = 3600_000;
@@ -34,16 +35,7 @@ afterEach(async () => {
 });
 
 /** A store whose listings and gets are round trips (as S3 and R2): the rollout lists instead of following keys. */
-function remote(store: BlobStore): BlobStore {
-  return {
-    get: (key) => store.get(key),
-    putIfAbsent: (key, body) => store.putIfAbsent(key, body),
-    put: (key, body) => store.put(key, body),
-    exists: (key) => store.exists(key),
-    delete: (key) => store.delete(key),
-    list: (prefix, options) => store.list(prefix, options),
-  };
-}
+const remote = objectStoreView;
 
 function setup(options: { compactEvery?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "artifacts-deletion-"));
