@@ -11,15 +11,7 @@ import {
   serializeCompaction,
   snapshotJson,
 } from "./format.ts";
-import {
-  compactionKey,
-  deltaKey,
-  deltasPrefix,
-  rangeOfDeltaKey,
-  seqOfSnapshotKey,
-  snapshotKey,
-  snapshotsPrefix,
-} from "./keys.ts";
+import { compactionKey, deltaKey, deltasPrefix, rangeOfDeltaKey, snapshotKey } from "./keys.ts";
 import { listAll } from "./listing.ts";
 
 /**
@@ -37,12 +29,6 @@ export class CompactionObjects {
   async deltaRanges(tenant: string, threadId: string): Promise<Array<{ firstSeq: number; lastSeq: number }>> {
     const keys = await listAll(this.#store, deltasPrefix(tenant, threadId), undefined);
     return keys.map(rangeOfDeltaKey).filter((r): r is { firstSeq: number; lastSeq: number } => r !== null);
-  }
-
-  /** The seqs the thread has snapshots at, ascending: one listing. */
-  async snapshotSeqs(tenant: string, threadId: string): Promise<number[]> {
-    const keys = await listAll(this.#store, snapshotsPrefix(tenant, threadId), undefined);
-    return keys.map(seqOfSnapshotKey).filter((seq): seq is number => seq !== null);
   }
 
   async readPointer(tenant: string, threadId: string): Promise<CompactionPointer | null> {

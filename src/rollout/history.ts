@@ -10,8 +10,9 @@ import type { Rollout } from "./rollout.ts";
  * (every commit is in exactly one), and snapshots sit at delta ends, so both are read in
  * three round trips at any history length: the listing of the thread's compaction
  * objects and life marker (`Rollout.historyIndex`); the snapshot at or before the seq,
- * the deltas after it and the listing of the commits past the last delta; those commits. A compaction object that is missing or corrupt
- * (derived data: deleting one loses nothing) makes it replay the commits instead.
+ * the deltas after it and the listing of the commits past the last delta; those
+ * commits. A compaction object that is missing or corrupt (derived data: deleting one
+ * loses nothing) makes it replay the commits instead.
  */
 
 interface Range {

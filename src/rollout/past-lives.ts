@@ -1,13 +1,12 @@
 import type { BlobStore } from "../blob/port.ts";
 import { type CommitStub, serializeStub } from "./format.ts";
 import {
+  afterFolder,
   commitKey,
   compactionKey,
-  deltasPrefix,
   firstSeqOfCommitKey,
   rangeOfDeltaKey,
   seqOfSnapshotKey,
-  snapshotsPrefix,
   threadPrefix,
 } from "./keys.ts";
 import { CompactionObjects } from "./compaction-objects.ts";
@@ -73,16 +72,9 @@ export class PastLives {
     return derived.length + stubs.length + anchor.length + late.length;
   }
 
-  /** The compaction objects below the life starting at `lifeStart` (two short listings and the pointer's get). */
+  /** The compaction objects below the life starting at `lifeStart`: a listing past the commits, and the pointer's get. */
   async #pastDerived(tenant: string, threadId: string, lifeStart: number): Promise<string[]> {
-    const [deltas, snapshots, pointer] = await Promise.all([
-      listAll(this.#store, deltasPrefix(tenant, threadId), undefined),
-      listAll(this.#store, snapshotsPrefix(tenant, threadId), undefined),
-      this.#compaction.readPointer(tenant, threadId),
-    ]);
-    const derived = [...deltas, ...snapshots].filter((key) => isPastDerived(key, lifeStart));
-    if (pointer && (pointer.lifeStart ?? 1) < lifeStart) derived.push(compactionKey(tenant, threadId));
-    return derived;
+    return (await this.#pastObjects(tenant, threadId, lifeStart, { commits: false })).derived;
   }
 
   /**
@@ -104,14 +96,19 @@ export class PastLives {
     return commitKey(tenant, threadId, stub.firstSeq);
   }
 
-  /** The commit keys (their first seqs) and compaction objects of the thread below the life starting at `lifeStart`. */
+  /**
+   * The commit keys (their first seqs) and compaction objects of the thread below the life
+   * starting at `lifeStart`; without `commits`, the listing jumps over the commits folder.
+   */
   async #pastObjects(
     tenant: string,
     threadId: string,
     lifeStart: number,
+    options: { commits: boolean } = { commits: true },
   ): Promise<{ commits: number[]; derived: string[] }> {
+    const prefix = threadPrefix(tenant, threadId);
     const [keys, pointer] = await Promise.all([
-      listAll(this.#store, threadPrefix(tenant, threadId), undefined),
+      listAll(this.#store, prefix, options.commits ? undefined : afterFolder(prefix, "commits")),
       this.#compaction.readPointer(tenant, threadId),
     ]);
     const commits: number[] = [];

@@ -237,23 +237,14 @@ export class Rollout {
   }
 
   /**
-   * The thread's life boundary, delta ranges and snapshot seqs at once. On an object store
-   * that is ONE listing, of the thread's folder past its commits (`compaction.json`,
-   * `deltas/`, `life.json`, `snapshots/` sort after `commits/`), plus a get of the life
-   * marker only when it is listed (a thread deleted and written again): a history read on
-   * Workers makes two requests fewer, subrequests the platform counts. On a store with
-   * local reads a listing of the thread's folder would walk its commits too, so there it is
-   * the three lookups, at once.
+   * The thread's life boundary, delta ranges and snapshot seqs at once: ONE listing of
+   * the thread's folder past its commits (`compaction.json`, `deltas/`, `life.json`,
+   * `snapshots/` sort after `commits/`, which the listing jumps over unread), plus a get
+   * of the life marker only when it is listed (a thread deleted and written again). On
+   * Workers a history read makes two requests fewer than two listings and that get,
+   * subrequests the platform counts.
    */
   async historyIndex(tenant: string, threadId: string): Promise<HistoryIndex> {
-    if (this.#store.localReads) {
-      const [boundary, ranges, snapshots] = await Promise.all([
-        this.lifeBoundary(tenant, threadId),
-        this.compaction.deltaRanges(tenant, threadId),
-        this.compaction.snapshotSeqs(tenant, threadId),
-      ]);
-      return { boundary, ranges, snapshots };
-    }
     const prefix = threadPrefix(tenant, threadId);
     const keys = await listAll(this.#store, prefix, afterFolder(prefix, "commits"));
     const life = lifeKey(tenant, threadId);
