@@ -114,6 +114,20 @@ async function committed(threadId: string) {
   return { commits, seqs: patchesOf(commits).map((p) => p.seq) };
 }
 
+/** The thread's seq in the libSQL cache, read past the counting proxy (null: not cached). */
+async function cachedSeq(threadId: string): Promise<number | null> {
+  const client = createClient({ url: hrana.url });
+  try {
+    const result = await client.execute({
+      sql: "SELECT seq FROM threads WHERE tenant = ? AND thread_id = ?",
+      args: ["acme", threadId],
+    });
+    return result.rows.length === 0 ? null : Number(result.rows[0]!.seq);
+  } finally {
+    client.close();
+  }
+}
+
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 /** Takes a Worker out of the afterEach list and stops it (the runtime goes down: every object evicted). */
@@ -301,6 +315,8 @@ describe("the sequencer groups a thread's writes", () => {
     const w = await worker();
     const threadId = newThreadId("grouped");
     await create(w.url, threadId, "first");
+    // The first create's cache apply runs after its answer: let it land before counting.
+    await waitFor("the first create in the cache", async () => (await cachedSeq(threadId)) === 1);
     libsqlProxy.resetCount();
     s3Proxy.resetCount();
     const results = await Promise.all(Array.from({ length: 32 }, (_, i) => create(w.url, threadId, i)));
