@@ -1,18 +1,19 @@
 /**
  * OpenTelemetry tracing for the Node server, from the standard `OTEL_*` variables: when
- * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, a tracer
- * provider exporting over OTLP/HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf`, the
- * default, or `http/json`) in batches, an AsyncLocalStorage context manager (so a
- * request's spans find their parent across awaits) and the W3C propagator, registered
- * with `@opentelemetry/api`. Otherwise nothing is registered and nothing loaded: the
- * shared code's spans stay no-ops.
+ * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the
+ * server's tracer (node-tracer.ts: the SDK's samplers and ids, spans recorded as plain
+ * data) with its batches exported over OTLP/HTTP (span-export.ts: the SDK's exporter,
+ * `OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the default, or `http/json`), an AsyncLocalStorage context manager (so a request's spans
+ * find their parent across awaits) and the W3C propagator, registered with
+ * `@opentelemetry/api`. Otherwise nothing is registered and nothing loaded: the shared
+ * code's spans stay no-ops.
  *
- * Read here (the SDK leaves them to the caller): `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`
- * (`otlp` or `none`), `OTEL_SERVICE_NAME` (default `thread-artifacts`),
- * `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` (+ `_ARG`; default `parentbased_always_on`),
- * `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
- * `OTEL_BSP_EXPORT_TIMEOUT`. The exporter reads its own (`OTEL_EXPORTER_OTLP_HEADERS`,
- * `_TIMEOUT`, `_COMPRESSION`, certificates) from the process environment.
+ * Read here: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` (`otlp` or `none`),
+ * `OTEL_TRACES_SAMPLER` (+ `_ARG`; default `parentbased_always_on`), `OTEL_BSP_SCHEDULE_DELAY`,
+ * `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_EXPORT_TIMEOUT`.
+ * The export reads `OTEL_SERVICE_NAME` (default `thread-artifacts`) and
+ * `OTEL_RESOURCE_ATTRIBUTES`, and its exporter its own (`OTEL_EXPORTER_OTLP_HEADERS`,
+ * `_TIMEOUT`, `_COMPRESSION`, certificates), from the process environment.
  */
 import type { Sampler } from "@opentelemetry/sdk-trace";
 import { logger } from "../logging/logger.ts";
@@ -47,57 +48,73 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
   if (protocol !== "http/protobuf" && protocol !== "http/json") {
     throw new ConfigError(`OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or http/json (got ${protocol})`);
   }
+  const maxQueueSize = numberFrom(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048);
+  const batching = {
+    maxQueueSize,
+    // The spec: a batch is never larger than the queue.
+    maxExportBatchSize: Math.min(numberFrom(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), maxQueueSize),
+    scheduledDelayMs: numberFrom(env, "OTEL_BSP_SCHEDULE_DELAY", 5000),
+  };
 
   // Loaded only now: a server that exports nothing carries none of it.
-  const [api, sdk, core, resources, { AsyncLocalStorageContextManager }, { OTLPTraceExporter }] = await Promise.all([
+  const [
+    api,
+    sdk,
+    core,
+    { AsyncLocalStorageContextManager },
+    { NodeTracerProvider },
+    { SpanBatches },
+    { startSpanExport },
+  ] = await Promise.all([
     import("@opentelemetry/api"),
     import("@opentelemetry/sdk-trace"),
     import("@opentelemetry/core"),
-    import("@opentelemetry/resources"),
     import("@opentelemetry/context-async-hooks"),
-    protocol === "http/json"
-      ? import("@opentelemetry/exporter-trace-otlp-http")
-      : import("@opentelemetry/exporter-trace-otlp-proto"),
+    import("./node-tracer.ts"),
+    import("./span-batches.ts"),
+    import("./span-export.ts"),
   ]);
+  const sampler = samplerFrom(env, sdk);
 
-  // The SDK reports export failures through `diag`: to the log, or they would vanish. Its
+  // The exporter reports failures through `diag`: to the log, or they would vanish. Its
   // messages go in a field: LogTape reads `{…}` in a message as placeholders.
   const log = logger("otel");
-  const detail = (message: string, args: unknown[]) => ({ detail: [message, ...args.map(String)].join(" ") });
+  const warn = (detail: string) => log.warn("OpenTelemetry: {detail}", { detail });
+  const detail = (message: string, args: unknown[]) => [message, ...args.map(String)].join(" ");
   api.diag.setLogger({
-    error: (message, ...args) => log.error("OpenTelemetry: {detail}", detail(message, args)),
-    warn: (message, ...args) => log.warn("OpenTelemetry: {detail}", detail(message, args)),
+    error: (message, ...args) => log.error("OpenTelemetry: {detail}", { detail: detail(message, args) }),
+    warn: (message, ...args) => warn(detail(message, args)),
     info: () => {},
     debug: () => {},
     verbose: () => {},
   }, api.DiagLogLevel.WARN);
 
-  const resource = resources.defaultResource()
-    .merge(resources.resourceFromAttributes({ "service.name": "thread-artifacts" }))
-    // OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME over it.
-    .merge(resources.detectResources({ detectors: [resources.envDetector] }));
-  const provider = new sdk.TracerProvider({
-    resource,
-    sampler: samplerFrom(env, sdk),
-    spanProcessors: [
-      new sdk.BatchSpanProcessor({
-        // The URL from the same environment that turned tracing on; headers, timeout,
-        // compression and certificates the exporter reads itself.
-        exporter: new OTLPTraceExporter({ url: tracesUrl(env, endpoint) }),
-        ...numberFrom(env, "OTEL_BSP_SCHEDULE_DELAY", "scheduledDelayMillis"),
-        ...numberFrom(env, "OTEL_BSP_MAX_QUEUE_SIZE", "maxQueueSize"),
-        ...numberFrom(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "maxExportBatchSize"),
-        ...numberFrom(env, "OTEL_BSP_EXPORT_TIMEOUT", "exportTimeoutMillis"),
-      }),
-    ],
+  const spanExport = startSpanExport({
+    protocol,
+    url: tracesUrl(env, endpoint),
+    exportTimeoutMs: numberFrom(env, "OTEL_BSP_EXPORT_TIMEOUT", 30000),
+    onFailure: warn,
+  });
+  const batches = new SpanBatches({
+    ...batching,
+    send: (spans) => void spanExport.export(spans).then(() => batches.exported(spans.length)),
+    onDropping: (waiting) =>
+      warn(`${waiting} spans wait for export (OTEL_BSP_MAX_QUEUE_SIZE): dropping new spans until they go`),
   });
   api.context.setGlobalContextManager(new AsyncLocalStorageContextManager());
   api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
-  api.trace.setGlobalTracerProvider(provider);
+  api.trace.setGlobalTracerProvider(
+    new NodeTracerProvider({ sampler, ids: new sdk.RandomIdGenerator(), record: (span) => batches.add(span) }),
+  );
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    batches.flush();
+    return spanExport.shutdown();
+  };
   return {
     protocol,
     shutdown: (timeoutMs = SHUTDOWN_FLUSH_MS) =>
-      withDeadline(provider.shutdown(), timeoutMs, "the last span export").catch(() => {}),
+      withDeadline(stopping ??= stop(), timeoutMs, "the last span export").catch(() => {}),
   };
 }
 
@@ -138,11 +155,11 @@ function samplerFrom(env: Env, sdk: typeof import("@opentelemetry/sdk-trace")): 
   }
 }
 
-function numberFrom<K extends string>(env: Env, name: string, option: K): Partial<Record<K, number>> {
+function numberFrom(env: Env, name: string, fallback: number): number {
   const raw = nonEmpty(env[name]);
-  if (raw === undefined) return {};
+  if (raw === undefined) return fallback;
   if (!/^\d+$/.test(raw)) throw new ConfigError(`${name} must be a non-negative integer (got ${JSON.stringify(raw)})`);
-  return { [option]: Number(raw) } as Partial<Record<K, number>>;
+  return Number(raw);
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -1,0 +1,265 @@
+/**
+ * The Node server's tracer: the `@opentelemetry/api` Tracer the shared code's spans go
+ * to when tracing is on, sampled by the SDK's samplers (the spec's rules, unchanged) and
+ * with the SDK's id generator. A recorded span is plain data until it ends, then one
+ * record handed to `SpanBatches`, which posts batches to the export thread, where the
+ * SDK's OTLP exporter encodes and sends them.
+ *
+ * Why not the SDK's TracerProvider and BatchSpanProcessor on this thread: measured, they
+ * cost a create ~50 µs of the server's CPU (~10%, four spans a create), half of it
+ * encoding and sending the batches. Here a span costs its allocation and its record,
+ * and the encoding runs on another core (docs/decisions.md, "Traces on Node").
+ */
+import {
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  context as contexts,
+  type Exception,
+  isSpanContextValid,
+  type Link,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  type SpanOptions,
+  type SpanStatus,
+  SpanStatusCode,
+  type TimeInput,
+  trace,
+  TraceFlags,
+  type Tracer,
+  type TracerProvider,
+} from "@opentelemetry/api";
+import { type IdGenerator, type Sampler, SamplingDecision } from "@opentelemetry/sdk-trace";
+import type { EventRecord, LinkRecord, SpanRecord } from "./span-record.ts";
+
+/** Per span, as the SDK's defaults: what is past these is dropped, so a span stays small. */
+const MAX_ATTRIBUTES = 128;
+const MAX_EVENTS = 128;
+const MAX_LINKS = 128;
+
+const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
+const NO_LINKS: readonly LinkRecord[] = Object.freeze([]);
+const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
+
+/** Now, as epoch milliseconds with a sub-millisecond fraction. */
+const nowMs = () => performance.timeOrigin + performance.now();
+
+/** A span's `TimeInput` (epoch ms, a Date, or [seconds, nanoseconds]) as epoch milliseconds. */
+export function epochMsOf(time: TimeInput | undefined): number {
+  if (time === undefined) return nowMs();
+  if (typeof time === "number") {
+    // The API allows a `performance.now()` reading too: below the time origin it is one.
+    return time < performance.timeOrigin ? performance.timeOrigin + time : time;
+  }
+  if (time instanceof Date) return time.getTime();
+  return time[0] * 1000 + time[1] / 1e6;
+}
+
+export interface NodeTracerOptions {
+  sampler: Sampler;
+  ids: IdGenerator;
+  /** Takes each recorded span once it has ended. */
+  record: (span: SpanRecord) => void;
+}
+
+export class NodeTracerProvider implements TracerProvider {
+  readonly #o: NodeTracerOptions;
+  readonly #tracers = new Map<string, NodeTracer>();
+
+  constructor(options: NodeTracerOptions) {
+    this.#o = options;
+  }
+
+  getTracer(name: string): Tracer {
+    let tracer = this.#tracers.get(name);
+    if (!tracer) this.#tracers.set(name, tracer = new NodeTracer(name, this.#o));
+    return tracer;
+  }
+}
+
+class NodeTracer implements Tracer {
+  readonly #scope: string;
+  readonly #o: NodeTracerOptions;
+
+  constructor(scope: string, options: NodeTracerOptions) {
+    this.#scope = scope;
+    this.#o = options;
+  }
+
+  startSpan(name: string, options: SpanOptions = {}, ctx: Context = contexts.active()): Span {
+    const parentContext = options.root ? ROOT_CONTEXT : ctx;
+    const parentSpan = trace.getSpan(parentContext);
+    const found = parentSpan?.spanContext();
+    // A span of ours holds ids it made: only a caller's (or another tracer's) are checked.
+    const parent = found && (parentSpan instanceof RecordedSpan || isSpanContextValid(found)) ? found : undefined;
+    const traceId = parent?.traceId ?? this.#o.ids.generateTraceId();
+    const spanId = this.#o.ids.generateSpanId();
+    const kind = options.kind ?? SpanKind.INTERNAL;
+    const links = options.links ?? [];
+    const sampled = this.#o.sampler.shouldSample(parentContext, traceId, name, kind, options.attributes ?? {}, links);
+    const traceState = sampled.traceState ?? parent?.traceState;
+    // RECORD (recorded, not sampled) is treated as NOT_RECORD: only sampled spans are
+    // exported, and none of the spec's samplers answers RECORD.
+    const recorded = sampled.decision === SamplingDecision.RECORD_AND_SAMPLED;
+    const traceFlags = recorded ? TraceFlags.SAMPLED : TraceFlags.NONE;
+    const spanContext: SpanContext = traceState
+      ? { traceId, spanId, traceFlags, traceState }
+      : { traceId, spanId, traceFlags };
+    if (!recorded) return trace.wrapSpanContext(spanContext);
+    const span = new RecordedSpan(
+      this.#scope,
+      name,
+      kind,
+      spanContext,
+      parent,
+      epochMsOf(options.startTime),
+      this.#o.record,
+    );
+    if (options.attributes) span.setAttributes(options.attributes);
+    if (sampled.attributes) span.setAttributes(sampled.attributes);
+    span.addLinks(links);
+    return span;
+  }
+
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, ...rest: unknown[]): ReturnType<F> {
+    const fn = rest.pop() as F;
+    const [options, ctx = contexts.active()] = rest as [SpanOptions | undefined, Context | undefined];
+    const span = this.startSpan(name, options, ctx);
+    return contexts.with(trace.setSpan(ctx, span), fn as (span: Span) => ReturnType<F>, undefined, span);
+  }
+}
+
+/** A sampled span: recorded until it ends, then handed over once as a `SpanRecord`. */
+class RecordedSpan implements Span {
+  readonly #scope: string;
+  readonly #kind: SpanKind;
+  readonly #context: SpanContext;
+  readonly #parent: SpanContext | undefined;
+  readonly #startMs: number;
+  readonly #record: (span: SpanRecord) => void;
+  #name: string;
+  #attributes: Attributes = {};
+  #attributeCount = 0;
+  #status: SpanStatus = UNSET;
+  /** Made on first use: most spans have none. */
+  #links: LinkRecord[] | undefined;
+  #events: EventRecord[] | undefined;
+  #ended = false;
+
+  constructor(
+    scope: string,
+    name: string,
+    kind: SpanKind,
+    spanContext: SpanContext,
+    parent: SpanContext | undefined,
+    startMs: number,
+    record: (span: SpanRecord) => void,
+  ) {
+    this.#scope = scope;
+    this.#name = name;
+    this.#kind = kind;
+    this.#context = spanContext;
+    this.#parent = parent;
+    this.#startMs = startMs;
+    this.#record = record;
+  }
+
+  spanContext(): SpanContext {
+    return this.#context;
+  }
+
+  setAttribute(key: string, value: AttributeValue | undefined): this {
+    if (this.#ended || value === undefined || value === null) return this;
+    if (!(key in this.#attributes)) {
+      if (this.#attributeCount >= MAX_ATTRIBUTES) return this;
+      this.#attributeCount++;
+    }
+    this.#attributes[key] = value;
+    return this;
+  }
+
+  setAttributes(attributes: Attributes): this {
+    for (const key in attributes) this.setAttribute(key, attributes[key]);
+    return this;
+  }
+
+  addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
+    if (this.#ended || (this.#events?.length ?? 0) >= MAX_EVENTS) return this;
+    const isTime = typeof attributesOrTime === "number" || attributesOrTime instanceof Date ||
+      Array.isArray(attributesOrTime);
+    const attributes = isTime ? undefined : attributesOrTime as Attributes | undefined;
+    const timeMs = epochMsOf(isTime ? attributesOrTime as TimeInput : time);
+    (this.#events ??= []).push({ name, timeMs, attributes: attributes ? { ...attributes } : undefined });
+    return this;
+  }
+
+  addLink(link: Link): this {
+    if (this.#ended || (this.#links?.length ?? 0) >= MAX_LINKS || !isSpanContextValid(link.context)) return this;
+    const { traceId, spanId, traceFlags, traceState } = link.context;
+    const attributes = link.attributes ? { ...link.attributes } : undefined;
+    (this.#links ??= []).push({ traceId, spanId, traceFlags, traceState: traceState?.serialize(), attributes });
+    return this;
+  }
+
+  addLinks(links: Link[]): this {
+    for (let i = 0; i < links.length; i++) this.addLink(links[i]!);
+    return this;
+  }
+
+  setStatus(status: SpanStatus): this {
+    // The spec: OK is final, and UNSET never replaces what was set.
+    if (this.#ended || this.#status.code === SpanStatusCode.OK || status.code === SpanStatusCode.UNSET) return this;
+    this.#status = status.code === SpanStatusCode.ERROR && status.message !== undefined
+      ? { code: status.code, message: status.message }
+      : { code: status.code };
+    return this;
+  }
+
+  updateName(name: string): this {
+    if (!this.#ended) this.#name = name;
+    return this;
+  }
+
+  end(endTime?: TimeInput): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const context = this.#context;
+    const parent = this.#parent;
+    this.#record({
+      scope: this.#scope,
+      name: this.#name,
+      kind: this.#kind,
+      traceId: context.traceId,
+      spanId: context.spanId,
+      traceFlags: context.traceFlags,
+      traceState: context.traceState?.serialize(),
+      parentSpanId: parent?.spanId,
+      parentIsRemote: parent?.isRemote === true,
+      startMs: this.#startMs,
+      endMs: Math.max(this.#startMs, epochMsOf(endTime)),
+      attributes: this.#attributes,
+      status: this.#status,
+      links: this.#links ?? NO_LINKS,
+      events: this.#events ?? NO_EVENTS,
+    });
+  }
+
+  isRecording(): boolean {
+    return !this.#ended;
+  }
+
+  recordException(exception: Exception, time?: TimeInput): void {
+    const attributes: Attributes = {};
+    if (typeof exception === "string") {
+      attributes["exception.message"] = exception;
+    } else {
+      const type = exception.name ?? (exception.code === undefined ? undefined : String(exception.code));
+      if (type) attributes["exception.type"] = type;
+      if (exception.message) attributes["exception.message"] = exception.message;
+      if (exception.stack) attributes["exception.stacktrace"] = exception.stack;
+    }
+    this.addEvent("exception", attributes, time);
+  }
+}

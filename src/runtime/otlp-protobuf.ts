@@ -1,0 +1,415 @@
+/**
+ * OTLP/protobuf encoding of the Node server's span records (an `ExportTraceServiceRequest`
+ * of opentelemetry-proto v1): the same bytes as the SDK's `ProtobufTraceSerializer` gives
+ * for the same spans (test/ops/otlp-protobuf.test.ts holds it to that), in one pass and
+ * with the resource, the scopes and the attribute keys encoded once per process instead
+ * of once per span. Why by hand: the SDK's serializer (a size pass, then a write pass,
+ * from `ReadableSpan`s built for it) was the largest single cost of tracing a create.
+ *
+ * Fields written, in the SDK's order:
+ *   ExportTraceServiceRequest: 1 resource_spans
+ *   ResourceSpans: 1 resource, 2 scope_spans        Resource: 1 attributes
+ *   ScopeSpans: 1 scope, 2 spans                     InstrumentationScope: 1 name, 2 version
+ *   Span: 1 trace_id, 2 span_id, 3 trace_state, 4 parent_span_id, 5 name, 6 kind,
+ *         7 start_time_unix_nano, 8 end_time_unix_nano, 9 attributes,
+ *         10 dropped_attributes_count, 11 events, 12 dropped_events_count, 13 links,
+ *         14 dropped_links_count, 15 status, 16 flags
+ *   Event: 1 time_unix_nano, 2 name, 3 attributes, 4 dropped_attributes_count
+ *   Link: 1 trace_id, 2 span_id, 3 trace_state, 4 attributes, 5 dropped_attributes_count, 6 flags
+ *   Status: 2 message, 3 code                        KeyValue: 1 key, 2 value
+ *   AnyValue: 1 string, 2 bool, 3 int, 4 double, 5 array, 6 kvlist, 7 bytes
+ */
+import type { Attributes } from "@opentelemetry/api";
+import type { EventRecord, LinkRecord, SpanRecord } from "./span-record.ts";
+
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH_DELIMITED = 2;
+const FIXED32 = 5;
+/** Span flags: the context's is-remote bit is known (and set when the parent is remote). */
+const HAS_IS_REMOTE = 0x100;
+const IS_REMOTE = 0x200;
+const TWO_32 = 4294967296;
+
+const utf8 = new TextEncoder();
+
+/** A growing buffer written front to back; a message's length is fixed up when it ends. */
+class Writer {
+  bytes: Uint8Array;
+  pos = 0;
+  #view: DataView;
+
+  constructor(size = 64 * 1024) {
+    this.bytes = new Uint8Array(size);
+    this.#view = new DataView(this.bytes.buffer);
+  }
+
+  ensure(more: number): void {
+    if (this.pos + more <= this.bytes.length) return;
+    let size = this.bytes.length * 2;
+    while (size < this.pos + more) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.bytes.subarray(0, this.pos));
+    this.bytes = grown;
+    this.#view = new DataView(grown.buffer);
+  }
+
+  tag(field: number, wire: number): void {
+    this.varint(field * 8 + wire);
+  }
+
+  /** An integer as a varint: negative ones as int64 (ten bytes, two's complement), as the SDK's writer does. */
+  varint(value: number): void {
+    this.ensure(10);
+    const bytes = this.bytes;
+    if (value >= 0 && value < TWO_32) {
+      let v = value >>> 0;
+      while (v > 127) {
+        bytes[this.pos++] = (v & 127) | 128;
+        v >>>= 7;
+      }
+      bytes[this.pos++] = v;
+      return;
+    }
+    let low: number;
+    let high: number;
+    if (value >= 0) {
+      low = value >>> 0;
+      high = (value / TWO_32) >>> 0;
+    } else {
+      const abs = -value;
+      low = (~(abs >>> 0) + 1) >>> 0;
+      high = ~((abs / TWO_32) >>> 0) >>> 0;
+      if (low === 0) high = (high + 1) >>> 0;
+    }
+    while (high > 0 || low > 127) {
+      bytes[this.pos++] = (low & 127) | 128;
+      low = ((low >>> 7) | (high << 25)) >>> 0;
+      high >>>= 7;
+    }
+    bytes[this.pos++] = low;
+  }
+
+  fixed32(value: number): void {
+    this.ensure(4);
+    this.#view.setUint32(this.pos, value, true);
+    this.pos += 4;
+  }
+
+  /** Epoch milliseconds (with their fraction) as fixed64 nanoseconds, exactly to the nanosecond. */
+  nanos(ms: number): void {
+    this.ensure(8);
+    const seconds = Math.floor(ms / 1000);
+    const nanos = Math.round((ms - seconds * 1000) * 1e6);
+    // seconds × 1e9 needs 61 bits: split the seconds so each product stays exact in a double.
+    const secondsLow = seconds % 65536;
+    const secondsHigh = Math.floor(seconds / 65536);
+    const low = secondsLow * 1e9 + nanos;
+    const high = secondsHigh * 1e9;
+    const lowWord = (low % TWO_32) + (high % 65536) * 65536;
+    this.#view.setUint32(this.pos, lowWord % TWO_32, true);
+    this.#view.setUint32(
+      this.pos + 4,
+      Math.floor(low / TWO_32) + Math.floor(high / 65536) + Math.floor(lowWord / TWO_32),
+      true,
+    );
+    this.pos += 8;
+  }
+
+  double(value: number): void {
+    this.ensure(8);
+    this.#view.setFloat64(this.pos, value, true);
+    this.pos += 8;
+  }
+
+  raw(bytes: Uint8Array): void {
+    const length = bytes.length;
+    this.ensure(length);
+    // A loop beats `set` for the few bytes of a key or a scope; the resource may be longer.
+    if (length > 64) {
+      this.bytes.set(bytes, this.pos);
+      this.pos += length;
+      return;
+    }
+    const target = this.bytes;
+    let pos = this.pos;
+    for (let i = 0; i < length; i++) target[pos++] = bytes[i]!;
+    this.pos = pos;
+  }
+
+  /** A length-delimited string (length, then UTF-8). */
+  string(value: string): void {
+    const length = value.length;
+    if (length < 128) {
+      // ASCII, the usual case, is copied as is; anything else takes the encoder.
+      this.ensure(length + 1);
+      const start = this.pos;
+      const bytes = this.bytes;
+      let i = 0;
+      for (; i < length; i++) {
+        const code = value.charCodeAt(i);
+        if (code >= 128) break;
+        bytes[start + 1 + i] = code;
+      }
+      if (i === length) {
+        bytes[start] = length;
+        this.pos = start + 1 + length;
+        return;
+      }
+    }
+    this.ensure(length * 3 + 5);
+    const start = this.begin();
+    this.pos += utf8.encodeInto(value, this.bytes.subarray(this.pos)).written;
+    this.end(start);
+  }
+
+  /** A length-delimited field of a lowercase hex id, as its bytes. */
+  hex(id: string): void {
+    const length = id.length >> 1;
+    this.ensure(length + 1);
+    const bytes = this.bytes;
+    let pos = this.pos;
+    bytes[pos++] = length;
+    for (let i = 0; i < id.length; i += 2) {
+      bytes[pos++] = (HEX[id.charCodeAt(i)]! << 4) | HEX[id.charCodeAt(i + 1)]!;
+    }
+    this.pos = pos;
+  }
+
+  /** Starts a length-delimited message: one byte is kept for its length. */
+  begin(): number {
+    this.ensure(1);
+    return this.pos++;
+  }
+
+  /** Ends the message begun at `start`: its length goes in front, the body moved if it needs more than a byte. */
+  end(start: number): void {
+    const length = this.pos - start - 1;
+    if (length < 128) {
+      this.bytes[start] = length;
+      return;
+    }
+    const size = varintSize(length);
+    this.ensure(size - 1);
+    this.bytes.copyWithin(start + size, start + 1, this.pos);
+    const end = this.pos + size - 1;
+    this.pos = start;
+    this.varint(length);
+    this.pos = end;
+  }
+
+  finish(): Uint8Array {
+    return this.bytes.slice(0, this.pos);
+  }
+}
+
+const HEX = new Uint8Array(128);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
+
+function varintSize(value: number): number {
+  let size = 1;
+  while (value >= 128) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeAttributes(writer: Writer, field: number, attributes: Attributes, keys: KeyCache): void {
+  for (const key in attributes) {
+    const value = attributes[key];
+    if (value === undefined || value === null) continue;
+    writer.tag(field, LENGTH_DELIMITED);
+    const keyValue = writer.begin();
+    writer.raw(keys.field(key));
+    writer.tag(2, LENGTH_DELIMITED);
+    const anyValue = writer.begin();
+    writeAnyValue(writer, value);
+    writer.end(anyValue);
+    writer.end(keyValue);
+  }
+}
+
+function writeAnyValue(writer: Writer, value: unknown): void {
+  if (typeof value === "string") {
+    writer.tag(1, LENGTH_DELIMITED);
+    writer.string(value);
+  } else if (typeof value === "boolean") {
+    writer.tag(2, VARINT);
+    writer.varint(value ? 1 : 0);
+  } else if (typeof value === "number") {
+    // As the SDK: any integer int64 holds is an int (doubles past 2^53 are integers too).
+    if (Number.isInteger(value) && value >= -(2 ** 63) && value < 2 ** 63) {
+      writer.tag(3, VARINT);
+      writer.varint(value);
+    } else {
+      writer.tag(4, FIXED64);
+      writer.double(value);
+    }
+  } else if (Array.isArray(value)) {
+    writer.tag(5, LENGTH_DELIMITED);
+    const array = writer.begin();
+    for (const item of value) {
+      writer.tag(1, LENGTH_DELIMITED);
+      const element = writer.begin();
+      if (item !== undefined && item !== null) writeAnyValue(writer, item);
+      writer.end(element);
+    }
+    writer.end(array);
+  }
+}
+
+/** Each attribute key's `1: key` field, encoded once. */
+class KeyCache {
+  readonly #fields = new Map<string, Uint8Array>();
+
+  field(key: string): Uint8Array {
+    let bytes = this.#fields.get(key);
+    if (!bytes) {
+      const writer = new Writer(key.length * 3 + 8);
+      writer.tag(1, LENGTH_DELIMITED);
+      writer.string(key);
+      bytes = writer.finish();
+      // Keys are code's constants; a runaway set of them is not cached.
+      if (this.#fields.size < 1024) this.#fields.set(key, bytes);
+    }
+    return bytes;
+  }
+}
+
+export class OtlpTraceEncoder {
+  /** `1: resource` of ResourceSpans, encoded once. */
+  readonly #resource: Uint8Array;
+  /** Each scope's `1: scope` field of ScopeSpans, encoded once. */
+  readonly #scopes = new Map<string, Uint8Array>();
+  readonly #keys = new KeyCache();
+
+  constructor(resourceAttributes: Attributes) {
+    const writer = new Writer();
+    writer.tag(1, LENGTH_DELIMITED);
+    const resource = writer.begin();
+    writeAttributes(writer, 1, resourceAttributes, this.#keys);
+    writer.tag(2, VARINT);
+    writer.varint(0);
+    writer.end(resource);
+    this.#resource = writer.finish();
+  }
+
+  /** An `ExportTraceServiceRequest` of `spans`, grouped by scope in the order the scopes first appear. */
+  encode(spans: readonly SpanRecord[]): Uint8Array {
+    const byScope = new Map<string, SpanRecord[]>();
+    for (const span of spans) {
+      const group = byScope.get(span.scope);
+      if (group) group.push(span);
+      else byScope.set(span.scope, [span]);
+    }
+    const writer = new Writer();
+    writer.tag(1, LENGTH_DELIMITED);
+    const resourceSpans = writer.begin();
+    writer.raw(this.#resource);
+    for (const [scope, group] of byScope) {
+      writer.tag(2, LENGTH_DELIMITED);
+      const scopeSpans = writer.begin();
+      writer.raw(this.#scope(scope));
+      for (const span of group) this.#span(writer, span);
+      writer.end(scopeSpans);
+    }
+    writer.end(resourceSpans);
+    return writer.finish();
+  }
+
+  #scope(name: string): Uint8Array {
+    let bytes = this.#scopes.get(name);
+    if (!bytes) {
+      const writer = new Writer(name.length * 3 + 16);
+      writer.tag(1, LENGTH_DELIMITED);
+      const scope = writer.begin();
+      writer.tag(1, LENGTH_DELIMITED);
+      writer.string(name);
+      writer.end(scope);
+      bytes = writer.finish();
+      this.#scopes.set(name, bytes);
+    }
+    return bytes;
+  }
+
+  #span(writer: Writer, span: SpanRecord): void {
+    writer.tag(2, LENGTH_DELIMITED);
+    const start = writer.begin();
+    writer.tag(1, LENGTH_DELIMITED);
+    writer.hex(span.traceId);
+    writer.tag(2, LENGTH_DELIMITED);
+    writer.hex(span.spanId);
+    if (span.traceState) {
+      writer.tag(3, LENGTH_DELIMITED);
+      writer.string(span.traceState);
+    }
+    if (span.parentSpanId) {
+      writer.tag(4, LENGTH_DELIMITED);
+      writer.hex(span.parentSpanId);
+    }
+    writer.tag(5, LENGTH_DELIMITED);
+    writer.string(span.name);
+    // OTLP's SpanKind counts from UNSPECIFIED = 0; the API's from INTERNAL = 0.
+    writer.tag(6, VARINT);
+    writer.varint(span.kind + 1);
+    writer.tag(7, FIXED64);
+    writer.nanos(span.startMs);
+    writer.tag(8, FIXED64);
+    writer.nanos(span.endMs);
+    writeAttributes(writer, 9, span.attributes, this.#keys);
+    writer.tag(10, VARINT);
+    writer.varint(0);
+    for (const event of span.events) this.#event(writer, event);
+    writer.tag(12, VARINT);
+    writer.varint(0);
+    for (const link of span.links) this.#link(writer, link);
+    writer.tag(14, VARINT);
+    writer.varint(0);
+    writer.tag(15, LENGTH_DELIMITED);
+    const status = writer.begin();
+    if (span.status.message) {
+      writer.tag(2, LENGTH_DELIMITED);
+      writer.string(span.status.message);
+    }
+    writer.tag(3, VARINT);
+    writer.varint(span.status.code);
+    writer.end(status);
+    writer.tag(16, FIXED32);
+    writer.fixed32((span.traceFlags & 255) | HAS_IS_REMOTE | (span.parentIsRemote ? IS_REMOTE : 0));
+    writer.end(start);
+  }
+
+  #event(writer: Writer, event: EventRecord): void {
+    writer.tag(11, LENGTH_DELIMITED);
+    const start = writer.begin();
+    writer.tag(1, FIXED64);
+    writer.nanos(event.timeMs);
+    writer.tag(2, LENGTH_DELIMITED);
+    writer.string(event.name);
+    if (event.attributes) writeAttributes(writer, 3, event.attributes, this.#keys);
+    writer.tag(4, VARINT);
+    writer.varint(0);
+    writer.end(start);
+  }
+
+  #link(writer: Writer, link: LinkRecord): void {
+    writer.tag(13, LENGTH_DELIMITED);
+    const start = writer.begin();
+    writer.tag(1, LENGTH_DELIMITED);
+    writer.hex(link.traceId);
+    writer.tag(2, LENGTH_DELIMITED);
+    writer.hex(link.spanId);
+    if (link.traceState) {
+      writer.tag(3, LENGTH_DELIMITED);
+      writer.string(link.traceState);
+    }
+    if (link.attributes) writeAttributes(writer, 4, link.attributes, this.#keys);
+    writer.tag(5, VARINT);
+    writer.varint(0);
+    writer.tag(6, FIXED32);
+    writer.fixed32((link.traceFlags & 255) | HAS_IS_REMOTE);
+    writer.end(start);
+  }
+}
