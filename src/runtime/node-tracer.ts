@@ -1,14 +1,15 @@
 /**
  * The Node server's tracer: the `@opentelemetry/api` Tracer the shared code's spans go
  * to when tracing is on, sampled by the SDK's samplers (the spec's rules, unchanged) and
- * with the SDK's id generator. A recorded span is plain data until it ends, then one
- * record handed to `SpanBatches`, which posts batches to the export thread, where the
- * SDK's OTLP exporter encodes and sends them.
+ * with the SDK's id generator. A sampled span is plain data until it ends, then one
+ * record handed to `SpanBatches`; a batch is encoded by otlp-protobuf.ts and sent by the
+ * SDK's OTLP/HTTP delegate (span-export.ts).
  *
- * Why not the SDK's TracerProvider and BatchSpanProcessor on this thread: measured, they
- * cost a create ~50 µs of the server's CPU (~10%, four spans a create), half of it
- * encoding and sending the batches. Here a span costs its allocation and its record,
- * and the encoding runs on another core (docs/decisions.md, "Traces on Node").
+ * Why not the SDK's TracerProvider and BatchSpanProcessor: measured, they cost a create
+ * ~35 µs of CPU with every span sampled (four spans a create), this ~20 (in process,
+ * `.exp`-style harness in docs/decisions.md, "Traces on Node"): the SDK's span sanitizes
+ * and counts what ours need not (our attributes are the code's constants), and its
+ * serializer makes a size pass and a write pass over `ReadableSpan`s built for it.
  */
 import {
   type Attributes,
