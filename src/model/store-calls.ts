@@ -3,7 +3,7 @@
  * its duration and outcome to the metrics port, and, inside a traced request, a client
  * span around it. One helper, so both ports are measured the same way.
  */
-import { type Attributes, endSpan, SpanKind, startChildSpan, withSpan } from "./tracing.ts";
+import { type Attributes, endSpan, SpanKind, startChildSpan } from "./tracing.ts";
 import { failureOutcome, type Metrics, type StoreName } from "./metrics.ts";
 
 /** A port method as it is measured: built once per method, so a call allocates no names or attributes. */
@@ -37,7 +37,9 @@ export async function measureStoreCall<T>(
   const span = startChildSpan(op.spanName, SpanKind.CLIENT, op.attributes);
   const start = performance.now();
   try {
-    const result = await (span ? withSpan(span, call) : call());
+    // The span is not made active: a store call starts no spans below it (a leaf of the
+    // trace), and a context per call is the larger part of tracing it.
+    const result = await call();
     metrics.storeCall(op.store, op.operation, "ok", (performance.now() - start) / 1000);
     if (span) endSpan(span);
     return result;
