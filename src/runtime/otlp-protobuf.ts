@@ -216,6 +216,18 @@ function varintSize(value: number): number {
   return size;
 }
 
+/** Fields 1–3 of a Span and of a Link alike: trace_id, span_id, trace_state. */
+function writeIds(writer: Writer, traceId: string, spanId: string, traceState: string | undefined): void {
+  writer.tag(1, LENGTH_DELIMITED);
+  writer.hex(traceId);
+  writer.tag(2, LENGTH_DELIMITED);
+  writer.hex(spanId);
+  if (traceState) {
+    writer.tag(3, LENGTH_DELIMITED);
+    writer.string(traceState);
+  }
+}
+
 function writeAttributes(writer: Writer, field: number, attributes: Attributes, keys: KeyCache): void {
   for (const key in attributes) {
     const value = attributes[key];
@@ -337,14 +349,7 @@ export class OtlpTraceEncoder {
   #span(writer: Writer, span: SpanRecord): void {
     writer.tag(2, LENGTH_DELIMITED);
     const start = writer.begin();
-    writer.tag(1, LENGTH_DELIMITED);
-    writer.hex(span.traceId);
-    writer.tag(2, LENGTH_DELIMITED);
-    writer.hex(span.spanId);
-    if (span.traceState) {
-      writer.tag(3, LENGTH_DELIMITED);
-      writer.string(span.traceState);
-    }
+    writeIds(writer, span.traceId, span.spanId, span.traceState);
     if (span.parentSpanId) {
       writer.tag(4, LENGTH_DELIMITED);
       writer.hex(span.parentSpanId);
@@ -397,14 +402,7 @@ export class OtlpTraceEncoder {
   #link(writer: Writer, link: LinkRecord): void {
     writer.tag(13, LENGTH_DELIMITED);
     const start = writer.begin();
-    writer.tag(1, LENGTH_DELIMITED);
-    writer.hex(link.traceId);
-    writer.tag(2, LENGTH_DELIMITED);
-    writer.hex(link.spanId);
-    if (link.traceState) {
-      writer.tag(3, LENGTH_DELIMITED);
-      writer.string(link.traceState);
-    }
+    writeIds(writer, link.traceId, link.spanId, link.traceState);
     if (link.attributes) writeAttributes(writer, 4, link.attributes, this.#keys);
     writer.tag(5, VARINT);
     writer.varint(0);
