@@ -44,15 +44,18 @@ const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NO_LINKS: readonly LinkRecord[] = Object.freeze([]);
 const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
 
+/** Read once: `performance.timeOrigin` is a getter that asks the runtime on every read. */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** Now, as epoch milliseconds with a sub-millisecond fraction. */
-const nowMs = () => performance.timeOrigin + performance.now();
+const nowMs = () => TIME_ORIGIN + performance.now();
 
 /** A span's `TimeInput` (epoch ms, a Date, or [seconds, nanoseconds]) as epoch milliseconds. */
 export function epochMsOf(time: TimeInput | undefined): number {
   if (time === undefined) return nowMs();
   if (typeof time === "number") {
     // The API allows a `performance.now()` reading too: below the time origin it is one.
-    return time < performance.timeOrigin ? performance.timeOrigin + time : time;
+    return time < TIME_ORIGIN ? TIME_ORIGIN + time : time;
   }
   if (time instanceof Date) return time.getTime();
   return time[0] * 1000 + time[1] / 1e6;
