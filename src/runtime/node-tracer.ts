@@ -135,21 +135,29 @@ class NodeTracer implements Tracer {
   }
 }
 
-/** A sampled span: recorded until it ends, then handed over once as a `SpanRecord`. */
-class RecordedSpan implements Span {
-  readonly #scope: string;
-  readonly #kind: SpanKind;
+/**
+ * A sampled span, which is its own record: the batches take the span itself once it has
+ * ended (no copy), and nothing changes it after that.
+ */
+class RecordedSpan implements Span, SpanRecord {
+  readonly scope: string;
+  name: string;
+  readonly kind: SpanKind;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly traceFlags: number;
+  readonly traceState: string | undefined;
+  readonly parentSpanId: string | undefined;
+  readonly parentIsRemote: boolean;
+  readonly startMs: number;
+  endMs: number;
+  readonly attributes: Attributes = {};
+  status: SpanStatus = UNSET;
+  links: readonly LinkRecord[] = NO_LINKS;
+  events: readonly EventRecord[] = NO_EVENTS;
   readonly #context: SpanContext;
-  readonly #parent: SpanContext | undefined;
-  readonly #startMs: number;
   readonly #record: (span: SpanRecord) => void;
-  #name: string;
-  #attributes: Attributes = {};
   #attributeCount = 0;
-  #status: SpanStatus = UNSET;
-  /** Made on first use: most spans have none. */
-  #links: LinkRecord[] | undefined;
-  #events: EventRecord[] | undefined;
   #ended = false;
 
   constructor(
@@ -161,12 +169,18 @@ class RecordedSpan implements Span {
     startMs: number,
     record: (span: SpanRecord) => void,
   ) {
-    this.#scope = scope;
-    this.#name = name;
-    this.#kind = kind;
+    this.scope = scope;
+    this.name = name;
+    this.kind = kind;
+    this.traceId = spanContext.traceId;
+    this.spanId = spanContext.spanId;
+    this.traceFlags = spanContext.traceFlags;
+    this.traceState = spanContext.traceState?.serialize();
+    this.parentSpanId = parent?.spanId;
+    this.parentIsRemote = parent?.isRemote === true;
+    this.startMs = startMs;
+    this.endMs = startMs;
     this.#context = spanContext;
-    this.#parent = parent;
-    this.#startMs = startMs;
     this.#record = record;
   }
 
@@ -176,11 +190,12 @@ class RecordedSpan implements Span {
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
     if (this.#ended || value === undefined || value === null) return this;
-    if (!(key in this.#attributes)) {
+    const attributes = this.attributes;
+    if (!(key in attributes)) {
       if (this.#attributeCount >= MAX_ATTRIBUTES) return this;
       this.#attributeCount++;
     }
-    this.#attributes[key] = value;
+    attributes[key] = value;
     return this;
   }
 
@@ -190,20 +205,24 @@ class RecordedSpan implements Span {
   }
 
   addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
-    if (this.#ended || (this.#events?.length ?? 0) >= MAX_EVENTS) return this;
+    if (this.#ended || this.events.length >= MAX_EVENTS) return this;
     const isTime = typeof attributesOrTime === "number" || attributesOrTime instanceof Date ||
       Array.isArray(attributesOrTime);
     const attributes = isTime ? undefined : attributesOrTime as Attributes | undefined;
     const timeMs = epochMsOf(isTime ? attributesOrTime as TimeInput : time);
-    (this.#events ??= []).push({ name, timeMs, attributes: attributes ? { ...attributes } : undefined });
+    const event = { name, timeMs, attributes: attributes ? { ...attributes } : undefined };
+    if (this.events === NO_EVENTS) this.events = [event];
+    else (this.events as EventRecord[]).push(event);
     return this;
   }
 
   addLink(link: Link): this {
-    if (this.#ended || (this.#links?.length ?? 0) >= MAX_LINKS || !isSpanContextValid(link.context)) return this;
+    if (this.#ended || this.links.length >= MAX_LINKS || !isSpanContextValid(link.context)) return this;
     const { traceId, spanId, traceFlags, traceState } = link.context;
     const attributes = link.attributes ? { ...link.attributes } : undefined;
-    (this.#links ??= []).push({ traceId, spanId, traceFlags, traceState: traceState?.serialize(), attributes });
+    const record = { traceId, spanId, traceFlags, traceState: traceState?.serialize(), attributes };
+    if (this.links === NO_LINKS) this.links = [record];
+    else (this.links as LinkRecord[]).push(record);
     return this;
   }
 
@@ -214,40 +233,23 @@ class RecordedSpan implements Span {
 
   setStatus(status: SpanStatus): this {
     // The spec: OK is final, and UNSET never replaces what was set.
-    if (this.#ended || this.#status.code === SpanStatusCode.OK || status.code === SpanStatusCode.UNSET) return this;
-    this.#status = status.code === SpanStatusCode.ERROR && status.message !== undefined
+    if (this.#ended || this.status.code === SpanStatusCode.OK || status.code === SpanStatusCode.UNSET) return this;
+    this.status = status.code === SpanStatusCode.ERROR && status.message !== undefined
       ? { code: status.code, message: status.message }
       : { code: status.code };
     return this;
   }
 
   updateName(name: string): this {
-    if (!this.#ended) this.#name = name;
+    if (!this.#ended) this.name = name;
     return this;
   }
 
   end(endTime?: TimeInput): void {
     if (this.#ended) return;
     this.#ended = true;
-    const context = this.#context;
-    const parent = this.#parent;
-    this.#record({
-      scope: this.#scope,
-      name: this.#name,
-      kind: this.#kind,
-      traceId: context.traceId,
-      spanId: context.spanId,
-      traceFlags: context.traceFlags,
-      traceState: context.traceState?.serialize(),
-      parentSpanId: parent?.spanId,
-      parentIsRemote: parent?.isRemote === true,
-      startMs: this.#startMs,
-      endMs: Math.max(this.#startMs, epochMsOf(endTime)),
-      attributes: this.#attributes,
-      status: this.#status,
-      links: this.#links ?? NO_LINKS,
-      events: this.#events ?? NO_EVENTS,
-    });
+    this.endMs = Math.max(this.startMs, epochMsOf(endTime));
+    this.#record(this);
   }
 
   isRecording(): boolean {
