@@ -5,13 +5,17 @@
  * it, in the same trace, the write group's commit span with the rollout's and libSQL's
  * calls; work of no request (a thread's feed polling for a stream) makes no spans of its
  * own. The server is stopped (SIGTERM) before the spans are read: the shutdown exports
- * what is still queued, so nothing is waited for by time.
+ * what is still queued, so nothing is waited for by time. Then the settings: the service
+ * name, the sampler (ratio 0 records only a caller's sampled trace), a collector that is
+ * down (writes go on, the failure is logged, the shutdown ends), and values the server
+ * refuses to start with.
  */
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { http, useCluster } from "../support/cluster.ts";
+import { closedPort, http, useCluster } from "../support/cluster.ts";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "../support/otlp-receiver.ts";
 import { SseConnection } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
 
 const SERVER = 2;
 const INTERNAL = 1;
@@ -124,6 +128,89 @@ describe("OTLP traces from the Node server", () => {
         "libsql apply",
       ]);
       expect(namesIn(roots.find((span) => span.name.endsWith("/events")))).not.toContain("libsql seq");
+    });
+  }
+});
+
+describe("OTLP traces from the Node server: settings and a collector that is down", () => {
+  const cluster = useCluster();
+  let receiver: OtlpReceiver;
+  beforeEach(async () => {
+    receiver = await startOtlpReceiver();
+  });
+  afterEach(() => receiver.close());
+
+  it("names the service as OTEL_SERVICE_NAME says, and samples as OTEL_TRACES_SAMPLER says (a caller's sampled trace followed)", async () => {
+    const server = await cluster.start({
+      DATA_DIR: cluster.dataDir().dir,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_SERVICE_NAME: "artifacts-eu",
+      OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+      OTEL_TRACES_SAMPLER_ARG: "0",
+    });
+    const traceId = randomBytes(16).toString("hex");
+    for (let i = 0; i < 5; i++) {
+      expect(
+        (await http(server.url, "POST", "/v1/threads/sampled/artifacts", { artifactType: "plan", payload: i }))
+          .status,
+      ).toBe(201);
+    }
+    const followed = await http(server.url, "POST", "/v1/threads/sampled/artifacts", {
+      artifactType: "plan",
+      payload: "followed",
+    }, { traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` });
+    expect(followed.status).toBe(201);
+    await server.stop();
+    expect(server.child.exitCode).toBe(0);
+    // Ratio 0: only the caller's sampled trace is recorded, all of it.
+    expect(new Set(receiver.spans.map((span) => span.traceId))).toEqual(new Set([traceId]));
+    expect(receiver.spans.map((span) => span.name).sort()).toEqual([
+      "POST /v1/threads/:threadId/artifacts",
+      "blob putIfAbsent",
+      "commit",
+      "libsql apply",
+    ]);
+    expect(new Set(receiver.spans.map((span) => span.service))).toEqual(new Set(["artifacts-eu"]));
+  });
+
+  it("keeps serving with the collector down, says so in the log, and still shuts down cleanly", async () => {
+    const server = await cluster.start({
+      DATA_DIR: cluster.dataDir().dir,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await closedPort()}`,
+      OTEL_BSP_SCHEDULE_DELAY: "1",
+      // The exporter's own bound on an export, retries included (its default: 10 s).
+      OTEL_EXPORTER_OTLP_TIMEOUT: "300",
+    });
+    for (let i = 0; i < 3; i++) {
+      expect(
+        (await http(server.url, "POST", "/v1/threads/undelivered/artifacts", { artifactType: "plan", payload: i }))
+          .status,
+      ).toBe(201);
+    }
+    await waitFor("the export failure in the log", () => /OpenTelemetry: span export failed/.test(server.output()));
+    expect((await http(server.url, "GET", "/v1/threads/undelivered")).status).toBe(200);
+    await server.stop();
+    expect(server.child.exitCode).toBe(0);
+  });
+
+  for (
+    const [name, value, message] of [
+      ["OTEL_TRACES_SAMPLER", "sometimes", /OTEL_TRACES_SAMPLER must be/],
+      ["OTEL_TRACES_SAMPLER_ARG", "1.5", /OTEL_TRACES_SAMPLER_ARG must be a ratio/],
+      ["OTEL_BSP_MAX_QUEUE_SIZE", "many", /OTEL_BSP_MAX_QUEUE_SIZE must be a non-negative integer/],
+      ["OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", /OTEL_EXPORTER_OTLP_PROTOCOL must be http\/protobuf or http\/json/],
+    ] as const
+  ) {
+    it(`refuses to start with ${name}=${value}, saying why`, async () => {
+      const env = {
+        DATA_DIR: cluster.dataDir().dir,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+        [name]: value,
+      };
+      const failed = await cluster.start(env).then(() => null, (error: Error) => error);
+      expect(failed?.message).toMatch(/exited with 1 before listening/);
+      expect(failed?.message).toMatch(message);
     });
   }
 });
