@@ -3,10 +3,11 @@
  * connections) of our server with everything off (METRICS=off, LOG_LEVEL=warn: no
  * access lines), with metrics and logs at their defaults, and with the OTLP exporter on
  * (every span sampled, and 10% sampled) to a sink in this process. Variants alternate
- * round by round, each on a fresh server and data folder, so drift in the machine
- * touches them all alike; the median round of each is reported, and the median of each
- * round's own ratio (a variant against its neighbour in the same round), which cancels
- * the drift between rounds.
+ * round by round, each on a fresh server and data folder, in reverse order every other
+ * round, so drift in the machine (the disk slows as the runs' files pile up) touches
+ * them all alike; the median round of each is reported, and the median of each round's
+ * own ratio (a variant against its neighbour in the same round), which cancels the drift
+ * between rounds.
  *
  * On a machine with two or more CPUs the server runs alone on CPU 0 and the load
  * generator, the bench and the OTLP sink share the rest: otherwise the load generator's
@@ -72,9 +73,13 @@ async function startSink(): Promise<{ url: string; requests: () => number; close
   };
 }
 
+/** The middle value; of an even count, the mean of the two middle ones. */
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? sorted[middle] as number
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 };
 
 export async function benchObservability(params: ObsParams, deps: ObsDeps): Promise<ObsRow[]> {
@@ -96,7 +101,11 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
     ];
     const results = variants.map(() => ({ rps: [] as number[], cpu: [] as number[] }));
     for (let round = 0; round < params.rounds; round++) {
-      for (const [index, { variant, env }] of variants.entries()) {
+      // Every other round runs the variants in reverse: each run leaves ~20,000 files
+      // behind and file creation slows as they pile up (bench/lib/fs-probe.ts), so a fixed
+      // order would charge that drift to whichever variant always runs later in its round.
+      const order = round % 2 === 0 ? [...variants.entries()] : [...variants.entries()].reverse();
+      for (const [index, { variant, env }] of order) {
         deps.log(`obs: round ${round + 1}, ${variant}`);
         const run: HttpRun = {
           name: "obs",
