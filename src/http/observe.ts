@@ -33,7 +33,7 @@ export function observeRequests(metrics: Metrics): MiddlewareHandler {
       // A span that is not recorded (no provider, or not sampled) is made active only to
       // carry a caller's trace on (its id in the logs): a trace that exists nowhere is not
       // worth a context per request (at 10% sampling, nine requests in ten).
-      const carried = span.isRecording() || (isSpanContextValid(span.spanContext()) && callerTraced(parent));
+      const carried = span.isRecording() || callerTraced(parent);
       await (carried ? withSpan(span, next, parent) : next());
     } finally {
       // "" when no route matched (a 404).

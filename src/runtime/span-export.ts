@@ -7,6 +7,7 @@
  * (`http/json`). The resource: `service.name` `thread-artifacts` unless `OTEL_SERVICE_NAME`
  * or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
  */
+import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import { OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from "@opentelemetry/otlp-exporter-base/node-http";
 import { type ISerializer, JsonTraceSerializer, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
@@ -18,6 +19,7 @@ import {
   resourceFromAttributes,
 } from "@opentelemetry/resources";
 import type { IExportTraceServiceResponse } from "@opentelemetry/otlp-transformer";
+import { withDeadline } from "../model/deadline.ts";
 import { OtlpTraceEncoder } from "./otlp-protobuf.ts";
 import { type SpanRecord, toReadableSpan } from "./span-record.ts";
 
@@ -26,7 +28,7 @@ export interface SpanExportOptions {
   url: string;
   /** How long one export may take before it counts as failed (OTEL_BSP_EXPORT_TIMEOUT). */
   exportTimeoutMs: number;
-  /** Told of a batch that failed or timed out (the batch is dropped, as the SDK's processor does). */
+  /** Told of a batch that failed or timed out. */
   onFailure: (message: string) => void;
 }
 
@@ -54,19 +56,15 @@ export function startSpanExport(options: SpanExportOptions): SpanExport {
     ),
   );
 
-  const exportBatch = (records: SpanRecord[]) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        options.onFailure(`span export timed out after ${options.exportTimeoutMs} ms`);
-        resolve();
-      }, options.exportTimeoutMs);
-      (timer as { unref?: () => void }).unref?.();
-      exporter.export(records, (result) => {
-        clearTimeout(timer);
-        if (result.code !== 0) options.onFailure(`span export failed: ${result.error?.message ?? "unknown"}`);
-        resolve();
-      });
-    });
+  /** One batch; a failure or a timeout rejects (the batch is dropped, as the SDK's processor does). */
+  const exportBatch = async (records: SpanRecord[]) => {
+    const result = await withDeadline(
+      new Promise<ExportResult>((resolve) => exporter.export(records, resolve)),
+      options.exportTimeoutMs,
+      "the span export",
+    );
+    if (result.code !== ExportResultCode.SUCCESS) throw result.error ?? new Error("the collector refused it");
+  };
   const failed = (error: unknown) =>
     options.onFailure(`span export failed: ${error instanceof Error ? error.message : String(error)}`);
 
