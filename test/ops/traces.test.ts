@@ -21,14 +21,15 @@ const SERVER = 2;
 const INTERNAL = 1;
 const CLIENT = 3;
 
-describe("OTLP traces from the Node server", () => {
-  const cluster = useCluster();
-  let receiver: OtlpReceiver;
-  beforeEach(async () => {
-    receiver = await startOtlpReceiver();
-  });
-  afterEach(() => receiver.close());
+// Every test: its own servers and a fresh OTLP receiver.
+const cluster = useCluster();
+let receiver: OtlpReceiver;
+beforeEach(async () => {
+  receiver = await startOtlpReceiver();
+});
+afterEach(() => receiver.close());
 
+describe("OTLP traces from the Node server", () => {
   for (const protocol of ["http/protobuf", "http/json"] as const) {
     it(`exports the span tree of a create that came with a traceparent (${protocol})`, async () => {
       const server = await cluster.start({
@@ -133,13 +134,6 @@ describe("OTLP traces from the Node server", () => {
 });
 
 describe("OTLP traces from the Node server: settings and a collector that is down", () => {
-  const cluster = useCluster();
-  let receiver: OtlpReceiver;
-  beforeEach(async () => {
-    receiver = await startOtlpReceiver();
-  });
-  afterEach(() => receiver.close());
-
   it("names the service as OTEL_SERVICE_NAME says, and samples as OTEL_TRACES_SAMPLER says (a caller's sampled trace followed)", async () => {
     const server = await cluster.start({
       DATA_DIR: cluster.dataDir().dir,
