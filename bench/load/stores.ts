@@ -21,7 +21,7 @@ export type StoresRequest = { op: "start"; store: "s3" | "libsql" } | { op: "cre
 // The emulators' files live in memory where the machine has a tmpfs: what the bench
 // measures is a store 20 ms away, not this machine's disk (whose file creation slows for
 // minutes after the earlier scenarios' folders are deleted: bench/lib/fs-probe.ts).
-if (existsSync("/dev/shm")) process.env.TMPDIR = "/dev/shm";
+const scratch = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
 
 let running: { s3: S3rverHarness } | { hrana: HranaServer; dir: string } | null = null;
 
@@ -30,11 +30,11 @@ serveRequests<StoresRequest, { endpoint: string } | { bucket: string } | { close
     case "start": {
       if (running) throw new Error("already started");
       if (request.store === "s3") {
-        const s3 = await startS3rver();
+        const s3 = await startS3rver({ parent: scratch });
         running = { s3 };
         return { endpoint: s3.endpoint };
       }
-      const dir = mkdtempSync(join(tmpdir(), "artifacts-edge-libsql-"));
+      const dir = mkdtempSync(join(scratch, "artifacts-edge-libsql-"));
       const hrana = await startHranaServer({ path: join(dir, "cache.db") });
       running = { hrana, dir };
       return { endpoint: hrana.url };

@@ -47,8 +47,11 @@ interface S3rverFilesystemStore {
 
 let bucketCounter = 0;
 
-export async function startS3rver(options: { maxKeysPerPage?: number } = {}): Promise<S3rverHarness> {
-  const directory = await mkdtemp(join(tmpdir(), "s3rver-"));
+/** `parent`: the folder its files go under (default: the OS temp folder). */
+export async function startS3rver(
+  options: { maxKeysPerPage?: number; parent?: string } = {},
+): Promise<S3rverHarness> {
+  const directory = await mkdtemp(join(options.parent ?? tmpdir(), "s3rver-"));
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, vhostBuckets: false });
   makePutsDurableBeforeReply((server as unknown as { store: S3rverFilesystemStore }).store);
   const address = await server.run();
