@@ -96,10 +96,14 @@ describe("Deno: OTEL_DENO=true", () => {
       const callerSpanId = randomBytes(8).toString("hex");
       expect((await create(server.url, "deno-traced", { traceparent: `00-${traceId}-${callerSpanId}-01` })).status)
         .toBe(201);
-      // Deno exports on its own schedule: wait (bounded) for the commit's spans to arrive.
+      // Deno exports on its own schedule, in batches: the commit's spans can come a batch
+      // before the request's (which end after the answer). Wait (bounded) for all of them.
       const trace = await waitFor("the create's spans", () => {
         const spans = receiver.spans.filter((span) => span.traceId === traceId);
-        return spans.some((span) => span.name === "libsql apply") && spans;
+        const names = new Set(spans.map((span) => span.name));
+        const all = ["libsql apply", "blob putIfAbsent", "commit", "POST /v1/threads/:threadId/artifacts"]
+          .every((name) => names.has(name)) && spans.some((span) => span.parentSpanId === callerSpanId);
+        return all && spans;
       });
       const denoServerSpan = trace.find((span) => span.parentSpanId === callerSpanId);
       expect(denoServerSpan?.kind).toBe(2);
