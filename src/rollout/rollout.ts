@@ -30,9 +30,12 @@ import { threadKey } from "../model/ids.ts";
 import { CompactionObjects } from "./compaction-objects.ts";
 import { folders, inParallel, listAll } from "./listing.ts";
 import { PastLives } from "./past-lives.ts";
+import { RecentCommits } from "./recent-commits.ts";
 
 /** Commit boundaries remembered (see `patchesAfter`), over every thread of the process. */
 const MAX_REMEMBERED_BOUNDARIES = 10_000;
+/** Serialized commits held for compaction (see `recentCommits`), over every thread of the process. */
+const RECENT_COMMIT_BYTES = 16 * 1024 * 1024;
 
 /** Where a thread's current life starts, and what compaction holds for it: what a history read starts from. */
 export interface HistoryIndex {
@@ -68,6 +71,8 @@ export class Rollout {
   readonly #past: PastLives;
   /** Seqs known to end a commit, per thread (`threadKey/seq`): lets `patchesAfter` trust a miss. */
   readonly #boundaries = new Map<string, true>();
+  /** The commits this rollout created lately, per thread: compaction's tail without reading it back. */
+  readonly #recent = new RecentCommits(RECENT_COMMIT_BYTES);
 
   constructor(store: BlobStore) {
     this.#store = store;
@@ -93,8 +98,25 @@ export class Rollout {
       if (stored === null || isStubText(stored)) throw error;
       result = stored === text ? "created" : "exists";
     }
-    if (result === "created") this.#rememberBoundary(tenant, commit.threadId, commit.lastSeq);
+    if (result === "created") {
+      this.#rememberBoundary(tenant, commit.threadId, commit.lastSeq);
+      this.#recent.add(threadKey(tenant, commit.threadId), commit, text.length);
+    }
     return result;
+  }
+
+  /**
+   * The thread's latest commits this rollout created, consecutive, oldest first (empty
+   * when it holds none): a tail compaction need not read back. Runs broken by another
+   * writer's commits start afresh, and a budget bounds what is held over every thread.
+   */
+  recentCommits(tenant: string, threadId: string): readonly Commit[] {
+    return this.#recent.commits(threadKey(tenant, threadId));
+  }
+
+  /** Compaction has covered the thread through `seq`: its recent commits up to there are let go. */
+  releaseRecent(tenant: string, threadId: string, seq: number): void {
+    this.#recent.releaseThrough(threadKey(tenant, threadId), seq);
   }
 
   /** Whether a commit follows seq `seq` (a commit boundary): one existence check. */

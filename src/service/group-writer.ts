@@ -68,9 +68,7 @@ export class GroupWriter {
   constructor(options: GroupWriterOptions) {
     this.#o = options;
     this.#basis = new WriteBasis(options);
-    // Twice the compaction cadence (and a group): enough for a pass that runs late to find its tail.
-    const keepPatches = 2 * options.compactor.everyPatches + MAX_GROUP;
-    this.#resident = options.resident ? new ResidentThreads({ ...options, keepPatches }) : null;
+    this.#resident = options.resident ? new ResidentThreads(options) : null;
   }
 
   write(tenant: string, threadId: string, command: WriteCommand): Promise<WriteResult> {
@@ -194,7 +192,6 @@ export class GroupWriter {
           // put left ~5 ms after the last one was durable when all of that came first.
           const resident = this.#resident;
           resident.set(tenant, threadId, materialize(basis.state, patches));
-          resident.committed(tenant, threadId, commit);
           resident.later(tenant, threadId, () => {
             this.#o.onDurable(tenant, commit);
             resident.chainApply(tenant, threadId, () => this.#applyCommitted(tenant, threadId, commit));
@@ -271,13 +268,7 @@ export class GroupWriter {
   /** Compaction after the answer: a failure only leaves cold reads longer until the next one. */
   async #compact(tenant: string, threadId: string): Promise<void> {
     try {
-      // Resident: the tail is the writer's own latest commits, not read back from the store.
-      const resident = this.#resident;
-      await this.#o.compactor.compact(
-        tenant,
-        threadId,
-        resident ? () => resident.recentCommits(tenant, threadId) : undefined,
-      );
+      await this.#o.compactor.compact(tenant, threadId);
     } catch (error) {
       warnUnlessReported(log, "compaction failed", { threadId }, error);
     }

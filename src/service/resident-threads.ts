@@ -1,7 +1,7 @@
 import type { ThreadState } from "../model/artifact.ts";
 import { threadKey } from "../model/ids.ts";
 import { materialize } from "../model/materialize.ts";
-import { type Commit, patchesOf } from "../model/patch.ts";
+import { patchesOf } from "../model/patch.ts";
 import type { Rollout } from "../rollout/rollout.ts";
 import type { CacheGuard } from "./cache-guard.ts";
 
@@ -16,8 +16,6 @@ export interface ResidentThreadsOptions {
   now: () => Date;
   /** Keeps the chained cache applies alive after the answer (Workers: waitUntil). */
   background: (work: Promise<void>) => void;
-  /** Patches of its own latest commits a thread keeps for compaction (see `committed`). */
-  keepPatches: number;
 }
 
 /**
@@ -31,8 +29,6 @@ export class ResidentThreads {
   readonly #states = new Map<string, { state: ThreadState | null; confirmedAt: number }>();
   /** Each thread's last cache apply still running, so the next one goes after it. */
   readonly #applying = new Map<string, Promise<void>>();
-  /** Each thread's latest commits this writer made, consecutive, up to `keepPatches` patches. */
-  readonly #recent = new Map<string, { commits: Commit[]; patches: number }>();
   /** Each thread's work deferred to a later task (`later`), in the order it was asked for. */
   readonly #later = new Map<string, (() => void)[]>();
 
@@ -102,30 +98,6 @@ export class ResidentThreads {
   /** Forgets the state (a put whose outcome is unknown, a round too old): the next use loads it again. */
   forget(tenant: string, threadId: string): void {
     this.#states.delete(threadKey(tenant, threadId));
-    this.#recent.delete(threadKey(tenant, threadId));
-  }
-
-  /**
-   * A commit this writer created: kept with the thread's latest ones while they stay
-   * consecutive (one after a gap, another writer's commits between, starts afresh), so
-   * compaction takes its tail from memory instead of listing and reading it back.
-   */
-  committed(tenant: string, threadId: string, commit: Commit): void {
-    const key = threadKey(tenant, threadId);
-    const recent = this.#recent.get(key);
-    const last = recent?.commits[recent.commits.length - 1];
-    const kept = recent && last && last.lastSeq + 1 === commit.firstSeq ? recent : { commits: [], patches: 0 };
-    kept.commits.push(commit);
-    kept.patches += commit.patches.length;
-    while (kept.commits.length > 1 && kept.patches > this.#o.keepPatches) {
-      kept.patches -= (kept.commits.shift() as Commit).patches.length;
-    }
-    this.#recent.set(key, kept);
-  }
-
-  /** The thread's latest commits this writer made (a copy), oldest first. */
-  recentCommits(tenant: string, threadId: string): readonly Commit[] {
-    return [...(this.#recent.get(threadKey(tenant, threadId))?.commits ?? [])];
   }
 
   /**

@@ -8,6 +8,9 @@
  *   the compaction pointer;
  * - compaction objects are a shortcut only: a missing delta or a corrupt pointer makes a
  *   cold read replay the commits instead;
+ * - compaction takes the tail this process created from memory (no commit read back),
+ *   the same delta byte for byte as one read back; another writer's commit between
+ *   breaks the run and the tail is read back;
  * - a cold read takes a bounded number of sequential round trips whatever the history
  *   length (fake-clock time / one round trip), and a 1,000-artifact thread updated 3,000
  *   times holds at most 3x its commits' bytes.
@@ -19,7 +22,15 @@ import type { Artifact } from "../../src/model/artifact.ts";
 import { materialize } from "../../src/model/materialize.ts";
 import { type Commit, commitOf, type Patch, patchesOf } from "../../src/model/patch.ts";
 import { Compactor } from "../../src/rollout/compaction.ts";
-import { commitKey, compactionKey, deltasPrefix, snapshotsPrefix, threadPrefix } from "../../src/rollout/keys.ts";
+import {
+  commitKey,
+  commitsPrefix,
+  compactionKey,
+  deltaKey,
+  deltasPrefix,
+  snapshotsPrefix,
+  threadPrefix,
+} from "../../src/rollout/keys.ts";
 import { Rollout } from "../../src/rollout/rollout.ts";
 
 const T = "t";
@@ -76,6 +87,8 @@ async function write(rollout: Rollout, commits: Commit[]): Promise<void> {
 /** Passes calls through; counts them; optionally makes each one a round trip of `delayMs` on the (fake) clock. */
 class CountingStore implements BlobStore {
   requests = 0;
+  /** Every key read (get), in order. */
+  gets: string[] = [];
   delayMs = 0;
   failPutsOnce: "after-landing" | "before-landing" | null = null;
   constructor(readonly inner: BlobStore) {}
@@ -85,6 +98,7 @@ class CountingStore implements BlobStore {
     return call();
   }
   get(key: string) {
+    this.gets.push(key);
     return this.#trip(() => this.inner.get(key));
   }
   async putIfAbsent(key: string, body: string): Promise<PutIfAbsentResult> {
@@ -204,6 +218,70 @@ describe("commits", () => {
     await fresh.put(compactionKey(T, TH), pointer.replace('"seq":40', '"seq":41'));
     expect(await withoutDeltas.compaction.readPointer(T, TH)).toBeNull();
     expect(await withoutDeltas.load(T, TH)).toEqual(truth);
+  });
+});
+
+describe("compaction's tail", () => {
+  const commitReads = (store: CountingStore) => store.gets.filter((key) => key.startsWith(commitsPrefix(T, TH)));
+
+  /** A copy of the store: what another process sees. */
+  async function copyOf(store: BlobStore): Promise<MemoryBlobStore> {
+    const copy = new MemoryBlobStore();
+    for (const key of await store.list("tenants/", { limit: 10_000 })) {
+      await copy.put(key, (await store.get(key)) as string);
+    }
+    return copy;
+  }
+
+  it("the commits this rollout created are not read back, and give the same delta as the ones read back", async () => {
+    const store = new CountingStore(new MemoryBlobStore());
+    const writer = new Rollout(store);
+    const commits = history(12, 2, 5);
+    await write(writer, commits);
+    const other = await copyOf(store.inner);
+    store.gets = [];
+    const ours = await new Compactor(writer, { everyPatches: 8 }).compactOnce(T, TH);
+    expect(commitReads(store)).toEqual([]);
+    expect(ours.delta).toMatchObject({ firstSeq: 1, lastSeq: 24 });
+    // A process that did not write them reads them back, and writes the very same delta.
+    const reading = new CountingStore(other);
+    const theirs = await new Compactor(new Rollout(reading), { everyPatches: 8 }).compactOnce(T, TH);
+    expect(commitReads(reading).length).toBeGreaterThanOrEqual(12);
+    expect(theirs).toEqual(ours);
+    expect(await other.get(deltaKey(T, TH, 1, 24))).toBe(await store.inner.get(deltaKey(T, TH, 1, 24)));
+    expect(await writer.load(T, TH)).toEqual(materialize(null, patchesOf(commits)));
+  });
+
+  it("once compacted, the next pass starts from the commits created after it; what was compacted is let go", async () => {
+    const store = new CountingStore(new MemoryBlobStore());
+    const writer = new Rollout(store);
+    const compactor = new Compactor(writer, { everyPatches: 4 });
+    const commits = history(6, 2, 5);
+    await write(writer, commits.slice(0, 3));
+    await compactor.compactOnce(T, TH);
+    expect(writer.recentCommits(T, TH)).toEqual([]);
+    await write(writer, commits.slice(3));
+    expect(writer.recentCommits(T, TH).map((c) => c.firstSeq)).toEqual([7, 9, 11]);
+    store.gets = [];
+    expect((await compactor.compactOnce(T, TH)).delta).toMatchObject({ firstSeq: 7, lastSeq: 12 });
+    expect(commitReads(store)).toEqual([]);
+    expect(await new Rollout(store.inner).load(T, TH)).toEqual(materialize(null, patchesOf(commits)));
+  });
+
+  it("another writer's commit between breaks the run: the tail is read back, the other's commit in it", async () => {
+    const store = new CountingStore(new MemoryBlobStore());
+    const writer = new Rollout(store);
+    const another = new Rollout(store.inner);
+    const commits = history(6, 2, 5);
+    await write(writer, commits.slice(0, 3));
+    await write(another, commits.slice(3, 4));
+    await write(writer, commits.slice(4));
+    expect(writer.recentCommits(T, TH).map((c) => c.firstSeq)).toEqual([9, 11]);
+    store.gets = [];
+    const result = await new Compactor(writer, { everyPatches: 4 }).compactOnce(T, TH);
+    expect(result.delta).toMatchObject({ firstSeq: 1, lastSeq: 12 });
+    expect(commitReads(store)).toContain(commitKey(T, TH, 7));
+    expect(await new Rollout(store.inner).load(T, TH)).toEqual(materialize(null, patchesOf(commits)));
   });
 });
 
