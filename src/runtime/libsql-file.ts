@@ -10,6 +10,7 @@
 import type { InStatement } from "@libsql/client";
 import Database from "libsql";
 import type { SqlClient, SqlResult } from "../cache/libsql.ts";
+import { type CheckpointPass, WalCheckpointer } from "./wal-checkpointer.ts";
 
 /** Statements kept prepared at most: the cache has a few dozen distinct SQL texts. */
 const MAX_PREPARED = 256;
@@ -19,14 +20,31 @@ type Prepared = Database.Statement<unknown[]>;
 export interface LibsqlFileOptions {
   /** How long a writer waits for another process's write lock before failing with SQLITE_BUSY (ms). */
   busyTimeoutMs: number;
+  /**
+   * Checkpoint the WAL from a worker thread every this many ms (Node: wal-checkpointer.ts);
+   * absent, only the connection's own checkpoints run, on the committing call.
+   */
+  checkpointEveryMs?: number;
+  /** Told of each of the worker's passes (tests). */
+  onCheckpoint?: (pass: CheckpointPass) => void;
 }
 
 export class LibsqlFileClient implements SqlClient {
   readonly #db: Database.Database;
   readonly #prepared = new Map<string, { statement: Prepared; reader: boolean }>();
 
+  readonly #checkpointer: WalCheckpointer | null;
+  /** Resolves once everything `close` ended has ended (the checkpointer's worker). */
+  closed: Promise<void> = Promise.resolve();
+
   constructor(path: string, options: LibsqlFileOptions) {
     this.#db = wrapErrors(() => new Database(path, { timeout: options.busyTimeoutMs }));
+    this.#checkpointer = options.checkpointEveryMs === undefined ? null : new WalCheckpointer({
+      path,
+      everyMs: options.checkpointEveryMs,
+      busyTimeoutMs: options.busyTimeoutMs,
+      ...(options.onCheckpoint ? { onPass: options.onCheckpoint } : {}),
+    });
   }
 
   async execute(statement: InStatement): Promise<SqlResult> {
@@ -52,7 +70,14 @@ export class LibsqlFileClient implements SqlClient {
     });
   }
 
+  /** A checkpoint pass of the worker's now (null without one): tests. */
+  checkpointNow(): Promise<CheckpointPass> | null {
+    return this.#checkpointer?.now() ?? null;
+  }
+
+  /** Closes the connection; the checkpointer's worker closes its own and exits (`closed` resolves then). */
   close(): void {
+    this.closed = this.#checkpointer?.close() ?? Promise.resolve();
     this.#prepared.clear();
     if (this.#db.open) this.#db.close();
   }

@@ -20,6 +20,8 @@ import { LIFECYCLE, logger } from "../logging/logger.ts";
 import { rebuildCache } from "../service/rebuild.ts";
 
 const log = logger("server");
+/** How often the cache file's WAL is checkpointed beside the event loop (wal-checkpointer.ts). */
+const WAL_CHECKPOINT_EVERY_MS = 250;
 /** Start and shutdown: logged whatever LOG_LEVEL says. */
 const lifecycle = logger(LIFECYCLE);
 
@@ -78,7 +80,8 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
     config,
     ...(metrics ? { metrics } : {}),
     blobStore,
-    connectLibsql: libsqlConnector(config),
+    // A libSQL file's WAL is checkpointed from a worker thread, not on the event loop.
+    connectLibsql: libsqlConnector(config, { checkpointEveryMs: WAL_CHECKPOINT_EVERY_MS }),
     unref: (timer) => (timer as NodeJS.Timeout).unref(),
     notifier: webhooks.notifier(new InProcessNotifier()),
     // Webhook URLs are judged by the addresses getaddrinfo gives, as Node's fetch would connect.

@@ -37,18 +37,22 @@ export function blobStoreFor(config: Config, env: Env): BlobStore {
 
 /**
  * Opens a libSQL client for `config.libsqlUrl`, making the folder a `file:` URL points
- * into. A file gets the prepared-statement client (`libsql-file.ts`); `libsql://` and
+ * into. A file gets the prepared-statement client (`libsql-file.ts`), with its WAL
+ * checkpointed from a worker thread when `checkpointEveryMs` is given (Node); `libsql://` and
  * `http(s)://` get @libsql/client. Called on first use, so a folder that cannot be
  * made counts as the cache being down, not as a failed start.
  */
-export function libsqlConnector(config: Config): () => SqlClient {
+export function libsqlConnector(
+  config: Config,
+  options: { checkpointEveryMs?: number } = {},
+): () => SqlClient {
   const url = config.libsqlUrl;
   return () => {
     if (url.startsWith("file:")) {
       const path = resolve(url.slice("file:".length));
       mkdirSync(dirname(path), { recursive: true });
       // Several processes may share one file: wait for the write lock instead of failing.
-      return new LibsqlFileClient(path, { busyTimeoutMs: BUSY_TIMEOUT_MS });
+      return new LibsqlFileClient(path, { busyTimeoutMs: BUSY_TIMEOUT_MS, ...options });
     }
     return createClient({ url, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) });
   };

@@ -1,13 +1,15 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "libsql";
 import { describe, expect, it } from "vitest";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
 import { LibsqlFileClient } from "../../src/runtime/libsql-file.ts";
+import type { CheckpointPass } from "../../src/runtime/wal-checkpointer.ts";
 import { asCommits, describeCacheContract, History } from "./cache-contract.ts";
 
-const fileCache = (batched: boolean) => async ({ retryAfterMs }: { retryAfterMs: number }) => {
+/** `nodeWired`: applies batched per turn and the WAL checkpointed from a worker (often, to race every call), as the Node server runs it. */
+const fileCache = (nodeWired: boolean) => async ({ retryAfterMs }: { retryAfterMs: number }) => {
   const dir = mkdtempSync(join(tmpdir(), "cache-file-"));
   const path = join(dir, "cache.db");
   // While "down", connect() points into a folder that does not exist: SQLITE_CANTOPEN.
@@ -18,10 +20,13 @@ const fileCache = (batched: boolean) => async ({ retryAfterMs }: { retryAfterMs:
   const cache = new LibsqlCache({
     local: true,
     retryAfterMs,
-    ...(batched ? { batchApplies: (flush: () => void) => setImmediate(flush) } : {}),
+    ...(nodeWired ? { batchApplies: (flush: () => void) => setImmediate(flush) } : {}),
     connect: () => {
       connects++;
-      const client = new LibsqlFileClient(down ? unreachable : path, { busyTimeoutMs: 5000 });
+      const client = new LibsqlFileClient(down ? unreachable : path, {
+        busyTimeoutMs: 5000,
+        ...(nodeWired && !down ? { checkpointEveryMs: 5 } : {}),
+      });
       clients.push(client);
       return client;
     },
@@ -50,13 +55,74 @@ const fileCache = (batched: boolean) => async ({ retryAfterMs }: { retryAfterMs:
     async dispose() {
       cache.close();
       for (const client of clients) client.close();
+      await Promise.all(clients.map((client) => client.closed));
       rmSync(dir, { recursive: true, force: true });
     },
   };
 };
 
 describeCacheContract("file: URL, the prepared-statement file client of Node and Deno", fileCache(false));
-describeCacheContract("file: URL, applies batched per turn as the Node server wires it", fileCache(true));
+describeCacheContract(
+  "file: URL, applies batched per turn and the WAL checkpointed from a worker, as the Node server wires it",
+  fileCache(true),
+);
+
+describe("the WAL checkpointed from a worker thread", () => {
+  it("passes run on their own, every few ms", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cache-checkpoint-"));
+    let first!: (pass: CheckpointPass) => void;
+    const passed = new Promise<CheckpointPass>((resolve) => (first = resolve));
+    const client = new LibsqlFileClient(join(dir, "cache.db"), {
+      busyTimeoutMs: 5000,
+      checkpointEveryMs: 1,
+      onCheckpoint: (pass) => first(pass),
+    });
+    try {
+      await client.execute("PRAGMA journal_mode = WAL");
+      expect(await passed).toMatchObject({ ok: true });
+    } finally {
+      client.close();
+      await client.closed;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("copies what the connection wrote into the database file, beside it; closing ends the worker", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cache-checkpoint-"));
+    const path = join(dir, "cache.db");
+    // Seldom on their own here: the passes this test looks at are the ones it asks for.
+    const client = new LibsqlFileClient(path, { busyTimeoutMs: 5000, checkpointEveryMs: 60_000 });
+    try {
+      await client.execute("PRAGMA journal_mode = WAL");
+      // Far above what is written: the connection itself never checkpoints here.
+      await client.execute("PRAGMA wal_autocheckpoint = 100000");
+      await client.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+      const body = "x".repeat(1000);
+      for (let n = 0; n < 500; n++) {
+        await client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [n, body] }], "write");
+      }
+      const pass = await client.checkpointNow();
+      expect(pass).toMatchObject({ ok: true });
+      const { log, checkpointed } = pass as { log: number; checkpointed: number };
+      // Every frame of the 500 commits (at least one page each), all copied.
+      expect(log).toBeGreaterThanOrEqual(500);
+      expect(checkpointed).toBe(log);
+      // So the database file alone (no WAL beside it) holds every row.
+      copyFileSync(path, join(dir, "alone.db"));
+    } finally {
+      client.close();
+    }
+    // Resolves on the worker's exit: it closed its connection and stopped its passes.
+    await client.closed;
+    const alone = new Database(join(dir, "alone.db"));
+    try {
+      expect(alone.prepare("SELECT count(*) AS n FROM rows").get()).toMatchObject({ n: 500 });
+    } finally {
+      alone.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe("applies batched per turn", () => {
   it("applies asked for in one turn go in one transaction, each answered with its thread's seq; a failing one fails them all", async () => {
