@@ -32,10 +32,8 @@ export interface LibsqlFileOptions {
 export class LibsqlFileClient implements SqlClient {
   readonly #db: Database.Database;
   readonly #prepared = new Map<string, { statement: Prepared; reader: boolean }>();
-
   readonly #checkpointer: WalCheckpointer | null;
-  /** Resolves once everything `close` ended has ended (the checkpointer's worker). */
-  closed: Promise<void> = Promise.resolve();
+  #closed: Promise<void> = Promise.resolve();
 
   constructor(path: string, options: LibsqlFileOptions) {
     this.#db = wrapErrors(() => new Database(path, { timeout: options.busyTimeoutMs }));
@@ -70,6 +68,11 @@ export class LibsqlFileClient implements SqlClient {
     });
   }
 
+  /** Resolves once everything `close` ended has ended (the checkpointer's worker). */
+  get closed(): Promise<void> {
+    return this.#closed;
+  }
+
   /** A checkpoint pass of the worker's now (null without one): tests. */
   checkpointNow(): Promise<CheckpointPass> | null {
     return this.#checkpointer?.now() ?? null;
@@ -77,7 +80,7 @@ export class LibsqlFileClient implements SqlClient {
 
   /** Closes the connection; the checkpointer's worker closes its own and exits (`closed` resolves then). */
   close(): void {
-    this.closed = this.#checkpointer?.close() ?? Promise.resolve();
+    this.#closed = this.#checkpointer?.close() ?? Promise.resolve();
     this.#prepared.clear();
     if (this.#db.open) this.#db.close();
   }
