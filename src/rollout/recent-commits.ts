@@ -1,9 +1,9 @@
 import type { Commit } from "../model/patch.ts";
 
 interface ThreadCommits {
-  commits: Commit[];
-  /** Each commit's serialized length, in step with `commits`. */
-  sizes: number[];
+  /** Each commit with its serialized length, oldest first. */
+  entries: { commit: Commit; bytes: number }[];
+  /** Their lengths' sum. */
   bytes: number;
 }
 
@@ -30,15 +30,14 @@ export class RecentCommits {
   add(thread: string, commit: Commit, bytes: number): void {
     let held = this.#threads.get(thread);
     if (held) this.#threads.delete(thread);
-    const last = held?.commits[held.commits.length - 1];
+    const last = held?.entries[held.entries.length - 1]?.commit;
     if (held && last?.lastSeq !== commit.firstSeq - 1) {
       // Not the next one: the run is broken, so what is held no longer leads here.
       this.#bytes -= held.bytes;
       held = undefined;
     }
-    held ??= { commits: [], sizes: [], bytes: 0 };
-    held.commits.push(commit);
-    held.sizes.push(bytes);
+    held ??= { entries: [], bytes: 0 };
+    held.entries.push({ commit, bytes });
     held.bytes += bytes;
     this.#bytes += bytes;
     this.#threads.set(thread, held);
@@ -47,15 +46,15 @@ export class RecentCommits {
 
   /** The thread's held run (a copy), oldest first; empty when none is held. */
   commits(thread: string): readonly Commit[] {
-    return [...(this.#threads.get(thread)?.commits ?? [])];
+    return (this.#threads.get(thread)?.entries ?? []).map((entry) => entry.commit);
   }
 
   /** Drops the thread's commits that end at or before `seq` (compacted: no pass needs them again). */
   releaseThrough(thread: string, seq: number): void {
     const held = this.#threads.get(thread);
     if (!held) return;
-    while (held.commits.length > 0 && (held.commits[0] as Commit).lastSeq <= seq) this.#shift(held);
-    if (held.commits.length === 0) this.#threads.delete(thread);
+    while (held.entries.length > 0 && (held.entries[0]?.commit.lastSeq ?? Infinity) <= seq) this.#shift(held);
+    if (held.entries.length === 0) this.#threads.delete(thread);
   }
 
   /** Bytes held over every thread (for tests and gauges). */
@@ -70,14 +69,13 @@ export class RecentCommits {
       this.#bytes -= held.bytes;
       this.#threads.delete(other);
     }
-    while (this.#bytes > this.#maxBytes && current.commits.length > 0) this.#shift(current);
-    if (current.commits.length === 0) this.#threads.delete(thread);
+    while (this.#bytes > this.#maxBytes && current.entries.length > 0) this.#shift(current);
+    if (current.entries.length === 0) this.#threads.delete(thread);
   }
 
-  #shift(held: ThreadCommits): void {
-    held.commits.shift();
-    const size = held.sizes.shift() ?? 0;
-    held.bytes -= size;
+  #shift(thread: ThreadCommits): void {
+    const size = thread.entries.shift()?.bytes ?? 0;
+    thread.bytes -= size;
     this.#bytes -= size;
   }
 }

@@ -101,7 +101,7 @@ export class WalCheckpointer {
     this.#worker.unref();
   }
 
-  /** A pass now, after whatever was committed before the call (tests; a shutdown that wants the WAL folded in). */
+  /** A pass now, after whatever was committed before the call (tests). */
   now(): Promise<CheckpointPass> {
     const request = ++this.#requests;
     return new Promise((resolve) => {
