@@ -7,10 +7,18 @@ import type { WebhookMessage } from "../model/webhook.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
-/** When seqs became known, kept per lane for the oldest-undelivered age (older marks merge, ageing conservatively). */
-const MAX_MARKS = 32;
-/** Seqs learned this close together share one mark (ms). */
-const MARK_GRAIN_MS = 100;
+/**
+ * When seqs became known, kept per lane for the oldest-undelivered age: at most this many
+ * marks; past them the newest mark takes the new seqs (their age overstated, never
+ * understated; the oldest marks, the ones the gauge reads, stay exact).
+ */
+export const MAX_MARKS = 32;
+/**
+ * Seqs learned this close together share one mark (ms): the age is a gauge in seconds,
+ * and a lane of a busy thread under 20 webhooks would otherwise make a mark per commit
+ * per webhook (garbage on the write path).
+ */
+export const MARK_GRAIN_MS = 1000;
 
 export interface Lane {
   readonly threadId: string;
@@ -76,18 +84,16 @@ export function noteSeq(lane: Lane, seq: number, now: number, changedFrom: numbe
   lane.behindFrom = Math.min(lane.behindFrom, changedFrom);
   if (seq <= lane.known) return;
   lane.known = seq;
-  // Seqs learned within MARK_GRAIN_MS share a mark (its time, the earlier: ageing
-  // conservatively): a busy thread costs each of its lanes a comparison per commit, not a mark.
-  const last = lane.marks[lane.marks.length - 1];
-  if (last && now - last[1] < MARK_GRAIN_MS) {
+  // Seqs learned within MARK_GRAIN_MS, or past MAX_MARKS, join the newest mark (its time,
+  // the earlier: ageing conservatively): a busy thread costs each of its lanes a comparison
+  // per commit, not a mark.
+  const marks = lane.marks;
+  const last = marks[marks.length - 1];
+  if (last && (now - last[1] < MARK_GRAIN_MS || marks.length >= MAX_MARKS)) {
     last[0] = seq;
     return;
   }
-  lane.marks.push([seq, now]);
-  if (lane.marks.length > MAX_MARKS) {
-    const [first, second] = lane.marks as [[number, number], [number, number]];
-    lane.marks.splice(0, 2, [second[0], first[1]]);
-  }
+  marks.push([seq, now]);
 }
 
 /** `seq` was acknowledged (or passed over): the next event starts afresh. */
