@@ -44,11 +44,27 @@ export function deliveryRecord(
   };
 }
 
+/** What an attempt hands its HTTP client: one `POST`, no redirect followed, a deadline. */
+export interface DeliveryRequest {
+  method: "POST";
+  headers: Record<string, string>;
+  body: string;
+  redirect: "manual";
+  signal: AbortSignal;
+}
+
+/**
+ * The HTTP client of the attempts: the global `fetch` is one; the Node server passes a
+ * cheaper one (runtime/node-delivery-fetch.ts). Only the answer's status is used, and its
+ * body is read (bounded) if it has one.
+ */
+export type DeliveryFetch = (url: string, init: DeliveryRequest) => Promise<Response>;
+
 export interface DeliverOptions {
   /** Asked before each attempt; a refusal fails the attempt with `refused_address` (it is retried). */
   checkUrl: CheckUrl;
   /** Default: the global fetch. */
-  fetch?: typeof fetch;
+  fetch?: DeliveryFetch;
   /** The whole attempt's deadline, answer included (ms; API.md: 10 s). */
   timeoutMs?: number;
   /** Bytes of the answer read at most before it is cancelled (default 64 KiB). */

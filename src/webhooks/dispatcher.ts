@@ -31,7 +31,7 @@ import { type Metrics, noMetrics } from "../model/metrics.ts";
 import type { LogEvent } from "../model/patch.ts";
 import { eventNameOf, retryDelayMs, type Webhook, webhookFollows, webhookMessage } from "../model/webhook.ts";
 import type { ChangedThread, ChangedThreads } from "./changed-threads.ts";
-import { type AttemptResult, type CheckUrl, deliverOnce, deliveryRecord } from "./deliver.ts";
+import { type AttemptResult, type CheckUrl, deliverOnce, type DeliveryFetch, deliveryRecord } from "./deliver.ts";
 import type { DeliveryGate } from "./writes-first.ts";
 import { DetachedLoop } from "./detached-loop.ts";
 import { advance, backlogOf, caughtUp, isIdle, type Lane, newLane, noteSeq, rewind } from "./lanes.ts";
@@ -67,7 +67,8 @@ export interface DispatcherOptions {
   retryMs: number;
   /** The first retry's delay (ms; WEBHOOK_RETRY_BASE_MS). */
   retryBaseMs: number;
-  fetch?: typeof fetch;
+  /** The attempts' HTTP client (default: the global fetch). */
+  fetch?: DeliveryFetch;
   /** One attempt's deadline (ms; default 10 s). */
   attemptTimeoutMs?: number;
   /** How often the registry and the threads are looked at without a hint (ms; default 5 s). */
@@ -134,7 +135,7 @@ export class WebhookDispatcher implements WebhookDeliveries {
   readonly #changedThreads: ChangedThreads | undefined;
   readonly #leases: BlobLeases;
   readonly #checkUrl: CheckUrl;
-  readonly #fetch: typeof fetch | undefined;
+  readonly #fetch: DeliveryFetch | undefined;
   readonly #retryMs: number;
   readonly #retryBaseMs: number;
   readonly #attemptTimeoutMs: number | undefined;

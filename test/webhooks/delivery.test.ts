@@ -13,7 +13,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
-import { afterEach, describe, expect, it } from "vitest";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { MemoryBlobStore } from "../../src/blob/memory.ts";
 import { InProcessNotifier } from "../../src/live/notifier.ts";
@@ -22,7 +24,8 @@ import { loadConfig } from "../../src/runtime/config.ts";
 import { PrometheusMetrics } from "../../src/runtime/prometheus.ts";
 import { serverWebhooks } from "../../src/runtime/server-webhooks.ts";
 import { wire } from "../../src/runtime/wire.ts";
-import { deliverOnce } from "../../src/webhooks/deliver.ts";
+import { deliverOnce, type DeliveryFetch } from "../../src/webhooks/deliver.ts";
+import { nodeDeliveryFetch } from "../../src/runtime/node-delivery-fetch.ts";
 import { BlobLeases, isHeld, leaseKey } from "../../src/webhooks/lease.ts";
 import { BlobWebhookRegistry } from "../../src/webhooks/registry.ts";
 import { readJsonResult } from "../support/http.ts";
@@ -31,6 +34,12 @@ import { waitFor } from "../support/wait.ts";
 import { expectSentInOrder, WebhookReceiver } from "../support/webhook-receiver.ts";
 
 const TENANT = "local";
+
+/**
+ * The attempts' HTTP client the nodes of a suite use: the global fetch (Deno's server and
+ * the default), or the Node server's node:http client. The delivery suite runs with each.
+ */
+let deliveryFetch: DeliveryFetch | undefined;
 
 type Node = Awaited<ReturnType<typeof startNode>>;
 
@@ -79,6 +88,7 @@ function startNode(
       // Long enough that no answer of the receiver on loopback times out on a busy machine.
       attemptTimeoutMs: 2000,
       cursorFlushMs: 50,
+      ...(deliveryFetch ? { fetch: deliveryFetch } : {}),
       ...(options.holder ? { holder: options.holder } : {}),
       ...(options.now ? { now: options.now } : {}),
     },
@@ -143,7 +153,13 @@ async function webhookOf(node: Node, id: string): Promise<any> {
   return r.json.webhook;
 }
 
-describe("webhook delivery", () => {
+describe.each([
+  ["the global fetch", undefined],
+  ["the Node server's node:http client", nodeDeliveryFetch],
+])("webhook delivery, through %s", (_name, client) => {
+  beforeAll(() => void (deliveryFetch = client));
+  afterAll(() => void (deliveryFetch = undefined));
+
   it("delivers every event once, in seq order per thread, signed, as {type, timestamp, data} with the SSE data", async () => {
     const node = startNode(dataDir());
     const to = await receiver();
@@ -452,6 +468,39 @@ describe("a thread another process made and deleted, with no hint", () => {
 });
 
 describe("one delivery attempt", () => {
+  it("through the Node server's client: a closed port is a network failure; 204 and 304 are answers as any other", async () => {
+    const target = { url: "", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" };
+    const message = { id: "msg_1", type: "artifact.updated" as const, body: "{}" };
+    const options = { checkUrl: () => Promise.resolve({ ok: true as const }), fetch: nodeDeliveryFetch };
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const refused = await deliverOnce({ ...target, url: `http://127.0.0.1:${port}/in` }, message, options);
+    expect(refused).toMatchObject({ outcome: "failed", error: "network" });
+
+    let status = 204;
+    const bodies: string[] = [];
+    const server = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk) => (body += chunk));
+      request.on("end", () => {
+        bodies.push(body);
+        response.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    expect(await deliverOnce({ ...target, url }, message, options)).toMatchObject({
+      outcome: "delivered",
+      status: 204,
+    });
+    status = 304;
+    expect(await deliverOnce({ ...target, url }, message, options)).toMatchObject({ outcome: "failed", status: 304 });
+    expect(bodies).toEqual(["{}", "{}"]);
+  });
+
   it("asks the URL check first: a refused address is a failure, and nothing is sent", async () => {
     let sent = 0;
     const result = await deliverOnce(
