@@ -1,15 +1,15 @@
 /**
  * Writes first: webhook deliveries run on the server's own event loop, and one costs about
  * one create or more (the message, its signature, a log read, the POST, a cursor: ~0.8 ms
- * of CPU measured on a 2-core machine, fetch alone ~0.3). So while the server is busy
- * serving requests (more than `busyAbove` in flight, and for `coolMs` after), deliveries
- * pass one at a time at most every `floorMs` (25 a second by default: ~2% of a core, so
- * that 20 webhooks on every thread cost a saturated server's writes under 5%), and at full
- * speed again once it is not. Under a sustained load a server commits far more events than
- * either rate could deliver, so the floor decides what the writes pay, not whether the
- * webhooks keep up; the backlog goes out at full speed when the load ends. Nothing is dropped: what waits is in the log, and
- * `artifacts_webhook_backlog_events` / `artifacts_webhook_oldest_undelivered_seconds`
- * show how far behind they are. A write never waits for a delivery either way.
+ * of CPU measured on a 2-core machine). So while the server is busy serving requests
+ * (more than `busyAbove` in flight, and for `coolMs` after), deliveries pass one at a time
+ * at most every `floorMs` (25 a second by default: ~2% of a core), and at full speed again
+ * once it is not. Under a sustained load a server commits far more events than either
+ * rate could deliver, so the floor decides what the writes pay, not whether the webhooks
+ * keep up; the backlog goes out at full speed when the load ends. Nothing is dropped: what
+ * waits is in the log, and `artifacts_webhook_backlog_events` /
+ * `artifacts_webhook_oldest_undelivered_seconds` show how far behind they are. A write
+ * never waits for a delivery either way.
  */
 export interface DeliveryGate {
   /** Resolves when a delivery may go (at once when the server is not busy). */
