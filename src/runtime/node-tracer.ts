@@ -200,7 +200,7 @@ class RecordedSpan implements Span, SpanRecord {
   }
 
   setAttributes(attributes: Attributes): this {
-    for (const key in attributes) this.setAttribute(key, attributes[key]);
+    for (const key in attributes) if (Object.hasOwn(attributes, key)) this.setAttribute(key, attributes[key]);
     return this;
   }
 

@@ -230,6 +230,8 @@ function writeIds(writer: Writer, traceId: string, spanId: string, traceState: s
 
 function writeAttributes(writer: Writer, field: number, attributes: Attributes, keys: KeyCache): void {
   for (const key in attributes) {
+    // Own keys only, as the SDK's serializer (Object.keys): not what a prototype adds.
+    if (!Object.hasOwn(attributes, key)) continue;
     const value = attributes[key];
     if (value === undefined || value === null) continue;
     writer.tag(field, LENGTH_DELIMITED);
