@@ -5,12 +5,15 @@
  * @libsql/client prepares each statement anew on every call and probes writes with a
  * `raw()` that throws, which together cost more CPU than the SQL itself on the write
  * path (profiled: about a third of a create's main-thread time). The binding is
- * synchronous, like every local SQLite call in Node: one connection, one call at a time.
+ * synchronous, like every local SQLite call in Node: one connection, one call at a time;
+ * with `writesOnWorker` (the Node server) the writes go to a connection on a worker
+ * thread (libsql-writer.ts), so they never hold the event loop.
  */
 import type { InStatement } from "@libsql/client";
 import Database from "libsql";
 import type { SqlClient, SqlResult } from "../cache/libsql.ts";
 import { type CheckpointPass, WalCheckpointer } from "./wal-checkpointer.ts";
+import { LibsqlWriterWorker } from "./libsql-writer.ts";
 
 /** Statements kept prepared at most: the cache has a few dozen distinct SQL texts. */
 const MAX_PREPARED = 256;
@@ -27,12 +30,18 @@ export interface LibsqlFileOptions {
   checkpointEveryMs?: number;
   /** Told of each of the worker's passes (tests). */
   onCheckpoint?: (pass: CheckpointPass) => void;
+  /**
+   * Writes (`batch(…, "write")`, `execute`) on a connection of their own in a worker
+   * thread (Node: libsql-writer.ts); reads stay on this thread's connection.
+   */
+  writesOnWorker?: boolean;
 }
 
 export class LibsqlFileClient implements SqlClient {
   readonly #db: Database.Database;
   readonly #prepared = new Map<string, { statement: Prepared; reader: boolean }>();
   readonly #checkpointer: WalCheckpointer | null;
+  readonly #writer: LibsqlWriterWorker | null;
   #closed: Promise<void> = Promise.resolve();
 
   constructor(path: string, options: LibsqlFileOptions) {
@@ -43,14 +52,17 @@ export class LibsqlFileClient implements SqlClient {
       busyTimeoutMs: options.busyTimeoutMs,
       ...(options.onCheckpoint ? { onPass: options.onCheckpoint } : {}),
     });
+    this.#writer = options.writesOnWorker ? new LibsqlWriterWorker(path, options) : null;
   }
 
   async execute(statement: InStatement): Promise<SqlResult> {
+    if (this.#writer) return this.#writer.execute(statement);
     return wrapErrors(() => this.#run(statement));
   }
 
   /** All statements in one transaction (`write`: BEGIN IMMEDIATE, so the write lock is taken up front). */
   async batch(statements: InStatement[], mode: "read" | "write"): Promise<SqlResult[]> {
+    if (this.#writer && mode === "write") return this.#writer.batch(statements, mode);
     return wrapErrors(() => {
       this.#run(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
       try {
@@ -80,7 +92,7 @@ export class LibsqlFileClient implements SqlClient {
 
   /** Closes the connection; the checkpointer's worker closes its own and exits (`closed` resolves then). */
   close(): void {
-    this.#closed = this.#checkpointer?.close() ?? Promise.resolve();
+    this.#closed = Promise.all([this.#checkpointer?.close(), this.#writer?.close()]).then(() => {});
     this.#prepared.clear();
     if (this.#db.open) this.#db.close();
   }

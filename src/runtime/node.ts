@@ -86,8 +86,8 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
     config,
     ...(metrics ? { metrics } : {}),
     blobStore,
-    // A libSQL file's WAL is checkpointed from a worker thread, not on the event loop.
-    connectLibsql: libsqlConnector(config, { checkpointEveryMs: WAL_CHECKPOINT_EVERY_MS }),
+    // A libSQL file's writes and its WAL checkpoints run on worker threads, not on the event loop.
+    connectLibsql: libsqlConnector(config, { checkpointEveryMs: WAL_CHECKPOINT_EVERY_MS, writesOnWorker: true }),
     unref: (timer) => (timer as NodeJS.Timeout).unref(),
     notifier: webhooks.notifier(new InProcessNotifier()),
     // Webhook URLs are judged by the addresses getaddrinfo gives, as Node's fetch would connect.

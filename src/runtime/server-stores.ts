@@ -44,7 +44,7 @@ export function blobStoreFor(config: Config, env: Env): BlobStore {
  */
 export function libsqlConnector(
   config: Config,
-  options: { checkpointEveryMs?: number } = {},
+  options: { checkpointEveryMs?: number; writesOnWorker?: boolean } = {},
 ): () => SqlClient {
   const url = config.libsqlUrl;
   return () => {

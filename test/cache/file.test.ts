@@ -8,7 +8,10 @@ import { LibsqlFileClient } from "../../src/runtime/libsql-file.ts";
 import type { CheckpointPass } from "../../src/runtime/wal-checkpointer.ts";
 import { asCommits, describeCacheContract, History } from "./cache-contract.ts";
 
-/** `nodeWired`: applies batched per turn and the WAL checkpointed from a worker (often, to race every call), as the Node server runs it. */
+/**
+ * `nodeWired`: applies batched per turn, writes on a worker thread's connection and the
+ * WAL checkpointed from another (often, to race every call), as the Node server runs it.
+ */
 const fileCache = (nodeWired: boolean) => async ({ retryAfterMs }: { retryAfterMs: number }) => {
   const dir = mkdtempSync(join(tmpdir(), "cache-file-"));
   const path = join(dir, "cache.db");
@@ -25,7 +28,7 @@ const fileCache = (nodeWired: boolean) => async ({ retryAfterMs }: { retryAfterM
       connects++;
       const client = new LibsqlFileClient(down ? unreachable : path, {
         busyTimeoutMs: 5000,
-        ...(nodeWired && !down ? { checkpointEveryMs: 5 } : {}),
+        ...(nodeWired && !down ? { checkpointEveryMs: 5, writesOnWorker: true } : {}),
       });
       clients.push(client);
       return client;
@@ -63,7 +66,7 @@ const fileCache = (nodeWired: boolean) => async ({ retryAfterMs }: { retryAfterM
 
 describeCacheContract("file: URL, the prepared-statement file client of Node and Deno", fileCache(false));
 describeCacheContract(
-  "file: URL, applies batched per turn and the WAL checkpointed from a worker, as the Node server wires it",
+  "file: URL, applies batched per turn, writes and WAL checkpoints on worker threads, as the Node server wires it",
   fileCache(true),
 );
 
@@ -121,6 +124,109 @@ describe("the WAL checkpointed from a worker thread", () => {
       alone.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("writes on a worker thread's connection", () => {
+  const withClient = async (body: (client: LibsqlFileClient, path: string) => Promise<void>) => {
+    const dir = mkdtempSync(join(tmpdir(), "cache-writer-"));
+    const path = join(dir, "cache.db");
+    const client = new LibsqlFileClient(path, { busyTimeoutMs: 5000, writesOnWorker: true });
+    try {
+      await client.execute("PRAGMA journal_mode = WAL");
+      await client.execute("CREATE TABLE rows (n INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+      await body(client, path);
+    } finally {
+      client.close();
+      await client.closed;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("a write batch is one transaction there, read back on this thread once it resolves; reads return rows by name", async () => {
+    await withClient(async (client, path) => {
+      const written = client.batch([
+        { sql: "INSERT INTO rows VALUES (?, ?)", args: [1, "one"] },
+        { sql: "INSERT INTO rows VALUES (:n, :body)", args: { n: 2, body: "two" } },
+        "SELECT count(*) AS n FROM rows",
+      ], "write");
+      expect(await written).toEqual([{ rows: [] }, { rows: [] }, { rows: [{ n: 2 }] }]);
+      expect(await client.batch(["SELECT n, body FROM rows ORDER BY n"], "read")).toEqual([{
+        rows: [{ n: 1, body: "one" }, { n: 2, body: "two" }],
+      }]);
+      // Another connection sees what the worker committed.
+      const other = new Database(path);
+      try {
+        expect(other.prepare("SELECT count(*) AS n FROM rows").get()).toMatchObject({ n: 2 });
+      } finally {
+        other.close();
+      }
+    });
+  });
+
+  it("a write waiting for another process's lock leaves this thread free: reads answer meanwhile", async () => {
+    await withClient(async (client, path) => {
+      await client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [1, "one"] }], "write");
+      // Another connection (another process, as far as SQLite knows) holds the write lock.
+      const other = new Database(path);
+      try {
+        other.exec("BEGIN IMMEDIATE");
+        other.exec("INSERT INTO rows VALUES (2, 'theirs')");
+        let settled = false;
+        const mine = client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [3, "mine"] }], "write")
+          .finally(() => (settled = true));
+        // On this thread's connection the write would hold the event loop in SQLite's busy
+        // wait until the lock came free, which nothing here could then free: it would fail
+        // with SQLITE_BUSY after 5 s. Here reads answer, and timers run, while it waits.
+        expect(await client.batch(["SELECT n FROM rows ORDER BY n"], "read")).toEqual([{ rows: [{ n: 1 }] }]);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(settled).toBe(false);
+        other.exec("COMMIT");
+        await mine;
+        expect(await client.batch(["SELECT n FROM rows ORDER BY n"], "read")).toEqual([{
+          rows: [{ n: 1 }, { n: 2 }, { n: 3 }],
+        }]);
+      } finally {
+        other.close();
+      }
+    });
+  });
+
+  it("a failing statement rolls its whole batch back and fails with SQLite's primary code, as on this thread", async () => {
+    await withClient(async (client) => {
+      await client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [1, "one"] }], "write");
+      const failed = client.batch([
+        { sql: "INSERT INTO rows VALUES (?, ?)", args: [2, "two"] },
+        { sql: "INSERT INTO rows VALUES (?, ?)", args: [1, "again"] },
+      ], "write");
+      await expect(failed).rejects.toMatchObject({ name: "LibsqlError", code: "SQLITE_CONSTRAINT" });
+      expect(await client.batch(["SELECT n FROM rows ORDER BY n"], "read")).toEqual([{ rows: [{ n: 1 }] }]);
+      // A SQL error is no failure of the connection: the next batch runs.
+      await client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [3, "three"] }], "write");
+      expect(await client.batch(["SELECT count(*) AS n FROM rows"], "read")).toEqual([{ rows: [{ n: 2 }] }]);
+    });
+  });
+
+  it("calls run in the order made; closing fails what was not answered, and every call after, with no SQLite code", async () => {
+    await withClient(async (client) => {
+      const calls = Array.from({ length: 50 }, (_, n) =>
+        client.batch([
+          { sql: "INSERT INTO rows VALUES (?, ?)", args: [n, `row ${n}`] },
+          "SELECT max(n) AS n FROM rows",
+        ], "write"));
+      // Each batch saw exactly the ones made before it.
+      expect((await Promise.all(calls)).map((results) => results[1]?.rows[0]?.n)).toEqual(
+        Array.from({ length: 50 }, (_, n) => n),
+      );
+      const unanswered = client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [98, "unanswered"] }], "write");
+      client.close();
+      const after = client.batch([{ sql: "INSERT INTO rows VALUES (?, ?)", args: [99, "late"] }], "write");
+      for (const call of [unanswered, after]) {
+        await expect(call).rejects.toThrow(/closed/);
+        await expect(call).rejects.not.toHaveProperty("code");
+      }
+      await client.closed;
+    });
   });
 });
 
