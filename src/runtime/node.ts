@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Server } from "node:http";
@@ -86,8 +87,13 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
     config,
     ...(metrics ? { metrics } : {}),
     blobStore,
-    // A libSQL file's writes and its WAL checkpoints run on worker threads, not on the event loop.
-    connectLibsql: libsqlConnector(config, { checkpointEveryMs: WAL_CHECKPOINT_EVERY_MS, writesOnWorker: true }),
+    // A libSQL file's WAL checkpoints run on a worker thread, not on the event loop; so do
+    // its writes where the process has a second CPU for it: on one, the hop and the thread
+    // taking turns with the event loop cost more than the writes (docs/decisions.md "Cache").
+    connectLibsql: libsqlConnector(config, {
+      checkpointEveryMs: WAL_CHECKPOINT_EVERY_MS,
+      writesOnWorker: () => availableParallelism() > 1,
+    }),
     unref: (timer) => (timer as NodeJS.Timeout).unref(),
     notifier: webhooks.notifier(new InProcessNotifier()),
     // Webhook URLs are judged by the addresses getaddrinfo gives, as Node's fetch would connect.

@@ -44,7 +44,11 @@ export function blobStoreFor(config: Config, env: Env): BlobStore {
  */
 export function libsqlConnector(
   config: Config,
-  options: { checkpointEveryMs?: number; writesOnWorker?: boolean } = {},
+  options: {
+    checkpointEveryMs?: number;
+    /** Asked at each connect: whether the file's writes go to a worker thread (libsql-writer.ts). */
+    writesOnWorker?: () => boolean;
+  } = {},
 ): () => SqlClient {
   const url = config.libsqlUrl;
   return () => {
@@ -52,7 +56,11 @@ export function libsqlConnector(
       const path = resolve(url.slice("file:".length));
       mkdirSync(dirname(path), { recursive: true });
       // Several processes may share one file: wait for the write lock instead of failing.
-      return new LibsqlFileClient(path, { busyTimeoutMs: BUSY_TIMEOUT_MS, ...options });
+      return new LibsqlFileClient(path, {
+        busyTimeoutMs: BUSY_TIMEOUT_MS,
+        ...(options.checkpointEveryMs === undefined ? {} : { checkpointEveryMs: options.checkpointEveryMs }),
+        writesOnWorker: options.writesOnWorker?.() ?? false,
+      });
     }
     return createClient({ url, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) });
   };
