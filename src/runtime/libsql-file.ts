@@ -13,6 +13,7 @@ import type { InStatement } from "@libsql/client";
 import Database from "libsql";
 import type { SqlClient, SqlResult } from "../cache/libsql.ts";
 import { type CheckpointPass, WalCheckpointer } from "./wal-checkpointer.ts";
+import { libsqlError } from "./libsql-errors.ts";
 import { LibsqlWriterWorker } from "./libsql-writer.ts";
 
 /** Statements kept prepared at most: the cache has a few dozen distinct SQL texts. */
@@ -118,24 +119,12 @@ export class LibsqlFileClient implements SqlClient {
   }
 }
 
-/**
- * Errors as @libsql/client reports them, which is what the cache tells SQL errors
- * (bugs: surfaced) from an unusable database (down: fall back) by: `code` is SQLite's
- * primary code ("SQLITE_CONSTRAINT" for "SQLITE_CONSTRAINT_PRIMARYKEY").
- */
+/** The binding's SQLite errors as @libsql/client reports them (libsql-errors.ts); anything else as thrown. */
 function wrapErrors<T>(call: () => T): T {
   try {
     return call();
   } catch (error) {
     const code = (error as { code?: unknown } | null)?.code;
-    if (typeof code === "string" && code.startsWith("SQLITE_")) {
-      const primary = code.split("_").slice(0, 2).join("_");
-      throw Object.assign(new Error((error as Error).message, { cause: error }), {
-        name: "LibsqlError",
-        code: primary,
-        extendedCode: code,
-      });
-    }
-    throw error;
+    throw libsqlError(String((error as Error | null)?.message), code, error) ?? error;
   }
 }

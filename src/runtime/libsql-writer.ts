@@ -18,6 +18,7 @@ import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import type { InStatement } from "@libsql/client";
 import type { SqlResult } from "../cache/libsql.ts";
+import { libsqlError } from "./libsql-errors.ts";
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
@@ -153,15 +154,7 @@ export class LibsqlWriterWorker {
   }
 }
 
-/** The worker's error as `libsql-file.ts` reports the main thread's: `code` is SQLite's primary code. */
+/** The worker's error as the main thread's connection reports its own (libsql-errors.ts). */
 function sqliteError(error: { message: string; code?: string }): Error {
-  const { message, code } = error;
-  if (code?.startsWith("SQLITE_")) {
-    return Object.assign(new Error(message), {
-      name: "LibsqlError",
-      code: code.split("_").slice(0, 2).join("_"),
-      extendedCode: code,
-    });
-  }
-  return new Error(message);
+  return libsqlError(error.message, error.code) ?? new Error(error.message);
 }
