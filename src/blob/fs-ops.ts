@@ -5,8 +5,7 @@
  */
 import * as fs from "node:fs/promises";
 import { closeSync, linkSync, openSync, unlinkSync, writeFileSync } from "node:fs";
-import { execFile } from "node:child_process";
-import { platform } from "node:os";
+import { syncFileSystem } from "./fs-flush.ts";
 
 /** An open file: what FsBlobStore does with one. */
 export interface FileOps {
@@ -93,27 +92,3 @@ export const nodeFsOps: FsOps = {
     unlink: (path) => unlinkSync(path),
   },
 };
-
-/**
- * syncfs(2) through coreutils' `sync --file-system` (Node and Deno bind no syncfs): one
- * flush of the whole file system instead of an open, fsync and close per object, and one
- * journal commit of the file system instead of one per fsync. Linux only; where the
- * command cannot run (another OS, no coreutils, Deno without --allow-run=sync) it is not
- * tried again, and a failed flush (an I/O error) answers false for this call only.
- */
-let fileSystemSyncWorks = platform() === "linux";
-function syncFileSystem(path: string): Promise<boolean> {
-  if (!fileSystemSyncWorks) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    try {
-      execFile("sync", ["--file-system", path], { timeout: 120_000 }, (error) => {
-        // A spawn failure has a string code (ENOENT, EACCES); an exit status, a number.
-        if (error && typeof (error as { code?: unknown }).code !== "number") fileSystemSyncWorks = false;
-        resolve(error === null);
-      });
-    } catch {
-      fileSystemSyncWorks = false; // Deno without the permission throws here.
-      resolve(false);
-    }
-  });
-}
