@@ -57,8 +57,9 @@ export class FileSystemFlusher {
   }
 
   flush(path: string): Promise<boolean> {
+    if (!this.#works) return Promise.resolve(false);
     // A folder name with a line break cannot go on a line: that flush is a process of its own.
-    if (!this.#works || path.includes("\n")) return this.#works ? flushOnce(path) : Promise.resolve(false);
+    if (path.includes("\n")) return flushOnce(path);
     const helper = this.#helper ?? this.#start();
     if (!helper) return Promise.resolve(false);
     return new Promise((resolve) => {
