@@ -66,7 +66,7 @@ export class FileSystemFlusher {
       const timer = setTimeout(() => this.#replace(), this.#o.timeoutMs ?? FLUSH_TIMEOUT_MS);
       this.#waiting.push({ resolve, timer });
       // Held open while a flush is asked (a shutdown's last checkpoint waits for it), not otherwise.
-      this.#setRef(true);
+      holdPipes(helper, true);
       helper.stdin?.write(`${path}\n`);
     });
   }
@@ -117,7 +117,7 @@ export class FileSystemFlusher {
       clearTimeout(waiting.timer);
       waiting.resolve(status === 0);
     }
-    if (this.#waiting.length === 0) this.#setRef(false);
+    if (this.#waiting.length === 0) holdPipes(helper, false);
   }
 
   /** Fails what the helper was asked and ends it; the next flush starts a new one (where flushing works). */
@@ -134,23 +134,18 @@ export class FileSystemFlusher {
       helper.stdin?.end();
       helper.kill("SIGKILL");
       // Its pipes may still hold the event loop: let them go.
-      unrefPipes(helper);
-    }
-  }
-
-  #setRef(on: boolean): void {
-    const helper = this.#helper;
-    if (!helper) return;
-    for (const pipe of [helper.stdin, helper.stdout] as const) {
-      const socket = pipe as unknown as { ref?: () => void; unref?: () => void } | null;
-      if (on) socket?.ref?.();
-      else socket?.unref?.();
+      holdPipes(helper, false);
     }
   }
 }
 
-function unrefPipes(helper: ChildProcess): void {
-  for (const pipe of [helper.stdin, helper.stdout]) (pipe as unknown as { unref?: () => void } | null)?.unref?.();
+/** Whether the helper's pipes keep the event loop (and so the process) alive. */
+function holdPipes(helper: ChildProcess, hold: boolean): void {
+  for (const pipe of [helper.stdin, helper.stdout]) {
+    const socket = pipe as unknown as { ref?: () => void; unref?: () => void } | null;
+    if (hold) socket?.ref?.();
+    else socket?.unref?.();
+  }
 }
 
 /** One `sync --file-system` process for one flush (Deno; a folder name with a line break). */
