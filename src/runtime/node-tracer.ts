@@ -47,12 +47,27 @@ const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
 /** Read once: `performance.timeOrigin` is a getter that asks the runtime on every read. */
 const TIME_ORIGIN = performance.timeOrigin;
 
-/** Now, as epoch milliseconds with a sub-millisecond fraction. */
-const nowMs = () => TIME_ORIGIN + performance.now();
+/**
+ * A trace's clock in this process, as the SDK's `AnchoredClock`: the wall clock read once,
+ * when the trace's first span here starts, plus the monotonic clock's time since.
+ *
+ * Why not the monotonic clock alone (`timeOrigin + performance.now()`): it drifts from the
+ * wall clock over a long-lived process (NTP slews the one, not the other; measured ~1 ms
+ * after minutes in one test worker), and span times would drift away from the log lines'
+ * and from other services' spans. Why not `Date.now()` alone: it can step back inside a
+ * span. Anchored per trace, durations are monotonic and a trace starts on the wall clock.
+ */
+class AnchoredClock {
+  readonly #wallMs = Date.now();
+  readonly #monotonicMs = performance.now();
 
-/** A span's `TimeInput` (epoch ms, a Date, or [seconds, nanoseconds]) as epoch milliseconds. */
-export function epochMsOf(time: TimeInput | undefined): number {
-  if (time === undefined) return nowMs();
+  now(): number {
+    return this.#wallMs + (performance.now() - this.#monotonicMs);
+  }
+}
+
+/** A span's explicit `TimeInput` (epoch ms, a Date, or [seconds, nanoseconds]) as epoch milliseconds. */
+export function epochMsOf(time: TimeInput): number {
   if (typeof time === "number") {
     // The API allows a `performance.now()` reading too: below the time origin it is one.
     return time < TIME_ORIGIN ? TIME_ORIGIN + time : time;
@@ -112,15 +127,10 @@ class NodeTracer implements Tracer {
       ? { traceId, spanId, traceFlags, traceState }
       : { traceId, spanId, traceFlags };
     if (!recorded) return trace.wrapSpanContext(spanContext);
-    const span = new RecordedSpan(
-      this.#scope,
-      name,
-      kind,
-      spanContext,
-      parent,
-      epochMsOf(options.startTime),
-      this.#o.record,
-    );
+    // A span of ours in this process shares its parent's clock; any other starts a new one.
+    const clock = parentSpan instanceof RecordedSpan ? parentSpan.clock : new AnchoredClock();
+    const startMs = options.startTime === undefined ? clock.now() : epochMsOf(options.startTime);
+    const span = new RecordedSpan(this.#scope, name, kind, spanContext, parent, clock, startMs, this.#o.record);
     if (options.attributes) span.setAttributes(options.attributes);
     if (sampled.attributes) span.setAttributes(sampled.attributes);
     span.addLinks(links);
@@ -155,6 +165,8 @@ class RecordedSpan implements Span, SpanRecord {
   status: SpanStatus = UNSET;
   links: readonly LinkRecord[] = NO_LINKS;
   events: readonly EventRecord[] = NO_EVENTS;
+  /** The trace's clock, which this span's children read too. */
+  readonly clock: AnchoredClock;
   readonly #context: SpanContext;
   readonly #record: (span: SpanRecord) => void;
   #attributeCount = 0;
@@ -166,6 +178,7 @@ class RecordedSpan implements Span, SpanRecord {
     kind: SpanKind,
     spanContext: SpanContext,
     parent: SpanContext | undefined,
+    clock: AnchoredClock,
     startMs: number,
     record: (span: SpanRecord) => void,
   ) {
@@ -180,6 +193,7 @@ class RecordedSpan implements Span, SpanRecord {
     this.parentIsRemote = parent?.isRemote === true;
     this.startMs = startMs;
     this.endMs = startMs;
+    this.clock = clock;
     this.#context = spanContext;
     this.#record = record;
   }
@@ -209,7 +223,8 @@ class RecordedSpan implements Span, SpanRecord {
     const isTime = typeof attributesOrTime === "number" || attributesOrTime instanceof Date ||
       Array.isArray(attributesOrTime);
     const attributes = isTime ? undefined : attributesOrTime as Attributes | undefined;
-    const timeMs = epochMsOf(isTime ? attributesOrTime as TimeInput : time);
+    const at = isTime ? attributesOrTime as TimeInput : time;
+    const timeMs = at === undefined ? this.clock.now() : epochMsOf(at);
     const event = { name, timeMs, attributes: attributes ? { ...attributes } : undefined };
     if (this.events === NO_EVENTS) this.events = [event];
     else (this.events as EventRecord[]).push(event);
@@ -248,7 +263,7 @@ class RecordedSpan implements Span, SpanRecord {
   end(endTime?: TimeInput): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.endMs = Math.max(this.startMs, epochMsOf(endTime));
+    this.endMs = Math.max(this.startMs, endTime === undefined ? this.clock.now() : epochMsOf(endTime));
     this.#record(this);
   }
 

@@ -168,6 +168,38 @@ describe("the Node server's tracer", () => {
     expect(seen[0]?.spanContext().spanId).toMatch(/^[0-9a-f]{16}$/);
   });
 
+  it("reads the wall clock once a trace, at its first span here, and the monotonic clock from there", () => {
+    const { tracer, records } = tracerWith();
+    const wall = 1_700_000_000_000;
+    const clock = vi.spyOn(Date, "now").mockReturnValue(wall);
+    try {
+      const monotonicBefore = performance.now();
+      const root = tracer.startSpan("POST");
+      // The wall clock steps an hour ahead (a correction) while the trace runs: its spans keep their own time.
+      clock.mockReturnValue(wall + 3_600_000);
+      const child = tracer.startSpan("commit", {}, trace.setSpan(ROOT_CONTEXT, root));
+      child.addEvent("retry");
+      child.end();
+      root.end();
+      // The next trace reads the wall clock again.
+      tracer.startSpan("GET").end();
+      const elapsed = performance.now() - monotonicBefore;
+
+      const [commit, post, get] = records as [SpanRecord, SpanRecord, SpanRecord];
+      for (const time of [post.startMs, commit.startMs, commit.events[0]!.timeMs, commit.endMs, post.endMs]) {
+        expect(time).toBeGreaterThanOrEqual(wall);
+        expect(time).toBeLessThanOrEqual(wall + elapsed);
+      }
+      expect(commit.startMs).toBeLessThanOrEqual(commit.events[0]!.timeMs);
+      expect(commit.events[0]!.timeMs).toBeLessThanOrEqual(commit.endMs);
+      expect(commit.endMs).toBeLessThanOrEqual(post.endMs);
+      expect(get.startMs).toBeGreaterThanOrEqual(wall + 3_600_000);
+      expect(get.startMs).toBeLessThanOrEqual(wall + 3_600_000 + elapsed);
+    } finally {
+      clock.mockRestore();
+    }
+  });
+
   it("reads a span's times as epoch ms, a Date, [seconds, nanoseconds] or a performance.now() reading", () => {
     // As the SDK: a number below the time origin is a performance.now() reading.
     const later = Math.floor(performance.timeOrigin) + 60_000.5;
