@@ -28,8 +28,9 @@ export interface ServerProcess {
 }
 
 /**
- * Starts a TypeScript entry (`node --import tsx <entry>`) on 127.0.0.1 with PORT=0 and
- * resolves once it prints `listening on http://...`. Bounded: rejects after `timeoutMs`.
+ * Starts a TypeScript entry (`node <entry>`: Node's own type stripping, as `npm start`
+ * runs the server) on 127.0.0.1 with PORT=0 and resolves once it prints
+ * `listening on http://...`. Bounded: rejects after `timeoutMs`.
  */
 export async function startServer(
   name: string,
@@ -37,7 +38,7 @@ export async function startServer(
   env: Record<string, string>,
   options: { nodeArgs?: string[]; timeoutMs?: number } = {},
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", entry], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), entry], {
     cwd: ROOT,
     env: { ...process.env, HOST: "127.0.0.1", PORT: "0", NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -18,7 +18,7 @@ export interface RebuildRun {
 }
 
 /**
- * `node --import tsx src/runtime/rebuild.ts ...args` (what `npm run rebuild` runs) with
+ * `node src/runtime/rebuild.ts ...args` (what `npm run rebuild` runs) with
  * `env` on top of this process's environment; stdout is a pipe, so not a TTY.
  * `killAfterLines`: SIGKILL the child as soon as that many stdout lines have arrived.
  */
@@ -27,7 +27,7 @@ export function runRebuildProcess(
   args: string[] = [],
   options: { killAfterLines?: number } = {},
 ): Promise<RebuildRun> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/runtime/rebuild.ts", ...args], {
+  const child = spawn(process.execPath, ["src/runtime/rebuild.ts", ...args], {
     cwd: ROOT,
     env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],

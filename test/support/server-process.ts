@@ -17,10 +17,11 @@ export interface ServerProcess {
 
 /**
  * Starts `src/runtime/node.ts` as a real child process on an ephemeral port and
- * resolves once it has printed its listening line.
+ * resolves once it has printed its listening line: as `npm start` runs it, on Node's own
+ * type stripping (no loader).
  */
 export function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  return spawnServer(process.execPath, ["--import", "tsx", "src/runtime/node.ts"], env);
+  return spawnServer(process.execPath, ["src/runtime/node.ts"], env);
 }
 
 /** The Deno binary the `deno` npm package ships. */
