@@ -716,8 +716,15 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
       expect(next).toBe(tombstone);
       expect(entries.slice(stubs.length)[0]).toBe(`${tombstone}-${tombstone} delete`);
 
-      // Every reader sees the new life, exactly.
+      // Every reader sees the new life, exactly. The sequencer learns of writes that went
+      // around it when it next confirms its head against the rollout (at most a second
+      // old: docs/decisions.md, "Workers: the thread's sequencer"), so its strong read may
+      // answer the head it confirmed last until then.
       const artifacts = newLife.map((p) => p.artifact);
+      await waitFor(
+        "the sequencer's head to catch up with the writes around it",
+        async () => (await readThread(sequenced.url, threadId)).rolloutSeq === head,
+      );
       for (const w of [sequenced, plain]) {
         expect(await readThread(w.url, threadId)).toEqual({ status: 200, rolloutSeq: head, artifacts });
       }
