@@ -62,6 +62,9 @@ describe("Worker bundle", () => {
     expect(code).not.toMatch(/from\s*["']node:(fs|path|child_process)/);
     expect(code).not.toContain("class FsBlobStore");
     expect(code).not.toMatch(/from\s*["']libsql["']/);
+    // Built without esbuild's keepNames (wrangler.toml): no closure pays a defineProperty of its name.
+    expect(code).not.toContain("__name(");
+    expect(code).toMatch(/\bThreadSequencer = class\b/);
     console.log(
       `worker bundle: ${(bundle.bytes / 1024).toFixed(1)} KiB, gzip ${(bundle.gzipBytes / 1024).toFixed(1)} KiB`,
     );
