@@ -812,8 +812,9 @@ describe("deletion keeps every commit key: a writer on an old head loses the rac
 /**
  * A refusal appends nothing, so no put-if-absent checks the state it was decided on: in
  * the sequencer (resident mode) that is the state in memory, which learns of another
- * writer's commits only by losing a race. These fail today (src/service/group-writer.ts:
- * a group without patches is checked against the rollout only when decided on the cache).
+ * writer's commits only by losing a race. So a group that writes nothing is checked
+ * against the rollout (one existence check) whatever it was decided on
+ * (src/service/group-writer.ts); when only groups decided on the cache were, these failed.
  */
 describe("the sequencer's refusals with another writer on the thread", () => {
   it("a delete through the sequencer of a thread another writer brought back is decided on the thread as it is", async () => {
