@@ -61,8 +61,9 @@ class AnchoredClock {
   readonly #wallMs = Date.now();
   readonly #monotonicMs = performance.now();
 
-  now(): number {
-    return this.#wallMs + (performance.now() - this.#monotonicMs);
+  /** `time` as epoch ms when the caller gave one, else now on this clock. */
+  at(time: TimeInput | undefined): number {
+    return time === undefined ? this.#wallMs + (performance.now() - this.#monotonicMs) : epochMsOf(time);
   }
 }
 
@@ -129,8 +130,16 @@ class NodeTracer implements Tracer {
     if (!recorded) return trace.wrapSpanContext(spanContext);
     // A span of ours in this process shares its parent's clock; any other starts a new one.
     const clock = parentSpan instanceof RecordedSpan ? parentSpan.clock : new AnchoredClock();
-    const startMs = options.startTime === undefined ? clock.now() : epochMsOf(options.startTime);
-    const span = new RecordedSpan(this.#scope, name, kind, spanContext, parent, clock, startMs, this.#o.record);
+    const span = new RecordedSpan(
+      this.#scope,
+      name,
+      kind,
+      spanContext,
+      parent,
+      clock,
+      clock.at(options.startTime),
+      this.#o.record,
+    );
     if (options.attributes) span.setAttributes(options.attributes);
     if (sampled.attributes) span.setAttributes(sampled.attributes);
     span.addLinks(links);
@@ -223,8 +232,7 @@ class RecordedSpan implements Span, SpanRecord {
     const isTime = typeof attributesOrTime === "number" || attributesOrTime instanceof Date ||
       Array.isArray(attributesOrTime);
     const attributes = isTime ? undefined : attributesOrTime as Attributes | undefined;
-    const at = isTime ? attributesOrTime as TimeInput : time;
-    const timeMs = at === undefined ? this.clock.now() : epochMsOf(at);
+    const timeMs = this.clock.at(isTime ? attributesOrTime as TimeInput : time);
     const event = { name, timeMs, attributes: attributes ? { ...attributes } : undefined };
     if (this.events === NO_EVENTS) this.events = [event];
     else (this.events as EventRecord[]).push(event);
@@ -263,7 +271,7 @@ class RecordedSpan implements Span, SpanRecord {
   end(endTime?: TimeInput): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.endMs = Math.max(this.startMs, endTime === undefined ? this.clock.now() : epochMsOf(endTime));
+    this.endMs = Math.max(this.startMs, this.clock.at(endTime));
     this.#record(this);
   }
 
