@@ -54,6 +54,8 @@ export interface ServiceWiring {
 export interface AppWiring extends ServiceWiring {
   /** Serve one edge function's route only. */
   only?: EdgeFunction;
+  /** Who checks credentials, when the runtime keeps one across wirings (Workers wire per request); default: one made from the config. */
+  authenticator?: Authenticator | null;
   /** See AppOptions.onePerRequest (Workers wire per request). */
   onePerRequest?: boolean;
   /** Where streams get their feed (default: one FeedHub for the process, hinted by the notifier). */
@@ -134,7 +136,11 @@ export function wire(wiring: AppWiring) {
     service,
     limits: limitsOf(config),
     cursorSecret: config.cursorSecret,
-    authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
+    authenticator: wiring.authenticator !== undefined
+      ? wiring.authenticator
+      : authConfigured(config.auth)
+      ? new Authenticator(config.auth)
+      : null,
     corsOrigins: config.corsOrigins,
     ...(wiring.only ? { only: wiring.only } : {}),
     ...(wiring.onePerRequest ? { onePerRequest: true } : {}),
