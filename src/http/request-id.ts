@@ -20,6 +20,16 @@ export function requestIdOf(incoming: string | null | undefined): string {
 }
 
 /**
+ * The id the runtime decided before the app (`app.fetch(request, { requestId })`): the
+ * Worker decides it first, so that its calls to the thread's sequencer carry the same one.
+ * Passing it beside the request spares a copy of the request and its headers.
+ */
+function decidedRequestId(env: unknown): string | undefined {
+  const decided = typeof env === "object" && env !== null ? (env as { requestId?: unknown }).requestId : undefined;
+  return typeof decided === "string" ? decided : undefined;
+}
+
+/**
  * Gives every request an id (`c.get("requestId")`): the caller's `X-Request-Id` when it is
  * well-formed, else a fresh UUID. Every log line written while serving the request carries
  * it (`requestId`), problem bodies carry it, and every response, whoever built it (a
@@ -31,7 +41,7 @@ export function requestIdOf(incoming: string | null | undefined): string {
  */
 export function requestId(): MiddlewareHandler<{ Variables: { requestId: string; traceId?: string } }> {
   return async function requestId(c, next) {
-    const id = requestIdOf(c.req.header(REQUEST_ID_HEADER));
+    const id = decidedRequestId(c.env) ?? requestIdOf(c.req.header(REQUEST_ID_HEADER));
     c.set("requestId", id);
     // Without a tracer (nothing registered: no active span) the caller's trace id still
     // belongs on the request's log lines; with one, the server span's (the same trace) wins.

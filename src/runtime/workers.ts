@@ -60,11 +60,6 @@ export async function workerFetch(
   // The request's id is decided here, before the app, so the calls to the thread's
   // sequencer carry the same one the app answers with (with the caller's trace context).
   const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
-  if (request.headers.get(REQUEST_ID_HEADER) !== requestId) {
-    const headers = new Headers(request.headers);
-    headers.set(REQUEST_ID_HEADER, requestId);
-    request = new Request(request, { headers });
-  }
   const sequencer = isNamespace(env.SEQUENCER)
     ? new SequencerClient(env.SEQUENCER, { traceContext: traceContextOf(request.headers), requestId })
     : undefined;
@@ -112,7 +107,8 @@ export async function workerFetch(
       : {}),
     ...(only ? { only } : {}),
   });
-  return app.fetch(request);
+  // The app answers with the id decided here (see http/request-id.ts).
+  return app.fetch(request, { requestId });
 }
 
 function isNamespace(binding: unknown): binding is DurableObjectNamespaceLike {
