@@ -42,6 +42,7 @@ import { WebhookReceiver } from "../test/support/webhook-receiver.ts";
 import { childPids, cpuMs, ROOT, startLoadWorker } from "./lib/process.ts";
 import type { StoresRequest } from "./load/stores.ts";
 import { openSse } from "./lib/sse-client.ts";
+import { httpPost } from "./lib/http-post.ts";
 import { createBody, timedBody, timedFields } from "./lib/payload.ts";
 import { percentile } from "./lib/stats.ts";
 
@@ -353,14 +354,8 @@ export function edgeCostsReport(costs: EdgeCosts | null): string[] {
   return lines;
 }
 
-async function post(base: string, threadId: string, body: string): Promise<number> {
-  const response = await fetch(`${base}/v1/threads/${threadId}/artifacts`, {
-    method: "POST",
-    headers: { ...AUTH, "content-type": "application/json" },
-    body,
-  });
-  await response.arrayBuffer();
-  return response.status;
+function post(base: string, threadId: string, body: string): Promise<number> {
+  return httpPost(`${base}/v1/threads/${threadId}/artifacts`, { ...AUTH, "content-type": "application/json" }, body);
 }
 
 async function sixteenWriters(
