@@ -97,7 +97,11 @@ describe("materialize", () => {
           for (const { state, history } of made) expect(state).toEqual(materialize(null, history));
         },
       ),
-      { numRuns: 200 },
+      // PROPERTY_SEED / PROPERTY_RUNS: a longer run with a chosen seed.
+      {
+        numRuns: Number(process.env.PROPERTY_RUNS ?? 200),
+        ...(process.env.PROPERTY_SEED ? { seed: Number(process.env.PROPERTY_SEED) } : {}),
+      },
     );
   });
 });
