@@ -22,13 +22,13 @@ export interface ForkRef {
   seq: number;
 }
 
-/** The materialized state of one thread at `seq`; artifacts in creation order. */
+/** The materialized state of one thread at `seq`; artifacts in creation order (never changed in place: see materialize.ts). */
 export interface ThreadState {
   threadId: string;
   createdAt: string;
   updatedAt: string;
   seq: number;
-  artifacts: Artifact[];
+  artifacts: readonly Artifact[];
   /** Only on a fork (absent, not null, elsewhere). */
   forkedFrom?: ForkRef;
   /**
@@ -57,7 +57,7 @@ export interface ThreadView {
   createdAt: string;
   updatedAt: string;
   rolloutSeq: number;
-  artifacts: Artifact[];
+  artifacts: readonly Artifact[];
   /** Only on a fork. */
   forkedFrom?: ForkRef;
 }

@@ -239,7 +239,7 @@ export function threadView(state: ThreadState) {
 
 export interface CacheRows {
   thread: { createdAt: string; updatedAt: string; seq: number } | null;
-  artifacts: Artifact[];
+  artifacts: readonly Artifact[];
   /** The durable event log rows, by seq. */
   events: { seq: number; data: ArtifactEvent }[];
 }
