@@ -34,7 +34,7 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { type FaultProxy, startFaultProxy } from "../test/support/fault-proxy.ts";
+import { type FaultProxy, type ProxyTiming, startFaultProxy } from "../test/support/fault-proxy.ts";
 import { S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY } from "../test/support/s3rver.ts";
 import { startWorker } from "../test/support/worker-process.ts";
 import { measureOperationCosts, type ObjectRow, type OperationCost } from "../test/support/worker-subrequests.ts";
@@ -84,6 +84,13 @@ export interface EdgeResult {
     /** The S3 PUTs' time at the distance proxy (arrival to answer, the 20 ms included). */
     putP50: number;
     putP99: number;
+    /** Creates per commit put (a put of a key under `commits/`): how many writes a group carried. */
+    createsPerCommitPut: number;
+    /**
+     * Between one commit put's answer and the next commit put's arrival at the proxy, p50
+     * (ms): what a group waits for besides the put before it (negative: puts overlapped).
+     */
+    commitPutGapP50: number;
   };
   single: { p50: number; p99: number; n: number };
   idle: { streams: number; seconds: number; storeRequestsPerStreamPerSecond: number };
@@ -383,6 +390,11 @@ async function sixteenWriters(
   const seconds = (performance.now() - started) / 1000;
   const creates = latencies.length;
   const puts = s3.timings.filter((t) => t.method === "PUT").map((t) => t.ms);
+  const commitPuts = s3.timings.filter((t) => t.method === "PUT" && t.path.includes("/commits/"))
+    .sort((a, b) => a.at - b.at);
+  const gaps = commitPuts.slice(1).map((put, i) =>
+    put.at - ((commitPuts[i] as ProxyTiming).at + (commitPuts[i] as ProxyTiming).ms)
+  );
   return {
     creates,
     perSecond: creates / seconds,
@@ -393,6 +405,8 @@ async function sixteenWriters(
     libsqlPerCreate: libsql.count / Math.max(1, creates),
     putP50: percentile(puts, 50),
     putP99: percentile(puts, 99),
+    createsPerCommitPut: creates / Math.max(1, commitPuts.length),
+    commitPutGapP50: percentile(gaps, 50),
   };
 }
 
@@ -498,6 +512,8 @@ const NOT_MEASURED = {
     libsqlPerCreate: Number.NaN,
     putP50: Number.NaN,
     putP99: Number.NaN,
+    createsPerCommitPut: Number.NaN,
+    commitPutGapP50: Number.NaN,
   },
   idle: { streams: 0, seconds: 0, storeRequestsPerStreamPerSecond: Number.NaN },
   receive: { p50: Number.NaN, createP50: Number.NaN },

@@ -16,16 +16,26 @@ export interface FaultProxy {
   /** `METHOD path` of every request, in arrival order (not cleared by `resetCount`). */
   readonly log: readonly string[];
   /**
-   * With `timed`: each answered request's method and milliseconds from its arrival to its
-   * answer's last byte, the injected delay included (cleared by `resetCount`).
+   * With `timed`: each answered request's method, path, arrival (`performance.now()` of
+   * this process) and milliseconds from its arrival to its answer's last byte, the
+   * injected delay included (cleared by `resetCount`).
    */
-  readonly timings: readonly { method: string; ms: number }[];
+  readonly timings: readonly ProxyTiming[];
   /** Milliseconds added before each request is forwarded. */
   delayMs: number;
   /** While true, every request is answered 503 at once. */
   failing: boolean;
   resetCount(): void;
   close(): Promise<void>;
+}
+
+export interface ProxyTiming {
+  method: string;
+  /** The request's path and query, as sent. */
+  path: string;
+  /** When it arrived (`performance.now()`). */
+  at: number;
+  ms: number;
 }
 
 export async function startFaultProxy(
@@ -35,14 +45,20 @@ export async function startFaultProxy(
   const target = new URL(upstream);
   let count = 0;
   const log: string[] = [];
-  const timings: { method: string; ms: number }[] = [];
+  const timings: ProxyTiming[] = [];
   const state = { delayMs: options.delayMs ?? 0, failing: options.failing ?? false };
   const server = createServer((incoming, outgoing) => {
     count++;
     log.push(`${incoming.method} ${decodeURIComponent(incoming.url ?? "")}`);
     if (options.timed) {
       const arrived = performance.now();
-      outgoing.once("finish", () => timings.push({ method: incoming.method ?? "", ms: performance.now() - arrived }));
+      outgoing.once("finish", () =>
+        timings.push({
+          method: incoming.method ?? "",
+          path: incoming.url ?? "",
+          at: arrived,
+          ms: performance.now() - arrived,
+        }));
     }
     if (state.failing) {
       incoming.resume();
