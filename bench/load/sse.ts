@@ -6,7 +6,7 @@
  * Latency = the monotonic receive time of the chunk holding the event − sentAt, for every
  * (subscriber, write) pair; both clocks are this process's.
  */
-import { Agent, request } from "node:http";
+import { httpPost } from "../lib/http-post.ts";
 import { timedBody, timedFields } from "../lib/payload.ts";
 import { openMany } from "../lib/sse-client.ts";
 import { summarize } from "../lib/stats.ts";
@@ -42,22 +42,8 @@ export interface SseResult {
   openMs: number;
 }
 
-const writer = new Agent({ keepAlive: true, maxSockets: 64 });
-
 function post(url: string, body: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request(url, {
-      method: "POST",
-      agent: writer,
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
-    }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.setTimeout(10_000, () => req.destroy());
-    req.on("error", () => resolve(0));
-    req.end(body);
-  });
+  return httpPost(url, { "content-type": "application/json" }, body, { timeoutMs: 10_000 }).catch(() => 0);
 }
 
 serveRequests<SseConfig, SseResult>(async (config) => {
