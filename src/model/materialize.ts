@@ -93,13 +93,24 @@ export function materialize(base: ThreadState | null, patches: readonly Patch[])
     if (patch.op === "remove") byId.delete(patch.artifact.id);
     else byId.set(patch.artifact.id, patch.artifact);
   }
+  const artifacts = [...byId.values()];
+  return stateOf({ threadId, createdAt, updatedAt, seq, artifacts, forkedFrom, deleted, lifeStart }, base, patches);
+}
+
+/** The state from its parts: optional fields only where set, and the recent keys after `patches`. */
+function stateOf(
+  parts: Omit<ThreadState, "recentKeys" | "deleted"> & { deleted?: boolean },
+  base: ThreadState | null,
+  patches: readonly Patch[],
+): ThreadState {
+  const { threadId, createdAt, updatedAt, seq, artifacts, forkedFrom, deleted, lifeStart } = parts;
   const recentKeys = recordKeys(base?.recentKeys ?? [], patches);
   return {
     threadId,
     createdAt,
     updatedAt,
     seq,
-    artifacts: [...byId.values()],
+    artifacts,
     ...(forkedFrom ? { forkedFrom } : {}),
     ...(deleted ? { deleted: true as const } : {}),
     ...(lifeStart !== undefined ? { lifeStart } : {}),
@@ -127,15 +138,6 @@ function continueInPlace(base: ThreadState, patches: readonly ArtifactPatch[]): 
     }
   }
   positions.set(artifacts, index);
-  const recentKeys = recordKeys(base.recentKeys ?? [], patches);
-  return {
-    threadId: base.threadId,
-    createdAt: base.createdAt,
-    updatedAt,
-    seq,
-    artifacts,
-    ...(forkedFrom ? { forkedFrom } : {}),
-    ...(base.lifeStart !== undefined ? { lifeStart: base.lifeStart } : {}),
-    ...(recentKeys.length > 0 ? { recentKeys } : {}),
-  };
+  const { threadId, createdAt, lifeStart } = base;
+  return stateOf({ threadId, createdAt, updatedAt, seq, artifacts, forkedFrom, lifeStart }, base, patches);
 }

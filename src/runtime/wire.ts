@@ -4,7 +4,7 @@ import type { BlobStore } from "../blob/port.ts";
 import { instrumentCache } from "../cache/instrumented.ts";
 import { LibsqlCache, type SqlClient } from "../cache/libsql.ts";
 import { createApp, type EdgeFunction } from "../http/app.ts";
-import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
+import { type Authenticator, authenticatorFor } from "../http/auth/authenticator.ts";
 import { FeedHub, type FeedSource } from "../live/feed.ts";
 import { InProcessNotifier, type Notifier } from "../live/notifier.ts";
 import { type Metrics, noMetrics } from "../model/metrics.ts";
@@ -136,11 +136,7 @@ export function wire(wiring: AppWiring) {
     service,
     limits: limitsOf(config),
     cursorSecret: config.cursorSecret,
-    authenticator: wiring.authenticator !== undefined
-      ? wiring.authenticator
-      : authConfigured(config.auth)
-      ? new Authenticator(config.auth)
-      : null,
+    authenticator: wiring.authenticator !== undefined ? wiring.authenticator : authenticatorFor(config.auth),
     corsOrigins: config.corsOrigins,
     ...(wiring.only ? { only: wiring.only } : {}),
     ...(wiring.onePerRequest ? { onePerRequest: true } : {}),

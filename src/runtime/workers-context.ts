@@ -7,7 +7,7 @@ import type { SqlClient } from "../cache/libsql.ts";
 import { assertAuthPolicy, type Config, ConfigError, type Env, loadConfig } from "./config.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
 import { configureLogging } from "../logging/configure.ts";
-import { authConfigured, Authenticator } from "../http/auth/authenticator.ts";
+import { type Authenticator, authenticatorFor } from "../http/auth/authenticator.ts";
 
 /** The Worker's bindings: R2 `ROLLOUTS`, the Durable Object `SEQUENCER`, and string vars/secrets. */
 export interface WorkerEnv {
@@ -69,7 +69,7 @@ function buildWorkerContext(env: WorkerEnv): WorkerContext {
     connectLibsql: () =>
       createClient({ url: config.libsqlUrl, ...(config.libsqlAuthToken ? { authToken: config.libsqlAuthToken } : {}) }),
     cacheSchema,
-    authenticator: authConfigured(config.auth) ? new Authenticator(config.auth) : null,
+    authenticator: authenticatorFor(config.auth),
   };
 }
 

@@ -18,6 +18,11 @@ export function authConfigured(settings: AuthSettings): boolean {
   return settings.tokens.size > 0 || settings.jwtSecret !== undefined || settings.jwksUrl !== undefined;
 }
 
+/** The authenticator for these settings, or null when they configure no authentication. */
+export function authenticatorFor(settings: AuthSettings): Authenticator | null {
+  return authConfigured(settings) ? new Authenticator(settings) : null;
+}
+
 /** One key set per URL per isolate, so per-request wiring (Workers) does not refetch it. */
 const keySets = new Map<string, JwksKeySet>();
 
