@@ -40,7 +40,7 @@ import { startWorker } from "../test/support/worker-process.ts";
 import { measureOperationCosts, type ObjectRow, type OperationCost } from "../test/support/worker-subrequests.ts";
 import { WebhookReceiver } from "../test/support/webhook-receiver.ts";
 import { childPids, cpuMs, ROOT, startLoadWorker } from "./lib/process.ts";
-import type { StoresRequest } from "./load/stores.ts";
+import type { S3Backend, StoresRequest } from "./load/stores.ts";
 import { openSse } from "./lib/sse-client.ts";
 import { httpPost } from "./lib/http-post.ts";
 import { createBody, timedBody, timedFields } from "./lib/payload.ts";
@@ -48,6 +48,8 @@ import { percentile } from "./lib/stats.ts";
 
 export interface EdgeParams {
   delayMs: number;
+  /** What holds the test S3 server's objects (bench/load/stores.ts). */
+  s3Backend: S3Backend;
   /** The 16-writer run (ms). */
   burstMs: number;
   singles: number;
@@ -123,15 +125,19 @@ export async function benchEdge(
   // Each store runs in a process of its own (bench/load/stores.ts), off this one's event
   // loop, which drives the load; the distance proxies stay here and count.
   const stores = { s3: startLoadWorker(STORE_ENTRY), libsql: startLoadWorker(STORE_ENTRY) };
-  const startStore = async (store: "s3" | "libsql") =>
-    (await stores[store].request<{ endpoint: string }>({ op: "start", store } satisfies StoresRequest, 30_000))
-      .endpoint;
+  const startStore = async (start: StoresRequest & { op: "start" }) =>
+    (await stores[start.store].request<{ endpoint: string }>(start, 30_000)).endpoint;
   const s3 = {
     createBucket: async () =>
       (await stores.s3.request<{ bucket: string }>({ op: "createBucket" } satisfies StoresRequest, 10_000)).bucket,
   };
-  const s3Proxy = await startFaultProxy(await startStore("s3"), { delayMs: params.delayMs, timed: true });
-  const libsqlProxy = await startFaultProxy(await startStore("libsql"), { delayMs: params.delayMs });
+  const s3Proxy = await startFaultProxy(await startStore({ op: "start", store: "s3", backend: params.s3Backend }), {
+    delayMs: params.delayMs,
+    timed: true,
+  });
+  const libsqlProxy = await startFaultProxy(await startStore({ op: "start", store: "libsql" }), {
+    delayMs: params.delayMs,
+  });
   const results: EdgeResult[] = [];
   let costs: EdgeCosts | null = null;
   try {

@@ -32,6 +32,7 @@ import {
 import { type ColdThread, type ColdThreadSpec, prepareColdRollouts } from "./lib/prepare-rollout.ts";
 import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { percentile } from "./lib/stats.ts";
+import type { S3Backend } from "./load/stores.ts";
 import { benchEdge, type EdgeCosts, edgeCostsReport, edgeLimitsReport, type EdgeResult } from "./edge.ts";
 import { benchMany, type ManyResult, reportMany } from "./many.ts";
 import { benchObservability, type ObsRow } from "./obs.ts";
@@ -40,6 +41,8 @@ import { benchTenants, type TenantsParams, tenantsReport, type TenantsRow } from
 import { benchWebhooks, type WebhooksParams, webhooksReport, type WebhooksRows } from "./webhooks.ts";
 
 const quick = process.argv.includes("--quick");
+/** `--edge-s3=s3rver`: the edge run's S3 server over s3rver instead of memory (bench/load/stores.ts). */
+const edgeS3: S3Backend = process.argv.includes("--edge-s3=s3rver") ? "s3rver" : "memory";
 const SCENARIOS = [
   "create",
   "read",
@@ -79,6 +82,7 @@ const P = quick
     deadlineMin: 6,
     edge: {
       delayMs: 20,
+      s3Backend: edgeS3,
       burstMs: 5000,
       singles: 20,
       idleStreams: 50,
@@ -103,6 +107,7 @@ const P = quick
     // The idle window outlasts the sequencer's one-minute safety poll, so it is counted.
     edge: {
       delayMs: 20,
+      s3Backend: edgeS3,
       burstMs: 15_000,
       singles: 50,
       idleStreams: 100,
@@ -953,6 +958,10 @@ function report(
   if (edge.length > 0) {
     lines.push(
       `## edge: the Worker in workerd, S3 and libSQL over HTTP each ${P.edge.delayMs} ms away (every request delayed by a counting proxy)`,
+      "",
+      P.edge.s3Backend === "memory"
+        ? "The test S3 server checks SigV4 and `If-None-Match: *` and keeps its objects in memory (bench/load/stores.ts; `--edge-s3=s3rver` puts s3rver behind it, which adds ~5 ms to every put). The Hrana server keeps the cache in a SQLite file."
+        : "The test S3 server is s3rver behind the SigV4 proxy (`--edge-s3=s3rver`; its files in memory where the machine has /dev/shm). The Hrana server keeps the cache in a SQLite file.",
       "",
       "Before: the Worker without the `SEQUENCER` binding (each request writes on its own, streams poll every second). " +
         "After: with the thread's Durable Object sequencer. Store requests include compaction's. " +

@@ -1,6 +1,7 @@
 /**
- * One of the edge bench's stores in a process of its own: the test S3 server (s3rver
- * behind its SigV4 proxy) or the Hrana libSQL server. In the bench's process they shared
+ * One of the edge bench's stores in a process of its own: the test S3 server (its SigV4
+ * proxy over objects in memory, or over s3rver with `--edge-s3=s3rver`) or the Hrana
+ * libSQL server. In the bench's process they shared
  * one event loop with the load generator and each other, and the Hrana server's
  * synchronous SQLite work (a group's cache apply) held up the S3 puts queued behind it:
  * part of a put's time, the one thing a hot thread on Workers waits for, was this
@@ -13,10 +14,22 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HranaServer, startHranaServer } from "../../test/support/hrana-server.ts";
-import { type S3rverHarness, startS3rver } from "../../test/support/s3rver.ts";
+import { type S3rverHarness, startMemoryS3, startS3rver } from "../../test/support/s3rver.ts";
 import { serveRequests } from "../lib/worker.ts";
 
-export type StoresRequest = { op: "start"; store: "s3" | "libsql" } | { op: "createBucket" } | { op: "close" };
+export type StoresRequest =
+  | { op: "start"; store: "libsql" }
+  | { op: "start"; store: "s3"; backend: S3Backend }
+  | { op: "createBucket" }
+  | { op: "close" };
+
+/**
+ * What holds the S3 server's objects. `memory` (the default): the proxy answers from a
+ * Map, so a put costs the injected distance and the proxy's checks. `s3rver`: the S3
+ * adapter's test peer, which added ~5 ms to every put here (a HEAD and a PUT to a
+ * second server, files written per object): the edge rows before 2026-12-06 ran on it.
+ */
+export type S3Backend = "memory" | "s3rver";
 
 // The emulators' files live in memory where the machine has a tmpfs: what the bench
 // measures is a store 20 ms away, not this machine's disk (whose file creation slows for
@@ -30,7 +43,7 @@ serveRequests<StoresRequest, { endpoint: string } | { bucket: string } | { close
     case "start": {
       if (running) throw new Error("already started");
       if (request.store === "s3") {
-        const s3 = await startS3rver({ parent: scratch });
+        const s3 = request.backend === "memory" ? await startMemoryS3() : await startS3rver({ parent: scratch });
         running = { s3 };
         return { endpoint: s3.endpoint };
       }

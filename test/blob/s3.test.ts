@@ -13,6 +13,7 @@ import {
   S3_REGION,
   S3_SECRET_ACCESS_KEY,
   type S3rverHarness,
+  startMemoryS3,
   startS3rver,
 } from "../support/s3rver.ts";
 import { useCluster } from "../support/cluster.ts";
@@ -22,18 +23,28 @@ import { describeBlobStoreContract } from "./contract.ts";
 const PAGE = 3;
 
 let s3: S3rverHarness;
+let memoryS3: S3rverHarness;
 
 beforeAll(async () => {
   s3 = await startS3rver({ maxKeysPerPage: PAGE });
+  memoryS3 = await startMemoryS3({ maxKeysPerPage: PAGE });
 });
 
 afterAll(async () => {
   await s3?.close();
+  await memoryS3?.close();
 });
 
 describeBlobStoreContract(
   "s3 (s3rver behind the S3-semantics proxy)",
   async () => ({ store: s3.store(await s3.createBucket()) }),
+);
+
+// The edge bench's S3 server (bench/load/stores.ts): the proxy over objects in memory
+// must answer the adapter as it does over s3rver.
+describeBlobStoreContract(
+  "s3 (objects in memory behind the S3-semantics proxy)",
+  async () => ({ store: memoryS3.store(await memoryS3.createBucket()) }),
 );
 
 /** The proxy's log of requests to `bucket`. */

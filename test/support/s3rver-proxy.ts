@@ -24,9 +24,20 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, request as httpRequest, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
+/**
+ * Where the proxy sends the requests it has checked: s3rver's origin (e.g.
+ * `http://127.0.0.1:4568`), or a handler that answers them in this process
+ * (test/support/memory-s3.ts).
+ */
+export type Upstream = (
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string>,
+  body: Buffer,
+) => Promise<Reply>;
+
 export interface S3ProxyOptions {
-  /** s3rver's origin, e.g. `http://127.0.0.1:4568`. */
-  upstream: string;
+  upstream: string | Upstream;
   /** accessKeyId → secretAccessKey pairs the proxy accepts. */
   credentials: Record<string, string>;
   region: string;
@@ -53,7 +64,7 @@ export interface S3Proxy {
   close(): Promise<void>;
 }
 
-interface Reply {
+export interface Reply {
   status: number;
   headers: Record<string, string>;
   body: Buffer;
@@ -62,9 +73,11 @@ interface Reply {
 const UPSTREAM_LIST_LIMIT = 1000;
 
 export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
-  const upstream = new URL(options.upstream);
+  const upstream = typeof options.upstream === "string" ? new URL(options.upstream) : null;
+  const answer = typeof options.upstream === "string" ? null : options.upstream;
   const requests: LoggedRequest[] = [];
   const locks = new Map<string, Promise<void>>();
+  const upstreamHost = upstream?.host ?? "memory";
 
   /** Runs `task` after every earlier task on `name` has finished. */
   async function exclusive<T>(name: string, task: () => Promise<T>): Promise<T> {
@@ -90,11 +103,13 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     headers: Record<string, string>,
     body: Buffer,
   ): Promise<Reply> {
+    if (answer) return answer(method, pathAndQuery, headers, body);
+    const origin = upstream as URL;
     return new Promise((resolve, reject) => {
       const outgoing = httpRequest(
         {
-          hostname: upstream.hostname,
-          port: upstream.port,
+          hostname: origin.hostname,
+          port: origin.port,
           method,
           path: pathAndQuery,
           headers: { ...headers, "content-length": String(body.length) },
@@ -131,7 +146,7 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     if (denied) return denied;
 
     // s3rver is reached anonymously (it allows that); the proxy has already authenticated.
-    const upstreamHeaders: Record<string, string> = { ...headers, host: upstream.host };
+    const upstreamHeaders: Record<string, string> = { ...headers, host: upstreamHost };
     for (const name of ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]) {
       delete upstreamHeaders[name];
     }
@@ -151,7 +166,7 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
       if (method === "PUT" && ifNoneMatch !== undefined) {
         if (ifNoneMatch !== "*") return s3Error(501, "NotImplemented", "Only If-None-Match: * is supported on PUT");
         delete upstreamHeaders["if-none-match"];
-        const head = await forward("HEAD", path, { host: upstream.host }, Buffer.alloc(0));
+        const head = await forward("HEAD", path, { host: upstreamHost }, Buffer.alloc(0));
         if (head.status === 200) {
           return s3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
         }
@@ -184,7 +199,7 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     const listing = await forward(
       "GET",
       `/${encodeURIComponent(bucket)}?${upstreamQuery}`,
-      { host: upstream.host },
+      { host: upstreamHost },
       Buffer.alloc(0),
     );
     if (listing.status !== 200) return listing;
@@ -396,7 +411,7 @@ function verifySigV4(
   return undefined;
 }
 
-function escapeXml(text: string): string {
+export function escapeXml(text: string): string {
   return text.replace(
     /[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,

@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { AwsClient } from "aws4fetch";
 import S3rver from "s3rver";
 import { S3BlobStore, type S3BlobStoreOptions } from "../../src/blob/s3.ts";
+import { memoryUpstream } from "./memory-s3.ts";
 import { type S3Proxy, startS3Proxy } from "./s3rver-proxy.ts";
 
 export const S3_REGION = "us-east-1";
@@ -61,6 +62,28 @@ export async function startS3rver(
     region: S3_REGION,
     ...(options.maxKeysPerPage === undefined ? {} : { maxKeysPerPage: options.maxKeysPerPage }),
   });
+  return harness(proxy, async () => {
+    await server.close();
+    await rm(directory, { recursive: true, force: true });
+  });
+}
+
+/**
+ * The same proxy with its objects in this process's memory instead of s3rver
+ * (test/support/memory-s3.ts): what the edge bench measures against, so a put costs the
+ * distance it injects and the proxy's checks, not s3rver's files and second HTTP hop.
+ */
+export async function startMemoryS3(options: { maxKeysPerPage?: number } = {}): Promise<S3rverHarness> {
+  const proxy = await startS3Proxy({
+    upstream: memoryUpstream(),
+    credentials: { [S3_ACCESS_KEY_ID]: S3_SECRET_ACCESS_KEY },
+    region: S3_REGION,
+    ...(options.maxKeysPerPage === undefined ? {} : { maxKeysPerPage: options.maxKeysPerPage }),
+  });
+  return harness(proxy, async () => {});
+}
+
+function harness(proxy: S3Proxy, closeBackend: () => Promise<void>): S3rverHarness {
   const admin = new AwsClient({
     accessKeyId: S3_ACCESS_KEY_ID,
     secretAccessKey: S3_SECRET_ACCESS_KEY,
@@ -92,8 +115,7 @@ export async function startS3rver(
     },
     async close() {
       await proxy.close();
-      await server.close();
-      await rm(directory, { recursive: true, force: true });
+      await closeBackend();
     },
   };
 }
