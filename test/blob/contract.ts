@@ -4,7 +4,7 @@
  * Adapter-agnostic on purpose: it speaks only the port, never paths or SDKs.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type BlobStore, InvalidKeyError, type PutIfAbsentResult } from "../../src/blob/port.ts";
+import { type BlobStore, compareKeys, InvalidKeyError, type PutIfAbsentResult } from "../../src/blob/port.ts";
 
 export interface MadeStore {
   store: BlobStore;
@@ -64,10 +64,14 @@ const INVALID_KEYS: Array<[label: string, key: string]> = [
   ["inner dot segment", "a/./b"],
   ["inner dot-dot segment", "a/../b"],
   ["leading dot-dot segment", "../a"],
+  ["trailing dot-dot segment", "a/.."],
+  ["trailing dot segment", "a/."],
   ["leading slash", "/a"],
   ["trailing slash", "a/"],
   ["NUL", "a\u0000b"],
   ["newline", "a\nb"],
+  ["DEL", "a\u007fb"],
+  ["C1 control (NEL)", "a\u0085b"],
   ["backslash", "a\\b"],
   ["longer than 1024", "k".repeat(1025)],
 ];
@@ -468,6 +472,13 @@ export function describeBlobStoreContract(name: string, makeStore: () => Promise
         await store.put("t/threads/a/patches/000000000002.json", "overwritten");
         expect(await store.list("t/threads/a/patches/")).toEqual(PATCHES_A);
       });
+    });
+
+    it("takes keys whose segments only look like dot segments, and characters just past the controls", async () => {
+      const keys = ["a/..b", "a/.b", ".../x", "b../.c./d", "e\u00a0f", "g\u2028h", "\u0020i"];
+      for (const key of keys) expect(await store.putIfAbsent(key, key)).toBe("created");
+      for (const key of keys) expect(await store.get(key)).toBe(key);
+      expect(await store.list("")).toEqual([...keys].sort(compareKeys));
     });
 
     describe("invalid keys", () => {
