@@ -15,7 +15,7 @@
  * list-type-1 listing of a prefix (the proxy orders and pages it).
  */
 import { createHash } from "node:crypto";
-import { escapeXml, type Reply, type Upstream } from "./s3rver-proxy.ts";
+import { escapeXml, type Reply, s3Error, type Upstream } from "./s3rver-proxy.ts";
 
 interface StoredObject {
   body: Buffer;
@@ -26,70 +26,73 @@ interface StoredObject {
 
 export function memoryUpstream(): Upstream {
   const buckets = new Map<string, Map<string, StoredObject>>();
+  return (method, pathAndQuery, headers, body) => Promise.resolve(answer(buckets, method, pathAndQuery, headers, body));
+}
 
-  return (method, pathAndQuery, headers, body) => {
-    const queryAt = pathAndQuery.indexOf("?");
-    const path = queryAt < 0 ? pathAndQuery : pathAndQuery.slice(0, queryAt);
-    const params = new URLSearchParams(queryAt < 0 ? "" : pathAndQuery.slice(queryAt + 1));
-    const segments = path.split("/").slice(1);
-    const bucketName = decodeURIComponent(segments[0] ?? "");
-    const key = segments.slice(1).map(decodeURIComponent).join("/");
-    if (bucketName === "") return Promise.resolve(xmlError(501, "NotImplemented", "ListBuckets"));
+function answer(
+  buckets: Map<string, Map<string, StoredObject>>,
+  method: string,
+  pathAndQuery: string,
+  headers: Record<string, string>,
+  body: Buffer,
+): Reply {
+  const queryAt = pathAndQuery.indexOf("?");
+  const path = queryAt < 0 ? pathAndQuery : pathAndQuery.slice(0, queryAt);
+  const params = new URLSearchParams(queryAt < 0 ? "" : pathAndQuery.slice(queryAt + 1));
+  const segments = path.split("/").slice(1);
+  const bucketName = decodeURIComponent(segments[0] ?? "");
+  const key = segments.slice(1).map(decodeURIComponent).join("/");
+  if (bucketName === "") return s3Error(501, "NotImplemented", "ListBuckets");
 
-    if (key === "") {
-      if (method === "PUT") {
-        if (!buckets.has(bucketName)) buckets.set(bucketName, new Map());
-        return Promise.resolve({ status: 200, headers: {}, body: Buffer.alloc(0) });
-      }
-      const bucket = buckets.get(bucketName);
-      if (!bucket) return Promise.resolve(noSuchBucket(bucketName));
-      if (method === "GET") return Promise.resolve(listV1(bucketName, bucket, params.get("prefix") ?? ""));
-      return Promise.resolve(xmlError(501, "NotImplemented", `${method} on a bucket`));
+  if (key === "") {
+    if (method === "PUT") {
+      if (!buckets.has(bucketName)) buckets.set(bucketName, new Map());
+      return { status: 200, headers: {}, body: Buffer.alloc(0) };
     }
-
     const bucket = buckets.get(bucketName);
-    if (!bucket) return Promise.resolve(noSuchBucket(bucketName));
-    const object = bucket.get(key);
-    switch (method) {
-      case "PUT": {
-        const etag = `"${createHash("md5").update(body).digest("hex")}"`;
-        bucket.set(key, {
-          body,
-          etag,
-          lastModified: new Date(),
-          contentType: headers["content-type"] ?? "binary/octet-stream",
-        });
-        return Promise.resolve({ status: 200, headers: { etag }, body: Buffer.alloc(0) });
-      }
-      case "GET":
-      case "HEAD": {
-        if (!object) {
-          return Promise.resolve(
-            method === "HEAD" ? { status: 404, headers: {}, body: Buffer.alloc(0) } : xmlError(
-              404,
-              "NoSuchKey",
-              "The specified key does not exist.",
-            ),
-          );
-        }
-        return Promise.resolve({
-          status: 200,
-          headers: {
-            "content-type": object.contentType,
-            "content-length": String(object.body.length),
-            etag: object.etag,
-            "last-modified": object.lastModified.toUTCString(),
-          },
-          body: method === "HEAD" ? Buffer.alloc(0) : object.body,
-        });
-      }
-      case "DELETE":
-        bucket.delete(key);
-        return Promise.resolve({ status: 204, headers: {}, body: Buffer.alloc(0) });
-      default:
-        return Promise.resolve(xmlError(501, "NotImplemented", `${method} on an object`));
+    if (!bucket) return noSuchBucket(bucketName);
+    if (method === "GET") return listV1(bucketName, bucket, params.get("prefix") ?? "");
+    return s3Error(501, "NotImplemented", `${method} on a bucket`);
+  }
+
+  const bucket = buckets.get(bucketName);
+  if (!bucket) return noSuchBucket(bucketName);
+  const object = bucket.get(key);
+  switch (method) {
+    case "PUT": {
+      const etag = `"${createHash("md5").update(body).digest("hex")}"`;
+      bucket.set(key, {
+        body,
+        etag,
+        lastModified: new Date(),
+        contentType: headers["content-type"] ?? "binary/octet-stream",
+      });
+      return { status: 200, headers: { etag }, body: Buffer.alloc(0) };
     }
-  };
+    case "GET":
+    case "HEAD": {
+      if (!object) {
+        return method === "HEAD"
+          ? { status: 404, headers: {}, body: Buffer.alloc(0) }
+          : s3Error(404, "NoSuchKey", "The specified key does not exist.");
+      }
+      return {
+        status: 200,
+        headers: {
+          "content-type": object.contentType,
+          "content-length": String(object.body.length),
+          etag: object.etag,
+          "last-modified": object.lastModified.toUTCString(),
+        },
+        body: method === "HEAD" ? Buffer.alloc(0) : object.body,
+      };
+    }
+    case "DELETE":
+      bucket.delete(key);
+      return { status: 204, headers: {}, body: Buffer.alloc(0) };
+    default:
+      return s3Error(501, "NotImplemented", `${method} on an object`);
+  }
 }
 
 /** Every key under `prefix`, unordered and on one page: the proxy sorts and pages them. */
@@ -111,12 +114,5 @@ function listV1(bucketName: string, bucket: Map<string, StoredObject>, prefix: s
 }
 
 function noSuchBucket(name: string): Reply {
-  return xmlError(404, "NoSuchBucket", `The specified bucket does not exist: ${name}`);
-}
-
-function xmlError(status: number, code: string, message: string): Reply {
-  const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${
-    escapeXml(message)
-  }</Message><RequestId>memory-s3</RequestId></Error>`;
-  return { status, headers: { "content-type": "application/xml" }, body: Buffer.from(xml, "utf8") };
+  return s3Error(404, "NoSuchBucket", `The specified bucket does not exist: ${name}`);
 }

@@ -73,11 +73,9 @@ export interface Reply {
 const UPSTREAM_LIST_LIMIT = 1000;
 
 export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
-  const upstream = typeof options.upstream === "string" ? new URL(options.upstream) : null;
-  const answer = typeof options.upstream === "string" ? null : options.upstream;
+  const forward = typeof options.upstream === "string" ? httpUpstream(new URL(options.upstream)) : options.upstream;
   const requests: LoggedRequest[] = [];
   const locks = new Map<string, Promise<void>>();
-  const upstreamHost = upstream?.host ?? "memory";
 
   /** Runs `task` after every earlier task on `name` has finished. */
   async function exclusive<T>(name: string, task: () => Promise<T>): Promise<T> {
@@ -97,43 +95,6 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     }
   }
 
-  function forward(
-    method: string,
-    pathAndQuery: string,
-    headers: Record<string, string>,
-    body: Buffer,
-  ): Promise<Reply> {
-    if (answer) return answer(method, pathAndQuery, headers, body);
-    const origin = upstream as URL;
-    return new Promise((resolve, reject) => {
-      const outgoing = httpRequest(
-        {
-          hostname: origin.hostname,
-          port: origin.port,
-          method,
-          path: pathAndQuery,
-          headers: { ...headers, "content-length": String(body.length) },
-        },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on("data", (chunk: Buffer) => chunks.push(chunk));
-          response.on("end", () => {
-            const replyHeaders: Record<string, string> = {};
-            for (const [name, value] of Object.entries(response.headers)) {
-              if (
-                typeof value === "string" && !["connection", "keep-alive", "transfer-encoding", "date"].includes(name)
-              ) replyHeaders[name] = value;
-            }
-            resolve({ status: response.statusCode ?? 502, headers: replyHeaders, body: Buffer.concat(chunks) });
-          });
-          response.on("error", reject);
-        },
-      );
-      outgoing.on("error", reject);
-      outgoing.end(method === "GET" || method === "HEAD" ? undefined : body);
-    });
-  }
-
   async function handle(req: IncomingMessage, body: Buffer): Promise<Reply> {
     const method = req.method ?? "GET";
     const rawUrl = req.url ?? "/";
@@ -146,7 +107,7 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     if (denied) return denied;
 
     // s3rver is reached anonymously (it allows that); the proxy has already authenticated.
-    const upstreamHeaders: Record<string, string> = { ...headers, host: upstreamHost };
+    const upstreamHeaders: Record<string, string> = { ...headers };
     for (const name of ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]) {
       delete upstreamHeaders[name];
     }
@@ -166,7 +127,7 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
       if (method === "PUT" && ifNoneMatch !== undefined) {
         if (ifNoneMatch !== "*") return s3Error(501, "NotImplemented", "Only If-None-Match: * is supported on PUT");
         delete upstreamHeaders["if-none-match"];
-        const head = await forward("HEAD", path, { host: upstreamHost }, Buffer.alloc(0));
+        const head = await forward("HEAD", path, {}, Buffer.alloc(0));
         if (head.status === 200) {
           return s3Error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
         }
@@ -199,7 +160,7 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
     const listing = await forward(
       "GET",
       `/${encodeURIComponent(bucket)}?${upstreamQuery}`,
-      { host: upstreamHost },
+      {},
       Buffer.alloc(0),
     );
     if (listing.status !== 200) return listing;
@@ -278,6 +239,38 @@ export async function startS3Proxy(options: S3ProxyOptions): Promise<S3Proxy> {
   };
 }
 
+/** s3rver at `origin`: each request sent on as it came (its Host made the origin's), its answer read whole. */
+function httpUpstream(origin: URL): Upstream {
+  return (method, pathAndQuery, headers, body) =>
+    new Promise((resolve, reject) => {
+      const outgoing = httpRequest(
+        {
+          hostname: origin.hostname,
+          port: origin.port,
+          method,
+          path: pathAndQuery,
+          headers: { ...headers, host: origin.host, "content-length": String(body.length) },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on("data", (chunk: Buffer) => chunks.push(chunk));
+          response.on("end", () => {
+            const replyHeaders: Record<string, string> = {};
+            for (const [name, value] of Object.entries(response.headers)) {
+              if (
+                typeof value === "string" && !["connection", "keep-alive", "transfer-encoding", "date"].includes(name)
+              ) replyHeaders[name] = value;
+            }
+            resolve({ status: response.statusCode ?? 502, headers: replyHeaders, body: Buffer.concat(chunks) });
+          });
+          response.on("error", reject);
+        },
+      );
+      outgoing.on("error", reject);
+      outgoing.end(method === "GET" || method === "HEAD" ? undefined : body);
+    });
+}
+
 function flatHeaders(req: IncomingMessage): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -286,7 +279,7 @@ function flatHeaders(req: IncomingMessage): Record<string, string> {
   return headers;
 }
 
-function s3Error(status: number, code: string, message: string, extra: Record<string, string> = {}): Reply {
+export function s3Error(status: number, code: string, message: string, extra: Record<string, string> = {}): Reply {
   const fields = Object.entries(extra).map(([name, value]) => `<${name}>${escapeXml(value)}</${name}>`).join("");
   const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${
     escapeXml(message)

@@ -16,7 +16,7 @@ import { AwsClient } from "aws4fetch";
 import S3rver from "s3rver";
 import { S3BlobStore, type S3BlobStoreOptions } from "../../src/blob/s3.ts";
 import { memoryUpstream } from "./memory-s3.ts";
-import { type S3Proxy, startS3Proxy } from "./s3rver-proxy.ts";
+import { type S3Proxy, startS3Proxy, type Upstream } from "./s3rver-proxy.ts";
 
 export const S3_REGION = "us-east-1";
 export const S3_ACCESS_KEY_ID = "AKIALOCALTESTKEY0001";
@@ -56,12 +56,7 @@ export async function startS3rver(
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, vhostBuckets: false });
   makePutsDurableBeforeReply((server as unknown as { store: S3rverFilesystemStore }).store);
   const address = await server.run();
-  const proxy = await startS3Proxy({
-    upstream: `http://127.0.0.1:${address.port}`,
-    credentials: { [S3_ACCESS_KEY_ID]: S3_SECRET_ACCESS_KEY },
-    region: S3_REGION,
-    ...(options.maxKeysPerPage === undefined ? {} : { maxKeysPerPage: options.maxKeysPerPage }),
-  });
+  const proxy = await proxyOver(`http://127.0.0.1:${address.port}`, options);
   return harness(proxy, async () => {
     await server.close();
     await rm(directory, { recursive: true, force: true });
@@ -74,13 +69,18 @@ export async function startS3rver(
  * distance it injects and the proxy's checks, not s3rver's files and second HTTP hop.
  */
 export async function startMemoryS3(options: { maxKeysPerPage?: number } = {}): Promise<S3rverHarness> {
-  const proxy = await startS3Proxy({
-    upstream: memoryUpstream(),
+  const proxy = await proxyOver(memoryUpstream(), options);
+  return harness(proxy, async () => {});
+}
+
+/** The S3-semantics proxy over `upstream`, taking the harness's key pair in its region. */
+function proxyOver(upstream: string | Upstream, options: { maxKeysPerPage?: number }): Promise<S3Proxy> {
+  return startS3Proxy({
+    upstream,
     credentials: { [S3_ACCESS_KEY_ID]: S3_SECRET_ACCESS_KEY },
     region: S3_REGION,
     ...(options.maxKeysPerPage === undefined ? {} : { maxKeysPerPage: options.maxKeysPerPage }),
   });
-  return harness(proxy, async () => {});
 }
 
 function harness(proxy: S3Proxy, closeBackend: () => Promise<void>): S3rverHarness {
