@@ -1,10 +1,11 @@
 /**
  * The fs store's commit journal: durability shared by every thread's commits instead of
- * paid per commit. A commit object is written to a temp file and linked into place
- * without an fsync of its own (the link keeps put-if-absent atomic across processes);
- * then its key and text are appended to this process's journal, and one `fdatasync` of
- * the journal, shared by every commit appended meanwhile, makes all of them durable at
- * once. So a 2xx still means the commit survives a power loss: the journal holds it.
+ * paid per commit. The commits that arrive while a flush is in flight make the next
+ * flush (fs-commit-batch.ts): each object written to a temp file and linked into place
+ * without an fsync of its own (the link keeps put-if-absent atomic across processes),
+ * then the created ones' keys and texts appended to this process's journal, and one
+ * `fdatasync` of the journal makes all of them durable at once. So a 2xx still means
+ * the commit survives a power loss: the journal holds it.
  *
  * - **Recovery** (the store's first call, in every process, before anything is read or
  *   written): every journal in the folder is read; a record whose object is missing, or
@@ -23,6 +24,7 @@
  *   before a power loss recovered long ago, and replaying it could bring back a commit
  *   that was deleted since (after its thread's delete retention).
  */
+import type { CommitBatchWriter, CommitEntry, CommitOutcome } from "./fs-commit-batch.ts";
 import type { FileOps, FsOps } from "./fs-ops.ts";
 
 /** How often the journal is rotated and its objects made durable on their own (ms). */
@@ -49,6 +51,10 @@ export interface JournalOptions {
   /** The journals' folder (inside the store's root, never a key). */
   dir: string;
   host: JournalHost;
+  /** Puts a flush's objects in place and appends and syncs their records (in process, or on a thread). */
+  writer: CommitBatchWriter;
+  /** The temp files' folder (inside the store's root, never a key). */
+  tempDir: string;
   /** This process's id, in its journals' names (`<pid>-<n>-<random>.log`). */
   pid: number;
   /** Whether the process of a journal is still running (it checkpoints its own). */
@@ -57,6 +63,11 @@ export interface JournalOptions {
   checkpointMs?: number;
   /** Keeps the checkpoint timer from holding the process open. */
   unref?: (timer: ReturnType<typeof setInterval>) => void;
+}
+
+interface Queued {
+  entry: CommitEntry;
+  done: { resolve: (outcome: "created" | "exists") => void; reject: (e: unknown) => void };
 }
 
 interface Record {
@@ -82,8 +93,8 @@ export class FsJournal {
   #unsettled: OpenJournal[] = [];
   #opening: Promise<OpenJournal> | null = null;
   #files = 0;
-  /** Lines waiting to be appended, and what their appends resolve. */
-  #queued: { line: string; key: string; done: { resolve: () => void; reject: (e: unknown) => void } }[] = [];
+  /** Commits waiting for the next flush, and what their puts resolve. */
+  #queued: Queued[] = [];
   #flushing: Promise<void> | null = null;
   #checkpointing: Promise<void> = Promise.resolve();
   #timer: ReturnType<typeof setInterval> | null = null;
@@ -139,10 +150,14 @@ export class FsJournal {
     return { replayed, restored };
   }
 
-  /** Appends the object's record; resolves once an fdatasync covers it. */
-  append(key: string, body: string): Promise<void> {
-    const line = `${JSON.stringify({ k: key, b: body, t: this.#now() })}\n`;
-    const written = new Promise<void>((resolve, reject) => this.#queued.push({ line, key, done: { resolve, reject } }));
+  /**
+   * Puts the object at `target` if nothing is there, and appends its record: "created"
+   * once an fdatasync covers it, "exists" if another writer's object was there.
+   */
+  commit(key: string, target: string, body: string): Promise<"created" | "exists"> {
+    const written = new Promise<"created" | "exists">((resolve, reject) =>
+      this.#queued.push({ entry: { key, target, body, t: this.#now() }, done: { resolve, reject } })
+    );
     this.#flushing ??= this.#flush();
     this.#startTimer();
     return written;
@@ -154,6 +169,7 @@ export class FsJournal {
     this.#timer = null;
     await this.#flushing;
     await this.checkpoint();
+    await this.#o.writer.close();
   }
 
   /**
@@ -182,7 +198,7 @@ export class FsJournal {
     return run;
   }
 
-  /** Writes every queued line in one append, then one fdatasync for all of them; again while more queued. */
+  /** Puts every queued object in place, then one append and one fdatasync for all of them; again while more queued. */
   async #flush(): Promise<void> {
     try {
       while (this.#queued.length > 0) {
@@ -190,16 +206,19 @@ export class FsJournal {
         this.#queued = [];
         let journal: OpenJournal | undefined;
         try {
-          journal = await this.#journal();
+          // The journal current when the batch is written (one rotated meanwhile is closing:
+          // its descriptor may be another file's by the time a write on it runs).
+          do journal = await this.#journal(); while (journal !== this.#current);
           // Named before the write: a checkpoint of this journal fsyncs them whatever the write's outcome.
-          for (const entry of batch) journal.keys.push(entry.key);
-          const write = (async () => {
-            journal.handle.appendSync(batch.map((entry) => entry.line).join(""));
-            await journal.handle.datasync();
-          })();
-          journal.writes = write.catch(() => {});
-          await write;
-          for (const entry of batch) entry.done.resolve();
+          for (const queued of batch) journal.keys.push(queued.entry.key);
+          const write = this.#o.writer.write(journal.handle, this.#o.tempDir, batch.map((queued) => queued.entry));
+          journal.writes = write.then(() => {}, () => {});
+          const outcomes: CommitOutcome[] = await write;
+          batch.forEach((queued, i) => {
+            const outcome = outcomes[i] ?? { failed: new Error("the journal's writer gave no outcome") };
+            if (typeof outcome === "string") queued.done.resolve(outcome);
+            else queued.done.reject(outcome.failed);
+          });
         } catch (error) {
           // Unknown whether they are durable: every write of the batch fails (a 503: the next writer finds out).
           // The journal is set aside like a rotated one: its earlier records were

@@ -9,6 +9,8 @@ import { syncFileSystem } from "./fs-flush.ts";
 
 /** An open file: what FsBlobStore does with one. */
 export interface FileOps {
+  /** The descriptor, on the real file system (a journal's flush on its own thread writes through it). */
+  readonly fd?: number;
   writeFile(data: string, encoding: "utf8"): Promise<void>;
   /**
    * Appends (a file opened `a`), synchronously: page cache only, the caller's fdatasync
@@ -64,6 +66,7 @@ export const nodeFsOps: FsOps = {
   open: async (path, flags) => {
     const handle = await fs.open(path, flags);
     return {
+      fd: handle.fd,
       writeFile: (data, encoding) => handle.writeFile(data, encoding),
       appendSync: (data) => writeFileSync(handle.fd, data, "utf8"),
       sync: () => handle.sync(),

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
+import { type CommitBatchWriter, inProcessCommitWriter, lazyCommitWriter } from "./fs-commit-batch.ts";
 import { FsJournal } from "./fs-journal.ts";
 import { type FileOps, type FsOps, nodeFsOps } from "./fs-ops.ts";
 import {
@@ -27,6 +28,11 @@ export interface FsBlobStoreOptions {
   pid?: number;
   isAlive?: (pid: number) => boolean;
   unref?: (timer: ReturnType<typeof setInterval>) => void;
+  /**
+   * Runs the journal's flushes (fs-commit-batch.ts): made at the first one. Absent: in
+   * this thread, through `fs`.
+   */
+  commitWriter?: () => CommitBatchWriter;
 }
 
 /**
@@ -72,6 +78,8 @@ export class FsBlobStore implements BlobStore {
         pid: options.pid ?? 0,
         isAlive: options.isAlive ?? (() => true),
         ...(options.unref ? { unref: options.unref } : {}),
+        writer: lazyCommitWriter(options.commitWriter ?? (() => inProcessCommitWriter(fs))),
+        tempDir: join(root, TEMP_DIR),
         host: {
           read: (key) => this.#read(key),
           restore: (key, body) => this.#put(key, body),
@@ -129,9 +137,7 @@ export class FsBlobStore implements BlobStore {
     await this.#ready();
     const target = this.#path(key);
     if (this.#journaling && this.#journal !== null && (this.#journaled?.(key) ?? false)) {
-      if (!(await this.#linkNew(target, body))) return "exists";
-      await this.#journal.append(key, body);
-      return "created";
+      return this.#journal.commit(key, target, body);
     }
     const temp = await this.#writeTemp(body);
     try {
@@ -144,51 +150,6 @@ export class FsBlobStore implements BlobStore {
     }
     await this.#syncDir(dirname(target));
     return "created";
-  }
-
-  /**
-   * A journaled commit's file: written to a temp file and linked at `target` (false: it
-   * exists, another writer's), with the synchronous calls (FsOps.sync) and no fsync: the
-   * journal's record makes it durable. Folders as #intoPlace makes them, their names
-   * durable at the next checkpoint.
-   */
-  async #linkNew(target: string, body: string): Promise<boolean> {
-    const tempDir = join(this.#root, TEMP_DIR);
-    const dir = dirname(target);
-    const sync = this.#fs.sync;
-    for (let attempt = 1;; attempt++) {
-      if (!this.#knownDirs.has(tempDir)) await this.#ensureDir(tempDir, false);
-      if (!this.#knownDirs.has(dir)) await this.#ensureDir(dir, false);
-      const temp = join(tempDir, randomUUID());
-      try {
-        sync.writeNew(temp, body);
-      } catch (error) {
-        this.#removeTemp(temp);
-        if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
-        this.#knownDirs.clear();
-        continue;
-      }
-      try {
-        sync.link(temp, target);
-        return true;
-      } catch (error) {
-        if (isCode(error, "EEXIST")) return false;
-        // The folder vanished (a delete emptied it meanwhile): make it again, as #intoPlace.
-        if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
-        this.#knownDirs.clear();
-        this.#namedDirs.clear();
-      } finally {
-        this.#removeTemp(temp);
-      }
-    }
-  }
-
-  #removeTemp(temp: string): void {
-    try {
-      this.#fs.sync.unlink(temp);
-    } catch {
-      // Missing (never made), or left in .tmp: harmless, never read.
-    }
   }
 
   async put(key: string, body: string): Promise<void> {
@@ -303,7 +264,7 @@ export class FsBlobStore implements BlobStore {
     return join(this.#root, key);
   }
 
-  /** A temp file holding `body`, fsynced (journaled commits are written by #linkNew). */
+  /** A temp file holding `body`, fsynced (journaled commits are written by the journal: fs-commit-batch.ts). */
   async #writeTemp(body: string): Promise<string> {
     const tempDir = join(this.#root, TEMP_DIR);
     await this.#ensureDir(tempDir, false);

@@ -82,7 +82,9 @@ export function startNodeServer(env: NodeJS.ProcessEnv = process.env, tracing: N
       fetch: nodeDeliveryFetch,
     },
   });
-  const blobStore = blobStoreFor(config, env);
+  // The fs store's commits are put in place and synced on a thread of their own where the
+  // process has a second CPU for it, as the cache's writes (below; docs/decisions.md).
+  const blobStore = blobStoreFor(config, env, { commitsOnThread: () => availableParallelism() > 1 });
   const { app, cache, feeds, service, rollout } = wire({
     config,
     ...(metrics ? { metrics } : {}),

@@ -11,6 +11,8 @@ import type { SqlClient } from "../cache/libsql.ts";
 import process from "node:process";
 import { FsBlobStore } from "../blob/fs.ts";
 import { nodeFsOps } from "../blob/fs-ops.ts";
+import { inProcessCommitWriter } from "../blob/fs-commit-batch.ts";
+import { CommitThread } from "../blob/fs-commit-thread.ts";
 import { MemoryBlobStore } from "../blob/memory.ts";
 import type { BlobStore } from "../blob/port.ts";
 import type { Config, Env } from "./config.ts";
@@ -18,16 +20,33 @@ import { LibsqlFileClient } from "./libsql-file.ts";
 import { s3FromConfig } from "./s3-from-config.ts";
 import { firstSeqOfCommitKey } from "../rollout/keys.ts";
 
-export function blobStoreFor(config: Config, env: Env): BlobStore {
+export function blobStoreFor(
+  config: Config,
+  env: Env,
+  options: {
+    /** Asked at the first commit: whether the journal's flushes run on a thread of their own (blob/fs-commit-thread.ts). */
+    commitsOnThread?: () => boolean;
+  } = {},
+): BlobStore {
   switch (config.blobStore.kind) {
-    case "fs":
+    case "fs": {
+      const commitsOnThread = options.commitsOnThread;
       // Commits share one fdatasync of the process's journal (src/blob/fs-journal.ts).
       return new FsBlobStore(resolve(config.blobStore.dir), nodeFsOps, {
         journaled: (key) => firstSeqOfCommitKey(key) !== null,
         pid: process.pid,
         isAlive: processAlive,
         unref: (timer) => (timer as { unref?: () => void }).unref?.(),
+        ...(commitsOnThread
+          ? {
+            commitWriter: () => {
+              const inProcess = inProcessCommitWriter(nodeFsOps);
+              return commitsOnThread() ? new CommitThread(inProcess) : inProcess;
+            },
+          }
+          : {}),
       });
+    }
     case "memory":
       return new MemoryBlobStore();
     case "s3":

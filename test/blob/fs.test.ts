@@ -5,6 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import process from "node:process";
 import { FsBlobStore } from "../../src/blob/fs.ts";
 import { nodeFsOps } from "../../src/blob/fs-ops.ts";
+import { inProcessCommitWriter } from "../../src/blob/fs-commit-batch.ts";
+import { CommitThread } from "../../src/blob/fs-commit-thread.ts";
 import { describeBlobStoreContract } from "./contract.ts";
 
 describeBlobStoreContract("fs", async () => {
@@ -16,6 +18,24 @@ describeBlobStoreContract("fs", async () => {
 describeBlobStoreContract("fs, journaled", async () => {
   const root = await mkdtemp(join(tmpdir(), "blob-contract-journal-"));
   const store = new FsBlobStore(root, nodeFsOps, { journaled: () => true, pid: process.pid, isAlive: () => true });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+});
+
+// The same, with the journal's flushes on their own thread (as the Node server runs them).
+describeBlobStoreContract("fs, journaled, flushed on a thread", async () => {
+  const root = await mkdtemp(join(tmpdir(), "blob-contract-thread-"));
+  const store = new FsBlobStore(root, nodeFsOps, {
+    journaled: () => true,
+    pid: process.pid,
+    isAlive: () => true,
+    commitWriter: () => new CommitThread(inProcessCommitWriter(nodeFsOps)),
+  });
   return {
     store,
     cleanup: async () => {
