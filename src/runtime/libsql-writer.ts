@@ -107,6 +107,7 @@ export class LibsqlWriterWorker {
       const waiting = this.#waiting.get(message.id);
       if (!waiting) return;
       this.#waiting.delete(message.id);
+      if (this.#waiting.size === 0) this.#worker.unref();
       if (message.error) waiting.reject(sqliteError(message.error));
       else waiting.resolve(message.value);
     });
@@ -119,7 +120,8 @@ export class LibsqlWriterWorker {
         resolve();
       })
     );
-    // Never what keeps a process alive: a call in flight does, through its caller.
+    // Only a call in flight keeps the process alive (its caller may be all there is: a
+    // shutdown waiting for the last writes), an idle thread never.
     this.#worker.unref();
   }
 
@@ -143,6 +145,7 @@ export class LibsqlWriterWorker {
     const id = ++this.#calls;
     return new Promise<SqlResult | SqlResult[]>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
+      if (this.#waiting.size === 1) this.#worker.ref();
       this.#worker.postMessage({ id, ...message });
     });
   }

@@ -1,6 +1,9 @@
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
+import { promisify } from "node:util";
 import Database from "libsql";
 import { describe, expect, it } from "vitest";
 import { LibsqlCache } from "../../src/cache/libsql.ts";
@@ -142,6 +145,34 @@ describe("writes on a worker thread's connection", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   };
+
+  it("a write in flight keeps the process alive, an idle thread does not (a shutdown's last writes)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cache-writer-alive-"));
+    try {
+      const script = join(dir, "write.mjs");
+      writeFileSync(
+        script,
+        `import { LibsqlFileClient } from ${
+          JSON.stringify(new URL("../../src/runtime/libsql-file.ts", import.meta.url).href)
+        };
+        const client = new LibsqlFileClient(${
+          JSON.stringify(join(dir, "cache.db"))
+        }, { busyTimeoutMs: 5000, writesOnWorker: true });
+        client.batch(["CREATE TABLE rows (n INTEGER PRIMARY KEY)", "INSERT INTO rows VALUES (7)"], "write")
+          .then(() => console.log("written"));`,
+      );
+      const { stdout } = await promisify(execFile)(process.execPath, [script]);
+      expect(stdout.trim()).toBe("written");
+      const db = new Database(join(dir, "cache.db"));
+      try {
+        expect(db.prepare("SELECT n FROM rows").get()).toMatchObject({ n: 7 });
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it("a write batch is one transaction there, read back on this thread once it resolves; reads return rows by name", async () => {
     await withClient(async (client, path) => {
