@@ -7,7 +7,7 @@
  * in process here (every runtime, and the simulated disk of the power-loss tests).
  */
 import { dirname, join } from "node:path";
-import type { FileOps, FsOps } from "./fs-ops.ts";
+import { type FileOps, type FsOps, isCode } from "./fs-ops.ts";
 
 /** A commit: its file, and what its journal record holds (appended only if the file was created). */
 export interface CommitEntry {
@@ -106,10 +106,6 @@ function removeTemp(fs: FsOps, temp: string): void {
   } catch {
     // Missing (never made), or left in .tmp: harmless, never read.
   }
-}
-
-function isCode(error: unknown, code: string): boolean {
-  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
 }
 
 /** A writer made at the first flush: where to run it is decided once the process is set up (its CPUs). */

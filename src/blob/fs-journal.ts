@@ -25,7 +25,7 @@
  *   that was deleted since (after its thread's delete retention).
  */
 import type { CommitBatchWriter, CommitEntry, CommitOutcome } from "./fs-commit-batch.ts";
-import type { FileOps, FsOps } from "./fs-ops.ts";
+import { type FileOps, type FsOps, isCode } from "./fs-ops.ts";
 
 /** How often the journal is rotated and its objects made durable on their own (ms). */
 export const CHECKPOINT_MS = 2000;
@@ -274,8 +274,4 @@ function parseRecords(text: string): Record[] {
     }
   }
   return records;
-}
-
-function isCode(error: unknown, code: string): boolean {
-  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
 }

@@ -95,3 +95,8 @@ export const nodeFsOps: FsOps = {
     unlink: (path) => unlinkSync(path),
   },
 };
+
+/** Whether a file system call failed with this code (ENOENT, EEXIST…), as node:fs and the simulated disk report it. */
+export function isCode(error: unknown, code: string): boolean {
+  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
+}

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { dirname, join } from "node:path";
-import { type CommitBatchWriter, inProcessCommitWriter, lazyCommitWriter } from "./fs-commit-batch.ts";
+import { type CommitBatchWriter, inProcessCommitWriter, lazyCommitWriter, PUT_ATTEMPTS } from "./fs-commit-batch.ts";
 import { FsJournal } from "./fs-journal.ts";
-import { type FileOps, type FsOps, nodeFsOps } from "./fs-ops.ts";
+import { type FileOps, type FsOps, isCode, nodeFsOps } from "./fs-ops.ts";
 import {
   assertValidKey,
   type BlobStore,
@@ -303,7 +303,7 @@ export class FsBlobStore implements BlobStore {
         await move();
         return;
       } catch (error) {
-        if (!isCode(error, "ENOENT") || attempt >= MOVE_ATTEMPTS) throw error;
+        if (!isCode(error, "ENOENT") || attempt >= PUT_ATTEMPTS) throw error;
         this.#knownDirs.clear();
         this.#namedDirs.clear();
       }
@@ -402,11 +402,4 @@ const SYNC_BATCH = 32;
 
 async function inBatches<T>(items: readonly T[], size: number, work: (item: T) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
-}
-
-/** Rounds `#intoPlace` tries before an ENOENT stands. */
-const MOVE_ATTEMPTS = 8;
-
-function isCode(error: unknown, code: string): boolean {
-  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === code;
 }
