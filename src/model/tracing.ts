@@ -74,6 +74,10 @@ export function detached<T>(work: () => T): T {
 
 /** The active span's trace id (a request's, the caller's if it sent a traceparent), or undefined. */
 export function activeTraceId(): string | undefined {
-  const spanContext = trace.getActiveSpan()?.spanContext();
-  return spanContext && isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
+  const span = trace.getActiveSpan();
+  if (!span) return undefined;
+  const spanContext = span.spanContext();
+  // A recording span's ids are its tracer's own, valid by making: only a carried context
+  // (a caller's, a non-recording span's) needs the check, two regular expressions a request.
+  return span.isRecording() || isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
 }

@@ -43,6 +43,8 @@ const MAX_LINKS = 128;
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NO_LINKS: readonly LinkRecord[] = Object.freeze([]);
 const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
+const NO_OPTIONS: SpanOptions = Object.freeze({});
+const NO_LINKS_IN: Link[] = Object.freeze([]) as unknown as Link[];
 
 /** Read once: `performance.timeOrigin` is a getter that asks the runtime on every read. */
 const TIME_ORIGIN = performance.timeOrigin;
@@ -108,16 +110,17 @@ class NodeTracer implements Tracer {
     this.#o = options;
   }
 
-  startSpan(name: string, options: SpanOptions = {}, ctx: Context = contexts.active()): Span {
+  startSpan(name: string, options: SpanOptions = NO_OPTIONS, ctx: Context = contexts.active()): Span {
     const parentContext = options.root ? ROOT_CONTEXT : ctx;
     const parentSpan = trace.getSpan(parentContext);
+    if (parentSpan instanceof RecordedSpan) return this.#childOf(parentSpan, name, options);
     const found = parentSpan?.spanContext();
     // A span of ours holds ids it made: only a caller's (or another tracer's) are checked.
     const parent = found && (parentSpan instanceof RecordedSpan || isSpanContextValid(found)) ? found : undefined;
     const traceId = parent?.traceId ?? this.#o.ids.generateTraceId();
     const spanId = this.#o.ids.generateSpanId();
     const kind = options.kind ?? SpanKind.INTERNAL;
-    const links = options.links ?? [];
+    const links = options.links ?? NO_LINKS_IN;
     const sampled = this.#o.sampler.shouldSample(parentContext, traceId, name, kind, options.attributes ?? {}, links);
     const traceState = sampled.traceState ?? parent?.traceState;
     // RECORD (recorded, not sampled) is treated as NOT_RECORD: only sampled spans are
@@ -143,6 +146,39 @@ class NodeTracer implements Tracer {
     if (options.attributes) span.setAttributes(options.attributes);
     if (sampled.attributes) span.setAttributes(sampled.attributes);
     span.addLinks(links);
+    return span;
+  }
+
+  /**
+   * A child of a span of ours, which is sampled (only sampled spans are recorded here), so
+   * the child is recorded without asking the sampler: every sampler `OTEL_TRACES_SAMPLER`
+   * names samples it (`parentbased_*`: a sampled local parent's child is; `traceidratio`:
+   * the same trace id gets the same answer; `always_on`; `always_off` records no parent).
+   * It is most of the spans made (a create's commit and store spans), and the sampler's
+   * answer is a call, an object and two regular expressions over the parent's ids.
+   */
+  #childOf(parent: RecordedSpan, name: string, options: SpanOptions): RecordedSpan {
+    const parentContext = parent.spanContext();
+    const spanContext: SpanContext = parentContext.traceState
+      ? {
+        traceId: parentContext.traceId,
+        spanId: this.#o.ids.generateSpanId(),
+        traceFlags: TraceFlags.SAMPLED,
+        traceState: parentContext.traceState,
+      }
+      : { traceId: parentContext.traceId, spanId: this.#o.ids.generateSpanId(), traceFlags: TraceFlags.SAMPLED };
+    const span = new RecordedSpan(
+      this.#scope,
+      name,
+      options.kind ?? SpanKind.INTERNAL,
+      spanContext,
+      parentContext,
+      parent.clock,
+      parent.clock.at(options.startTime),
+      this.#o.record,
+    );
+    if (options.attributes) span.setAttributes(options.attributes);
+    if (options.links) span.addLinks(options.links);
     return span;
   }
 

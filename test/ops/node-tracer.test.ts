@@ -16,7 +16,7 @@ import {
   TraceFlags,
   type Tracer,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { TraceState, W3CTraceContextPropagator } from "@opentelemetry/core";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -153,6 +153,49 @@ describe("the Node server's tracer", () => {
       ),
     ).end();
     expect(records.map((r) => r.name)).toEqual(["sampled caller's child"]);
+  });
+
+  it("records a sampled span's children without asking the sampler again, with its trace, tracestate and clock", () => {
+    let asked = 0;
+    const sampler = new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    const { tracer, records } = tracerWith({
+      shouldSample: (...args) => {
+        asked++;
+        return sampler.shouldSample(...args);
+      },
+      toString: () => "counting",
+    });
+    const caller = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "0af7651916cd43dd8448eb211c80319c",
+      spanId: "b7ad6b7169203331",
+      traceFlags: TraceFlags.SAMPLED,
+      isRemote: true,
+      traceState: new TraceState("vendor=1"),
+    });
+    const root = tracer.startSpan("server", {}, caller);
+    const commit = tracer.startSpan("commit", { attributes: { n: 1 } }, trace.setSpan(ROOT_CONTEXT, root));
+    const store = tracer.startSpan("store", { kind: SpanKind.CLIENT }, trace.setSpan(ROOT_CONTEXT, commit));
+    store.end();
+    commit.end();
+    root.end();
+    expect(asked).toBe(1);
+    const [storeRecord, commitRecord, rootRecord] = records;
+    expect(commitRecord).toMatchObject({
+      name: "commit",
+      traceId: rootRecord!.traceId,
+      parentSpanId: rootRecord!.spanId,
+      parentIsRemote: false,
+      traceFlags: TraceFlags.SAMPLED,
+      attributes: { n: 1 },
+    });
+    expect(storeRecord).toMatchObject({ kind: SpanKind.CLIENT, parentSpanId: commitRecord!.spanId });
+    expect(commit.spanContext().traceState?.serialize()).toBe("vendor=1");
+    expect(commitRecord!.traceState).toBe("vendor=1");
+    expect(rootRecord!.parentIsRemote).toBe(true);
+    expect(store.spanContext().spanId).not.toBe(commit.spanContext().spanId);
+    // One clock a trace: a child never starts before its parent, nor ends after the parent's end is read.
+    expect(storeRecord!.startMs).toBeGreaterThanOrEqual(commitRecord!.startMs);
+    expect(commitRecord!.startMs).toBeGreaterThanOrEqual(rootRecord!.startMs);
   });
 
   it("runs startActiveSpan's function with the span active, and passes what it returns", () => {
