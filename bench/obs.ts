@@ -2,18 +2,22 @@
  * What operating the service costs a write: create throughput (64 threads, 16
  * connections) of our server with everything off (METRICS=off, LOG_LEVEL=warn: no
  * access lines), with metrics and logs at their defaults, and with the OTLP exporter on
- * (every span sampled, and 10% sampled) to a sink in this process. Variants alternate
- * round by round, each on a fresh server and data folder, in reverse order every other
- * round, so drift in the machine (the disk slows as the runs' files pile up) touches
- * them all alike; the median round of each is reported, and the median of each round's
- * own ratio (a variant against its neighbour in the same round), which cancels the drift
- * between rounds.
+ * (every span sampled, and 10% sampled) to a sink in this process.
  *
- * On a machine with two or more CPUs the server runs alone on CPU 0 and the load
- * generator, the bench and the OTLP sink share the rest: otherwise the load generator's
- * work lands on the server's core at random and the rounds of one variant spread by
- * ±20%, four times the 5% being judged. A server pinned to one core is CPU-bound, so a
- * variant's cost shows in full in its throughput.
+ * All four servers run at once, and the load moves between them in short blocks, in a
+ * fresh random order each block: each block's ratio (a variant's req/s over its
+ * neighbour's: defaults over off, each OTLP variant over the defaults) compares runs
+ * seconds apart, on the same disk and machine, so the drift that spread fresh servers run
+ * minutes apart by ±20% (the disk slowing as files pile up, the machine's other tenants)
+ * lands on every variant alike. The servers are started anew each generation, so the
+ * luck of one process (its heap layout, what the JIT made of it: ~3% between identical
+ * servers) averages out over generations; each goal is judged on the geometric mean of
+ * the ratios of every block of every generation, and the spread of the generations'
+ * own means is reported with it.
+ *
+ * On a machine with two or more CPUs the servers run on CPU 0 and the load generator,
+ * the bench and the OTLP sink share the rest: a server under load is CPU-bound, so a
+ * variant's cost shows in full in its throughput (a server not under load is idle).
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -22,8 +26,13 @@ import { availableParallelism } from "node:os";
 import { pinToCpus, type ServerProcess } from "./lib/process.ts";
 
 export interface ObsParams {
-  rounds: number;
-  durationS: number;
+  /** Sets of four servers, each started anew. */
+  generations: number;
+  /** Blocks per generation: each runs every variant once, in a random order. */
+  blocks: number;
+  /** Seconds of load per variant per block. */
+  blockS: number;
+  /** Seconds of load each new server gets before its first block (not measured). */
   warmupS: number;
   connections: number;
   threads: number;
@@ -32,17 +41,22 @@ export interface ObsParams {
 
 export interface ObsRow {
   variant: string;
-  /** req/s of each round, in order. */
-  rounds: number[];
+  /** req/s of each block, generation after generation. */
+  blocks: number[];
   median: number;
-  /** Median server CPU ms per request. */
+  /** Median server CPU ms per request over the blocks. */
   cpuMs: number;
   /**
-   * Median over rounds of this variant's req/s over the variant it is judged against in
-   * the same round (everything off for the defaults, the defaults for the OTLP ones).
+   * Geometric mean over every block of this variant's req/s over the variant it is judged
+   * against in the same block (everything off for the defaults, the defaults for the OTLP
+   * ones): the figure the goals judge.
    */
   pairedRatio?: number;
-  /** Whether the server ran alone on its own CPU. */
+  /** The same, per generation (one set of server processes each). */
+  generationRatios?: number[];
+  /** Geometric mean over every block of this variant's server CPU per create over its neighbour's: what it adds to a create. */
+  cpuRatio?: number;
+  /** Whether the servers ran on their own CPU. */
   pinned: boolean;
 }
 
@@ -82,15 +96,51 @@ const median = (values: number[]) => {
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 };
 
+const geometricMean = (values: number[]) =>
+  Math.exp(values.reduce((sum, value) => sum + Math.log(value), 0) / values.length);
+
+/** `items` in a random order (Fisher–Yates). */
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
+interface Variant {
+  variant: string;
+  env: Record<string, string>;
+}
+
+/** Runs `body` with one server per variant up at once, all stopped after it. */
+async function withServers<T>(
+  deps: ObsDeps,
+  generation: number,
+  variants: readonly Variant[],
+  body: (servers: ServerProcess[]) => Promise<T>,
+  started: ServerProcess[] = [],
+): Promise<T> {
+  const index = started.length;
+  const next = variants[index];
+  if (!next) return body(started);
+  return deps.withOurs(
+    `obs-${generation}-${index}`,
+    next.env,
+    (server) => withServers(deps, generation, variants, body, [...started, server]),
+  );
+}
+
 export async function benchObservability(params: ObsParams, deps: ObsDeps): Promise<ObsRow[]> {
   const cpus = availableParallelism();
   const everyCpu = `0-${cpus - 1}`;
   const pinned = cpus >= 2 && pinToCpus(process.pid, `1-${cpus - 1}`) && pinToCpus(deps.loadPid, `1-${cpus - 1}`);
-  deps.log(pinned ? "obs: server on CPU 0, load and bench on the others" : "obs: unpinned (one CPU or no taskset)");
+  deps.log(pinned ? "obs: servers on CPU 0, load and bench on the others" : "obs: unpinned (one CPU or no taskset)");
   const sink = await startSink();
   try {
     const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" };
-    const variants: Array<{ variant: string; env: Record<string, string> }> = [
+    const variants: Variant[] = [
       { variant: "everything off (METRICS=off, LOG_LEVEL=warn)", env: { METRICS: "off", LOG_LEVEL: "warn" } },
       { variant: "metrics and logs at their defaults", env: {} },
       { variant: "defaults + OTLP exporter, every span", env: otlp },
@@ -99,43 +149,63 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
         env: { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" },
       },
     ];
-    const results = variants.map(() => ({ rps: [] as number[], cpu: [] as number[] }));
-    for (let round = 0; round < params.rounds; round++) {
-      // Every other round runs the variants in reverse: each run leaves ~20,000 files
-      // behind and file creation slows as they pile up (bench/lib/fs-probe.ts), so a fixed
-      // order would charge that drift to whichever variant always runs later in its round.
-      const order = round % 2 === 0 ? [...variants.entries()] : [...variants.entries()].reverse();
-      for (const [index, { variant, env }] of order) {
-        deps.log(`obs: round ${round + 1}, ${variant}`);
-        const run: HttpRun = {
-          name: "obs",
-          method: "POST",
-          path: "/v1/threads/{thread}/artifacts",
-          threads: params.threads,
-          threadPrefix: `obs-${round}-${index}-`,
-          body: params.body,
-          connections: params.connections,
-          durationS: params.durationS,
-          warmupS: params.warmupS,
-        };
-        const result = await deps.withOurs(`obs-${round}-${index}`, env, (server) => {
-          if (pinned && !pinToCpus(server.pid, "0")) throw new Error("obs: could not pin the server to CPU 0");
-          return deps.measure(server, run);
-        });
-        const slot = results[index] as { rps: number[]; cpu: number[] };
-        slot.rps.push(result.rps);
-        slot.cpu.push(result.cpuMsPerRequest ?? Number.NaN);
-      }
+    /** Per variant, per generation, per block. */
+    const rps = variants.map(() => [] as number[][]);
+    const cpu = variants.map(() => [] as number[][]);
+    const run = (generation: number, durationS: number): HttpRun => ({
+      name: "obs",
+      method: "POST",
+      path: "/v1/threads/{thread}/artifacts",
+      threads: params.threads,
+      // Each server has its own data folder: the same names on each.
+      threadPrefix: `obs-${generation}-`,
+      body: params.body,
+      connections: params.connections,
+      durationS,
+      warmupS: 0,
+    });
+    for (let generation = 0; generation < params.generations; generation++) {
+      await withServers(deps, generation, variants, async (servers) => {
+        for (const server of servers) {
+          if (pinned && !pinToCpus(server.pid, "0")) throw new Error("obs: could not pin a server to CPU 0");
+        }
+        deps.log(`obs: generation ${generation + 1}: four servers up, warming each for ${params.warmupS} s`);
+        for (const server of servers) await deps.measure(server, run(generation, params.warmupS));
+        for (const list of [...rps, ...cpu]) list.push([]);
+        for (let block = 0; block < params.blocks; block++) {
+          for (const index of shuffled([...variants.keys()])) {
+            const result = await deps.measure(servers[index] as ServerProcess, run(generation, params.blockS));
+            (rps[index]?.[generation] as number[]).push(result.rps);
+            (cpu[index]?.[generation] as number[]).push(result.cpuMsPerRequest ?? Number.NaN);
+          }
+        }
+      });
     }
     deps.log(`obs: the OTLP sink took ${sink.requests()} exports`);
     // Each variant is judged against its neighbour: off ← defaults ← each OTLP variant.
     const judgedAgainst = [undefined, 0, 1, 1];
     return variants.map(({ variant }, index) => {
-      const { rps, cpu } = results[index] as { rps: number[]; cpu: number[] };
+      const own = rps[index] as number[][];
+      const ownCpu = cpu[index] as number[][];
       const base = judgedAgainst[index];
-      const baseRps = base === undefined ? undefined : (results[base] as { rps: number[] }).rps;
-      const pairedRatio = baseRps ? median(rps.map((r, round) => r / (baseRps[round] as number))) : undefined;
-      return { variant, rounds: rps, median: median(rps), cpuMs: median(cpu), pairedRatio, pinned };
+      const blocks = own.flat();
+      const cpuMs = median(ownCpu.flat());
+      if (base === undefined) return { variant, blocks, median: median(blocks), cpuMs, pinned };
+      const baseRps = rps[base] as number[][];
+      const baseCpu = cpu[base] as number[][];
+      const ratiosOf = (generation: number) =>
+        (own[generation] as number[]).map((r, block) => r / (baseRps[generation]?.[block] as number));
+      const cpuRatios = ownCpu.flatMap((list, g) => list.map((c, block) => c / (baseCpu[g]?.[block] as number)));
+      return {
+        variant,
+        blocks,
+        median: median(blocks),
+        cpuMs,
+        pairedRatio: geometricMean(own.flatMap((_, g) => ratiosOf(g))),
+        generationRatios: own.map((_, g) => geometricMean(ratiosOf(g))),
+        cpuRatio: geometricMean(cpuRatios),
+        pinned,
+      };
     });
   } finally {
     await sink.close();
