@@ -2,9 +2,11 @@
  * What operating the service costs a write: create throughput (64 threads, 16
  * connections) of our server with everything off (METRICS=off, LOG_LEVEL=warn: no
  * access lines), with metrics and logs at their defaults, and with the OTLP exporter on
- * (every span sampled, and 10% sampled) to a sink in this process.
+ * (every span sampled, and 10% sampled) to a sink in this process; and, judged by no goal,
+ * the exporter registered with nothing sampled, which tells a cost per request from one per
+ * span.
  *
- * All four servers run at once, and the load moves between them in short blocks, in a
+ * All the variants' servers run at once, and the load moves between them in short blocks, in a
  * fresh random order each block: each block's ratio (a variant's req/s over its
  * neighbour's: defaults over off, each OTLP variant over the defaults) compares runs
  * seconds apart, on the same disk and machine, so the drift that spread fresh servers run
@@ -26,7 +28,7 @@ import { availableParallelism } from "node:os";
 import { pinToCpus, type ServerProcess } from "./lib/process.ts";
 
 export interface ObsParams {
-  /** Sets of four servers, each started anew. */
+  /** Sets of servers (one per variant), each started anew. */
   generations: number;
   /** Blocks per generation: each runs every variant once, in a random order. */
   blocks: number;
@@ -148,6 +150,12 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
         variant: "defaults + OTLP exporter, 10% of traces",
         env: { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" },
       },
+      // Not a goal: what tracing costs registered with nothing sampled (no span recorded or
+      // exported), to tell a cost per request from a cost per span.
+      {
+        variant: "defaults + OTLP exporter, nothing sampled (always_off)",
+        env: { ...otlp, OTEL_TRACES_SAMPLER: "always_off" },
+      },
     ];
     /** Per variant, per generation, per block. */
     const rps = variants.map(() => [] as number[][]);
@@ -169,7 +177,9 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
         for (const server of servers) {
           if (pinned && !pinToCpus(server.pid, "0")) throw new Error("obs: could not pin a server to CPU 0");
         }
-        deps.log(`obs: generation ${generation + 1}: four servers up, warming each for ${params.warmupS} s`);
+        deps.log(
+          `obs: generation ${generation + 1}: ${servers.length} servers up, warming each for ${params.warmupS} s`,
+        );
         for (const server of servers) await deps.measure(server, run(generation, params.warmupS));
         for (const list of [...rps, ...cpu]) list.push([]);
         for (let block = 0; block < params.blocks; block++) {
@@ -183,7 +193,7 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
     }
     deps.log(`obs: the OTLP sink took ${sink.requests()} exports`);
     // Each variant is judged against its neighbour: off ← defaults ← each OTLP variant.
-    const judgedAgainst = [undefined, 0, 1, 1];
+    const judgedAgainst = [undefined, 0, 1, 1, 1];
     return variants.map(({ variant }, index) => {
       const own = rps[index] as number[][];
       const ownCpu = cpu[index] as number[][];

@@ -929,7 +929,7 @@ function report(
     lines.push(
       `## what operating it costs a write (create, ${MANY_THREADS} threads, ${P.connections} connections)`,
       "",
-      "The four variants' servers run at once and the load moves between them in blocks of a few seconds, in a fresh random order each block, so drift in the machine and the disk lands on every variant alike; the servers are started anew each generation, so one process's luck averages out. The OTLP exporter sends to a sink in the bench process. " +
+      "The variants' servers run at once and the load moves between them in blocks of a few seconds, in a fresh random order each block, so drift in the machine and the disk lands on every variant alike; the servers are started anew each generation, so one process's luck averages out. The OTLP exporter sends to a sink in the bench process. " +
         (pinned
           ? "The servers run on CPU 0 (a server under load is CPU-bound there), the load generator, the bench and the sink on the others. "
           : "Unpinned: the servers share their CPUs with the load generator, so blocks spread widely. ") +
