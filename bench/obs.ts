@@ -101,6 +101,10 @@ const median = (values: number[]) => {
 const geometricMean = (values: number[]) =>
   Math.exp(values.reduce((sum, value) => sum + Math.log(value), 0) / values.length);
 
+/** Per generation and block, `own`'s value over `base`'s in the same block. */
+const pairedRatios = (own: number[][], base: number[][]) =>
+  own.map((blocks, generation) => blocks.map((value, block) => value / (base[generation]?.[block] as number)));
+
 /** `items` in a random order (Fisher–Yates). */
 function shuffled<T>(items: readonly T[]): T[] {
   const out = [...items];
@@ -201,19 +205,15 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
       const blocks = own.flat();
       const cpuMs = median(ownCpu.flat());
       if (base === undefined) return { variant, blocks, median: median(blocks), cpuMs, pinned };
-      const baseRps = rps[base] as number[][];
-      const baseCpu = cpu[base] as number[][];
-      const ratiosOf = (generation: number) =>
-        (own[generation] as number[]).map((r, block) => r / (baseRps[generation]?.[block] as number));
-      const cpuRatios = ownCpu.flatMap((list, g) => list.map((c, block) => c / (baseCpu[g]?.[block] as number)));
+      const ratios = pairedRatios(own, rps[base] as number[][]);
       return {
         variant,
         blocks,
         median: median(blocks),
         cpuMs,
-        pairedRatio: geometricMean(own.flatMap((_, g) => ratiosOf(g))),
-        generationRatios: own.map((_, g) => geometricMean(ratiosOf(g))),
-        cpuRatio: geometricMean(cpuRatios),
+        pairedRatio: geometricMean(ratios.flat()),
+        generationRatios: ratios.map(geometricMean),
+        cpuRatio: geometricMean(pairedRatios(ownCpu, cpu[base] as number[][]).flat()),
         pinned,
       };
     });

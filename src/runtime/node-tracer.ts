@@ -44,7 +44,6 @@ const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NO_LINKS: readonly LinkRecord[] = Object.freeze([]);
 const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
 const NO_OPTIONS: SpanOptions = Object.freeze({});
-const NO_LINKS_IN: Link[] = Object.freeze([]) as unknown as Link[];
 
 /** Read once: `performance.timeOrigin` is a getter that asks the runtime on every read. */
 const TIME_ORIGIN = performance.timeOrigin;
@@ -114,14 +113,20 @@ class NodeTracer implements Tracer {
     const parentContext = options.root ? ROOT_CONTEXT : ctx;
     const parentSpan = trace.getSpan(parentContext);
     if (parentSpan instanceof RecordedSpan) return this.#childOf(parentSpan, name, options);
+    // A caller's span (or another tracer's): its ids are checked.
     const found = parentSpan?.spanContext();
-    // A span of ours holds ids it made: only a caller's (or another tracer's) are checked.
-    const parent = found && (parentSpan instanceof RecordedSpan || isSpanContextValid(found)) ? found : undefined;
+    const parent = found && isSpanContextValid(found) ? found : undefined;
     const traceId = parent?.traceId ?? this.#o.ids.generateTraceId();
     const spanId = this.#o.ids.generateSpanId();
     const kind = options.kind ?? SpanKind.INTERNAL;
-    const links = options.links ?? NO_LINKS_IN;
-    const sampled = this.#o.sampler.shouldSample(parentContext, traceId, name, kind, options.attributes ?? {}, links);
+    const sampled = this.#o.sampler.shouldSample(
+      parentContext,
+      traceId,
+      name,
+      kind,
+      options.attributes ?? {},
+      options.links ?? [],
+    );
     const traceState = sampled.traceState ?? parent?.traceState;
     // RECORD (recorded, not sampled) is treated as NOT_RECORD: only sampled spans are
     // exported, and none of the spec's samplers answers RECORD.
@@ -131,21 +136,9 @@ class NodeTracer implements Tracer {
       ? { traceId, spanId, traceFlags, traceState }
       : { traceId, spanId, traceFlags };
     if (!recorded) return trace.wrapSpanContext(spanContext);
-    // A span of ours in this process shares its parent's clock; any other starts a new one.
-    const clock = parentSpan instanceof RecordedSpan ? parentSpan.clock : new AnchoredClock();
-    const span = new RecordedSpan(
-      this.#scope,
-      name,
-      kind,
-      spanContext,
-      parent,
-      clock,
-      clock.at(options.startTime),
-      this.#o.record,
-    );
-    if (options.attributes) span.setAttributes(options.attributes);
+    // The first span of a trace in this process starts its clock; its descendants share it.
+    const span = this.#recorded(name, options, spanContext, parent, new AnchoredClock());
     if (sampled.attributes) span.setAttributes(sampled.attributes);
-    span.addLinks(links);
     return span;
   }
 
@@ -159,22 +152,30 @@ class NodeTracer implements Tracer {
    */
   #childOf(parent: RecordedSpan, name: string, options: SpanOptions): RecordedSpan {
     const parentContext = parent.spanContext();
-    const spanContext: SpanContext = parentContext.traceState
-      ? {
-        traceId: parentContext.traceId,
-        spanId: this.#o.ids.generateSpanId(),
-        traceFlags: TraceFlags.SAMPLED,
-        traceState: parentContext.traceState,
-      }
-      : { traceId: parentContext.traceId, spanId: this.#o.ids.generateSpanId(), traceFlags: TraceFlags.SAMPLED };
+    const spanId = this.#o.ids.generateSpanId();
+    const { traceId, traceState } = parentContext;
+    const spanContext: SpanContext = traceState
+      ? { traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState }
+      : { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+    return this.#recorded(name, options, spanContext, parentContext, parent.clock);
+  }
+
+  /** A recorded span with `options`' kind, start time, attributes and links. */
+  #recorded(
+    name: string,
+    options: SpanOptions,
+    spanContext: SpanContext,
+    parent: SpanContext | undefined,
+    clock: AnchoredClock,
+  ): RecordedSpan {
     const span = new RecordedSpan(
       this.#scope,
       name,
       options.kind ?? SpanKind.INTERNAL,
       spanContext,
-      parentContext,
-      parent.clock,
-      parent.clock.at(options.startTime),
+      parent,
+      clock,
+      clock.at(options.startTime),
       this.#o.record,
     );
     if (options.attributes) span.setAttributes(options.attributes);
