@@ -63,7 +63,6 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
     core,
     { AsyncLocalStorageContextManager },
     { NodeTracerProvider },
-    { SpanBatches },
     { startSpanExport },
   ] = await Promise.all([
     import("@opentelemetry/api"),
@@ -71,7 +70,6 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
     import("@opentelemetry/core"),
     import("@opentelemetry/context-async-hooks"),
     import("./node-tracer.ts"),
-    import("./span-batches.ts"),
     import("./span-export.ts"),
   ]);
   const sampler = samplerFrom(env, sdk);
@@ -93,28 +91,21 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
     protocol,
     url: tracesUrl(env, endpoint),
     exportTimeoutMs: numberFrom(env, "OTEL_BSP_EXPORT_TIMEOUT", 30000),
-    onFailure: warn,
-  });
-  const batches = new SpanBatches({
     ...batching,
-    send: (spans) => void spanExport.export(spans).then(() => batches.exported(spans.length)),
+    onFailure: warn,
     onDropping: (waiting) =>
       warn(`${waiting} spans wait for export (OTEL_BSP_MAX_QUEUE_SIZE): dropping new spans until they go`),
   });
   api.context.setGlobalContextManager(new AsyncLocalStorageContextManager());
   api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
   api.trace.setGlobalTracerProvider(
-    new NodeTracerProvider({ sampler, ids: new sdk.RandomIdGenerator(), record: (span) => batches.add(span) }),
+    new NodeTracerProvider({ sampler, ids: new sdk.RandomIdGenerator(), record: (span) => spanExport.add(span) }),
   );
   let stopping: Promise<void> | undefined;
-  const stop = () => {
-    batches.flush();
-    return spanExport.shutdown();
-  };
   return {
     protocol,
     shutdown: (timeoutMs = SHUTDOWN_FLUSH_MS) =>
-      withDeadline(stopping ??= stop(), timeoutMs, "the last span export").catch(() => {}),
+      withDeadline(stopping ??= spanExport.shutdown(), timeoutMs, "the last span export").catch(() => {}),
   };
 }
 

@@ -292,13 +292,27 @@ class KeyCache {
   }
 }
 
+/** One scope's spans of the batch being gathered: its `1: scope` field, then its spans' `2: spans` fields. */
+interface ScopeSpans {
+  readonly scope: Uint8Array;
+  readonly spans: Writer;
+}
+
+/**
+ * Encodes each span as it ends (`add`) and hands out the batch's request (`take`): a span
+ * is bytes from its end on, so a batch holds one buffer per scope instead of the records
+ * of hundreds of spans, which outlived young-generation collections (copied by each one
+ * until the batch went) while it filled.
+ */
 export class OtlpTraceEncoder {
   /** `1: resource` of ResourceSpans, encoded once. */
   readonly #resource: Uint8Array;
-  /** Each scope's `1: scope` field of ScopeSpans, encoded once. */
-  readonly #scopes = new Map<string, Uint8Array>();
+  /** Each scope's spans, its buffer kept from batch to batch. */
+  readonly #scopes = new Map<string, ScopeSpans>();
+  /** The scopes of the batch being gathered, in the order they first appear in it (as the SDK groups them). */
+  readonly #batch: ScopeSpans[] = [];
   readonly #keys = new KeyCache();
-  readonly #writer = new Writer(128 * 1024);
+  #count = 0;
 
   constructor(resourceAttributes: Attributes) {
     const writer = new Writer();
@@ -311,45 +325,62 @@ export class OtlpTraceEncoder {
     this.#resource = writer.finish();
   }
 
-  /** An `ExportTraceServiceRequest` of `spans`, grouped by scope in the order the scopes first appear. */
-  encode(spans: readonly SpanRecord[]): Uint8Array {
-    const byScope = new Map<string, SpanRecord[]>();
-    for (const span of spans) {
-      const group = byScope.get(span.scope);
-      if (group) group.push(span);
-      else byScope.set(span.scope, [span]);
-    }
-    // One buffer for every batch (a batch is copied out of it when done): a batch of 512
-    // spans is ~100 KB, and a new buffer each time, grown by doubling, was three.
-    const writer = this.#writer;
-    writer.pos = 0;
-    writer.tag(1, LENGTH_DELIMITED);
-    const resourceSpans = writer.begin();
-    writer.raw(this.#resource);
-    for (const [scope, group] of byScope) {
-      writer.tag(2, LENGTH_DELIMITED);
-      const scopeSpans = writer.begin();
-      writer.raw(this.#scope(scope));
-      for (const span of group) this.#span(writer, span);
-      writer.end(scopeSpans);
-    }
-    writer.end(resourceSpans);
-    return writer.finish();
+  /** Spans added since the last `take`. */
+  get count(): number {
+    return this.#count;
   }
 
-  #scope(name: string): Uint8Array {
-    let bytes = this.#scopes.get(name);
-    if (!bytes) {
+  /** Encodes `span` into the batch being gathered. */
+  add(span: SpanRecord): void {
+    const group = this.#scopeSpans(span.scope);
+    if (group.spans.pos === 0) this.#batch.push(group);
+    this.#span(group.spans, span);
+    this.#count++;
+  }
+
+  /** The `ExportTraceServiceRequest` of the spans added since the last `take` (a buffer of its own); starts a new batch. */
+  take(): Uint8Array {
+    let resourceSpansLength = this.#resource.length;
+    for (const group of this.#batch) {
+      const length = group.scope.length + group.spans.pos;
+      resourceSpansLength += 1 + varintSize(length) + length;
+    }
+    const out = new Writer(1 + varintSize(resourceSpansLength) + resourceSpansLength);
+    out.tag(1, LENGTH_DELIMITED);
+    out.varint(resourceSpansLength);
+    out.raw(this.#resource);
+    for (const group of this.#batch) {
+      out.tag(2, LENGTH_DELIMITED);
+      out.varint(group.scope.length + group.spans.pos);
+      out.raw(group.scope);
+      out.raw(group.spans.bytes.subarray(0, group.spans.pos));
+      group.spans.pos = 0;
+    }
+    this.#batch.length = 0;
+    this.#count = 0;
+    return out.bytes;
+  }
+
+  /** An `ExportTraceServiceRequest` of `spans` (added to, and taken with, whatever was added before). */
+  encode(spans: readonly SpanRecord[]): Uint8Array {
+    for (const span of spans) this.add(span);
+    return this.take();
+  }
+
+  #scopeSpans(name: string): ScopeSpans {
+    let group = this.#scopes.get(name);
+    if (!group) {
       const writer = new Writer(name.length * 3 + 16);
       writer.tag(1, LENGTH_DELIMITED);
       const scope = writer.begin();
       writer.tag(1, LENGTH_DELIMITED);
       writer.string(name);
       writer.end(scope);
-      bytes = writer.finish();
-      this.#scopes.set(name, bytes);
+      // A batch of 512 spans is ~100 KB: the first scope's buffer grows to it once.
+      group = { scope: writer.finish(), spans: new Writer(this.#scopes.size === 0 ? 128 * 1024 : 4 * 1024) };
+      this.#scopes.set(name, group);
     }
-    return bytes;
+    return group;
   }
 
   #span(writer: Writer, span: SpanRecord): void {

@@ -1,31 +1,55 @@
 /**
- * Finished spans gathered into batches for the export thread, as the spec's batch span
+ * Finished spans gathered into batches for the export, as the spec's batch span
  * processor does (OTEL_BSP_*): a batch goes when it is full or `scheduledDelayMs` after
  * its first span; spans past `maxQueueSize` (gathered, plus sent and not yet exported)
  * are dropped, so a collector that is down or slow costs memory up to that bound only.
  */
 import type { SpanRecord } from "./span-record.ts";
 
-export interface SpanBatchesOptions {
+/** Where a batch's spans are gathered: as records, or already encoded (otlp-protobuf.ts). */
+export interface SpanGather<B> {
+  add(span: SpanRecord): void;
+  /** The batch of the spans added since the last take; starts a new one. */
+  take(): B;
+}
+
+/** Spans gathered as their records (for an encoding that needs a whole batch: `http/json`). */
+export class SpanList implements SpanGather<SpanRecord[]> {
+  #spans: SpanRecord[] = [];
+
+  add(span: SpanRecord): void {
+    this.#spans.push(span);
+  }
+
+  take(): SpanRecord[] {
+    const spans = this.#spans;
+    this.#spans = [];
+    return spans;
+  }
+}
+
+export interface SpanBatchesOptions<B> {
   maxQueueSize: number;
   maxExportBatchSize: number;
   scheduledDelayMs: number;
-  /** Hands a batch to the export thread; `exported(count)` is called once it is done with it. */
-  send: (spans: SpanRecord[]) => void;
+  gather: SpanGather<B>;
+  /** Hands a batch of `count` spans to the export; `exported(count)` is called once it is done with it. */
+  send: (batch: B, count: number) => void;
   /** Told once when spans start being dropped (again). */
   onDropping: (waiting: number) => void;
 }
 
-export class SpanBatches {
-  readonly #o: SpanBatchesOptions;
-  #batch: SpanRecord[] = [];
+export class SpanBatches<B> {
+  readonly #o: SpanBatchesOptions<B>;
+  /** Spans gathered for the next batch. */
+  #gathered = 0;
   /** Spans sent and not yet exported (or failed). */
   #sent = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #dropping = false;
   #dropped = 0;
 
-  constructor(options: SpanBatchesOptions) {
+  constructor(options: SpanBatchesOptions<B>) {
     this.#o = options;
   }
 
@@ -35,7 +59,7 @@ export class SpanBatches {
   }
 
   add(span: SpanRecord): void {
-    const waiting = this.#batch.length + this.#sent;
+    const waiting = this.#gathered + this.#sent;
     if (waiting >= this.#o.maxQueueSize) {
       this.#dropped++;
       if (!this.#dropping) {
@@ -45,8 +69,8 @@ export class SpanBatches {
       return;
     }
     this.#dropping = false;
-    this.#batch.push(span);
-    if (this.#batch.length >= this.#o.maxExportBatchSize) {
+    this.#o.gather.add(span);
+    if (++this.#gathered >= this.#o.maxExportBatchSize) {
       this.flush();
     } else if (this.#timer === undefined) {
       this.#timer = setTimeout(() => this.flush(), this.#o.scheduledDelayMs);
@@ -54,7 +78,7 @@ export class SpanBatches {
     }
   }
 
-  /** The export thread is done with `count` spans (exported or failed). */
+  /** The export is done with `count` spans (exported or failed). */
   exported(count: number): void {
     this.#sent = Math.max(0, this.#sent - count);
   }
@@ -65,10 +89,10 @@ export class SpanBatches {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    if (this.#batch.length === 0) return;
-    const batch = this.#batch;
-    this.#batch = [];
-    this.#sent += batch.length;
-    this.#o.send(batch);
+    const count = this.#gathered;
+    if (count === 0) return;
+    this.#gathered = 0;
+    this.#sent += count;
+    this.#o.send(this.#o.gather.take(), count);
   }
 }

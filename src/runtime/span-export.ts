@@ -2,9 +2,9 @@
  * The Node server's span export: batches of finished spans (span-batches.ts), one export
  * at a time, through the SDK's OTLP/HTTP export delegate (what its `OTLPTraceExporter`s
  * are made of: the HTTP client, retries, and the settings `OTEL_EXPORTER_OTLP_HEADERS`,
- * `_TIMEOUT`, `_COMPRESSION` and certificates read from the environment), with the
- * records encoded by otlp-protobuf.ts (`http/protobuf`) or by the SDK's JSON serializer
- * (`http/json`). The resource: `service.name` `thread-artifacts` unless `OTEL_SERVICE_NAME`
+ * `_TIMEOUT`, `_COMPRESSION` and certificates read from the environment). `http/protobuf`
+ * encodes each span into its batch as it ends (otlp-protobuf.ts); `http/json` keeps the
+ * records and the SDK's JSON serializer encodes a batch when it goes. The resource: `service.name` `thread-artifacts` unless `OTEL_SERVICE_NAME`
  * or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
  */
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
@@ -21,6 +21,7 @@ import {
 import type { IExportTraceServiceResponse } from "@opentelemetry/otlp-transformer";
 import { withDeadline } from "../model/deadline.ts";
 import { OtlpTraceEncoder } from "./otlp-protobuf.ts";
+import { SpanBatches, type SpanGather, SpanList } from "./span-batches.ts";
 import { type SpanRecord, toReadableSpan } from "./span-record.ts";
 
 export interface SpanExportOptions {
@@ -28,38 +29,89 @@ export interface SpanExportOptions {
   url: string;
   /** How long one export may take before it counts as failed (OTEL_BSP_EXPORT_TIMEOUT). */
   exportTimeoutMs: number;
+  /** OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_SCHEDULE_DELAY. */
+  maxQueueSize: number;
+  maxExportBatchSize: number;
+  scheduledDelayMs: number;
   /** Told of a batch that failed or timed out. */
   onFailure: (message: string) => void;
+  /** Told once when spans start being dropped (again): the queue is full. */
+  onDropping: (waiting: number) => void;
 }
 
+/** The Node server's span export. */
 export interface SpanExport {
-  /** Exports `spans` after the batches before them; resolves once done with them (exported or failed). */
-  export(spans: SpanRecord[]): Promise<void>;
-  /** Waits for the batches in flight, then stops the exporter. */
+  /** Takes a span that has ended into the next batch (or drops it, the queue full). */
+  add(span: SpanRecord): void;
+  /** Sends what is gathered, waits for the batches in flight, then stops the exporter. */
   shutdown(): Promise<void>;
 }
 
+/** A protobuf batch as the delegate takes it: the request's bytes, and how many spans they hold (its metrics count them). */
+interface EncodedSpans {
+  bytes: Uint8Array;
+  count: number;
+}
+
+/**
+ * `http/protobuf` gathers each span encoded as it ends (otlp-protobuf.ts); `http/json`
+ * gathers records and has the SDK's serializer encode a batch when it goes.
+ */
 export function startSpanExport(options: SpanExportOptions): SpanExport {
   const resource = defaultResource()
     .merge(resourceFromAttributes({ "service.name": "thread-artifacts" }))
     // OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME over it.
     .merge(detectResources({ detectors: [envDetector] }));
-  const exporter = new OTLPExporterBase<SpanRecord[]>(
+  if (options.protocol === "http/json") {
+    const exporter = exporterOf(options, jsonSerializer(resource), (records) => records.length);
+    return exportThrough(
+      options,
+      new SpanList(),
+      (batch: SpanRecord[], done) => exporter.export(batch, done),
+      exporter,
+    );
+  }
+  const exporter = exporterOf(options, protobufSerializer, (encoded) => encoded.count);
+  return exportThrough(
+    options,
+    new OtlpTraceEncoder(resource.attributes),
+    (bytes: Uint8Array, done, count) => exporter.export({ bytes, count }, done),
+    exporter,
+  );
+}
+
+/** The SDK's exporter over its Node OTLP/HTTP delegate, for batches of type `T`. */
+function exporterOf<T>(
+  options: SpanExportOptions,
+  serializer: ISerializer<T, IExportTraceServiceResponse>,
+  countItems: (batch: T) => number,
+): OTLPExporterBase<T> {
+  return new OTLPExporterBase<T>(
     createOtlpHttpExportDelegate(
       convertLegacyHttpOptions({ url: options.url }, "TRACES", "v1/traces", {
         "Content-Type": options.protocol === "http/json" ? "application/json" : "application/x-protobuf",
       }),
-      options.protocol === "http/json" ? jsonSerializer(resource) : protobufSerializer(resource),
+      serializer,
       "otlp_http_span_exporter",
-      { name: "span", countItems: (records) => records.length },
+      { name: "span", countItems },
       undefined,
     ),
   );
+}
 
-  /** One batch; a failure or a timeout rejects (the batch is dropped, as the SDK's processor does). */
-  const exportBatch = async (records: SpanRecord[]) => {
+/**
+ * Batches gathered in `gather`, exported one at a time through `send`; a failure or a
+ * timeout drops the batch (as the SDK's processor does), told to `onFailure`.
+ */
+function exportThrough<B>(
+  options: SpanExportOptions,
+  gather: SpanGather<B>,
+  send: (batch: B, done: (result: ExportResult) => void, count: number) => void,
+  exporter: { shutdown(): Promise<void> },
+): SpanExport {
+  const exportBatch = async (batch: B, count: number) => {
     const result = await withDeadline(
-      new Promise<ExportResult>((resolve) => exporter.export(records, resolve)),
+      new Promise<ExportResult>((resolve) => send(batch, resolve, count)),
       options.exportTimeoutMs,
       "the span export",
     );
@@ -69,28 +121,33 @@ export function startSpanExport(options: SpanExportOptions): SpanExport {
     options.onFailure(`span export failed: ${error instanceof Error ? error.message : String(error)}`);
 
   let chain = Promise.resolve();
-  return {
-    export(spans) {
-      return chain = chain.then(() => exportBatch(spans)).catch(failed);
+  const batches: SpanBatches<B> = new SpanBatches({
+    maxQueueSize: options.maxQueueSize,
+    maxExportBatchSize: options.maxExportBatchSize,
+    scheduledDelayMs: options.scheduledDelayMs,
+    gather,
+    send(batch, count) {
+      chain = chain.then(() => exportBatch(batch, count)).catch(failed).then(() => batches.exported(count));
     },
+    onDropping: options.onDropping,
+  });
+  return {
+    add: (span) => batches.add(span),
     shutdown() {
+      batches.flush();
       return chain = chain.then(() => exporter.shutdown()).catch(failed);
     },
   };
 }
 
-type TraceSerializer = ISerializer<SpanRecord[], IExportTraceServiceResponse>;
-
-function protobufSerializer(resource: Resource): TraceSerializer {
-  const encoder = new OtlpTraceEncoder(resource.attributes);
-  return {
-    serializeRequest: (records) => encoder.encode(records),
-    deserializeResponse: (response) => ProtobufTraceSerializer.deserializeResponse(response),
-  };
-}
+/** The encoder's bytes as they are; a response as the SDK reads one. */
+const protobufSerializer: ISerializer<EncodedSpans, IExportTraceServiceResponse> = {
+  serializeRequest: (encoded) => encoded.bytes,
+  deserializeResponse: (response) => ProtobufTraceSerializer.deserializeResponse(response),
+};
 
 /** JSON through the SDK's serializer, from `ReadableSpan`s (one scope object per tracer name: it groups by identity). */
-function jsonSerializer(resource: Resource): TraceSerializer {
+function jsonSerializer(resource: Resource): ISerializer<SpanRecord[], IExportTraceServiceResponse> {
   const scopes = new Map<string, { name: string }>();
   const scopeOf = (name: string) => {
     let scope = scopes.get(name);

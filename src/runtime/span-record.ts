@@ -1,7 +1,7 @@
 /**
  * A finished span as the Node server's tracer records it: plain data, times as epoch
- * milliseconds. The export turns records into the SDK's `ReadableSpan`s for the OTLP
- * exporter (`toReadableSpan`) only when a batch goes.
+ * milliseconds. `http/protobuf` encodes it as it ends (otlp-protobuf.ts); `http/json`
+ * turns a batch's records into the SDK's `ReadableSpan`s (`toReadableSpan`) when it goes.
  */
 import type { Attributes, HrTime, Link, SpanContext, SpanKind, SpanStatus } from "@opentelemetry/api";
 import { TraceState } from "@opentelemetry/core";

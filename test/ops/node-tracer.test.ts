@@ -27,7 +27,7 @@ import {
 } from "@opentelemetry/sdk-trace";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { epochMsOf, NodeTracerProvider } from "../../src/runtime/node-tracer.ts";
-import { SpanBatches } from "../../src/runtime/span-batches.ts";
+import { SpanBatches, type SpanBatchesOptions, SpanList } from "../../src/runtime/span-batches.ts";
 import type { SpanRecord } from "../../src/runtime/span-record.ts";
 
 function tracerWith(sampler: Sampler = new ParentBasedSampler({ root: new AlwaysOnSampler() })) {
@@ -275,11 +275,12 @@ describe("span batches", () => {
   const span = (i: number) => ({ name: `s${i}` }) as SpanRecord;
   let sent: SpanRecord[][];
   let dropping: number[];
-  const batches = (overrides: Partial<ConstructorParameters<typeof SpanBatches>[0]> = {}) =>
+  const batches = (overrides: Partial<SpanBatchesOptions<SpanRecord[]>> = {}) =>
     new SpanBatches({
       maxQueueSize: 8,
       maxExportBatchSize: 3,
       scheduledDelayMs: 5000,
+      gather: new SpanList(),
       send: (spans) => sent.push(spans),
       onDropping: (waiting) => dropping.push(waiting),
       ...overrides,

@@ -103,6 +103,34 @@ describe("OTLP/protobuf encoding of span records", () => {
     );
   });
 
+  it("encodes spans one by one as they end: each batch taken is the SDK's bytes for its spans alone, its scopes in their order in it", () => {
+    const resource = resourceFromAttributes({ "service.name": "thread-artifacts" });
+    // The SDK groups spans by their scope object: one per name.
+    const scopes = new Map<string, { name: string }>();
+    const scopeOf = (name: string) => scopes.get(name) ?? scopes.set(name, { name }).get(name)!;
+    const sdkBytes = (spans: SpanRecord[]) =>
+      Buffer.from(
+        ProtobufTraceSerializer.serializeRequest(
+          spans.map((span) => toReadableSpan(span, resource, scopeOf(span.scope))),
+        )!,
+      ).toString("hex");
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(record, { minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
+        (batches) => {
+          const encoder = new OtlpTraceEncoder(resource.attributes);
+          for (const batch of batches) {
+            for (const span of batch) encoder.add(span);
+            expect(encoder.count).toBe(batch.length);
+            expect(Buffer.from(encoder.take()).toString("hex")).toBe(sdkBytes(batch));
+            expect(encoder.count).toBe(0);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it("grows past its first buffer: a batch of 5,000 spans with long names", () => {
     const resource = resourceFromAttributes({ "service.name": "thread-artifacts" });
     const scope = { name: "thread-artifacts" };
