@@ -8,8 +8,8 @@
  * or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
  */
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
-import { OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
-import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from "@opentelemetry/otlp-exporter-base/node-http";
+import { createOtlpNetworkExportDelegate, OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
+import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from "@opentelemetry/otlp-exporter-base/node-http";
 import { type ISerializer, JsonTraceSerializer, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import {
   defaultResource,
@@ -20,6 +20,7 @@ import {
 } from "@opentelemetry/resources";
 import type { IExportTraceServiceResponse } from "@opentelemetry/otlp-transformer";
 import { withDeadline } from "../model/deadline.ts";
+import { otlpHttpPost } from "./otlp-http-post.ts";
 import { OtlpTraceEncoder } from "./otlp-protobuf.ts";
 import { SpanBatches, type SpanGather, SpanList } from "./span-batches.ts";
 import { type SpanRecord, toReadableSpan } from "./span-record.ts";
@@ -86,15 +87,20 @@ function exporterOf<T>(
   serializer: ISerializer<T, IExportTraceServiceResponse>,
   countItems: (batch: T) => number,
 ): OTLPExporterBase<T> {
+  const configuration = convertLegacyHttpOptions({ url: options.url }, "TRACES", "v1/traces", {
+    "Content-Type": options.protocol === "http/json" ? "application/json" : "application/x-protobuf",
+  });
   return new OTLPExporterBase<T>(
-    createOtlpHttpExportDelegate(
-      convertLegacyHttpOptions({ url: options.url }, "TRACES", "v1/traces", {
-        "Content-Type": options.protocol === "http/json" ? "application/json" : "application/x-protobuf",
-      }),
+    createOtlpNetworkExportDelegate(
+      configuration,
       serializer,
-      "otlp_http_span_exporter",
-      { name: "span", countItems },
-      undefined,
+      createOtlpHttpExporterMetrics(
+        "otlp_http_span_exporter",
+        { name: "span", countItems },
+        configuration.url,
+        undefined,
+      ),
+      otlpHttpPost(configuration),
     ),
   );
 }
