@@ -1,7 +1,7 @@
 /**
  * OpenTelemetry tracing for the Node server, from the standard `OTEL_*` variables: when
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the
- * server's tracer (node-tracer.ts: the SDK's samplers and ids, spans recorded as plain
+ * server's tracer (node-tracer.ts: the SDK's samplers, ids from span-ids.ts, spans recorded as plain
  * data) with its batches exported over OTLP/HTTP (span-export.ts: the SDK's exporter,
  * `OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the default, or `http/json`), an AsyncLocalStorage context manager (so a request's spans
  * find their parent across awaits) and the W3C propagator, registered with
@@ -63,6 +63,7 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
     core,
     { AsyncLocalStorageContextManager },
     { NodeTracerProvider },
+    { SpanIds },
     { startSpanExport },
   ] = await Promise.all([
     import("@opentelemetry/api"),
@@ -70,6 +71,7 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
     import("@opentelemetry/core"),
     import("@opentelemetry/context-async-hooks"),
     import("./node-tracer.ts"),
+    import("./span-ids.ts"),
     import("./span-export.ts"),
   ]);
   const sampler = samplerFrom(env, sdk);
@@ -99,7 +101,7 @@ export async function startNodeTracing(env: Env): Promise<NodeTracing | null> {
   api.context.setGlobalContextManager(new AsyncLocalStorageContextManager());
   api.propagation.setGlobalPropagator(new core.W3CTraceContextPropagator());
   api.trace.setGlobalTracerProvider(
-    new NodeTracerProvider({ sampler, ids: new sdk.RandomIdGenerator(), record: (span) => spanExport.add(span) }),
+    new NodeTracerProvider({ sampler, ids: new SpanIds(), record: (span) => spanExport.add(span) }),
   );
   let stopping: Promise<void> | undefined;
   return {

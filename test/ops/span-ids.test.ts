@@ -1,0 +1,49 @@
+/** The Node tracer's trace and span ids (src/runtime/span-ids.ts): valid W3C ids, random, never all zeros. */
+import { isValidSpanId, isValidTraceId } from "@opentelemetry/api";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { SpanIds } from "../../src/runtime/span-ids.ts";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+/** Math.random answering `words` (each an unsigned 32-bit value) in turn. */
+function randomWords(...words: number[]) {
+  let i = 0;
+  vi.spyOn(Math, "random").mockImplementation(() => words[i++ % words.length]! / 0x100000000);
+}
+
+describe("span ids", () => {
+  it("makes valid lowercase hex ids, all different", () => {
+    const ids = new SpanIds();
+    const traces = new Set<string>();
+    const spans = new Set<string>();
+    for (let i = 0; i < 10_000; i++) {
+      const traceId = ids.generateTraceId();
+      const spanId = ids.generateSpanId();
+      expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(spanId).toMatch(/^[0-9a-f]{16}$/);
+      expect(isValidTraceId(traceId) && isValidSpanId(spanId)).toBe(true);
+      traces.add(traceId);
+      spans.add(spanId);
+    }
+    expect(traces.size).toBe(10_000);
+    expect(spans.size).toBe(10_000);
+  });
+
+  it("writes each random word as its eight hex digits, most significant first", () => {
+    randomWords(0x01234567, 0x89abcdef, 0xfedcba98, 0x76543210);
+    const ids = new SpanIds();
+    expect(ids.generateTraceId()).toBe("0123456789abcdeffedcba9876543210");
+    expect(ids.generateSpanId()).toBe("0123456789abcdef");
+    randomWords(0x0000000f, 0xf0000000);
+    expect(ids.generateSpanId()).toBe("0000000ff0000000");
+  });
+
+  it("never makes the all-zero (invalid) id", () => {
+    randomWords(0);
+    const ids = new SpanIds();
+    expect(ids.generateTraceId()).toBe("00000000000000000000000000000001");
+    expect(ids.generateSpanId()).toBe("0000000000000001");
+  });
+});
