@@ -235,6 +235,11 @@ function writeAttributes(writer: Writer, field: number, attributes: Attributes, 
     const value = attributes[key];
     if (value === undefined || value === null) continue;
     writer.tag(field, LENGTH_DELIMITED);
+    const encoded = Array.isArray(value) ? undefined : keys.keyValue(key, value as string | number | boolean);
+    if (encoded) {
+      writer.raw(encoded);
+      continue;
+    }
     const keyValue = writer.begin();
     writer.raw(keys.field(key));
     writer.tag(2, LENGTH_DELIMITED);
@@ -274,9 +279,19 @@ function writeAnyValue(writer: Writer, value: unknown): void {
   }
 }
 
-/** Each attribute key's `1: key` field, encoded once. */
+/** Values of one key cached at most: a key's values are a route, a status, a store's operation (a few each). */
+const VALUES_PER_KEY = 64;
+/** A string value longer than this is encoded each time (it is no label: a message, say). */
+const CACHED_STRING_LENGTH = 128;
+
+/**
+ * Attribute keys and values as they are encoded, each once: a key's `1: key` field, and
+ * the whole length-prefixed KeyValue of a key with a scalar value (the spans of a create
+ * carry the same few pairs request after request).
+ */
 class KeyCache {
   readonly #fields = new Map<string, Uint8Array>();
+  readonly #keyValues = new Map<string, Map<string | number | boolean, Uint8Array>>();
 
   field(key: string): Uint8Array {
     let bytes = this.#fields.get(key);
@@ -288,6 +303,30 @@ class KeyCache {
       // Keys are code's constants; a runaway set of them is not cached.
       if (this.#fields.size < 1024) this.#fields.set(key, bytes);
     }
+    return bytes;
+  }
+
+  /** `key` = `value` as a length-prefixed KeyValue message, or undefined when it is not cached (nor will be). */
+  keyValue(key: string, value: string | number | boolean): Uint8Array | undefined {
+    let values = this.#keyValues.get(key);
+    const cached = values?.get(value);
+    if (cached) return cached;
+    if (typeof value === "string" && value.length > CACHED_STRING_LENGTH) return undefined;
+    if (!values) {
+      if (this.#keyValues.size >= 1024) return undefined;
+      this.#keyValues.set(key, values = new Map());
+    }
+    if (values.size >= VALUES_PER_KEY) return undefined;
+    const writer = new Writer(key.length * 3 + CACHED_STRING_LENGTH * 3 + 32);
+    const keyValue = writer.begin();
+    writer.raw(this.field(key));
+    writer.tag(2, LENGTH_DELIMITED);
+    const anyValue = writer.begin();
+    writeAnyValue(writer, value);
+    writer.end(anyValue);
+    writer.end(keyValue);
+    const bytes = writer.finish();
+    values.set(value, bytes);
     return bytes;
   }
 }
@@ -312,6 +351,7 @@ export class OtlpTraceEncoder {
   /** The scopes of the batch being gathered, in the order they first appear in it (as the SDK groups them). */
   readonly #batch: ScopeSpans[] = [];
   readonly #keys = new KeyCache();
+  readonly #names = new Map<string, Uint8Array>();
   #count = 0;
 
   constructor(resourceAttributes: Attributes) {
@@ -367,6 +407,18 @@ export class OtlpTraceEncoder {
     return this.take();
   }
 
+  /** A span name as a length-prefixed string, encoded once (names are the code's: a route, a store call). */
+  #name(name: string): Uint8Array {
+    let bytes = this.#names.get(name);
+    if (!bytes) {
+      const writer = new Writer(name.length * 3 + 8);
+      writer.string(name);
+      bytes = writer.finish();
+      if (this.#names.size < 256) this.#names.set(name, bytes);
+    }
+    return bytes;
+  }
+
   #scopeSpans(name: string): ScopeSpans {
     let group = this.#scopes.get(name);
     if (!group) {
@@ -392,7 +444,7 @@ export class OtlpTraceEncoder {
       writer.hex(span.parentSpanId);
     }
     writer.tag(5, LENGTH_DELIMITED);
-    writer.string(span.name);
+    writer.raw(this.#name(span.name));
     // OTLP's SpanKind counts from UNSPECIFIED = 0; the API's from INTERNAL = 0.
     writer.tag(6, VARINT);
     writer.varint(span.kind + 1);
