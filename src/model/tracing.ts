@@ -60,7 +60,43 @@ export function endSpan(span: Span, error?: unknown): void {
 
 /** Runs `fn` with `span` active (so the spans of what it calls are its children). */
 export function withSpan<T>(span: Span, fn: () => T, parent: Context = context.active()): T {
-  return context.with(trace.setSpan(parent, span), fn);
+  return context.with(new LinkedContext(parent, SPAN_KEY, span), fn);
+}
+
+/**
+ * The key `trace.setSpan` files a context's span under: the API makes its keys with
+ * `Symbol.for`, so that every copy of it (and a runtime's own, as Deno's) reads the same.
+ */
+const SPAN_KEY = Symbol.for("OpenTelemetry Context Key SPAN");
+
+/**
+ * A context that is `parent` with one value set. Why not the API's `setValue`: its
+ * context copies the parent's whole map and makes three closures each time, and a traced
+ * request makes two (its span, its commit's) on the path of every write.
+ */
+class LinkedContext implements Context {
+  readonly #parent: Context;
+  readonly #key: symbol;
+  readonly #value: unknown;
+
+  constructor(parent: Context, key: symbol, value: unknown) {
+    this.#parent = parent;
+    this.#key = key;
+    this.#value = value;
+  }
+
+  getValue(key: symbol): unknown {
+    return key === this.#key ? this.#value : this.#parent.getValue(key);
+  }
+
+  setValue(key: symbol, value: unknown): Context {
+    return new LinkedContext(this, key, value);
+  }
+
+  /** A value of undefined is no value, to the API as to every context. */
+  deleteValue(key: symbol): Context {
+    return new LinkedContext(this, key, undefined);
+  }
 }
 
 /**
