@@ -1,12 +1,12 @@
 /**
  * OpenTelemetry tracing for the Node server, from the standard `OTEL_*` variables: when
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the
- * server's tracer (node-tracer.ts: the SDK's samplers, ids from span-ids.ts, spans recorded as plain
- * data) with its batches exported over OTLP/HTTP (span-export.ts: the SDK's exporter,
- * `OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the default, or `http/json`), an AsyncLocalStorage context manager (so a request's spans
- * find their parent across awaits) and the W3C propagator, registered with
- * `@opentelemetry/api`. Otherwise nothing is registered and nothing loaded: the shared
- * code's spans stay no-ops.
+ * server's tracer (node-tracer.ts: the SDK's samplers, ids from span-ids.ts, spans
+ * recorded as plain data) with its batches exported over OTLP/HTTP (span-export.ts,
+ * `OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf`, the default, or `http/json`), an
+ * AsyncLocalStorage context manager (so a request's spans find their parent across
+ * awaits) and the W3C propagator, registered with `@opentelemetry/api`. Otherwise nothing
+ * is registered and nothing loaded: the shared code's spans stay no-ops.
  *
  * Read here: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` (`otlp` or `none`),
  * `OTEL_TRACES_SAMPLER` (+ `_ARG`; default `parentbased_always_on`), `OTEL_BSP_SCHEDULE_DELAY`,

@@ -1,11 +1,12 @@
 /**
  * The Node server's span export: batches of finished spans (span-batches.ts), one export
- * at a time, through the SDK's OTLP/HTTP export delegate (what its `OTLPTraceExporter`s
- * are made of: the HTTP client, retries, and the settings `OTEL_EXPORTER_OTLP_HEADERS`,
- * `_TIMEOUT`, `_COMPRESSION` and certificates read from the environment). `http/protobuf`
- * encodes each span into its batch as it ends (otlp-protobuf.ts); `http/json` keeps the
- * records and the SDK's JSON serializer encodes a batch when it goes. The resource: `service.name` `thread-artifacts` unless `OTEL_SERVICE_NAME`
- * or `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
+ * at a time, through the SDK's OTLP export delegate (its bookkeeping, and the settings
+ * `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION` and certificates read from the
+ * environment) over our POST (otlp-http-post.ts: one write, the SDK's retry rules).
+ * `http/protobuf` encodes each span into its batch as it ends (otlp-protobuf.ts);
+ * `http/json` keeps the records and the SDK's JSON serializer encodes a batch when it goes.
+ * The resource: `service.name` `thread-artifacts` unless `OTEL_SERVICE_NAME` or
+ * `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
  */
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import { createOtlpNetworkExportDelegate, OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
@@ -81,7 +82,7 @@ export function startSpanExport(options: SpanExportOptions): SpanExport {
   );
 }
 
-/** The SDK's exporter over its Node OTLP/HTTP delegate, for batches of type `T`. */
+/** The SDK's exporter over its export delegate and our POST, for batches of type `T`. */
 function exporterOf<T>(
   options: SpanExportOptions,
   serializer: ISerializer<T, IExportTraceServiceResponse>,
