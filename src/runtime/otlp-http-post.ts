@@ -91,7 +91,10 @@ export function otlpHttpPost(
         const leftMs = deadline - Date.now();
         if (inMs > leftMs) return response;
         await wait(Math.max(0, inMs));
-        response = await postOnce(body, deadline - Date.now());
+        // A timer may fire late (a busy or paused process): no try starts past the deadline.
+        const remainingMs = deadline - Date.now();
+        if (remainingMs <= 0) return response;
+        response = await postOnce(body, remainingMs);
       }
       return response;
     },

@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { gunzipSync } from "node:zlib";
 import { OTLPExporterError } from "@opentelemetry/otlp-exporter-base";
 import { convertLegacyHttpOptions } from "@opentelemetry/otlp-exporter-base/node-http";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { otlpHttpPost, retryAfterMs } from "../../src/runtime/otlp-http-post.ts";
 import { closedPort } from "../support/cluster.ts";
 
@@ -21,6 +21,7 @@ interface Received {
 
 let server: Server | undefined;
 afterEach(async () => {
+  vi.restoreAllMocks();
   server?.closeAllConnections();
   await new Promise<void>((resolve) => server ? server.close(() => resolve()) : resolve());
   server = undefined;
@@ -112,6 +113,18 @@ describe("OTLP/HTTP post", () => {
     expect(await otlpHttpPost(settings(url), wait).send(body, 10_000)).toMatchObject({ status: "retryable" });
     expect(got).toHaveLength(1);
     expect(waits).toEqual([]);
+  });
+
+  it("makes no retry when the wait for it ended past the deadline (a timer that fired late)", async () => {
+    const { url, got } = await collector((_, res) => res.writeHead(503, { "retry-after": "1" }).end());
+    let now = Date.now();
+    vi.spyOn(Date, "now").mockImplementation(() => now);
+    const late = (ms: number) => {
+      now += ms + 5000;
+      return Promise.resolve();
+    };
+    expect(await otlpHttpPost(settings(url), late).send(body, 3000)).toMatchObject({ status: "retryable" });
+    expect(got).toHaveLength(1);
   });
 
   it("fails a 400 at once, with the SDK's error and its status", async () => {
