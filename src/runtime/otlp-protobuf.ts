@@ -240,14 +240,19 @@ function writeAttributes(writer: Writer, field: number, attributes: Attributes, 
       writer.raw(encoded);
       continue;
     }
-    const keyValue = writer.begin();
-    writer.raw(keys.field(key));
-    writer.tag(2, LENGTH_DELIMITED);
-    const anyValue = writer.begin();
-    writeAnyValue(writer, value);
-    writer.end(anyValue);
-    writer.end(keyValue);
+    writeKeyValue(writer, keys.field(key), value);
   }
+}
+
+/** A length-prefixed KeyValue message: `1: key` (its field, encoded), then `2: value`. */
+function writeKeyValue(writer: Writer, keyField: Uint8Array, value: unknown): void {
+  const keyValue = writer.begin();
+  writer.raw(keyField);
+  writer.tag(2, LENGTH_DELIMITED);
+  const anyValue = writer.begin();
+  writeAnyValue(writer, value);
+  writer.end(anyValue);
+  writer.end(keyValue);
 }
 
 function writeAnyValue(writer: Writer, value: unknown): void {
@@ -318,13 +323,7 @@ class KeyCache {
     }
     if (values.size >= VALUES_PER_KEY) return undefined;
     const writer = new Writer(key.length * 3 + CACHED_STRING_LENGTH * 3 + 32);
-    const keyValue = writer.begin();
-    writer.raw(this.field(key));
-    writer.tag(2, LENGTH_DELIMITED);
-    const anyValue = writer.begin();
-    writeAnyValue(writer, value);
-    writer.end(anyValue);
-    writer.end(keyValue);
+    writeKeyValue(writer, this.field(key), value);
     const bytes = writer.finish();
     values.set(value, bytes);
     return bytes;
