@@ -39,6 +39,13 @@ export interface ObsParams {
   connections: number;
   threads: number;
   body: string;
+  /**
+   * `--obs-against=<rev>`: instead of the goals' variants, every span on the code at
+   * `rev` (a worktree; `entry` is its server) against every span on this checkout, both
+   * paired with the defaults: what a change to the tracing path costs or saves, judged
+   * in one run.
+   */
+  against?: { rev: string; entry: string };
 }
 
 export interface ObsRow {
@@ -63,7 +70,13 @@ export interface ObsRow {
 }
 
 export interface ObsDeps {
-  withOurs: <T>(name: string, env: Record<string, string>, body: (server: ServerProcess) => Promise<T>) => Promise<T>;
+  /** One of our servers; `entry` (default: this checkout's) is the script it runs. */
+  withOurs: <T>(
+    name: string,
+    env: Record<string, string>,
+    body: (server: ServerProcess) => Promise<T>,
+    entry?: string,
+  ) => Promise<T>;
   measure: (server: ServerProcess, run: HttpRun) => Promise<HttpResult>;
   log: (message: string) => void;
   /** The load generator's pid, pinned away from the server's CPU. */
@@ -118,6 +131,8 @@ function shuffled<T>(items: readonly T[]): T[] {
 interface Variant {
   variant: string;
   env: Record<string, string>;
+  /** The server's script, when it is not this checkout's. */
+  entry?: string;
 }
 
 /** Runs `body` with one server per variant up at once, all stopped after it. */
@@ -135,6 +150,7 @@ async function withServers<T>(
     `obs-${generation}-${index}`,
     next.env,
     (server) => withServers(deps, generation, variants, body, [...started, server]),
+    next.entry,
   );
 }
 
@@ -146,21 +162,28 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
   const sink = await startSink();
   try {
     const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" };
-    const variants: Variant[] = [
-      { variant: "everything off (METRICS=off, LOG_LEVEL=warn)", env: { METRICS: "off", LOG_LEVEL: "warn" } },
-      { variant: "metrics and logs at their defaults", env: {} },
-      { variant: "defaults + OTLP exporter, every span", env: otlp },
-      {
-        variant: "defaults + OTLP exporter, 10% of traces",
-        env: { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" },
-      },
-      // Not a goal: what tracing costs registered with nothing sampled (no span recorded or
-      // exported), to tell a cost per request from a cost per span.
-      {
-        variant: "defaults + OTLP exporter, nothing sampled (always_off)",
-        env: { ...otlp, OTEL_TRACES_SAMPLER: "always_off" },
-      },
-    ];
+    const against = params.against;
+    const variants: Variant[] = against
+      ? [
+        { variant: "metrics and logs at their defaults", env: {} },
+        { variant: `defaults + OTLP exporter, every span, at ${against.rev}`, env: otlp, entry: against.entry },
+        { variant: "defaults + OTLP exporter, every span, this checkout", env: otlp },
+      ]
+      : [
+        { variant: "everything off (METRICS=off, LOG_LEVEL=warn)", env: { METRICS: "off", LOG_LEVEL: "warn" } },
+        { variant: "metrics and logs at their defaults", env: {} },
+        { variant: "defaults + OTLP exporter, every span", env: otlp },
+        {
+          variant: "defaults + OTLP exporter, 10% of traces",
+          env: { ...otlp, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" },
+        },
+        // Not a goal: what tracing costs registered with nothing sampled (no span recorded or
+        // exported), to tell a cost per request from a cost per span.
+        {
+          variant: "defaults + OTLP exporter, nothing sampled (always_off)",
+          env: { ...otlp, OTEL_TRACES_SAMPLER: "always_off" },
+        },
+      ];
     /** Per variant, per generation, per block. */
     const rps = variants.map(() => [] as number[][]);
     const cpu = variants.map(() => [] as number[][]);
@@ -197,7 +220,7 @@ export async function benchObservability(params: ObsParams, deps: ObsDeps): Prom
     }
     deps.log(`obs: the OTLP sink took ${sink.requests()} exports`);
     // Each variant is judged against its neighbour: off ← defaults ← each OTLP variant.
-    const judgedAgainst = [undefined, 0, 1, 1, 1];
+    const judgedAgainst = against ? [undefined, 0, 0] : [undefined, 0, 1, 1, 1];
     return variants.map(({ variant }, index) => {
       const own = rps[index] as number[][];
       const ownCpu = cpu[index] as number[][];

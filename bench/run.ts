@@ -8,6 +8,7 @@
  * Prints a markdown table, writes it to bench/results/latest.md and the raw numbers to
  * bench/results/<mode>-<date>.json (gitignored). Never part of `npm test`.
  */
+import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -57,6 +58,12 @@ const SCENARIOS = [
   "webhooks",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
+/**
+ * `--obs-against=<rev>`: the obs scenario judges no goal but compares every span on the
+ * code at `rev` with every span on this checkout, each paired with the defaults (a worktree
+ * of `rev` in .bench-scratch/, removed after).
+ */
+const obsAgainst = process.argv.find((arg) => arg.startsWith("--obs-against="))?.slice("--obs-against=".length);
 /** `--only=create,read`: just those scenarios, printed but not written to latest.md (which holds whole runs). */
 const onlyArg = process.argv.find((arg) => arg.startsWith("--only="));
 const only: ReadonlySet<Scenario> = new Set(
@@ -240,6 +247,24 @@ async function withServer<T>(
     if (process.env.BENCH_DEBUG) {
       log(`${name}: start ${(up - started).toFixed(0)} ms, stop ${(performance.now() - stopping).toFixed(0)} ms`);
     }
+  }
+}
+
+/**
+ * Runs `body` with a worktree of `rev` checked out in .bench-scratch/ (inside the repo, so
+ * its server finds this checkout's node_modules), removed after; without a rev, no worktree.
+ */
+async function withWorktreeOf<T>(
+  rev: string | undefined,
+  body: (against: { rev: string; entry: string } | undefined) => Promise<T>,
+): Promise<T> {
+  if (rev === undefined) return body(undefined);
+  const path = join(".bench-scratch", `obs-against-${rev.replace(/[^\w.-]/g, "_")}`);
+  execFileSync("git", ["worktree", "add", "--force", "--detach", path, rev], { stdio: "ignore" });
+  try {
+    return await body({ rev, entry: join(path, OURS) });
+  } finally {
+    execFileSync("git", ["worktree", "remove", "--force", path], { stdio: "ignore" });
   }
 }
 
@@ -934,7 +959,10 @@ function report(
           ? "The servers run on CPU 0 (a server under load is CPU-bound there), the load generator, the bench and the sink on the others. "
           : "Unpinned: the servers share their CPUs with the load generator, so blocks spread widely. ") +
         "\"paired\" is the geometric mean over every block of the variant's req/s over its neighbour's in the same block " +
-        '(defaults over everything off, each OTLP variant over the defaults): the figure the goals judge; "per generation" is the same for each set of processes; ' +
+        (obsAgainst === undefined
+          ? "(defaults over everything off, each OTLP variant over the defaults): the figure the goals judge; "
+          : `(each over the defaults; "vs everything off" is vs the defaults here): every span at ${obsAgainst} against this checkout, judging no goal; `) +
+        '"per generation" is the same for each set of processes; ' +
         "\"CPU per create, paired\" is the same mean of the variant's server CPU per create over its neighbour's (above 1: what it adds).",
       "",
       "| variant | req/s (median block) | server CPU ms/req | vs everything off | paired | per generation | CPU per create, paired |",
@@ -951,7 +979,8 @@ function report(
       );
     }
     lines.push("");
-    const [, defaults, everySpan, sampled] = obs;
+    // Against another rev the rows are not the goals' variants.
+    const [, defaults, everySpan, sampled] = obsAgainst === undefined ? obs : [];
     const judge = (goal: string, row: ObsRow | undefined) => {
       if (row?.pairedRatio === undefined) return;
       goals.push({ goal, measured: fx(row.pairedRatio), met: row.pairedRatio >= 0.95 });
@@ -1117,24 +1146,26 @@ async function main() {
       })
       : [];
     const obs = only.has("obs")
-      ? await benchObservability(
-        {
-          generations: quick ? 1 : 5,
-          blocks: quick ? 2 : 6,
-          blockS: quick ? 1 : 2,
-          // Each new server's first seconds are its JIT's: the variants with more code warm up longer.
-          warmupS: quick ? 1 : 5,
-          connections: P.connections,
-          threads: MANY_THREADS,
-          body: createBody(),
-        },
-        {
-          withOurs: (name, env, body) => withServer(`ours (${name})`, OURS, oursEnv(name, env), body),
-          measure: (server, run) => measureHttp(http, server, run),
-          log,
-          loadPid: http.pid,
-        },
-      )
+      ? await withWorktreeOf(obsAgainst, (against) =>
+        benchObservability(
+          {
+            generations: quick ? 1 : 5,
+            blocks: quick ? 2 : 6,
+            blockS: quick ? 1 : 2,
+            // Each new server's first seconds are its JIT's: the variants with more code warm up longer.
+            warmupS: quick ? 1 : 5,
+            connections: P.connections,
+            threads: MANY_THREADS,
+            body: createBody(),
+            ...(against ? { against } : {}),
+          },
+          {
+            withOurs: (name, env, body, entry = OURS) => withServer(`ours (${name})`, entry, oursEnv(name, env), body),
+            measure: (server, run) => measureHttp(http, server, run),
+            log,
+            loadPid: http.pid,
+          },
+        ))
       : [];
     const { variants: edge, costs: edgeCosts } = only.has("edge")
       ? await benchEdge(P.edge, log)
