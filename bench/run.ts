@@ -72,6 +72,8 @@ const only: ReadonlySet<Scenario> = new Set(
 for (const name of only) {
   if (!SCENARIOS.includes(name)) throw new Error(`--only: unknown scenario ${name}; pick from ${SCENARIOS.join(", ")}`);
 }
+// Its rows are not the goals' variants: never in a whole run's latest.md.
+if (obsAgainst !== undefined && !onlyArg) throw new Error("--obs-against needs --only (with obs)");
 
 // Durations in whole seconds (autocannon counts whole seconds).
 const P = quick
