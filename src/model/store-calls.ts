@@ -19,7 +19,8 @@ export function storeOperation(store: StoreName, operation: string): StoreOperat
     store,
     operation,
     spanName: `${store} ${operation}`,
-    attributes: { "artifacts.store": store, "artifacts.store.operation": operation },
+    // Frozen: a tracer may keep the set as it is instead of copying it per call (node-tracer.ts).
+    attributes: Object.freeze({ "artifacts.store": store, "artifacts.store.operation": operation }),
   };
 }
 

@@ -31,8 +31,10 @@ import {
   TraceFlags,
   type Tracer,
   type TracerProvider,
+  type TraceState,
 } from "@opentelemetry/api";
-import { type IdGenerator, type Sampler, SamplingDecision } from "@opentelemetry/sdk-trace";
+import { type Sampler, SamplingDecision } from "@opentelemetry/sdk-trace";
+import { SpanId, type SpanIds, TraceId } from "./span-ids.ts";
 import type { EventRecord, LinkRecord, SpanRecord } from "./span-record.ts";
 
 /** Per span, as the SDK's defaults: what is past these is dropped, so a span stays small. */
@@ -44,6 +46,22 @@ const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NO_LINKS: readonly LinkRecord[] = Object.freeze([]);
 const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
 const NO_OPTIONS: SpanOptions = Object.freeze({});
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
+
+/** Frozen attribute sets found whole (every value set, no more than a span keeps): shared as they are. */
+const sharedAttributes = new WeakSet<Attributes>();
+
+/** Whether `attributes` is frozen and one a span keeps whole (checked once per set). */
+function isSharedAttributes(attributes: Attributes): boolean {
+  if (sharedAttributes.has(attributes)) return true;
+  if (!Object.isFrozen(attributes) || Object.getPrototypeOf(attributes) !== Object.prototype) return false;
+  const keys = Object.keys(attributes);
+  if (keys.length > MAX_ATTRIBUTES || keys.some((key) => attributes[key] === undefined || attributes[key] === null)) {
+    return false;
+  }
+  sharedAttributes.add(attributes);
+  return true;
+}
 
 /** Read once: `performance.timeOrigin` is a getter that asks the runtime on every read. */
 const TIME_ORIGIN = performance.timeOrigin;
@@ -80,7 +98,7 @@ export function epochMsOf(time: TimeInput): number {
 
 export interface NodeTracerOptions {
   sampler: Sampler;
-  ids: IdGenerator;
+  ids: Pick<SpanIds, "traceId" | "spanId">;
   /** Takes each recorded span once it has ended. */
   record: (span: SpanRecord) => void;
 }
@@ -116,12 +134,12 @@ class NodeTracer implements Tracer {
     // A caller's span (or another tracer's): its ids are checked.
     const found = parentSpan?.spanContext();
     const parent = found && isSpanContextValid(found) ? found : undefined;
-    const traceId = parent?.traceId ?? this.#o.ids.generateTraceId();
-    const spanId = this.#o.ids.generateSpanId();
+    const traceId = parent ? TraceId.fromHex(parent.traceId) : this.#o.ids.traceId();
+    const spanId = this.#o.ids.spanId();
     const kind = options.kind ?? SpanKind.INTERNAL;
     const sampled = this.#o.sampler.shouldSample(
       parentContext,
-      traceId,
+      traceId.hex,
       name,
       kind,
       options.attributes ?? {},
@@ -130,14 +148,25 @@ class NodeTracer implements Tracer {
     const traceState = sampled.traceState ?? parent?.traceState;
     // RECORD (recorded, not sampled) is treated as NOT_RECORD: only sampled spans are
     // exported, and none of the spec's samplers answers RECORD.
-    const recorded = sampled.decision === SamplingDecision.RECORD_AND_SAMPLED;
-    const traceFlags = recorded ? TraceFlags.SAMPLED : TraceFlags.NONE;
-    const spanContext: SpanContext = traceState
-      ? { traceId, spanId, traceFlags, traceState }
-      : { traceId, spanId, traceFlags };
-    if (!recorded) return trace.wrapSpanContext(spanContext);
+    if (sampled.decision !== SamplingDecision.RECORD_AND_SAMPLED) {
+      const traceFlags = TraceFlags.NONE;
+      return trace.wrapSpanContext(
+        traceState
+          ? { traceId: traceId.hex, spanId: spanId.hex, traceFlags, traceState }
+          : { traceId: traceId.hex, spanId: spanId.hex, traceFlags },
+      );
+    }
     // The first span of a trace in this process starts its clock; its descendants share it.
-    const span = this.#recorded(name, options, spanContext, parent, new AnchoredClock());
+    const span = this.#recorded(
+      name,
+      options,
+      traceId,
+      spanId,
+      traceState,
+      parent ? SpanId.fromHex(parent.spanId) : undefined,
+      parent?.isRemote === true,
+      new AnchoredClock(),
+    );
     if (sampled.attributes) span.setAttributes(sampled.attributes);
     return span;
   }
@@ -151,34 +180,43 @@ class NodeTracer implements Tracer {
    * answer is a call, an object and two regular expressions over the parent's ids.
    */
   #childOf(parent: RecordedSpan, name: string, options: SpanOptions): RecordedSpan {
-    const parentContext = parent.spanContext();
-    const spanId = this.#o.ids.generateSpanId();
-    const { traceId, traceState } = parentContext;
-    const spanContext: SpanContext = traceState
-      ? { traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState }
-      : { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
-    return this.#recorded(name, options, spanContext, parentContext, parent.clock);
+    return this.#recorded(
+      name,
+      options,
+      parent.traceId,
+      this.#o.ids.spanId(),
+      parent.w3cTraceState,
+      parent.spanId,
+      false,
+      parent.clock,
+    );
   }
 
   /** A recorded span with `options`' kind, start time, attributes and links. */
   #recorded(
     name: string,
     options: SpanOptions,
-    spanContext: SpanContext,
-    parent: SpanContext | undefined,
+    traceId: TraceId,
+    spanId: SpanId,
+    traceState: TraceState | undefined,
+    parentSpanId: SpanId | undefined,
+    parentIsRemote: boolean,
     clock: AnchoredClock,
   ): RecordedSpan {
     const span = new RecordedSpan(
       this.#scope,
       name,
       options.kind ?? SpanKind.INTERNAL,
-      spanContext,
-      parent,
+      traceId,
+      spanId,
+      traceState,
+      parentSpanId,
+      parentIsRemote,
       clock,
       clock.at(options.startTime),
       this.#o.record,
     );
-    if (options.attributes) span.setAttributes(options.attributes);
+    if (options.attributes) span.startAttributes(options.attributes);
     if (options.links) span.addLinks(options.links);
     return span;
   }
@@ -199,31 +237,39 @@ class RecordedSpan implements Span, SpanRecord {
   readonly scope: string;
   name: string;
   readonly kind: SpanKind;
-  readonly traceId: string;
-  readonly spanId: string;
-  readonly traceFlags: number;
+  readonly traceId: TraceId;
+  readonly spanId: SpanId;
+  readonly traceFlags = TraceFlags.SAMPLED;
+  /** Serialized, for the export. */
   readonly traceState: string | undefined;
-  readonly parentSpanId: string | undefined;
+  /** As the API has it, for the span context and the children. */
+  readonly w3cTraceState: TraceState | undefined;
+  readonly parentSpanId: SpanId | undefined;
   readonly parentIsRemote: boolean;
   readonly startMs: number;
   endMs: number;
-  readonly attributes: Attributes = {};
+  attributes: Attributes = NO_ATTRIBUTES;
   status: SpanStatus = UNSET;
   links: readonly LinkRecord[] = NO_LINKS;
   events: readonly EventRecord[] = NO_EVENTS;
   /** The trace's clock, which this span's children read too. */
   readonly clock: AnchoredClock;
-  readonly #context: SpanContext;
   readonly #record: (span: SpanRecord) => void;
-  #attributeCount = 0;
+  /** Made when first asked for: most spans (a store call's) are never asked. */
+  #context: SpanContext | undefined;
+  /** -1 while `attributes` is a shared frozen set (none, or see startAttributes), not yet this span's own. */
+  #attributeCount = -1;
   #ended = false;
 
   constructor(
     scope: string,
     name: string,
     kind: SpanKind,
-    spanContext: SpanContext,
-    parent: SpanContext | undefined,
+    traceId: TraceId,
+    spanId: SpanId,
+    traceState: TraceState | undefined,
+    parentSpanId: SpanId | undefined,
+    parentIsRemote: boolean,
     clock: AnchoredClock,
     startMs: number,
     record: (span: SpanRecord) => void,
@@ -231,25 +277,45 @@ class RecordedSpan implements Span, SpanRecord {
     this.scope = scope;
     this.name = name;
     this.kind = kind;
-    this.traceId = spanContext.traceId;
-    this.spanId = spanContext.spanId;
-    this.traceFlags = spanContext.traceFlags;
-    this.traceState = spanContext.traceState?.serialize();
-    this.parentSpanId = parent?.spanId;
-    this.parentIsRemote = parent?.isRemote === true;
+    this.traceId = traceId;
+    this.spanId = spanId;
+    this.w3cTraceState = traceState;
+    this.traceState = traceState?.serialize();
+    this.parentSpanId = parentSpanId;
+    this.parentIsRemote = parentIsRemote;
     this.startMs = startMs;
     this.endMs = startMs;
     this.clock = clock;
-    this.#context = spanContext;
     this.#record = record;
   }
 
   spanContext(): SpanContext {
-    return this.#context;
+    if (this.#context) return this.#context;
+    const traceId = this.traceId.hex;
+    const spanId = this.spanId.hex;
+    const traceState = this.w3cTraceState;
+    return this.#context = traceState
+      ? { traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState }
+      : { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
+  }
+
+  /**
+   * The attributes the span starts with. A frozen set the code keeps as a constant (a
+   * store call's) is taken as it is, not copied, once checked that it is one the span
+   * would have kept whole; it is copied only if the span is given more.
+   */
+  startAttributes(attributes: Attributes): void {
+    if (isSharedAttributes(attributes)) {
+      this.attributes = attributes;
+      this.#attributeCount = -1;
+    } else {
+      this.setAttributes(attributes);
+    }
   }
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
     if (this.#ended || value === undefined || value === null) return this;
+    if (this.#attributeCount < 0) this.#ownAttributes();
     const attributes = this.attributes;
     if (!(key in attributes)) {
       if (this.#attributeCount >= MAX_ATTRIBUTES) return this;
@@ -257,6 +323,14 @@ class RecordedSpan implements Span, SpanRecord {
     }
     attributes[key] = value;
     return this;
+  }
+
+  /** The shared frozen set copied into one of the span's own, before it is added to. */
+  #ownAttributes(): void {
+    const shared = this.attributes;
+    this.attributes = {};
+    this.#attributeCount = 0;
+    this.setAttributes(shared);
   }
 
   setAttributes(attributes: Attributes): this {
@@ -280,7 +354,13 @@ class RecordedSpan implements Span, SpanRecord {
     if (this.#ended || this.links.length >= MAX_LINKS || !isSpanContextValid(link.context)) return this;
     const { traceId, spanId, traceFlags, traceState } = link.context;
     const attributes = link.attributes ? { ...link.attributes } : undefined;
-    const record = { traceId, spanId, traceFlags, traceState: traceState?.serialize(), attributes };
+    const record = {
+      traceId: TraceId.fromHex(traceId),
+      spanId: SpanId.fromHex(spanId),
+      traceFlags,
+      traceState: traceState?.serialize(),
+      attributes,
+    };
     if (this.links === NO_LINKS) this.links = [record];
     else (this.links as LinkRecord[]).push(record);
     return this;

@@ -20,6 +20,7 @@
  *   AnyValue: 1 string, 2 bool, 3 int, 4 double, 5 array, 6 kvlist, 7 bytes
  */
 import type { Attributes } from "@opentelemetry/api";
+import type { SpanId, TraceId } from "./span-ids.ts";
 import type { EventRecord, LinkRecord, SpanRecord } from "./span-record.ts";
 
 const VARINT = 0;
@@ -163,17 +164,27 @@ class Writer {
     this.end(start);
   }
 
-  /** A length-delimited field of a lowercase hex id, as its bytes. */
-  hex(id: string): void {
-    const length = id.length >> 1;
-    this.ensure(length + 1);
-    const bytes = this.bytes;
-    let pos = this.pos;
-    bytes[pos++] = length;
-    for (let i = 0; i < id.length; i += 2) {
-      bytes[pos++] = (HEX[id.charCodeAt(i)]! << 4) | HEX[id.charCodeAt(i + 1)]!;
-    }
-    this.pos = pos;
+  /** A length-delimited field of a trace id's 16 bytes. */
+  traceId(id: TraceId): void {
+    this.ensure(17);
+    const view = this.#view;
+    const pos = this.pos;
+    this.bytes[pos] = 16;
+    view.setUint32(pos + 1, id.w0);
+    view.setUint32(pos + 5, id.w1);
+    view.setUint32(pos + 9, id.w2);
+    view.setUint32(pos + 13, id.w3);
+    this.pos = pos + 17;
+  }
+
+  /** A length-delimited field of a span id's 8 bytes. */
+  spanId(id: SpanId): void {
+    this.ensure(9);
+    const pos = this.pos;
+    this.bytes[pos] = 8;
+    this.#view.setUint32(pos + 1, id.high);
+    this.#view.setUint32(pos + 5, id.low);
+    this.pos = pos + 9;
   }
 
   /** Starts a length-delimited message: one byte is kept for its length. */
@@ -203,10 +214,6 @@ class Writer {
   }
 }
 
-const HEX = new Uint8Array(128);
-for (let i = 0; i < 10; i++) HEX[48 + i] = i;
-for (let i = 0; i < 6; i++) HEX[97 + i] = HEX[65 + i] = 10 + i;
-
 function varintSize(value: number): number {
   let size = 1;
   while (value >= 128) {
@@ -217,11 +224,11 @@ function varintSize(value: number): number {
 }
 
 /** Fields 1–3 of a Span and of a Link alike: trace_id, span_id, trace_state. */
-function writeIds(writer: Writer, traceId: string, spanId: string, traceState: string | undefined): void {
+function writeIds(writer: Writer, traceId: TraceId, spanId: SpanId, traceState: string | undefined): void {
   writer.tag(1, LENGTH_DELIMITED);
-  writer.hex(traceId);
+  writer.traceId(traceId);
   writer.tag(2, LENGTH_DELIMITED);
-  writer.hex(spanId);
+  writer.spanId(spanId);
   if (traceState) {
     writer.tag(3, LENGTH_DELIMITED);
     writer.string(traceState);
@@ -351,6 +358,7 @@ export class OtlpTraceEncoder {
   readonly #batch: ScopeSpans[] = [];
   readonly #keys = new KeyCache();
   readonly #names = new Map<string, Uint8Array>();
+  readonly #frozen = new WeakMap<Attributes, Uint8Array>();
   #count = 0;
 
   constructor(resourceAttributes: Attributes) {
@@ -418,6 +426,21 @@ export class OtlpTraceEncoder {
     return bytes;
   }
 
+  /**
+   * A frozen attribute set's `9: attributes` fields, encoded once per set: the code's
+   * constant sets (a store call's) come back span after span, and frozen, never change.
+   */
+  #frozenAttributes(attributes: Attributes): Uint8Array {
+    let bytes = this.#frozen.get(attributes);
+    if (!bytes) {
+      const writer = new Writer(256);
+      writeAttributes(writer, 9, attributes, this.#keys);
+      bytes = writer.finish();
+      this.#frozen.set(attributes, bytes);
+    }
+    return bytes;
+  }
+
   #scopeSpans(name: string): ScopeSpans {
     let group = this.#scopes.get(name);
     if (!group) {
@@ -440,7 +463,7 @@ export class OtlpTraceEncoder {
     writeIds(writer, span.traceId, span.spanId, span.traceState);
     if (span.parentSpanId) {
       writer.tag(4, LENGTH_DELIMITED);
-      writer.hex(span.parentSpanId);
+      writer.spanId(span.parentSpanId);
     }
     writer.tag(5, LENGTH_DELIMITED);
     writer.raw(this.#name(span.name));
@@ -451,7 +474,9 @@ export class OtlpTraceEncoder {
     writer.nanos(span.startMs);
     writer.tag(8, FIXED64);
     writer.nanos(span.endMs);
-    writeAttributes(writer, 9, span.attributes, this.#keys);
+    const attributes = span.attributes;
+    if (Object.isFrozen(attributes)) writer.raw(this.#frozenAttributes(attributes));
+    else writeAttributes(writer, 9, attributes, this.#keys);
     writer.tag(10, VARINT);
     writer.varint(0);
     for (const event of span.events) this.#event(writer, event);

@@ -7,19 +7,21 @@ import type { Attributes, HrTime, Link, SpanContext, SpanKind, SpanStatus } from
 import { TraceState } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
 import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace";
+import type { SpanId, TraceId } from "./span-ids.ts";
 
 export interface SpanRecord {
   /** The tracer's name (the instrumentation scope). */
   scope: string;
   name: string;
   kind: SpanKind;
-  traceId: string;
-  spanId: string;
+  /** Ids as words (span-ids.ts): the encoder writes their bytes, the JSON path their hex. */
+  traceId: TraceId;
+  spanId: SpanId;
   traceFlags: number;
   /** The W3C `tracestate`, serialized. */
   traceState: string | undefined;
   /** Undefined for a root span. */
-  parentSpanId: string | undefined;
+  parentSpanId: SpanId | undefined;
   /** The parent came in a `traceparent` (another process's span). */
   parentIsRemote: boolean;
   startMs: number;
@@ -31,8 +33,8 @@ export interface SpanRecord {
 }
 
 export interface LinkRecord {
-  traceId: string;
-  spanId: string;
+  traceId: TraceId;
+  spanId: SpanId;
   traceFlags: number;
   traceState: string | undefined;
   attributes: Attributes | undefined;
@@ -52,13 +54,19 @@ export function hrTimeOf(ms: number): HrTime {
 }
 
 function contextOf(
-  traceId: string,
-  spanId: string,
+  traceId: TraceId,
+  spanId: SpanId,
   traceFlags: number,
   traceState: string | undefined,
   isRemote: boolean,
 ): SpanContext {
-  return { traceId, spanId, traceFlags, traceState: traceState ? new TraceState(traceState) : undefined, isRemote };
+  return {
+    traceId: traceId.hex,
+    spanId: spanId.hex,
+    traceFlags,
+    traceState: traceState ? new TraceState(traceState) : undefined,
+    isRemote,
+  };
 }
 
 /** The record as the SDK's exporters take it. */

@@ -21,18 +21,18 @@ import {
   AlwaysOffSampler,
   AlwaysOnSampler,
   ParentBasedSampler,
-  RandomIdGenerator,
   type Sampler,
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { epochMsOf, NodeTracerProvider } from "../../src/runtime/node-tracer.ts";
+import { SpanIds } from "../../src/runtime/span-ids.ts";
 import { SpanBatches, type SpanBatchesOptions, SpanList } from "../../src/runtime/span-batches.ts";
 import type { SpanRecord } from "../../src/runtime/span-record.ts";
 
 function tracerWith(sampler: Sampler = new ParentBasedSampler({ root: new AlwaysOnSampler() })) {
   const records: SpanRecord[] = [];
-  const provider = new NodeTracerProvider({ sampler, ids: new RandomIdGenerator(), record: (r) => records.push(r) });
+  const provider = new NodeTracerProvider({ sampler, ids: new SpanIds(), record: (r) => records.push(r) });
   return { tracer: provider.getTracer("thread-artifacts"), records };
 }
 
@@ -84,8 +84,11 @@ describe("the Node server's tracer", () => {
     });
     expect(Object.keys(commit.attributes)).not.toContain("ignored");
     expect(Object.keys(commit.attributes)).not.toContain("late");
-    expect(commit.traceId).toMatch(/^[0-9a-f]{32}$/);
-    expect(commit.spanId).toMatch(/^[0-9a-f]{16}$/);
+    expect(commit.traceId.hex).toMatch(/^[0-9a-f]{32}$/);
+    expect(commit.spanId.hex).toMatch(/^[0-9a-f]{16}$/);
+    // The span context carries the same ids as hex.
+    expect(child.spanContext()).toMatchObject({ traceId: commit.traceId.hex, spanId: commit.spanId.hex });
+    expect(root.spanContext()).toMatchObject({ traceId: server.traceId.hex, spanId: server.spanId.hex });
     for (const r of records) {
       expect(r.startMs).toBeGreaterThanOrEqual(before);
       expect(r.endMs).toBeGreaterThanOrEqual(r.startMs);
@@ -99,13 +102,30 @@ describe("the Node server's tracer", () => {
     const caller = callerContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     tracer.startSpan("remote child", {}, caller).end();
     tracer.startSpan("own root", { root: true }, caller).end();
-    expect(records[0]).toMatchObject({
-      traceId: "0af7651916cd43dd8448eb211c80319c",
-      parentSpanId: "b7ad6b7169203331",
-      parentIsRemote: true,
-    });
+    expect(records[0]?.traceId.hex).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(records[0]?.parentSpanId?.hex).toBe("b7ad6b7169203331");
+    expect(records[0]?.parentIsRemote).toBe(true);
     expect(records[1]?.parentSpanId).toBeUndefined();
-    expect(records[1]?.traceId).not.toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(records[1]?.traceId.hex).not.toBe("0af7651916cd43dd8448eb211c80319c");
+  });
+
+  it("keeps a frozen attribute set as it is, and copies it before adding to it (the set itself untouched)", () => {
+    const { tracer, records } = tracerWith();
+    const storeCall = Object.freeze({ "artifacts.store": "blob", "artifacts.store.operation": "get" });
+    tracer.startSpan("blob get", { attributes: storeCall }).end();
+    const more = tracer.startSpan("blob get", { attributes: storeCall });
+    more.setAttribute("error.type", "TypeError");
+    more.end();
+    // Frozen with a value a span drops: copied, without it.
+    const withHole = Object.freeze({ a: 1, b: undefined });
+    tracer.startSpan("hole", { attributes: withHole }).end();
+    const [shared, copied, hole] = records as [SpanRecord, SpanRecord, SpanRecord];
+    expect(shared.attributes).toBe(storeCall);
+    expect(copied.attributes).not.toBe(storeCall);
+    expect(copied.attributes).toEqual({ ...storeCall, "error.type": "TypeError" });
+    expect(storeCall).toEqual({ "artifacts.store": "blob", "artifacts.store.operation": "get" });
+    expect(hole.attributes).toEqual({ a: 1 });
+    expect(Object.keys(hole.attributes)).toEqual(["a"]);
   });
 
   it("keeps the first OK or ERROR, and never lets UNSET replace it", () => {

@@ -10,10 +10,21 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { OtlpTraceEncoder } from "../../src/runtime/otlp-protobuf.ts";
+import { SpanId, TraceId } from "../../src/runtime/span-ids.ts";
 import { type SpanRecord, toReadableSpan } from "../../src/runtime/span-record.ts";
 
 const hexId = (bytes: number) =>
   fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => Buffer.from(b).toString("hex"));
+const word = fc.integer({ min: 0, max: 0xffffffff });
+/** Ids as the tracer makes them (words, hex when asked) and as a caller's `traceparent` gives them (hex). */
+const traceId: fc.Arbitrary<TraceId> = fc.oneof(
+  fc.tuple(word, word, word, word).map(([a, b, c, d]) => new TraceId(a, b, c, d)),
+  hexId(16).map((hex) => TraceId.fromHex(hex)),
+);
+const spanId: fc.Arbitrary<SpanId> = fc.oneof(
+  fc.tuple(word, word).map(([a, b]) => new SpanId(a, b)),
+  hexId(8).map((hex) => SpanId.fromHex(hex)),
+);
 /** Names and values: ASCII, past 127 bytes (a two-byte length), and beyond ASCII. */
 const text = fc.oneof(
   fc.string({ maxLength: 20 }),
@@ -32,6 +43,22 @@ const attributes: fc.Arbitrary<Attributes> = fc.dictionary(
   fc.oneof(scalar, fc.array(fc.oneof(text, fc.integer()), { maxLength: 4 })),
   { maxKeys: 6 },
 );
+/**
+ * Frozen sets, as the code keeps a store call's: the encoder caches each one's bytes by
+ * identity, so the same objects come back span after span.
+ */
+const frozenSets: Attributes[] = [
+  Object.freeze({}),
+  Object.freeze({ "artifacts.store": "blob", "artifacts.store.operation": "putIfAbsent" }),
+  Object.freeze({
+    "artifacts.store": "libsql",
+    "artifacts.store.operation": "apply",
+    n: 3,
+    ok: true,
+    list: ["a", "é"],
+  }),
+];
+const spanAttributes = fc.oneof(attributes, fc.constantFrom(...frozenSets));
 /** Epoch milliseconds with a sub-millisecond fraction, as `performance.timeOrigin + performance.now()` gives. */
 const time = fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 }).chain((ms) =>
   fc.integer({ min: 0, max: 999_999 }).map((nanos) => ms + nanos / 1e6)
@@ -44,15 +71,15 @@ const record: fc.Arbitrary<SpanRecord> = fc.record({
   scope: fc.constantFrom("thread-artifacts", "other"),
   name: text,
   kind: fc.integer({ min: 0, max: 4 }),
-  traceId: hexId(16),
-  spanId: hexId(8),
+  traceId,
+  spanId,
   traceFlags: fc.constantFrom(0, 1),
   traceState,
-  parentSpanId: fc.option(hexId(8), { nil: undefined }),
+  parentSpanId: fc.option(spanId, { nil: undefined }),
   parentIsRemote: fc.boolean(),
   startMs: time,
   durationMs: fc.double({ min: 0, max: 60_000, noNaN: true }),
-  attributes,
+  attributes: spanAttributes,
   status: fc.oneof(
     fc.constant({ code: 0 }),
     fc.constant({ code: 1 }),
@@ -60,8 +87,8 @@ const record: fc.Arbitrary<SpanRecord> = fc.record({
   ),
   links: fc.array(
     fc.record({
-      traceId: hexId(16),
-      spanId: hexId(8),
+      traceId,
+      spanId,
       traceFlags: fc.constantFrom(0, 1),
       traceState,
       attributes: fc.option(attributes, { nil: undefined }),
@@ -138,8 +165,8 @@ describe("OTLP/protobuf encoding of span records", () => {
       scope: "thread-artifacts",
       name: `span ${i} ${"x".repeat(i % 300)}`,
       kind: 1,
-      traceId: "0af7651916cd43dd8448eb211c80319c",
-      spanId: i.toString(16).padStart(16, "0"),
+      traceId: TraceId.fromHex("0af7651916cd43dd8448eb211c80319c"),
+      spanId: SpanId.fromHex(i.toString(16).padStart(16, "0")),
       traceFlags: 1,
       traceState: undefined,
       parentSpanId: undefined,

@@ -1,7 +1,7 @@
 /** The Node tracer's trace and span ids (src/runtime/span-ids.ts): valid W3C ids, random, never all zeros. */
 import { isValidSpanId, isValidTraceId } from "@opentelemetry/api";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { SpanIds } from "../../src/runtime/span-ids.ts";
+import { SpanId, SpanIds, TraceId } from "../../src/runtime/span-ids.ts";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -45,5 +45,23 @@ describe("span ids", () => {
     const ids = new SpanIds();
     expect(ids.generateTraceId()).toBe("00000000000000000000000000000001");
     expect(ids.generateSpanId()).toBe("0000000000000001");
+  });
+
+  it("keeps ids as words: the hex made from them, and words read back from a caller's hex", () => {
+    randomWords(0xdeadbeef, 0x00000001, 0x80000000, 0x0000ffff);
+    const ids = new SpanIds();
+    const traceId = ids.traceId();
+    expect([traceId.w0, traceId.w1, traceId.w2, traceId.w3]).toEqual([0xdeadbeef, 1, 0x80000000, 0xffff]);
+    expect(traceId.hex).toBe("deadbeef00000001800000000000ffff");
+    const spanId = ids.spanId();
+    expect([spanId.high, spanId.low]).toEqual([0xdeadbeef, 1]);
+    expect(spanId.hex).toBe("deadbeef00000001");
+
+    const caller = TraceId.fromHex("0AF7651916CD43DD8448EB211C80319C");
+    expect([caller.w0, caller.w1, caller.w2, caller.w3]).toEqual([0x0af76519, 0x16cd43dd, 0x8448eb21, 0x1c80319c]);
+    expect(caller.hex).toBe("0af7651916cd43dd8448eb211c80319c");
+    const parent = SpanId.fromHex("b7ad6b7169203331");
+    expect([parent.high, parent.low]).toEqual([0xb7ad6b71, 0x69203331]);
+    expect(new SpanId(parent.high, parent.low).hex).toBe("b7ad6b7169203331");
   });
 });
