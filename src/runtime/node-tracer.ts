@@ -48,17 +48,20 @@ const NO_EVENTS: readonly EventRecord[] = Object.freeze([]);
 const NO_OPTIONS: SpanOptions = Object.freeze({});
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
-/** Frozen attribute sets found whole (every value set, no more than a span keeps): shared as they are. */
+/**
+ * Frozen attribute sets a span keeps as they are: every value set and a scalar (an array
+ * in a frozen set could still change), no more than a span keeps.
+ */
 const sharedAttributes = new WeakSet<Attributes>();
 
-/** Whether `attributes` is frozen and one a span keeps whole (checked once per set). */
+/** Whether `attributes` is a set a span may share (checked once per set). */
 function isSharedAttributes(attributes: Attributes): boolean {
   if (sharedAttributes.has(attributes)) return true;
   if (!Object.isFrozen(attributes) || Object.getPrototypeOf(attributes) !== Object.prototype) return false;
-  const keys = Object.keys(attributes);
-  if (keys.length > MAX_ATTRIBUTES || keys.some((key) => attributes[key] === undefined || attributes[key] === null)) {
-    return false;
-  }
+  const values = Object.values(attributes);
+  const scalar = (value: unknown) =>
+    typeof value === "string" || typeof value === "number" || typeof value === "boolean";
+  if (values.length > MAX_ATTRIBUTES || !values.every(scalar)) return false;
   sharedAttributes.add(attributes);
   return true;
 }

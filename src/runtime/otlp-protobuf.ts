@@ -358,7 +358,8 @@ export class OtlpTraceEncoder {
   readonly #batch: ScopeSpans[] = [];
   readonly #keys = new KeyCache();
   readonly #names = new Map<string, Uint8Array>();
-  readonly #frozen = new WeakMap<Attributes, Uint8Array>();
+  /** Per frozen set, its bytes, or null for a set not cached (it holds an array). */
+  readonly #frozen = new WeakMap<Attributes, Uint8Array | null>();
   #count = 0;
 
   constructor(resourceAttributes: Attributes) {
@@ -429,16 +430,21 @@ export class OtlpTraceEncoder {
   /**
    * A frozen attribute set's `9: attributes` fields, encoded once per set: the code's
    * constant sets (a store call's) come back span after span, and frozen, never change.
+   * Not a set holding an array (the array itself may still change): undefined.
    */
-  #frozenAttributes(attributes: Attributes): Uint8Array {
+  #frozenAttributes(attributes: Attributes): Uint8Array | undefined {
     let bytes = this.#frozen.get(attributes);
-    if (!bytes) {
-      const writer = new Writer(256);
-      writeAttributes(writer, 9, attributes, this.#keys);
-      bytes = writer.finish();
+    if (bytes === undefined) {
+      if (Object.values(attributes).some(Array.isArray)) {
+        bytes = null;
+      } else {
+        const writer = new Writer(256);
+        writeAttributes(writer, 9, attributes, this.#keys);
+        bytes = writer.finish();
+      }
       this.#frozen.set(attributes, bytes);
     }
-    return bytes;
+    return bytes ?? undefined;
   }
 
   #scopeSpans(name: string): ScopeSpans {
@@ -475,7 +481,8 @@ export class OtlpTraceEncoder {
     writer.tag(8, FIXED64);
     writer.nanos(span.endMs);
     const attributes = span.attributes;
-    if (Object.isFrozen(attributes)) writer.raw(this.#frozenAttributes(attributes));
+    const frozen = Object.isFrozen(attributes) ? this.#frozenAttributes(attributes) : undefined;
+    if (frozen) writer.raw(frozen);
     else writeAttributes(writer, 9, attributes, this.#keys);
     writer.tag(10, VARINT);
     writer.varint(0);

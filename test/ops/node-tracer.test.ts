@@ -116,10 +116,15 @@ describe("the Node server's tracer", () => {
     const more = tracer.startSpan("blob get", { attributes: storeCall });
     more.setAttribute("error.type", "TypeError");
     more.end();
-    // Frozen with a value a span drops: copied, without it.
+    // Frozen with a value a span drops: copied, without it; with an array (which may
+    // still change): copied.
     const withHole = Object.freeze({ a: 1, b: undefined });
     tracer.startSpan("hole", { attributes: withHole }).end();
-    const [shared, copied, hole] = records as [SpanRecord, SpanRecord, SpanRecord];
+    const withArray = Object.freeze({ list: ["a"] });
+    tracer.startSpan("array", { attributes: withArray }).end();
+    const [shared, copied, hole, array] = records as [SpanRecord, SpanRecord, SpanRecord, SpanRecord];
+    expect(array.attributes).not.toBe(withArray);
+    expect(array.attributes).toEqual({ list: ["a"] });
     expect(shared.attributes).toBe(storeCall);
     expect(copied.attributes).not.toBe(storeCall);
     expect(copied.attributes).toEqual({ ...storeCall, "error.type": "TypeError" });
