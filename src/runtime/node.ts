@@ -18,6 +18,7 @@ import { wire } from "./wire.ts";
 import { authConfigured } from "../http/auth/authenticator.ts";
 import { withMetricsEndpoint } from "../http/metrics-endpoint.ts";
 import { configureLogging } from "../logging/configure.ts";
+import { lineBuffer } from "./line-buffer.ts";
 import { LIFECYCLE, logger } from "../logging/logger.ts";
 import { rebuildCache } from "../service/rebuild.ts";
 
@@ -40,24 +41,17 @@ export function configureNodeLogging(config: Pick<Config, "logLevel" | "logForma
   });
 }
 
-/**
- * Log lines to stdout, one write per turn of the event loop rather than one per line: a
- * write to a pipe is a system call, and under load a turn logs many requests. Whatever a
- * turn logged is written before the process exits (a kill -9 loses at most that turn's).
- */
+/** Log lines to stdout in one write per 10 ms or 16 KiB (line-buffer.ts); what is pending goes out as the process exits. */
 function bufferedStdout(): (line: string) => void {
-  let pending = "";
-  const flush = () => {
-    if (pending === "") return;
-    const chunk = pending;
-    pending = "";
-    process.stdout.write(chunk);
-  };
-  process.on("exit", flush);
-  return (line) => {
-    if (pending === "") setImmediate(flush);
-    pending += `${line}\n`;
-  };
+  const lines = lineBuffer({
+    write: (chunk) => process.stdout.write(chunk),
+    maxDelayMs: 10,
+    maxBytes: 16 * 1024,
+    later: (run, ms) => setTimeout(run, ms).unref(),
+    cancel: (timer) => clearTimeout(timer as NodeJS.Timeout),
+  });
+  process.on("exit", lines.flush);
+  return lines.add;
 }
 
 /** `tracing`: what `startNodeTracing` registered, flushed before the process exits. */
