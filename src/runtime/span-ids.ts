@@ -10,8 +10,6 @@
  * writes each id into a shared Buffer and reads it back with `toString("hex")`, a call
  * into the runtime per id.
  */
-import type { IdGenerator } from "@opentelemetry/sdk-trace";
-
 /** The char codes of "0123456789abcdef". */
 const HEX = [48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102] as const;
 
@@ -93,8 +91,8 @@ export class SpanId {
   }
 }
 
-/** New random ids; also the SDK's `IdGenerator` (as hex), for whatever takes one. */
-export class SpanIds implements IdGenerator {
+/** New random ids (the Node tracer's). */
+export class SpanIds {
   traceId(): TraceId {
     const a = randomWord();
     const b = randomWord();
@@ -109,15 +107,5 @@ export class SpanIds implements IdGenerator {
     let b = randomWord();
     if ((a | b) === 0) b = 1;
     return new SpanId(a, b);
-  }
-
-  /** 16 random bytes as 32 hex digits. */
-  generateTraceId(): string {
-    return this.traceId().hex;
-  }
-
-  /** 8 random bytes as 16 hex digits. */
-  generateSpanId(): string {
-    return this.spanId().hex;
   }
 }

@@ -19,8 +19,8 @@ describe("span ids", () => {
     const traces = new Set<string>();
     const spans = new Set<string>();
     for (let i = 0; i < 10_000; i++) {
-      const traceId = ids.generateTraceId();
-      const spanId = ids.generateSpanId();
+      const traceId = ids.traceId().hex;
+      const spanId = ids.spanId().hex;
       expect(traceId).toMatch(/^[0-9a-f]{32}$/);
       expect(spanId).toMatch(/^[0-9a-f]{16}$/);
       expect(isValidTraceId(traceId) && isValidSpanId(spanId)).toBe(true);
@@ -34,17 +34,17 @@ describe("span ids", () => {
   it("writes each random word as its eight hex digits, most significant first", () => {
     randomWords(0x01234567, 0x89abcdef, 0xfedcba98, 0x76543210);
     const ids = new SpanIds();
-    expect(ids.generateTraceId()).toBe("0123456789abcdeffedcba9876543210");
-    expect(ids.generateSpanId()).toBe("0123456789abcdef");
+    expect(ids.traceId().hex).toBe("0123456789abcdeffedcba9876543210");
+    expect(ids.spanId().hex).toBe("0123456789abcdef");
     randomWords(0x0000000f, 0xf0000000);
-    expect(ids.generateSpanId()).toBe("0000000ff0000000");
+    expect(ids.spanId().hex).toBe("0000000ff0000000");
   });
 
   it("never makes the all-zero (invalid) id", () => {
     randomWords(0);
     const ids = new SpanIds();
-    expect(ids.generateTraceId()).toBe("00000000000000000000000000000001");
-    expect(ids.generateSpanId()).toBe("0000000000000001");
+    expect(ids.traceId().hex).toBe("00000000000000000000000000000001");
+    expect(ids.spanId().hex).toBe("0000000000000001");
   });
 
   it("keeps ids as words: the hex made from them, and words read back from a caller's hex", () => {
