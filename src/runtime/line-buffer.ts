@@ -6,18 +6,17 @@
  *
  * Why a time window and not one write per turn of the event loop (as before): under load a
  * turn serves one to three requests, so that was a write per one to three access lines.
- * Measured on servers with their data in `/dev/shm` (docs/decisions.md, "Metrics and
- * traces"): a create took 578 µs of server CPU with a write per turn, 462 µs with a 10 ms
+ * Measured on servers with their data in `/dev/shm` (docs/decisions.md, "Logs"): a create took 578 µs of server CPU with a write per turn, 462 µs with a 10 ms
  * window. The price: a `kill -9` loses up to the window's lines (10 ms of them), where it
  * lost one turn's. pino's asynchronous destination (`minLength`) makes the same trade.
  */
-export interface LineBufferOptions {
+export interface LineBufferOptions<Timer> {
   write: (chunk: string) => void;
   maxDelayMs: number;
   maxBytes: number;
   /** A timer that does not keep the process alive (Node: `unref`). */
-  later: (run: () => void, ms: number) => unknown;
-  cancel: (timer: unknown) => void;
+  later: (run: () => void, ms: number) => Timer;
+  cancel: (timer: Timer) => void;
 }
 
 export interface LineBuffer {
@@ -27,9 +26,9 @@ export interface LineBuffer {
   flush(): void;
 }
 
-export function lineBuffer(options: LineBufferOptions): LineBuffer {
+export function lineBuffer<Timer>(options: LineBufferOptions<Timer>): LineBuffer {
   let pending = "";
-  let timer: unknown;
+  let timer: Timer | undefined;
   const flush = () => {
     if (timer !== undefined) {
       options.cancel(timer);

@@ -48,7 +48,7 @@ function bufferedStdout(): (line: string) => void {
     maxDelayMs: 10,
     maxBytes: 16 * 1024,
     later: (run, ms) => setTimeout(run, ms).unref(),
-    cancel: (timer) => clearTimeout(timer as NodeJS.Timeout),
+    cancel: (timer) => clearTimeout(timer),
   });
   process.on("exit", lines.flush);
   return lines.add;

@@ -20,7 +20,7 @@ function harness(maxBytes = 1024) {
       return timer;
     },
     cancel: (timer) => {
-      (timer as { cancelled: boolean }).cancelled = true;
+      timer.cancelled = true;
     },
   });
   /** Fires the timers that are due (all those set and not cancelled). */
