@@ -6,9 +6,10 @@
  *
  * Why a time window and not one write per turn of the event loop (as before): under load a
  * turn serves one to three requests, so that was a write per one to three access lines.
- * Measured on servers with their data in `/dev/shm` (docs/decisions.md, "Logs"): a create took 578 µs of server CPU with a write per turn, 462 µs with a 10 ms
- * window. The price: a `kill -9` loses up to the window's lines (10 ms of them), where it
- * lost one turn's. pino's asynchronous destination (`minLength`) makes the same trade.
+ * Measured on servers with their data in `/dev/shm` (docs/decisions.md, "Logs"): a create
+ * took 578 µs of server CPU with a write per turn, 462 µs with a 10 ms window. The price: a
+ * `kill -9` loses up to the window's lines (10 ms of them), where it lost one turn's. pino's
+ * asynchronous destination (`minLength`) makes the same trade.
  */
 export interface LineBufferOptions<Timer> {
   write: (chunk: string) => void;
