@@ -2,7 +2,9 @@
  * The Node server's span export: batches of finished spans (span-batches.ts), one export
  * at a time, through the SDK's OTLP export delegate (its bookkeeping, and the settings
  * `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION` and certificates read from the
- * environment) over our POST (otlp-http-post.ts: one write, the SDK's retry rules).
+ * environment) over our POST (otlp-http-post.ts: one write, the SDK's retry rules), made
+ * on a thread of its own (otlp-post-thread.ts: an HTTP client on the event loop slows
+ * every request's own event-emitter and socket code).
  * `http/protobuf` encodes each span into its batch as it ends (otlp-protobuf.ts);
  * `http/json` keeps the records and the SDK's JSON serializer encodes a batch when it goes.
  * The resource: `service.name` `thread-artifacts` unless `OTEL_SERVICE_NAME` or
@@ -21,7 +23,7 @@ import {
 } from "@opentelemetry/resources";
 import type { IExportTraceServiceResponse } from "@opentelemetry/otlp-transformer";
 import { withDeadline } from "../model/deadline.ts";
-import { otlpHttpPost } from "./otlp-http-post.ts";
+import { otlpPostThread } from "./otlp-post-thread.ts";
 import { OtlpTraceEncoder } from "./otlp-protobuf.ts";
 import { SpanBatches, type SpanGather, SpanList } from "./span-batches.ts";
 import { type SpanRecord, toReadableSpan } from "./span-record.ts";
@@ -88,8 +90,9 @@ function exporterOf<T>(
   serializer: ISerializer<T, IExportTraceServiceResponse>,
   countItems: (batch: T) => number,
 ): OTLPExporterBase<T> {
+  const contentType = options.protocol === "http/json" ? "application/json" : "application/x-protobuf";
   const configuration = convertLegacyHttpOptions({ url: options.url }, "TRACES", "v1/traces", {
-    "Content-Type": options.protocol === "http/json" ? "application/json" : "application/x-protobuf",
+    "Content-Type": contentType,
   });
   return new OTLPExporterBase<T>(
     createOtlpNetworkExportDelegate(
@@ -101,7 +104,7 @@ function exporterOf<T>(
         configuration.url,
         undefined,
       ),
-      otlpHttpPost(configuration),
+      otlpPostThread(configuration, { url: options.url, contentType }),
     ),
   );
 }
