@@ -5,42 +5,22 @@
  * long between tries, the deadline, the number of tries). Waits between tries go through
  * a recording stand-in for the timer, so the test sees each wait without taking it.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import { gunzipSync } from "node:zlib";
-import { OTLPExporterError } from "@opentelemetry/otlp-exporter-base";
 import { convertLegacyHttpOptions } from "@opentelemetry/otlp-exporter-base/node-http";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { otlpHttpPost, retryAfterMs } from "../../src/runtime/otlp-http-post.ts";
 import { closedPort } from "../support/cluster.ts";
+import { type Collector, expectCollectorRefusal, startCollector } from "../support/http-collector.ts";
 
-interface Received {
-  headers: IncomingMessage["headers"];
-  body: Buffer;
-}
-
-let server: Server | undefined;
+let collecting: Collector | undefined;
+/** A collector for this test (closed after it), answering each request with `answer(i)`. */
+const collector = async (answer: (i: number, res: ServerResponse) => void) => collecting = await startCollector(answer);
 afterEach(async () => {
   vi.restoreAllMocks();
-  server?.closeAllConnections();
-  await new Promise<void>((resolve) => server ? server.close(() => resolve()) : resolve());
-  server = undefined;
+  await collecting?.close();
+  collecting = undefined;
 });
-
-/** A collector answering each request with `answer(i)` (the i-th request, from 0); what it received. */
-async function collector(answer: (i: number, res: ServerResponse) => void): Promise<{ url: string; got: Received[] }> {
-  const got: Received[] = [];
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
-      got.push({ headers: req.headers, body: Buffer.concat(chunks) });
-      answer(got.length - 1, res);
-    });
-  });
-  await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`, got };
-}
 
 const settings = (url: string, extra: Record<string, unknown> = {}) =>
   convertLegacyHttpOptions({ url, ...extra }, "TRACES", "v1/traces", { "Content-Type": "application/x-protobuf" });
@@ -131,11 +111,7 @@ describe("OTLP/HTTP post", () => {
     const { url, got } = await collector((_, res) => res.writeHead(400).end("bad spans"));
     const { waits, wait } = recordedWaits();
     const response = await otlpHttpPost(settings(url), wait).send(body, 5000);
-    expect(response.status).toBe("failure");
-    const error = (response as { error: unknown }).error;
-    expect(error).toBeInstanceOf(OTLPExporterError);
-    expect((error as OTLPExporterError).code).toBe(400);
-    expect((error as OTLPExporterError).data).toBe("bad spans");
+    expectCollectorRefusal(response, 400, "bad spans");
     expect(got).toHaveLength(1);
     expect(waits).toEqual([]);
   });

@@ -8,8 +8,7 @@
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -19,16 +18,14 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { plainResponse, responseOf } from "../../src/runtime/otlp-post-messages.ts";
 import { otlpPostThread } from "../../src/runtime/otlp-post-thread.ts";
 import { closedPort } from "../support/cluster.ts";
-
-interface Received {
-  headers: IncomingMessage["headers"];
-  body: Buffer;
-}
+import { type Collector, expectCollectorRefusal, startCollector } from "../support/http-collector.ts";
 
 const CONTENT_TYPE = "application/x-protobuf";
 const body = new Uint8Array(Array.from({ length: 70_000 }, (_, i) => i % 251));
 
-let server: Server | undefined;
+let collecting: Collector | undefined;
+/** A collector for this test (closed after it), answering each request with `answer(i)`. */
+const collector = async (answer: (i: number, res: ServerResponse) => void) => collecting = await startCollector(answer);
 let transport: IExporterTransport | undefined;
 /** Requests this thread's HTTP client started. */
 let requestsHere = 0;
@@ -42,25 +39,9 @@ afterEach(async () => {
   vi.unstubAllEnvs();
   transport?.shutdown();
   transport = undefined;
-  server?.closeAllConnections();
-  await new Promise<void>((resolve) => server ? server.close(() => resolve()) : resolve());
-  server = undefined;
+  await collecting?.close();
+  collecting = undefined;
 });
-
-/** A collector answering each request with `answer(i)` (the i-th request, from 0); what it received. */
-async function collector(answer: (i: number, res: ServerResponse) => void): Promise<{ url: string; got: Received[] }> {
-  const got: Received[] = [];
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => {
-      got.push({ headers: req.headers, body: Buffer.concat(chunks) });
-      answer(got.length - 1, res);
-    });
-  });
-  await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`, got };
-}
 
 /** The transport as span-export.ts makes it, to `url`. */
 function threadTo(url: string, worker?: URL): IExporterTransport {
@@ -89,11 +70,7 @@ describe("OTLP/HTTP posts on their own thread", () => {
   it("answers a collector's 400 with the SDK's error, its status and its body", async () => {
     const { url, got } = await collector((_, res) => res.writeHead(400).end("bad spans"));
     const response = await threadTo(url).send(body, 5000);
-    expect(response.status).toBe("failure");
-    const error = (response as { error: unknown }).error;
-    expect(error).toBeInstanceOf(OTLPExporterError);
-    expect((error as OTLPExporterError).code).toBe(400);
-    expect((error as OTLPExporterError).data).toBe("bad spans");
+    expectCollectorRefusal(response, 400, "bad spans");
     expect(got).toHaveLength(1);
   });
 
