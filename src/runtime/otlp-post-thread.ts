@@ -9,9 +9,9 @@
  * inline caches at dozens of sites the server runs on every request (adding a listener,
  * emitting, reading and writing a socket) then turn megamorphic: every request pays for
  * the dozen posts a second. Counted with `--log-ic` on a pinned server: the posts on the
- * event loop turned ~100 such sites megamorphic; on this thread they leave them as they
- * are with tracing off (docs/decisions.md, "Metrics and traces"). The post itself is
- * cheap once it is off the requests' code.
+ * event loop turned ~100 such sites megamorphic; from this thread, ~25–40 more than with
+ * tracing off stay so (docs/decisions.md, "Metrics and traces"). The post itself is cheap
+ * once it is off the requests' code.
  *
  * The thread starts with the export, so that its modules load while the first batch
  * gathers. If it fails, the posts in flight answer failure (their batches are dropped and
