@@ -1,11 +1,29 @@
 /**
  * What the span export's post thread (otlp-post-thread.ts, otlp-post-worker.ts) and the
- * event loop send each other: a batch's bytes one way, the post's result the other. A
- * result's error crosses as plain fields, because a structured clone keeps neither an
- * error's class nor its own fields (OTLPExporterError's status and body, a network
- * error's code), which the SDK's export delegate and its metrics read.
+ * event loop share: the settings both read, a batch's bytes one way, the post's result
+ * the other. A result's error crosses as plain fields, because a structured clone keeps
+ * neither an error's class nor its own fields (OTLPExporterError's status and body, a
+ * network error's code), which the SDK's export delegate and its metrics read.
  */
 import { type ExportResponse, OTLPExporterError } from "@opentelemetry/otlp-exporter-base";
+import { convertLegacyHttpOptions } from "@opentelemetry/otlp-exporter-base/node-http";
+
+/**
+ * What the thread posts to. Each side reads the rest of the settings (headers,
+ * compression, certificates) from the same environment (`exporterSettings`): an agent
+ * and a headers function cannot cross threads.
+ */
+export interface PostThreadSettings {
+  url: string;
+  contentType: string;
+}
+
+/** The SDK's settings for an OTLP/HTTP trace exporter on Node: `settings` over the `OTEL_EXPORTER_OTLP_*` environment. */
+export function exporterSettings(
+  { url, contentType }: PostThreadSettings,
+): ReturnType<typeof convertLegacyHttpOptions> {
+  return convertLegacyHttpOptions({ url }, "TRACES", "v1/traces", { "Content-Type": contentType });
+}
 
 /** A batch to post, and how long its post may take (retries included). */
 export interface PostRequest {
@@ -36,9 +54,7 @@ export type PlainResponse =
 
 /** `response` as it crosses to the event loop. */
 export function plainResponse(response: ExportResponse): PlainResponse {
-  if (response.status === "success") {
-    return response.data ? { status: "success", data: response.data } : { status: "success" };
-  }
+  if (response.status === "success") return response;
   if (response.status === "failure") return { status: "failure", error: plainError(response.error) };
   const plain: PlainResponse = { status: "retryable" };
   if (response.retryInMillis !== undefined) plain.retryInMillis = response.retryInMillis;

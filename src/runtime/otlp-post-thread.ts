@@ -20,29 +20,24 @@
  */
 import { Worker } from "node:worker_threads";
 import type { ExportResponse, IExporterTransport } from "@opentelemetry/otlp-exporter-base";
-import type { convertLegacyHttpOptions } from "@opentelemetry/otlp-exporter-base/node-http";
 import { otlpHttpPost } from "./otlp-http-post.ts";
-import { type PostAnswer, type PostRequest, responseOf } from "./otlp-post-messages.ts";
+import {
+  exporterSettings,
+  type PostAnswer,
+  type PostRequest,
+  type PostThreadSettings,
+  responseOf,
+} from "./otlp-post-messages.ts";
 
 /** The SDK's settings for an OTLP/HTTP exporter on Node (its type is not exported by name). */
-type OtlpNodeHttpConfiguration = ReturnType<typeof convertLegacyHttpOptions>;
-
-/**
- * What the thread posts to. It reads the rest of the settings (headers, compression,
- * certificates) from the same environment, as `convertLegacyHttpOptions` does here: an
- * agent and a headers function cannot cross threads.
- */
-export interface PostThreadSettings {
-  url: string;
-  contentType: string;
-}
+type OtlpNodeHttpConfiguration = ReturnType<typeof exporterSettings>;
 
 const POST_WORKER = new URL("./otlp-post-worker.ts", import.meta.url);
 
 /**
  * The transport the SDK's export delegate posts through: on the post thread, or on the
- * event loop (over `configuration`) once the thread has failed. `worker` is the thread's
- * script (a test's may fail on purpose).
+ * event loop (over `configuration`, the delegate's own: `exporterSettings(settings)`) once
+ * the thread has failed. `worker` is the thread's script (a test's may fail on purpose).
  */
 export function otlpPostThread(
   configuration: OtlpNodeHttpConfiguration,

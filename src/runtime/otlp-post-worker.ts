@@ -4,13 +4,16 @@
  * (otlp-http-post.ts, with its retries), answering with the result.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { convertLegacyHttpOptions } from "@opentelemetry/otlp-exporter-base/node-http";
 import { otlpHttpPost } from "./otlp-http-post.ts";
-import { plainResponse, type PostAnswer, type PostRequest } from "./otlp-post-messages.ts";
-import type { PostThreadSettings } from "./otlp-post-thread.ts";
+import {
+  exporterSettings,
+  plainResponse,
+  type PostAnswer,
+  type PostRequest,
+  type PostThreadSettings,
+} from "./otlp-post-messages.ts";
 
-const { url, contentType } = workerData as PostThreadSettings;
-const post = otlpHttpPost(convertLegacyHttpOptions({ url }, "TRACES", "v1/traces", { "Content-Type": contentType }));
+const post = otlpHttpPost(exporterSettings(workerData as PostThreadSettings));
 
 parentPort?.on("message", async ({ id, body, timeoutMs }: PostRequest) => {
   const response = await post.send(body, timeoutMs);

@@ -12,7 +12,7 @@
  */
 import { type ExportResult, ExportResultCode } from "@opentelemetry/core";
 import { createOtlpNetworkExportDelegate, OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
-import { convertLegacyHttpOptions, createOtlpHttpExporterMetrics } from "@opentelemetry/otlp-exporter-base/node-http";
+import { createOtlpHttpExporterMetrics } from "@opentelemetry/otlp-exporter-base/node-http";
 import { type ISerializer, JsonTraceSerializer, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import {
   defaultResource,
@@ -23,6 +23,7 @@ import {
 } from "@opentelemetry/resources";
 import type { IExportTraceServiceResponse } from "@opentelemetry/otlp-transformer";
 import { withDeadline } from "../model/deadline.ts";
+import { exporterSettings } from "./otlp-post-messages.ts";
 import { otlpPostThread } from "./otlp-post-thread.ts";
 import { OtlpTraceEncoder } from "./otlp-protobuf.ts";
 import { SpanBatches, type SpanGather, SpanList } from "./span-batches.ts";
@@ -90,10 +91,11 @@ function exporterOf<T>(
   serializer: ISerializer<T, IExportTraceServiceResponse>,
   countItems: (batch: T) => number,
 ): OTLPExporterBase<T> {
-  const contentType = options.protocol === "http/json" ? "application/json" : "application/x-protobuf";
-  const configuration = convertLegacyHttpOptions({ url: options.url }, "TRACES", "v1/traces", {
-    "Content-Type": contentType,
-  });
+  const settings = {
+    url: options.url,
+    contentType: options.protocol === "http/json" ? "application/json" : "application/x-protobuf",
+  };
+  const configuration = exporterSettings(settings);
   return new OTLPExporterBase<T>(
     createOtlpNetworkExportDelegate(
       configuration,
@@ -104,7 +106,7 @@ function exporterOf<T>(
         configuration.url,
         undefined,
       ),
-      otlpPostThread(configuration, { url: options.url, contentType }),
+      otlpPostThread(configuration, settings),
     ),
   );
 }

@@ -13,9 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type IExporterTransport, OTLPExporterError } from "@opentelemetry/otlp-exporter-base";
-import { convertLegacyHttpOptions } from "@opentelemetry/otlp-exporter-base/node-http";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { plainResponse, responseOf } from "../../src/runtime/otlp-post-messages.ts";
+import { exporterSettings, plainResponse, responseOf } from "../../src/runtime/otlp-post-messages.ts";
 import { otlpPostThread } from "../../src/runtime/otlp-post-thread.ts";
 import { closedPort } from "../support/cluster.ts";
 import { type Collector, expectCollectorRefusal, startCollector } from "../support/http-collector.ts";
@@ -45,8 +44,8 @@ afterEach(async () => {
 
 /** The transport as span-export.ts makes it, to `url`. */
 function threadTo(url: string, worker?: URL): IExporterTransport {
-  const configuration = convertLegacyHttpOptions({ url }, "TRACES", "v1/traces", { "Content-Type": CONTENT_TYPE });
-  return transport = otlpPostThread(configuration, { url, contentType: CONTENT_TYPE }, worker);
+  const settings = { url, contentType: CONTENT_TYPE };
+  return transport = otlpPostThread(exporterSettings(settings), settings, worker);
 }
 
 describe("OTLP/HTTP posts on their own thread", () => {
